@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# beam's two commands, from the repository root:
+#   cmake/dev.sh example   build and run the main example
+#   cmake/dev.sh test      build everything and run all tests (ctest)
+# Extra arguments go to the example, or to cmake's configure step for `test`.
+# Missing Debian packages (doctest-dev, libbenchmark-dev) are installed with apt-get when run
+# as root; otherwise the exact command is printed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+what=${1:-}; shift || true
+build=${BEAM_BUILD_DIR:-build}
+
+install_missing() {
+  local missing=()
+  for pkg in doctest-dev libbenchmark-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]}"
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+  else
+    echo "beam needs: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+configure() {  # configure <build dir> [cmake options]
+  local dir=$1; shift
+  local generator=()
+  command -v ninja >/dev/null && [ ! -f "$dir/CMakeCache.txt" ] && generator=(-G Ninja)
+  cmake -S . -B "$dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+}
+
+case "$what" in
+  example)
+    # Its own build folder: the example needs no test or benchmark dependency.
+    configure "$build-example" -DBEAM_BUILD_TESTS=OFF -DBEAM_BUILD_BENCHMARKS=OFF >/dev/null
+    cmake --build "$build-example" --target 01_reference_layer -j "$(nproc)" >/dev/null
+    "$build-example/examples/01_reference_layer" "$@"
+    ;;
+  test)
+    install_missing
+    configure "$build" -DBEAM_BUILD_TESTS=ON -DBEAM_BUILD_EXAMPLES=ON -DBEAM_BUILD_BENCHMARKS=ON "$@"
+    cmake --build "$build" -j "$(nproc)"
+    ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
+    ;;
+  *)
+    echo "usage: cmake/dev.sh example [args] | test [cmake -D options]" >&2
+    exit 2
+    ;;
+esac

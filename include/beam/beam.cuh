@@ -1,0 +1,15 @@
+//! @file
+//! beam: Binary Expert Activation Masking for Mixture-of-Experts layers.
+//! Umbrella header: every public header of the library.
+#pragma once
+
+#include "beam/core/dtype.cuh"
+#include "beam/core/error.cuh"
+#include "beam/core/macros.cuh"
+#include "beam/core/math.cuh"
+
+#include "beam/reference/matrix.cuh"
+#include "beam/reference/moe.cuh"
+#include "beam/reference/permute.cuh"
+#include "beam/reference/routing.cuh"
+#include "beam/reference/training.cuh"

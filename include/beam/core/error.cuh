@@ -1,0 +1,47 @@
+//! @file
+//! The error convention.
+//!
+//! Every device-level function returns `[[nodiscard]] cudaError_t`: `cudaSuccess`, a CUDA
+//! runtime error from a launch, or `cudaErrorInvalidValue` for arguments rejected on the
+//! host (its doc comment lists the reasons). Nothing in the library throws, prints or exits.
+//! Data-dependent problems found on the device are counted into a caller-visible status
+//! word and the offending item is skipped.
+//!
+//! `BEAM_CUDA_TRY` is for examples, tests and benchmarks only: it turns a failing
+//! `cudaError_t` into a `beam::cuda_error` exception that names the call site.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace beam {
+
+//! Thrown by `BEAM_CUDA_TRY` (examples, tests, benchmarks; never by the library).
+class cuda_error : public std::runtime_error {
+ public:
+  cuda_error(cudaError_t code, const char* expression, const char* file, int line)
+      : std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + expression +
+                           " failed: " + cudaGetErrorName(code) + " (" + cudaGetErrorString(code) +
+                           ")"),
+        code_(code) {}
+
+  //! The CUDA error that was returned.
+  [[nodiscard]] cudaError_t code() const noexcept { return code_; }
+
+ private:
+  cudaError_t code_;
+};
+
+}  // namespace beam
+
+//! Evaluates `expr` (a `cudaError_t`) once and throws `beam::cuda_error` unless it is
+//! `cudaSuccess`. For examples, tests and benchmarks only.
+#define BEAM_CUDA_TRY(expr)                                                \
+  do {                                                                     \
+    const cudaError_t beam_try_status_ = (expr);                           \
+    if (beam_try_status_ != cudaSuccess) {                                 \
+      throw ::beam::cuda_error(beam_try_status_, #expr, __FILE__, __LINE__); \
+    }                                                                      \
+  } while (false)

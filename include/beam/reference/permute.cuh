@@ -1,0 +1,129 @@
+//! @file
+//! Host reference of the compacted token-expert permutation: masked pairs get no row.
+//!
+//! Pair p = t·K + k of `topk_ids[T, K]` is active when its id lies in the local expert
+//! range [expert_begin, expert_end). Active pairs are grouped by expert, in token order
+//! inside an expert, and numbered by row:
+//!   counts[e]      = #{active p : id_p = expert_begin + e}
+//!   offsets[e]     = Σ_{e' < e} counts[e'],  offsets[E_local] = n_active
+//!   sorted_pairs   = active pairs in row order (row r holds pair sorted_pairs[r])
+//!   pair_to_row[p] = r with sorted_pairs[r] = p, or −1 for a skipped pair
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "beam/reference/matrix.cuh"
+
+namespace beam::reference {
+
+//! The permutation of one routing (see the file comment); experts are local indices.
+struct compaction {
+  int64_t tokens = 0;
+  int top_k = 0;
+  int32_t expert_begin = 0;            //!< first global expert id of the local range
+  std::vector<int32_t> counts;         //!< `[E_local]`
+  std::vector<int32_t> offsets;        //!< `[E_local + 1]`
+  std::vector<int32_t> sorted_pairs;   //!< `[n_active]`
+  std::vector<int32_t> pair_to_row;    //!< `[T·K]`
+  int64_t n_active = 0;                //!< active pairs (rows)
+  int64_t invalid_ids = 0;             //!< ids < −1 or ≥ num_experts, skipped
+
+  //! Token of row r.
+  [[nodiscard]] int64_t token_of_row(int64_t r) const { return sorted_pairs[r] / top_k; }
+};
+
+//! Compacts `topk_ids[T, K]` (−1 = masked) into the permutation above.
+//!
+//! Ids in [0, num_experts) outside [expert_begin, expert_end) are skipped like −1 (expert
+//! parallelism: another rank owns them); ids < −1 or ≥ num_experts are skipped and counted
+//! in `invalid_ids`.
+//! @param expert_end  end of the local range; −1 means num_experts
+//! @throws std::invalid_argument for a range outside [0, num_experts], K < 1, T·K over the
+//!         int32 range, or null ids with T > 0
+//!
+//! @code
+//! // T = 2, K = 2, E = 3, topk_ids = {2, −1,  0, 2}
+//! // counts = {1, 0, 2}, offsets = {0, 1, 1, 3}, sorted_pairs = {2, 0, 3}
+//! // pair_to_row = {1, −1, 0, 2}, n_active = 3
+//! @endcode
+inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t num_experts,
+                          int32_t expert_begin = 0, int32_t expert_end = -1) {
+  if (expert_end < 0) expert_end = num_experts;
+  if (top_k < 1 || expert_begin < 0 || expert_begin > expert_end || expert_end > num_experts ||
+      tokens < 0 || tokens * top_k > std::numeric_limits<int32_t>::max() ||
+      (tokens > 0 && topk_ids == nullptr)) {
+    throw std::invalid_argument("compact: bad K, expert range, T·K or topk_ids");
+  }
+  const int32_t local = expert_end - expert_begin;
+  const int64_t pairs = tokens * top_k;
+  compaction c;
+  c.tokens = tokens;
+  c.top_k = top_k;
+  c.expert_begin = expert_begin;
+  c.counts.assign(static_cast<size_t>(local), 0);
+  c.pair_to_row.assign(static_cast<size_t>(pairs), -1);
+
+  auto local_expert = [&](int32_t id) { return id >= expert_begin && id < expert_end ? id - expert_begin : -1; };
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int32_t id = topk_ids[p];
+    if (id < -1 || id >= num_experts) ++c.invalid_ids;
+    const int32_t e = local_expert(id);
+    if (e >= 0) ++c.counts[e];
+  }
+  c.offsets.assign(static_cast<size_t>(local) + 1, 0);
+  for (int32_t e = 0; e < local; ++e) c.offsets[e + 1] = c.offsets[e] + c.counts[e];
+  c.n_active = c.offsets[local];
+
+  c.sorted_pairs.assign(static_cast<size_t>(c.n_active), -1);
+  std::vector<int32_t> next(c.offsets.begin(), c.offsets.end() - 1);
+  for (int64_t p = 0; p < pairs; ++p) {  // ascending p: token order inside each expert
+    const int32_t e = local_expert(topk_ids[p]);
+    if (e < 0) continue;
+    const int32_t row = next[e]++;
+    c.sorted_pairs[row] = int32_t(p);
+    c.pair_to_row[p] = row;
+  }
+  return c;
+}
+
+//! Xp[r] = X[token_of_row(r)]: the input row of every active pair, `[n_active, H]`.
+template <class Real>
+std::vector<Real> gather_rows(const Real* x, int64_t hidden, const compaction& perm) {
+  std::vector<Real> xp(static_cast<size_t>(perm.n_active * hidden));
+  for (int64_t r = 0; r < perm.n_active; ++r) {
+    const Real* src = x + perm.token_of_row(r) * hidden;
+    std::copy(src, src + hidden, xp.begin() + r * hidden);
+  }
+  return xp;
+}
+
+//! out[t] = shared[t] + Σ_k ĝ[t,k] · Yp[pair_to_row[t·K+k]], summed in that order in double;
+//! skipped pairs add nothing, so a token with no active expert gets exactly shared[t] (or 0).
+//!
+//! @param yp             `[n_active, H]` expert outputs in row order
+//! @param topk_weights   ĝ `[T, K]`; null when `yp` rows are already scaled by ĝ
+//! @param shared         `[T, H]` added to every token, or null
+template <class Real>
+std::vector<Real> combine(const Real* yp, int64_t hidden, const compaction& perm,
+                          const non_deduced<Real>* topk_weights, const non_deduced<Real>* shared) {
+  std::vector<Real> out(static_cast<size_t>(perm.tokens * hidden));
+  std::vector<double> acc(static_cast<size_t>(hidden));
+  for (int64_t t = 0; t < perm.tokens; ++t) {
+    for (int64_t h = 0; h < hidden; ++h) acc[h] = shared ? double(shared[t * hidden + h]) : 0.0;
+    for (int k = 0; k < perm.top_k; ++k) {
+      const int64_t p = t * perm.top_k + k;
+      const int32_t row = perm.pair_to_row[p];
+      if (row < 0) continue;
+      const double w = topk_weights ? double(topk_weights[p]) : 1.0;
+      for (int64_t h = 0; h < hidden; ++h) acc[h] += w * double(yp[row * hidden + h]);
+    }
+    for (int64_t h = 0; h < hidden; ++h) out[t * hidden + h] = Real(acc[h]);
+  }
+  return out;
+}
+
+}  // namespace beam::reference

@@ -1,0 +1,180 @@
+//! @file
+//! Host reference of routing: Top-K candidates, their gate weights, and the BEAM mask.
+//!
+//! For one token with router logits r (E values) and mask logits z (E values):
+//!   scores      s = softmax(r)  or  s = σ(r)                  (score_function)
+//!   candidates  c = the K largest keys, key_e = r_e + b_e (softmax) or s_e + b_e (sigmoid),
+//!               b = optional selection bias; ties → lower expert index; NaN never selected
+//!   gate        g_i = λ · s_{c_i} / (renormalize ? Σ_j s_{c_j} : 1)   (λ: routed scaling)
+//!   mask        m_i = σ(z_{c_i}),  m̂_i = 1[z_{c_i} ≥ 0]
+//!   final       ĝ_i = g_i · m̂_i   (no renormalisation after masking)
+//!   ids         topk_id_i = m̂_i ? c_i : −1
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "beam/core/math.cuh"
+#include "beam/reference/matrix.cuh"
+
+namespace beam::reference {
+
+//! How router logits become expert scores.
+enum class score_function {
+  softmax,  //!< s = softmax(r) over all E experts (Mixtral, Qwen, DeepSeek-V2)
+  sigmoid,  //!< s_e = σ(r_e) (DeepSeek-V3, usually with a selection bias and renormalize)
+};
+
+//! Routing options; the defaults are plain softmax Top-K with the BEAM mask on.
+struct routing_options {
+  int top_k = 1;                                  //!< K, 1 ≤ K ≤ E
+  score_function scoring = score_function::softmax;
+  bool renormalize = false;                       //!< divide g by Σ of the K candidate scores
+  float routed_scaling_factor = 1.0f;             //!< λ
+  const float* selection_bias = nullptr;          //!< b[E] added to the selection key only
+  bool mask_enabled = true;                       //!< false: plain Top-K, m = m̂ = 1
+};
+
+//! Routing of T tokens; every `[T, K]` array is row-major, slot k = 0 is the best candidate.
+//! A slot with no candidate (fewer than K non-NaN keys) has id −1 and zero g, m, ĝ.
+template <class Real>
+struct routing_result {
+  int64_t tokens = 0;
+  int top_k = 0;
+  std::vector<int32_t> candidate_ids;  //!< c, `[T, K]`
+  std::vector<Real> gate_weights;      //!< g, `[T, K]`
+  std::vector<Real> mask_probs;        //!< m = σ(z_c), `[T, K]` (1 with the mask off)
+  std::vector<int32_t> topk_ids;       //!< c where m̂ = 1, else −1, `[T, K]`
+  std::vector<Real> topk_weights;      //!< ĝ = g · m̂, `[T, K]`
+  std::vector<int32_t> active_count;   //!< Σ_k m̂ per token, `[T]`
+
+  //! Number of (token, expert) pairs the mask keeps.
+  [[nodiscard]] int64_t active_pairs() const {
+    return std::accumulate(active_count.begin(), active_count.end(), int64_t{0});
+  }
+  //! Avg.K: active pairs per token (0 when T = 0).
+  [[nodiscard]] double avg_k() const { return tokens ? double(active_pairs()) / double(tokens) : 0.0; }
+};
+
+//! Expert scores of one token, s = softmax(r) or σ(r), accumulated in double.
+//!
+//! Softmax conventions for non-finite logits: NaN logits get probability 0; if any logit
+//! is +∞ the +∞ logits share probability 1 equally; if every non-NaN logit is −∞ they share
+//! it equally; if every logit is NaN all scores are 0.
+template <class Real>
+std::vector<double> expert_scores(const Real* logits, int64_t experts, score_function scoring) {
+  std::vector<double> s(static_cast<size_t>(experts), 0.0);
+  if (scoring == score_function::sigmoid) {
+    for (int64_t e = 0; e < experts; ++e) s[e] = sigmoid(double(logits[e]));
+    return s;
+  }
+  double max_logit = -std::numeric_limits<double>::infinity();
+  bool any = false;
+  for (int64_t e = 0; e < experts; ++e) {
+    if (std::isnan(double(logits[e]))) continue;
+    max_logit = any ? std::max(max_logit, double(logits[e])) : double(logits[e]);
+    any = true;
+  }
+  if (!any) return s;
+  const bool degenerate = std::isinf(max_logit);  // +∞ present, or all −∞: equal shares
+  double sum = 0.0;
+  for (int64_t e = 0; e < experts; ++e) {
+    const double r = logits[e];
+    if (std::isnan(r)) continue;
+    s[e] = degenerate ? (r == max_logit ? 1.0 : 0.0) : std::exp(r - max_logit);
+    sum += s[e];
+  }
+  for (double& v : s) v /= sum;
+  return s;
+}
+
+//! The K candidates of one token: indices of the K largest non-NaN keys, ties to the lower
+//! index, best first; −1 fills slots beyond the number of non-NaN keys.
+inline std::vector<int32_t> top_k_candidates(const std::vector<double>& keys, int top_k) {
+  std::vector<int32_t> order;
+  for (int32_t e = 0; e < int32_t(keys.size()); ++e) {
+    if (!std::isnan(keys[e])) order.push_back(e);
+  }
+  const size_t kept = std::min<size_t>(order.size(), size_t(top_k));
+  std::partial_sort(order.begin(), order.begin() + kept, order.end(), [&](int32_t a, int32_t b) {
+    return keys[a] > keys[b] || (keys[a] == keys[b] && a < b);
+  });
+  order.resize(kept);
+  order.resize(size_t(top_k), -1);
+  return order;
+}
+
+//! Routes T tokens: Top-K candidates, gate weights and the BEAM mask (formulas in the file
+//! comment).
+//!
+//! @param router_logits  r, a `T × E` view (e.g. the first half of a `[T, 2E]` array)
+//! @param mask_logits    z, a `T × E` view; ignored (may be empty) when the mask is off
+//! @throws std::invalid_argument for K ∉ [1, E] or mismatched views
+//!
+//! @code
+//! // E = 4, K = 2, r = {1, 3, 2, 0}, z = {0.5, −1, 0, 2}
+//! // candidates {1, 2}; z_1 = −1 masks expert 1; z_2 = 0 keeps expert 2 (inclusive)
+//! // topk_ids = {−1, 2}, topk_weights = {0, softmax(r)_2}
+//! @endcode
+template <class Real>
+routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
+                                    const matrix_view<Real>& mask_logits,
+                                    const routing_options& options) {
+  const int64_t tokens = router_logits.rows;
+  const int64_t experts = router_logits.cols;
+  const int top_k = options.top_k;
+  if (top_k < 1 || top_k > experts) throw std::invalid_argument("route_and_mask: K must be in [1, E]");
+  check_view(router_logits, tokens, experts, "route_and_mask: router_logits");
+  if (options.mask_enabled) check_view(mask_logits, tokens, experts, "route_and_mask: mask_logits");
+
+  routing_result<Real> out;
+  out.tokens = tokens;
+  out.top_k = top_k;
+  const auto slots = static_cast<size_t>(tokens * top_k);
+  out.candidate_ids.assign(slots, -1);
+  out.gate_weights.assign(slots, Real(0));
+  out.mask_probs.assign(slots, Real(0));
+  out.topk_ids.assign(slots, -1);
+  out.topk_weights.assign(slots, Real(0));
+  out.active_count.assign(static_cast<size_t>(tokens), 0);
+
+  for (int64_t t = 0; t < tokens; ++t) {
+    const Real* r = &router_logits(t, 0);
+    const std::vector<double> s = expert_scores(r, experts, options.scoring);
+    std::vector<double> keys(static_cast<size_t>(experts));
+    for (int64_t e = 0; e < experts; ++e) {
+      keys[e] = options.scoring == score_function::softmax ? double(r[e]) : s[e];
+      if (options.selection_bias) keys[e] += options.selection_bias[e];
+    }
+    const std::vector<int32_t> c = top_k_candidates(keys, top_k);
+
+    double norm = 1.0;
+    if (options.renormalize) {
+      double sum = 0.0;
+      for (int32_t e : c) sum += e >= 0 ? s[e] : 0.0;
+      norm = sum > 0.0 ? sum : 1.0;  // all-zero candidate scores keep g = 0
+    }
+    for (int k = 0; k < top_k; ++k) {
+      const size_t slot = static_cast<size_t>(t * top_k + k);
+      const int32_t e = c[k];
+      out.candidate_ids[slot] = e;
+      if (e < 0) continue;
+      const double g = double(options.routed_scaling_factor) * s[e] / norm;
+      const double z = options.mask_enabled ? double(mask_logits(t, e)) : 0.0;
+      const bool keep = !options.mask_enabled || mask_keeps(z);
+      out.gate_weights[slot] = Real(g);
+      out.mask_probs[slot] = options.mask_enabled ? Real(sigmoid(z)) : Real(1);
+      out.topk_ids[slot] = keep ? e : -1;
+      out.topk_weights[slot] = keep ? Real(g) : Real(0);
+      out.active_count[t] += keep ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+}  // namespace beam::reference

@@ -1,0 +1,193 @@
+//! @file
+//! Host reference of BEAM's training math: the backward of routing through the STE, the
+//! auxiliary losses and their gradients, and ∂L/∂ĝ of the layer output.
+//!
+//!   L = L_task + α · L_bal + β · L_reg
+//!   ∂L/∂ĝ_i = ⟨∂L/∂y, E_{c_i}(x)⟩           (for every candidate, masked ones included)
+//!   ∂L/∂g_i = ∂L/∂ĝ_i · m̂_i,    ∂L/∂m̂_i = ∂L/∂ĝ_i · g_i
+//!   ∂L/∂z_{c_i} = ∂L/∂m̂_i · σ'(z_{c_i})      (STE: the threshold is the identity backward)
+//!   L_reg = (1/(T·K)) Σ_t Σ_i σ(z_{t,c_i})   (L1 on the continuous mask probabilities)
+//!   L_bal = E · Σ_e f_e · P_e,  f_e = #{slots with c = e}/(T·K) (not differentiated),
+//!           P_e = (1/T) Σ_t softmax(r_t)_e
+//! Gradients are dense `[T, E]` arrays, zero off the candidates. They assume finite logits.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "beam/core/math.cuh"
+#include "beam/reference/matrix.cuh"
+#include "beam/reference/moe.cuh"
+#include "beam/reference/routing.cuh"
+
+namespace beam::reference {
+
+//! Gradients of routing; `[T, K]` arrays per candidate slot, `[T, E]` arrays dense.
+template <class Real>
+struct routing_grads {
+  std::vector<Real> d_gate;           //!< ∂L/∂g `[T, K]`
+  std::vector<Real> d_mask;           //!< ∂L/∂m̂ `[T, K]`
+  std::vector<Real> d_router_logits;  //!< ∂L/∂r `[T, E]`
+  std::vector<Real> d_mask_logits;    //!< ∂L/∂z `[T, E]` (zero with the mask off)
+};
+
+//! Backward of `route_and_mask` given ∂L/∂ĝ `[T, K]`, for the options of the forward:
+//!   ∂L/∂s_{c_j} = λ·(∂L/∂g_j)                                   (no renormalisation)
+//!              = (λ/S)·(∂L/∂g_j − Σ_i ∂L/∂g_i · g_i/λ),  S = Σ_i s_{c_i}   (renormalised)
+//!   ∂L/∂r_e = p_e·(∂L/∂s_e − Σ_l p_l ∂L/∂s_l)  (softmax),   ∂L/∂s_e·σ'(r_e)  (sigmoid)
+//! and ∂L/∂g, ∂L/∂m̂, ∂L/∂z as in the file comment. The selection (and its bias) is
+//! piecewise constant and has no gradient.
+template <class Real>
+routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
+                                     const matrix_view<Real>& router_logits,
+                                     const matrix_view<Real>& mask_logits,
+                                     const non_deduced<Real>* d_topk_weights,
+                                     const routing_options& options) {
+  const int64_t T = fwd.tokens, E = router_logits.cols;
+  const int K = fwd.top_k;
+  check_view(router_logits, T, E, "routing_backward: router_logits");
+  if (options.mask_enabled) check_view(mask_logits, T, E, "routing_backward: mask_logits");
+  if (K != options.top_k || (T > 0 && !d_topk_weights)) {
+    throw std::invalid_argument("routing_backward: K differs from the forward, or null ∂L/∂ĝ");
+  }
+  const double lambda = options.routed_scaling_factor;
+  routing_grads<Real> grads;
+  grads.d_gate.assign(static_cast<size_t>(T * K), Real(0));
+  grads.d_mask.assign(static_cast<size_t>(T * K), Real(0));
+  grads.d_router_logits.assign(static_cast<size_t>(T * E), Real(0));
+  grads.d_mask_logits.assign(static_cast<size_t>(T * E), Real(0));
+
+  for (int64_t t = 0; t < T; ++t) {
+    const std::vector<double> s = expert_scores(&router_logits(t, 0), E, options.scoring);
+    std::vector<double> d_score(static_cast<size_t>(E), 0.0);
+    double score_sum = 0.0, dg_dot_g = 0.0;
+    for (int k = 0; k < K; ++k) {
+      const size_t slot = static_cast<size_t>(t * K + k);
+      const int32_t e = fwd.candidate_ids[slot];
+      if (e < 0) continue;
+      const bool kept = fwd.topk_ids[slot] >= 0;
+      const double d_hat = d_topk_weights[slot];
+      const double d_gate = kept ? d_hat : 0.0;
+      const double d_mask = d_hat * double(fwd.gate_weights[slot]);
+      grads.d_gate[slot] = Real(d_gate);
+      grads.d_mask[slot] = Real(d_mask);
+      if (options.mask_enabled) {
+        grads.d_mask_logits[t * E + e] = Real(ste_backward(d_mask, double(mask_logits(t, e))));
+      }
+      d_score[e] = lambda * d_gate;
+      score_sum += s[e];
+      dg_dot_g += d_gate * double(fwd.gate_weights[slot]);
+    }
+    if (options.renormalize && score_sum > 0.0) {
+      for (int k = 0; k < K; ++k) {
+        const int32_t e = fwd.candidate_ids[t * K + k];
+        if (e >= 0) d_score[e] = (d_score[e] - dg_dot_g) / score_sum;
+      }
+    }
+    if (options.scoring == score_function::softmax) {
+      double p_dot_d = 0.0;
+      for (int64_t e = 0; e < E; ++e) p_dot_d += s[e] * d_score[e];
+      for (int64_t e = 0; e < E; ++e) grads.d_router_logits[t * E + e] = Real(s[e] * (d_score[e] - p_dot_d));
+    } else {
+      for (int64_t e = 0; e < E; ++e) {
+        grads.d_router_logits[t * E + e] = Real(d_score[e] * s[e] * (1.0 - s[e]));
+      }
+    }
+  }
+  return grads;
+}
+
+//! L_reg = (1/(T·K)) Σ_{t,k} m_{t,k} over the candidate slots (0 when T = 0).
+template <class Real>
+double l_reg(const routing_result<Real>& fwd) {
+  if (fwd.tokens == 0) return 0.0;
+  double sum = 0.0;
+  for (Real m : fwd.mask_probs) sum += double(m);
+  return sum / double(fwd.tokens * fwd.top_k);
+}
+
+//! d_mask_logits[t, c] += β · σ'(z_{t,c}) / (T·K) for every candidate c (∂(β·L_reg)/∂z).
+template <class Real>
+void add_l_reg_grad(const routing_result<Real>& fwd, const matrix_view<Real>& mask_logits,
+                    double beta, std::vector<Real>& d_mask_logits) {
+  const int64_t T = fwd.tokens, E = mask_logits.cols;
+  check_view(mask_logits, T, E, "add_l_reg_grad: mask_logits");
+  if (T == 0) return;
+  const double scale = beta / double(T * fwd.top_k);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int k = 0; k < fwd.top_k; ++k) {
+      const int32_t e = fwd.candidate_ids[t * fwd.top_k + k];
+      if (e >= 0) d_mask_logits[t * E + e] += Real(l_reg_term_grad(double(mask_logits(t, e)), scale));
+    }
+  }
+}
+
+//! f_e = (number of candidate slots given to expert e) / (T·K).
+template <class Real>
+std::vector<double> candidate_fractions(const routing_result<Real>& fwd, int64_t experts) {
+  std::vector<double> f(static_cast<size_t>(experts), 0.0);
+  for (int32_t e : fwd.candidate_ids) {
+    if (e >= 0) f[e] += 1.0 / double(fwd.tokens * fwd.top_k);
+  }
+  return f;
+}
+
+//! L_bal = E · Σ_e f_e · P_e, P_e = (1/T) Σ_t softmax(r_t)_e (0 when T = 0).
+template <class Real>
+double balance_loss(const matrix_view<Real>& router_logits, const routing_result<Real>& fwd) {
+  const int64_t T = fwd.tokens, E = router_logits.cols;
+  check_view(router_logits, T, E, "balance_loss: router_logits");
+  if (T == 0) return 0.0;
+  const std::vector<double> f = candidate_fractions(fwd, E);
+  double loss = 0.0;
+  for (int64_t t = 0; t < T; ++t) {
+    const std::vector<double> p = expert_scores(&router_logits(t, 0), E, score_function::softmax);
+    for (int64_t e = 0; e < E; ++e) loss += f[e] * p[e];
+  }
+  return double(E) * loss / double(T);
+}
+
+//! d_router_logits[t, j] += α · (E/T) · p_tj · (f_j − Σ_e f_e p_te)   (∂(α·L_bal)/∂r).
+template <class Real>
+void add_balance_loss_grad(const matrix_view<Real>& router_logits, const routing_result<Real>& fwd,
+                           double alpha, std::vector<Real>& d_router_logits) {
+  const int64_t T = fwd.tokens, E = router_logits.cols;
+  check_view(router_logits, T, E, "add_balance_loss_grad: router_logits");
+  if (T == 0) return;
+  const std::vector<double> f = candidate_fractions(fwd, E);
+  const double scale = alpha * double(E) / double(T);
+  for (int64_t t = 0; t < T; ++t) {
+    const std::vector<double> p = expert_scores(&router_logits(t, 0), E, score_function::softmax);
+    double f_dot_p = 0.0;
+    for (int64_t e = 0; e < E; ++e) f_dot_p += f[e] * p[e];
+    for (int64_t j = 0; j < E; ++j) d_router_logits[t * E + j] += Real(scale * p[j] * (f[j] - f_dot_p));
+  }
+}
+
+//! ∂L/∂ĝ `[T, K]` from ∂L/∂y `[T, H]`: ⟨∂L/∂y_t, E_{c_tk}(x_t)⟩ for every candidate slot,
+//! masked candidates included (training computes all K experts so the STE has a signal);
+//! 0 for empty slots.
+template <class Real>
+std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
+                                   const routing_result<Real>& fwd, const Real* d_out) {
+  check_weights(w);
+  const int64_t T = fwd.tokens, H = w.hidden, I = w.intermediate;
+  const int K = fwd.top_k;
+  std::vector<Real> d_hat(static_cast<size_t>(T * K), Real(0));
+  std::vector<Real> y(static_cast<size_t>(H));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int k = 0; k < K; ++k) {
+      const int32_t e = fwd.candidate_ids[t * K + k];
+      if (e < 0) continue;
+      if (e >= w.experts) throw std::invalid_argument("topk_weight_grad: candidate id out of range");
+      swiglu_mlp(x + t * H, w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, y.data());
+      double dot = 0.0;
+      for (int64_t h = 0; h < H; ++h) dot += double(d_out[t * H + h]) * double(y[h]);
+      d_hat[t * K + k] = Real(dot);
+    }
+  }
+  return d_hat;
+}
+
+}  // namespace beam::reference

@@ -1,0 +1,141 @@
+// The compaction reference: a hand-worked case, bad ids, expert ranges, random invariants,
+// and gather/combine.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <vector>
+
+#include "beam/reference/permute.cuh"
+#include "common/testing.hpp"
+
+using beam::reference::compact;
+
+namespace {
+
+//! T·K ids, each −1 with probability `masked`, else a skewed draw over E experts.
+std::vector<int32_t> random_ids(int64_t T, int K, int32_t E, double masked, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution is_masked(masked);
+  std::geometric_distribution<int32_t> hot(0.2);  // low ids are hot
+  std::vector<int32_t> ids(size_t(T * K));
+  for (int32_t& id : ids) id = is_masked(rng) ? -1 : hot(rng) % E;
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("hand-worked compaction (the doc comment's example)") {
+  const std::vector<int32_t> ids = {2, -1, 0, 2};
+  const auto c = compact(ids.data(), 2, 2, 3);
+  CHECK(c.counts == std::vector<int32_t>{1, 0, 2});
+  CHECK(c.offsets == std::vector<int32_t>{0, 1, 1, 3});
+  CHECK(c.sorted_pairs == std::vector<int32_t>{2, 0, 3});
+  CHECK(c.pair_to_row == std::vector<int32_t>{1, -1, 0, 2});
+  CHECK(c.n_active == 3);
+  CHECK(c.invalid_ids == 0);
+  CHECK(c.token_of_row(0) == 1);
+  CHECK(c.token_of_row(2) == 1);
+}
+
+TEST_CASE("bad ids are skipped and counted; an expert range skips others silently") {
+  const std::vector<int32_t> ids = {5, -2, 0, 2, 7, 3};
+  const auto all = compact(ids.data(), 3, 2, 6);
+  CHECK(all.invalid_ids == 2);  // −2 and 7
+  CHECK(all.n_active == 4);
+  CHECK(all.pair_to_row[1] == -1);
+  CHECK(all.pair_to_row[4] == -1);
+
+  const auto local = compact(ids.data(), 3, 2, 6, 2, 4);  // experts 2 and 3 live here
+  CHECK(local.counts == std::vector<int32_t>{1, 1});
+  CHECK(local.sorted_pairs == std::vector<int32_t>{3, 5});
+  CHECK(local.invalid_ids == 2);
+  CHECK(local.expert_begin == 2);
+
+  CHECK_THROWS_AS(compact(ids.data(), 3, 2, 6, 4, 2), std::invalid_argument);
+  CHECK_THROWS_AS(compact(ids.data(), 3, 2, 6, 0, 7), std::invalid_argument);
+  CHECK_THROWS_AS(compact(nullptr, 3, 2, 6), std::invalid_argument);
+}
+
+TEST_CASE("T = 0: empty permutation") {
+  const auto c = compact(nullptr, 0, 8, 128);
+  CHECK(c.n_active == 0);
+  CHECK(c.counts == std::vector<int32_t>(128, 0));
+  CHECK(c.offsets == std::vector<int32_t>(129, 0));
+  CHECK(c.pair_to_row.empty());
+}
+
+TEST_CASE("random routing: counts, offsets and a bijection between rows and active pairs") {
+  struct shape {
+    int64_t T;
+    int32_t E;
+    int K;
+    double masked;
+  };
+  for (const auto& [T, E, K, masked] : {shape{1, 1, 1, 0.0}, shape{31, 8, 2, 0.5}, shape{64, 60, 4, 0.85},
+                                        shape{1000, 128, 8, 0.0}, shape{1000, 64, 6, 1.0},
+                                        shape{2048, 512, 16, 0.5}}) {
+    CAPTURE(T);
+    CAPTURE(E);
+    CAPTURE(K);
+    CAPTURE(masked);
+    const auto ids = random_ids(T, K, E, masked, uint64_t(T + E + K));
+    const auto c = compact(ids.data(), T, K, E);
+    int64_t expected_active = 0;
+    for (int32_t id : ids) expected_active += id >= 0;
+    CHECK(c.n_active == expected_active);
+    CHECK(c.offsets.front() == 0);
+    CHECK(c.offsets.back() == c.n_active);
+    for (int32_t e = 0; e < E; ++e) CHECK(c.offsets[e + 1] - c.offsets[e] == c.counts[e]);
+    for (int32_t e = 0; e < E; ++e) {
+      for (int32_t r = c.offsets[e]; r < c.offsets[e + 1]; ++r) {
+        CHECK(ids[c.sorted_pairs[r]] == e);                                 // grouped by expert
+        if (r > c.offsets[e]) CHECK(c.sorted_pairs[r - 1] < c.sorted_pairs[r]);  // token order
+        CHECK(c.pair_to_row[c.sorted_pairs[r]] == r);                       // inverse
+      }
+    }
+    for (size_t p = 0; p < ids.size(); ++p) CHECK((c.pair_to_row[p] >= 0) == (ids[p] >= 0));
+  }
+}
+
+TEST_CASE("gather and combine: weighted, pre-scaled, shared, and tokens with no expert") {
+  const int64_t T = 5, H = 3;
+  const int K = 2;
+  const std::vector<int32_t> ids = {1, 0, -1, -1, 1, -1, 0, 1, -1, 0};  // token 1 has none
+  const std::vector<double> w = {0.5, 0.25, 0.7, 0.1, 0.3, 0.2, 0.6, 0.4, 0.9, 0.8};
+  const auto x = beam::test::random_normal<double>(T * H, 41);
+  const auto c = compact(ids.data(), T, K, 2);
+  const auto xp = beam::reference::gather_rows(x.data(), H, c);
+  REQUIRE(xp.size() == size_t(c.n_active * H));
+  for (int64_t r = 0; r < c.n_active; ++r) {
+    for (int64_t h = 0; h < H; ++h) CHECK(xp[r * H + h] == x[c.token_of_row(r) * H + h]);
+  }
+  // Let each expert be "multiply by (1 + expert id)", so Yp is known in closed form.
+  std::vector<double> yp(xp.size()), scaled(xp.size());
+  for (int64_t r = 0; r < c.n_active; ++r) {
+    const int32_t p = c.sorted_pairs[r];
+    for (int64_t h = 0; h < H; ++h) {
+      yp[r * H + h] = (1 + ids[p]) * xp[r * H + h];
+      scaled[r * H + h] = w[p] * yp[r * H + h];
+    }
+  }
+  const auto shared = beam::test::random_normal<double>(T * H, 42);
+  const auto out = beam::reference::combine(yp.data(), H, c, w.data(), nullptr);
+  const auto out_scaled = beam::reference::combine(scaled.data(), H, c, nullptr, nullptr);
+  const auto out_shared = beam::reference::combine(yp.data(), H, c, w.data(), shared.data());
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t h = 0; h < H; ++h) {
+      double expected = 0.0;
+      for (int k = 0; k < K; ++k) {
+        const int32_t id = ids[t * K + k];
+        if (id >= 0) expected += w[t * K + k] * (1 + id) * x[t * H + h];
+      }
+      CHECK(out[t * H + h] == doctest::Approx(expected).epsilon(1e-14));
+      CHECK(out_scaled[t * H + h] == doctest::Approx(expected).epsilon(1e-14));
+      CHECK(out_shared[t * H + h] == doctest::Approx(expected + shared[t * H + h]).epsilon(1e-14));
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    CHECK(out[1 * H + h] == 0.0);  // exactly zero, not stale
+    CHECK(out_shared[1 * H + h] == shared[1 * H + h]);
+  }
+}

@@ -1,0 +1,220 @@
+// Training math of the reference, every gradient against double-precision central
+// differences: ∂L/∂ĝ, the STE and score-function backward, L_reg, L_bal, and the whole
+// chain from the layer output to the router and mask logits.
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <vector>
+
+#include "beam/reference/training.cuh"
+#include "common/testing.hpp"
+
+namespace ref = beam::reference;
+
+namespace {
+
+constexpr double h = 1e-6;
+
+//! (f(v + h·e_i) − f(v − h·e_i)) / 2h for every i.
+std::vector<double> numeric_gradient(std::vector<double> v, const std::function<double(const std::vector<double>&)>& f) {
+  std::vector<double> grad(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double saved = v[i];
+    v[i] = saved + h;
+    const double up = f(v);
+    v[i] = saved - h;
+    const double down = f(v);
+    v[i] = saved;
+    grad[i] = (up - down) / (2 * h);
+  }
+  return grad;
+}
+
+void check_close(const std::vector<double>& analytic, const std::vector<double>& numeric) {
+  REQUIRE(analytic.size() == numeric.size());
+  for (size_t i = 0; i < analytic.size(); ++i) {
+    CAPTURE(i);
+    CHECK(analytic[i] == doctest::Approx(numeric[i]).epsilon(1e-6));
+  }
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+struct problem {
+  int64_t T = 5, H = 6, I = 4;
+  int32_t E = 7;
+  int K = 3;
+  std::vector<double> x = beam::test::random_normal<double>(T * H, 81);
+  std::vector<double> w13 = beam::test::random_normal<double>(E * 2 * I * H, 82, 0, 0.5);
+  std::vector<double> w2 = beam::test::random_normal<double>(E * H * I, 83, 0, 0.5);
+  std::vector<double> r = beam::test::random_normal<double>(T * E, 84);
+  std::vector<double> z = beam::test::random_normal<double>(T * E, 85);
+  std::vector<double> dy = beam::test::random_normal<double>(T * H, 86);  // ∂L/∂y
+
+  ref::moe_weights<double> weights() const { return {H, I, E, w13.data(), w2.data()}; }
+  ref::matrix_view<double> view(const std::vector<double>& v) const { return {v.data(), T, E, E}; }
+  ref::routing_result<double> route(const std::vector<double>& router, const std::vector<double>& mask,
+                                    const ref::routing_options& opt) const {
+    return ref::route_and_mask(view(router), view(mask), opt);
+  }
+};
+
+std::vector<ref::routing_options> option_grid(int K) {
+  std::vector<ref::routing_options> grid;
+  for (auto scoring : {ref::score_function::softmax, ref::score_function::sigmoid}) {
+    for (bool renormalize : {false, true}) {
+      for (float lambda : {1.0f, 2.5f}) {
+        ref::routing_options opt;
+        opt.top_k = K;
+        opt.scoring = scoring;
+        opt.renormalize = renormalize;
+        opt.routed_scaling_factor = lambda;
+        grid.push_back(opt);
+      }
+    }
+  }
+  return grid;
+}
+
+}  // namespace
+
+TEST_CASE("∂L/∂ĝ = ⟨∂L/∂y, E_c(x)⟩ for every candidate, masked ones included") {
+  const problem p;
+  ref::routing_options opt;
+  opt.top_k = p.K;
+  const auto fwd = p.route(p.r, p.z, opt);
+  REQUIRE(fwd.active_pairs() < p.T * p.K);  // some candidates are masked
+  const auto analytic = ref::topk_weight_grad(p.x.data(), p.weights(), fwd, p.dy.data());
+  // L(ĝ) = ⟨∂L/∂y, y(ĝ)⟩ with every candidate routed.
+  const auto numeric = numeric_gradient(fwd.gate_weights, [&](const std::vector<double>& g_hat) {
+    return dot(p.dy, ref::moe_experts_forward(p.x.data(), p.T, p.weights(), fwd.candidate_ids.data(), g_hat.data(), p.K));
+  });
+  check_close(analytic, numeric);
+}
+
+TEST_CASE("routing backward: score function, renormalisation, scaling and the STE") {
+  const problem p;
+  const auto upstream = beam::test::random_normal<double>(p.T * p.K, 87);  // ∂L/∂ĝ
+  for (const auto& opt : option_grid(p.K)) {
+    CAPTURE(int(opt.scoring));
+    CAPTURE(opt.renormalize);
+    CAPTURE(opt.routed_scaling_factor);
+    const auto fwd = p.route(p.r, p.z, opt);
+    const auto grads = ref::routing_backward(fwd, p.view(p.r), p.view(p.z), upstream.data(), opt);
+
+    for (size_t s = 0; s < upstream.size(); ++s) {
+      const double kept = fwd.topk_ids[s] >= 0 ? 1.0 : 0.0;
+      CHECK(grads.d_gate[s] == doctest::Approx(upstream[s] * kept));
+      CHECK(grads.d_mask[s] == doctest::Approx(upstream[s] * fwd.gate_weights[s]));
+    }
+    // Router logits: L(r) = Σ ∂L/∂ĝ · g(r) · m̂, the mask and the selection held fixed.
+    const auto d_router = numeric_gradient(p.r, [&](const std::vector<double>& r) {
+      const auto f = p.route(r, p.z, opt);
+      REQUIRE(f.candidate_ids == fwd.candidate_ids);
+      double loss = 0.0;
+      for (size_t s = 0; s < upstream.size(); ++s) loss += upstream[s] * f.gate_weights[s] * (fwd.topk_ids[s] >= 0);
+      return loss;
+    });
+    check_close(grads.d_router_logits, d_router);
+    // Mask logits, STE: the hard mask acts as σ(z) in the backward: L(z) = Σ ∂L/∂ĝ · g · σ(z).
+    const auto d_mask = numeric_gradient(p.z, [&](const std::vector<double>& z) {
+      const auto f = p.route(p.r, z, opt);
+      return dot(upstream, [&] {
+        std::vector<double> g_sigma(f.gate_weights.size());
+        for (size_t s = 0; s < g_sigma.size(); ++s) g_sigma[s] = f.gate_weights[s] * f.mask_probs[s];
+        return g_sigma;
+      }());
+    });
+    check_close(grads.d_mask_logits, d_mask);
+  }
+}
+
+TEST_CASE("L_reg and its gradient") {
+  const problem p;
+  ref::routing_options opt;
+  opt.top_k = p.K;
+  const auto fwd = p.route(p.r, p.z, opt);
+  double expected = 0.0;
+  for (double m : fwd.mask_probs) expected += m;
+  CHECK(ref::l_reg(fwd) == doctest::Approx(expected / double(p.T * p.K)));
+
+  const double beta = 0.3;
+  std::vector<double> analytic(p.T * p.E, 0.0);
+  ref::add_l_reg_grad(fwd, p.view(p.z), beta, analytic);
+  const auto numeric = numeric_gradient(p.z, [&](const std::vector<double>& z) {
+    return beta * ref::l_reg(p.route(p.r, z, opt));
+  });
+  check_close(analytic, numeric);
+
+  // A zero-initialised mask router starts at L_reg = 1/2 exactly.
+  const std::vector<double> zero(p.T * p.E, 0.0);
+  CHECK(ref::l_reg(p.route(p.r, zero, opt)) == 0.5);
+}
+
+TEST_CASE("balance loss E·Σ f·P and its gradient (f held fixed)") {
+  const problem p;
+  ref::routing_options opt;
+  opt.top_k = p.K;
+  const auto fwd = p.route(p.r, p.z, opt);
+  // Perfectly uniform routing probabilities give L_bal = 1 whatever f is.
+  const std::vector<double> flat(p.T * p.E, 0.25);
+  CHECK(ref::balance_loss(p.view(flat), fwd) == doctest::Approx(1.0));
+
+  const double alpha = 0.01;
+  std::vector<double> analytic(p.T * p.E, 0.0);
+  ref::add_balance_loss_grad(p.view(p.r), fwd, alpha, analytic);
+  const auto numeric = numeric_gradient(p.r, [&](const std::vector<double>& r) {
+    return alpha * ref::balance_loss(p.view(r), fwd);
+  });
+  check_close(analytic, numeric);
+}
+
+TEST_CASE("whole chain: L = ⟨∂L/∂y, y⟩ + α·L_bal + β·L_reg, to router and mask logits") {
+  const problem p;
+  const double alpha = 0.02, beta = 0.1;
+  for (const auto& opt : option_grid(p.K)) {
+    CAPTURE(int(opt.scoring));
+    CAPTURE(opt.renormalize);
+    const auto fwd = p.route(p.r, p.z, opt);
+    const auto d_hat = ref::topk_weight_grad(p.x.data(), p.weights(), fwd, p.dy.data());
+    auto grads = ref::routing_backward(fwd, p.view(p.r), p.view(p.z), d_hat.data(), opt);
+    ref::add_balance_loss_grad(p.view(p.r), fwd, alpha, grads.d_router_logits);
+    ref::add_l_reg_grad(fwd, p.view(p.z), beta, grads.d_mask_logits);
+
+    // Forward with the hard mask for r; with the STE surrogate m̂ → σ(z) for z.
+    const auto loss = [&](const std::vector<double>& r, const std::vector<double>& z, bool surrogate) {
+      const auto f = p.route(r, z, opt);
+      REQUIRE(f.candidate_ids == fwd.candidate_ids);
+      std::vector<double> g_hat(f.gate_weights.size());
+      for (size_t s = 0; s < g_hat.size(); ++s) {
+        g_hat[s] = f.gate_weights[s] * (surrogate ? f.mask_probs[s] : double(fwd.topk_ids[s] >= 0));
+      }
+      const auto y = ref::moe_experts_forward(p.x.data(), p.T, p.weights(), f.candidate_ids.data(), g_hat.data(), p.K);
+      return dot(p.dy, y) + alpha * ref::balance_loss(p.view(r), fwd) + beta * ref::l_reg(f);
+    };
+    check_close(grads.d_router_logits, numeric_gradient(p.r, [&](const auto& r) { return loss(r, p.z, false); }));
+    check_close(grads.d_mask_logits, numeric_gradient(p.z, [&](const auto& z) { return loss(p.r, z, true); }));
+  }
+}
+
+TEST_CASE("T = 0 and bad arguments") {
+  const problem p;
+  ref::routing_options opt;
+  opt.top_k = p.K;
+  const auto empty = ref::route_and_mask<double>({nullptr, 0, p.E, p.E}, {nullptr, 0, p.E, p.E}, opt);
+  CHECK(ref::l_reg(empty) == 0.0);
+  CHECK(ref::balance_loss<double>({nullptr, 0, p.E, p.E}, empty) == 0.0);
+  const auto grads = ref::routing_backward<double>(empty, {nullptr, 0, p.E, p.E}, {nullptr, 0, p.E, p.E}, nullptr, opt);
+  CHECK(grads.d_router_logits.empty());
+
+  const auto fwd = p.route(p.r, p.z, opt);
+  CHECK_THROWS_AS(ref::routing_backward(fwd, p.view(p.r), p.view(p.z), nullptr, opt), std::invalid_argument);
+  ref::routing_options other = opt;
+  other.top_k = p.K - 1;
+  const std::vector<double> d(p.T * p.K, 1.0);
+  CHECK_THROWS_AS(ref::routing_backward(fwd, p.view(p.r), p.view(p.z), d.data(), other), std::invalid_argument);
+}
