@@ -3,16 +3,17 @@
 #   cmake/dev.sh example   build and run the main example
 #   cmake/dev.sh test      build everything and run all tests (ctest)
 # Extra arguments go to the example, or to cmake's configure step for `test`.
-# Missing Debian packages (doctest-dev, libbenchmark-dev) are installed with apt-get when run
-# as root; otherwise the exact command is printed.
+# Missing Debian packages are installed with apt-get when run as root (otherwise the exact
+# command is printed): fortunes (the example's corpus), gnuplot-nox (its plot), and for the
+# tests doctest-dev and libbenchmark-dev.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 what=${1:-}; shift || true
 build=${BEAM_BUILD_DIR:-build}
 
-install_missing() {
+install_missing() {  # install_missing <package>...
   local missing=()
-  for pkg in doctest-dev libbenchmark-dev; do
+  for pkg in "$@"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -35,13 +36,14 @@ configure() {  # configure <build dir> [cmake options]
 
 case "$what" in
   example)
+    install_missing fortunes gnuplot-nox
     # Its own build folder: the example needs no test or benchmark dependency.
     configure "$build-example" -DBEAM_BUILD_TESTS=OFF -DBEAM_BUILD_BENCHMARKS=OFF >/dev/null
-    cmake --build "$build-example" --target 01_reference_layer -j "$(nproc)" >/dev/null
-    "$build-example/examples/01_reference_layer" "$@"
+    cmake --build "$build-example" --target 02_train_beam -j "$(nproc)" >/dev/null
+    "$build-example/examples/02_train_beam" --out "$build-example/results" "$@"
     ;;
   test)
-    install_missing
+    install_missing doctest-dev libbenchmark-dev fortunes
     configure "$build" -DBEAM_BUILD_TESTS=ON -DBEAM_BUILD_EXAMPLES=ON -DBEAM_BUILD_BENCHMARKS=ON "$@"
     cmake --build "$build" -j "$(nproc)"
     ctest --test-dir "$build" --output-on-failure -j "$(nproc)"

@@ -2,7 +2,7 @@
 // the paper's comparison in miniature (quality vs Avg.K against Top-K pruning, Top-K reduced
 // and top-p routing, plus the no-L_reg and soft-mask ablations).
 //
-//   02_train_beam [--quick] [--out DIR] [--seed S]
+//   02_train_beam [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]
 //
 // Corpus: the English text of Debian's `fortunes` package (/usr/share/games/fortunes), read
 // at run time; every 10th 4 KiB chunk is held out.
@@ -15,6 +15,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <sstream>
 #include <string>
@@ -24,6 +25,7 @@
 
 namespace {
 
+namespace ref = beam::reference;
 using train::routing_mode;
 using train::routing_setup;
 
@@ -77,7 +79,7 @@ struct options {
   bool quick = false;
   std::string out;
   uint64_t seed = 1234;
-  int base_steps = 3000, finetune_steps = 1500, batch = 64, eval_positions = 20000;
+  int base_steps = 6000, finetune_steps = 3000, batch = 64, eval_positions = 20000;
 };
 
 evaluation evaluate(train::model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& positions,
@@ -150,14 +152,16 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) o.quick = true;
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) o.seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (!std::strcmp(argv[i], "--base-steps") && i + 1 < argc) o.base_steps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--finetune-steps") && i + 1 < argc) o.finetune_steps = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--out DIR] [--seed S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]\n", argv[0]);
       return 2;
     }
   }
   if (o.quick) {
-    o.base_steps = 600;
-    o.finetune_steps = 400;
+    o.base_steps = 1200;
+    o.finetune_steps = 800;
     o.eval_positions = 4000;
   }
   std::printf("beam 02_train_beam: CPU path (host reference routing, STE and auxiliary losses)\n");
@@ -195,7 +199,7 @@ int main(int argc, char** argv) {
 
   std::vector<row> rows;
   rows.push_back({"dense Top-K", double(K), dense_ev});
-  const std::vector<double> betas = o.quick ? std::vector<double>{0.5} : std::vector<double>{0.1, 0.25, 0.5, 1.0};
+  const std::vector<double> betas = o.quick ? std::vector<double>{0.25} : std::vector<double>{0.1, 0.25, 0.5, 1.0};
   std::vector<train::model> beam_models;
   for (double beta : betas) {
     train::model m = base;
@@ -208,12 +212,109 @@ int main(int argc, char** argv) {
   }
 
   const evaluation& beam_ev = rows[1].ev;
-  std::printf("\nquick check: dense loss %.4f, BEAM loss %.4f (%.2f%%), BEAM Avg.K %.2f of K = %d\n", dense_ev.loss,
-              beam_ev.loss, 100.0 * (beam_ev.loss / dense_ev.loss - 1.0), beam_ev.avg_k, K);
+  std::printf("\nBEAM β=%.2f: held-out loss %.4f vs dense %.4f (%+.2f%%), Avg.K %.2f of K = %d\n", betas[0],
+              beam_ev.loss, dense_ev.loss, 100.0 * (beam_ev.loss / dense_ev.loss - 1.0), beam_ev.avg_k, K);
   if (o.quick) {
     const bool ok = beam_ev.avg_k <= 0.6 * K && beam_ev.loss <= 1.05 * dense_ev.loss;
     std::printf("%s: Avg.K ≤ 60%% of K and held-out loss within 5%% of the dense model\n", ok ? "PASSED" : "FAILED");
     return ok ? 0 : 1;
+  }
+
+  // Ablations: no L_reg; a soft sigmoid mask without binarisation (hard mask at evaluation).
+  const double beta_ablation = betas[betas.size() / 2];
+  {
+    train::model m = base;
+    fit(m, data, eval_pos, {routing_mode::beam, K, 1.0, alpha, 0.0}, o.finetune_steps, o.batch, o.seed + 4,
+        "BEAM, no L_reg");
+    rows.push_back({"ablation: no L_reg", 0.0, evaluate(m, data.held_out, eval_pos, {routing_mode::beam, K})});
+  }
+  {
+    train::model m = base;
+    fit(m, data, eval_pos, {routing_mode::soft_mask, K, 1.0, alpha, beta_ablation}, o.finetune_steps, o.batch,
+        o.seed + 4, "soft mask");
+    rows.push_back({"ablation: soft mask", beta_ablation,
+                    evaluate(m, data.held_out, eval_pos, {routing_mode::soft_mask, K})});
+  }
+  // Baselines: Top-K reduced (fine-tuned with a smaller k), Top-K pruning (the dense model run
+  // with a smaller k), top-p on the dense model with p matched to each BEAM model's Avg.K.
+  for (int k = 1; k < K; ++k) {
+    train::model m = base;
+    char label[32];
+    std::snprintf(label, sizeof label, "Top-K reduced k=%d", k);
+    fit(m, data, eval_pos, {routing_mode::top_k, k, 1.0, alpha, 0.0}, o.finetune_steps, o.batch, o.seed + 3, label);
+    rows.push_back({"Top-K reduced", double(k), evaluate(m, data.held_out, eval_pos, {routing_mode::top_k, k})});
+    rows.push_back({"Top-K pruning", double(k), evaluate(dense, data.held_out, eval_pos, {routing_mode::top_k, k})});
+  }
+  for (size_t i = 0; i < betas.size(); ++i) {
+    const double target = rows[1 + i].ev.avg_k;
+    if (target < 1.0) continue;  // top-p keeps at least one expert per token
+    double lo = 0.0, hi = 1.0;
+    evaluation ev;
+    for (int it = 0; it < 30; ++it) {  // Avg.K grows with p
+      const double p = 0.5 * (lo + hi);
+      ev = evaluate(dense, data.held_out, eval_pos, {routing_mode::top_p, K, p});
+      (ev.avg_k < target ? lo : hi) = p;
+    }
+    rows.push_back({"top-p", hi, evaluate(dense, data.held_out, eval_pos, {routing_mode::top_p, K, hi})});
+  }
+
+  // The table: quality = perplexity ratio dense/model (1 = dense quality), routed FLOPs vs dense.
+  std::ostringstream md, csv;
+  md << "| method | parameter | Avg.K | routed FLOPs vs dense | held-out loss | perplexity | accuracy | quality (ppl ratio) |\n"
+     << "|---|---|---|---|---|---|---|---|\n";
+  csv << "method,parameter,avg_k,flops_ratio,loss,perplexity,accuracy,quality\n";
+  for (const row& r : rows) {
+    const double quality = std::exp(dense_ev.loss - r.ev.loss);
+    char line[512];
+    std::snprintf(line, sizeof line, "| %s | %g | %.2f | %.1f%% | %.4f | %.3f | %.4f | %.3f |\n", r.method.c_str(),
+                  r.param, r.ev.avg_k, 100.0 * r.ev.avg_k / K, r.ev.loss, r.ev.perplexity(), r.ev.accuracy, quality);
+    md << line;
+    std::snprintf(line, sizeof line, "%s,%g,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f\n", r.method.c_str(), r.param, r.ev.avg_k,
+                  r.ev.avg_k / K, r.ev.loss, r.ev.perplexity(), r.ev.accuracy, quality);
+    csv << line;
+  }
+  std::printf("\n%s", md.str().c_str());
+  std::printf("routed FLOPs per token: dense %.0f (K = %d pairs of 6·H·I); BEAM at Avg.K a: a/K of that\n",
+              ref::expert_pair_flops(cfg.hidden, cfg.intermediate) * K, K);
+
+  // Which input characters keep most and fewest experts (the BEAM model of the middle β).
+  std::vector<int64_t> active(cfg.vocab, 0), seen(cfg.vocab, 0);
+  evaluate(beam_models[betas.size() / 2], data.held_out, eval_pos, {routing_mode::beam, K}, &active, &seen);
+  std::vector<std::pair<double, int>> by_char;
+  for (int c = 0; c < cfg.vocab; ++c) {
+    if (seen[c] >= 100) by_char.push_back({double(active[c]) / seen[c], c});
+  }
+  std::sort(by_char.begin(), by_char.end());
+  std::ostringstream tokens;
+  tokens << "experts kept after the last input character (BEAM β=" << beta_ablation << ", characters seen ≥ 100 times):\n"
+         << "  fewest:";
+  for (size_t i = 0; i < std::min<size_t>(8, by_char.size()); ++i) {
+    tokens << " " << char_name(by_char[i].second) << " " << std::fixed << std::setprecision(2) << by_char[i].first;
+  }
+  tokens << "\n  most:  ";
+  for (size_t i = by_char.size() - std::min<size_t>(8, by_char.size()); i < by_char.size(); ++i) {
+    tokens << " " << char_name(by_char[i].second) << " " << std::fixed << std::setprecision(2) << by_char[i].first;
+  }
+  tokens << "\n";
+  std::printf("\n%s", tokens.str().c_str());
+
+  if (!o.out.empty()) {
+    std::system(("mkdir -p '" + o.out + "'").c_str());
+    std::ofstream(o.out + "/results.md") << md.str() << "\n" << tokens.str();
+    std::ofstream(o.out + "/results.csv") << csv.str();
+    std::ofstream(o.out + "/plot.gp")
+        << "set datafile separator ','\nset terminal pngcairo size 900,600\nset output 'quality_vs_avg_k.png'\n"
+        << "set xlabel 'Avg.K (active experts per token)'\nset ylabel 'quality: perplexity ratio dense / model'\n"
+        << "set key bottom right\nset grid\n"
+        << "series(m) = sprintf(\"< grep '^%s,' results.csv\", m)\n"
+        << "plot series('BEAM') using 3:8 with linespoints pt 7 title 'BEAM (β sweep)', \\\n"
+        << "     series('top-p') using 3:8 with linespoints title 'top-p (dense model)', \\\n"
+        << "     series('Top-K pruning') using 3:8 with linespoints title 'Top-K pruning', \\\n"
+        << "     series('Top-K reduced') using 3:8 with linespoints title 'Top-K reduced (fine-tuned)', \\\n"
+        << "     series('dense Top-K') using 3:8 with points pt 5 ps 2 title 'dense Top-K'\n";
+    const int plotted = std::system(("cd '" + o.out + "' && gnuplot plot.gp 2>/dev/null").c_str());
+    std::printf("wrote %s/results.md, results.csv%s\n", o.out.c_str(),
+                plotted == 0 ? ", quality_vs_avg_k.png" : " (no PNG: install gnuplot-nox and run gnuplot plot.gp)");
   }
   return 0;
 }
