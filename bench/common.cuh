@@ -19,9 +19,14 @@
 
 namespace beam::bench {
 
+//! True when a CUDA device can be used; false where there is no device or no driver. Any
+//! other error throws: a broken GPU setup must not pass as "skipped".
 inline bool gpu_available() {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) return false;
+  BEAM_CUDA_TRY(status);
+  return count > 0;
 }
 
 //! Throws unless a cuBLAS call succeeded (benchmarks only).
@@ -52,7 +57,7 @@ namespace detail {
 template <class T>
 __global__ void fill_uniform_kernel(T* data, size_t n, uint64_t seed, float lo, float hi) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;  // splitmix64
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;  // a splitmix64-style hash of (i, seed)
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
     x ^= x >> 31;
@@ -89,6 +94,7 @@ class l2_flusher {
 //! each bracketed by CUDA events on `stream`; `before` (e.g. an L2 flush) runs untimed.
 inline double median_seconds(cudaStream_t stream, const std::function<void()>& work, int iterations = 20,
                              int warmup = 3, const std::function<void()>& before = {}) {
+  if (iterations < 1) throw std::invalid_argument("median_seconds: iterations must be ≥ 1");
   cudaEvent_t start, stop;
   BEAM_CUDA_TRY(cudaEventCreate(&start));
   BEAM_CUDA_TRY(cudaEventCreate(&stop));
@@ -110,39 +116,59 @@ inline double median_seconds(cudaStream_t stream, const std::function<void()>& w
   return seconds[seconds.size() / 2];
 }
 
-//! Device-to-device copy: bytes read + written per second, for `bytes` copied (cudaMemcpyAsync).
-inline double copy_bandwidth(size_t bytes, cudaStream_t stream) {
-  device_buffer<char> src(bytes), dst(bytes);
+namespace detail {
+__global__ void copy_kernel(const int4* __restrict__ src, int4* __restrict__ dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    dst[i] = src[i];
+  }
+}
+}  // namespace detail
+
+//! Device copy of `bytes` (a multiple of 16): read + written bytes per second, with
+//! cudaMemcpyAsync or with a grid-stride kernel of 16-byte loads and stores.
+inline double copy_bandwidth(size_t bytes, cudaStream_t stream, bool use_kernel) {
+  device_buffer<int4> src(bytes / sizeof(int4)), dst(bytes / sizeof(int4));
   fill_uniform(reinterpret_cast<float*>(src.data()), bytes / sizeof(float), 1, -1, 1, stream);
+  int device = 0, sms = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const double s = median_seconds(stream, [&] {
-    BEAM_CUDA_TRY(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, stream));
+    if (use_kernel) {
+      detail::copy_kernel<<<sms * 8, 256, 0, stream>>>(src.data(), dst.data(), src.size());
+      BEAM_CUDA_TRY(cudaGetLastError());
+    } else {
+      BEAM_CUDA_TRY(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, stream));
+    }
   });
   return 2.0 * double(bytes) / s;
 }
 
 //! cuBLAS bf16 GEMM (fp32 accumulation, bf16 output) C[m, n] = A[m, k] · B[n, k]ᵀ: FLOP/s.
 inline double cublas_bf16_gemm_rate(int m, int n, int k, cudaStream_t stream) {
-  cublasHandle_t handle;
-  cublas_try(cublasCreate(&handle), "cublasCreate");
-  cublas_try(cublasSetStream(handle, stream), "cublasSetStream");
+  struct handle_owner {
+    cublasHandle_t handle = nullptr;
+    handle_owner() { cublas_try(cublasCreate(&handle), "cublasCreate"); }
+    ~handle_owner() { cublasDestroy(handle); }
+  } owner;
+  cublas_try(cublasSetStream(owner.handle, stream), "cublasSetStream");
   device_buffer<__nv_bfloat16> a(size_t(m) * k), b(size_t(n) * k), c(size_t(m) * n);
   fill_uniform(a.data(), a.size(), 2, -1, 1, stream);
   fill_uniform(b.data(), b.size(), 3, -1, 1, stream);
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: Cᵀ[n, m] = B[n, k] · Aᵀ[k, m].
   const double s = median_seconds(stream, [&] {
-    cublas_try(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, b.data(), CUDA_R_16BF, k,
+    cublas_try(cublasGemmEx(owner.handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, b.data(), CUDA_R_16BF, k,
                             a.data(), CUDA_R_16BF, k, &beta, c.data(), CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
   });
-  cublas_try(cublasDestroy(handle), "cublasDestroy");
   return 2.0 * double(m) * n * k / s;
 }
 
 //! The ceilings every benchmark divides by, measured once per process on the current device.
 struct ceilings {
-  double copy_bytes_per_s;  //!< cudaMemcpyAsync D2D of 1 GiB, read + write bytes per second
+  double copy_bytes_per_s;  //!< the faster of cudaMemcpyAsync and the copy kernel on 1 GiB,
+                            //!< read + write bytes per second
   double gemm_flops_per_s;  //!< cuBLAS bf16 GEMM, m = n = k = 8192
 };
 
@@ -150,7 +176,9 @@ inline const ceilings& measured_ceilings() {
   static const ceilings value = [] {
     cudaStream_t stream;
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-    const ceilings c{copy_bandwidth(size_t(1) << 30, stream), cublas_bf16_gemm_rate(8192, 8192, 8192, stream)};
+    const size_t bytes = size_t(1) << 30;
+    const ceilings c{std::max(copy_bandwidth(bytes, stream, false), copy_bandwidth(bytes, stream, true)),
+                     cublas_bf16_gemm_rate(8192, 8192, 8192, stream)};
     BEAM_CUDA_TRY(cudaStreamDestroy(stream));
     return c;
   }();

@@ -40,21 +40,30 @@ TEST_CASE("sigmoid: values, symmetry and non-finite inputs") {
 
 TEST_CASE("sigmoid_grad, silu, STE backward and L_reg terms match finite differences") {
   for (double x : beam::test::random_normal<double>(200, 12, 0.0, 4.0)) {
-    const double s = beam::sigmoid(x);
     CHECK(beam::sigmoid_grad(x) == doctest::Approx(central_difference(beam::sigmoid<double>, x)).epsilon(1e-7));
-    CHECK(beam::sigmoid_grad(x) == doctest::Approx(s * (1 - s)).epsilon(1e-15));
-    CHECK(beam::silu(x) == doctest::Approx(x * s).epsilon(1e-15));
+    CHECK(beam::silu(x) == doctest::Approx(x / (1.0 + std::exp(-x))).epsilon(1e-14));
     // The STE is the gradient of the surrogate d·σ(z): the threshold acts as the identity.
     const double d = 0.37;
     CHECK(beam::ste_backward(d, x) ==
           doctest::Approx(central_difference([&](double z) { return d * beam::sigmoid(z); }, x)).epsilon(1e-7));
     const double scale = 1.0 / 48;
-    CHECK(beam::l_reg_term(x, scale) == doctest::Approx(scale * s).epsilon(1e-15));
+    CHECK(beam::l_reg_term(x, scale) == doctest::Approx(scale / (1.0 + std::exp(-x))).epsilon(1e-14));
     CHECK(beam::l_reg_term_grad(x, scale) ==
           doctest::Approx(central_difference([&](double z) { return beam::l_reg_term(z, scale); }, x)).epsilon(1e-7));
   }
   CHECK(beam::silu(0.0) == 0.0);
   CHECK(beam::sigmoid_grad(0.0) == 0.25);
+  CHECK(beam::sigmoid_grad(infinity) == 0.0);
+  CHECK(std::isnan(beam::sigmoid_grad(quiet_nan)));
+}
+
+TEST_CASE("sigmoid_grad keeps full relative precision in float, also where σ(x) ≈ 1") {
+  for (float x : {-60.0f, -30.0f, -17.0f, -10.0f, -1.0f, 0.5f, 10.0f, 17.0f, 30.0f, 60.0f}) {
+    const double exact = std::exp(-std::abs(double(x))) / std::pow(1.0 + std::exp(-std::abs(double(x))), 2);
+    CAPTURE(x);
+    CHECK(std::abs(beam::sigmoid_grad(x) - exact) <= 1e-6 * exact);
+    CHECK(beam::sigmoid_grad(x) == beam::sigmoid_grad(-x));
+  }
 }
 
 TEST_CASE("mask_keeps: inclusive threshold at z = 0, NaN masks out") {

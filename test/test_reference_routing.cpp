@@ -127,6 +127,20 @@ TEST_CASE("sigmoid scoring with selection bias, renormalisation and routed scali
   CHECK(renorm.gate_weights[1] == doctest::Approx(2.5 * s(2) / (s(0) + s(2))));
 }
 
+TEST_CASE("softmax scoring with a selection bias: the bias moves the selection, not the weights") {
+  const std::vector<float> r = {2, 1, 0, -1};
+  const std::vector<float> bias = {0, 0, 2.5f, 0};  // key = r + b = {2, 1, 2.5, −1}
+  routing_options opt;
+  opt.top_k = 2;
+  opt.selection_bias = bias.data();
+  opt.mask_enabled = false;
+  const auto out = route_and_mask(one_token(r), matrix_view<float>{}, opt);
+  const double denom = std::exp(2.0) + std::exp(1.0) + std::exp(0.0) + std::exp(-1.0);
+  CHECK(out.candidate_ids == std::vector<int32_t>{2, 0});
+  CHECK(out.gate_weights[0] == doctest::Approx(std::exp(0.0) / denom));
+  CHECK(out.gate_weights[1] == doctest::Approx(std::exp(2.0) / denom));
+}
+
 TEST_CASE("mask off is plain Top-K; zero mask logits keep every candidate; negative ones none") {
   const int64_t T = 65, E = 60;
   const auto r = beam::test::random_normal<float>(T * E, 31);

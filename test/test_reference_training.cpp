@@ -3,7 +3,10 @@
 // chain from the layer output to the router and mask logits.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "beam/reference/training.cuh"
@@ -30,12 +33,17 @@ std::vector<double> numeric_gradient(std::vector<double> v, const std::function<
   return grad;
 }
 
+//! Element-wise |analytic − numeric| ≤ 1e-8 + 1e-6·|numeric| (central differences in double
+//! carry about 1e-9 of rounding error), and the gradient is not all zeros.
 void check_close(const std::vector<double>& analytic, const std::vector<double>& numeric) {
   REQUIRE(analytic.size() == numeric.size());
+  double largest = 0.0;
   for (size_t i = 0; i < analytic.size(); ++i) {
     CAPTURE(i);
-    CHECK(analytic[i] == doctest::Approx(numeric[i]).epsilon(1e-6));
+    CHECK(std::abs(analytic[i] - numeric[i]) <= 1e-8 + 1e-6 * std::abs(numeric[i]));
+    largest = std::max(largest, std::abs(numeric[i]));
   }
+  CHECK(largest > 1e-4);
 }
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
@@ -63,7 +71,9 @@ struct problem {
   }
 };
 
-std::vector<ref::routing_options> option_grid(int K) {
+//! Every combination of scoring, renormalisation and routed scaling, plus the mask off and a
+//! selection bias.
+std::vector<ref::routing_options> option_grid(int K, const float* bias) {
   std::vector<ref::routing_options> grid;
   for (auto scoring : {ref::score_function::softmax, ref::score_function::sigmoid}) {
     for (bool renormalize : {false, true}) {
@@ -76,8 +86,28 @@ std::vector<ref::routing_options> option_grid(int K) {
         grid.push_back(opt);
       }
     }
+    ref::routing_options biased;
+    biased.top_k = K;
+    biased.scoring = scoring;
+    biased.renormalize = true;
+    biased.selection_bias = bias;
+    grid.push_back(biased);
+    ref::routing_options mask_off;
+    mask_off.top_k = K;
+    mask_off.scoring = scoring;
+    mask_off.mask_enabled = false;
+    grid.push_back(mask_off);
   }
   return grid;
+}
+
+//! Router logits of `p` where token 0 has a single non-NaN logit and token 1 two: slots
+//! without a candidate (id −1) take part in every backward.
+std::vector<double> with_empty_slots(const problem& p) {
+  std::vector<double> r = p.r;
+  for (int64_t e = 1; e < p.E; ++e) r[e] = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t e = 2; e < p.E; ++e) r[p.E + e] = std::numeric_limits<double>::quiet_NaN();
+  return r;
 }
 
 }  // namespace
@@ -96,40 +126,47 @@ TEST_CASE("∂L/∂ĝ = ⟨∂L/∂y, E_c(x)⟩ for every candidate, masked ones
   check_close(analytic, numeric);
 }
 
-TEST_CASE("routing backward: score function, renormalisation, scaling and the STE") {
+TEST_CASE("routing backward: score function, renormalisation, scaling, bias, mask off, STE") {
   const problem p;
   const auto upstream = beam::test::random_normal<double>(p.T * p.K, 87);  // ∂L/∂ĝ
-  for (const auto& opt : option_grid(p.K)) {
-    CAPTURE(int(opt.scoring));
-    CAPTURE(opt.renormalize);
-    CAPTURE(opt.routed_scaling_factor);
-    const auto fwd = p.route(p.r, p.z, opt);
-    const auto grads = ref::routing_backward(fwd, p.view(p.r), p.view(p.z), upstream.data(), opt);
+  const auto bias = beam::test::random_normal<float>(p.E, 88, 0.0, 0.5);
+  for (const auto& router : {p.r, with_empty_slots(p)}) {
+    for (const auto& opt : option_grid(p.K, bias.data())) {
+      CAPTURE(int(opt.scoring));
+      CAPTURE(opt.renormalize);
+      CAPTURE(opt.routed_scaling_factor);
+      CAPTURE(opt.mask_enabled);
+      CAPTURE(opt.selection_bias != nullptr);
+      const auto fwd = p.route(router, p.z, opt);
+      const auto grads = ref::routing_backward(fwd, p.view(router), p.view(p.z), upstream.data());
 
-    for (size_t s = 0; s < upstream.size(); ++s) {
-      const double kept = fwd.topk_ids[s] >= 0 ? 1.0 : 0.0;
-      CHECK(grads.d_gate[s] == doctest::Approx(upstream[s] * kept));
-      CHECK(grads.d_mask[s] == doctest::Approx(upstream[s] * fwd.gate_weights[s]));
+      for (size_t s = 0; s < upstream.size(); ++s) {
+        const double kept = fwd.topk_ids[s] >= 0 ? 1.0 : 0.0;
+        CHECK(grads.d_gate[s] == upstream[s] * kept);
+        CHECK(grads.d_mask[s] == upstream[s] * fwd.gate_weights[s]);
+      }
+      // Router logits: L(r) = Σ ∂L/∂ĝ · g(r) · m̂, the mask and the selection held fixed.
+      const auto d_router = numeric_gradient(router, [&](const std::vector<double>& r) {
+        const auto f = p.route(r, p.z, opt);
+        REQUIRE(f.candidate_ids == fwd.candidate_ids);
+        double loss = 0.0;
+        for (size_t s = 0; s < upstream.size(); ++s) loss += upstream[s] * f.gate_weights[s] * (fwd.topk_ids[s] >= 0);
+        return loss;
+      });
+      check_close(grads.d_router_logits, d_router);
+      if (!opt.mask_enabled) {
+        CHECK(grads.d_mask_logits == std::vector<double>(p.T * p.E, 0.0));
+        continue;
+      }
+      // Mask logits, STE: the hard mask acts as σ(z) in the backward: L(z) = Σ ∂L/∂ĝ · g · σ(z).
+      const auto d_mask = numeric_gradient(p.z, [&](const std::vector<double>& z) {
+        const auto f = p.route(router, z, opt);
+        double loss = 0.0;
+        for (size_t s = 0; s < upstream.size(); ++s) loss += upstream[s] * f.gate_weights[s] * f.mask_probs[s];
+        return loss;
+      });
+      check_close(grads.d_mask_logits, d_mask);
     }
-    // Router logits: L(r) = Σ ∂L/∂ĝ · g(r) · m̂, the mask and the selection held fixed.
-    const auto d_router = numeric_gradient(p.r, [&](const std::vector<double>& r) {
-      const auto f = p.route(r, p.z, opt);
-      REQUIRE(f.candidate_ids == fwd.candidate_ids);
-      double loss = 0.0;
-      for (size_t s = 0; s < upstream.size(); ++s) loss += upstream[s] * f.gate_weights[s] * (fwd.topk_ids[s] >= 0);
-      return loss;
-    });
-    check_close(grads.d_router_logits, d_router);
-    // Mask logits, STE: the hard mask acts as σ(z) in the backward: L(z) = Σ ∂L/∂ĝ · g · σ(z).
-    const auto d_mask = numeric_gradient(p.z, [&](const std::vector<double>& z) {
-      const auto f = p.route(p.r, z, opt);
-      return dot(upstream, [&] {
-        std::vector<double> g_sigma(f.gate_weights.size());
-        for (size_t s = 0; s < g_sigma.size(); ++s) g_sigma[s] = f.gate_weights[s] * f.mask_probs[s];
-        return g_sigma;
-      }());
-    });
-    check_close(grads.d_mask_logits, d_mask);
   }
 }
 
@@ -176,12 +213,14 @@ TEST_CASE("balance loss E·Σ f·P and its gradient (f held fixed)") {
 TEST_CASE("whole chain: L = ⟨∂L/∂y, y⟩ + α·L_bal + β·L_reg, to router and mask logits") {
   const problem p;
   const double alpha = 0.02, beta = 0.1;
-  for (const auto& opt : option_grid(p.K)) {
+  const auto bias = beam::test::random_normal<float>(p.E, 89, 0.0, 0.5);
+  for (const auto& opt : option_grid(p.K, bias.data())) {
+    if (!opt.mask_enabled) continue;  // the chain to z needs the mask
     CAPTURE(int(opt.scoring));
     CAPTURE(opt.renormalize);
     const auto fwd = p.route(p.r, p.z, opt);
     const auto d_hat = ref::topk_weight_grad(p.x.data(), p.weights(), fwd, p.dy.data());
-    auto grads = ref::routing_backward(fwd, p.view(p.r), p.view(p.z), d_hat.data(), opt);
+    auto grads = ref::routing_backward(fwd, p.view(p.r), p.view(p.z), d_hat.data());
     ref::add_balance_loss_grad(p.view(p.r), fwd, alpha, grads.d_router_logits);
     ref::add_l_reg_grad(fwd, p.view(p.z), beta, grads.d_mask_logits);
 
@@ -208,13 +247,30 @@ TEST_CASE("T = 0 and bad arguments") {
   const auto empty = ref::route_and_mask<double>({nullptr, 0, p.E, p.E}, {nullptr, 0, p.E, p.E}, opt);
   CHECK(ref::l_reg(empty) == 0.0);
   CHECK(ref::balance_loss<double>({nullptr, 0, p.E, p.E}, empty) == 0.0);
-  const auto grads = ref::routing_backward<double>(empty, {nullptr, 0, p.E, p.E}, {nullptr, 0, p.E, p.E}, nullptr, opt);
+  const auto grads = ref::routing_backward<double>(empty, {nullptr, 0, p.E, p.E}, {nullptr, 0, p.E, p.E}, nullptr);
   CHECK(grads.d_router_logits.empty());
 
   const auto fwd = p.route(p.r, p.z, opt);
-  CHECK_THROWS_AS(ref::routing_backward(fwd, p.view(p.r), p.view(p.z), nullptr, opt), std::invalid_argument);
-  ref::routing_options other = opt;
-  other.top_k = p.K - 1;
+  CHECK_THROWS_AS(ref::routing_backward(fwd, p.view(p.r), p.view(p.z), nullptr), std::invalid_argument);
   const std::vector<double> d(p.T * p.K, 1.0);
-  CHECK_THROWS_AS(ref::routing_backward(fwd, p.view(p.r), p.view(p.z), d.data(), other), std::invalid_argument);
+  auto corrupt = fwd;
+  corrupt.candidate_ids[0] = p.E;  // an expert id out of range must not be written through
+  CHECK_THROWS_AS(ref::routing_backward(corrupt, p.view(p.r), p.view(p.z), d.data()), std::invalid_argument);
+  std::vector<double> short_grad(p.T * p.E - 1, 0.0);
+  CHECK_THROWS_AS(ref::add_l_reg_grad(fwd, p.view(p.z), 1.0, short_grad), std::invalid_argument);
+  CHECK_THROWS_AS(ref::add_balance_loss_grad(p.view(p.r), fwd, 1.0, short_grad), std::invalid_argument);
+  CHECK_THROWS_AS(ref::topk_weight_grad(p.x.data(), p.weights(), fwd, static_cast<const double*>(nullptr)),
+                  std::invalid_argument);
+}
+
+TEST_CASE("mask off: L_reg is 0 and adds no gradient") {
+  const problem p;
+  ref::routing_options opt;
+  opt.top_k = p.K;
+  opt.mask_enabled = false;
+  const auto fwd = ref::route_and_mask<double>(p.view(p.r), {}, opt);
+  CHECK(ref::l_reg(fwd) == 0.0);
+  std::vector<double> d_mask(p.T * p.E, 0.0);
+  ref::add_l_reg_grad<double>(fwd, {}, 1.0, d_mask);
+  CHECK(d_mask == std::vector<double>(p.T * p.E, 0.0));
 }

@@ -79,7 +79,7 @@ struct options {
   bool quick = false;
   std::string out;
   uint64_t seed = 1234;
-  int base_steps = 6000, finetune_steps = 3000, batch = 64, eval_positions = 20000;
+  int base_steps = 12000, finetune_steps = 6000, batch = 64, eval_positions = 20000;
 };
 
 evaluation evaluate(train::model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& positions,
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
 
   std::vector<row> rows;
   rows.push_back({"dense Top-K", double(K), dense_ev});
-  const std::vector<double> betas = o.quick ? std::vector<double>{0.25} : std::vector<double>{0.1, 0.25, 0.5, 1.0};
+  const std::vector<double> betas = o.quick ? std::vector<double>{0.25} : std::vector<double>{0.1, 0.25, 0.5, 0.75, 1.0};
   std::vector<train::model> beam_models;
   for (double beta : betas) {
     train::model m = base;

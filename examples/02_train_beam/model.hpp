@@ -315,10 +315,10 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
     // ĝ = g·m: ∂L/∂g = ∂L/∂ĝ·m, ∂L/∂z = ∂L/∂ĝ·g·σ'(z).
     std::vector<float> d_gate(d_weight.size());
     for (size_t s = 0; s < d_gate.size(); ++s) d_gate[s] = d_weight[s] * routing.mask_probs[s];
-    ref::routing_options dense = opt;
-    dense.mask_enabled = false;
+    routing.options.mask_enabled = false;  // the router part as for dense routing...
     routing.topk_ids = routing.candidate_ids;
-    rg = ref::routing_backward(routing, rv, zv, d_gate.data(), dense);
+    rg = ref::routing_backward(routing, rv, zv, d_gate.data());
+    routing.options.mask_enabled = true;  // ...and the mask part by hand, for L_reg below
     for (size_t s = 0; s < d_weight.size(); ++s) {
       const int e = routing.candidate_ids[s];
       if (e >= 0) {
@@ -327,7 +327,7 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
       }
     }
   } else {
-    rg = ref::routing_backward(routing, rv, zv, d_weight.data(), opt);
+    rg = ref::routing_backward(routing, rv, zv, d_weight.data());
   }
   if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
   if (masked_mode && rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);

@@ -10,10 +10,15 @@
 
 namespace beam::test {
 
-//! True when a CUDA device can be used (false on machines without a GPU or driver).
+//! True when a CUDA device can be used; false only where there is no device or no driver
+//! (cudaErrorNoDevice, cudaErrorInsufficientDriver). Any other error is a broken GPU setup,
+//! not a reason to skip: it throws, so the test fails.
 inline bool gpu_available() {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) return false;
+  BEAM_CUDA_TRY(status);
+  return count > 0;
 }
 
 //! Owning device array for tests.

@@ -3,7 +3,7 @@
 #
 # Recompiles every CUDA source of the build with its own command plus `-Xptxas -v` and reads
 # the ptxas report. Fails, naming each kernel (or device function), when it has a non-zero
-# stack frame or spills registers, or when an architecture of ARCHITECTURES produced no code.
+# stack frame or spills registers, or when a real architecture of ARCHITECTURES produced no code.
 # With SOURCE, compiles that file instead, with the command of the build's first CUDA source.
 cmake_minimum_required(VERSION 3.25)
 foreach(var COMPILE_COMMANDS ARCHITECTURES WORK_DIR)
@@ -86,9 +86,19 @@ endforeach()
 if(compiled EQUAL 0)
   message(FATAL_ERROR "check_kernel_resources: no CUDA source in ${COMPILE_COMMANDS}")
 endif()
+# Every real architecture named must have produced ptxas output. PTX-only entries (-virtual)
+# run no ptxas; keywords (native, all, all-major) name no architecture: then at least one.
 set(missing "")
 foreach(arch IN LISTS ARCHITECTURES)
-  string(REGEX REPLACE "-(real|virtual)$" "" arch "${arch}")
+  if(arch MATCHES "-virtual$")
+    continue()
+  elseif(arch MATCHES "^(native|all|all-major)$")
+    if(NOT seen_archs)
+      list(APPEND missing "${arch}")
+    endif()
+    continue()
+  endif()
+  string(REGEX REPLACE "-real$" "" arch "${arch}")
   if(NOT "sm_${arch}" IN_LIST seen_archs)
     list(APPEND missing sm_${arch})
   endif()

@@ -3,7 +3,9 @@
 //!
 //! Every device-level function returns `[[nodiscard]] cudaError_t`: `cudaSuccess`, a CUDA
 //! runtime error from a launch, or `cudaErrorInvalidValue` for arguments rejected on the
-//! host (its doc comment lists the reasons). Nothing in the library throws, prints or exits.
+//! host (its doc comment lists the reasons). Device-level and device code never throws,
+//! prints or exits. (The host reference in `beam::reference` is a test oracle, not a
+//! device-level API: it throws `std::invalid_argument` on bad arguments.)
 //! Data-dependent problems found on the device are counted into a caller-visible status
 //! word and the offending item is skipped.
 //!

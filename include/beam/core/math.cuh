@@ -25,11 +25,12 @@ BEAM_HOST_DEVICE inline Real sigmoid(Real x) {
   return e / (Real(1) + e);
 }
 
-//! σ'(x) = σ(x)(1 − σ(x)).
+//! σ'(x) = σ(x)(1 − σ(x)) = e^−|x| / (1 + e^−|x|)², the second form free of cancellation
+//! when σ(x) ≈ 1. σ'(±∞) = 0, σ'(NaN) = NaN.
 template <class Real>
 BEAM_HOST_DEVICE inline Real sigmoid_grad(Real x) {
-  const Real s = sigmoid(x);
-  return s * (Real(1) - s);
+  const Real e = detail::exp_of(x < Real(0) ? x : -x);  // e^−|x|; NaN stays NaN
+  return e / ((Real(1) + e) * (Real(1) + e));
 }
 
 //! silu(x) = x · σ(x).

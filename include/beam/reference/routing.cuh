@@ -9,6 +9,12 @@
 //!   mask        m_i = σ(z_{c_i}),  m̂_i = 1[z_{c_i} ≥ 0]
 //!   final       ĝ_i = g_i · m̂_i   (no renormalisation after masking)
 //!   ids         topk_id_i = m̂_i ? c_i : −1
+//!
+//! Keys are computed in the logits' type (`float` for float logits: σ in float, the bias added
+//! in float), as a device kernel computes them, so ids compare exactly except where two keys
+//! differ only by the rounding of σ. Saturated keys tie: in float σ(r) = 1 for r ≳ 17, and
+//! ties go to the lower index. A NaN mask logit masks its expert (m̂ = 0) and gives m = NaN,
+//! which propagates into L_reg: bad inputs show in the loss rather than being hidden.
 #pragma once
 
 #include <algorithm>
@@ -45,7 +51,9 @@ struct routing_options {
 template <class Real>
 struct routing_result {
   int64_t tokens = 0;
+  int64_t experts = 0;
   int top_k = 0;
+  routing_options options;             //!< the options of the forward (the backward uses them)
   std::vector<int32_t> candidate_ids;  //!< c, `[T, K]`
   std::vector<Real> gate_weights;      //!< g, `[T, K]`
   std::vector<Real> mask_probs;        //!< m = σ(z_c), `[T, K]` (1 with the mask off)
@@ -114,7 +122,7 @@ inline std::vector<int32_t> top_k_candidates(const std::vector<double>& keys, in
 //!
 //! @param router_logits  r, a `T × E` view (e.g. the first half of a `[T, 2E]` array)
 //! @param mask_logits    z, a `T × E` view; ignored (may be empty) when the mask is off
-//! @throws std::invalid_argument for K ∉ [1, E] or mismatched views
+//! @throws std::invalid_argument for K ∉ [1, E], T < 0 or mismatched views
 //!
 //! @code
 //! // E = 4, K = 2, r = {1, 3, 2, 0}, z = {0.5, −1, 0, 2}
@@ -129,12 +137,15 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
   const int64_t experts = router_logits.cols;
   const int top_k = options.top_k;
   if (top_k < 1 || top_k > experts) throw std::invalid_argument("route_and_mask: K must be in [1, E]");
+  if (tokens < 0) throw std::invalid_argument("route_and_mask: negative T");
   check_view(router_logits, tokens, experts, "route_and_mask: router_logits");
   if (options.mask_enabled) check_view(mask_logits, tokens, experts, "route_and_mask: mask_logits");
 
   routing_result<Real> out;
   out.tokens = tokens;
+  out.experts = experts;
   out.top_k = top_k;
+  out.options = options;
   const auto slots = static_cast<size_t>(tokens * top_k);
   out.candidate_ids.assign(slots, -1);
   out.gate_weights.assign(slots, Real(0));
@@ -148,8 +159,9 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
     const std::vector<double> s = expert_scores(r, experts, options.scoring);
     std::vector<double> keys(static_cast<size_t>(experts));
     for (int64_t e = 0; e < experts; ++e) {
-      keys[e] = options.scoring == score_function::softmax ? double(r[e]) : s[e];
-      if (options.selection_bias) keys[e] += options.selection_bias[e];
+      Real key = options.scoring == score_function::softmax ? r[e] : sigmoid(r[e]);
+      if (options.selection_bias) key = Real(key + Real(options.selection_bias[e]));
+      keys[e] = double(key);
     }
     const std::vector<int32_t> c = top_k_candidates(keys, top_k);
 

@@ -8,12 +8,16 @@
 //!   ∂L/∂z_{c_i} = ∂L/∂m̂_i · σ'(z_{c_i})      (STE: the threshold is the identity backward)
 //!   L_reg = (1/(T·K)) Σ_t Σ_i σ(z_{t,c_i})   (L1 on the continuous mask probabilities)
 //!   L_bal = E · Σ_e f_e · P_e,  f_e = #{slots with c = e}/(T·K) (not differentiated),
-//!           P_e = (1/T) Σ_t softmax(r_t)_e
+//!           P_e = (1/T) Σ_t softmax(r_t)_e   (the Switch/GShard definition, whatever the
+//!           score function of the routing)
 //! Gradients are dense `[T, E]` arrays, zero off the candidates. They assume finite logits.
+//! Every function takes the `routing_result` of the forward and uses the options stored in
+//! it, so a backward cannot disagree with its forward.
 #pragma once
 
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "beam/core/math.cuh"
@@ -32,25 +36,47 @@ struct routing_grads {
   std::vector<Real> d_mask_logits;    //!< ∂L/∂z `[T, E]` (zero with the mask off)
 };
 
+//! Throws `std::invalid_argument` unless `fwd` is a well-formed routing of T tokens over E
+//! experts and `view`, if given, a `T × E` view.
+template <class Real>
+void check_routing(const routing_result<Real>& fwd, const matrix_view<Real>* view, const char* what) {
+  const auto slots = static_cast<size_t>(fwd.tokens * fwd.top_k);
+  bool ok = fwd.tokens >= 0 && fwd.top_k >= 1 && fwd.candidate_ids.size() == slots &&
+            fwd.topk_ids.size() == slots && fwd.gate_weights.size() == slots &&
+            fwd.mask_probs.size() == slots;
+  for (int32_t e : fwd.candidate_ids) ok = ok && e >= -1 && e < fwd.experts;
+  if (!ok) throw std::invalid_argument(std::string(what) + ": malformed routing");
+  if (view) check_view(*view, fwd.tokens, fwd.experts, what);
+}
+
+//! Throws `std::invalid_argument` unless `grad` holds `[T, E]` values.
+template <class Real>
+void check_grad(const routing_result<Real>& fwd, const std::vector<Real>& grad, const char* what) {
+  if (grad.size() != static_cast<size_t>(fwd.tokens * fwd.experts)) {
+    throw std::invalid_argument(std::string(what) + ": gradient is not [T, E]");
+  }
+}
+
 //! Backward of `route_and_mask` given ∂L/∂ĝ `[T, K]`, for the options of the forward:
 //!   ∂L/∂s_{c_j} = λ·(∂L/∂g_j)                                   (no renormalisation)
 //!              = (λ/S)·(∂L/∂g_j − Σ_i ∂L/∂g_i · g_i/λ),  S = Σ_i s_{c_i}   (renormalised)
 //!   ∂L/∂r_e = p_e·(∂L/∂s_e − Σ_l p_l ∂L/∂s_l)  (softmax),   ∂L/∂s_e·σ'(r_e)  (sigmoid)
 //! and ∂L/∂g, ∂L/∂m̂, ∂L/∂z as in the file comment. The selection (and its bias) is
 //! piecewise constant and has no gradient.
+//!
+//! @param mask_logits  z, a `T × E` view; ignored (may be empty) when the mask was off
+//! @throws std::invalid_argument for mismatched views, a malformed `fwd` or null ∂L/∂ĝ
 template <class Real>
 routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
                                      const matrix_view<Real>& router_logits,
                                      const matrix_view<Real>& mask_logits,
-                                     const non_deduced<Real>* d_topk_weights,
-                                     const routing_options& options) {
-  const int64_t T = fwd.tokens, E = router_logits.cols;
+                                     const non_deduced<Real>* d_topk_weights) {
+  const routing_options& options = fwd.options;
+  check_routing(fwd, &router_logits, "routing_backward: router_logits");
+  if (options.mask_enabled) check_routing(fwd, &mask_logits, "routing_backward: mask_logits");
+  if (fwd.tokens > 0 && !d_topk_weights) throw std::invalid_argument("routing_backward: null ∂L/∂ĝ");
+  const int64_t T = fwd.tokens, E = fwd.experts;
   const int K = fwd.top_k;
-  check_view(router_logits, T, E, "routing_backward: router_logits");
-  if (options.mask_enabled) check_view(mask_logits, T, E, "routing_backward: mask_logits");
-  if (K != options.top_k || (T > 0 && !d_topk_weights)) {
-    throw std::invalid_argument("routing_backward: K differs from the forward, or null ∂L/∂ĝ");
-  }
   const double lambda = options.routed_scaling_factor;
   routing_grads<Real> grads;
   grads.d_gate.assign(static_cast<size_t>(T * K), Real(0));
@@ -90,29 +116,33 @@ routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
       for (int64_t e = 0; e < E; ++e) p_dot_d += s[e] * d_score[e];
       for (int64_t e = 0; e < E; ++e) grads.d_router_logits[t * E + e] = Real(s[e] * (d_score[e] - p_dot_d));
     } else {
-      for (int64_t e = 0; e < E; ++e) {
-        grads.d_router_logits[t * E + e] = Real(d_score[e] * s[e] * (1.0 - s[e]));
+      for (int64_t e = 0; e < E; ++e) {  // non-candidates (NaN logits among them) get exact zeros
+        const double r = router_logits(t, e);
+        grads.d_router_logits[t * E + e] = d_score[e] == 0.0 ? Real(0) : Real(d_score[e] * sigmoid_grad(r));
       }
     }
   }
   return grads;
 }
 
-//! L_reg = (1/(T·K)) Σ_{t,k} m_{t,k} over the candidate slots (0 when T = 0).
+//! L_reg = (1/(T·K)) Σ_{t,k} m_{t,k} over the candidate slots; 0 when T = 0 or the mask is off.
 template <class Real>
 double l_reg(const routing_result<Real>& fwd) {
-  if (fwd.tokens == 0) return 0.0;
+  if (fwd.tokens == 0 || !fwd.options.mask_enabled) return 0.0;
   double sum = 0.0;
   for (Real m : fwd.mask_probs) sum += double(m);
   return sum / double(fwd.tokens * fwd.top_k);
 }
 
-//! d_mask_logits[t, c] += β · σ'(z_{t,c}) / (T·K) for every candidate c (∂(β·L_reg)/∂z).
+//! d_mask_logits[t, c] += β · σ'(z_{t,c}) / (T·K) for every candidate c (∂(β·L_reg)/∂z);
+//! nothing when the mask is off.
 template <class Real>
 void add_l_reg_grad(const routing_result<Real>& fwd, const matrix_view<Real>& mask_logits,
                     double beta, std::vector<Real>& d_mask_logits) {
-  const int64_t T = fwd.tokens, E = mask_logits.cols;
-  check_view(mask_logits, T, E, "add_l_reg_grad: mask_logits");
+  if (!fwd.options.mask_enabled) return;
+  check_routing(fwd, &mask_logits, "add_l_reg_grad: mask_logits");
+  check_grad(fwd, d_mask_logits, "add_l_reg_grad");
+  const int64_t T = fwd.tokens, E = fwd.experts;
   if (T == 0) return;
   const double scale = beta / double(T * fwd.top_k);
   for (int64_t t = 0; t < T; ++t) {
@@ -136,8 +166,8 @@ std::vector<double> candidate_fractions(const routing_result<Real>& fwd, int64_t
 //! L_bal = E · Σ_e f_e · P_e, P_e = (1/T) Σ_t softmax(r_t)_e (0 when T = 0).
 template <class Real>
 double balance_loss(const matrix_view<Real>& router_logits, const routing_result<Real>& fwd) {
-  const int64_t T = fwd.tokens, E = router_logits.cols;
-  check_view(router_logits, T, E, "balance_loss: router_logits");
+  check_routing(fwd, &router_logits, "balance_loss: router_logits");
+  const int64_t T = fwd.tokens, E = fwd.experts;
   if (T == 0) return 0.0;
   const std::vector<double> f = candidate_fractions(fwd, E);
   double loss = 0.0;
@@ -152,8 +182,9 @@ double balance_loss(const matrix_view<Real>& router_logits, const routing_result
 template <class Real>
 void add_balance_loss_grad(const matrix_view<Real>& router_logits, const routing_result<Real>& fwd,
                            double alpha, std::vector<Real>& d_router_logits) {
-  const int64_t T = fwd.tokens, E = router_logits.cols;
-  check_view(router_logits, T, E, "add_balance_loss_grad: router_logits");
+  check_routing(fwd, &router_logits, "add_balance_loss_grad: router_logits");
+  check_grad(fwd, d_router_logits, "add_balance_loss_grad");
+  const int64_t T = fwd.tokens, E = fwd.experts;
   if (T == 0) return;
   const std::vector<double> f = candidate_fractions(fwd, E);
   const double scale = alpha * double(E) / double(T);
@@ -172,6 +203,9 @@ template <class Real>
 std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
                                    const routing_result<Real>& fwd, const Real* d_out) {
   check_weights(w);
+  check_routing<Real>(fwd, nullptr, "topk_weight_grad");
+  if (fwd.tokens > 0 && (!x || !d_out)) throw std::invalid_argument("topk_weight_grad: null x or ∂L/∂y");
+  if (fwd.experts > w.experts) throw std::invalid_argument("topk_weight_grad: more experts routed than weighted");
   const int64_t T = fwd.tokens, H = w.hidden, I = w.intermediate;
   const int K = fwd.top_k;
   std::vector<Real> d_hat(static_cast<size_t>(T * K), Real(0));
@@ -180,7 +214,6 @@ std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
     for (int k = 0; k < K; ++k) {
       const int32_t e = fwd.candidate_ids[t * K + k];
       if (e < 0) continue;
-      if (e >= w.experts) throw std::invalid_argument("topk_weight_grad: candidate id out of range");
       swiglu_mlp(x + t * H, w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, y.data());
       double dot = 0.0;
       for (int64_t h = 0; h < H; ++h) dot += double(d_out[t * H + h]) * double(y[h]);
