@@ -75,28 +75,22 @@ struct problem {
 //! selection bias.
 std::vector<ref::routing_options> option_grid(int K, const float* bias) {
   std::vector<ref::routing_options> grid;
+  const auto add = [&](ref::score_function scoring, bool renormalize, float lambda, const float* b, bool mask) {
+    ref::routing_options opt;
+    opt.top_k = K;
+    opt.scoring = scoring;
+    opt.renormalize = renormalize;
+    opt.routed_scaling_factor = lambda;
+    opt.selection_bias = b;
+    opt.mask_enabled = mask;
+    grid.push_back(opt);
+  };
   for (auto scoring : {ref::score_function::softmax, ref::score_function::sigmoid}) {
     for (bool renormalize : {false, true}) {
-      for (float lambda : {1.0f, 2.5f}) {
-        ref::routing_options opt;
-        opt.top_k = K;
-        opt.scoring = scoring;
-        opt.renormalize = renormalize;
-        opt.routed_scaling_factor = lambda;
-        grid.push_back(opt);
-      }
+      for (float lambda : {1.0f, 2.5f}) add(scoring, renormalize, lambda, nullptr, true);
     }
-    ref::routing_options biased;
-    biased.top_k = K;
-    biased.scoring = scoring;
-    biased.renormalize = true;
-    biased.selection_bias = bias;
-    grid.push_back(biased);
-    ref::routing_options mask_off;
-    mask_off.top_k = K;
-    mask_off.scoring = scoring;
-    mask_off.mask_enabled = false;
-    grid.push_back(mask_off);
+    add(scoring, true, 1.0f, bias, true);       // selection bias
+    add(scoring, false, 1.0f, nullptr, false);  // mask off
   }
   return grid;
 }
