@@ -8,6 +8,10 @@
 #include "beam/core/macros.cuh"
 #include "beam/core/math.cuh"
 
+#include "beam/routing/device_route.cuh"
+#include "beam/routing/options.cuh"
+#include "beam/routing/warp_route.cuh"
+
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"
 #include "beam/reference/permute.cuh"

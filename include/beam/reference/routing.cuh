@@ -26,25 +26,13 @@
 #include <vector>
 
 #include "beam/core/math.cuh"
+#include "beam/routing/options.cuh"
 #include "beam/reference/matrix.cuh"
 
 namespace beam::reference {
 
-//! How router logits become expert scores.
-enum class score_function {
-  softmax,  //!< s = softmax(r) over all E experts (Mixtral, Qwen, DeepSeek-V2)
-  sigmoid,  //!< s_e = σ(r_e) (DeepSeek-V3, usually with a selection bias and renormalize)
-};
-
-//! Routing options; the defaults are plain softmax Top-K with the BEAM mask on.
-struct routing_options {
-  int top_k = 1;                                  //!< K, 1 ≤ K ≤ E
-  score_function scoring = score_function::softmax;
-  bool renormalize = false;                       //!< divide g by Σ of the K candidate scores
-  float routed_scaling_factor = 1.0f;             //!< λ
-  const float* selection_bias = nullptr;          //!< b[E] added to the selection key only
-  bool mask_enabled = true;                       //!< false: plain Top-K, m = m̂ = 1
-};
+using beam::routing_options;
+using beam::score_function;
 
 //! Routing of T tokens; every `[T, K]` array is row-major, slot k = 0 is the best candidate.
 //! A slot with no candidate (fewer than K non-NaN keys) has id −1 and zero g, m, ĝ.

@@ -1,0 +1,42 @@
+//! @file
+//! Kernel of beam::device::route_and_mask: one warp per token, grid-stride over tokens.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "beam/routing/device_route.cuh"
+#include "beam/routing/warp_route.cuh"
+
+namespace beam::detail {
+
+constexpr int route_block_threads = 128;
+
+template <int MaxExperts, class LogitT>
+__global__ void __launch_bounds__(route_block_threads)
+    route_and_mask_kernel(device::routing_logits<LogitT> logits, int64_t tokens, int num_experts,
+                          routing_options options, device::routing_outputs out) {
+  const int lane = int(warp::detail::lane_id());
+  const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
+  const int K = options.top_k;
+  for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
+    const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
+    const warp::routed_slot s =
+        warp::route_token<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options);
+    if (lane < K) {
+      const int64_t slot = t * K + lane;
+      out.topk_ids[slot] = s.id();
+      out.topk_weights[slot] = s.weight();
+      if (out.mask_probs) out.mask_probs[slot] = s.mask_prob;
+      if (out.candidate_ids) out.candidate_ids[slot] = s.candidate;
+      if (out.expert_counts && s.keep) atomicAdd(out.expert_counts + s.candidate, 1);
+    }
+    if (out.active_pairs) {
+      const unsigned kept = __ballot_sync(0xffffffffu, lane < K && s.keep);
+      if (lane == 0 && kept) atomicAdd(out.active_pairs, static_cast<unsigned long long>(__popc(kept)));
+    }
+  }
+}
+
+}  // namespace beam::detail

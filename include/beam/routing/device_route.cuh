@@ -1,0 +1,119 @@
+//! @file
+//! Device-level routing: `route_and_mask` over T tokens on a stream (formulas, tie and
+//! NaN/Inf rules: beam/reference/routing.cuh, which it matches).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "beam/routing/options.cuh"
+
+namespace beam::device {
+
+//! Router and mask logits, `[T, E]` each with its own row stride (elements), e.g. both halves
+//! of one `[T, 2E]` GEMM output: `{logits, logits + E, 2 * E, 2 * E}`.
+template <class LogitT>
+struct routing_logits {
+  const LogitT* router = nullptr;
+  const LogitT* mask = nullptr;  //!< unused when the mask is off
+  int64_t router_stride = 0;
+  int64_t mask_stride = 0;
+};
+
+//! Outputs of `route_and_mask`, all `[T, K]` row-major in device memory except telemetry.
+struct routing_outputs {
+  int32_t* topk_ids = nullptr;        //!< required: expert id, −1 for masked or empty slots
+  float* topk_weights = nullptr;      //!< required: ĝ = g · m̂
+  float* mask_probs = nullptr;        //!< optional: m = σ(z) (for L_reg)
+  int32_t* candidate_ids = nullptr;   //!< optional: c, masked candidates included (backward)
+  int32_t* expert_counts = nullptr;   //!< optional telemetry `[E]`: kept pairs per expert
+  unsigned long long* active_pairs = nullptr;  //!< optional telemetry: kept pairs in total
+};
+
+//! Largest E and K `route_and_mask` supports.
+inline constexpr int max_route_experts = 512;
+inline constexpr int max_route_top_k = 16;
+
+//! Routes T tokens: Top-K candidates, gate weights and the BEAM mask, one warp per token.
+//! Telemetry outputs, when given, are zeroed first and then counted on the device (no host
+//! synchronisation; capturable in a CUDA graph). Equal inputs give bitwise equal outputs.
+//!
+//! @tparam LogitT  float, __half or __nv_bfloat16
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0; E ∉ [1, 512]; K ∉ [1, min(E, 16)];
+//!         T > 0 and a null router pointer, a null mask pointer with the mask on, or a null
+//!         `topk_ids` / `topk_weights`; a row stride < E; else the launch's status.
+//!         T = 0 succeeds (telemetry zeroed).
+//!
+//! @code
+//! // E = 4, K = 2, r = {1, 3, 2, 0}, z = {0.5, −1, 0, 2}:
+//! // topk_ids = {−1, 2}, topk_weights = {0, softmax(r)_2}, candidate_ids = {1, 2}
+//! @endcode
+template <class LogitT>
+[[nodiscard]] cudaError_t route_and_mask(const routing_logits<LogitT>& logits, int64_t tokens, int num_experts,
+                                         const routing_options& options, const routing_outputs& out,
+                                         cudaStream_t stream = nullptr);
+
+}  // namespace beam::device
+
+#include "beam/routing/detail/route_kernel.cuh"
+
+namespace beam::device {
+
+namespace detail {
+
+//! The argument checks of route_and_mask (host only, no CUDA call).
+template <class LogitT>
+cudaError_t check_route_arguments(const routing_logits<LogitT>& logits, int64_t tokens, int num_experts,
+                                  const routing_options& options, const routing_outputs& out) {
+  if (tokens < 0 || num_experts < 1 || num_experts > max_route_experts) return cudaErrorInvalidValue;
+  if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  if (!logits.router || logits.router_stride < num_experts) return cudaErrorInvalidValue;
+  if (options.mask_enabled && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (!out.topk_ids || !out.topk_weights) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+template <int MaxExperts, class LogitT>
+cudaError_t launch_route(const routing_logits<LogitT>& logits, int64_t tokens, int num_experts,
+                         const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
+  constexpr int warps_per_block = beam::detail::route_block_threads / 32;
+  const int64_t blocks = (tokens + warps_per_block - 1) / warps_per_block;
+  const unsigned grid = unsigned(blocks < 65536 ? blocks : 65536);  // grid-stride beyond
+  beam::detail::route_and_mask_kernel<MaxExperts, LogitT>
+      <<<grid, beam::detail::route_block_threads, 0, stream>>>(logits, tokens, num_experts, options, out);
+  return cudaGetLastError();
+}
+
+}  // namespace detail
+
+template <class LogitT>
+cudaError_t route_and_mask(const routing_logits<LogitT>& logits, int64_t tokens, int num_experts,
+                           const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
+  if (const cudaError_t status = detail::check_route_arguments(logits, tokens, num_experts, options, out);
+      status != cudaSuccess) {
+    return status;
+  }
+  if (out.expert_counts) {
+    if (const cudaError_t status = cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream);
+        status != cudaSuccess) {
+      return status;
+    }
+  }
+  if (out.active_pairs) {
+    if (const cudaError_t status = cudaMemsetAsync(out.active_pairs, 0, sizeof(unsigned long long), stream);
+        status != cudaSuccess) {
+      return status;
+    }
+  }
+  if (tokens == 0) return cudaSuccess;
+  // The smallest register bound that holds E logits per warp.
+  if (num_experts <= 32) return detail::launch_route<32>(logits, tokens, num_experts, options, out, stream);
+  if (num_experts <= 64) return detail::launch_route<64>(logits, tokens, num_experts, options, out, stream);
+  if (num_experts <= 128) return detail::launch_route<128>(logits, tokens, num_experts, options, out, stream);
+  if (num_experts <= 256) return detail::launch_route<256>(logits, tokens, num_experts, options, out, stream);
+  return detail::launch_route<512>(logits, tokens, num_experts, options, out, stream);
+}
+
+}  // namespace beam::device

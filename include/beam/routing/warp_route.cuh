@@ -1,0 +1,177 @@
+//! @file
+//! Warp-level routing of one token: Top-K candidates, gate weights and the BEAM mask, with
+//! the formulas, tie and NaN/Inf rules of beam/reference/routing.cuh.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "beam/core/dtype.cuh"
+#include "beam/core/math.cuh"
+#include "beam/routing/options.cuh"
+
+namespace beam::warp {
+
+//! The candidate slot a lane holds after `route_token`: lane k < K holds slot k.
+struct routed_slot {
+  int32_t candidate = -1;  //!< c_k; −1 when the token has fewer than k + 1 non-NaN keys
+  float gate = 0.0f;       //!< g_k
+  float mask_prob = 0.0f;  //!< m_k = σ(z_{c_k}) (1 with the mask off, 0 for an empty slot)
+  bool keep = false;       //!< m̂_k = 1[z_{c_k} ≥ 0] (true with the mask off)
+
+  //! topk_id: c_k if kept, else −1.
+  __device__ int32_t id() const { return keep ? candidate : -1; }
+  //! ĝ_k = g_k · m̂_k.
+  __device__ float weight() const { return keep ? gate : 0.0f; }
+};
+
+namespace detail {
+
+__device__ inline unsigned lane_id() {
+  unsigned lane;
+  asm("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return lane;
+}
+
+//! Order-preserving map of a selection key to an unsigned integer; 0 is reserved for NaN
+//! (never selected) and −0 maps like +0, so equal keys tie exactly as on the host.
+__device__ inline uint32_t ordered_key(float key) {
+  if (key != key) return 0u;
+  const uint32_t bits = __float_as_uint(key + 0.0f);  // −0 + 0 = +0
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+__device__ inline float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {  // fmaxf ignores NaN
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+__device__ inline unsigned long long warp_max(unsigned long long v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const unsigned long long other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
+}  // namespace detail
+
+//! Routes one token with one warp: all 32 lanes call it with the same arguments (uniform
+//! control flow), and lane k < K receives candidate slot k; other lanes get an empty slot.
+//!
+//! Keys (r + b for softmax, σ(r) + b for sigmoid, in float) are compared as order-preserving
+//! integers with the expert index as the tie-break (lower wins); NaN keys are never selected.
+//! The softmax denominator, the renormalisation sum and every reduction use a fixed butterfly
+//! order, so equal inputs give bitwise equal outputs.
+//!
+//! @tparam MaxExperts  compile-time bound on E, a multiple of 32 (each lane holds
+//!                     MaxExperts / 32 logits in registers)
+//! @tparam LogitT      float, __half or __nv_bfloat16
+//! @param router_row   r[E] of this token
+//! @param mask_row     z[E] of this token; unused when `options.mask_enabled` is false
+//! @param num_experts  E ≤ MaxExperts
+//! @param options      K ≤ 32 and the score function, renormalisation, scaling, bias, mask
+//!
+//! @code
+//! // One warp per token inside a user kernel:
+//! const int t = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+//! const beam::warp::routed_slot s =
+//!     beam::warp::route_token<128>(logits + t * 2 * E, logits + t * 2 * E + E, E, options);
+//! if (threadIdx.x % 32 < options.top_k) ids[t * options.top_k + threadIdx.x % 32] = s.id();
+//! @endcode
+template <int MaxExperts, class LogitT>
+__device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_row, int num_experts,
+                                   const routing_options& options) {
+  static_assert(MaxExperts % 32 == 0 && MaxExperts >= 32, "MaxExperts must be a positive multiple of 32");
+  constexpr int per_lane = MaxExperts / 32;
+  const int lane = int(detail::lane_id());
+  const bool softmax = options.scoring == score_function::softmax;
+
+  float logit[per_lane];
+  uint32_t key[per_lane];
+  float max_logit = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < per_lane; ++j) {
+    const int e = lane + 32 * j;
+    logit[j] = e < num_experts ? to_float(router_row[e]) : NAN;
+    max_logit = fmaxf(max_logit, logit[j]);
+  }
+  max_logit = detail::warp_max(max_logit);
+  // Scores: softmax numerators (the denominator is applied to the K winners only) or σ(r).
+  // +∞ present, or every logit −∞: the logits equal to the maximum share equally.
+  const bool degenerate = isinf(max_logit);
+  float score[per_lane];
+  float denominator = 0.0f;
+#pragma unroll
+  for (int j = 0; j < per_lane; ++j) {
+    const int e = lane + 32 * j;
+    const float r = logit[j];
+    if (softmax) {
+      score[j] = r != r ? 0.0f : degenerate ? (r == max_logit ? 1.0f : 0.0f) : expf(r - max_logit);
+      denominator += score[j];
+    } else {
+      score[j] = sigmoid(r);
+    }
+    float k = softmax ? r : score[j];
+    if (options.selection_bias != nullptr && e < num_experts) k = k + options.selection_bias[e];
+    key[j] = detail::ordered_key(k);
+  }
+  if (softmax) denominator = detail::warp_sum(denominator);
+
+  // K rounds of a warp-wide arg-max over (key, −index).
+  routed_slot slot;
+  float my_score = 0.0f;
+  for (int k = 0; k < options.top_k; ++k) {
+    unsigned long long best = 0ull;
+#pragma unroll
+    for (int j = 0; j < per_lane; ++j) {
+      const unsigned long long packed =
+          key[j] == 0u ? 0ull : (static_cast<unsigned long long>(key[j]) << 32) | (0xffffffffu - unsigned(lane + 32 * j));
+      best = packed > best ? packed : best;
+    }
+    best = detail::warp_max(best);
+    if (best == 0ull) break;  // no non-NaN key left: the remaining slots stay empty
+    const int winner = int(0xffffffffu - unsigned(best & 0xffffffffu));
+    const int owner = winner % 32, owner_slot = winner / 32;
+    float winner_score = 0.0f;
+#pragma unroll
+    for (int j = 0; j < per_lane; ++j) {
+      if (j == owner_slot && lane == owner) {
+        winner_score = score[j];
+        key[j] = 0u;  // taken
+      }
+    }
+    winner_score = __shfl_sync(0xffffffffu, winner_score, owner);
+    if (lane == k) {
+      slot.candidate = winner;
+      my_score = softmax ? winner_score / denominator : winner_score;
+    }
+  }
+
+  const bool holds = lane < options.top_k && slot.candidate >= 0;
+  float norm = 1.0f;
+  if (options.renormalize) {
+    const float sum = detail::warp_sum(holds ? my_score : 0.0f);
+    norm = sum > 0.0f ? sum : 1.0f;  // all-zero candidate scores keep g = 0
+  }
+  if (holds) {
+    slot.gate = options.routed_scaling_factor * my_score / norm;
+    if (options.mask_enabled) {
+      const float z = to_float(mask_row[slot.candidate]);
+      slot.mask_prob = sigmoid(z);
+      slot.keep = mask_keeps(z);
+    } else {
+      slot.mask_prob = 1.0f;
+      slot.keep = true;
+    }
+  }
+  return slot;
+}
+
+}  // namespace beam::warp

@@ -1,0 +1,234 @@
+// beam::device::route_and_mask (and so beam::warp::route_token) against the host reference:
+// ids, candidates and telemetry exactly, weights and mask probabilities to float tolerance.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "beam/reference/permute.cuh"
+#include "beam/reference/routing.cuh"
+#include "beam/routing/device_route.cuh"
+#include "common/gpu.cuh"
+#include "common/testing.hpp"
+
+namespace ref = beam::reference;
+using beam::device::routing_logits;
+using beam::device::routing_outputs;
+
+TEST_CASE("route_and_mask rejects bad arguments before touching the device") {
+  const float* fake = reinterpret_cast<const float*>(0x1000);  // never dereferenced
+  int32_t* ids = reinterpret_cast<int32_t*>(0x2000);
+  float* weights = reinterpret_cast<float*>(0x3000);
+  const routing_logits<float> logits{fake, fake + 8, 16, 16};
+  const routing_outputs out{ids, weights};
+  beam::routing_options opt;
+  opt.top_k = 2;
+  const auto call = [&](const routing_logits<float>& l, int64_t T, int E, const beam::routing_options& o,
+                        const routing_outputs& r) { return beam::device::route_and_mask(l, T, E, o, r); };
+  CHECK(call(logits, -1, 8, opt, out) == cudaErrorInvalidValue);
+  CHECK(call(logits, 4, 0, opt, out) == cudaErrorInvalidValue);
+  CHECK(call(logits, 4, 513, opt, out) == cudaErrorInvalidValue);
+  beam::routing_options k_big = opt;
+  k_big.top_k = 9;
+  CHECK(call(logits, 4, 8, k_big, out) == cudaErrorInvalidValue);  // K > E
+  k_big.top_k = 17;
+  CHECK(call(logits, 4, 64, k_big, out) == cudaErrorInvalidValue);  // K > 16
+  beam::routing_options k_zero = opt;
+  k_zero.top_k = 0;
+  CHECK(call(logits, 4, 8, k_zero, out) == cudaErrorInvalidValue);
+  CHECK(call({nullptr, fake, 16, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);
+  CHECK(call({fake, nullptr, 16, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);  // mask on, no z
+  CHECK(call({fake, fake, 7, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);      // stride < E
+  CHECK(call(logits, 4, 8, opt, {nullptr, weights}) == cudaErrorInvalidValue);
+  CHECK(call(logits, 4, 8, opt, {ids, nullptr}) == cudaErrorInvalidValue);
+  // T = 0 without telemetry: success, and no CUDA call is made.
+  CHECK(call({nullptr, nullptr, 0, 0}, 0, 8, opt, {}) == cudaSuccess);
+}
+
+namespace {
+
+struct route_case {
+  int64_t T;
+  int E, K;
+  beam::routing_options opt;
+  bool fused_layout;  //!< one [T, 2E] array (+ padding) instead of two [T, E] arrays
+};
+
+//! Logits of one case in storage type T: normal, or on a coarse grid for sigmoid scoring, so
+//! that distinct keys σ(r) differ by far more than the rounding of σ, which may differ by an
+//! ulp between host and device (equal logits tie exactly on both).
+template <class LogitT>
+std::vector<LogitT> make_logits(size_t n, uint64_t seed, bool coarse) {
+  std::vector<LogitT> v(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::uniform_int_distribution<int> grid(-256, 256);
+  for (auto& x : v) x = beam::from_float<LogitT>(coarse ? float(grid(rng)) / 64.0f : normal(rng));
+  return v;
+}
+
+template <class LogitT>
+void check_case(const route_case& c, std::vector<LogitT> r, std::vector<LogitT> z) {
+  const int64_t T = c.T;
+  const int E = c.E, K = c.K;
+  CAPTURE(T);
+  CAPTURE(E);
+  CAPTURE(K);
+  CAPTURE(beam::dtype_traits<LogitT>::name);
+  CAPTURE(int(c.opt.scoring));
+  CAPTURE(c.opt.renormalize);
+  CAPTURE(c.opt.mask_enabled);
+  CAPTURE(c.fused_layout);
+  // Device layout: two [T, E] arrays, or one [T, 2E + 3] array (a padded stride).
+  const int64_t stride = c.fused_layout ? 2 * E + 3 : E;
+  std::vector<LogitT> router(size_t(T * stride)), mask(c.fused_layout ? 0 : size_t(T * E));
+  std::vector<float> r_host(size_t(T * E)), z_host(size_t(T * E));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int e = 0; e < E; ++e) {
+      router[t * stride + e] = r[t * E + e];
+      (c.fused_layout ? router[t * stride + E + e] : mask[t * E + e]) = z[t * E + e];
+      r_host[t * E + e] = beam::to_float(r[t * E + e]);
+      z_host[t * E + e] = beam::to_float(z[t * E + e]);
+    }
+  }
+  beam::routing_options opt = c.opt;
+  opt.top_k = K;
+  std::vector<float> bias_host;
+  if (opt.selection_bias) bias_host.assign(opt.selection_bias, opt.selection_bias + E);
+  const auto expected = ref::route_and_mask<float>({r_host.data(), T, E, E}, {z_host.data(), T, E, E}, opt);
+  const auto expected_perm = ref::compact(expected.topk_ids.data(), T, K, E);
+
+  beam::test::device_vector<LogitT> d_router(router.empty() ? std::vector<LogitT>(1) : router);
+  beam::test::device_vector<LogitT> d_mask(mask.empty() ? std::vector<LogitT>(1) : mask);
+  beam::test::device_vector<float> d_bias(bias_host.empty() ? std::vector<float>(1) : bias_host);
+  if (opt.selection_bias) opt.selection_bias = d_bias.data();
+  const size_t slots = size_t(std::max<int64_t>(T * K, 1));
+  beam::test::device_vector<int32_t> ids(slots), candidates(slots), counts{size_t(E)};
+  beam::test::device_vector<float> weights(slots), probs(slots);
+  beam::test::device_vector<unsigned long long> active(1);
+  for (auto* poisoned : {&ids, &candidates, &counts}) poisoned->poison();
+  weights.poison();
+  probs.poison();
+  active.poison();
+  const routing_logits<LogitT> logits{d_router.data(), c.fused_layout ? d_router.data() + E : d_mask.data(), stride,
+                                      c.fused_layout ? stride : E};
+  const routing_outputs out{ids.data(), weights.data(), probs.data(), candidates.data(), counts.data(), active.data()};
+  REQUIRE(beam::device::route_and_mask(logits, T, E, opt, out) == cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+
+  CHECK(active.to_host()[0] == static_cast<unsigned long long>(expected.active_pairs()));
+  CHECK(counts.to_host() == expected_perm.counts);
+  if (T == 0) return;
+  CHECK(ids.to_host() == expected.topk_ids);
+  CHECK(candidates.to_host() == expected.candidate_ids);
+  const auto w = weights.to_host(), m = probs.to_host();
+  for (size_t s = 0; s < w.size(); ++s) {
+    CAPTURE(s);
+    CHECK(std::abs(w[s] - expected.topk_weights[s]) <= 1e-5f * std::max(1.0f, std::abs(expected.topk_weights[s])));
+    if (std::isnan(expected.mask_probs[s])) {
+      CHECK(std::isnan(m[s]));
+    } else {
+      CHECK(std::abs(m[s] - expected.mask_probs[s]) <= 1e-6f);
+    }
+  }
+  // Bitwise deterministic: a second run gives the same bytes.
+  beam::test::device_vector<float> weights_again(slots);
+  const routing_outputs again{ids.data(), weights_again.data()};
+  REQUIRE(beam::device::route_and_mask(logits, T, E, opt, again) == cudaSuccess);
+  CHECK(weights_again.to_host() == w);
+}
+
+template <class LogitT>
+void random_cases(uint64_t seed_base) {
+  const std::vector<float> bias = beam::test::random_normal<float>(512, 7, 0.0, 0.05);
+  int n = 0;
+  for (int64_t T : {0, 1, 7, 64, 65, 1000}) {
+    for (int E : {8, 60, 64, 128, 256, 512}) {
+      for (int K : {1, 2, 4, 6, 8, 16}) {
+        if (K > E) continue;
+        const uint64_t seed = seed_base + uint64_t(n++);
+        route_case c{T, E, K, {}, n % 2 == 0};
+        switch (n % 4) {  // cycle through the options
+          case 0: break;
+          case 1: c.opt.renormalize = true; c.opt.routed_scaling_factor = 2.5f;
+                  c.opt.selection_bias = bias.data(); break;  // key r + b: one float add on both sides
+          case 2: c.opt.mask_enabled = false; break;
+          case 3: c.opt.scoring = beam::score_function::sigmoid; c.opt.renormalize = true; break;
+        }
+        const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
+        check_case<LogitT>(c, make_logits<LogitT>(size_t(T * E), seed, coarse),
+                           make_logits<LogitT>(size_t(T * E), seed + 1000, false));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("route_and_mask equals the reference on random routing: fp32, fp16, bf16") {
+    BEAM_REQUIRE_GPU();
+    random_cases<float>(100);
+    random_cases<__half>(200);
+    random_cases<__nv_bfloat16>(300);
+  }
+
+  TEST_CASE("route_and_mask: all masked, none masked, ties, NaN and ±Inf") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 33;
+    const int E = 64, K = 8;
+    auto r = make_logits<float>(size_t(T * E), 41, false);
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    for (int e = 0; e < E; ++e) {
+      r[0 * E + e] = nan;                      // token 0: all NaN → no expert
+      r[1 * E + e] = e < 3 ? r[1 * E + e] : nan;  // token 1: three candidates only
+      r[2 * E + e] = 1.0f;                     // token 2: all tied → experts 0..7
+      r[3 * E + e] = e % 5 == 0 ? inf : 0.0f;  // token 3: +inf shares
+      r[4 * E + e] = -inf;                     // token 4: all −inf
+    }
+    r[5 * E + 9] = -0.0f;
+    r[5 * E + 3] = 0.0f;  // −0 and +0 tie
+    route_case c{T, E, K, {}, false};
+    const std::vector<float> z_negative(size_t(T * E), -1e-3f), z_zero(size_t(T * E), 0.0f);
+    auto z_special = make_logits<float>(size_t(T * E), 42, false);
+    for (int e = 0; e < E; e += 4) z_special[e] = nan;
+    for (int e = 1; e < E; e += 4) z_special[E + e] = inf;
+    check_case<float>(c, r, z_negative);  // all masked
+    check_case<float>(c, r, z_zero);      // none masked (σ(0) = 0.5 keeps)
+    check_case<float>(c, r, z_special);
+  }
+
+  TEST_CASE("route_and_mask replayed from a CUDA graph on new logits equals eager") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 257;
+    const int E = 128, K = 8;
+    auto first = make_logits<float>(size_t(T * 2 * E), 51, false);
+    const auto second = make_logits<float>(size_t(T * 2 * E), 52, false);
+    beam::test::device_vector<float> d_logits(first);
+    beam::test::device_vector<int32_t> ids(size_t(T * K)), eager_ids(size_t(T * K));
+    beam::test::device_vector<float> weights(size_t(T * K)), eager_weights(size_t(T * K));
+    beam::routing_options opt;
+    opt.top_k = K;
+    const routing_logits<float> logits{d_logits.data(), d_logits.data() + E, 2 * E, 2 * E};
+    cudaStream_t stream;
+    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {ids.data(), weights.data()}, stream) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
+    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+    BEAM_CUDA_TRY(cudaMemcpy(d_logits.data(), second.data(), second.size() * sizeof(float), cudaMemcpyHostToDevice));
+    BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
+    REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {eager_ids.data(), eager_weights.data()}, stream) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+    CHECK(ids.to_host() == eager_ids.to_host());
+    CHECK(weights.to_host() == eager_weights.to_host());
+    BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
+    BEAM_CUDA_TRY(cudaGraphDestroy(graph));
+    BEAM_CUDA_TRY(cudaStreamDestroy(stream));
+  }
+}
