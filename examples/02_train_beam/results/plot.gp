@@ -1,0 +1,13 @@
+set datafile separator ','
+set terminal pngcairo size 900,600
+set output 'quality_vs_avg_k.png'
+set xlabel 'Avg.K (active experts per token)'
+set ylabel 'quality: perplexity ratio dense / model'
+set key bottom right
+set grid
+series(m) = sprintf("< grep '^%s,' results.csv", m)
+plot series('BEAM') using 3:8 with linespoints pt 7 title 'BEAM (β sweep)', \
+     series('top-p') using 3:8 with linespoints title 'top-p (dense model)', \
+     series('Top-K pruning') using 3:8 with linespoints title 'Top-K pruning', \
+     series('Top-K reduced') using 3:8 with linespoints title 'Top-K reduced (fine-tuned)', \
+     series('dense Top-K') using 3:8 with points pt 5 ps 2 title 'dense Top-K'
