@@ -8,9 +8,13 @@
 #include "beam/core/macros.cuh"
 #include "beam/core/math.cuh"
 
+#include "beam/routing/device_aux_losses.cuh"
 #include "beam/routing/device_route.cuh"
+#include "beam/routing/device_route_backward.cuh"
+#include "beam/routing/device_route_decode.cuh"
 #include "beam/routing/options.cuh"
 #include "beam/routing/warp_route.cuh"
+#include "beam/routing/warp_route_backward.cuh"
 
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"

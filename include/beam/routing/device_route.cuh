@@ -56,6 +56,7 @@ template <class LogitT>
 
 }  // namespace beam::device
 
+#include "beam/routing/detail/dispatch.cuh"
 #include "beam/routing/detail/route_kernel.cuh"
 
 namespace beam::device {
@@ -75,15 +76,16 @@ cudaError_t check_route_arguments(const routing_logits<LogitT>& logits, int64_t 
   return cudaSuccess;
 }
 
-template <int MaxExperts, class LogitT>
-cudaError_t launch_route(const routing_logits<LogitT>& logits, int64_t tokens, int num_experts,
-                         const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
-  constexpr int warps_per_block = beam::detail::route_block_threads / 32;
-  const int64_t blocks = (tokens + warps_per_block - 1) / warps_per_block;
-  const unsigned grid = unsigned(blocks < 65536 ? blocks : 65536);  // grid-stride beyond
-  beam::detail::route_and_mask_kernel<MaxExperts, LogitT>
-      <<<grid, beam::detail::route_block_threads, 0, stream>>>(logits, tokens, num_experts, options, out);
-  return cudaGetLastError();
+//! Zeroes the telemetry outputs that are given (they are then counted with atomics).
+inline cudaError_t zero_telemetry(const routing_outputs& out, int num_experts, cudaStream_t stream) {
+  if (out.expert_counts) {
+    if (const cudaError_t status = cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream);
+        status != cudaSuccess) {
+      return status;
+    }
+  }
+  if (out.active_pairs) return cudaMemsetAsync(out.active_pairs, 0, sizeof(unsigned long long), stream);
+  return cudaSuccess;
 }
 
 }  // namespace detail
@@ -95,25 +97,16 @@ cudaError_t route_and_mask(const routing_logits<LogitT>& logits, int64_t tokens,
       status != cudaSuccess) {
     return status;
   }
-  if (out.expert_counts) {
-    if (const cudaError_t status = cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream);
-        status != cudaSuccess) {
-      return status;
-    }
-  }
-  if (out.active_pairs) {
-    if (const cudaError_t status = cudaMemsetAsync(out.active_pairs, 0, sizeof(unsigned long long), stream);
-        status != cudaSuccess) {
-      return status;
-    }
+  if (const cudaError_t status = detail::zero_telemetry(out, num_experts, stream); status != cudaSuccess) {
+    return status;
   }
   if (tokens == 0) return cudaSuccess;
-  // The smallest register bound that holds E logits per warp.
-  if (num_experts <= 32) return detail::launch_route<32>(logits, tokens, num_experts, options, out, stream);
-  if (num_experts <= 64) return detail::launch_route<64>(logits, tokens, num_experts, options, out, stream);
-  if (num_experts <= 128) return detail::launch_route<128>(logits, tokens, num_experts, options, out, stream);
-  if (num_experts <= 256) return detail::launch_route<256>(logits, tokens, num_experts, options, out, stream);
-  return detail::launch_route<512>(logits, tokens, num_experts, options, out, stream);
+  return beam::detail::dispatch_max_experts(num_experts, [&](auto max_experts) {
+    beam::detail::route_and_mask_kernel<decltype(max_experts)::value, LogitT>
+        <<<beam::detail::warp_per_token_grid(tokens, beam::detail::route_block_threads),
+           beam::detail::route_block_threads, 0, stream>>>(logits, tokens, num_experts, options, out);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace beam::device

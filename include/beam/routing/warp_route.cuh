@@ -9,6 +9,7 @@
 
 #include "beam/core/dtype.cuh"
 #include "beam/core/math.cuh"
+#include "beam/routing/detail/warp_scores.cuh"
 #include "beam/routing/options.cuh"
 
 namespace beam::warp {
@@ -28,12 +29,6 @@ struct routed_slot {
 
 namespace detail {
 
-__device__ inline unsigned lane_id() {
-  unsigned lane;
-  asm("mov.u32 %0, %%laneid;" : "=r"(lane));
-  return lane;
-}
-
 //! Order-preserving map of a selection key to an unsigned integer; 0 is reserved for NaN
 //! (never selected) and −0 maps like +0, so equal keys tie exactly as on the host.
 __device__ inline uint32_t ordered_key(float key) {
@@ -42,22 +37,10 @@ __device__ inline uint32_t ordered_key(float key) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-__device__ inline float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ inline float warp_max(float v) {  // fmaxf ignores NaN
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ inline unsigned long long warp_max(unsigned long long v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const unsigned long long other = __shfl_xor_sync(0xffffffffu, v, offset);
-    v = other > v ? other : v;
-  }
-  return v;
+//! S = Σ of the candidate scores held by the K lanes when renormalising, else 0 (the gates
+//! are divided by S when S > 0). Warp-uniform.
+__device__ inline float renormalization_sum(float score, bool holds, const routing_options& options) {
+  return options.renormalize ? warp_sum(holds ? score : 0.0f) : 0.0f;
 }
 
 }  // namespace detail
@@ -94,35 +77,24 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
   const bool softmax = options.scoring == score_function::softmax;
 
   float logit[per_lane];
-  uint32_t key[per_lane];
-  float max_logit = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < per_lane; ++j) {
-    const int e = lane + 32 * j;
-    logit[j] = e < num_experts ? to_float(router_row[e]) : NAN;
-    max_logit = fmaxf(max_logit, logit[j]);
-  }
-  max_logit = detail::warp_max(max_logit);
+  const float max_logit = detail::load_logits(router_row, num_experts, logit);
   // Scores: softmax numerators (the denominator is applied to the K winners only) or σ(r).
-  // +∞ present, or every logit −∞: the logits equal to the maximum share equally.
-  const bool degenerate = isinf(max_logit);
   float score[per_lane];
   float denominator = 0.0f;
+  if (softmax) {
+    denominator = detail::softmax_numerators(logit, max_logit, score);
+  } else {
+#pragma unroll
+    for (int j = 0; j < per_lane; ++j) score[j] = sigmoid(logit[j]);
+  }
+  uint32_t key[per_lane];
 #pragma unroll
   for (int j = 0; j < per_lane; ++j) {
     const int e = lane + 32 * j;
-    const float r = logit[j];
-    if (softmax) {
-      score[j] = r != r ? 0.0f : degenerate ? (r == max_logit ? 1.0f : 0.0f) : expf(r - max_logit);
-      denominator += score[j];
-    } else {
-      score[j] = sigmoid(r);
-    }
-    float k = softmax ? r : score[j];
+    float k = softmax ? logit[j] : score[j];
     if (options.selection_bias != nullptr && e < num_experts) k = k + options.selection_bias[e];
     key[j] = detail::ordered_key(k);
   }
-  if (softmax) denominator = detail::warp_sum(denominator);
 
   // K rounds of a warp-wide arg-max over (key, −index).
   routed_slot slot;
@@ -155,11 +127,8 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
   }
 
   const bool holds = lane < options.top_k && slot.candidate >= 0;
-  float norm = 1.0f;
-  if (options.renormalize) {
-    const float sum = detail::warp_sum(holds ? my_score : 0.0f);
-    norm = sum > 0.0f ? sum : 1.0f;  // all-zero candidate scores keep g = 0
-  }
+  const float sum = detail::renormalization_sum(my_score, holds, options);
+  const float norm = sum > 0.0f ? sum : 1.0f;  // all-zero candidate scores keep g = 0
   if (holds) {
     slot.gate = options.routed_scaling_factor * my_score / norm;
     if (options.mask_enabled) {

@@ -13,29 +13,34 @@ namespace beam::detail {
 
 constexpr int route_block_threads = 128;
 
+//! Writes token t's routed slots (lane k < K: slot k) and counts its telemetry; whole warp.
+__device__ inline void store_routed_token(const device::routing_outputs& out, int64_t t, int top_k,
+                                          const warp::routed_slot& s) {
+  const int lane = int(warp::detail::lane_id());
+  if (lane < top_k) {
+    const int64_t slot = t * top_k + lane;
+    out.topk_ids[slot] = s.id();
+    out.topk_weights[slot] = s.weight();
+    if (out.mask_probs) out.mask_probs[slot] = s.mask_prob;
+    if (out.candidate_ids) out.candidate_ids[slot] = s.candidate;
+    if (out.expert_counts && s.keep) atomicAdd(out.expert_counts + s.candidate, 1);
+  }
+  if (out.active_pairs) {
+    const unsigned kept = __ballot_sync(0xffffffffu, lane < top_k && s.keep);
+    if (lane == 0 && kept) atomicAdd(out.active_pairs, static_cast<unsigned long long>(__popc(kept)));
+  }
+}
+
 template <int MaxExperts, class LogitT>
 __global__ void __launch_bounds__(route_block_threads)
     route_and_mask_kernel(device::routing_logits<LogitT> logits, int64_t tokens, int num_experts,
                           routing_options options, device::routing_outputs out) {
-  const int lane = int(warp::detail::lane_id());
   const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
-  const int K = options.top_k;
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
     const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
     const warp::routed_slot s =
         warp::route_token<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options);
-    if (lane < K) {
-      const int64_t slot = t * K + lane;
-      out.topk_ids[slot] = s.id();
-      out.topk_weights[slot] = s.weight();
-      if (out.mask_probs) out.mask_probs[slot] = s.mask_prob;
-      if (out.candidate_ids) out.candidate_ids[slot] = s.candidate;
-      if (out.expert_counts && s.keep) atomicAdd(out.expert_counts + s.candidate, 1);
-    }
-    if (out.active_pairs) {
-      const unsigned kept = __ballot_sync(0xffffffffu, lane < K && s.keep);
-      if (lane == 0 && kept) atomicAdd(out.active_pairs, static_cast<unsigned long long>(__popc(kept)));
-    }
+    store_routed_token(out, t, options.top_k, s);
   }
 }
 

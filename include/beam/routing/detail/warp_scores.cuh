@@ -1,0 +1,72 @@
+//! @file
+//! Warp pieces shared by the routing primitives: lane id, butterfly reductions, and a token's
+//! logits and softmax numerators held in registers (expert e = lane + 32·j in slot j).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "beam/core/dtype.cuh"
+
+namespace beam::warp::detail {
+
+__device__ inline unsigned lane_id() {
+  unsigned lane;
+  asm("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return lane;
+}
+
+//! Σ over the warp in a fixed butterfly order (every lane gets the same bits).
+__device__ inline float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {  // fmaxf ignores NaN
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+__device__ inline unsigned long long warp_max(unsigned long long v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const unsigned long long other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
+//! Loads a row of E logits as float into `logit` (NaN past E); returns the warp-wide max.
+template <int PerLane, class LogitT>
+__device__ float load_logits(const LogitT* row, int num_experts, float (&logit)[PerLane]) {
+  const int lane = int(lane_id());
+  float max_logit = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < PerLane; ++j) {
+    const int e = lane + 32 * j;
+    logit[j] = e < num_experts ? to_float(row[e]) : NAN;
+    max_logit = fmaxf(max_logit, logit[j]);
+  }
+  return warp_max(max_logit);
+}
+
+//! The softmax numerator of logit r in a row whose maximum is `max_logit`: e^(r − max).
+//! NaN gets 0; when the max is ±∞ (+∞ present, or every logit −∞) the logits equal to the
+//! max share equally (numerator 1) and the others get 0.
+__device__ inline float softmax_numerator(float r, float max_logit) {
+  if (r != r) return 0.0f;
+  if (isinf(max_logit)) return r == max_logit ? 1.0f : 0.0f;
+  return expf(r - max_logit);
+}
+
+//! Softmax numerators of a row held by `load_logits`; returns their warp-wide sum.
+template <int PerLane>
+__device__ float softmax_numerators(const float (&logit)[PerLane], float max_logit, float (&numerator)[PerLane]) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < PerLane; ++j) {
+    numerator[j] = softmax_numerator(logit[j], max_logit);
+    sum += numerator[j];
+  }
+  return warp_sum(sum);
+}
+
+}  // namespace beam::warp::detail

@@ -1,0 +1,131 @@
+//! @file
+//! Decode fast path: the router GEMV [x·W_rᵀ | x·W_mᵀ] and `route_and_mask` in one kernel
+//! launch, for the few tokens of a decoding step.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "beam/routing/device_route.cuh"
+#include "beam/routing/options.cuh"
+
+namespace beam::device {
+
+//! The two router matrices, W_r and W_m, each `[E, H]` row-major (the layout of a linear
+//! layer's weight, out × in) with its row stride (elements).
+template <class WeightT>
+struct router_weights {
+  const WeightT* router = nullptr;
+  const WeightT* mask = nullptr;  //!< unused when the mask is off
+  int64_t router_stride = 0;
+  int64_t mask_stride = 0;
+};
+
+//! Largest T and E `route_decode` takes; larger batches use a GEMM and `route_and_mask`.
+inline constexpr int64_t max_decode_tokens = 64;
+inline constexpr int max_decode_experts = 256;
+
+//! Routes T ≤ 64 tokens from their hidden states x `[T, H]`: r = x·W_rᵀ and z = x·W_mᵀ
+//! (float accumulation), then exactly `route_and_mask` on the float logits r, z, with the
+//! same outputs. One memset of a counter and one kernel: the weight rows are spread over the
+//! thread blocks (each read once, with 16-byte loads); the last block to finish routes.
+//! Capturable in a CUDA graph; equal inputs give bitwise equal outputs.
+//!
+//! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
+//! (it grows with T, so a size queried for T = 64 serves every smaller T).
+//!
+//! @tparam T  float, __half or __nv_bfloat16 (hidden states and weights)
+//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid
+//!         as for route_and_mask; H < 1; T > 0 and null `hidden`, weights the options need,
+//!         `topk_ids` or `topk_weights`; a pointer not 16-byte aligned, or H or a row stride
+//!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
+//!         below the queried size; else the status of the memset and the launch.
+//!
+//! @code
+//! size_t bytes = 0;
+//! beam::device::route_decode<__nv_bfloat16>(nullptr, bytes, x, H, T, H, w, E, options, out);
+//! // allocate `bytes` once, then per decoding step:
+//! beam::device::route_decode(workspace, bytes, x, H, T, H, w, E, options, out, stream);
+//! @endcode
+template <class T>
+[[nodiscard]] cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidden,
+                                       int64_t hidden_stride, int64_t tokens, int hidden_size,
+                                       const router_weights<T>& weights, int num_experts,
+                                       const routing_options& options, const routing_outputs& out,
+                                       cudaStream_t stream = nullptr);
+
+}  // namespace beam::device
+
+#include "beam/routing/detail/dispatch.cuh"
+#include "beam/routing/detail/route_decode_kernel.cuh"
+
+namespace beam::device {
+
+namespace detail {
+
+template <class T>
+cudaError_t check_route_decode_arguments(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
+                                         const router_weights<T>& weights, int num_experts,
+                                         const routing_options& options, const routing_outputs& out) {
+  if (tokens < 0 || tokens > max_decode_tokens || num_experts < 1 || num_experts > max_decode_experts ||
+      hidden_size < 1) {
+    return cudaErrorInvalidValue;
+  }
+  if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  constexpr int64_t vector = beam::detail::decode_vector_elements<T>;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const auto valid_matrix = [&](const T* data, int64_t stride) {
+    return data && aligned(data) && stride >= hidden_size && stride % vector == 0;
+  };
+  if (hidden_size % vector != 0 || !valid_matrix(hidden, hidden_stride)) return cudaErrorInvalidValue;
+  if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
+  if (options.mask_enabled && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
+  if (!out.topk_ids || !out.topk_weights) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+}  // namespace detail
+
+template <class T>
+cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidden, int64_t hidden_stride,
+                         int64_t tokens, int hidden_size, const router_weights<T>& weights, int num_experts,
+                         const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
+  namespace bd = beam::detail;
+  if (const cudaError_t status = detail::check_route_decode_arguments(hidden, hidden_stride, tokens, hidden_size,
+                                                                      weights, num_experts, options, out);
+      status != cudaSuccess) {
+    return status;
+  }
+  const bd::decode_workspace layout(tokens, num_experts);
+  if (workspace == nullptr) {
+    workspace_bytes = layout.bytes;
+    return cudaSuccess;
+  }
+  if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
+  if (const cudaError_t status = detail::zero_telemetry(out, num_experts, stream); status != cudaSuccess) {
+    return status;
+  }
+  if (tokens == 0) return cudaSuccess;
+  unsigned* arrivals = layout.arrivals(workspace);
+  if (const cudaError_t status = cudaMemsetAsync(arrivals, 0, sizeof(unsigned), stream); status != cudaSuccess) {
+    return status;
+  }
+  const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
+  const unsigned grid = unsigned((rows + bd::decode_warps - 1) / bd::decode_warps);
+  return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
+    constexpr int bound = decltype(max_experts)::value;
+    if constexpr (bound > max_decode_experts) {
+      return cudaErrorInvalidValue;  // unreachable: E was checked
+    } else {
+      bd::route_decode_kernel<bound, T><<<grid, bd::decode_block_threads, 0, stream>>>(
+          hidden, hidden_stride, tokens, hidden_size, weights, num_experts, options, out, layout.logits(workspace),
+          arrivals);
+      return cudaGetLastError();
+    }
+  });
+}
+
+}  // namespace beam::device
