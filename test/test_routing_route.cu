@@ -11,6 +11,7 @@
 #include "beam/reference/routing.cuh"
 #include "beam/routing/device_route.cuh"
 #include "common/gpu.cuh"
+#include "common/routing_inputs.cuh"
 #include "common/testing.hpp"
 
 namespace ref = beam::reference;
@@ -56,21 +57,8 @@ struct route_case {
   bool fused_layout;  //!< one [T, 2E] array (+ padding) instead of two [T, E] arrays
 };
 
-//! Logits of one case in storage type T: normal, or on a coarse grid for sigmoid scoring, so
-//! that distinct keys σ(r) differ by far more than the rounding of σ, which may differ by an
-//! ulp between host and device (equal logits tie exactly on both).
 template <class LogitT>
-std::vector<LogitT> make_logits(size_t n, uint64_t seed, bool coarse) {
-  std::vector<LogitT> v(n);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.5f);
-  std::uniform_int_distribution<int> grid(-256, 256);
-  for (auto& x : v) x = beam::from_float<LogitT>(coarse ? float(grid(rng)) / 64.0f : normal(rng));
-  return v;
-}
-
-template <class LogitT>
-void check_case(const route_case& c, std::vector<LogitT> r, std::vector<LogitT> z) {
+void check_case(const route_case& c, const std::vector<LogitT>& r, const std::vector<LogitT>& z) {
   const int64_t T = c.T;
   const int E = c.E, K = c.K;
   CAPTURE(T);
@@ -81,27 +69,14 @@ void check_case(const route_case& c, std::vector<LogitT> r, std::vector<LogitT> 
   CAPTURE(c.opt.renormalize);
   CAPTURE(c.opt.mask_enabled);
   CAPTURE(c.fused_layout);
-  // Device layout: two [T, E] arrays, or one [T, 2E + 3] array (a padded stride).
-  const int64_t stride = c.fused_layout ? 2 * E + 3 : E;
-  std::vector<LogitT> router(size_t(T * stride)), mask(c.fused_layout ? 0 : size_t(T * E));
-  std::vector<float> r_host(size_t(T * E)), z_host(size_t(T * E));
-  for (int64_t t = 0; t < T; ++t) {
-    for (int e = 0; e < E; ++e) {
-      router[t * stride + e] = r[t * E + e];
-      (c.fused_layout ? router[t * stride + E + e] : mask[t * E + e]) = z[t * E + e];
-      r_host[t * E + e] = beam::to_float(r[t * E + e]);
-      z_host[t * E + e] = beam::to_float(z[t * E + e]);
-    }
-  }
+  const beam::test::device_logits<LogitT> logits(r, z, T, E, c.fused_layout);
   beam::routing_options opt = c.opt;
   opt.top_k = K;
   std::vector<float> bias_host;
   if (opt.selection_bias) bias_host.assign(opt.selection_bias, opt.selection_bias + E);
-  const auto expected = ref::route_and_mask<float>({r_host.data(), T, E, E}, {z_host.data(), T, E, E}, opt);
+  const auto expected = ref::route_and_mask<float>(logits.r_view(T, E), logits.z_view(T, E), opt);
   const auto expected_perm = ref::compact(expected.topk_ids.data(), T, K, E);
 
-  beam::test::device_vector<LogitT> d_router(router.empty() ? std::vector<LogitT>(1) : router);
-  beam::test::device_vector<LogitT> d_mask(mask.empty() ? std::vector<LogitT>(1) : mask);
   beam::test::device_vector<float> d_bias(bias_host.empty() ? std::vector<float>(1) : bias_host);
   if (opt.selection_bias) opt.selection_bias = d_bias.data();
   const size_t slots = size_t(std::max<int64_t>(T * K, 1));
@@ -112,10 +87,8 @@ void check_case(const route_case& c, std::vector<LogitT> r, std::vector<LogitT> 
   weights.poison();
   probs.poison();
   active.poison();
-  const routing_logits<LogitT> logits{d_router.data(), c.fused_layout ? d_router.data() + E : d_mask.data(), stride,
-                                      c.fused_layout ? stride : E};
   const routing_outputs out{ids.data(), weights.data(), probs.data(), candidates.data(), counts.data(), active.data()};
-  REQUIRE(beam::device::route_and_mask(logits, T, E, opt, out) == cudaSuccess);
+  REQUIRE(beam::device::route_and_mask(logits.view, T, E, opt, out) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
 
   CHECK(active.to_host()[0] == static_cast<unsigned long long>(expected.active_pairs()));
@@ -136,7 +109,7 @@ void check_case(const route_case& c, std::vector<LogitT> r, std::vector<LogitT> 
   // Bitwise deterministic: a second run gives the same bytes.
   beam::test::device_vector<float> weights_again(slots);
   const routing_outputs again{ids.data(), weights_again.data()};
-  REQUIRE(beam::device::route_and_mask(logits, T, E, opt, again) == cudaSuccess);
+  REQUIRE(beam::device::route_and_mask(logits.view, T, E, opt, again) == cudaSuccess);
   CHECK(weights_again.to_host() == w);
 }
 
@@ -158,8 +131,8 @@ void random_cases(uint64_t seed_base) {
           case 3: c.opt.scoring = beam::score_function::sigmoid; c.opt.renormalize = true; break;
         }
         const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
-        check_case<LogitT>(c, make_logits<LogitT>(size_t(T * E), seed, coarse),
-                           make_logits<LogitT>(size_t(T * E), seed + 1000, false));
+        check_case<LogitT>(c, beam::test::make_logits<LogitT>(size_t(T * E), seed, coarse),
+                           beam::test::make_logits<LogitT>(size_t(T * E), seed + 1000, false));
       }
     }
   }
@@ -179,7 +152,7 @@ TEST_SUITE("gpu") {
     BEAM_REQUIRE_GPU();
     const int64_t T = 33;
     const int E = 64, K = 8;
-    auto r = make_logits<float>(size_t(T * E), 41, false);
+    auto r = beam::test::make_logits<float>(size_t(T * E), 41, false);
     const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
     for (int e = 0; e < E; ++e) {
       r[0 * E + e] = nan;                      // token 0: all NaN → no expert
@@ -192,7 +165,7 @@ TEST_SUITE("gpu") {
     r[5 * E + 3] = 0.0f;  // −0 and +0 tie
     route_case c{T, E, K, {}, false};
     const std::vector<float> z_negative(size_t(T * E), -1e-3f), z_zero(size_t(T * E), 0.0f);
-    auto z_special = make_logits<float>(size_t(T * E), 42, false);
+    auto z_special = beam::test::make_logits<float>(size_t(T * E), 42, false);
     for (int e = 0; e < E; e += 4) z_special[e] = nan;
     for (int e = 1; e < E; e += 4) z_special[E + e] = inf;
     check_case<float>(c, r, z_negative);  // all masked
@@ -204,8 +177,8 @@ TEST_SUITE("gpu") {
     BEAM_REQUIRE_GPU();
     const int64_t T = 257;
     const int E = 128, K = 8;
-    auto first = make_logits<float>(size_t(T * 2 * E), 51, false);
-    const auto second = make_logits<float>(size_t(T * 2 * E), 52, false);
+    auto first = beam::test::make_logits<float>(size_t(T * 2 * E), 51, false);
+    const auto second = beam::test::make_logits<float>(size_t(T * 2 * E), 52, false);
     beam::test::device_vector<float> d_logits(first);
     beam::test::device_vector<int32_t> ids(size_t(T * K)), eager_ids(size_t(T * K));
     beam::test::device_vector<float> weights(size_t(T * K)), eager_weights(size_t(T * K));

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <utility>
 #include <vector>
 
 #include "beam/core/error.cuh"
@@ -31,6 +32,12 @@ class device_vector {
   }
   device_vector(const device_vector&) = delete;
   device_vector& operator=(const device_vector&) = delete;
+  device_vector(device_vector&& other) noexcept : data_(other.data_), size_(other.size_) { other.data_ = nullptr; }
+  device_vector& operator=(device_vector&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
   ~device_vector() { cudaFree(data_); }
 
   T* data() const { return data_; }

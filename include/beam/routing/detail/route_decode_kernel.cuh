@@ -48,7 +48,7 @@ __device__ inline float dot16(const int4& a, const int4& b) {
 }
 
 template <int MaxExperts, class T>
-__global__ void __launch_bounds__(decode_block_threads)
+__global__ void __launch_bounds__(decode_block_threads, 1)
     route_decode_kernel(const T* __restrict__ hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
                         device::router_weights<T> weights, int num_experts, routing_options options,
                         device::routing_outputs out, float* logits, unsigned* arrivals) {

@@ -1,0 +1,65 @@
+// Routing test inputs: seeded logits in any storage type, laid out on the device as two
+// [T, E] arrays or one padded [T, 2E + 3] array, with their float values for the reference.
+#pragma once
+
+#include <random>
+#include <vector>
+
+#include "beam/core/dtype.cuh"
+#include "beam/reference/matrix.cuh"
+#include "beam/routing/device_route.cuh"
+#include "common/gpu.cuh"
+
+namespace beam::test {
+
+//! n logits in storage type LogitT: N(0, 1.5²), or on the grid k/64, |k| ≤ 256, when
+//! `coarse` (for sigmoid scoring: distinct keys σ(r) then differ by far more than the
+//! rounding of σ, which may differ by an ulp between host and device; equal logits tie
+//! exactly on both).
+template <class LogitT>
+std::vector<LogitT> make_logits(size_t n, uint64_t seed, bool coarse) {
+  std::vector<LogitT> v(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::uniform_int_distribution<int> grid(-256, 256);
+  for (auto& x : v) x = beam::from_float<LogitT>(coarse ? float(grid(rng)) / 64.0f : normal(rng));
+  return v;
+}
+
+//! Router and mask logits r, z `[T, E]` on the device, in one of the two layouts
+//! route_and_mask reads, and as float on the host.
+template <class LogitT>
+struct device_logits {
+  std::vector<float> r_host, z_host;  //!< `[T, E]`, the exact values stored
+  device_vector<LogitT> router, mask;
+  beam::device::routing_logits<LogitT> view;
+
+  device_logits(const std::vector<LogitT>& r, const std::vector<LogitT>& z, int64_t tokens, int experts,
+                bool fused_layout)
+      : r_host(r.size()), z_host(z.size()), router(1), mask(1) {
+    const int64_t stride = fused_layout ? 2 * experts + 3 : experts;
+    std::vector<LogitT> packed_router(size_t(tokens * stride) + 1), packed_mask(size_t(tokens * experts) + 1);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int e = 0; e < experts; ++e) {
+        const size_t i = size_t(t * experts + e);
+        packed_router[t * stride + e] = r[i];
+        (fused_layout ? packed_router[t * stride + experts + e] : packed_mask[i]) = z[i];
+        r_host[i] = beam::to_float(r[i]);
+        z_host[i] = beam::to_float(z[i]);
+      }
+    }
+    router = device_vector<LogitT>(packed_router);
+    mask = device_vector<LogitT>(packed_mask);
+    view = {router.data(), fused_layout ? router.data() + experts : mask.data(), stride,
+            fused_layout ? stride : experts};
+  }
+
+  beam::reference::matrix_view<float> r_view(int64_t tokens, int experts) const {
+    return {r_host.data(), tokens, experts, experts};
+  }
+  beam::reference::matrix_view<float> z_view(int64_t tokens, int experts) const {
+    return {z_host.data(), tokens, experts, experts};
+  }
+};
+
+}  // namespace beam::test
