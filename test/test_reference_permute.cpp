@@ -37,6 +37,21 @@ TEST_CASE("hand-worked compaction (the doc comment's example)") {
   CHECK(c.token_of_row(2) == 1);
 }
 
+TEST_CASE("hand-worked tile schedule and vLLM block layout") {
+  // T = 4, K = 2, E = 3: expert 0 gets pairs {0, 3, 6}, expert 1 none, expert 2 gets {1, 4}.
+  const std::vector<int32_t> ids = {0, 2, -1, 0, 2, -1, 0, -1};
+  const auto c = compact(ids.data(), 4, 2, 3);
+  const auto tiles = beam::reference::tile_schedule(c, 2);
+  CHECK(tiles.experts == std::vector<int32_t>{0, 0, 2});
+  CHECK(tiles.rows == std::vector<int32_t>{0, 2, 3});
+  const auto blocks = beam::reference::align_blocks(c, 4);
+  CHECK(blocks.sorted_token_ids == std::vector<int32_t>{0, 3, 6, 8, 1, 4, 8, 8});  // sentinel T·K = 8
+  CHECK(blocks.expert_ids == std::vector<int32_t>{0, 2});                        // no block for expert 1
+  CHECK(blocks.num_tokens_post_padded == 8);
+  CHECK_THROWS_AS(beam::reference::tile_schedule(c, 0), std::invalid_argument);
+  CHECK_THROWS_AS(beam::reference::align_blocks(c, 0), std::invalid_argument);
+}
+
 TEST_CASE("bad ids are skipped and counted; an expert range skips others silently") {
   const std::vector<int32_t> ids = {5, -2, 0, 2, 6, 3};
   const auto all = compact(ids.data(), 3, 2, 6);

@@ -2,6 +2,7 @@
 // the training math (itself checked against finite differences in test_reference_training).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -154,7 +155,11 @@ void check_backward(const backward_case& c, const std::vector<LogitT>& r, const 
   CHECK(beam::test::relative_error(got_r, expected.d_router_logits) <= tolerance);
   // Bitwise deterministic.
   CHECK(unpad(d_router_again.to_host(), T, E, stride) == got_r);
-  if (!opt.mask_enabled) return;
+  if (!opt.mask_enabled) {  // ∂L/∂z is not written at all
+    const auto untouched = d_mask.to_host();
+    CHECK(std::all_of(untouched.begin(), untouched.end(), [](GradT g) { return std::isnan(beam::to_float(g)); }));
+    return;
+  }
   const std::vector<float> got_z = unpad(d_mask.to_host(), T, E, stride);
   CHECK(beam::test::relative_error(got_z, expected.d_mask_logits) <= tolerance);
   CHECK(unpad(d_mask_again.to_host(), T, E, stride) == got_z);
@@ -178,12 +183,14 @@ void random_backward_cases(uint64_t seed_base) {
         if (K > E) continue;
         const uint64_t seed = seed_base + uint64_t(n++);
         backward_case c{T, E, K, {}, n % 2 == 0, n % 3 == 0 ? 0.0f : 0.01f, n % 5 == 0 ? 0.0f : 0.3f};
-        switch (n % 4) {
+        switch (n % 6) {
           case 0: break;
           case 1: c.opt.renormalize = true; c.opt.routed_scaling_factor = 2.5f;
                   c.opt.selection_bias = bias.data(); break;
           case 2: c.opt.mask_enabled = false; break;
           case 3: c.opt.scoring = beam::score_function::sigmoid; c.opt.renormalize = true; break;
+          case 4: c.opt.routed_scaling_factor = 0.5f; break;  // λ without renormalisation
+          case 5: c.opt.scoring = beam::score_function::sigmoid; c.opt.mask_enabled = false; break;
         }
         const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
         check_backward<LogitT, GradT>(c, beam::test::make_logits<LogitT>(size_t(T * E), seed, coarse),
@@ -248,6 +255,7 @@ TEST_SUITE("gpu") {
     random_backward_cases<__half, float>(600);
     random_backward_cases<__nv_bfloat16, float>(700);
     random_backward_cases<__nv_bfloat16, __nv_bfloat16>(800);
+    random_backward_cases<float, __half>(850);
   }
 
   TEST_CASE("route_backward: all masked, none masked, ties, NaN and ±Inf router logits, empty slots") {

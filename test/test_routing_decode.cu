@@ -142,11 +142,12 @@ void decode_cases(uint64_t seed_base) {
         if (K > E) continue;
         const int H = n % 3 == 0 ? 2048 : n % 3 == 1 ? 200 : 8;
         beam::routing_options opt;
-        switch (n % 4) {
+        switch (n % 5) {
           case 0: break;
           case 1: opt.renormalize = true; opt.routed_scaling_factor = 2.5f; break;
           case 2: opt.mask_enabled = false; break;
           case 3: opt.scoring = beam::score_function::sigmoid; opt.renormalize = true; break;
+          case 4: opt.routed_scaling_factor = 0.5f; break;
         }
         check_decode<T>(tokens, E, K, H, opt, n % 2 == 1, seed_base + uint64_t(n));
         ++n;

@@ -7,6 +7,7 @@
 #include "beam/core/error.cuh"
 #include "beam/core/macros.cuh"
 #include "beam/core/math.cuh"
+#include "beam/core/warp.cuh"
 
 #include "beam/routing/device_aux_losses.cuh"
 #include "beam/routing/device_route.cuh"
@@ -15,6 +16,11 @@
 #include "beam/routing/options.cuh"
 #include "beam/routing/warp_route.cuh"
 #include "beam/routing/warp_route_backward.cuh"
+
+#include "beam/permute/device_combine.cuh"
+#include "beam/permute/device_compact.cuh"
+#include "beam/permute/device_gather.cuh"
+#include "beam/permute/warp_rank.cuh"
 
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"

@@ -90,6 +90,47 @@ inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, in
   return c;
 }
 
+//! Tile schedule of a grouped GEMM with tiles of `block_rows` rows: (expert, first row) of
+//! every tile, ⌈counts[e] / block_rows⌉ tiles per expert in expert order.
+struct tiles {
+  std::vector<int32_t> experts, rows;
+};
+
+inline tiles tile_schedule(const compaction& perm, int block_rows) {
+  if (block_rows < 1) throw std::invalid_argument("tile_schedule: block_rows must be ≥ 1");
+  tiles out;
+  for (size_t e = 0; e < perm.counts.size(); ++e) {
+    for (int32_t row = 0; row < perm.counts[e]; row += block_rows) {
+      out.experts.push_back(int32_t(e));
+      out.rows.push_back(perm.offsets[e] + row);
+    }
+  }
+  return out;
+}
+
+//! vLLM's `moe_align_block_size` layout: each expert's pairs (in row order) padded to a
+//! multiple of `block_size` with the sentinel T·K, one expert id per block; experts without
+//! pairs get no block.
+struct aligned_blocks {
+  std::vector<int32_t> sorted_token_ids, expert_ids;
+  int32_t num_tokens_post_padded = 0;
+};
+
+inline aligned_blocks align_blocks(const compaction& perm, int block_size) {
+  if (block_size < 1) throw std::invalid_argument("align_blocks: block_size must be ≥ 1");
+  aligned_blocks out;
+  const auto sentinel = int32_t(perm.tokens * perm.top_k);
+  for (size_t e = 0; e < perm.counts.size(); ++e) {
+    const int32_t count = perm.counts[e], blocks = (count + block_size - 1) / block_size;
+    for (int32_t j = 0; j < blocks * block_size; ++j) {
+      out.sorted_token_ids.push_back(j < count ? perm.sorted_pairs[perm.offsets[e] + j] : sentinel);
+    }
+    out.expert_ids.insert(out.expert_ids.end(), size_t(blocks), int32_t(e));
+  }
+  out.num_tokens_post_padded = int32_t(out.sorted_token_ids.size());
+  return out;
+}
+
 //! Xp[r] = X[token_of_row(r)]: the input row of every active pair, `[n_active, H]`.
 template <class Real>
 std::vector<Real> gather_rows(const Real* x, int64_t hidden, const compaction& perm) {

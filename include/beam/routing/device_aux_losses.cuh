@@ -91,7 +91,7 @@ cudaError_t aux_losses(void* workspace, size_t& workspace_bytes, const routing_l
     return cudaGetLastError();
   });
   if (status != cudaSuccess) return status;
-  bd::aux_loss_finish_kernel<<<1, bd::aux_loss_finish_threads, 0, stream>>>(partials, layout.blocks, tokens,
+  bd::aux_loss_finish_kernel<><<<1, bd::aux_loss_finish_threads, 0, stream>>>(partials, layout.blocks, tokens,
                                                                             num_experts, options.top_k, out);
   return cudaGetLastError();
 }

@@ -29,19 +29,21 @@ inline constexpr int max_decode_experts = 256;
 
 //! Routes T ≤ 64 tokens from their hidden states x `[T, H]`: r = x·W_rᵀ and z = x·W_mᵀ
 //! (float accumulation), then exactly `route_and_mask` on the float logits r, z, with the
-//! same outputs. One memset of a counter and one kernel: the weight rows are spread over the
-//! thread blocks (each read once, with 16-byte loads); the last block to finish routes.
+//! same outputs. One memset of a counter and one kernel: one warp per weight row, 16-byte
+//! loads, the row read from HBM once (and again from cache for every further 8 tokens); the
+//! last block to finish routes every token.
 //! Capturable in a CUDA graph; equal inputs give bitwise equal outputs.
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
-//! (it grows with T, so a size queried for T = 64 serves every smaller T).
+//! (from T and E alone; it grows with T, so a size queried for T = 64 serves every smaller T).
 //!
 //! @tparam T  float, __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid
 //!         as for route_and_mask; H < 1; T > 0 and null `hidden`, weights the options need,
 //!         `topk_ids` or `topk_weights`; a pointer not 16-byte aligned, or H or a row stride
 //!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
-//!         below the queried size; else the status of the memset and the launch.
+//!         below the queried size (a query checks T, E, K and H only); else the status of the
+//!         memset and the launch.
 //!
 //! @code
 //! size_t bytes = 0;
@@ -65,15 +67,20 @@ namespace beam::device {
 
 namespace detail {
 
-template <class T>
-cudaError_t check_route_decode_arguments(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
-                                         const router_weights<T>& weights, int num_experts,
-                                         const routing_options& options, const routing_outputs& out) {
+inline cudaError_t check_route_decode_shape(int64_t tokens, int hidden_size, int num_experts,
+                                           const routing_options& options) {
   if (tokens < 0 || tokens > max_decode_tokens || num_experts < 1 || num_experts > max_decode_experts ||
       hidden_size < 1) {
     return cudaErrorInvalidValue;
   }
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+template <class T>
+cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
+                                      const router_weights<T>& weights, const routing_options& options,
+                                      const routing_outputs& out) {
   if (tokens == 0) return cudaSuccess;
   constexpr int64_t vector = beam::detail::decode_vector_elements<T>;
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
@@ -94,8 +101,7 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
                          int64_t tokens, int hidden_size, const router_weights<T>& weights, int num_experts,
                          const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (const cudaError_t status = detail::check_route_decode_arguments(hidden, hidden_stride, tokens, hidden_size,
-                                                                      weights, num_experts, options, out);
+  if (const cudaError_t status = detail::check_route_decode_shape(tokens, hidden_size, num_experts, options);
       status != cudaSuccess) {
     return status;
   }
@@ -105,6 +111,11 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
     return cudaSuccess;
   }
   if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
+  if (const cudaError_t status =
+          detail::check_route_decode_arrays(hidden, hidden_stride, tokens, hidden_size, weights, options, out);
+      status != cudaSuccess) {
+    return status;
+  }
   if (const cudaError_t status = detail::zero_telemetry(out, num_experts, stream); status != cudaSuccess) {
     return status;
   }

@@ -37,12 +37,6 @@ __device__ inline uint32_t ordered_key(float key) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-//! S = Σ of the candidate scores held by the K lanes when renormalising, else 0 (the gates
-//! are divided by S when S > 0). Warp-uniform.
-__device__ inline float renormalization_sum(float score, bool holds, const routing_options& options) {
-  return options.renormalize ? warp_sum(holds ? score : 0.0f) : 0.0f;
-}
-
 }  // namespace detail
 
 //! Routes one token with one warp: all 32 lanes call it with the same arguments (uniform
@@ -73,7 +67,7 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
                                    const routing_options& options) {
   static_assert(MaxExperts % 32 == 0 && MaxExperts >= 32, "MaxExperts must be a positive multiple of 32");
   constexpr int per_lane = MaxExperts / 32;
-  const int lane = int(detail::lane_id());
+  const int lane = int(lane_id());
   const bool softmax = options.scoring == score_function::softmax;
 
   float logit[per_lane];

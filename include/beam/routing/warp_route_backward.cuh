@@ -58,7 +58,7 @@ __device__ void route_token_backward(const LogitT* router_row, const LogitT* mas
                                      const aux_grad_scales& aux, GradT* d_router_row, GradT* d_mask_row) {
   static_assert(MaxExperts % 32 == 0 && MaxExperts >= 32, "MaxExperts must be a positive multiple of 32");
   constexpr int per_lane = MaxExperts / 32;
-  const int lane = int(detail::lane_id());
+  const int lane = int(lane_id());
   const int K = options.top_k;
   const bool softmax = options.scoring == score_function::softmax;
   const bool balance = aux.balance_scale != 0.0f && aux.balance_fractions != nullptr;

@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(aux_loss_block_threads)
   __shared__ float warp_probs[warps][MaxExperts];
   __shared__ int32_t counts[MaxExperts];
   __shared__ float warp_mask_sums[warps];
-  const int lane = int(warp::detail::lane_id()), warp_index = int(threadIdx.x / 32);
+  const int lane = int(warp::lane_id()), warp_index = int(threadIdx.x / 32);
   for (int e = int(threadIdx.x); e < MaxExperts; e += aux_loss_block_threads) counts[e] = 0;
   __syncthreads();
 
@@ -97,6 +97,7 @@ __global__ void __launch_bounds__(aux_loss_block_threads)
   }
 }
 
+template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(aux_loss_finish_threads)
     aux_loss_finish_kernel(aux_loss_partials partials, unsigned blocks, int64_t tokens, int num_experts, int top_k,
                            device::aux_loss_outputs out) {

@@ -18,7 +18,7 @@ __global__ void __launch_bounds__(route_block_threads)
                           routing_options options, const int32_t* __restrict__ candidate_ids,
                           const float* __restrict__ d_topk_weights, warp::aux_grad_scales scales,
                           device::routing_gradients<GradT> grads) {
-  const int lane = int(warp::detail::lane_id());
+  const int lane = int(warp::lane_id());
   const int K = options.top_k;
   const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {

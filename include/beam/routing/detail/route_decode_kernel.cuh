@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
   constexpr int64_t vector = decode_vector_elements<T>;
   __shared__ float staged[decode_warps][2][MaxExperts];
   __shared__ bool last_block;
-  const int lane = int(warp::detail::lane_id()), warp_index = int(threadIdx.x / 32);
+  const int lane = int(warp::lane_id()), warp_index = int(threadIdx.x / 32);
   const int64_t logits_stride = 2 * int64_t(num_experts);
 
   // Phase 1: row j of [W_r; W_m] against every token.

@@ -16,7 +16,7 @@ constexpr int route_block_threads = 128;
 //! Writes token t's routed slots (lane k < K: slot k) and counts its telemetry; whole warp.
 __device__ inline void store_routed_token(const device::routing_outputs& out, int64_t t, int top_k,
                                           const warp::routed_slot& s) {
-  const int lane = int(warp::detail::lane_id());
+  const int lane = int(warp::lane_id());
   if (lane < top_k) {
     const int64_t slot = t * top_k + lane;
     out.topk_ids[slot] = s.id();

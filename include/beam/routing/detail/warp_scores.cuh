@@ -1,19 +1,15 @@
 //! @file
-//! Warp pieces shared by the routing primitives: lane id, butterfly reductions, and a token's
+//! Warp pieces shared by the routing primitives: butterfly reductions, and a token's
 //! logits and softmax numerators held in registers (expert e = lane + 32·j in slot j).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "beam/core/dtype.cuh"
+#include "beam/core/warp.cuh"
+#include "beam/routing/options.cuh"
 
 namespace beam::warp::detail {
-
-__device__ inline unsigned lane_id() {
-  unsigned lane;
-  asm("mov.u32 %0, %%laneid;" : "=r"(lane));
-  return lane;
-}
 
 //! Σ over the warp in a fixed butterfly order (every lane gets the same bits).
 __device__ inline float warp_sum(float v) {
@@ -67,6 +63,14 @@ __device__ float softmax_numerators(const float (&logit)[PerLane], float max_log
     sum += numerator[j];
   }
   return warp_sum(sum);
+}
+
+//! S = Σ of the candidate scores held by the K lanes when renormalising, else 0 (the gates
+//! are divided by S when S > 0). Warp-uniform. Decided in float: if every candidate score
+//! underflows to 0 in float (e.g. σ(r) for r < −104), S = 0 and the gates are 0, where the
+//! double-precision reference still renormalises.
+__device__ inline float renormalization_sum(float score, bool holds, const routing_options& options) {
+  return options.renormalize ? warp_sum(holds ? score : 0.0f) : 0.0f;
 }
 
 }  // namespace beam::warp::detail

@@ -1,0 +1,282 @@
+//! @file
+//! Kernels of beam::device::compact. The pairs are split into units of S consecutive pairs,
+//! one warp each. A unit counts its pairs per expert (warp::rank_by_expert) into the matrix
+//! C[e][u]; each expert's row is scanned over the units and the expert totals over the
+//! experts, so pair rows start at offsets[e] + Σ_{u' < u} C[e][u']; the unit then ranks its
+//! pairs again from those rows: a stable counting sort with no atomics on rows. Small
+//! problems run every phase in one block; large ones in four launches (count, row scan,
+//! plan, scatter).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cub/block/block_scan.cuh>
+
+#include "beam/core/warp.cuh"
+#include "beam/permute/device_compact.cuh"
+#include "beam/permute/warp_rank.cuh"
+
+namespace beam::detail {
+
+constexpr int compact_unit_threads = 256;  //!< count / scatter kernels: one warp per unit
+constexpr int compact_unit_warps = compact_unit_threads / 32;
+constexpr int compact_single_threads = 512;  //!< the single-launch block, also the plan block
+constexpr int compact_plan_threads = 512;    //!< ≥ max_compact_experts: one thread per expert
+constexpr int64_t compact_min_unit_pairs = 256;
+constexpr int64_t compact_max_units = 1024;
+
+//! The routing and its split into units (host-computed, passed by value to the kernels).
+struct compact_plan {
+  const int32_t* topk_ids;
+  int64_t pairs;  //!< P = T·K
+  int num_experts, expert_begin, local_experts;
+  int64_t unit_pairs;  //!< S: a multiple of 32
+  int units;           //!< U = ⌈P/S⌉ (at least 1)
+
+  explicit compact_plan(const device::compaction_input& in)
+      : topk_ids(in.topk_ids),
+        pairs(in.tokens * in.top_k),
+        num_experts(in.num_experts),
+        expert_begin(in.expert_begin),
+        local_experts((in.expert_end < 0 ? in.num_experts : in.expert_end) - in.expert_begin) {
+    const int64_t even = (pairs + compact_max_units - 1) / compact_max_units;
+    unit_pairs = single_launch() ? compact_min_unit_pairs
+                                 : even > compact_min_unit_pairs ? (even + 31) / 32 * 32 : compact_min_unit_pairs;
+    units = int(pairs > 0 ? (pairs + unit_pairs - 1) / unit_pairs : 1);
+  }
+  __host__ __device__ bool single_launch() const { return pairs <= device::single_launch_max_pairs; }
+  //! Cells of the matrix C[e][u].
+  __host__ __device__ int64_t cells() const { return int64_t(local_experts) * units; }
+};
+
+//! Local expert of id, or −1 (masked, another rank's, or invalid: `invalid` says which).
+__device__ inline int local_expert_of(int32_t id, const compact_plan& plan, bool& invalid) {
+  invalid = id < -1 || id >= plan.num_experts;
+  const int e = id - plan.expert_begin;
+  return id >= 0 && !invalid && e < plan.local_experts && e >= 0 ? e : -1;
+}
+
+//! Ranks unit u's pairs by expert in batches of 32 (whole warp): `visit(pair, expert, row)`
+//! for every pair of the unit (expert −1 and row −1 for a skipped pair), where row is
+//! `counters[e·stride]` at the pair's turn, which then grows. Returns the invalid ids seen.
+template <class Visit>
+__device__ unsigned long long rank_unit(const compact_plan& plan, int unit, int32_t* counters, int64_t stride,
+                                        Visit&& visit) {
+  const int lane = int(warp::lane_id());
+  const int64_t begin = int64_t(unit) * plan.unit_pairs;
+  const int64_t end = begin + plan.unit_pairs < plan.pairs ? begin + plan.unit_pairs : plan.pairs;
+  unsigned long long invalid = 0;
+  for (int64_t base = begin; base < end; base += 32) {
+    const int64_t pair = base + lane;
+    bool bad = false;
+    const int e = pair < end ? local_expert_of(plan.topk_ids[pair], plan, bad) : -1;
+    const int32_t row = warp::rank_by_expert(e, counters, stride);
+    invalid += __popc(__ballot_sync(0xffffffffu, bad));
+    if (pair < end) visit(pair, e, row);
+  }
+  return invalid;
+}
+
+//! Index of the last of `n` non-decreasing starts that is ≤ value (starts[0] = 0 ≤ value).
+__device__ inline int last_start_at_or_below(const int32_t* starts, int n, int32_t value) {
+  int lo = 0, hi = n;  // answer in [lo, hi)
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (starts[mid] <= value) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
+//! Plan phase (one block of compact_plan_threads, thread e < E_local holding its expert's
+//! `count`): counts, offsets (scan of the counts), the tile schedule, and the vLLM layout's
+//! blocks and padding. Leaves offsets in `firsts[e]` and writes `padded_offsets[e]` (expert
+//! e's first slot in the vLLM layout) for the scatter phase.
+__device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32_t* firsts, int32_t* padded_offsets,
+                                  const device::compaction_outputs& out, const device::tile_schedule& tiles,
+                                  const device::aligned_layout& aligned) {
+  using block_scan = cub::BlockScan<int32_t, compact_plan_threads>;
+  __shared__ typename block_scan::TempStorage scan_storage;
+  __shared__ int32_t starts[compact_plan_threads];
+  const int e = int(threadIdx.x), E = plan.local_experts;
+  if (e >= E) count = 0;
+  int32_t first = 0, total = 0;
+  block_scan(scan_storage).ExclusiveSum(count, first, total);
+  if (e < E) {
+    out.counts[e] = count;
+    out.offsets[e] = first;
+    firsts[e] = first;
+  }
+  if (e == 0) out.offsets[E] = total;
+  __syncthreads();  // firsts and scan_storage
+
+  // Spreads `per_expert` consecutive items of each expert over the block:
+  // write(item, expert, index inside the expert). Returns the number of items.
+  const auto spread = [&](int32_t per_expert, auto&& write) {
+    int32_t start = 0, items = 0;
+    block_scan(scan_storage).ExclusiveSum(e < E ? per_expert : 0, start, items);
+    if (e < E) starts[e] = start;
+    __syncthreads();
+    for (int32_t i = int32_t(threadIdx.x); i < items; i += compact_plan_threads) {
+      const int owner = last_start_at_or_below(starts, E, i);
+      write(i, owner, i - starts[owner]);
+    }
+    __syncthreads();  // starts and scan_storage are reused
+    return items;
+  };
+  if (tiles.block_rows > 0) {
+    const int bm = tiles.block_rows;
+    const int32_t n = spread((count + bm - 1) / bm, [&](int32_t i, int owner, int32_t j) {
+      tiles.tile_experts[i] = owner;
+      tiles.tile_rows[i] = firsts[owner] + j * bm;
+    });
+    if (threadIdx.x == 0) *tiles.num_tiles = n;
+  }
+  if (aligned.block_size > 0) {
+    const int bs = aligned.block_size;
+    const int32_t blocks = (count + bs - 1) / bs;
+    int32_t slot_start = 0;
+    block_scan(scan_storage).ExclusiveSum(e < E ? blocks * bs : 0, slot_start);
+    __syncthreads();
+    if (e < E) {
+      padded_offsets[e] = slot_start;
+      for (int32_t j = count; j < blocks * bs; ++j) aligned.sorted_token_ids[slot_start + j] = int32_t(plan.pairs);
+    }
+    const int32_t n = spread(blocks, [&](int32_t i, int owner, int32_t) { aligned.expert_ids[i] = owner; });
+    if (threadIdx.x == 0) *aligned.num_tokens_post_padded = n * bs;
+  }
+}
+
+//! Scatter phase of one unit: rows from `counters` (the unit's first rows per expert).
+__device__ inline void scatter_unit(const compact_plan& plan, int unit, int32_t* counters, int64_t stride,
+                                    const int32_t* firsts, const int32_t* padded_offsets,
+                                    const device::compaction_outputs& out, const device::aligned_layout& aligned) {
+  rank_unit(plan, unit, counters, stride, [&](int64_t pair, int e, int32_t row) {
+    out.pair_to_row[pair] = row;
+    if (row < 0) return;
+    out.sorted_pairs[row] = int32_t(pair);
+    if (aligned.block_size > 0) aligned.sorted_token_ids[padded_offsets[e] + (row - firsts[e])] = int32_t(pair);
+  });
+}
+
+__device__ inline void add_invalid(unsigned long long* invalid_ids, unsigned long long invalid) {
+  if (invalid_ids && invalid && warp::lane_id() == 0) atomicAdd(invalid_ids, invalid);
+}
+
+//! Every phase in one block: the matrix C[e][u] lives in shared memory, column u = warp u.
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_single_threads)
+    compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::tile_schedule tiles,
+                          device::aligned_layout aligned) {
+  constexpr int max_units = int(device::single_launch_max_pairs / compact_min_unit_pairs);
+  static_assert(compact_single_threads / 32 >= max_units, "one warp per unit");
+  static_assert(compact_single_threads == compact_plan_threads, "the plan phase runs in this block");
+  __shared__ int32_t matrix[device::max_compact_experts * max_units];
+  __shared__ int32_t firsts[device::max_compact_experts], padded_offsets[device::max_compact_experts];
+  const int warp_index = int(threadIdx.x / 32), e = int(threadIdx.x), U = plan.units;
+  for (int64_t i = threadIdx.x; i < plan.cells(); i += compact_single_threads) matrix[i] = 0;
+  __syncthreads();
+  if (warp_index < U) {
+    add_invalid(out.invalid_ids, rank_unit(plan, warp_index, matrix + warp_index, U, [](int64_t, int, int32_t) {}));
+  }
+  __syncthreads();
+  int32_t count = 0;  // row e: exclusive scan over the units, in place
+  if (e < plan.local_experts) {
+    for (int u = 0; u < U; ++u) {
+      const int32_t c = matrix[e * U + u];
+      matrix[e * U + u] = count;
+      count += c;
+    }
+  }
+  plan_phase(plan, count, firsts, padded_offsets, out, tiles, aligned);
+  if (e < plan.local_experts) {
+    for (int u = 0; u < U; ++u) matrix[e * U + u] += firsts[e];  // first rows of (e, u)
+  }
+  __syncthreads();
+  if (warp_index < U) scatter_unit(plan, warp_index, matrix + warp_index, U, firsts, padded_offsets, out, aligned);
+}
+
+//! Count phase: C[e][u] for one unit per warp.
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_unit_threads)
+    compact_count_kernel(compact_plan plan, int32_t* unit_counts, unsigned long long* invalid_ids) {
+  __shared__ int32_t counters[compact_unit_warps][device::max_compact_experts];
+  const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
+  const int unit = int(blockIdx.x) * compact_unit_warps + warp_index;
+  if (unit >= plan.units) return;  // whole warps leave; no block barrier below
+  int32_t* mine = counters[warp_index];
+  for (int e = lane; e < plan.local_experts; e += 32) mine[e] = 0;
+  __syncwarp();
+  add_invalid(invalid_ids, rank_unit(plan, unit, mine, 1, [](int64_t, int, int32_t) {}));
+  for (int e = lane; e < plan.local_experts; e += 32) unit_counts[int64_t(e) * plan.units + unit] = mine[e];
+}
+
+//! Row scan: C[e][u] becomes Σ_{u' < u} C[e][u'] in place, and totals[e] = Σ_u C[e][u];
+//! one block per expert.
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_unit_threads)
+    compact_row_scan_kernel(compact_plan plan, int32_t* unit_counts, int32_t* totals) {
+  constexpr int items = int(compact_max_units / compact_unit_threads);
+  using block_scan = cub::BlockScan<int32_t, compact_unit_threads>;
+  __shared__ typename block_scan::TempStorage scan_storage;
+  int32_t* row = unit_counts + int64_t(blockIdx.x) * plan.units;
+  const int first = int(threadIdx.x) * items;
+  int32_t c[items], prefix[items], total = 0;
+#pragma unroll
+  for (int i = 0; i < items; ++i) c[i] = first + i < plan.units ? row[first + i] : 0;
+  block_scan(scan_storage).ExclusiveSum(c, prefix, total);
+#pragma unroll
+  for (int i = 0; i < items; ++i) {
+    if (first + i < plan.units) row[first + i] = prefix[i];
+  }
+  if (threadIdx.x == 0) totals[blockIdx.x] = total;
+}
+
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_plan_threads)
+    compact_plan_kernel(compact_plan plan, const int32_t* totals, int32_t* padded_offsets,
+                        device::compaction_outputs out, device::tile_schedule tiles, device::aligned_layout aligned) {
+  __shared__ int32_t firsts[device::max_compact_experts];
+  const int e = int(threadIdx.x);
+  plan_phase(plan, e < plan.local_experts ? totals[e] : 0, firsts, padded_offsets, out, tiles, aligned);
+}
+
+//! Scatter phase: a unit's first rows are offsets[e] + its row-scanned C[e][u].
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_unit_threads)
+    compact_scatter_kernel(compact_plan plan, const int32_t* unit_prefix, const int32_t* padded_offsets,
+                           device::compaction_outputs out, device::aligned_layout aligned) {
+  __shared__ int32_t counters[compact_unit_warps][device::max_compact_experts];
+  __shared__ int32_t firsts[device::max_compact_experts];
+  for (int e = int(threadIdx.x); e < plan.local_experts; e += compact_unit_threads) firsts[e] = out.offsets[e];
+  __syncthreads();
+  const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
+  const int unit = int(blockIdx.x) * compact_unit_warps + warp_index;
+  if (unit >= plan.units) return;
+  int32_t* mine = counters[warp_index];
+  for (int e = lane; e < plan.local_experts; e += 32) mine[e] = firsts[e] + unit_prefix[int64_t(e) * plan.units + unit];
+  __syncwarp();
+  scatter_unit(plan, unit, mine, 1, firsts, padded_offsets, out, aligned);
+}
+
+//! Workspace of compact: none for one launch (256 bytes, never touched); else the matrix
+//! C[e][u], the expert totals and the vLLM padded offsets, 256-byte aligned. Depends only on
+//! P and E_local, so the query needs no device.
+struct compact_workspace {
+  size_t matrix_bytes, per_expert_bytes, bytes;
+
+  explicit compact_workspace(const compact_plan& plan)
+      : matrix_bytes(align(size_t(plan.cells()) * sizeof(int32_t))),
+        per_expert_bytes(align(size_t(plan.local_experts) * sizeof(int32_t))),
+        bytes(plan.single_launch() ? 256 : matrix_bytes + 2 * per_expert_bytes) {}
+  int32_t* unit_counts(void* w) const { return static_cast<int32_t*>(w); }
+  int32_t* totals(void* w) const { return reinterpret_cast<int32_t*>(static_cast<char*>(w) + matrix_bytes); }
+  int32_t* padded_offsets(void* w) const {
+    return reinterpret_cast<int32_t*>(static_cast<char*>(w) + matrix_bytes + per_expert_bytes);
+  }
+  static size_t align(size_t n) { return (n + 255) / 256 * 256; }
+};
+
+}  // namespace beam::detail

@@ -1,0 +1,159 @@
+//! @file
+//! Device-level compaction of a routing into the permutation that the expert GEMMs read:
+//! masked pairs get no row, experts with no rows get no tile. Formulas and the worked
+//! example: beam/reference/permute.cuh, which it matches exactly.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace beam::device {
+
+//! The routing to compact: `topk_ids[T, K]` (−1 = masked) over E experts, of which the
+//! local range [expert_begin, expert_end) is kept (expert parallelism; −1 = E). Local
+//! expert e is global id expert_begin + e; every output below uses local indices.
+struct compaction_input {
+  const int32_t* topk_ids = nullptr;
+  int64_t tokens = 0;
+  int top_k = 1;
+  int num_experts = 1;
+  int expert_begin = 0;
+  int expert_end = -1;
+};
+
+//! The permutation, with E_local = expert_end − expert_begin and P = T·K; every buffer is
+//! sized by these static bounds, so no host synchronisation is needed.
+struct compaction_outputs {
+  int32_t* counts = nullptr;        //!< required `[E_local]`: rows per expert
+  int32_t* offsets = nullptr;       //!< required `[E_local + 1]`: first row per expert; the
+                                    //!< last element is n_active
+  int32_t* sorted_pairs = nullptr;  //!< required `[P]`: pair t·K + k of each row (first
+                                    //!< n_active valid), grouped by expert, token order inside
+  int32_t* pair_to_row = nullptr;   //!< required `[P]`: row of each pair, −1 if skipped
+  unsigned long long* invalid_ids = nullptr;  //!< optional status word: ids < −1 or ≥ E,
+                                              //!< skipped and counted (zeroed first)
+};
+
+//! Tile schedule of a grouped GEMM with tiles of `block_rows` rows: tile i covers rows
+//! [tile_rows[i], min(tile_rows[i] + block_rows, offsets[e + 1])) of expert
+//! e = tile_experts[i], tiles in expert order; `*num_tiles` tiles, at most ⌈P/BM⌉ + E_local.
+struct tile_schedule {
+  int block_rows = 0;              //!< BM; 0 leaves the schedule out
+  int32_t* tile_experts = nullptr;
+  int32_t* tile_rows = nullptr;
+  int32_t* num_tiles = nullptr;
+};
+
+//! The layout of vLLM's `moe_align_block_size`, for its fused_moe kernel: each expert's pairs
+//! padded to a multiple of `block_size` with the sentinel P; one expert id per block. Masked
+//! pairs and experts with no pairs get no block. Bounds: P + E_local·(block_size − 1) slots,
+//! that divided by block_size blocks.
+struct aligned_layout {
+  int block_size = 0;                       //!< 0 leaves the layout out
+  int32_t* sorted_token_ids = nullptr;      //!< pair index per slot, or P for padding
+  int32_t* expert_ids = nullptr;            //!< local expert of each block
+  int32_t* num_tokens_post_padded = nullptr;  //!< slots used (a multiple of block_size)
+};
+
+//! Largest E_local `compact` supports, and the largest P done in a single launch.
+inline constexpr int max_compact_experts = 512;
+inline constexpr int64_t single_launch_max_pairs = 4096;
+
+//! Compacts a routing (counting sort by local expert, stable in pair order): counts,
+//! offsets, sorted_pairs, pair_to_row, and optionally the tile schedule, the vLLM layout and
+//! the invalid-id count, all on the device. P ≤ 4096: one kernel launch (plus the status
+//! memset if requested); larger P: count, row-scan, plan and scatter kernels. No host
+//! synchronisation; capturable in a CUDA graph; equal inputs give equal outputs.
+//!
+//! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
+//! (it grows with P, so a size queried for the largest T serves every smaller one).
+//!
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
+//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; T > 0 and a
+//!         required pointer is null (topk_ids, counts, offsets, sorted_pairs, pair_to_row;
+//!         the three arrays of a requested schedule or layout); block_rows or block_size < 0;
+//!         P + E_local·(block_size − 1) > INT32_MAX with the vLLM layout;
+//!         `workspace_bytes` below the queried size; else the status of the launches.
+//!         T = 0: counts and offsets become 0 (and the schedule / layout empty).
+[[nodiscard]] inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compaction_input& in,
+                                         const compaction_outputs& out, const tile_schedule& tiles = {},
+                                         const aligned_layout& aligned = {}, cudaStream_t stream = nullptr);
+
+}  // namespace beam::device
+
+#include "beam/permute/detail/compact_kernels.cuh"
+
+namespace beam::device {
+
+namespace detail {
+
+inline cudaError_t check_compact_arguments(const compaction_input& in, const compaction_outputs& out,
+                                           const tile_schedule& tiles, const aligned_layout& aligned) {
+  const int end = in.expert_end < 0 ? in.num_experts : in.expert_end;
+  if (in.tokens < 0 || in.top_k < 1 || in.tokens > INT32_MAX / in.top_k || in.num_experts < 1) {
+    return cudaErrorInvalidValue;
+  }
+  if (in.expert_begin < 0 || end > in.num_experts || end - in.expert_begin < 1 ||
+      end - in.expert_begin > max_compact_experts) {
+    return cudaErrorInvalidValue;
+  }
+  if (tiles.block_rows < 0 || aligned.block_size < 0) return cudaErrorInvalidValue;
+  if (aligned.block_size > 0 &&  // the padded slots must fit int32
+      in.tokens * in.top_k + int64_t(end - in.expert_begin) * (aligned.block_size - 1) > INT32_MAX) {
+    return cudaErrorInvalidValue;
+  }
+  if (!out.counts || !out.offsets) return cudaErrorInvalidValue;
+  if (tiles.block_rows > 0 && (!tiles.tile_experts || !tiles.tile_rows || !tiles.num_tiles)) {
+    return cudaErrorInvalidValue;
+  }
+  if (aligned.block_size > 0 &&
+      (!aligned.sorted_token_ids || !aligned.expert_ids || !aligned.num_tokens_post_padded)) {
+    return cudaErrorInvalidValue;
+  }
+  if (in.tokens > 0 && (!in.topk_ids || !out.sorted_pairs || !out.pair_to_row)) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+}  // namespace detail
+
+inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compaction_input& in,
+                           const compaction_outputs& out, const tile_schedule& tiles, const aligned_layout& aligned,
+                           cudaStream_t stream) {
+  namespace bd = beam::detail;
+  if (const cudaError_t status = detail::check_compact_arguments(in, out, tiles, aligned); status != cudaSuccess) {
+    return status;
+  }
+  const bd::compact_plan plan(in);
+  const bd::compact_workspace layout(plan);
+  if (workspace == nullptr) {
+    workspace_bytes = layout.bytes;
+    return cudaSuccess;
+  }
+  if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
+  if (out.invalid_ids) {
+    if (const cudaError_t status = cudaMemsetAsync(out.invalid_ids, 0, sizeof(unsigned long long), stream);
+        status != cudaSuccess) {
+      return status;
+    }
+  }
+  if (plan.single_launch()) {
+    bd::compact_single_kernel<><<<1, bd::compact_single_threads, 0, stream>>>(plan, out, tiles, aligned);
+    return cudaGetLastError();
+  }
+  int32_t* unit_counts = layout.unit_counts(workspace);
+  int32_t* totals = layout.totals(workspace);
+  int32_t* padded_offsets = layout.padded_offsets(workspace);
+  const unsigned unit_blocks = unsigned((plan.units + bd::compact_unit_warps - 1) / bd::compact_unit_warps);
+  bd::compact_count_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, out.invalid_ids);
+  bd::compact_row_scan_kernel<><<<unsigned(plan.local_experts), bd::compact_unit_threads, 0, stream>>>(plan, unit_counts,
+                                                                                                    totals);
+  bd::compact_plan_kernel<><<<1, bd::compact_plan_threads, 0, stream>>>(plan, totals, padded_offsets, out, tiles,
+                                                                      aligned);
+  bd::compact_scatter_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, padded_offsets,
+                                                                                   out, aligned);
+  return cudaGetLastError();
+}
+
+}  // namespace beam::device

@@ -1,0 +1,206 @@
+// beam::device::compact against beam::reference::compact (+ tile_schedule, align_blocks):
+// every output compares exactly.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "beam/permute/device_compact.cuh"
+#include "beam/reference/permute.cuh"
+#include "common/gpu.cuh"
+
+namespace ref = beam::reference;
+using beam::device::aligned_layout;
+using beam::device::compaction_input;
+using beam::device::compaction_outputs;
+using beam::device::tile_schedule;
+
+TEST_CASE("compact: workspace query and bad arguments, before touching the device") {
+  int32_t* fake = reinterpret_cast<int32_t*>(0x1000);  // never dereferenced
+  const compaction_outputs out{fake, fake, fake, fake};
+  void* workspace = reinterpret_cast<void*>(0x2000);
+  size_t small = 0, large = 0, huge = 0;
+  REQUIRE(beam::device::compact(nullptr, small, {fake, 64, 8, 128}, out) == cudaSuccess);
+  REQUIRE(beam::device::compact(nullptr, large, {fake, 16384, 8, 128}, out) == cudaSuccess);
+  REQUIRE(beam::device::compact(nullptr, huge, {fake, 65536, 8, 128}, out) == cudaSuccess);
+  CHECK(small > 0);  // single launch: a token workspace
+  CHECK(large > small);
+  CHECK(huge >= large);
+  const auto call = [&](const compaction_input& in, const compaction_outputs& o, const tile_schedule& t,
+                        const aligned_layout& a, size_t bytes) {
+    return beam::device::compact(workspace, bytes, in, o, t, a);
+  };
+  CHECK(call({fake, -1, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 0, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, int64_t(1) << 29, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);  // T·K > int32
+  CHECK(call({fake, 64, 8, 0}, out, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 1024}, out, {}, {}, huge) == cudaErrorInvalidValue);                // E_local > 512
+  CHECK(call({fake, 64, 8, 128, 64, 32}, out, {}, {}, huge) == cudaErrorInvalidValue);          // empty range
+  CHECK(call({fake, 64, 8, 128, 0, 129}, out, {}, {}, huge) == cudaErrorInvalidValue);          // past E
+  CHECK(call({fake, 64, 8, 128, -1, 8}, out, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({nullptr, 64, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {nullptr, fake, fake, fake}, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, nullptr, fake, fake}, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, fake, nullptr, fake}, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, fake, fake, nullptr}, {}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, {64, fake, nullptr, fake}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, {-1}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, {}, {16, fake, fake, nullptr}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 16384, 8, 128}, out, {}, {}, large - 1) == cudaErrorInvalidValue);  // workspace too small
+}
+
+namespace {
+
+//! Seeded routing: each pair masked with probability `masked`, else an expert drawn
+//! uniformly or skewed (half the pairs to E/8 hot experts); a few invalid ids when asked.
+std::vector<int32_t> make_routing(int64_t T, int K, int E, double masked, bool skewed, bool invalid, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<int> any(0, E - 1), hot(0, std::max(E / 8, 1) - 1);
+  std::vector<int32_t> ids(size_t(T * K));
+  for (auto& id : ids) {
+    id = u(rng) < masked ? -1 : skewed && u(rng) < 0.5 ? hot(rng) : any(rng);
+    if (invalid && u(rng) < 0.01) id = u(rng) < 0.5 ? E + 3 : -7;
+  }
+  return ids;
+}
+
+struct compact_case {
+  int64_t T;
+  int K, E;
+  double masked;
+  bool skewed, invalid;
+  int begin, end;  //!< local range (end −1: E)
+  int block_rows, block_size;
+};
+
+void check_compact(const compact_case& c, uint64_t seed) {
+  CAPTURE(c.T);
+  CAPTURE(c.K);
+  CAPTURE(c.E);
+  CAPTURE(c.masked);
+  CAPTURE(c.skewed);
+  CAPTURE(c.begin);
+  CAPTURE(c.end);
+  const auto ids = make_routing(c.T, c.K, c.E, c.masked, c.skewed, c.invalid, seed);
+  const ref::compaction expected = ref::compact(ids.data(), c.T, c.K, c.E, c.begin, c.end);
+  const int local = (c.end < 0 ? c.E : c.end) - c.begin;
+  const int64_t P = c.T * c.K;
+  const ref::tiles expected_tiles = ref::tile_schedule(expected, c.block_rows);
+  const ref::aligned_blocks expected_aligned = ref::align_blocks(expected, c.block_size);
+
+  beam::test::device_vector<int32_t> d_ids(ids.empty() ? std::vector<int32_t>(1) : ids);
+  const size_t pairs = size_t(std::max<int64_t>(P, 1));
+  beam::test::device_vector<int32_t> counts{size_t(local)}, offsets{size_t(local) + 1}, sorted{pairs}, rows{pairs};
+  const size_t tile_bound = size_t((P + c.block_rows - 1) / c.block_rows + local);
+  const size_t slot_bound = size_t(P + int64_t(local) * (c.block_size - 1));
+  beam::test::device_vector<int32_t> tile_experts{tile_bound}, tile_rows{tile_bound}, scalars{2};
+  beam::test::device_vector<int32_t> token_ids{slot_bound}, block_experts{slot_bound / size_t(c.block_size) + 1};
+  beam::test::device_vector<unsigned long long> invalid{1};
+  for (auto* v : {&counts, &offsets, &sorted, &rows, &tile_experts, &tile_rows, &scalars, &token_ids, &block_experts}) {
+    v->poison();
+  }
+  invalid.poison();
+  const compaction_input in{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
+  const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), invalid.data()};
+  const tile_schedule tiles{c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()};
+  const aligned_layout aligned{c.block_size, token_ids.data(), block_experts.data(), scalars.data() + 1};
+  size_t bytes = 0;
+  REQUIRE(beam::device::compact(nullptr, bytes, in, out, tiles, aligned) == cudaSuccess);
+  beam::test::device_vector<char> workspace(bytes);
+  workspace.poison();
+  REQUIRE(beam::device::compact(workspace.data(), bytes, in, out, tiles, aligned) == cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+
+  CHECK(counts.to_host() == expected.counts);
+  CHECK(offsets.to_host() == expected.offsets);
+  CHECK(invalid.to_host()[0] == static_cast<unsigned long long>(expected.invalid_ids));
+  const auto s = scalars.to_host();
+  CHECK(s[0] == int32_t(expected_tiles.experts.size()));
+  CHECK(s[1] == expected_aligned.num_tokens_post_padded);
+  if (P == 0) return;
+  auto got_sorted = sorted.to_host();
+  got_sorted.resize(size_t(expected.n_active));
+  CHECK(got_sorted == expected.sorted_pairs);
+  CHECK(rows.to_host() == expected.pair_to_row);
+  auto got_tile_experts = tile_experts.to_host(), got_tile_rows = tile_rows.to_host();
+  got_tile_experts.resize(expected_tiles.experts.size());
+  got_tile_rows.resize(expected_tiles.rows.size());
+  CHECK(got_tile_experts == expected_tiles.experts);
+  CHECK(got_tile_rows == expected_tiles.rows);
+  auto got_token_ids = token_ids.to_host(), got_block_experts = block_experts.to_host();
+  got_token_ids.resize(expected_aligned.sorted_token_ids.size());
+  got_block_experts.resize(expected_aligned.expert_ids.size());
+  CHECK(got_token_ids == expected_aligned.sorted_token_ids);
+  CHECK(got_block_experts == expected_aligned.expert_ids);
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("compact equals the reference: counts, offsets, sorted_pairs, pair_to_row, tiles, vLLM layout") {
+    BEAM_REQUIRE_GPU();
+    int n = 0;
+    for (int64_t T : {0, 1, 2, 31, 64, 1000, 16384, 65536}) {
+      for (int E : {1, 8, 60, 64, 128, 256, 512}) {
+        for (int K : {1, 2, 4, 6, 8, 16}) {
+          const double masked = std::vector<double>{0.0, 0.5, 0.85, 1.0}[size_t(n % 4)];
+          compact_case c{T, K, E, masked, n % 3 == 0, n % 5 == 0, 0, -1, n % 2 ? 64 : 128, n % 2 ? 16 : 64};
+          if (n % 7 == 0 && E >= 8) {  // an expert-parallel rank owning the middle quarter
+            c.begin = E / 4;
+            c.end = E / 2;
+          }
+          check_compact(c, 10000 + uint64_t(n));
+          ++n;
+        }
+      }
+    }
+  }
+
+  TEST_CASE("compact replayed from a CUDA graph with new routing equals eager (both paths)") {
+    BEAM_REQUIRE_GPU();
+    for (int64_t T : {100, 20000}) {  // one launch; four launches
+      CAPTURE(T);
+      const int K = 8, E = 128;
+      const int64_t P = T * K;
+      beam::test::device_vector<int32_t> ids(make_routing(T, K, E, 0.5, true, false, 81));
+      const auto second = make_routing(T, K, E, 0.85, false, false, 82);
+      struct buffers {
+        beam::test::device_vector<int32_t> counts{128}, offsets{129}, sorted, rows;
+        explicit buffers(int64_t p) : sorted(size_t(p)), rows(size_t(p)) {}
+      } graph_out(P), eager_out(P);
+      const compaction_input in{ids.data(), T, K, E};
+      size_t bytes = 0;
+      REQUIRE(beam::device::compact(nullptr, bytes, in, {graph_out.counts.data(), graph_out.offsets.data(),
+                                                         graph_out.sorted.data(), graph_out.rows.data()}) ==
+              cudaSuccess);
+      beam::test::device_vector<char> workspace(bytes);
+      cudaStream_t stream;
+      BEAM_CUDA_TRY(cudaStreamCreate(&stream));
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      REQUIRE(beam::device::compact(workspace.data(), bytes, in,
+                                    {graph_out.counts.data(), graph_out.offsets.data(), graph_out.sorted.data(),
+                                     graph_out.rows.data()},
+                                    {}, {}, stream) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
+      BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+      BEAM_CUDA_TRY(cudaMemcpy(ids.data(), second.data(), second.size() * 4, cudaMemcpyHostToDevice));
+      BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
+      REQUIRE(beam::device::compact(workspace.data(), bytes, in,
+                                    {eager_out.counts.data(), eager_out.offsets.data(), eager_out.sorted.data(),
+                                     eager_out.rows.data()},
+                                    {}, {}, stream) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+      const auto expected = ref::compact(second.data(), T, K, E);
+      CHECK(graph_out.counts.to_host() == expected.counts);
+      CHECK(graph_out.rows.to_host() == expected.pair_to_row);
+      CHECK(graph_out.rows.to_host() == eager_out.rows.to_host());
+      BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
+      BEAM_CUDA_TRY(cudaGraphDestroy(graph));
+      BEAM_CUDA_TRY(cudaStreamDestroy(stream));
+    }
+  }
+}

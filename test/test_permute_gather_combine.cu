@@ -1,0 +1,162 @@
+// beam::device::gather_rows and beam::device::combine against the host reference.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "beam/permute/device_combine.cuh"
+#include "beam/permute/device_gather.cuh"
+#include "beam/reference/permute.cuh"
+#include "common/gpu.cuh"
+#include "common/testing.hpp"
+
+namespace ref = beam::reference;
+using beam::device::combine_addends;
+
+TEST_CASE("gather_rows and combine reject bad arguments before touching the device") {
+  using bf16 = __nv_bfloat16;
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const int32_t* rows = reinterpret_cast<const int32_t*>(0x2000);
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, -1, 64, 8, rows, rows, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 0, rows, rows, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 60, 8, rows, rows, fake, 64) == cudaErrorInvalidValue);  // H % 8
+  CHECK(beam::device::gather_rows<bf16>(fake + 1, 64, 4, 64, 8, rows, rows, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 8, rows, rows, fake, 32) == cudaErrorInvalidValue);  // < H
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 8, nullptr, rows, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 8, rows, nullptr, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(nullptr, 0, 0, 64, 8, nullptr, nullptr, nullptr, 0) == cudaSuccess);  // T = 0
+  const combine_addends<bf16> none{};
+  CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, -1, 64, 8, none, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 64, nullptr, nullptr, 4, 64, 8, none, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, 4, 64, 8, none, nullptr, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 68, rows, nullptr, 4, 64, 8, none, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, 4, 64, 8, {fake + 4, 64}, fake, 64) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, 4, 64, 8, {nullptr, 0, fake, 8}, fake, 64) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(nullptr, 0, nullptr, nullptr, 0, 64, 8, none, nullptr, 0) == cudaSuccess);
+}
+
+namespace {
+
+template <class T>
+std::vector<T> random_rows(size_t n, uint64_t seed) {
+  std::vector<T> v(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : v) x = beam::from_float<T>(normal(rng));
+  return v;
+}
+
+template <class T>
+std::vector<float> as_float(const std::vector<T>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = beam::to_float(v[i]);
+  return out;
+}
+
+template <class T>
+void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64_t seed) {
+  CAPTURE(T_);
+  CAPTURE(K);
+  CAPTURE(H);
+  CAPTURE(masked);
+  CAPTURE(beam::dtype_traits<T>::name);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<int> expert(0, E - 1);
+  std::vector<int32_t> ids(size_t(T_ * K));
+  for (int64_t t = 0; t < T_; ++t) {  // distinct experts per token, some masked
+    std::vector<int> pool(static_cast<size_t>(E));
+    for (int e = 0; e < E; ++e) pool[e] = e;
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
+  }
+  const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
+  const int64_t stride = H + beam::detail::vector_elements<T>;  // padded rows
+  const auto x = random_rows<T>(size_t(T_ * stride) + 1, seed + 1);
+  const auto yp = random_rows<T>(size_t(std::max<int64_t>(perm.n_active, 1) * stride), seed + 2);
+  const auto shared = random_rows<T>(size_t(T_ * stride) + 1, seed + 3), residual = random_rows<T>(size_t(T_ * stride) + 1, seed + 4);
+  const auto weights = beam::test::random_normal<float>(size_t(T_ * K) + 1, seed + 5);
+
+  // Reference on unpadded float copies.
+  std::vector<float> x_f(size_t(T_ * H)), yp_f(size_t(perm.n_active * H)), shared_f(size_t(T_ * H));
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int h = 0; h < H; ++h) {
+      x_f[t * H + h] = beam::to_float(x[t * stride + h]);
+      shared_f[t * H + h] = beam::to_float(shared[t * stride + h]);
+    }
+  }
+  for (int64_t r = 0; r < perm.n_active; ++r) {
+    for (int h = 0; h < H; ++h) yp_f[r * H + h] = beam::to_float(yp[r * stride + h]);
+  }
+  const auto expected_xp = ref::gather_rows(x_f.data(), H, perm);
+  auto expected_out = ref::combine(yp_f.data(), H, perm, weights.data(), shared_f.data());
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int h = 0; h < H; ++h) expected_out[t * H + h] += beam::to_float(residual[t * stride + h]);
+  }
+  const auto expected_plain = ref::combine(yp_f.data(), H, perm, nullptr, nullptr);  // pre-scaled, no addends
+
+  beam::test::device_vector<T> d_x(x), d_yp(yp), d_shared(shared), d_residual(residual);
+  beam::test::device_vector<int32_t> d_sorted(perm.sorted_pairs.empty() ? std::vector<int32_t>(1) : perm.sorted_pairs);
+  beam::test::device_vector<int32_t> d_rows(perm.pair_to_row.empty() ? std::vector<int32_t>(1) : perm.pair_to_row);
+  beam::test::device_vector<int32_t> d_n_active(std::vector<int32_t>{int32_t(perm.n_active)});
+  beam::test::device_vector<float> d_weights(weights);
+  const size_t out_size = size_t(std::max<int64_t>(T_, 1) * stride);
+  beam::test::device_vector<T> xp{size_t(std::max<int64_t>(perm.n_active, 1) * stride)}, out{out_size},
+      out_again{out_size}, plain{out_size};
+  xp.poison();
+  out.poison();
+  plain.poison();
+  REQUIRE(beam::device::gather_rows(d_x.data(), stride, T_, H, K, d_sorted.data(), d_n_active.data(), xp.data(),
+                                    stride) == cudaSuccess);
+  const combine_addends<T> addends{d_shared.data(), stride, d_residual.data(), stride};
+  REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends, out.data(),
+                                stride) == cudaSuccess);
+  REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends,
+                                out_again.data(), stride) == cudaSuccess);
+  REQUIRE(beam::device::combine<T>(d_yp.data(), stride, d_rows.data(), nullptr, T_, H, K, {}, plain.data(),
+                                   stride) == cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  if (T_ == 0) return;
+  const auto unpad = [&](const std::vector<T>& padded, int64_t rows) {
+    std::vector<float> v(size_t(rows * H));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int h = 0; h < H; ++h) v[r * H + h] = beam::to_float(padded[r * stride + h]);
+    }
+    return v;
+  };
+  CHECK(unpad(xp.to_host(), perm.n_active) == expected_xp);  // a copy: exact
+  const double tolerance = beam::dtype_traits<T>::tolerance;
+  const auto got = unpad(out.to_host(), T_);
+  CHECK(beam::test::relative_error(got, expected_out) <= tolerance);
+  CHECK(unpad(out_again.to_host(), T_) == got);  // bitwise deterministic
+  const auto got_plain = unpad(plain.to_host(), T_);
+  CHECK(beam::test::relative_error(got_plain, expected_plain) <= tolerance);
+  for (int64_t t = 0; t < T_; ++t) {  // tokens with no active expert: exact zeros
+    bool any = false;
+    for (int k = 0; k < K; ++k) any = any || perm.pair_to_row[t * K + k] >= 0;
+    if (any) continue;
+    for (int h = 0; h < H; ++h) CHECK(got_plain[t * H + h] == 0.0f);
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {
+    BEAM_REQUIRE_GPU();
+    int n = 0;
+    for (int64_t T : {0, 1, 7, 64, 1000, 4096}) {
+      for (int H : {8, 24, 200, 2048}) {
+        for (double masked : {0.0, 0.5, 0.85, 1.0}) {
+          check_gather_combine<float>(T, 8, 64, H, masked, 20000 + uint64_t(n));
+          check_gather_combine<__half>(T, 6, 60, H, masked, 30000 + uint64_t(n));
+          check_gather_combine<__nv_bfloat16>(T, 8, 128, H, masked, 40000 + uint64_t(n));
+          ++n;
+        }
+      }
+    }
+  }
+}
