@@ -27,6 +27,14 @@ TEST_CASE("compact: workspace query and bad arguments, before touching the devic
   CHECK(small > 0);  // single launch: a token workspace
   CHECK(large > small);
   CHECK(huge >= large);
+  // Never shrinks as T grows: a size queried for the largest T serves every smaller one.
+  size_t previous = 0;
+  for (int64_t T = 0; T <= 70000; T += 97) {
+    size_t bytes = 0;
+    REQUIRE(beam::device::compact(nullptr, bytes, {fake, T, 8, 128}, out) == cudaSuccess);
+    CHECK(bytes >= previous);
+    previous = bytes;
+  }
   const auto call = [&](const compaction_input& in, const compaction_outputs& o, const tile_schedule& t,
                         const aligned_layout& a, size_t bytes) {
     return beam::device::compact(workspace, bytes, in, o, t, a);
@@ -142,7 +150,7 @@ TEST_SUITE("gpu") {
   TEST_CASE("compact equals the reference: counts, offsets, sorted_pairs, pair_to_row, tiles, vLLM layout") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t T : {0, 1, 2, 31, 64, 1000, 16384, 65536}) {
+    for (int64_t T : {0, 1, 2, 31, 64, 512, 1000, 4097, 16384, 65536}) {  // 512·8 and 4097·1: the one-launch edge
       for (int E : {1, 8, 60, 64, 128, 256, 512}) {
         for (int K : {1, 2, 4, 6, 8, 16}) {
           const double masked = std::vector<double>{0.0, 0.5, 0.85, 1.0}[size_t(n % 4)];

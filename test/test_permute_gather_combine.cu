@@ -74,7 +74,8 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
     for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
   }
   const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
-  const int64_t stride = H + beam::detail::vector_elements<T>;  // padded rows
+  const int64_t v = beam::detail::vector_elements<T>;
+  const int64_t stride = H + v, xp_stride = H + 2 * v, out_stride = H + 3 * v;  // padded rows, all different
   const auto x = random_rows<T>(size_t(T_ * stride) + 1, seed + 1);
   const auto yp = random_rows<T>(size_t(std::max<int64_t>(perm.n_active, 1) * stride), seed + 2);
   const auto shared = random_rows<T>(size_t(T_ * stride) + 1, seed + 3), residual = random_rows<T>(size_t(T_ * stride) + 1, seed + 4);
@@ -103,36 +104,42 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
   beam::test::device_vector<int32_t> d_rows(perm.pair_to_row.empty() ? std::vector<int32_t>(1) : perm.pair_to_row);
   beam::test::device_vector<int32_t> d_n_active(std::vector<int32_t>{int32_t(perm.n_active)});
   beam::test::device_vector<float> d_weights(weights);
-  const size_t out_size = size_t(std::max<int64_t>(T_, 1) * stride);
-  beam::test::device_vector<T> xp{size_t(std::max<int64_t>(perm.n_active, 1) * stride)}, out{out_size},
+  const size_t out_size = size_t(std::max<int64_t>(T_, 1) * out_stride);
+  beam::test::device_vector<T> xp{size_t(std::max<int64_t>(perm.n_active, 1) * xp_stride)}, out{out_size},
       out_again{out_size}, plain{out_size};
   xp.poison();
   out.poison();
   plain.poison();
   REQUIRE(beam::device::gather_rows(d_x.data(), stride, T_, H, K, d_sorted.data(), d_n_active.data(), xp.data(),
-                                    stride) == cudaSuccess);
+                                    xp_stride) == cudaSuccess);
   const combine_addends<T> addends{d_shared.data(), stride, d_residual.data(), stride};
   REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends, out.data(),
-                                stride) == cudaSuccess);
+                                out_stride) == cudaSuccess);
   REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends,
-                                out_again.data(), stride) == cudaSuccess);
+                                out_again.data(), out_stride) == cudaSuccess);
   REQUIRE(beam::device::combine<T>(d_yp.data(), stride, d_rows.data(), nullptr, T_, H, K, {}, plain.data(),
-                                   stride) == cudaSuccess);
+                                   out_stride) == cudaSuccess);
+  // In place: the residual array is the output.
+  beam::test::device_vector<T> in_place(residual);
+  REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K,
+                                combine_addends<T>{d_shared.data(), stride, in_place.data(), stride}, in_place.data(),
+                                stride) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
   if (T_ == 0) return;
-  const auto unpad = [&](const std::vector<T>& padded, int64_t rows) {
-    std::vector<float> v(size_t(rows * H));
+  const auto unpad = [&](const std::vector<T>& padded, int64_t rows, int64_t row_stride) {
+    std::vector<float> f(size_t(rows * H));
     for (int64_t r = 0; r < rows; ++r) {
-      for (int h = 0; h < H; ++h) v[r * H + h] = beam::to_float(padded[r * stride + h]);
+      for (int h = 0; h < H; ++h) f[r * H + h] = beam::to_float(padded[r * row_stride + h]);
     }
-    return v;
+    return f;
   };
-  CHECK(unpad(xp.to_host(), perm.n_active) == expected_xp);  // a copy: exact
+  CHECK(unpad(xp.to_host(), perm.n_active, xp_stride) == expected_xp);  // a copy: exact
   const double tolerance = beam::dtype_traits<T>::tolerance;
-  const auto got = unpad(out.to_host(), T_);
+  const auto got = unpad(out.to_host(), T_, out_stride);
   CHECK(beam::test::relative_error(got, expected_out) <= tolerance);
-  CHECK(unpad(out_again.to_host(), T_) == got);  // bitwise deterministic
-  const auto got_plain = unpad(plain.to_host(), T_);
+  CHECK(unpad(out_again.to_host(), T_, out_stride) == got);  // bitwise deterministic
+  CHECK(unpad(in_place.to_host(), T_, stride) == got);       // in place gives the same bits
+  const auto got_plain = unpad(plain.to_host(), T_, out_stride);
   CHECK(beam::test::relative_error(got_plain, expected_plain) <= tolerance);
   for (int64_t t = 0; t < T_; ++t) {  // tokens with no active expert: exact zeros
     bool any = false;

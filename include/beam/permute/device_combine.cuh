@@ -23,6 +23,8 @@ struct combine_addends {
 //! in exactly that order (bitwise deterministic); skipped pairs (row −1) add nothing, so a
 //! token with no active expert gets exact zeros plus its addends. With `topk_weights` null
 //! the rows of Yp are taken as already scaled by ĝ. One warp per token, 16-byte vectors.
+//! `out` may be the residual (or shared) array itself, with the same stride: an in-place
+//! residual update (each element is read before the same thread writes it).
 //!
 //! @tparam T  float, __half or __nv_bfloat16 (Yp, addends, out)
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, H < 1; T > 0 and null

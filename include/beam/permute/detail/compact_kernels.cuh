@@ -55,8 +55,8 @@ struct compact_plan {
 //! Local expert of id, or −1 (masked, another rank's, or invalid: `invalid` says which).
 __device__ inline int local_expert_of(int32_t id, const compact_plan& plan, bool& invalid) {
   invalid = id < -1 || id >= plan.num_experts;
-  const int e = id - plan.expert_begin;
-  return id >= 0 && !invalid && e < plan.local_experts && e >= 0 ? e : -1;
+  const int e = id >= 0 ? id - plan.expert_begin : -1;  // no overflow for any id
+  return !invalid && e >= 0 && e < plan.local_experts ? e : -1;
 }
 
 //! Ranks unit u's pairs by expert in batches of 32 (whole warp): `visit(pair, expert, row)`
@@ -128,7 +128,7 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
   };
   if (tiles.block_rows > 0) {
     const int bm = tiles.block_rows;
-    const int32_t n = spread((count + bm - 1) / bm, [&](int32_t i, int owner, int32_t j) {
+    const int32_t n = spread(count / bm + (count % bm != 0), [&](int32_t i, int owner, int32_t j) {
       tiles.tile_experts[i] = owner;
       tiles.tile_rows[i] = firsts[owner] + j * bm;
     });
@@ -136,7 +136,7 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
   }
   if (aligned.block_size > 0) {
     const int bs = aligned.block_size;
-    const int32_t blocks = (count + bs - 1) / bs;
+    const int32_t blocks = count / bs + (count % bs != 0);
     int32_t slot_start = 0;
     block_scan(scan_storage).ExclusiveSum(e < E ? blocks * bs : 0, slot_start);
     __syncthreads();
@@ -263,12 +263,13 @@ __global__ void __launch_bounds__(compact_unit_threads)
 
 //! Workspace of compact: none for one launch (256 bytes, never touched); else the matrix
 //! C[e][u], the expert totals and the vLLM padded offsets, 256-byte aligned. Depends only on
-//! P and E_local, so the query needs no device.
+//! P and E_local (so the query needs no device), and never shrinks as P grows: the matrix
+//! is sized for U ≤ min(⌈P/256⌉, 1024) units, a bound of U that grows with P.
 struct compact_workspace {
   size_t matrix_bytes, per_expert_bytes, bytes;
 
   explicit compact_workspace(const compact_plan& plan)
-      : matrix_bytes(align(size_t(plan.cells()) * sizeof(int32_t))),
+      : matrix_bytes(align(size_t(plan.local_experts) * size_t(unit_bound(plan.pairs)) * sizeof(int32_t))),
         per_expert_bytes(align(size_t(plan.local_experts) * sizeof(int32_t))),
         bytes(plan.single_launch() ? 256 : matrix_bytes + 2 * per_expert_bytes) {}
   int32_t* unit_counts(void* w) const { return static_cast<int32_t*>(w); }
@@ -277,6 +278,10 @@ struct compact_workspace {
     return reinterpret_cast<int32_t*>(static_cast<char*>(w) + matrix_bytes + per_expert_bytes);
   }
   static size_t align(size_t n) { return (n + 255) / 256 * 256; }
+  static int64_t unit_bound(int64_t pairs) {
+    const int64_t units = (pairs + compact_min_unit_pairs - 1) / compact_min_unit_pairs;
+    return units < compact_max_units ? units : compact_max_units;
+  }
 };
 
 }  // namespace beam::detail

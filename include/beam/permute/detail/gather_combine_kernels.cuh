@@ -45,14 +45,14 @@ template <class T>
 __global__ void __launch_bounds__(row_block_threads)
     combine_kernel(const T* __restrict__ yp, int64_t yp_stride, const int32_t* __restrict__ pair_to_row,
                    const float* __restrict__ topk_weights, int64_t tokens, int hidden, int top_k,
-                   device::combine_addends<T> addends, T* __restrict__ out, int64_t out_stride) {
+                   device::combine_addends<T> addends, T* out, int64_t out_stride) {
   constexpr int v = vector_elements<T>;
   const int lane = int(warp::lane_id());
   const int64_t warps = int64_t(gridDim.x) * (row_block_threads / 32);
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
     for (int c = lane * v; c < hidden; c += 32 * v) {
       float_vector<T> acc = {};
-      if (addends.shared) acc = float_vector<T>::load(addends.shared + t * addends.shared_stride + c);
+      if (addends.shared) acc = float_vector<T>::load(addends.shared + t * addends.shared_stride + c, false);
       for (int k = 0; k < top_k; ++k) {
         const int32_t row = pair_to_row[t * top_k + k];  // same address for the warp: a broadcast
         if (row < 0) continue;
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(row_block_threads)
         for (int i = 0; i < v; ++i) acc.v[i] = fmaf(w, y.v[i], acc.v[i]);
       }
       if (addends.residual) {
-        const float_vector<T> r = float_vector<T>::load(addends.residual + t * addends.residual_stride + c);
+        const float_vector<T> r = float_vector<T>::load(addends.residual + t * addends.residual_stride + c, false);
 #pragma unroll
         for (int i = 0; i < v; ++i) acc.v[i] += r.v[i];
       }

@@ -27,8 +27,9 @@ template <class T>
 struct float_vector {
   float v[vector_elements<T>];
 
-  __device__ static float_vector load(const T* p) {
-    const int4 raw = __ldg(reinterpret_cast<const int4*>(p));
+  //! Loads through the read-only cache (`__ldg`), or plainly for data the kernel may write.
+  __device__ static float_vector load(const T* p, bool read_only = true) {
+    const int4 raw = read_only ? __ldg(reinterpret_cast<const int4*>(p)) : *reinterpret_cast<const int4*>(p);
     const T* e = reinterpret_cast<const T*>(&raw);
     float_vector out;
 #pragma unroll
