@@ -1,8 +1,11 @@
 //! @file
-//! Warp basics shared by every stage.
+//! Warp and launch basics shared by every stage.
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
 
 namespace beam::warp {
 
@@ -14,3 +17,18 @@ __device__ inline unsigned lane_id() {
 }
 
 }  // namespace beam::warp
+
+namespace beam::detail {
+
+//! Blocks of `block_threads` for one warp per item over `items` (at least 1, at most 65535:
+//! the kernels grid-stride beyond).
+inline unsigned warp_per_item_grid(int64_t items, int block_threads) {
+  const int64_t warps_per_block = block_threads / 32;
+  const int64_t blocks = (items + warps_per_block - 1) / warps_per_block;
+  return unsigned(blocks < 1 ? 1 : blocks < 65535 ? blocks : 65535);
+}
+
+//! n rounded up to 256 bytes: the alignment of every array carved out of a workspace.
+inline size_t workspace_align(size_t n) { return (n + 255) / 256 * 256; }
+
+}  // namespace beam::detail

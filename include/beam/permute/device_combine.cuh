@@ -57,7 +57,7 @@ cudaError_t combine(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, 
   if (addends.residual && !bd::vector_rows(addends.residual, addends.residual_stride, hidden)) {
     return cudaErrorInvalidValue;
   }
-  bd::combine_kernel<T><<<bd::rows_grid(tokens), bd::row_block_threads, 0, stream>>>(
+  bd::combine_kernel<T><<<bd::warp_per_item_grid(tokens, bd::row_block_threads), bd::row_block_threads, 0, stream>>>(
       yp, yp_stride, pair_to_row, topk_weights, tokens, hidden, top_k, addends, out, out_stride);
   return cudaGetLastError();
 }

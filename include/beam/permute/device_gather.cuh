@@ -38,7 +38,7 @@ cudaError_t gather_rows(const T* x, int64_t x_stride, int64_t tokens, int hidden
   if (tokens == 0) return cudaSuccess;
   if (!sorted_pairs || !n_active || !x || !xp) return cudaErrorInvalidValue;
   if (!bd::vector_rows(x, x_stride, hidden) || !bd::vector_rows<T>(xp, xp_stride, hidden)) return cudaErrorInvalidValue;
-  const unsigned grid = bd::rows_grid(tokens * top_k);
+  const unsigned grid = bd::warp_per_item_grid(tokens * top_k, bd::row_block_threads);
   bd::gather_rows_kernel<T><<<grid, bd::row_block_threads, 0, stream>>>(x, x_stride, hidden, top_k, sorted_pairs,
                                                                        n_active, xp, xp_stride);
   return cudaGetLastError();

@@ -269,15 +269,14 @@ struct compact_workspace {
   size_t matrix_bytes, per_expert_bytes, bytes;
 
   explicit compact_workspace(const compact_plan& plan)
-      : matrix_bytes(align(size_t(plan.local_experts) * size_t(unit_bound(plan.pairs)) * sizeof(int32_t))),
-        per_expert_bytes(align(size_t(plan.local_experts) * sizeof(int32_t))),
+      : matrix_bytes(workspace_align(size_t(plan.local_experts) * size_t(unit_bound(plan.pairs)) * sizeof(int32_t))),
+        per_expert_bytes(workspace_align(size_t(plan.local_experts) * sizeof(int32_t))),
         bytes(plan.single_launch() ? 256 : matrix_bytes + 2 * per_expert_bytes) {}
   int32_t* unit_counts(void* w) const { return static_cast<int32_t*>(w); }
   int32_t* totals(void* w) const { return reinterpret_cast<int32_t*>(static_cast<char*>(w) + matrix_bytes); }
   int32_t* padded_offsets(void* w) const {
     return reinterpret_cast<int32_t*>(static_cast<char*>(w) + matrix_bytes + per_expert_bytes);
   }
-  static size_t align(size_t n) { return (n + 255) / 256 * 256; }
   static int64_t unit_bound(int64_t pairs) {
     const int64_t units = (pairs + compact_min_unit_pairs - 1) / compact_min_unit_pairs;
     return units < compact_max_units ? units : compact_max_units;

@@ -19,12 +19,6 @@ namespace beam::detail {
 
 constexpr int row_block_threads = 256;
 
-//! Blocks for one warp per item over `items`, 65535 at most (the kernels grid-stride).
-inline unsigned rows_grid(int64_t items) {
-  const int64_t blocks = (items + row_block_threads / 32 - 1) / (row_block_threads / 32);
-  return unsigned(blocks < 1 ? 1 : blocks < 65535 ? blocks : 65535);
-}
-
 template <class T>
 __global__ void __launch_bounds__(row_block_threads)
     gather_rows_kernel(const T* __restrict__ x, int64_t x_stride, int hidden, int top_k,

@@ -11,6 +11,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "beam/core/math.cuh"
+#include "beam/core/warp.cuh"
 #include "beam/routing/device_aux_losses.cuh"
 #include "beam/routing/detail/warp_scores.cuh"
 
@@ -36,15 +37,14 @@ struct aux_loss_workspace {
   aux_loss_workspace(int64_t tokens, int num_experts) {
     const int64_t wanted = (tokens + aux_loss_tokens_per_block - 1) / aux_loss_tokens_per_block;
     blocks = unsigned(wanted < 1 ? 1 : wanted > aux_loss_max_blocks ? aux_loss_max_blocks : wanted);
-    per_expert_bytes = align(size_t(blocks) * size_t(num_experts) * 4);
-    bytes = 2 * per_expert_bytes + align(size_t(blocks) * 4);
+    per_expert_bytes = workspace_align(size_t(blocks) * size_t(num_experts) * 4);
+    bytes = 2 * per_expert_bytes + workspace_align(size_t(blocks) * 4);
   }
   aux_loss_partials partials(void* workspace) const {
     char* base = static_cast<char*>(workspace);
     return {reinterpret_cast<float*>(base), reinterpret_cast<int32_t*>(base + per_expert_bytes),
             reinterpret_cast<float*>(base + 2 * per_expert_bytes)};
   }
-  static size_t align(size_t n) { return (n + 255) / 256 * 256; }
 };
 
 template <int MaxExperts, class LogitT>

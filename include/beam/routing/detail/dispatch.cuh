@@ -22,11 +22,4 @@ cudaError_t dispatch_max_experts(int num_experts, Launch&& launch) {
   return cudaErrorInvalidValue;
 }
 
-//! Blocks for one warp per token over `tokens`, 65535 at most (the kernels grid-stride).
-inline unsigned warp_per_token_grid(int64_t tokens, int block_threads) {
-  const int64_t warps_per_block = block_threads / 32;
-  const int64_t blocks = (tokens + warps_per_block - 1) / warps_per_block;
-  return unsigned(blocks < 65535 ? blocks : 65535);
-}
-
 }  // namespace beam::detail
