@@ -63,12 +63,12 @@ void bm_compact(benchmark::State& state) {
   permute_problem p(state.range(0), K, int(state.range(1)), target_avg_k(int(state.range(3)), K));
   const int64_t P = p.T * K;
   device_buffer<int32_t> tile_experts{size_t(P / 128 + p.E + 1)}, tile_rows{size_t(P / 128 + p.E + 1)}, n_tiles{1};
-  const beam::device::tile_schedule tiles{128, tile_experts.data(), tile_rows.data(), n_tiles.data()};
+  const beam::device::compaction_layouts tiles{{128, tile_experts.data(), tile_rows.data(), n_tiles.data()}, {}, {}};
   size_t bytes = 0;
   BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs(), tiles));
   device_buffer<char> workspace(bytes);
   const double s = median_seconds(p.stream, [&] {
-    BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), tiles, {}, p.stream));
+    BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), tiles, p.stream));
   });
   state.counters["n_active"] = double(p.n_active);
   report(state, s, double(P) * 4 * 3, 0);  // ids read, pair_to_row written, sorted_pairs written (bound)
@@ -130,7 +130,7 @@ void bm_gather(benchmark::State& state) {
   size_t bytes = 0;
   BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
   device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, {}, p.stream));
+  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
   device_buffer<bf16> x{size_t(p.T) * H}, xp{size_t(std::max<int64_t>(p.n_active, 1)) * H};
   fill_uniform(x.data(), x.size(), 21, -1.0f, 1.0f, p.stream);
   l2_flusher l2;
@@ -151,7 +151,7 @@ void bm_combine(benchmark::State& state) {
   size_t bytes = 0;
   BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
   device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, {}, p.stream));
+  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
   device_buffer<bf16> yp{size_t(std::max<int64_t>(p.n_active, 1)) * H}, out{size_t(p.T) * H};
   device_buffer<float> weights{size_t(p.T) * K};
   fill_uniform(yp.data(), yp.size(), 22, -1.0f, 1.0f, p.stream);

@@ -19,16 +19,6 @@
 
 namespace beam::bench {
 
-//! True when a CUDA device can be used; false where there is no device or no driver. Any
-//! other error throws: a broken GPU setup must not pass as "skipped".
-inline bool gpu_available() {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) return false;
-  BEAM_CUDA_TRY(status);
-  return count > 0;
-}
-
 //! Throws unless a cuBLAS call succeeded (benchmarks only).
 inline void cublas_try(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) {
@@ -207,7 +197,7 @@ inline void report(benchmark::State& state, double seconds, double bytes, double
 //! main() of every benchmark executable: without a CUDA device it says so and exits 0.
 #define BEAM_BENCHMARK_MAIN()                                                      \
   int main(int argc, char** argv) {                                                \
-    if (!::beam::bench::gpu_available()) {                                         \
+    if (!::beam::cuda_device_present()) {                                         \
       std::printf("no CUDA device: benchmarks skipped (they need a GPU to run)\n"); \
       return 0;                                                                    \
     }                                                                              \

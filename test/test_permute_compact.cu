@@ -1,11 +1,12 @@
-// beam::device::compact against beam::reference::compact (+ tile_schedule, align_blocks):
-// every output compares exactly.
+// beam::device::compact against beam::reference::compact (+ tile_schedule, align_blocks,
+// mask_slots), and block::expert_ranking against a host count: every output compares exactly.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <random>
 #include <vector>
 
+#include "beam/permute/block_rank.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/reference/permute.cuh"
 #include "common/gpu.cuh"
@@ -13,7 +14,9 @@
 namespace ref = beam::reference;
 using beam::device::aligned_layout;
 using beam::device::compaction_input;
+using beam::device::compaction_layouts;
 using beam::device::compaction_outputs;
+using beam::device::masked_layout;
 using beam::device::tile_schedule;
 
 TEST_CASE("compact: workspace query and bad arguments, before touching the device") {
@@ -35,30 +38,59 @@ TEST_CASE("compact: workspace query and bad arguments, before touching the devic
     CHECK(bytes >= previous);
     previous = bytes;
   }
-  const auto call = [&](const compaction_input& in, const compaction_outputs& o, const tile_schedule& t,
-                        const aligned_layout& a, size_t bytes) {
-    return beam::device::compact(workspace, bytes, in, o, t, a);
-  };
-  CHECK(call({fake, -1, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 0, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, int64_t(1) << 29, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);  // T·K > int32
-  CHECK(call({fake, 64, 8, 0}, out, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 1024}, out, {}, {}, huge) == cudaErrorInvalidValue);                // E_local > 512
-  CHECK(call({fake, 64, 8, 128, 64, 32}, out, {}, {}, huge) == cudaErrorInvalidValue);          // empty range
-  CHECK(call({fake, 64, 8, 128, 0, 129}, out, {}, {}, huge) == cudaErrorInvalidValue);          // past E
-  CHECK(call({fake, 64, 8, 128, -1, 8}, out, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({nullptr, 64, 8, 128}, out, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, {nullptr, fake, fake, fake}, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, {fake, nullptr, fake, fake}, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, {fake, fake, nullptr, fake}, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, {fake, fake, fake, nullptr}, {}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, out, {64, fake, nullptr, fake}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, out, {-1}, {}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 64, 8, 128}, out, {}, {16, fake, fake, nullptr}, huge) == cudaErrorInvalidValue);
-  CHECK(call({fake, 16384, 8, 128}, out, {}, {}, large - 1) == cudaErrorInvalidValue);  // workspace too small
+  const auto call = [&](const compaction_input& in, const compaction_outputs& o, const compaction_layouts& layouts,
+                        size_t bytes) { return beam::device::compact(workspace, bytes, in, o, layouts); };
+  const auto tiles = [](const tile_schedule& t) { return compaction_layouts{t, {}, {}}; };
+  const auto vllm = [](const aligned_layout& a) { return compaction_layouts{{}, a, {}}; };
+  const auto deepgemm = [](const masked_layout& m) { return compaction_layouts{{}, {}, m}; };
+  CHECK(call({fake, -1, 8, 128}, out, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 0, 128}, out, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, int64_t(1) << 29, 8, 128}, out, {}, huge) == cudaErrorInvalidValue);  // T·K > int32
+  CHECK(call({fake, 64, 8, 0}, out, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 1024}, out, {}, huge) == cudaErrorInvalidValue);                // E_local > 512
+  CHECK(call({fake, 64, 8, 128, 64, 32}, out, {}, huge) == cudaErrorInvalidValue);          // empty range
+  CHECK(call({fake, 64, 8, 128, 0, 129}, out, {}, huge) == cudaErrorInvalidValue);          // past E
+  CHECK(call({fake, 64, 8, 128, -1, 8}, out, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({nullptr, 64, 8, 128}, out, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {nullptr, fake, fake, fake}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, nullptr, fake, fake}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, fake, nullptr, fake}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, {fake, fake, fake, nullptr}, {}, huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, tiles({64, fake, nullptr, fake}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, tiles({-1}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, vllm({16, fake, fake, nullptr}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, vllm({-1}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, deepgemm({64, nullptr, fake, fake}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, deepgemm({64, fake, nullptr, fake}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, deepgemm({64, fake, fake, nullptr}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, deepgemm({-1}), huge) == cudaErrorInvalidValue);
+  CHECK(call({fake, 64, 8, 128}, out, deepgemm({1 << 24, fake, fake, fake}), huge) ==  // E·max_m > int32
+        cudaErrorInvalidValue);
+  CHECK(call({fake, 16384, 8, 128}, out, {}, large - 1) == cudaErrorInvalidValue);  // workspace too small
 }
 
 namespace {
+
+constexpr int rank_threads = 96, rank_items = 3, rank_max_experts = 70;
+
+//! One block ranks rank_threads·rank_items warp-striped items by expert (the user-kernel
+//! pattern of block::expert_ranking), twice on the same storage.
+__global__ void block_rank_kernel(const int* experts, int num_experts, int32_t* ranks, int32_t* counts) {
+  using ranking = beam::block::expert_ranking<rank_threads, rank_items, rank_max_experts>;
+  __shared__ typename ranking::temp_storage storage;
+  __shared__ int32_t shared_counts[rank_max_experts];
+  const int first = int(threadIdx.x / 32) * 32 * rank_items + int(threadIdx.x % 32);
+  int mine[rank_items];
+  int32_t my_ranks[rank_items];
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass reuses the storage after a barrier
+    for (int i = 0; i < rank_items; ++i) mine[i] = experts[pass * rank_threads * rank_items + first + 32 * i];
+    ranking(storage).rank(mine, my_ranks, num_experts, shared_counts);
+    __syncthreads();
+    for (int i = 0; i < rank_items; ++i) ranks[pass * rank_threads * rank_items + first + 32 * i] = my_ranks[i];
+    for (int e = int(threadIdx.x); e < num_experts; e += rank_threads) counts[pass * num_experts + e] = shared_counts[e];
+    __syncthreads();
+  }
+}
 
 //! Seeded routing: each pair masked with probability `masked`, else an expert drawn
 //! uniformly or skewed (half the pairs to E/8 hot experts); a few invalid ids when asked.
@@ -80,7 +112,7 @@ struct compact_case {
   double masked;
   bool skewed, invalid;
   int begin, end;  //!< local range (end −1: E)
-  int block_rows, block_size;
+  int block_rows, block_size, max_m;
 };
 
 void check_compact(const compact_case& c, uint64_t seed) {
@@ -97,6 +129,7 @@ void check_compact(const compact_case& c, uint64_t seed) {
   const int64_t P = c.T * c.K;
   const ref::tiles expected_tiles = ref::tile_schedule(expected, c.block_rows);
   const ref::aligned_blocks expected_aligned = ref::align_blocks(expected, c.block_size);
+  const ref::masked_slots expected_slots = ref::mask_slots(expected, c.max_m);
 
   beam::test::device_vector<int32_t> d_ids(ids.empty() ? std::vector<int32_t>(1) : ids);
   const size_t pairs = size_t(std::max<int64_t>(P, 1));
@@ -105,25 +138,33 @@ void check_compact(const compact_case& c, uint64_t seed) {
   const size_t slot_bound = size_t(P + int64_t(local) * (c.block_size - 1));
   beam::test::device_vector<int32_t> tile_experts{tile_bound}, tile_rows{tile_bound}, scalars{2};
   beam::test::device_vector<int32_t> token_ids{slot_bound}, block_experts{slot_bound / size_t(c.block_size) + 1};
-  beam::test::device_vector<unsigned long long> invalid{1};
-  for (auto* v : {&counts, &offsets, &sorted, &rows, &tile_experts, &tile_rows, &scalars, &token_ids, &block_experts}) {
+  beam::test::device_vector<int32_t> slot_pairs{size_t(local) * size_t(c.max_m)}, masked_m{size_t(local)},
+      pair_to_slot{pairs};
+  beam::test::device_vector<unsigned long long> status{2};  // invalid ids, dropped pairs
+  for (auto* v : {&counts, &offsets, &sorted, &rows, &tile_experts, &tile_rows, &scalars, &token_ids, &block_experts,
+                  &slot_pairs, &masked_m, &pair_to_slot}) {
     v->poison();
   }
-  invalid.poison();
+  status.poison();
   const compaction_input in{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
-  const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), invalid.data()};
-  const tile_schedule tiles{c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()};
-  const aligned_layout aligned{c.block_size, token_ids.data(), block_experts.data(), scalars.data() + 1};
+  const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), status.data()};
+  const compaction_layouts layouts{
+      {c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()},
+      {c.block_size, token_ids.data(), block_experts.data(), scalars.data() + 1},
+      {c.max_m, slot_pairs.data(), masked_m.data(), pair_to_slot.data(), status.data() + 1}};
   size_t bytes = 0;
-  REQUIRE(beam::device::compact(nullptr, bytes, in, out, tiles, aligned) == cudaSuccess);
+  REQUIRE(beam::device::compact(nullptr, bytes, in, out, layouts) == cudaSuccess);
   beam::test::device_vector<char> workspace(bytes);
   workspace.poison();
-  REQUIRE(beam::device::compact(workspace.data(), bytes, in, out, tiles, aligned) == cudaSuccess);
+  REQUIRE(beam::device::compact(workspace.data(), bytes, in, out, layouts) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
 
   CHECK(counts.to_host() == expected.counts);
   CHECK(offsets.to_host() == expected.offsets);
-  CHECK(invalid.to_host()[0] == static_cast<unsigned long long>(expected.invalid_ids));
+  CHECK(status.to_host()[0] == static_cast<unsigned long long>(expected.invalid_ids));
+  CHECK(status.to_host()[1] == static_cast<unsigned long long>(expected_slots.dropped_pairs));
+  CHECK(masked_m.to_host() == expected_slots.masked_m);
+  CHECK(slot_pairs.to_host() == expected_slots.slot_pairs);
   const auto s = scalars.to_host();
   CHECK(s[0] == int32_t(expected_tiles.experts.size()));
   CHECK(s[1] == expected_aligned.num_tokens_post_padded);
@@ -142,6 +183,7 @@ void check_compact(const compact_case& c, uint64_t seed) {
   got_block_experts.resize(expected_aligned.expert_ids.size());
   CHECK(got_token_ids == expected_aligned.sorted_token_ids);
   CHECK(got_block_experts == expected_aligned.expert_ids);
+  CHECK(pair_to_slot.to_host() == expected_slots.pair_to_slot);
 }
 
 }  // namespace
@@ -154,7 +196,10 @@ TEST_SUITE("gpu") {
       for (int E : {1, 8, 60, 64, 128, 256, 512}) {
         for (int K : {1, 2, 4, 6, 8, 16}) {
           const double masked = std::vector<double>{0.0, 0.5, 0.85, 1.0}[size_t(n % 4)];
-          compact_case c{T, K, E, masked, n % 3 == 0, n % 5 == 0, 0, -1, n % 2 ? 64 : 128, n % 2 ? 16 : 64};
+          // max_m: T up to 2048 (T never drops with distinct ids per token; these draws may
+          // repeat ids, and large T overflows 2048), or a tight 7 that drops.
+          const int max_m = n % 4 == 1 ? 7 : int(std::clamp<int64_t>(T, 1, 2048));
+          compact_case c{T, K, E, masked, n % 3 == 0, n % 5 == 0, 0, -1, n % 2 ? 64 : 128, n % 2 ? 16 : 64, max_m};
           if (n % 7 == 0 && E >= 8) {  // an expert-parallel rank owning the middle quarter
             c.begin = E / 4;
             c.end = E / 2;
@@ -163,6 +208,34 @@ TEST_SUITE("gpu") {
           ++n;
         }
       }
+    }
+  }
+
+  TEST_CASE("block::expert_ranking: stable ranks and counts equal a host count") {
+    BEAM_REQUIRE_GPU();
+    for (int E : {1, 5, 70}) {
+      CAPTURE(E);
+      const int n = rank_threads * rank_items;
+      std::vector<int> experts(size_t(2 * n));
+      std::mt19937 rng{uint32_t(E)};
+      for (int& x : experts) x = int(rng() % uint32_t(E + 1)) - 1;  // −1 (skipped) or an expert
+      std::fill(experts.begin() + n, experts.begin() + n + 40, E - 1);  // second pass: a hot expert
+      std::vector<int32_t> expected_ranks(experts.size(), -1), expected_counts(size_t(2 * E), 0);
+      for (int pass = 0; pass < 2; ++pass) {
+        for (int i = 0; i < n; ++i) {  // item order: a stable rank inside each expert
+          const int e = experts[size_t(pass * n + i)];
+          if (e >= 0) expected_ranks[size_t(pass * n + i)] = expected_counts[size_t(pass * E + e)]++;
+        }
+      }
+      beam::test::device_vector<int> d_experts(experts);
+      beam::test::device_vector<int32_t> ranks{experts.size()}, counts{size_t(2 * E)};
+      ranks.poison();
+      counts.poison();
+      block_rank_kernel<<<1, rank_threads>>>(d_experts.data(), E, ranks.data(), counts.data());
+      BEAM_CUDA_TRY(cudaGetLastError());
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(ranks.to_host() == expected_ranks);
+      CHECK(counts.to_host() == expected_counts);
     }
   }
 
@@ -184,31 +257,20 @@ TEST_SUITE("gpu") {
                                                          graph_out.sorted.data(), graph_out.rows.data()}) ==
               cudaSuccess);
       beam::test::device_vector<char> workspace(bytes);
-      cudaStream_t stream;
-      BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      REQUIRE(beam::device::compact(workspace.data(), bytes, in,
-                                    {graph_out.counts.data(), graph_out.offsets.data(), graph_out.sorted.data(),
-                                     graph_out.rows.data()},
-                                    {}, {}, stream) == cudaSuccess);
-      BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
-      BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+      const auto run = [&](buffers& b, cudaStream_t stream) {
+        REQUIRE(beam::device::compact(workspace.data(), bytes, in,
+                                      {b.counts.data(), b.offsets.data(), b.sorted.data(), b.rows.data()}, {},
+                                      stream) == cudaSuccess);
+      };
+      const beam::test::captured_graph graph([&](cudaStream_t stream) { run(graph_out, stream); });
       BEAM_CUDA_TRY(cudaMemcpy(ids.data(), second.data(), second.size() * 4, cudaMemcpyHostToDevice));
-      BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
-      REQUIRE(beam::device::compact(workspace.data(), bytes, in,
-                                    {eager_out.counts.data(), eager_out.offsets.data(), eager_out.sorted.data(),
-                                     eager_out.rows.data()},
-                                    {}, {}, stream) == cudaSuccess);
-      BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+      graph.replay();
+      run(eager_out, graph.stream());
+      BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
       const auto expected = ref::compact(second.data(), T, K, E);
       CHECK(graph_out.counts.to_host() == expected.counts);
       CHECK(graph_out.rows.to_host() == expected.pair_to_row);
       CHECK(graph_out.rows.to_host() == eager_out.rows.to_host());
-      BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
-      BEAM_CUDA_TRY(cudaGraphDestroy(graph));
-      BEAM_CUDA_TRY(cudaStreamDestroy(stream));
     }
   }
 }

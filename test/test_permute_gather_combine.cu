@@ -1,7 +1,9 @@
-// beam::device::gather_rows and beam::device::combine against the host reference.
+// beam::device::gather_rows, gather_slots and combine against the host reference.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -26,6 +28,10 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
   CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 8, nullptr, rows, fake, 64) == cudaErrorInvalidValue);
   CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, 8, rows, nullptr, fake, 64) == cudaErrorInvalidValue);
   CHECK(beam::device::gather_rows<bf16>(nullptr, 0, 0, 64, 8, nullptr, nullptr, nullptr, 0) == cudaSuccess);  // T = 0
+  CHECK(beam::device::gather_slots<bf16>(fake, 64, 4, 64, 8, rows, -1, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_slots<bf16>(fake, 64, 4, 64, 8, nullptr, 16, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_slots<bf16>(fake, 64, 4, 64, 8, rows, 16, fake + 2, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_slots<bf16>(fake, 64, 4, 64, 8, nullptr, 0, nullptr, 64) == cudaSuccess);  // no slots
   const combine_addends<bf16> none{};
   CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, -1, 64, 8, none, fake, 64) == cudaErrorInvalidValue);
   CHECK(beam::device::combine<bf16>(fake, 64, nullptr, nullptr, 4, 64, 8, none, fake, 64) == cudaErrorInvalidValue);
@@ -152,6 +158,59 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
 }  // namespace
 
 TEST_SUITE("gpu") {
+  TEST_CASE("DeepGEMM layout: gather_slots fills only the used slots, combine reads through pair_to_slot") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    const int64_t T = 37;
+    const int K = 4, E = 16, H = 72;
+    for (int max_m : {int(T), 3}) {  // 3: most experts overflow, their extra pairs are dropped
+      CAPTURE(max_m);
+      std::mt19937 rng{uint32_t(max_m)};
+      std::vector<int32_t> ids(size_t(T * K));
+      for (auto& id : ids) id = int32_t(rng() % uint32_t(E + 4)) - 4 < 0 ? -1 : int32_t(rng() % uint32_t(E));
+      const ref::compaction perm = ref::compact(ids.data(), T, K, E);
+      const ref::masked_slots slots = ref::mask_slots(perm, max_m);
+      const auto x = random_rows<bf16>(size_t(T * H), 7);
+      const auto weights = beam::test::random_normal<float>(size_t(T * K), 8);
+      beam::test::device_vector<bf16> d_x(x), xs{size_t(E) * size_t(max_m) * H}, out{size_t(T * H)};
+      beam::test::device_vector<int32_t> d_slot_pairs(slots.slot_pairs), d_pair_to_slot(slots.pair_to_slot);
+      beam::test::device_vector<float> d_weights(weights);
+      xs.poison();
+      REQUIRE(beam::device::gather_slots(d_x.data(), H, T, H, K, d_slot_pairs.data(), int64_t(E) * max_m, xs.data(),
+                                         H) == cudaSuccess);
+      // The GEMM output of an identity expert is its input: combine it through pair_to_slot.
+      REQUIRE(beam::device::combine<bf16>(xs.data(), H, d_pair_to_slot.data(), d_weights.data(), T, H, K, {},
+                                          out.data(), H) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      const auto got_xs = xs.to_host();
+      for (int e = 0; e < E; ++e) {
+        for (int j = 0; j < max_m; ++j) {
+          const size_t slot = size_t(e) * size_t(max_m) + size_t(j);
+          for (int h = 0; h < H; ++h) {
+            const bf16 v = got_xs[slot * H + size_t(h)];
+            if (j < slots.masked_m[size_t(e)]) {
+              CHECK(beam::to_float(v) == beam::to_float(x[size_t(slots.slot_pairs[slot] / K * H + h)]));
+            } else {
+              CHECK(std::isnan(beam::to_float(v)));  // padding slot: the poison is untouched
+            }
+          }
+        }
+      }
+      // Reference: the same sum over the pairs that kept a slot.
+      std::vector<float> expected(size_t(T * H), 0.0f);
+      for (int64_t p = 0; p < T * K; ++p) {
+        if (slots.pair_to_slot[size_t(p)] < 0) continue;
+        for (int h = 0; h < H; ++h) {
+          expected[size_t(p / K * H + h)] += weights[size_t(p)] * beam::to_float(x[size_t(p / K * H + h)]);
+        }
+      }
+      CHECK(beam::test::relative_error(as_float(out.to_host()), expected) <= beam::dtype_traits<bf16>::tolerance);
+      CHECK(slots.dropped_pairs == (max_m == 3 ? perm.n_active - std::accumulate(slots.masked_m.begin(),
+                                                                                   slots.masked_m.end(), int64_t(0))
+                                               : 0));
+    }
+  }
+
   TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {
     BEAM_REQUIRE_GPU();
     int n = 0;

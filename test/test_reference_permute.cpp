@@ -52,6 +52,28 @@ TEST_CASE("hand-worked tile schedule and vLLM block layout") {
   CHECK_THROWS_AS(beam::reference::align_blocks(c, 0), std::invalid_argument);
 }
 
+TEST_CASE("hand-worked DeepGEMM masked layout (device_compact.cuh's example), and dropped pairs") {
+  const std::vector<int32_t> ids = {2, -1, 0, 2, -1, -1, 1, 0};  // T = 4, K = 2, token 2 fully masked
+  const auto c = compact(ids.data(), 4, 2, 3);
+  CHECK(c.counts == std::vector<int32_t>{2, 1, 2});
+  CHECK(c.sorted_pairs == std::vector<int32_t>{2, 7, 6, 0, 3});
+  CHECK(c.pair_to_row == std::vector<int32_t>{3, -1, 0, 4, -1, -1, 2, 1});
+  const auto tiles = beam::reference::tile_schedule(c, 2);
+  CHECK(tiles.experts == std::vector<int32_t>{0, 1, 2});
+  CHECK(tiles.rows == std::vector<int32_t>{0, 2, 3});
+  const auto slots = beam::reference::mask_slots(c, 4);
+  CHECK(slots.masked_m == std::vector<int32_t>{2, 1, 2});
+  CHECK(slots.slot_pairs == std::vector<int32_t>{2, 7, 8, 8, 6, 8, 8, 8, 0, 3, 8, 8});  // sentinel T·K = 8
+  CHECK(slots.pair_to_slot == std::vector<int32_t>{8, -1, 0, 9, -1, -1, 4, 1});
+  CHECK(slots.dropped_pairs == 0);
+  const auto tight = beam::reference::mask_slots(c, 1);  // the second pair of experts 0 and 2 has no slot
+  CHECK(tight.masked_m == std::vector<int32_t>{1, 1, 1});
+  CHECK(tight.slot_pairs == std::vector<int32_t>{2, 6, 0});
+  CHECK(tight.pair_to_slot == std::vector<int32_t>{2, -1, 0, -1, -1, -1, 1, -1});
+  CHECK(tight.dropped_pairs == 2);
+  CHECK_THROWS_AS(beam::reference::mask_slots(c, 0), std::invalid_argument);
+}
+
 TEST_CASE("bad ids are skipped and counted; an expert range skips others silently") {
   const std::vector<int32_t> ids = {5, -2, 0, 2, 6, 3};
   const auto all = compact(ids.data(), 3, 2, 6);

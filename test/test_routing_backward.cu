@@ -330,25 +330,15 @@ TEST_SUITE("gpu") {
                                            routing_gradients<float>{b.d_router.data(), b.d_mask.data(), E, E},
                                            stream) == cudaSuccess);
     };
-    cudaStream_t stream;
-    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    step(graph_out, stream);
-    BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
-    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+    const beam::test::captured_graph graph([&](cudaStream_t stream) { step(graph_out, stream); });
     BEAM_CUDA_TRY(cudaMemcpy(d_logits.data(), second.data(), second.size() * sizeof(float), cudaMemcpyHostToDevice));
-    BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
-    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
-    step(eager_out, stream);
-    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+    graph.replay();
+    BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
+    step(eager_out, graph.stream());
+    BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
     CHECK(graph_out.ids.to_host() == eager_out.ids.to_host());
     CHECK(graph_out.losses.to_host() == eager_out.losses.to_host());
     CHECK(graph_out.d_router.to_host() == eager_out.d_router.to_host());
     CHECK(graph_out.d_mask.to_host() == eager_out.d_mask.to_host());
-    BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
-    BEAM_CUDA_TRY(cudaGraphDestroy(graph));
-    BEAM_CUDA_TRY(cudaStreamDestroy(stream));
   }
 }

@@ -183,24 +183,16 @@ TEST_SUITE("gpu") {
     REQUIRE(beam::device::route_decode<bf16>(nullptr, bytes, x.data(), H, T, H, weights, E, opt,
                                              {ids.data(), gates.data()}) == cudaSuccess);
     beam::test::device_vector<char> workspace(bytes);
-    cudaStream_t stream;
-    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    REQUIRE(beam::device::route_decode(workspace.data(), bytes, x.data(), H, T, H, weights, E, opt,
-                                       {ids.data(), gates.data()}, stream) == cudaSuccess);
-    BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
-    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+    const beam::test::captured_graph graph([&](cudaStream_t stream) {
+      REQUIRE(beam::device::route_decode(workspace.data(), bytes, x.data(), H, T, H, weights, E, opt,
+                                         {ids.data(), gates.data()}, stream) == cudaSuccess);
+    });
     BEAM_CUDA_TRY(cudaMemcpy(x.data(), second.data(), second.size() * sizeof(bf16), cudaMemcpyHostToDevice));
-    for (int replay = 0; replay < 3; ++replay) BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
+    for (int replay = 0; replay < 3; ++replay) graph.replay();
     REQUIRE(beam::device::route_decode(workspace.data(), bytes, x.data(), H, T, H, weights, E, opt,
-                                       {eager_ids.data(), eager_gates.data()}, stream) == cudaSuccess);
-    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+                                       {eager_ids.data(), eager_gates.data()}, graph.stream()) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
     CHECK(ids.to_host() == eager_ids.to_host());
     CHECK(gates.to_host() == eager_gates.to_host());
-    BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
-    BEAM_CUDA_TRY(cudaGraphDestroy(graph));
-    BEAM_CUDA_TRY(cudaStreamDestroy(stream));
   }
 }

@@ -185,23 +185,15 @@ TEST_SUITE("gpu") {
     beam::routing_options opt;
     opt.top_k = K;
     const routing_logits<float> logits{d_logits.data(), d_logits.data() + E, 2 * E, 2 * E};
-    cudaStream_t stream;
-    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {ids.data(), weights.data()}, stream) == cudaSuccess);
-    BEAM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
-    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+    const beam::test::captured_graph graph([&](cudaStream_t stream) {
+      REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {ids.data(), weights.data()}, stream) == cudaSuccess);
+    });
     BEAM_CUDA_TRY(cudaMemcpy(d_logits.data(), second.data(), second.size() * sizeof(float), cudaMemcpyHostToDevice));
-    BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
-    REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {eager_ids.data(), eager_weights.data()}, stream) ==
-            cudaSuccess);
-    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+    graph.replay();
+    REQUIRE(beam::device::route_and_mask(logits, T, E, opt, {eager_ids.data(), eager_weights.data()},
+                                         graph.stream()) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
     CHECK(ids.to_host() == eager_ids.to_host());
     CHECK(weights.to_host() == eager_weights.to_host());
-    BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
-    BEAM_CUDA_TRY(cudaGraphDestroy(graph));
-    BEAM_CUDA_TRY(cudaStreamDestroy(stream));
   }
 }

@@ -17,6 +17,7 @@
 #include "beam/routing/warp_route.cuh"
 #include "beam/routing/warp_route_backward.cuh"
 
+#include "beam/permute/block_rank.cuh"
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/permute/device_gather.cuh"

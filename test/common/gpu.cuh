@@ -1,4 +1,5 @@
-// GPU test helpers: device detection with an explicit skip, and a small owning buffer.
+// GPU test helpers: an explicit skip without a device, a small owning buffer, and a CUDA
+// graph captured from a test's launches.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -10,17 +11,6 @@
 #include "beam/core/error.cuh"
 
 namespace beam::test {
-
-//! True when a CUDA device can be used; false only where there is no device or no driver
-//! (cudaErrorNoDevice, cudaErrorInsufficientDriver). Any other error is a broken GPU setup,
-//! not a reason to skip: it throws, so the test fails.
-inline bool gpu_available() {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) return false;
-  BEAM_CUDA_TRY(status);
-  return count > 0;
-}
 
 //! Owning device array for tests.
 template <class T>
@@ -57,12 +47,48 @@ class device_vector {
   size_t size_ = 0;
 };
 
+//! A stream and a CUDA graph captured on it: the constructor records `record(stream)` once,
+//! `replay()` launches the graph on the same stream, which also serves eager runs.
+class captured_graph {
+ public:
+  template <class Record>
+  explicit captured_graph(Record&& record) {
+    BEAM_CUDA_TRY(cudaStreamCreate(&stream_));
+    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+    try {
+      record(stream_);
+    } catch (...) {  // a failed check inside the capture: close it before unwinding
+      cudaStreamEndCapture(stream_, &graph_);
+      release();
+      throw;
+    }
+    BEAM_CUDA_TRY(cudaStreamEndCapture(stream_, &graph_));
+    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  captured_graph(const captured_graph&) = delete;
+  captured_graph& operator=(const captured_graph&) = delete;
+  ~captured_graph() { release(); }
+
+  void replay() const { BEAM_CUDA_TRY(cudaGraphLaunch(exec_, stream_)); }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  void release() {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  cudaStream_t stream_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 }  // namespace beam::test
 
 //! First statement of every GPU test case: without a device it reports the skip and returns.
 #define BEAM_REQUIRE_GPU()                         \
   do {                                             \
-    if (!::beam::test::gpu_available()) {          \
+    if (!::beam::cuda_device_present()) {          \
       MESSAGE("skipped: no CUDA device");          \
       return;                                      \
     }                                              \

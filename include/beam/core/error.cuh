@@ -9,8 +9,9 @@
 //! Data-dependent problems found on the device are counted into a caller-visible status
 //! word and the offending item is skipped.
 //!
-//! `BEAM_CUDA_TRY` is for examples, tests and benchmarks only: it turns a failing
-//! `cudaError_t` into a `beam::cuda_error` exception that names the call site.
+//! `BEAM_CUDA_TRY` and `cuda_device_present` are for examples, tests and benchmarks only:
+//! the first turns a failing `cudaError_t` into a `beam::cuda_error` exception that names
+//! the call site.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -47,3 +48,18 @@ class cuda_error : public std::runtime_error {
       throw ::beam::cuda_error(beam_try_status_, #expr, __FILE__, __LINE__); \
     }                                                                      \
   } while (false)
+
+namespace beam {
+
+//! True when a CUDA device can be used; false only where there is no device or no driver
+//! (cudaErrorNoDevice, cudaErrorInsufficientDriver). Any other error throws
+//! `beam::cuda_error`: a broken GPU setup must not pass for "no GPU here".
+inline bool cuda_device_present() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) return false;
+  BEAM_CUDA_TRY(status);
+  return count > 0;
+}
+
+}  // namespace beam

@@ -57,15 +57,48 @@ struct aligned_layout {
   int32_t* num_tokens_post_padded = nullptr;  //!< slots used (a multiple of block_size)
 };
 
+//! The masked layout of DeepGEMM's `m_grouped_*_gemm_*_masked` kernels: `max_m` row slots
+//! per expert, `[E_local, max_m]`, of which the first masked_m[e] hold expert e's pairs in
+//! row order:
+//!   slot_pairs[e·max_m + j] = sorted_pairs[offsets[e] + j]  for j < masked_m[e], else P
+//!   masked_m[e]             = min(counts[e], max_m)
+//!   pair_to_slot[p]         = e·max_m + j for the pair in that slot, else −1
+//! `gather_slots` fills the GEMM input from slot_pairs, and `combine` reads the GEMM output
+//! `[E_local·max_m, H]` through pair_to_slot. With distinct ids per token, counts[e] ≤ T, so
+//! max_m = T drops nothing; pairs beyond max_m of their expert are dropped (no slot,
+//! pair_to_slot −1) and counted.
+struct masked_layout {
+  int max_m = 0;                      //!< 0 leaves the layout out
+  int32_t* slot_pairs = nullptr;      //!< `[E_local·max_m]`
+  int32_t* masked_m = nullptr;        //!< `[E_local]`
+  int32_t* pair_to_slot = nullptr;    //!< `[P]`
+  unsigned long long* dropped_pairs = nullptr;  //!< optional status word (zeroed first)
+};
+
+//! The optional outputs of `compact` laid out for a grouped GEMM: ours, vLLM's, DeepGEMM's.
+struct compaction_layouts {
+  tile_schedule tiles;
+  aligned_layout vllm;
+  masked_layout deepgemm;
+};
+
 //! Largest E_local `compact` supports, and the largest P done in a single launch.
 inline constexpr int max_compact_experts = 512;
 inline constexpr int64_t single_launch_max_pairs = 4096;
 
 //! Compacts a routing (counting sort by local expert, stable in pair order): counts,
-//! offsets, sorted_pairs, pair_to_row, and optionally the tile schedule, the vLLM layout and
-//! the invalid-id count, all on the device. P ≤ 4096: one kernel launch (plus the status
-//! memset if requested); larger P: count, row-scan, plan and scatter kernels. No host
-//! synchronisation; capturable in a CUDA graph; equal inputs give equal outputs.
+//! offsets, sorted_pairs, pair_to_row, and optionally the invalid-id count and the layouts
+//! (tile schedule, vLLM, DeepGEMM), all on the device. P ≤ 4096: one kernel launch (plus a
+//! memset per status word requested); larger P: count, row-scan, plan and scatter kernels. No
+//! host synchronisation; capturable in a CUDA graph; equal inputs give equal outputs.
+//!
+//! @code
+//! // T = 4, K = 2, E = 3, topk_ids = {2, −1,  0, 2,  −1, −1,  1, 0}   (token 2 fully masked)
+//! // counts = {2, 1, 2}, offsets = {0, 2, 3, 5}, sorted_pairs = {2, 7, 6, 0, 3}
+//! // pair_to_row = {3, −1, 0, 4, −1, −1, 2, 1}: pairs 1, 4, 5 cost no row
+//! // tiles (BM = 2): experts {0, 1, 2}, rows {0, 2, 3}, num_tiles = 3
+//! // DeepGEMM (max_m = 4): masked_m = {2, 1, 2}, slot_pairs = {2, 7, 8, 8,  6, 8, 8, 8,  0, 3, 8, 8}
+//! @endcode
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
 //! (it grows with P, so a size queried for the largest T serves every smaller one).
@@ -73,13 +106,14 @@ inline constexpr int64_t single_launch_max_pairs = 4096;
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
 //!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; T > 0 and a
 //!         required pointer is null (topk_ids, counts, offsets, sorted_pairs, pair_to_row;
-//!         the three arrays of a requested schedule or layout); block_rows or block_size < 0;
-//!         P + E_local·(block_size − 1) > INT32_MAX with the vLLM layout;
+//!         the arrays of a requested schedule or layout, pair_to_slot only when T > 0);
+//!         block_rows, block_size or max_m < 0; P + E_local·(block_size − 1) or
+//!         E_local·max_m > INT32_MAX;
 //!         `workspace_bytes` below the queried size; else the status of the launches.
-//!         T = 0: counts and offsets become 0 (and the schedule / layout empty).
+//!         T = 0: counts and offsets become 0 (and the layouts empty).
 [[nodiscard]] inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compaction_input& in,
-                                         const compaction_outputs& out, const tile_schedule& tiles = {},
-                                         const aligned_layout& aligned = {}, cudaStream_t stream = nullptr);
+                                         const compaction_outputs& out, const compaction_layouts& layouts = {},
+                                         cudaStream_t stream = nullptr);
 
 }  // namespace beam::device
 
@@ -90,7 +124,10 @@ namespace beam::device {
 namespace detail {
 
 inline cudaError_t check_compact_arguments(const compaction_input& in, const compaction_outputs& out,
-                                           const tile_schedule& tiles, const aligned_layout& aligned) {
+                                           const compaction_layouts& layouts) {
+  const tile_schedule& tiles = layouts.tiles;
+  const aligned_layout& aligned = layouts.vllm;
+  const masked_layout& masked = layouts.deepgemm;
   const int end = in.expert_end < 0 ? in.num_experts : in.expert_end;
   if (in.tokens < 0 || in.top_k < 1 || in.tokens > INT32_MAX / in.top_k || in.num_experts < 1) {
     return cudaErrorInvalidValue;
@@ -99,7 +136,8 @@ inline cudaError_t check_compact_arguments(const compaction_input& in, const com
       end - in.expert_begin > max_compact_experts) {
     return cudaErrorInvalidValue;
   }
-  if (tiles.block_rows < 0 || aligned.block_size < 0) return cudaErrorInvalidValue;
+  if (tiles.block_rows < 0 || aligned.block_size < 0 || masked.max_m < 0) return cudaErrorInvalidValue;
+  if (int64_t(end - in.expert_begin) * masked.max_m > INT32_MAX) return cudaErrorInvalidValue;  // slot numbers
   if (aligned.block_size > 0 &&  // the padded slots must fit int32
       in.tokens * in.top_k + int64_t(end - in.expert_begin) * (aligned.block_size - 1) > INT32_MAX) {
     return cudaErrorInvalidValue;
@@ -112,6 +150,9 @@ inline cudaError_t check_compact_arguments(const compaction_input& in, const com
       (!aligned.sorted_token_ids || !aligned.expert_ids || !aligned.num_tokens_post_padded)) {
     return cudaErrorInvalidValue;
   }
+  if (masked.max_m > 0 && (!masked.slot_pairs || !masked.masked_m || (in.tokens > 0 && !masked.pair_to_slot))) {
+    return cudaErrorInvalidValue;
+  }
   if (in.tokens > 0 && (!in.topk_ids || !out.sorted_pairs || !out.pair_to_row)) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
@@ -119,10 +160,9 @@ inline cudaError_t check_compact_arguments(const compaction_input& in, const com
 }  // namespace detail
 
 inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compaction_input& in,
-                           const compaction_outputs& out, const tile_schedule& tiles, const aligned_layout& aligned,
-                           cudaStream_t stream) {
+                           const compaction_outputs& out, const compaction_layouts& layouts, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (const cudaError_t status = detail::check_compact_arguments(in, out, tiles, aligned); status != cudaSuccess) {
+  if (const cudaError_t status = detail::check_compact_arguments(in, out, layouts); status != cudaSuccess) {
     return status;
   }
   const bd::compact_plan plan(in);
@@ -132,14 +172,15 @@ inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compa
     return cudaSuccess;
   }
   if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
-  if (out.invalid_ids) {
-    if (const cudaError_t status = cudaMemsetAsync(out.invalid_ids, 0, sizeof(unsigned long long), stream);
+  for (unsigned long long* word : {out.invalid_ids, layouts.deepgemm.dropped_pairs}) {
+    if (!word) continue;
+    if (const cudaError_t status = cudaMemsetAsync(word, 0, sizeof(unsigned long long), stream);
         status != cudaSuccess) {
       return status;
     }
   }
   if (plan.single_launch()) {
-    bd::compact_single_kernel<><<<1, bd::compact_single_threads, 0, stream>>>(plan, out, tiles, aligned);
+    bd::compact_single_kernel<><<<1, bd::compact_single_threads, 0, stream>>>(plan, out, layouts);
     return cudaGetLastError();
   }
   int32_t* unit_counts = layout.unit_counts(workspace);
@@ -149,10 +190,9 @@ inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compa
   bd::compact_count_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, out.invalid_ids);
   bd::compact_row_scan_kernel<><<<unsigned(plan.local_experts), bd::compact_unit_threads, 0, stream>>>(plan, unit_counts,
                                                                                                     totals);
-  bd::compact_plan_kernel<><<<1, bd::compact_plan_threads, 0, stream>>>(plan, totals, padded_offsets, out, tiles,
-                                                                      aligned);
+  bd::compact_plan_kernel<><<<1, bd::compact_plan_threads, 0, stream>>>(plan, totals, padded_offsets, out, layouts);
   bd::compact_scatter_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, padded_offsets,
-                                                                                   out, aligned);
+                                                                                   out, layouts);
   return cudaGetLastError();
 }
 

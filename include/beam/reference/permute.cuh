@@ -131,6 +131,32 @@ inline aligned_blocks align_blocks(const compaction& perm, int block_size) {
   return out;
 }
 
+//! DeepGEMM's masked layout: `max_m` slots per expert, the first masked_m[e] holding expert
+//! e's pairs in row order, the rest the sentinel T·K; pair_to_slot maps each pair to its slot
+//! e·max_m + j, or −1 when it has none (skipped, or beyond max_m of its expert: dropped).
+struct masked_slots {
+  std::vector<int32_t> slot_pairs, masked_m, pair_to_slot;
+  int64_t dropped_pairs = 0;
+};
+
+inline masked_slots mask_slots(const compaction& perm, int max_m) {
+  if (max_m < 1) throw std::invalid_argument("mask_slots: max_m must be ≥ 1");
+  masked_slots out;
+  const size_t experts = perm.counts.size();
+  out.slot_pairs.assign(experts * size_t(max_m), int32_t(perm.tokens * perm.top_k));
+  out.pair_to_slot.assign(perm.pair_to_row.size(), -1);
+  for (size_t e = 0; e < experts; ++e) {
+    out.masked_m.push_back(std::min(perm.counts[e], max_m));
+    out.dropped_pairs += perm.counts[e] - out.masked_m.back();
+    for (int32_t j = 0; j < out.masked_m.back(); ++j) {
+      const int32_t pair = perm.sorted_pairs[size_t(perm.offsets[e] + j)], slot = int32_t(e) * max_m + j;
+      out.slot_pairs[size_t(slot)] = pair;
+      out.pair_to_slot[size_t(pair)] = slot;
+    }
+  }
+  return out;
+}
+
 //! Xp[r] = X[token_of_row(r)]: the input row of every active pair, `[n_active, H]`.
 template <class Real>
 std::vector<Real> gather_rows(const Real* x, int64_t hidden, const compaction& perm) {

@@ -4,8 +4,8 @@
 //! C[e][u]; each expert's row is scanned over the units and the expert totals over the
 //! experts, so pair rows start at offsets[e] + Σ_{u' < u} C[e][u']; the unit then ranks its
 //! pairs again from those rows: a stable counting sort with no atomics on rows. Small
-//! problems run every phase in one block; large ones in four launches (count, row scan,
-//! plan, scatter).
+//! problems run in one block, ranked by block::expert_ranking; large ones in four launches
+//! (count, row scan, plan, scatter).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +16,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "beam/core/warp.cuh"
+#include "beam/permute/block_rank.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/permute/warp_rank.cuh"
 
@@ -43,8 +44,7 @@ struct compact_plan {
         expert_begin(in.expert_begin),
         local_experts((in.expert_end < 0 ? in.num_experts : in.expert_end) - in.expert_begin) {
     const int64_t even = (pairs + compact_max_units - 1) / compact_max_units;
-    unit_pairs = single_launch() ? compact_min_unit_pairs
-                                 : even > compact_min_unit_pairs ? (even + 31) / 32 * 32 : compact_min_unit_pairs;
+    unit_pairs = even > compact_min_unit_pairs ? (even + 31) / 32 * 32 : compact_min_unit_pairs;
     units = int(pairs > 0 ? (pairs + unit_pairs - 1) / unit_pairs : 1);
   }
   __host__ __device__ bool single_launch() const { return pairs <= device::single_launch_max_pairs; }
@@ -91,12 +91,14 @@ __device__ inline int last_start_at_or_below(const int32_t* starts, int n, int32
 }
 
 //! Plan phase (one block of compact_plan_threads, thread e < E_local holding its expert's
-//! `count`): counts, offsets (scan of the counts), the tile schedule, and the vLLM layout's
-//! blocks and padding. Leaves offsets in `firsts[e]` and writes `padded_offsets[e]` (expert
-//! e's first slot in the vLLM layout) for the scatter phase.
+//! `count`): counts, offsets (scan of the counts), the tile schedule, the vLLM layout's
+//! blocks and padding, and DeepGEMM's masked_m. Leaves the offsets in `firsts[0, E_local]`
+//! and writes `padded_offsets[e]` (expert e's first slot in the vLLM layout) for the scatter
+//! phase.
 __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32_t* firsts, int32_t* padded_offsets,
-                                  const device::compaction_outputs& out, const device::tile_schedule& tiles,
-                                  const device::aligned_layout& aligned) {
+                                  const device::compaction_outputs& out, const device::compaction_layouts& layouts) {
+  const device::tile_schedule& tiles = layouts.tiles;
+  const device::aligned_layout& aligned = layouts.vllm;
   using block_scan = cub::BlockScan<int32_t, compact_plan_threads>;
   __shared__ typename block_scan::TempStorage scan_storage;
   __shared__ int32_t starts[compact_plan_threads];
@@ -108,8 +110,12 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
     out.counts[e] = count;
     out.offsets[e] = first;
     firsts[e] = first;
+    if (layouts.deepgemm.max_m > 0) layouts.deepgemm.masked_m[e] = min(count, layouts.deepgemm.max_m);
   }
-  if (e == 0) out.offsets[E] = total;
+  if (e == 0) {
+    out.offsets[E] = total;
+    firsts[E] = total;
+  }
   __syncthreads();  // firsts and scan_storage
 
   // Spreads `per_expert` consecutive items of each expert over the block:
@@ -149,53 +155,83 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
   }
 }
 
-//! Scatter phase of one unit: rows from `counters` (the unit's first rows per expert).
-__device__ inline void scatter_unit(const compact_plan& plan, int unit, int32_t* counters, int64_t stride,
-                                    const int32_t* firsts, const int32_t* padded_offsets,
-                                    const device::compaction_outputs& out, const device::aligned_layout& aligned) {
-  rank_unit(plan, unit, counters, stride, [&](int64_t pair, int e, int32_t row) {
-    out.pair_to_row[pair] = row;
-    if (row < 0) return;
-    out.sorted_pairs[row] = int32_t(pair);
-    if (aligned.block_size > 0) aligned.sorted_token_ids[padded_offsets[e] + (row - firsts[e])] = int32_t(pair);
-  });
+//! Writes the outputs of pair `pair` with local expert e (−1: skipped) at row `row`.
+__device__ inline void place_pair(const compact_plan& plan, int64_t pair, int e, int32_t row, const int32_t* firsts,
+                                  const int32_t* padded_offsets, const device::compaction_outputs& out,
+                                  const device::compaction_layouts& layouts) {
+  const device::masked_layout& masked = layouts.deepgemm;
+  out.pair_to_row[pair] = row;
+  if (row < 0) {
+    if (masked.max_m > 0) masked.pair_to_slot[pair] = -1;
+    return;
+  }
+  out.sorted_pairs[row] = int32_t(pair);
+  const int32_t j = row - firsts[e];  // index inside the expert
+  if (layouts.vllm.block_size > 0) layouts.vllm.sorted_token_ids[padded_offsets[e] + j] = int32_t(pair);
+  if (masked.max_m > 0) {
+    const bool fits = j < masked.max_m;
+    const int32_t slot = e * masked.max_m + j;  // E_local·max_m ≤ INT32_MAX (checked)
+    masked.pair_to_slot[pair] = fits ? slot : -1;
+    if (fits) {
+      masked.slot_pairs[slot] = int32_t(pair);
+    } else if (masked.dropped_pairs) {
+      atomicAdd(masked.dropped_pairs, 1ull);  // bad input only: an expert with more than max_m pairs
+    }
+  }
+}
+
+//! DeepGEMM padding: slot_pairs[e·max_m + j] = P for counts[e] ≤ j < max_m, slots
+//! begin, begin + stride, ... (offsets: `[E_local + 1]`).
+__device__ inline void pad_masked_slots(const compact_plan& plan, const int32_t* offsets,
+                                        const device::masked_layout& masked, int64_t begin, int64_t stride) {
+  if (masked.max_m == 0) return;
+  const int64_t slots = int64_t(plan.local_experts) * masked.max_m;
+  for (int64_t s = begin; s < slots; s += stride) {
+    const int e = int(s / masked.max_m);
+    if (s - int64_t(e) * masked.max_m >= offsets[e + 1] - offsets[e]) masked.slot_pairs[s] = int32_t(plan.pairs);
+  }
 }
 
 __device__ inline void add_invalid(unsigned long long* invalid_ids, unsigned long long invalid) {
   if (invalid_ids && invalid && warp::lane_id() == 0) atomicAdd(invalid_ids, invalid);
 }
 
-//! Every phase in one block: the matrix C[e][u] lives in shared memory, column u = warp u.
+//! Every phase in one block: thread t ranks the warp-striped pairs of block::expert_ranking.
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_single_threads)
-    compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::tile_schedule tiles,
-                          device::aligned_layout aligned) {
-  constexpr int max_units = int(device::single_launch_max_pairs / compact_min_unit_pairs);
-  static_assert(compact_single_threads / 32 >= max_units, "one warp per unit");
+    compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::compaction_layouts layouts) {
+  constexpr int items = int(device::single_launch_max_pairs / compact_single_threads);
+  static_assert(items * compact_single_threads == device::single_launch_max_pairs, "every pair has an item");
   static_assert(compact_single_threads == compact_plan_threads, "the plan phase runs in this block");
-  __shared__ int32_t matrix[device::max_compact_experts * max_units];
-  __shared__ int32_t firsts[device::max_compact_experts], padded_offsets[device::max_compact_experts];
-  const int warp_index = int(threadIdx.x / 32), e = int(threadIdx.x), U = plan.units;
-  for (int64_t i = threadIdx.x; i < plan.cells(); i += compact_single_threads) matrix[i] = 0;
-  __syncthreads();
-  if (warp_index < U) {
-    add_invalid(out.invalid_ids, rank_unit(plan, warp_index, matrix + warp_index, U, [](int64_t, int, int32_t) {}));
+  using ranking = block::expert_ranking<compact_single_threads, items, device::max_compact_experts>;
+  __shared__ typename ranking::temp_storage rank_storage;
+  __shared__ int32_t counts[device::max_compact_experts], firsts[device::max_compact_experts + 1],
+      padded_offsets[device::max_compact_experts];
+  const int e = int(threadIdx.x), lane = int(warp::lane_id());
+  const int64_t first_pair = int64_t(threadIdx.x / 32) * 32 * items + lane;  // warp-striped
+  int experts[items];
+  int32_t ranks[items];
+  unsigned long long invalid = 0;
+#pragma unroll
+  for (int i = 0; i < items; ++i) {
+    const int64_t pair = first_pair + 32 * i;
+    bool bad = false;
+    experts[i] = pair < plan.pairs ? local_expert_of(plan.topk_ids[pair], plan, bad) : -1;
+    invalid += __popc(__ballot_sync(0xffffffffu, bad));
   }
+  add_invalid(out.invalid_ids, invalid);
+  ranking(rank_storage).rank(experts, ranks, plan.local_experts, counts);
   __syncthreads();
-  int32_t count = 0;  // row e: exclusive scan over the units, in place
-  if (e < plan.local_experts) {
-    for (int u = 0; u < U; ++u) {
-      const int32_t c = matrix[e * U + u];
-      matrix[e * U + u] = count;
-      count += c;
+  plan_phase(plan, e < plan.local_experts ? counts[e] : 0, firsts, padded_offsets, out, layouts);
+#pragma unroll
+  for (int i = 0; i < items; ++i) {
+    const int64_t pair = first_pair + 32 * i;
+    if (pair < plan.pairs) {
+      place_pair(plan, pair, experts[i], experts[i] >= 0 ? firsts[experts[i]] + ranks[i] : -1, firsts, padded_offsets,
+                 out, layouts);
     }
   }
-  plan_phase(plan, count, firsts, padded_offsets, out, tiles, aligned);
-  if (e < plan.local_experts) {
-    for (int u = 0; u < U; ++u) matrix[e * U + u] += firsts[e];  // first rows of (e, u)
-  }
-  __syncthreads();
-  if (warp_index < U) scatter_unit(plan, warp_index, matrix + warp_index, U, firsts, padded_offsets, out, aligned);
+  pad_masked_slots(plan, firsts, layouts.deepgemm, threadIdx.x, compact_single_threads);
 }
 
 //! Count phase: C[e][u] for one unit per warp.
@@ -237,28 +273,33 @@ __global__ void __launch_bounds__(compact_unit_threads)
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_plan_threads)
     compact_plan_kernel(compact_plan plan, const int32_t* totals, int32_t* padded_offsets,
-                        device::compaction_outputs out, device::tile_schedule tiles, device::aligned_layout aligned) {
-  __shared__ int32_t firsts[device::max_compact_experts];
+                        device::compaction_outputs out, device::compaction_layouts layouts) {
+  __shared__ int32_t firsts[device::max_compact_experts + 1];
   const int e = int(threadIdx.x);
-  plan_phase(plan, e < plan.local_experts ? totals[e] : 0, firsts, padded_offsets, out, tiles, aligned);
+  plan_phase(plan, e < plan.local_experts ? totals[e] : 0, firsts, padded_offsets, out, layouts);
 }
 
-//! Scatter phase: a unit's first rows are offsets[e] + its row-scanned C[e][u].
+//! Scatter phase: a unit's first rows are offsets[e] + its row-scanned C[e][u]; the whole
+//! grid also pads the DeepGEMM slots.
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_unit_threads)
     compact_scatter_kernel(compact_plan plan, const int32_t* unit_prefix, const int32_t* padded_offsets,
-                           device::compaction_outputs out, device::aligned_layout aligned) {
+                           device::compaction_outputs out, device::compaction_layouts layouts) {
   __shared__ int32_t counters[compact_unit_warps][device::max_compact_experts];
-  __shared__ int32_t firsts[device::max_compact_experts];
-  for (int e = int(threadIdx.x); e < plan.local_experts; e += compact_unit_threads) firsts[e] = out.offsets[e];
+  __shared__ int32_t firsts[device::max_compact_experts + 1];
+  for (int e = int(threadIdx.x); e <= plan.local_experts; e += compact_unit_threads) firsts[e] = out.offsets[e];
   __syncthreads();
+  pad_masked_slots(plan, firsts, layouts.deepgemm, int64_t(blockIdx.x) * compact_unit_threads + threadIdx.x,
+                   int64_t(gridDim.x) * compact_unit_threads);
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int unit = int(blockIdx.x) * compact_unit_warps + warp_index;
   if (unit >= plan.units) return;
   int32_t* mine = counters[warp_index];
   for (int e = lane; e < plan.local_experts; e += 32) mine[e] = firsts[e] + unit_prefix[int64_t(e) * plan.units + unit];
   __syncwarp();
-  scatter_unit(plan, unit, mine, 1, firsts, padded_offsets, out, aligned);
+  rank_unit(plan, unit, mine, 1, [&](int64_t pair, int e, int32_t row) {
+    place_pair(plan, pair, e, row, firsts, padded_offsets, out, layouts);
+  });
 }
 
 //! Workspace of compact: none for one launch (256 bytes, never touched); else the matrix

@@ -19,17 +19,21 @@ namespace beam::detail {
 
 constexpr int row_block_threads = 256;
 
+//! xp[r] = x[pairs[r] / K] for r < min(*n_rows, row_bound) (n_rows null: row_bound); rows
+//! whose pair lies outside [0, num_pairs) (padding sentinels) are left unwritten.
 template <class T>
 __global__ void __launch_bounds__(row_block_threads)
     gather_rows_kernel(const T* __restrict__ x, int64_t x_stride, int hidden, int top_k,
-                       const int32_t* __restrict__ sorted_pairs, const int32_t* __restrict__ n_active,
-                       T* __restrict__ xp, int64_t xp_stride) {
+                       const int32_t* __restrict__ pairs, int64_t num_pairs, int64_t row_bound,
+                       const int32_t* __restrict__ n_rows, T* __restrict__ xp, int64_t xp_stride) {
   constexpr int v = vector_elements<T>;
   const int lane = int(warp::lane_id());
-  const int64_t rows = *n_active, warps = int64_t(gridDim.x) * (row_block_threads / 32);
+  const int64_t rows = n_rows && *n_rows < row_bound ? *n_rows : row_bound;
+  const int64_t warps = int64_t(gridDim.x) * (row_block_threads / 32);
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
-    const int64_t token = sorted_pairs[r] / top_k;
-    const int4* src = reinterpret_cast<const int4*>(x + token * x_stride);
+    const int32_t pair = pairs[r];  // same address for the warp: a broadcast
+    if (pair < 0 || pair >= num_pairs) continue;
+    const int4* src = reinterpret_cast<const int4*>(x + int64_t(pair / top_k) * x_stride);
     int4* dst = reinterpret_cast<int4*>(xp + r * xp_stride);
     for (int c = lane; c < hidden / v; c += 32) dst[c] = __ldg(src + c);
   }
