@@ -113,6 +113,7 @@ struct compact_case {
   bool skewed, invalid;
   int begin, end;  //!< local range (end −1: E)
   int block_rows, block_size, max_m;
+  unsigned layouts = 7;  //!< bits: 1 tile schedule, 2 vLLM, 4 DeepGEMM (the rest left out)
 };
 
 void check_compact(const compact_case& c, uint64_t seed) {
@@ -123,6 +124,9 @@ void check_compact(const compact_case& c, uint64_t seed) {
   CAPTURE(c.skewed);
   CAPTURE(c.begin);
   CAPTURE(c.end);
+  CAPTURE(c.layouts);
+  CAPTURE(c.max_m);
+  const bool with_tiles = c.layouts & 1, with_vllm = c.layouts & 2, with_deepgemm = c.layouts & 4;
   const auto ids = make_routing(c.T, c.K, c.E, c.masked, c.skewed, c.invalid, seed);
   const ref::compaction expected = ref::compact(ids.data(), c.T, c.K, c.E, c.begin, c.end);
   const int local = (c.end < 0 ? c.E : c.end) - c.begin;
@@ -148,10 +152,12 @@ void check_compact(const compact_case& c, uint64_t seed) {
   status.poison();
   const compaction_input in{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
   const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), status.data()};
-  const compaction_layouts layouts{
-      {c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()},
-      {c.block_size, token_ids.data(), block_experts.data(), scalars.data() + 1},
-      {c.max_m, slot_pairs.data(), masked_m.data(), pair_to_slot.data(), status.data() + 1}};
+  compaction_layouts layouts;
+  if (with_tiles) layouts.tiles = {c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()};
+  if (with_vllm) layouts.vllm = {c.block_size, token_ids.data(), block_experts.data(), scalars.data() + 1};
+  if (with_deepgemm) {
+    layouts.deepgemm = {c.max_m, slot_pairs.data(), masked_m.data(), pair_to_slot.data(), status.data() + 1};
+  }
   size_t bytes = 0;
   REQUIRE(beam::device::compact(nullptr, bytes, in, out, layouts) == cudaSuccess);
   beam::test::device_vector<char> workspace(bytes);
@@ -161,29 +167,38 @@ void check_compact(const compact_case& c, uint64_t seed) {
 
   CHECK(counts.to_host() == expected.counts);
   CHECK(offsets.to_host() == expected.offsets);
-  CHECK(status.to_host()[0] == static_cast<unsigned long long>(expected.invalid_ids));
-  CHECK(status.to_host()[1] == static_cast<unsigned long long>(expected_slots.dropped_pairs));
-  CHECK(masked_m.to_host() == expected_slots.masked_m);
-  CHECK(slot_pairs.to_host() == expected_slots.slot_pairs);
+  const auto words = status.to_host();
+  CHECK(words[0] == static_cast<unsigned long long>(expected.invalid_ids));
   const auto s = scalars.to_host();
-  CHECK(s[0] == int32_t(expected_tiles.experts.size()));
-  CHECK(s[1] == expected_aligned.num_tokens_post_padded);
+  if (with_tiles) {
+    CHECK(s[0] == int32_t(expected_tiles.experts.size()));
+    auto got_experts = tile_experts.to_host(), got_rows = tile_rows.to_host();
+    got_experts.resize(expected_tiles.experts.size());
+    got_rows.resize(expected_tiles.rows.size());
+    CHECK(got_experts == expected_tiles.experts);
+    CHECK(got_rows == expected_tiles.rows);
+  }
+  if (with_vllm) {
+    CHECK(s[1] == expected_aligned.num_tokens_post_padded);
+    auto got_token_ids = token_ids.to_host(), got_block_experts = block_experts.to_host();
+    got_token_ids.resize(expected_aligned.sorted_token_ids.size());
+    got_block_experts.resize(expected_aligned.expert_ids.size());
+    CHECK(got_token_ids == expected_aligned.sorted_token_ids);
+    CHECK(got_block_experts == expected_aligned.expert_ids);
+  }
+  if (with_deepgemm) {
+    CHECK(words[1] == static_cast<unsigned long long>(expected_slots.dropped_pairs));
+    CHECK(masked_m.to_host() == expected_slots.masked_m);
+    CHECK(slot_pairs.to_host() == expected_slots.slot_pairs);
+    if (P > 0) CHECK(pair_to_slot.to_host() == expected_slots.pair_to_slot);
+  } else {
+    CHECK(std::all_of(words.begin() + 1, words.end(), [](auto w) { return w == ~0ull; }));  // left untouched
+  }
   if (P == 0) return;
   auto got_sorted = sorted.to_host();
   got_sorted.resize(size_t(expected.n_active));
   CHECK(got_sorted == expected.sorted_pairs);
   CHECK(rows.to_host() == expected.pair_to_row);
-  auto got_tile_experts = tile_experts.to_host(), got_tile_rows = tile_rows.to_host();
-  got_tile_experts.resize(expected_tiles.experts.size());
-  got_tile_rows.resize(expected_tiles.rows.size());
-  CHECK(got_tile_experts == expected_tiles.experts);
-  CHECK(got_tile_rows == expected_tiles.rows);
-  auto got_token_ids = token_ids.to_host(), got_block_experts = block_experts.to_host();
-  got_token_ids.resize(expected_aligned.sorted_token_ids.size());
-  got_block_experts.resize(expected_aligned.expert_ids.size());
-  CHECK(got_token_ids == expected_aligned.sorted_token_ids);
-  CHECK(got_block_experts == expected_aligned.expert_ids);
-  CHECK(pair_to_slot.to_host() == expected_slots.pair_to_slot);
 }
 
 }  // namespace
@@ -197,9 +212,10 @@ TEST_SUITE("gpu") {
         for (int K : {1, 2, 4, 6, 8, 16}) {
           const double masked = std::vector<double>{0.0, 0.5, 0.85, 1.0}[size_t(n % 4)];
           // max_m: T up to 2048 (T never drops with distinct ids per token; these draws may
-          // repeat ids, and large T overflows 2048), or a tight 7 that drops.
-          const int max_m = n % 4 == 1 ? 7 : int(std::clamp<int64_t>(T, 1, 2048));
-          compact_case c{T, K, E, masked, n % 3 == 0, n % 5 == 0, 0, -1, n % 2 ? 64 : 128, n % 2 ? 16 : 64, max_m};
+          // repeat ids, and large T overflows 2048), or a tight 7 or 1 that drops.
+          const int max_m = std::vector<int>{int(std::clamp<int64_t>(T, 1, 2048)), 7, 1}[size_t(n / 5 % 3)];
+          compact_case c{T, K, E, masked, n % 3 == 0, n % 5 == 0, 0, -1, n % 2 ? 64 : 128, n % 2 ? 16 : 64, max_m,
+                         unsigned(n / 4 % 8)};  // every subset of the layouts
           if (n % 7 == 0 && E >= 8) {  // an expert-parallel rank owning the middle quarter
             c.begin = E / 4;
             c.end = E / 2;

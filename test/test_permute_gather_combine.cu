@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "beam/permute/device_combine.cuh"
+#include "beam/permute/device_compact.cuh"
 #include "beam/permute/device_gather.cuh"
 #include "beam/reference/permute.cuh"
 #include "common/gpu.cuh"
@@ -47,22 +48,6 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
 namespace {
 
 template <class T>
-std::vector<T> random_rows(size_t n, uint64_t seed) {
-  std::vector<T> v(n);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (auto& x : v) x = beam::from_float<T>(normal(rng));
-  return v;
-}
-
-template <class T>
-std::vector<float> as_float(const std::vector<T>& v) {
-  std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = beam::to_float(v[i]);
-  return out;
-}
-
-template <class T>
 void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64_t seed) {
   CAPTURE(T_);
   CAPTURE(K);
@@ -82,9 +67,9 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
   const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
   const int64_t v = beam::detail::vector_elements<T>;
   const int64_t stride = H + v, xp_stride = H + 2 * v, out_stride = H + 3 * v;  // padded rows, all different
-  const auto x = random_rows<T>(size_t(T_ * stride) + 1, seed + 1);
-  const auto yp = random_rows<T>(size_t(std::max<int64_t>(perm.n_active, 1) * stride), seed + 2);
-  const auto shared = random_rows<T>(size_t(T_ * stride) + 1, seed + 3), residual = random_rows<T>(size_t(T_ * stride) + 1, seed + 4);
+  const auto x = beam::test::random_values<T>(size_t(T_ * stride) + 1, seed + 1);
+  const auto yp = beam::test::random_values<T>(size_t(std::max<int64_t>(perm.n_active, 1) * stride), seed + 2);
+  const auto shared = beam::test::random_values<T>(size_t(T_ * stride) + 1, seed + 3), residual = beam::test::random_values<T>(size_t(T_ * stride) + 1, seed + 4);
   const auto weights = beam::test::random_normal<float>(size_t(T_ * K) + 1, seed + 5);
 
   // Reference on unpadded float copies.
@@ -158,7 +143,7 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
 }  // namespace
 
 TEST_SUITE("gpu") {
-  TEST_CASE("DeepGEMM layout: gather_slots fills only the used slots, combine reads through pair_to_slot") {
+  TEST_CASE("DeepGEMM masked layout end to end: compact → gather_slots → (identity expert) → combine") {
     BEAM_REQUIRE_GPU();
     using bf16 = __nv_bfloat16;
     const int64_t T = 37;
@@ -167,36 +152,53 @@ TEST_SUITE("gpu") {
       CAPTURE(max_m);
       std::mt19937 rng{uint32_t(max_m)};
       std::vector<int32_t> ids(size_t(T * K));
-      for (auto& id : ids) id = int32_t(rng() % uint32_t(E + 4)) - 4 < 0 ? -1 : int32_t(rng() % uint32_t(E));
+      for (int64_t t = 0; t < T; ++t) {  // distinct experts per token, 20% masked
+        std::vector<int32_t> pool(E);
+        std::iota(pool.begin(), pool.end(), 0);
+        std::shuffle(pool.begin(), pool.end(), rng);
+        for (int k = 0; k < K; ++k) ids[size_t(t * K + k)] = rng() % 5 == 0 ? -1 : pool[size_t(k)];
+      }
       const ref::compaction perm = ref::compact(ids.data(), T, K, E);
       const ref::masked_slots slots = ref::mask_slots(perm, max_m);
-      const auto x = random_rows<bf16>(size_t(T * H), 7);
+      const auto x = beam::test::random_values<bf16>(size_t(T * H), 7);
       const auto weights = beam::test::random_normal<float>(size_t(T * K), 8);
+      beam::test::device_vector<int32_t> d_ids(ids), counts{size_t(E)}, offsets{size_t(E) + 1}, sorted{size_t(T * K)},
+          rows{size_t(T * K)}, slot_pairs{size_t(E) * size_t(max_m)}, masked_m{size_t(E)}, pair_to_slot{size_t(T * K)};
+      beam::test::device_vector<unsigned long long> dropped{1};
+      beam::device::compaction_layouts layouts;
+      layouts.deepgemm = {max_m, slot_pairs.data(), masked_m.data(), pair_to_slot.data(), dropped.data()};
+      const beam::device::compaction_input in{d_ids.data(), T, K, E};
+      const beam::device::compaction_outputs out_perm{counts.data(), offsets.data(), sorted.data(), rows.data()};
+      size_t bytes = 0;
+      REQUIRE(beam::device::compact(nullptr, bytes, in, out_perm, layouts) == cudaSuccess);
+      beam::test::device_vector<char> workspace(bytes);
+      REQUIRE(beam::device::compact(workspace.data(), bytes, in, out_perm, layouts) == cudaSuccess);
       beam::test::device_vector<bf16> d_x(x), xs{size_t(E) * size_t(max_m) * H}, out{size_t(T * H)};
-      beam::test::device_vector<int32_t> d_slot_pairs(slots.slot_pairs), d_pair_to_slot(slots.pair_to_slot);
       beam::test::device_vector<float> d_weights(weights);
       xs.poison();
-      REQUIRE(beam::device::gather_slots(d_x.data(), H, T, H, K, d_slot_pairs.data(), int64_t(E) * max_m, xs.data(),
+      REQUIRE(beam::device::gather_slots(d_x.data(), H, T, H, K, slot_pairs.data(), int64_t(E) * max_m, xs.data(),
                                          H) == cudaSuccess);
       // The GEMM output of an identity expert is its input: combine it through pair_to_slot.
-      REQUIRE(beam::device::combine<bf16>(xs.data(), H, d_pair_to_slot.data(), d_weights.data(), T, H, K, {},
+      REQUIRE(beam::device::combine<bf16>(xs.data(), H, pair_to_slot.data(), d_weights.data(), T, H, K, {},
                                           out.data(), H) == cudaSuccess);
       BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(dropped.to_host()[0] == static_cast<unsigned long long>(slots.dropped_pairs));
+      if (max_m == 3) CHECK(slots.dropped_pairs > 0);  // the case exercises dropping
       const auto got_xs = xs.to_host();
       for (int e = 0; e < E; ++e) {
         for (int j = 0; j < max_m; ++j) {
           const size_t slot = size_t(e) * size_t(max_m) + size_t(j);
           for (int h = 0; h < H; ++h) {
-            const bf16 v = got_xs[slot * H + size_t(h)];
+            const float v = beam::to_float(got_xs[slot * H + size_t(h)]);
             if (j < slots.masked_m[size_t(e)]) {
-              CHECK(beam::to_float(v) == beam::to_float(x[size_t(slots.slot_pairs[slot] / K * H + h)]));
+              CHECK(v == beam::to_float(x[size_t(slots.slot_pairs[slot] / K * H + h)]));
             } else {
-              CHECK(std::isnan(beam::to_float(v)));  // padding slot: the poison is untouched
+              CHECK(std::isnan(v));  // padding slot: the poison is untouched
             }
           }
         }
       }
-      // Reference: the same sum over the pairs that kept a slot.
+      // Reference: the same weighted sum over the pairs that kept a slot.
       std::vector<float> expected(size_t(T * H), 0.0f);
       for (int64_t p = 0; p < T * K; ++p) {
         if (slots.pair_to_slot[size_t(p)] < 0) continue;
@@ -204,10 +206,8 @@ TEST_SUITE("gpu") {
           expected[size_t(p / K * H + h)] += weights[size_t(p)] * beam::to_float(x[size_t(p / K * H + h)]);
         }
       }
-      CHECK(beam::test::relative_error(as_float(out.to_host()), expected) <= beam::dtype_traits<bf16>::tolerance);
-      CHECK(slots.dropped_pairs == (max_m == 3 ? perm.n_active - std::accumulate(slots.masked_m.begin(),
-                                                                                   slots.masked_m.end(), int64_t(0))
-                                               : 0));
+      CHECK(beam::test::relative_error(beam::test::as_float(out.to_host()), expected) <=
+            beam::dtype_traits<bf16>::tolerance);
     }
   }
 

@@ -23,6 +23,10 @@
 #include "beam/permute/device_gather.cuh"
 #include "beam/permute/warp_rank.cuh"
 
+#include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/tile_mma.cuh"
+
+#include "beam/reference/gemm.cuh"
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"
 #include "beam/reference/permute.cuh"

@@ -5,9 +5,11 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <random>
 #include <utility>
 #include <vector>
 
+#include "beam/core/dtype.cuh"
 #include "beam/core/error.cuh"
 
 namespace beam::test {
@@ -47,23 +49,47 @@ class device_vector {
   size_t size_ = 0;
 };
 
+//! n values N(0, 1) in storage type T (float, __half, __nv_bfloat16), from a seed.
+template <class T>
+std::vector<T> random_values(size_t n, uint64_t seed) {
+  std::vector<T> v(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : v) x = beam::from_float<T>(normal(rng));
+  return v;
+}
+
+//! The values of a storage-type array as float.
+template <class T>
+std::vector<float> as_float(const std::vector<T>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = beam::to_float(v[i]);
+  return out;
+}
+
 //! A stream and a CUDA graph captured on it: the constructor records `record(stream)` once,
 //! `replay()` launches the graph on the same stream, which also serves eager runs.
 class captured_graph {
  public:
   template <class Record>
   explicit captured_graph(Record&& record) {
-    BEAM_CUDA_TRY(cudaStreamCreate(&stream_));
-    BEAM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
     try {
+      BEAM_CUDA_TRY(cudaStreamCreate(&stream_));
+      BEAM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
       record(stream_);
-    } catch (...) {  // a failed check inside the capture: close it before unwinding
-      cudaStreamEndCapture(stream_, &graph_);
+      BEAM_CUDA_TRY(cudaStreamEndCapture(stream_, &graph_));
+      BEAM_CUDA_TRY(cudaGraphInstantiate(&exec_, graph_, 0));
+    } catch (...) {  // e.g. a failed check inside the capture: close it, release, rethrow
+      cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+      if (stream_ && cudaStreamIsCapturing(stream_, &capturing) == cudaSuccess &&
+          capturing != cudaStreamCaptureStatusNone) {
+        cudaGraph_t partial = nullptr;
+        cudaStreamEndCapture(stream_, &partial);
+        if (partial) cudaGraphDestroy(partial);
+      }
       release();
       throw;
     }
-    BEAM_CUDA_TRY(cudaStreamEndCapture(stream_, &graph_));
-    BEAM_CUDA_TRY(cudaGraphInstantiate(&exec_, graph_, 0));
   }
   captured_graph(const captured_graph&) = delete;
   captured_graph& operator=(const captured_graph&) = delete;

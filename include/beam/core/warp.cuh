@@ -1,5 +1,5 @@
 //! @file
-//! Warp and launch basics shared by every stage.
+//! Warp, launch and indexing basics shared by every stage.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,6 +26,16 @@ inline unsigned warp_per_item_grid(int64_t items, int block_threads) {
   const int64_t warps_per_block = block_threads / 32;
   const int64_t blocks = (items + warps_per_block - 1) / warps_per_block;
   return unsigned(blocks < 1 ? 1 : blocks < 65535 ? blocks : 65535);
+}
+
+//! Index of the last of `n` non-decreasing starts that is ≤ value (starts[0] = 0 ≤ value).
+__host__ __device__ inline int last_start_at_or_below(const int32_t* starts, int n, int32_t value) {
+  int lo = 0, hi = n;  // answer in [lo, hi)
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (starts[mid] <= value) lo = mid; else hi = mid;
+  }
+  return lo;
 }
 
 //! n rounded up to 256 bytes: the alignment of every array carved out of a workspace.

@@ -23,7 +23,7 @@ namespace beam::block {
 //!
 //! @tparam BlockThreads  threads of the (one-dimensional) block, a multiple of 32
 //! @tparam Items         items per thread
-//! @tparam MaxExperts    bound on the number of experts
+//! @tparam MaxExperts    bound on the number of experts (temp_storage: warps · MaxExperts · 4 bytes)
 //!
 //! @code
 //! using ranking = beam::block::expert_ranking<256, 4, 128>;
@@ -33,12 +33,13 @@ namespace beam::block {
 //! int32_t ranks[4];
 //! ranking(storage).rank(experts, ranks, num_experts, counts);
 //! __syncthreads();      // counts complete; storage free for reuse
-//! // 8 items with experts {1, −1, 0, 1, 1, 0, −1, 2} (in item order):
+//! // items 0..7 with experts {1, −1, 0, 1, 1, 0, −1, 2} (in item order), the rest −1:
 //! // ranks {0, −1, 0, 1, 2, 1, −1, 0}, counts {2, 3, 1}
 //! @endcode
 template <int BlockThreads, int Items, int MaxExperts>
 class expert_ranking {
   static_assert(BlockThreads % 32 == 0 && BlockThreads > 0, "whole warps");
+  static_assert(BlockThreads / 32 * MaxExperts * 4 <= 48 * 1024, "temp_storage fits static shared memory");
   static constexpr int warps = BlockThreads / 32;
 
  public:

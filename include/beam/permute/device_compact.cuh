@@ -104,9 +104,9 @@ inline constexpr int64_t single_launch_max_pairs = 4096;
 //! (it grows with P, so a size queried for the largest T serves every smaller one).
 //!
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
-//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; T > 0 and a
-//!         required pointer is null (topk_ids, counts, offsets, sorted_pairs, pair_to_row;
-//!         the arrays of a requested schedule or layout, pair_to_slot only when T > 0);
+//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; a null counts,
+//!         offsets, or array of a requested schedule or layout (pair_to_slot only when
+//!         T > 0); T > 0 and a null topk_ids, sorted_pairs or pair_to_row;
 //!         block_rows, block_size or max_m < 0; P + E_local·(block_size − 1) or
 //!         E_local·max_m > INT32_MAX;
 //!         `workspace_bytes` below the queried size; else the status of the launches.

@@ -1,6 +1,6 @@
 //! @file
 //! Gather of the permuted GEMM input: Xp[r] = X[token(r)] for the active rows, or for the
-//! slots of an engine layout (vLLM's, DeepGEMM's).
+//! slots of DeepGEMM's masked layout.
 #pragma once
 
 #include <cuda_runtime.h>

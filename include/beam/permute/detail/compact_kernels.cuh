@@ -80,16 +80,6 @@ __device__ unsigned long long rank_unit(const compact_plan& plan, int unit, int3
   return invalid;
 }
 
-//! Index of the last of `n` non-decreasing starts that is ≤ value (starts[0] = 0 ≤ value).
-__device__ inline int last_start_at_or_below(const int32_t* starts, int n, int32_t value) {
-  int lo = 0, hi = n;  // answer in [lo, hi)
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (starts[mid] <= value) lo = mid; else hi = mid;
-  }
-  return lo;
-}
-
 //! Plan phase (one block of compact_plan_threads, thread e < E_local holding its expert's
 //! `count`): counts, offsets (scan of the counts), the tile schedule, the vLLM layout's
 //! blocks and padding, and DeepGEMM's masked_m. Leaves the offsets in `firsts[0, E_local]`
@@ -147,7 +137,7 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
     block_scan(scan_storage).ExclusiveSum(e < E ? blocks * bs : 0, slot_start);
     __syncthreads();
     if (e < E) {
-      padded_offsets[e] = slot_start;
+      padded_offsets[e] = slot_start;  // read after the barriers in spread
       for (int32_t j = count; j < blocks * bs; ++j) aligned.sorted_token_ids[slot_start + j] = int32_t(plan.pairs);
     }
     const int32_t n = spread(blocks, [&](int32_t i, int owner, int32_t) { aligned.expert_ids[i] = owner; });
@@ -169,26 +159,28 @@ __device__ inline void place_pair(const compact_plan& plan, int64_t pair, int e,
   const int32_t j = row - firsts[e];  // index inside the expert
   if (layouts.vllm.block_size > 0) layouts.vllm.sorted_token_ids[padded_offsets[e] + j] = int32_t(pair);
   if (masked.max_m > 0) {
-    const bool fits = j < masked.max_m;
-    const int32_t slot = e * masked.max_m + j;  // E_local·max_m ≤ INT32_MAX (checked)
-    masked.pair_to_slot[pair] = fits ? slot : -1;
-    if (fits) {
+    if (j < masked.max_m) {
+      const int32_t slot = e * masked.max_m + j;  // E_local·max_m ≤ INT32_MAX (checked)
+      masked.pair_to_slot[pair] = slot;
       masked.slot_pairs[slot] = int32_t(pair);
-    } else if (masked.dropped_pairs) {
-      atomicAdd(masked.dropped_pairs, 1ull);  // bad input only: an expert with more than max_m pairs
+    } else {
+      masked.pair_to_slot[pair] = -1;  // an expert with more than max_m pairs: dropped
+      if (masked.dropped_pairs) atomicAdd(masked.dropped_pairs, 1ull);
     }
   }
 }
 
-//! DeepGEMM padding: slot_pairs[e·max_m + j] = P for counts[e] ≤ j < max_m, slots
-//! begin, begin + stride, ... (offsets: `[E_local + 1]`).
+//! DeepGEMM padding: slot_pairs[e·max_m + j] = P for counts[e] ≤ j < max_m, one warp per
+//! expert, warps first_warp, first_warp + warp_stride, ... (offsets: `[E_local + 1]`).
+//! Costs E_local·max_m − n_kept writes.
 __device__ inline void pad_masked_slots(const compact_plan& plan, const int32_t* offsets,
-                                        const device::masked_layout& masked, int64_t begin, int64_t stride) {
+                                        const device::masked_layout& masked, int64_t first_warp, int64_t warp_stride) {
   if (masked.max_m == 0) return;
-  const int64_t slots = int64_t(plan.local_experts) * masked.max_m;
-  for (int64_t s = begin; s < slots; s += stride) {
-    const int e = int(s / masked.max_m);
-    if (s - int64_t(e) * masked.max_m >= offsets[e + 1] - offsets[e]) masked.slot_pairs[s] = int32_t(plan.pairs);
+  for (int64_t e = first_warp; e < plan.local_experts; e += warp_stride) {
+    int32_t* slots = masked.slot_pairs + e * masked.max_m;
+    for (int32_t j = offsets[e + 1] - offsets[e] + int32_t(warp::lane_id()); j < masked.max_m; j += 32) {
+      slots[j] = int32_t(plan.pairs);
+    }
   }
 }
 
@@ -231,7 +223,7 @@ __global__ void __launch_bounds__(compact_single_threads)
                  out, layouts);
     }
   }
-  pad_masked_slots(plan, firsts, layouts.deepgemm, threadIdx.x, compact_single_threads);
+  pad_masked_slots(plan, firsts, layouts.deepgemm, threadIdx.x / 32, compact_single_threads / 32);
 }
 
 //! Count phase: C[e][u] for one unit per warp.
@@ -289,8 +281,8 @@ __global__ void __launch_bounds__(compact_unit_threads)
   __shared__ int32_t firsts[device::max_compact_experts + 1];
   for (int e = int(threadIdx.x); e <= plan.local_experts; e += compact_unit_threads) firsts[e] = out.offsets[e];
   __syncthreads();
-  pad_masked_slots(plan, firsts, layouts.deepgemm, int64_t(blockIdx.x) * compact_unit_threads + threadIdx.x,
-                   int64_t(gridDim.x) * compact_unit_threads);
+  pad_masked_slots(plan, firsts, layouts.deepgemm, int64_t(blockIdx.x) * compact_unit_warps + threadIdx.x / 32,
+                   int64_t(gridDim.x) * compact_unit_warps);
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int unit = int(blockIdx.x) * compact_unit_warps + warp_index;
   if (unit >= plan.units) return;

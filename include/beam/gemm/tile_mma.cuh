@@ -1,0 +1,93 @@
+//! @file
+//! Tile-level pieces of the grouped GEMM (sm_80 and later), usable in a kernel of your own:
+//! 16-byte `cp.async` copies with zero fill, an XOR-swizzled shared tile of 64-element rows,
+//! `ldmatrix` loads of mma fragments from it, and the tensor-core product
+//! `mma.sync.m16n8k16` (bf16 or fp16 inputs, fp32 accumulation).
+//!
+//! Fragment layouts (PTX ISA, m16n8k16; g = lane / 4, q = lane % 4):
+//!   A (16×16, row-major)   a[0]: (g, 2q..2q+1)  a[1]: (g+8, 2q..)  a[2]: (g, 8+2q..)  a[3]: (g+8, 8+2q..)
+//!   B (16×8, k × n)        b[0]: (k 2q..2q+1, n g)                 b[1]: (k 8+2q.., n g)
+//!   C (16×8, fp32)         c[0..1]: (g, 2q..2q+1)                  c[2..3]: (g+8, 2q..2q+1)
+//! A tile stored with k contiguous per row and B stored as weight rows (n) with k contiguous
+//! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace beam::block {
+
+//! A shared tile of `rows` × 64 elements of 2 bytes: 8 chunks of 16 bytes per row, chunk c of
+//! row r stored at chunk position c ⊕ (r mod 8), so that the 8 rows an `ldmatrix` phase reads
+//! (and the rows a warp's copies write) fall in distinct banks.
+//! @return the element offset of chunk `chunk` of row `row`
+__device__ constexpr int swizzled_offset(int row, int chunk) { return (row * 8 + (chunk ^ (row & 7))) * 8; }
+
+//! Starts a 16-byte global → shared copy (`cp.async.cg`); `valid` false writes 16 zero bytes
+//! and reads nothing (`src` must still be a valid address expression, e.g. a base pointer).
+__device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0));
+#endif
+}
+
+//! Closes the group of copies started since the last commit.
+__device__ inline void copy_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+//! Waits until at most `Pending` committed groups of this thread are still in flight.
+template <int Pending>
+__device__ inline void copy_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#endif
+}
+
+}  // namespace beam::block
+
+namespace beam::warp {
+
+//! `ldmatrix.x4`: four 8×8 matrices of 2-byte elements; lane l gives the address of row
+//! l mod 8 of matrix l / 8, and r[j] receives matrix j's fragment (row lane / 4, elements
+//! 2·(lane mod 4) and the next).
+__device__ inline void load_matrix_x4(uint32_t (&r)[4], const void* row_address) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = unsigned(__cvta_generic_to_shared(row_address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+#endif
+}
+
+//! c += a · b on the tensor cores, `mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}`.
+//! @tparam T  __nv_bfloat16 or __half (the element type packed in a and b)
+template <class T>
+__device__ inline void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or fp16 inputs");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+#endif
+}
+
+}  // namespace beam::warp

@@ -1,0 +1,210 @@
+// beam::device::grouped_gemm against beam::reference::grouped_matmul_nt (+ swiglu_columns):
+// both schedules, all epilogues, gathered and contiguous A, bf16 and fp16, fp32 output.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "beam/core/warp.cuh"
+#include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/reference/gemm.cuh"
+#include "beam/reference/permute.cuh"
+#include "common/gpu.cuh"
+#include "common/testing.hpp"
+
+namespace ref = beam::reference;
+using beam::device::gemm_epilogue;
+using beam::device::gemm_schedule;
+
+TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
+  using bf16 = __nv_bfloat16;
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const int32_t* offsets = reinterpret_cast<const int32_t*>(0x2000);
+  const beam::device::gemm_a<bf16> a{fake, 64};
+  const beam::device::gemm_b<bf16> b{fake, 64, 64 * 128};
+  const beam::device::gemm_groups groups{offsets, 4, 100};
+  const beam::device::gemm_output<bf16> out{fake, 128};
+  const auto call = [](const beam::device::gemm_a<bf16>& a_, const beam::device::gemm_b<bf16>& b_, int n, int k,
+                       const beam::device::gemm_groups& g, const beam::device::gemm_output<bf16>& o) {
+    return beam::device::grouped_gemm(a_, b_, n, k, g, o);
+  };
+  CHECK(call(a, b, 128, 64, {offsets, 4, -1}, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, {offsets, 0, 100}, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, {offsets, 513, 100}, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, {nullptr, 4, 100}, out) == cudaErrorInvalidValue);  // no offsets: one group only
+  CHECK(call(a, b, 124, 64, groups, out) == cudaErrorInvalidValue);               // N % 8
+  CHECK(call(a, b, 128, 60, groups, out) == cudaErrorInvalidValue);               // K % 8
+  CHECK(call(a, b, 0, 64, groups, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 24, 64, groups, {fake, 128, gemm_epilogue::swiglu}) == cudaErrorInvalidValue);  // I = 12
+  CHECK(call({nullptr, 64}, b, 128, 64, groups, out) == cudaErrorInvalidValue);
+  CHECK(call(a, {nullptr, 64, 0}, 128, 64, groups, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, groups, {nullptr, 128}) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue::scale_rows}) == cudaErrorInvalidValue);  // no scales
+  CHECK(call({fake, 64, offsets, 0}, b, 128, 64, groups, out) == cudaErrorInvalidValue);              // top_k 0
+  CHECK(call({fake + 1, 64}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                      // misaligned
+  CHECK(call({fake, 60}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                          // stride < K
+  CHECK(call(a, {fake, 68, 0}, 128, 64, groups, out) == cudaErrorInvalidValue);                       // stride % 8
+  CHECK(call(a, {fake, 64, 4}, 128, 64, groups, out) == cudaErrorInvalidValue);                       // expert stride
+  CHECK(call(a, b, 128, 64, groups, {fake, 120}) == cudaErrorInvalidValue);                           // stride < N
+  CHECK(call({nullptr, 0}, {nullptr, 0, 0}, 128, 64, {offsets, 4, 0}, {nullptr, 0}) == cudaSuccess);  // no rows
+}
+
+TEST_CASE("reference grouped GEMM and SwiGLU on a hand-worked case") {
+  // Two groups: rows {0} use B_0 = [[1, 0], [0, 1]], rows {1, 2} use B_1 = [[1, 1], [2, 0]].
+  const std::vector<double> a = {1, 2, 3, 4, 5, 6}, b = {1, 0, 0, 1, 1, 1, 2, 0};
+  const auto acc = ref::grouped_matmul_nt(a.data(), 2, nullptr, b.data(), 2, 2, {0, 1, 3});
+  CHECK(acc == std::vector<double>{1, 2, 7, 6, 11, 10});
+  const std::vector<int64_t> sources = {2, 0, 0};  // a gather: rows 2, 0, 0 of A
+  CHECK(ref::grouped_matmul_nt(a.data(), 2, sources.data(), b.data(), 2, 2, {0, 1, 3}) ==
+        std::vector<double>{5, 6, 3, 2, 3, 2});
+  const auto act = ref::swiglu_columns(acc, 2);  // silu(gate) · up
+  REQUIRE(act.size() == 3);
+  CHECK(act[0] == doctest::Approx(beam::silu(1.0) * 2));
+  CHECK(act[2] == doctest::Approx(beam::silu(11.0) * 10));
+  CHECK_THROWS_AS(ref::grouped_matmul_nt(a.data(), 2, nullptr, b.data(), 2, 2, {0, 2, 1}), std::invalid_argument);
+}
+
+TEST_CASE("group lookup: the last tile start at or below a tile index skips empty groups") {
+  const std::vector<int32_t> starts = {0, 0, 2, 2, 5};  // groups 0 and 2 have no tiles
+  CHECK(beam::detail::last_start_at_or_below(starts.data(), 4, 0) == 1);
+  CHECK(beam::detail::last_start_at_or_below(starts.data(), 4, 1) == 1);
+  CHECK(beam::detail::last_start_at_or_below(starts.data(), 4, 2) == 3);
+  CHECK(beam::detail::last_start_at_or_below(starts.data(), 4, 4) == 3);
+  using decode = beam::detail::gemm_geometry<beam::device::decode_tiles>;
+  using prefill = beam::detail::gemm_geometry<beam::device::prefill_tiles>;
+  CHECK(decode::threads == 128);
+  CHECK(prefill::threads == 256);
+  CHECK(decode::smem_bytes(128) == 6 * (16 + 64) * 64 * 2 + 132 * 4);  // ring + 129 starts, in 16-byte units
+  CHECK(prefill::smem_bytes(1) == 3 * (128 + 128) * 64 * 2 + 16);
+  CHECK(prefill::smem_bytes(512) + 1024 <= 227 * 1024);  // fits an sm_80/sm_90 block with its static scan storage
+}
+
+namespace {
+
+struct gemm_case {
+  int64_t tokens;
+  int top_k, experts, n, k;
+  double masked;
+  bool gather;
+  gemm_epilogue epilogue;
+  gemm_schedule schedule;
+};
+
+template <class T, class OutT>
+void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
+  CAPTURE(c.tokens);
+  CAPTURE(c.experts);
+  CAPTURE(c.n);
+  CAPTURE(c.k);
+  CAPTURE(c.masked);
+  CAPTURE(c.gather);
+  CAPTURE(int(c.epilogue));
+  CAPTURE(int(c.schedule));
+  CAPTURE(beam::dtype_traits<T>::name);
+  CAPTURE(beam::dtype_traits<OutT>::name);
+  // Routing: distinct experts per token, some masked, half the pairs to the first experts
+  // (skew) so that some experts get many rows and others none.
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<int32_t> ids(size_t(c.tokens * c.top_k));
+  std::vector<int> pool(size_t(c.experts));
+  for (int64_t t = 0; t < c.tokens; ++t) {
+    for (int e = 0; e < c.experts; ++e) pool[size_t(e)] = e;
+    std::shuffle(pool.begin(), pool.end(), rng);
+    if (u(rng) < 0.5) std::sort(pool.begin(), pool.end());  // hot experts 0, 1, ...
+    for (int k = 0; k < c.top_k; ++k) ids[size_t(t * c.top_k + k)] = u(rng) < c.masked ? -1 : pool[size_t(k)];
+  }
+  const ref::compaction perm = ref::compact(ids.data(), c.tokens, c.top_k, c.experts);
+  const int64_t rows_bound = c.tokens * c.top_k, n_active = perm.n_active;
+  const int64_t a_stride = c.k + 8, c_cols = c.epilogue == gemm_epilogue::swiglu ? c.n / 2 : c.n,
+                c_stride = c_cols + 8;
+  // A: X [T, K] gathered through sorted_pairs, or the gathered copy Xp [rows_bound, K].
+  const int64_t a_rows = c.gather ? c.tokens : rows_bound;
+  const auto a = beam::test::random_values<T>(size_t(std::max<int64_t>(a_rows, 1) * a_stride), seed + 1);
+  const auto b = beam::test::random_values<T>(size_t(c.experts) * size_t(c.n) * size_t(c.k), seed + 2);
+  const auto scales = beam::test::random_normal<float>(size_t(std::max<int64_t>(rows_bound, 1)), seed + 3);
+  std::vector<int64_t> sources(static_cast<size_t>(n_active));
+  for (int64_t r = 0; r < n_active; ++r) sources[size_t(r)] = c.gather ? perm.token_of_row(r) : r;
+  const std::vector<double> acc = ref::grouped_matmul_nt(a.data(), a_stride, sources.data(), b.data(), c.n, c.k,
+                                                         perm.offsets);
+  std::vector<double> expected = c.epilogue == gemm_epilogue::swiglu ? ref::swiglu_columns(acc, c.n) : acc;
+  if (c.epilogue == gemm_epilogue::scale_rows) {
+    for (int64_t r = 0; r < n_active; ++r) {
+      for (int64_t j = 0; j < c.n; ++j) expected[size_t(r * c.n + j)] *= scales[size_t(perm.sorted_pairs[size_t(r)])];
+    }
+  }
+
+  beam::test::device_vector<T> d_a(a), d_b(b);
+  beam::test::device_vector<float> d_scales(scales);
+  beam::test::device_vector<int32_t> d_offsets(perm.offsets),
+      d_pairs(perm.sorted_pairs.empty() ? std::vector<int32_t>(1) : perm.sorted_pairs);
+  beam::test::device_vector<OutT> d_c{size_t(std::max<int64_t>(rows_bound, 1) * c_stride)};
+  d_c.poison();
+  const beam::device::gemm_a<T> ga{d_a.data(), a_stride, c.gather ? d_pairs.data() : nullptr, c.top_k};
+  const beam::device::gemm_b<T> gb{d_b.data(), c.k, int64_t(c.n) * c.k};
+  const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound};
+  const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
+  REQUIRE(beam::device::grouped_gemm(ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  const auto got_padded = d_c.to_host();
+  std::vector<float> got(size_t(n_active * c_cols));
+  for (int64_t r = 0; r < n_active; ++r) {
+    for (int64_t j = 0; j < c_cols; ++j) got[size_t(r * c_cols + j)] = beam::to_float(got_padded[size_t(r * c_stride + j)]);
+  }
+  const double tolerance = std::max(beam::dtype_traits<OutT>::tolerance, 1e-5);
+  CHECK(beam::test::relative_error(got, expected) <= tolerance);
+  for (int64_t r = n_active; r < rows_bound; ++r) {  // rows past n_active are never written
+    CHECK(std::isnan(beam::to_float(got_padded[size_t(r * c_stride)])));
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("grouped_gemm equals the reference: schedules, epilogues, gather, dtypes, odd shapes") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    int n = 0;
+    for (int64_t T : {0, 1, 3, 127, 1000}) {
+      for (auto [experts, top_k] : {std::pair{1, 1}, std::pair{3, 2}, std::pair{60, 4}}) {
+        for (auto [hidden, inter] : {std::pair{8, 8}, std::pair{24, 200}, std::pair{200, 24}, std::pair{1000, 1000}}) {
+          if (T * hidden * inter > int64_t(200) * 1000 * 1000) continue;  // keep the double reference quick
+          for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+            const double masked = std::vector<double>{0.0, 0.5, 1.0}[size_t(n % 3)];
+            const bool gather = n % 2 == 0;
+            // GEMM 1 (W13: N = 2I, K = H, SwiGLU) and GEMM 2 (W2: N = H, K = I, scaled rows).
+            check_grouped_gemm<bf16, bf16>({T, top_k, experts, 2 * inter, hidden, masked, gather,
+                                            gemm_epilogue::swiglu, schedule},
+                                           50000 + uint64_t(n));
+            check_grouped_gemm<__half, __half>({T, top_k, experts, hidden, inter, masked, false,
+                                                gemm_epilogue::scale_rows, schedule},
+                                               60000 + uint64_t(n));
+            check_grouped_gemm<bf16, float>({T, top_k, experts, hidden, inter, masked, gather, gemm_epilogue::store,
+                                             schedule},
+                                            70000 + uint64_t(n));
+            ++n;
+          }
+        }
+      }
+    }
+  }
+
+  TEST_CASE("grouped_gemm: a dense GEMM (no offsets) and 4097 rows over a Qwen3-like shape") {
+    BEAM_REQUIRE_GPU();
+    check_grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
+        {4097, 8, 128, 2 * 96, 256, 0.85, true, gemm_epilogue::swiglu, gemm_schedule::automatic}, 80001);
+    // Dense: one group of all rows, as a router or shared expert runs.
+    const int64_t rows = 77;
+    const int n = 40, k = 136;
+    const auto a = beam::test::random_values<__half>(size_t(rows * k), 81);
+    const auto b = beam::test::random_values<__half>(size_t(n * k), 82);
+    const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, {0, int32_t(rows)});
+    beam::test::device_vector<__half> d_a(a), d_b(b);
+    beam::test::device_vector<float> d_c{size_t(rows * n)};
+    REQUIRE(beam::device::grouped_gemm<__half, float>({d_a.data(), k}, {d_b.data(), k, 0}, n, k, {nullptr, 1, rows},
+                                                      {d_c.data(), n}) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    CHECK(beam::test::relative_error(d_c.to_host(), expected) <= 1e-5);
+  }
+}
