@@ -26,6 +26,8 @@
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/gemm/tile_mma.cuh"
 
+#include "beam/moe/device_moe.cuh"
+
 #include "beam/reference/gemm.cuh"
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"

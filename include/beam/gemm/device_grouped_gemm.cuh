@@ -80,8 +80,8 @@ struct gemm_output {
 //! @tparam DecodeTiles  tile policy of the decode schedule; PrefillTiles likewise
 //! @param n  N, rows of each B_e (2I for swiglu); k: K, the reduction length
 //! @return cudaErrorInvalidValue, launching nothing, when rows < 0; count ∉ [1, 512], or
-//!         offsets null with count ≠ 1; N or K < 8 or not a multiple of 8 (swiglu: N/2 not a
-//!         multiple of 8); rows > 0 and a null A, B or C (or row_scales for scale_rows),
+//!         offsets null with count ≠ 1; N < 1 (swiglu: odd); K < 8 or not a multiple of 8;
+//!         rows > 0 and a null A, B or C (or row_scales for scale_rows),
 //!         top_k < 1; a pointer not 16-byte aligned, a stride not a multiple of 8 elements or
 //!         shorter than its row (K for A and B, the output columns for C); the current
 //!         device older than sm_80; else the launch's status. rows = 0: success, nothing runs.
@@ -111,7 +111,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   const bool swiglu = out.epilogue == gemm_epilogue::swiglu;
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
   if (!groups.offsets && groups.count != 1) return cudaErrorInvalidValue;
-  if (n < 8 || k < 8 || n % 8 != 0 || k % 8 != 0 || (swiglu && (n / 2) % 8 != 0)) return cudaErrorInvalidValue;
+  if (n < 1 || k < 8 || k % 8 != 0 || (swiglu && n % 2 != 0)) return cudaErrorInvalidValue;
   if (groups.rows == 0) return cudaSuccess;
   if (!a.data || !b.data || !out.data || a.top_k < 1) return cudaErrorInvalidValue;
   if (out.epilogue == gemm_epilogue::scale_rows && !out.row_scales) return cudaErrorInvalidValue;

@@ -67,15 +67,20 @@ struct gemm_geometry {
   }
 };
 
-//! Stores two adjacent output elements (column pair 2q, 2q + 1 of a C fragment).
+//! Stores columns `column` (even) and column + 1 of a row of `columns`: one 2-element store,
+//! or the first alone at an odd end.
 template <class OutT>
-__device__ inline void store_pair(OutT* p, float x, float y) {
-  if constexpr (std::is_same_v<OutT, float>) {
-    *reinterpret_cast<float2*>(p) = make_float2(x, y);
-  } else if constexpr (std::is_same_v<OutT, __nv_bfloat16>) {
-    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
-  } else {
-    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(x, y);
+__device__ inline void store_columns(OutT* row, int column, int columns, float x, float y) {
+  if (column + 1 < columns) {
+    if constexpr (std::is_same_v<OutT, float>) {
+      *reinterpret_cast<float2*>(row + column) = make_float2(x, y);
+    } else if constexpr (std::is_same_v<OutT, __nv_bfloat16>) {
+      *reinterpret_cast<__nv_bfloat162*>(row + column) = __floats2bfloat162_rn(x, y);
+    } else {
+      *reinterpret_cast<__half2*>(row + column) = __floats2half2_rn(x, y);
+    }
+  } else if (column < columns) {
+    row[column] = from_float<OutT>(x);
   }
 }
 
@@ -220,13 +225,10 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
           if constexpr (swiglu) {
             if (nj % 2) continue;  // fragment nj holds gate columns, nj + 1 the up columns
             const int column = column_tile * (BN / 2) + wn0 / 2 + (nj / 2) * 8 + 2 * (lane % 4);
-            if (column < half_n) {
-              store_pair(c_row + column, silu(x) * acc[mi][nj + 1][2 * upper],
-                         silu(y) * acc[mi][nj + 1][2 * upper + 1]);
-            }
+            store_columns(c_row, column, half_n, silu(x) * acc[mi][nj + 1][2 * upper],
+                          silu(y) * acc[mi][nj + 1][2 * upper + 1]);
           } else {
-            const int column = column_tile * BN + wn0 + nj * 8 + 2 * (lane % 4);
-            if (column < p.n) store_pair(c_row + column, scale * x, scale * y);
+            store_columns(c_row, column_tile * BN + wn0 + nj * 8 + 2 * (lane % 4), p.n, scale * x, scale * y);
           }
         }
       }

@@ -1,0 +1,275 @@
+//! @file
+//! The BEAM MoE layer forward on the device, composed of the stages of this library:
+//!   route     r = x·W_rᵀ, z = x·W_mᵀ, then route_and_mask (route_decode: T ≤ 64, E ≤ 256)
+//!   compact   masked pairs get no row, experts with no rows no tile
+//!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
+//!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
+//!   combine   y_t = S(x_t) + Σ_k Yp[row(t, k)] + residual_t   (S: optional shared expert)
+//! Everything stays on the device (buffers sized by T·K): no host synchronisation, and the
+//! whole layer can be captured in a CUDA graph and replayed with new inputs. With the mask
+//! off it is the dense Top-K layer through the same code. Matches reference::moe_forward.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/permute/device_combine.cuh"
+#include "beam/permute/device_compact.cuh"
+#include "beam/routing/device_route.cuh"
+#include "beam/routing/device_route_decode.cuh"
+#include "beam/routing/options.cuh"
+
+namespace beam::device {
+
+//! The weights of one layer, row-major, in the layouts engines use (all K contiguous).
+template <class T>
+struct moe_layer {
+  int hidden = 0;        //!< H, a multiple of 8
+  int intermediate = 0;  //!< I, a multiple of 8
+  int experts = 0;       //!< E ≤ 512
+  const T* w13 = nullptr;          //!< `[E, 2I, H]`: rows [0, I) W1 (gate), rows [I, 2I) W3 (up)
+  const T* w2 = nullptr;           //!< `[E, H, I]`
+  const T* router = nullptr;       //!< W_r `[E, H]` (moe_forward only)
+  const T* mask_router = nullptr;  //!< W_m `[E, H]` (moe_forward with the mask on)
+  int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8; 0 = none
+  const T* shared_w13 = nullptr;   //!< `[2 I_s, H]`
+  const T* shared_w2 = nullptr;    //!< `[H, I_s]`
+};
+
+//! Where the layer writes: y `[T, H]`, optionally + a residual `[T, H]` (may be y itself:
+//! an in-place residual update), and optionally the routing it used (`[T, K]` each).
+template <class T>
+struct moe_outputs {
+  T* out = nullptr;
+  int64_t out_stride = 0;
+  const T* residual = nullptr;
+  int64_t residual_stride = 0;
+  int32_t* topk_ids = nullptr;    //!< moe_forward: optional copy-free export (else in the workspace)
+  float* topk_weights = nullptr;  //!< moe_forward: optional, ĝ
+};
+
+//! y = the layer forward of x `[T, H]` (file comment) with `options` (K = options.top_k ≤ 16).
+//!
+//! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
+//! (from T, K and the shapes; it grows with T, so a size queried for the largest T serves
+//! every smaller one).
+//!
+//! @tparam T  __nv_bfloat16 or __half (activations and weights)
+//! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
+//! @return cudaErrorInvalidValue, launching nothing, when T < 0; H, I or I_s not a positive
+//!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; T > 0 and a null
+//!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
+//!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
+//!         `workspace_bytes` below the queried size; else the first failing launch's status.
+//!         T = 0: success, nothing runs.
+template <class T>
+[[nodiscard]] cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
+                                      int64_t tokens, const moe_layer<T>& layer, const routing_options& options,
+                                      const moe_outputs<T>& out, gemm_schedule schedule = gemm_schedule::automatic,
+                                      cudaStream_t stream = nullptr);
+
+//! The experts and the combine for a routing made elsewhere (an engine that routes itself):
+//! `topk_ids` `[T, K]` (−1 = masked; ids ≥ E or < −1 are skipped) and ĝ = `topk_weights`
+//! `[T, K]`. Router fields of `layer` and the routing fields of `out` are not used. Same
+//! workspace convention and errors as moe_forward (plus null topk_ids or topk_weights).
+template <class T>
+[[nodiscard]] cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
+                                              int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
+                                              const float* topk_weights, int top_k, const moe_outputs<T>& out,
+                                              gemm_schedule schedule = gemm_schedule::automatic,
+                                              cudaStream_t stream = nullptr);
+
+}  // namespace beam::device
+
+namespace beam::device {
+
+namespace detail {
+
+//! The workspace of a layer: each array 256-byte aligned, in this order.
+struct moe_workspace {
+  size_t routing_ids, routing_weights, router, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
+      expert_rows, shared_activations, shared_rows, bytes;
+
+  template <class T>
+  moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
+    using beam::detail::workspace_align;
+    const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
+    const size_t router_bytes =
+        !routes ? 0
+        : tokens <= max_decode_tokens && layer.experts <= max_decode_experts
+            ? beam::detail::decode_workspace(tokens, layer.experts).bytes
+            : size_t(tokens) * 2 * E * sizeof(float);
+    const beam::detail::compact_plan plan(compaction_input{nullptr, tokens, top_k, layer.experts});
+    size_t at = 0;
+    const auto take = [&](size_t n) {
+      const size_t offset = at;
+      at += workspace_align(n);
+      return offset;
+    };
+    routing_ids = take(routes ? P * sizeof(int32_t) : 0);
+    routing_weights = take(routes ? P * sizeof(float) : 0);
+    router = take(router_bytes);
+    counts = take(E * sizeof(int32_t));
+    offsets = take((E + 1) * sizeof(int32_t));
+    sorted_pairs = take(P * sizeof(int32_t));
+    pair_to_row = take(P * sizeof(int32_t));
+    compaction = take(beam::detail::compact_workspace(plan).bytes);
+    activations = take(P * size_t(layer.intermediate) * sizeof(T));
+    expert_rows = take(P * H * sizeof(T));
+    shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
+    shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
+    bytes = at;
+  }
+  template <class U>
+  static U* at(void* workspace, size_t offset) {
+    return reinterpret_cast<U*>(static_cast<char*>(workspace) + offset);
+  }
+};
+
+template <class T>
+cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer, int top_k,
+                                const moe_outputs<T>& out, bool routes, bool mask) {
+  const auto rows_ok = [&](const T* p, int64_t stride) {
+    return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= layer.hidden;
+  };
+  const auto aligned = [](const T* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (tokens < 0 || layer.hidden < 8 || layer.hidden % 8 != 0 || layer.intermediate < 8 ||
+      layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (layer.experts < 1 || layer.experts > max_compact_experts || top_k < 1 || top_k > max_route_top_k ||
+      top_k > layer.experts || tokens > INT32_MAX / top_k) {
+    return cudaErrorInvalidValue;
+  }
+  if (tokens == 0) return cudaSuccess;
+  if (!rows_ok(x, x_stride) || !rows_ok(out.out, out.out_stride) || !aligned(layer.w13) || !aligned(layer.w2)) {
+    return cudaErrorInvalidValue;
+  }
+  if (out.residual && !rows_ok(out.residual, out.residual_stride)) return cudaErrorInvalidValue;
+  if (layer.shared_intermediate > 0 && (!aligned(layer.shared_w13) || !aligned(layer.shared_w2))) {
+    return cudaErrorInvalidValue;
+  }
+  if (routes && (!aligned(layer.router) || (mask && !aligned(layer.mask_router)))) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+//! compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on checked arguments.
+template <class T>
+cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, int64_t x_stride, int64_t tokens,
+                        const moe_layer<T>& layer, const int32_t* topk_ids, const float* topk_weights, int top_k,
+                        const moe_outputs<T>& out, gemm_schedule schedule, cudaStream_t stream) {
+  using w = moe_workspace;
+  const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
+  const int64_t P = tokens * top_k;
+  int32_t* offsets = w::at<int32_t>(workspace, ws.offsets);
+  int32_t* sorted_pairs = w::at<int32_t>(workspace, ws.sorted_pairs);
+  int32_t* pair_to_row = w::at<int32_t>(workspace, ws.pair_to_row);
+  T* activations = w::at<T>(workspace, ws.activations);
+  T* expert_rows = w::at<T>(workspace, ws.expert_rows);
+  size_t compaction_bytes = ws.activations - ws.compaction;
+  cudaError_t status = compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
+                               {topk_ids, tokens, top_k, E}, {w::at<int32_t>(workspace, ws.counts), offsets,
+                                                              sorted_pairs, pair_to_row},
+                               {}, stream);
+  const gemm_groups experts{offsets, E, P};
+  if (status == cudaSuccess) {
+    status = grouped_gemm<T, T>({x, x_stride, sorted_pairs, top_k}, {layer.w13, H, int64_t(2) * I * H}, 2 * I, H,
+                                experts, {activations, I, gemm_epilogue::swiglu}, schedule, stream);
+  }
+  if (status == cudaSuccess) {
+    status = grouped_gemm<T, T>({activations, I}, {layer.w2, I, int64_t(H) * I}, H, I, experts,
+                                {expert_rows, H, gemm_epilogue::scale_rows, topk_weights, sorted_pairs}, schedule,
+                                stream);
+  }
+  T* shared_rows = nullptr;
+  if (status == cudaSuccess && I_s > 0) {  // the shared expert: a dense SwiGLU MLP over all tokens
+    T* shared_activations = w::at<T>(workspace, ws.shared_activations);
+    shared_rows = w::at<T>(workspace, ws.shared_rows);
+    const gemm_groups all{nullptr, 1, tokens};
+    status = grouped_gemm<T, T>({x, x_stride}, {layer.shared_w13, H, 0}, 2 * I_s, H, all,
+                                {shared_activations, I_s, gemm_epilogue::swiglu}, gemm_schedule::automatic, stream);
+    if (status == cudaSuccess) {
+      status = grouped_gemm<T, T>({shared_activations, I_s}, {layer.shared_w2, I_s, 0}, H, I_s, all, {shared_rows, H},
+                                  gemm_schedule::automatic, stream);
+    }
+  }
+  if (status == cudaSuccess) {
+    status = combine<T>(expert_rows, H, pair_to_row, nullptr, tokens, H, top_k,
+                        {shared_rows, H, out.residual, out.residual_stride}, out.out, out.out_stride, stream);
+  }
+  return status;
+}
+
+}  // namespace detail
+
+template <class T>
+cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
+                                int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
+                                const float* topk_weights, int top_k, const moe_outputs<T>& out,
+                                gemm_schedule schedule, cudaStream_t stream) {
+  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, top_k, out, false, false);
+      status != cudaSuccess) {
+    return status;
+  }
+  if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
+  const detail::moe_workspace ws(tokens, top_k, layer, false);
+  if (workspace == nullptr) {
+    workspace_bytes = ws.bytes;
+    return cudaSuccess;
+  }
+  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
+                             stream);
+}
+
+template <class T>
+cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride, int64_t tokens,
+                        const moe_layer<T>& layer, const routing_options& options, const moe_outputs<T>& out,
+                        gemm_schedule schedule, cudaStream_t stream) {
+  using w = detail::moe_workspace;
+  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, options.top_k, out, true,
+                                                             options.mask_enabled);
+      status != cudaSuccess) {
+    return status;
+  }
+  const w ws(tokens, options.top_k, layer, true);
+  if (workspace == nullptr) {
+    workspace_bytes = ws.bytes;
+    return cudaSuccess;
+  }
+  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  const int E = layer.experts, H = layer.hidden;
+  int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
+  float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
+  const routing_outputs routing{topk_ids, topk_weights};
+  void* router = w::at<void>(workspace, ws.router);
+  size_t router_bytes = ws.counts - ws.router;
+  cudaError_t status;
+  if (tokens <= max_decode_tokens && E <= max_decode_experts) {  // one launch: router GEMV + routing
+    status = route_decode<T>(router, router_bytes, x, x_stride, tokens, H,
+                             {layer.router, layer.mask_router, H, H}, E, options, routing, stream);
+  } else {  // router GEMMs into float logits [T, 2E] (r | z), then the routing
+    float* logits = static_cast<float*>(router);
+    const gemm_groups all{nullptr, 1, tokens};
+    status = grouped_gemm<T, float>({x, x_stride}, {layer.router, H, 0}, E, H, all, {logits, 2 * int64_t(E)},
+                                    gemm_schedule::automatic, stream);
+    if (status == cudaSuccess && options.mask_enabled) {
+      status = grouped_gemm<T, float>({x, x_stride}, {layer.mask_router, H, 0}, E, H, all,
+                                      {logits + E, 2 * int64_t(E)}, gemm_schedule::automatic, stream);
+    }
+    if (status == cudaSuccess) {
+      status = route_and_mask<float>({logits, logits + E, 2 * int64_t(E), 2 * int64_t(E)}, tokens, E, options, routing,
+                                     stream);
+    }
+  }
+  if (status != cudaSuccess) return status;
+  return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, options.top_k, out,
+                             schedule, stream);
+}
+
+}  // namespace beam::device

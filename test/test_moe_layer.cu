@@ -1,0 +1,258 @@
+// beam::device::moe_forward and moe_experts_forward against beam::reference::moe_forward /
+// moe_experts_forward: routing ids exactly (router inputs on a grid, so the logits are exact
+// on both sides), outputs to the dtype tolerance; both schedules, both router paths, mask on
+// and off, shared expert and residual, graph replay.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "beam/moe/device_moe.cuh"
+#include "beam/reference/moe.cuh"
+#include "common/gpu.cuh"
+#include "common/testing.hpp"
+
+namespace ref = beam::reference;
+using beam::device::gemm_schedule;
+using beam::device::moe_layer;
+using beam::device::moe_outputs;
+using bf16 = __nv_bfloat16;
+
+TEST_CASE("moe_forward: workspace query and bad arguments, before touching the device") {
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const moe_layer<bf16> layer{2048, 768, 128, fake, fake, fake, fake};
+  beam::routing_options opt;
+  opt.top_k = 8;
+  const moe_outputs<bf16> out{fake, 2048};
+  size_t small = 0, large = 0;
+  REQUIRE(beam::device::moe_forward<bf16>(nullptr, small, fake, 2048, 64, layer, opt, out) == cudaSuccess);
+  REQUIRE(beam::device::moe_forward<bf16>(nullptr, large, fake, 2048, 8192, layer, opt, out) == cudaSuccess);
+  CHECK(large > small);
+  size_t previous = 0;  // never shrinks as T grows (the router path changes at T = 65)
+  for (int64_t T = 0; T <= 300; ++T) {
+    size_t bytes = 0;
+    REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, fake, 2048, T, layer, opt, out) == cudaSuccess);
+    CHECK(bytes >= previous);
+    previous = bytes;
+  }
+  void* workspace = reinterpret_cast<void*>(0x2000);
+  const auto call = [&](const moe_layer<bf16>& l, int64_t T, int K, const moe_outputs<bf16>& o, const bf16* x = nullptr,
+                        int64_t x_stride = 2048) {
+    beam::routing_options options;
+    options.top_k = K;
+    size_t bytes = large;
+    return beam::device::moe_forward<bf16>(workspace, bytes, x ? x : fake, x_stride, T, l, options, o);
+  };
+  CHECK(call(layer, -1, 8, out) == cudaErrorInvalidValue);
+  CHECK(call({2044, 768, 128, fake, fake, fake, fake}, 64, 8, {fake, 2044}) == cudaErrorInvalidValue);  // H % 8
+  CHECK(call({2048, 764, 128, fake, fake, fake, fake}, 64, 8, out) == cudaErrorInvalidValue);           // I % 8
+  CHECK(call({2048, 768, 513, fake, fake, fake, fake}, 64, 8, out) == cudaErrorInvalidValue);           // E > 512
+  CHECK(call(layer, 64, 17, out) == cudaErrorInvalidValue);                                               // K > 16
+  CHECK(call({2048, 768, 4, fake, fake, fake, fake}, 64, 8, out) == cudaErrorInvalidValue);             // K > E
+  CHECK(call({2048, 768, 128, nullptr, fake, fake, fake}, 64, 8, out) == cudaErrorInvalidValue);
+  CHECK(call({2048, 768, 128, fake, fake, nullptr, fake}, 64, 8, out) == cudaErrorInvalidValue);        // no router
+  CHECK(call({2048, 768, 128, fake, fake, fake, nullptr}, 64, 8, out) == cudaErrorInvalidValue);        // no W_m
+  CHECK(call({2048, 768, 128, fake, fake, fake, fake, 512}, 64, 8, out) == cudaErrorInvalidValue);      // no shared W
+  CHECK(call(layer, 64, 8, {nullptr, 2048}) == cudaErrorInvalidValue);
+  CHECK(call(layer, 64, 8, {fake, 2040}) == cudaErrorInvalidValue);                                     // stride < H
+  CHECK(call(layer, 64, 8, out, fake + 4) == cudaErrorInvalidValue);                                    // misaligned
+  CHECK(call(layer, 64, 8, {fake, 2048, fake + 8, 2047}) == cudaErrorInvalidValue);                     // residual
+  size_t too_small = small - 1;
+  CHECK(beam::device::moe_forward<bf16>(workspace, too_small, fake, 2048, 64, layer, opt, out) == cudaErrorInvalidValue);
+  CHECK(call(layer, 0, 8, {nullptr, 0}, nullptr) == cudaSuccess);  // T = 0: nothing to do
+  size_t bytes = large;
+  CHECK(beam::device::moe_experts_forward<bf16>(workspace, bytes, fake, 2048, 64, layer, nullptr, nullptr, 8, out) ==
+        cudaErrorInvalidValue);  // precomputed routing required
+}
+
+namespace {
+
+//! n values k/8, |k| ≤ 8: every product of two is a multiple of 1/64 and every partial sum of
+//! H ≤ 2048 of them is exact in float, so router logits are exact on host and device.
+std::vector<float> grid_values(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> k(-8, 8);
+  std::vector<float> v(n);
+  for (auto& x : v) x = float(k(rng)) / 8.0f;
+  return v;
+}
+
+std::vector<float> normal_values(size_t n, uint64_t seed, double stddev) {
+  return beam::test::random_normal<float>(n, seed, 0.0, stddev);
+}
+
+template <class T>
+std::vector<T> to_storage(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = beam::from_float<T>(v[i]);
+  return out;
+}
+
+//! The float values a storage-type round trip gives (what the device actually reads).
+template <class T>
+std::vector<float> rounded(const std::vector<float>& v) {
+  return beam::test::as_float(to_storage<T>(v));
+}
+
+struct layer_case {
+  int64_t T;
+  int H, I, E, K, I_s;
+  bool mask, residual;
+  gemm_schedule schedule;
+};
+
+template <class T>
+void check_layer(const layer_case& c, uint64_t seed) {
+  CAPTURE(c.T);
+  CAPTURE(c.H);
+  CAPTURE(c.I);
+  CAPTURE(c.E);
+  CAPTURE(c.K);
+  CAPTURE(c.I_s);
+  CAPTURE(c.mask);
+  CAPTURE(int(c.schedule));
+  CAPTURE(beam::dtype_traits<T>::name);
+  const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
+  const auto x = grid_values(size_t(T_ * H), seed);
+  const auto w_r = grid_values(size_t(E * H), seed + 1);
+  // W_m on the grid too: z is symmetric about 0, so about half the candidates are kept.
+  const auto w_m = grid_values(size_t(E * H), seed + 2);
+  const auto w13 = rounded<T>(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))));
+  const auto w2 = rounded<T>(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))));
+  const auto s13 = rounded<T>(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
+  const auto s2 = rounded<T>(normal_values(size_t(H * c.I_s), seed + 6, 1.0 / std::sqrt(double(std::max(c.I_s, 1)))));
+  const auto residual = rounded<T>(normal_values(size_t(T_ * H), seed + 7, 1.0));
+
+  beam::routing_options opt;
+  opt.top_k = c.K;
+  opt.mask_enabled = c.mask;
+  const ref::moe_weights<float> ref_weights{H, I, int32_t(E), w13.data(), w2.data(), c.I_s,
+                                            c.I_s ? s13.data() : nullptr, c.I_s ? s2.data() : nullptr};
+  const auto expected = ref::moe_forward<float>(x.data(), T_, ref_weights, w_r.data(), w_m.data(), opt);
+  std::vector<float> expected_out = expected.out;
+  if (c.residual) {
+    for (size_t i = 0; i < expected_out.size(); ++i) expected_out[i] += residual[i];
+  }
+
+  const auto d = [](const std::vector<float>& v) {
+    return beam::test::device_vector<T>(v.empty() ? std::vector<T>(8) : to_storage<T>(v));
+  };
+  auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_w13 = d(w13), d_w2 = d(w2), d_s13 = d(s13), d_s2 = d(s2),
+       d_out = d(residual);  // the residual is updated in place when requested
+  beam::test::device_vector<int32_t> ids{size_t(std::max<int64_t>(T_ * c.K, 1))};
+  beam::test::device_vector<float> weights{size_t(std::max<int64_t>(T_ * c.K, 1))};
+  if (!c.residual) d_out.poison();
+  const moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
+                           d_s13.data(), d_s2.data()};
+  const moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
+  size_t bytes = 0;
+  REQUIRE(beam::device::moe_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
+  beam::test::device_vector<char> workspace(bytes);
+  workspace.poison();
+  REQUIRE(beam::device::moe_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out, c.schedule) ==
+          cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  if (T_ == 0) return;
+  auto got_ids = ids.to_host();
+  CHECK(got_ids == expected.routing.topk_ids);
+  CHECK(beam::test::relative_error(weights.to_host(), expected.routing.topk_weights) <= 1e-5);
+  CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected_out) <=
+        beam::dtype_traits<T>::tolerance);
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual") {
+    BEAM_REQUIRE_GPU();
+    int n = 0;
+    for (int64_t T : {0, 1, 3, 64, 65, 127, 1000}) {  // ≤ 64: route_decode; above: router GEMMs
+      struct shape {
+        int H, I, E, K, I_s;
+      };
+      for (auto [H, I, E, K, I_s] : {shape{64, 32, 8, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
+        for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+          const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule};
+          check_layer<bf16>(c, 90000 + uint64_t(n));
+          if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
+          ++n;
+        }
+      }
+    }
+  }
+
+  TEST_CASE("moe_experts_forward with a given routing: all masked gives the shared expert alone, exactly") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 33;
+    const int H = 64, I = 32, E = 8, K = 2, I_s = 16;
+    const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
+    const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), 2, 0.125));
+    const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), 3, 0.125));
+    const auto s13 = rounded<bf16>(normal_values(size_t(2 * I_s * H), 4, 0.125));
+    const auto s2 = rounded<bf16>(normal_values(size_t(H * I_s), 5, 0.25));
+    for (double masked : {0.0, 0.4, 1.0}) {
+      CAPTURE(masked);
+      std::mt19937 rng{7u};
+      std::vector<int32_t> ids(size_t(T * K));
+      std::vector<float> gates(size_t(T * K));
+      for (int64_t t = 0; t < T; ++t) {
+        const int first = int(rng() % E);
+        for (int k = 0; k < K; ++k) {
+          ids[size_t(t * K + k)] = double(rng() % 1000) / 1000.0 < masked ? -1 : (first + k) % E;
+          gates[size_t(t * K + k)] = ids[size_t(t * K + k)] < 0 ? 0.0f : 0.25f + 0.5f * float(k);
+        }
+      }
+      const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()};
+      const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
+      beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
+          d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
+      beam::test::device_vector<int32_t> d_ids(ids);
+      beam::test::device_vector<float> d_gates(gates);
+      d_out.poison();
+      const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+      size_t bytes = 0;
+      REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
+                                                      d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
+      beam::test::device_vector<char> workspace(bytes);
+      REQUIRE(beam::device::moe_experts_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, d_ids.data(),
+                                                      d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected) <=
+            beam::dtype_traits<bf16>::tolerance);
+    }
+  }
+
+  TEST_CASE("moe_forward replayed from a CUDA graph with new hidden states equals eager") {
+    BEAM_REQUIRE_GPU();
+    for (int64_t T : {16, 300}) {  // both router paths
+      CAPTURE(T);
+      const int H = 128, I = 64, E = 32, K = 4;
+      const auto first = to_storage<bf16>(grid_values(size_t(T * H), 11));
+      const auto second = to_storage<bf16>(grid_values(size_t(T * H), 12));
+      beam::test::device_vector<bf16> d_x(first), w13(to_storage<bf16>(normal_values(size_t(E * 2 * I * H), 13, 0.1))),
+          w2(to_storage<bf16>(normal_values(size_t(E * H * I), 14, 0.1))),
+          w_r(to_storage<bf16>(grid_values(size_t(E * H), 15))), w_m(to_storage<bf16>(grid_values(size_t(E * H), 16))),
+          graph_out{size_t(T * H)}, eager_out{size_t(T * H)};
+      const moe_layer<bf16> layer{H, I, E, w13.data(), w2.data(), w_r.data(), w_m.data()};
+      beam::routing_options opt;
+      opt.top_k = K;
+      size_t bytes = 0;
+      REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, opt, {graph_out.data(), H}) ==
+              cudaSuccess);
+      beam::test::device_vector<char> workspace(bytes);
+      const auto run = [&](bf16* y, cudaStream_t stream) {
+        REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, opt, {y, H},
+                                                gemm_schedule::automatic, stream) == cudaSuccess);
+      };
+      const beam::test::captured_graph graph([&](cudaStream_t stream) { run(graph_out.data(), stream); });
+      BEAM_CUDA_TRY(cudaMemcpy(d_x.data(), second.data(), second.size() * sizeof(bf16), cudaMemcpyHostToDevice));
+      graph.replay();
+      BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
+      run(eager_out.data(), graph.stream());
+      BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
+      CHECK(beam::test::as_float(graph_out.to_host()) == beam::test::as_float(eager_out.to_host()));  // bitwise
+    }
+  }
+}
