@@ -5,7 +5,6 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
-#include <random>
 #include <vector>
 
 #include "beam/permute/device_combine.cuh"
@@ -17,22 +16,6 @@ namespace {
 
 using namespace beam::bench;
 using bf16 = __nv_bfloat16;
-
-//! Avg.K targets by index: K (dense Top-K), K/2, 1.23, 0.56 (the paper's operating points).
-double target_avg_k(int index, int K) {
-  const double targets[] = {double(K), K / 2.0, 1.23, 0.56};
-  return targets[index];
-}
-
-//! Seeded skewed routing `[T, K]` with pairs kept with probability Avg.K / K.
-std::vector<int32_t> make_routing(int64_t T, int K, int E, double avg_k) {
-  std::mt19937_64 rng(2026);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::uniform_int_distribution<int> any(0, E - 1), hot(0, E / 4 - 1);
-  std::vector<int32_t> ids(size_t(T * K));
-  for (auto& id : ids) id = u(rng) < avg_k / K ? (u(rng) < 0.5 ? hot(rng) : any(rng)) : -1;
-  return ids;
-}
 
 //! A routing on the device with the outputs of its compaction.
 struct permute_problem {
@@ -46,7 +29,7 @@ struct permute_problem {
       : T(tokens), K(top_k), E(experts), ids(size_t(tokens) * top_k), counts(size_t(experts)),
         offsets(size_t(experts) + 1), sorted(size_t(tokens) * top_k), rows(size_t(tokens) * top_k) {
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
-    const auto host = make_routing(T, K, E, avg_k);
+    const auto host = skewed_routing(T, K, E, avg_k);
     for (int32_t id : host) n_active += id >= 0;
     BEAM_CUDA_TRY(cudaMemcpy(ids.data(), host.data(), host.size() * 4, cudaMemcpyHostToDevice));
   }

@@ -39,14 +39,15 @@ class cuda_error : public std::runtime_error {
 
 }  // namespace beam
 
-//! Evaluates `expr` (a `cudaError_t`) once and throws `beam::cuda_error` unless it is
-//! `cudaSuccess`. For examples, tests and benchmarks only.
-#define BEAM_CUDA_TRY(expr)                                                \
-  do {                                                                     \
-    const cudaError_t beam_try_status_ = (expr);                           \
-    if (beam_try_status_ != cudaSuccess) {                                 \
-      throw ::beam::cuda_error(beam_try_status_, #expr, __FILE__, __LINE__); \
-    }                                                                      \
+//! Evaluates its argument (a `cudaError_t` expression, which may contain commas, e.g.
+//! `f<a, b>(x)`) once and throws `beam::cuda_error` unless it is `cudaSuccess`. For
+//! examples, tests and benchmarks only.
+#define BEAM_CUDA_TRY(...)                                                        \
+  do {                                                                            \
+    const cudaError_t beam_try_status_ = (__VA_ARGS__);                           \
+    if (beam_try_status_ != cudaSuccess) {                                        \
+      throw ::beam::cuda_error(beam_try_status_, #__VA_ARGS__, __FILE__, __LINE__); \
+    }                                                                             \
   } while (false)
 
 namespace beam {

@@ -135,7 +135,10 @@ cudaError_t launch_grouped_gemm(const beam::detail::grouped_gemm_params<T, OutT>
   using geo = beam::detail::gemm_geometry<Tiles>;
   const auto kernel = beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>;
   const size_t smem = geo::smem_bytes(params.groups);
-  if (const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  // The kernel's limit, the same for every call (a per-call value could lower it under
+  // another thread's larger launch).
+  if (const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                      int(geo::smem_bytes(beam::detail::gemm_max_groups)));
       status != cudaSuccess) {
     return status;
   }

@@ -34,6 +34,8 @@ __device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned address = unsigned(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 
@@ -41,6 +43,8 @@ __device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
 __device__ inline void copy_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 
@@ -49,6 +53,8 @@ template <int Pending>
 __device__ inline void copy_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 
@@ -65,6 +71,8 @@ __device__ inline void load_matrix_x4(uint32_t (&r)[4], const void* row_address)
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 
@@ -87,6 +95,8 @@ __device__ inline void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 

@@ -41,7 +41,9 @@ std::vector<double> grouped_matmul_nt(const Real* a, int64_t a_stride, const int
 }
 
 //! The SwiGLU epilogue on acc `[rows, N]`: `[rows, N/2]`, gate columns first.
+//! @throws std::invalid_argument unless N is even and positive
 inline std::vector<double> swiglu_columns(const std::vector<double>& acc, int64_t n) {
+  if (n < 2 || n % 2 != 0) throw std::invalid_argument("swiglu_columns: N must be even");
   const int64_t rows = int64_t(acc.size()) / n, half = n / 2;
   std::vector<double> out(static_cast<size_t>(rows * half));
   for (int64_t r = 0; r < rows; ++r) {

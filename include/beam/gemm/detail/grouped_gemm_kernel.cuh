@@ -90,21 +90,32 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   using geo = gemm_geometry<Tiles>;
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // mma.sync / cp.async / ldmatrix need sm_80: never run a build without them
+#endif
   using block_scan = cub::BlockScan<int32_t, threads>;
-  __shared__ typename block_scan::TempStorage scan_storage;
   extern __shared__ int4 smem[];
   T* a_ring = reinterpret_cast<T*>(smem);
   T* b_ring = a_ring + S * BM * BK;
   int32_t* tile_starts = reinterpret_cast<int32_t*>(b_ring + S * BN * BK);
+  // Rows of group e, clamped to [0, rows]: bad offsets cannot send a tile out of bounds.
+  const auto group_range = [&](int e, int64_t& begin, int64_t& end) {
+    begin = p.offsets ? min(max(int64_t(p.offsets[e]), int64_t(0)), p.rows) : 0;
+    end = p.offsets ? min(max(int64_t(p.offsets[e + 1]), begin), p.rows) : p.rows;
+  };
 
-  // Row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ (blocked scan).
+  // Row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ (blocked scan, its
+  // storage in the idle ring).
   {
+    static_assert(sizeof(typename block_scan::TempStorage) <= sizeof(T) * S * BM * BK, "scan storage fits the ring");
+    auto& scan_storage = *reinterpret_cast<typename block_scan::TempStorage*>(smem);
     int32_t tiles[geo::scan_items], starts[geo::scan_items];
 #pragma unroll
     for (int i = 0; i < geo::scan_items; ++i) {
       const int e = int(threadIdx.x) * geo::scan_items + i;
-      const int64_t rows = e >= p.groups ? 0 : p.offsets ? p.offsets[e + 1] - p.offsets[e] : p.rows;
-      tiles[i] = int32_t((rows + BM - 1) / BM);
+      int64_t begin = 0, end = 0;
+      if (e < p.groups) group_range(e, begin, end);
+      tiles[i] = int32_t((end - begin + BM - 1) / BM);
     }
     block_scan(scan_storage).ExclusiveSum(tiles, starts);
 #pragma unroll
@@ -112,7 +123,7 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
       const int e = int(threadIdx.x) * geo::scan_items + i;
       if (e <= p.groups) tile_starts[e] = starts[i];
     }
-    __syncthreads();
+    __syncthreads();  // tile_starts complete; the ring is free for the copies
   }
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
@@ -122,8 +133,9 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
     const int row_tile = int(w / p.column_tiles), column_tile = int(w % p.column_tiles);
     const int e = last_start_at_or_below(tile_starts, p.groups, row_tile);
-    const int64_t group_end = p.offsets ? p.offsets[e + 1] : p.rows;
-    const int64_t row0 = (p.offsets ? p.offsets[e] : 0) + int64_t(row_tile - tile_starts[e]) * BM;
+    int64_t group_begin = 0, group_end = 0;
+    group_range(e, group_begin, group_end);
+    const int64_t row0 = group_begin + int64_t(row_tile - tile_starts[e]) * BM;
 
     // This thread's copy sources: row pointers fixed for the work item, columns per stage.
     const T* a_src[geo::a_copies];

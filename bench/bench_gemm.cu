@@ -1,0 +1,217 @@
+// Expert GEMM benchmarks: beam's grouped GEMMs (GEMM 1 gathering X by index with the SwiGLU
+// epilogue, GEMM 2 with the ĝ row scale), with the routing's ranges on the device, beside two
+// cuBLAS baselines that need the counts on the host first: a cublasGemmEx loop over the
+// active experts (what a simple engine does) and cublasGemmGroupedBatchedEx. The baselines
+// read a pre-gathered Xp and do no SwiGLU (both in their favour).
+// Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
+#include <cub/device/device_scan.cuh>
+
+#include <vector>
+
+#include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/permute/device_compact.cuh"
+#include "common.cuh"
+
+namespace {
+
+using namespace beam::bench;
+using bf16 = __nv_bfloat16;
+using beam::device::gemm_epilogue;
+
+struct model_shape {
+  const char* name;
+  int H, I, E, K;
+};
+const model_shape models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8},
+                              {"DeepSeek-V2-Lite", 2048, 1408, 64, 6},
+                              {"Mixtral-8x7B", 4096, 14336, 8, 2}};
+
+//! One layer's experts with a routing and its compaction on the device.
+struct expert_problem {
+  model_shape m;
+  int64_t T, P;
+  std::vector<int32_t> host_ids, host_counts;
+  device_buffer<bf16> x, xp, w13, w2, act, act_wide, y;
+  device_buffer<int32_t> ids, counts, offsets, sorted, rows;
+  device_buffer<float> gates;
+  int64_t n_active = 0, experts_used = 0;
+  cudaStream_t stream;
+
+  expert_problem(const model_shape& shape, int64_t tokens, double avg_k)
+      : m(shape), T(tokens), P(tokens * shape.K), host_ids(skewed_routing(tokens, shape.K, shape.E, avg_k)),
+        x(size_t(tokens) * shape.H), xp(size_t(P) * shape.H), w13(size_t(shape.E) * 2 * shape.I * shape.H),
+        w2(size_t(shape.E) * shape.H * shape.I), act(size_t(P) * shape.I), act_wide(size_t(P) * 2 * shape.I),
+        y(size_t(P) * shape.H), ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
+        sorted(size_t(P)), rows(size_t(P)), gates(size_t(P)) {
+    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
+    fill_uniform(x.data(), x.size(), 1, -1, 1, stream);
+    fill_uniform(w13.data(), w13.size(), 2, -0.03f, 0.03f, stream);
+    fill_uniform(w2.data(), w2.size(), 3, -0.03f, 0.03f, stream);
+    fill_uniform(act.data(), act.size(), 4, -1, 1, stream);
+    fill_uniform(act_wide.data(), act_wide.size(), 5, -1, 1, stream);
+    fill_uniform(xp.data(), xp.size(), 6, -1, 1, stream);
+    fill_uniform(gates.data(), gates.size(), 7, 0, 1, stream);
+    BEAM_CUDA_TRY(cudaMemcpy(ids.data(), host_ids.data(), host_ids.size() * 4, cudaMemcpyHostToDevice));
+    const beam::device::compaction_input in{ids.data(), T, m.K, m.E};
+    const beam::device::compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data()};
+    size_t bytes = 0;
+    BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, in, out));
+    device_buffer<char> workspace(bytes);
+    BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, in, out, {}, stream));
+    host_counts.resize(size_t(m.E));
+    BEAM_CUDA_TRY(cudaMemcpy(host_counts.data(), counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost));
+    for (int32_t c : host_counts) {
+      n_active += c;
+      experts_used += c > 0;
+    }
+  }
+  ~expert_problem() { cudaStreamDestroy(stream); }
+
+  //! Bytes the two GEMMs must move at least: the active experts' weights, X rows, A and Y.
+  double bytes() const {
+    const double weights = double(experts_used) * 3.0 * m.H * m.I * 2;
+    return weights + double(n_active) * (m.H + 2.0 * m.I + m.H) * 2;
+  }
+  double flops() const { return 6.0 * double(n_active) * m.H * m.I; }
+  void report_counters(benchmark::State& state) const {
+    state.counters["n_active"] = double(n_active);
+    state.counters["experts"] = double(experts_used);
+  }
+};
+
+const model_shape& model_of(const benchmark::State& state) { return models[state.range(0)]; }
+
+//! beam: GEMM 1 (X gathered through sorted_pairs, SwiGLU) and GEMM 2 (× ĝ), no host sync.
+void bm_beam_experts(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P};
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
+        {p.x.data(), m.H, p.sorted.data(), m.K}, {p.w13.data(), m.H, int64_t(2) * m.I * m.H}, 2 * m.I, m.H, groups,
+        {p.act.data(), m.I, gemm_epilogue::swiglu}, beam::device::gemm_schedule::automatic, p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
+        {p.act.data(), m.I}, {p.w2.data(), m.I, int64_t(m.H) * m.I}, m.H, m.I, groups,
+        {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()},
+        beam::device::gemm_schedule::automatic, p.stream));
+  });
+  p.report_counters(state);
+  report(state, s, p.bytes(), p.flops());
+}
+
+//! cuBLAS: counts copied to the host, then one cublasGemmEx per active expert and GEMM.
+void bm_cublas_loop(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  cublasHandle_t handle;
+  cublas_try(cublasCreate(&handle), "cublasCreate");
+  cublas_try(cublasSetStream(handle, p.stream), "cublasSetStream");
+  std::vector<int32_t> counts(size_t(m.E));
+  const float one = 1.0f, zero = 0.0f;
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(cudaMemcpyAsync(counts.data(), p.counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost, p.stream));
+    BEAM_CUDA_TRY(cudaStreamSynchronize(p.stream));
+    int64_t row = 0;
+    for (int e = 0; e < m.E; ++e) {
+      const int rows = counts[size_t(e)];
+      if (rows == 0) continue;
+      // Column-major views: Cᵀ[n, rows] = W[n, k] · Aᵀ[k, rows].
+      cublas_try(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * m.I, rows, m.H, &one,
+                              p.w13.data() + size_t(e) * 2 * m.I * m.H, CUDA_R_16BF, m.H,
+                              p.xp.data() + size_t(row) * m.H, CUDA_R_16BF, m.H, &zero,
+                              p.act_wide.data() + size_t(row) * 2 * m.I, CUDA_R_16BF, 2 * m.I, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (W13)");
+      cublas_try(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, m.H, rows, m.I, &one,
+                              p.w2.data() + size_t(e) * m.H * m.I, CUDA_R_16BF, m.I, p.act.data() + size_t(row) * m.I,
+                              CUDA_R_16BF, m.I, &zero, p.y.data() + size_t(row) * m.H, CUDA_R_16BF, m.H,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (W2)");
+      row += rows;
+    }
+  });
+  cublasDestroy(handle);
+  p.report_counters(state);
+  report(state, s, p.bytes(), p.flops());
+}
+
+//! cuBLAS grouped: counts to the host, pointer arrays uploaded, one cublasGemmGroupedBatchedEx
+//! per GEMM (one group per active expert).
+void bm_cublas_grouped(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  cublasHandle_t handle;
+  cublas_try(cublasCreate(&handle), "cublasCreate");
+  cublas_try(cublasSetStream(handle, p.stream), "cublasSetStream");
+  device_buffer<const void*> pointers(size_t(6) * m.E);
+  std::vector<int32_t> counts(size_t(m.E));
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(cudaMemcpyAsync(counts.data(), p.counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost, p.stream));
+    BEAM_CUDA_TRY(cudaStreamSynchronize(p.stream));
+    std::vector<cublasOperation_t> op_t, op_n;
+    std::vector<int> n1, n2, rows_v, k1, k2, ones;
+    std::vector<float> alpha, beta;
+    std::vector<const void*> host_ptrs;  // [A1 | B1 | C1 | A2 | B2 | C2], one per group each
+    std::vector<const void*> a1, b1, c1, a2, b2, c2;
+    int64_t row = 0;
+    for (int e = 0; e < m.E; ++e) {
+      const int rows = counts[size_t(e)];
+      if (rows == 0) continue;
+      op_t.push_back(CUBLAS_OP_T);
+      op_n.push_back(CUBLAS_OP_N);
+      n1.push_back(2 * m.I);
+      n2.push_back(m.H);
+      rows_v.push_back(rows);
+      k1.push_back(m.H);
+      k2.push_back(m.I);
+      ones.push_back(1);
+      alpha.push_back(1.0f);
+      beta.push_back(0.0f);
+      a1.push_back(p.w13.data() + size_t(e) * 2 * m.I * m.H);
+      b1.push_back(p.xp.data() + size_t(row) * m.H);
+      c1.push_back(p.act_wide.data() + size_t(row) * 2 * m.I);
+      a2.push_back(p.w2.data() + size_t(e) * m.H * m.I);
+      b2.push_back(p.act.data() + size_t(row) * m.I);
+      c2.push_back(p.y.data() + size_t(row) * m.H);
+      row += rows;
+    }
+    const int groups = int(rows_v.size());
+    if (groups == 0) return;
+    for (const auto* v : {&a1, &b1, &c1, &a2, &b2, &c2}) host_ptrs.insert(host_ptrs.end(), v->begin(), v->end());
+    BEAM_CUDA_TRY(cudaMemcpyAsync(pointers.data(), host_ptrs.data(), host_ptrs.size() * sizeof(void*),
+                                  cudaMemcpyHostToDevice, p.stream));
+    const void* const* d = pointers.data();
+    cublas_try(cublasGemmGroupedBatchedEx(handle, op_t.data(), op_n.data(), n1.data(), rows_v.data(), k1.data(),
+                                          alpha.data(), d, CUDA_R_16BF, k1.data(), d + groups, CUDA_R_16BF,
+                                          k1.data(), beta.data(), const_cast<void* const*>(d + 2 * groups),
+                                          CUDA_R_16BF, n1.data(), groups, ones.data(), CUBLAS_COMPUTE_32F),
+               "cublasGemmGroupedBatchedEx (W13)");
+    cublas_try(cublasGemmGroupedBatchedEx(handle, op_t.data(), op_n.data(), n2.data(), rows_v.data(), k2.data(),
+                                          alpha.data(), d + 3 * groups, CUDA_R_16BF, k2.data(), d + 4 * groups,
+                                          CUDA_R_16BF, k2.data(), beta.data(),
+                                          const_cast<void* const*>(d + 5 * groups), CUDA_R_16BF, n2.data(), groups,
+                                          ones.data(), CUBLAS_COMPUTE_32F),
+               "cublasGemmGroupedBatchedEx (W2)");
+  });
+  cublasDestroy(handle);
+  p.report_counters(state);
+  report(state, s, p.bytes(), p.flops());
+}
+
+void expert_args(benchmark::internal::Benchmark* b) {
+  for (int model : {0, 1}) {
+    for (int64_t T : {1, 8, 32, 128, 512, 2048, 8192, 16384}) {
+      for (int avg_k : {0, 1, 2, 3}) b->Args({model, T, avg_k});
+    }
+  }
+  for (int64_t T : {1, 64, 2048}) b->Args({2, T, 0});  // Mixtral: few, large experts (dense Top-2)
+  b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+BENCHMARK(bm_beam_experts)->Apply(expert_args);
+BENCHMARK(bm_cublas_loop)->Apply(expert_args);
+BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
+
+BEAM_BENCHMARK_MAIN();

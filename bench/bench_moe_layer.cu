@@ -1,0 +1,156 @@
+// Layer benchmarks: beam::device::moe_experts_forward (compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ
+// → shared expert → combine) with a BEAM routing at a target Avg.K, timed beside the dense
+// Top-K routing it was drawn from (the same experts, none masked), and the whole
+// moe_forward with its router. Counters: the masked / dense speed-up next to the ideal one
+// (distinct active experts' weight bytes at decode, T ≤ 64; expert FLOPs beyond), and the
+// time against the HBM roofline of the bytes that must move.
+// Range: model index (DESIGN.md §6), T, Avg.K index (K/2, 1.23, 0.56).
+#include <vector>
+
+#include "beam/moe/device_moe.cuh"
+#include "common.cuh"
+
+namespace {
+
+using namespace beam::bench;
+using bf16 = __nv_bfloat16;
+
+struct model_shape {
+  const char* name;
+  int H, I, E, K, I_s;
+};
+const model_shape models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8, 0},
+                              {"DeepSeek-V2-Lite", 2048, 1408, 64, 6, 2 * 1408},
+                              {"Qwen1.5-MoE-A2.7B", 2048, 1408, 60, 4, 5632}};
+
+//! A layer's weights, inputs and workspace on the device.
+struct layer_problem {
+  model_shape m;
+  int64_t T;
+  device_buffer<bf16> x, y, w13, w2, router, mask_router, shared_w13, shared_w2;
+  device_buffer<int32_t> ids;
+  device_buffer<float> gates;
+  cudaStream_t stream;
+
+  layer_problem(const model_shape& shape, int64_t tokens)
+      : m(shape), T(tokens), x(size_t(tokens) * shape.H), y(size_t(tokens) * shape.H),
+        w13(size_t(shape.E) * 2 * shape.I * shape.H), w2(size_t(shape.E) * shape.H * shape.I),
+        router(size_t(shape.E) * shape.H), mask_router(size_t(shape.E) * shape.H),
+        shared_w13(std::max<size_t>(size_t(2) * shape.I_s * shape.H, 8)),
+        shared_w2(std::max<size_t>(size_t(shape.H) * shape.I_s, 8)), ids(size_t(tokens) * shape.K),
+        gates(size_t(tokens) * shape.K) {
+    BEAM_CUDA_TRY(cudaStreamCreate(&stream));
+    fill_uniform(x.data(), x.size(), 1, -1, 1, stream);
+    fill_uniform(w13.data(), w13.size(), 2, -0.03f, 0.03f, stream);
+    fill_uniform(w2.data(), w2.size(), 3, -0.03f, 0.03f, stream);
+    fill_uniform(router.data(), router.size(), 4, -0.05f, 0.05f, stream);
+    fill_uniform(mask_router.data(), mask_router.size(), 5, -0.05f, 0.05f, stream);
+    fill_uniform(shared_w13.data(), shared_w13.size(), 6, -0.03f, 0.03f, stream);
+    fill_uniform(shared_w2.data(), shared_w2.size(), 7, -0.03f, 0.03f, stream);
+    fill_uniform(gates.data(), gates.size(), 8, 0, 1, stream);
+  }
+  ~layer_problem() { cudaStreamDestroy(stream); }
+  beam::device::moe_layer<bf16> layer() const {
+    return {m.H, m.I, m.E, w13.data(), w2.data(), router.data(), mask_router.data(), m.I_s, shared_w13.data(),
+            shared_w2.data()};
+  }
+
+  //! Median seconds of moe_experts_forward with the routing `host_ids`.
+  double time_experts(const std::vector<int32_t>& host_ids) {
+    BEAM_CUDA_TRY(cudaMemcpy(ids.data(), host_ids.data(), host_ids.size() * 4, cudaMemcpyHostToDevice));
+    size_t bytes = 0;
+    BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(nullptr, bytes, x.data(), m.H, T, layer(), ids.data(),
+                                                          gates.data(), m.K, {y.data(), m.H}));
+    device_buffer<char> workspace(bytes);
+    return median_seconds(stream, [&] {
+      BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(workspace.data(), bytes, x.data(), m.H, T, layer(),
+                                                            ids.data(), gates.data(), m.K, {y.data(), m.H},
+                                                            beam::device::gemm_schedule::automatic, stream));
+    });
+  }
+
+  //! Bytes that must move: the distinct active experts' weights (+ the shared expert's), the
+  //! activations in and out.
+  double bytes(const std::vector<int32_t>& host_ids) const {
+    std::vector<char> used(size_t(m.E), 0);
+    for (int32_t id : host_ids) {
+      if (id >= 0) used[size_t(id)] = 1;
+    }
+    const double experts = double(std::count(used.begin(), used.end(), 1));
+    return (experts * 3.0 * m.I + 3.0 * m.I_s) * m.H * 2 + 2.0 * double(T) * m.H * 2;
+  }
+  double flops(const std::vector<int32_t>& host_ids) const {
+    double pairs = 0;
+    for (int32_t id : host_ids) pairs += id >= 0;
+    return 6.0 * m.H * (pairs * m.I + double(T) * m.I_s);
+  }
+};
+
+//! moe_experts_forward at a target Avg.K beside dense Top-K on the same experts.
+void bm_layer_masked_vs_dense(benchmark::State& state) {
+  const model_shape& m = models[state.range(0)];
+  const int64_t T = state.range(1);
+  layer_problem p(m, T);
+  const auto dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
+  const auto masked_ids = skewed_routing(T, m.K, m.E, target_avg_k(int(state.range(2)), m.K));
+  const double dense_s = p.time_experts(dense_ids), masked_s = p.time_experts(masked_ids);
+  const bool decode = T <= 64;
+  const double ideal = decode ? p.bytes(dense_ids) / p.bytes(masked_ids) : p.flops(dense_ids) / p.flops(masked_ids);
+  const double roofline_s = p.bytes(masked_ids) / measured_ceilings().copy_bytes_per_s;
+  state.counters["dense_us"] = dense_s * 1e6;
+  state.counters["speedup"] = dense_s / masked_s;
+  state.counters["ideal"] = ideal;
+  state.counters["%of_ideal"] = 100.0 * (dense_s / masked_s) / ideal;
+  state.counters["roofline_us"] = roofline_s * 1e6;
+  state.counters["%roofline"] = 100.0 * roofline_s / masked_s;
+  report(state, masked_s, p.bytes(masked_ids), p.flops(masked_ids));
+}
+
+//! The whole moe_forward (router, routing with the mask, experts, combine); range: model, T,
+//! mask (0 off: dense Top-K, 1 on).
+void bm_moe_forward(benchmark::State& state) {
+  const model_shape& m = models[state.range(0)];
+  const int64_t T = state.range(1);
+  layer_problem p(m, T);
+  beam::routing_options options;
+  options.top_k = m.K;
+  options.mask_enabled = state.range(2) != 0;
+  size_t bytes = 0;
+  BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(nullptr, bytes, p.x.data(), m.H, T, p.layer(), options,
+                                                {p.y.data(), m.H}));
+  device_buffer<char> workspace(bytes);
+  const beam::device::moe_outputs<bf16> out{p.y.data(), m.H, nullptr, 0, p.ids.data(), p.gates.data()};
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(workspace.data(), bytes, p.x.data(), m.H, T, p.layer(), options, out,
+                                                  beam::device::gemm_schedule::automatic, p.stream));
+  });
+  std::vector<int32_t> routed(size_t(T) * m.K);
+  BEAM_CUDA_TRY(cudaMemcpy(routed.data(), p.ids.data(), routed.size() * 4, cudaMemcpyDeviceToHost));
+  double pairs = 0;
+  for (int32_t id : routed) pairs += id >= 0;
+  state.counters["avg_k"] = pairs / double(T);
+  report(state, s, p.bytes(routed), p.flops(routed));
+}
+
+void layer_args(benchmark::internal::Benchmark* b) {
+  for (int model : {0, 1, 2}) {
+    for (int64_t T : {1, 8, 32, 128, 512, 2048, 8192, 16384}) {
+      for (int avg_k : {1, 2, 3}) b->Args({model, T, avg_k});
+    }
+  }
+  b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+void forward_args(benchmark::internal::Benchmark* b) {
+  for (int64_t T : {1, 8, 64, 512, 4096}) {
+    for (int mask : {0, 1}) b->Args({0, T, mask});
+  }
+  b->ArgNames({"model", "T", "mask"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+BENCHMARK(bm_layer_masked_vs_dense)->Apply(layer_args);
+BENCHMARK(bm_moe_forward)->Apply(forward_args);
+
+BEAM_BENCHMARK_MAIN();
