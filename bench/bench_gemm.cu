@@ -67,6 +67,14 @@ struct expert_problem {
   }
   ~expert_problem() { cudaStreamDestroy(stream); }
 
+  //! The counts on the host, as an engine without device-side ranges must fetch them: a
+  //! copy and a stream synchronisation (inside the baselines' timed work).
+  const std::vector<int32_t>& fetch_counts() {
+    BEAM_CUDA_TRY(cudaMemcpyAsync(host_counts.data(), counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost, stream));
+    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+    return host_counts;
+  }
+
   //! Bytes the two GEMMs must move at least: the active experts' weights, X rows, A and Y.
   double bytes() const {
     const double weights = double(experts_used) * 3.0 * m.H * m.I * 2;
@@ -103,14 +111,11 @@ void bm_beam_experts(benchmark::State& state) {
 void bm_cublas_loop(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
-  cublasHandle_t handle;
-  cublas_try(cublasCreate(&handle), "cublasCreate");
-  cublas_try(cublasSetStream(handle, p.stream), "cublasSetStream");
-  std::vector<int32_t> counts(size_t(m.E));
+  const cublas_handle owner(p.stream);
+  const cublasHandle_t handle = owner.handle;
   const float one = 1.0f, zero = 0.0f;
   const double s = median_seconds(p.stream, [&] {
-    BEAM_CUDA_TRY(cudaMemcpyAsync(counts.data(), p.counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost, p.stream));
-    BEAM_CUDA_TRY(cudaStreamSynchronize(p.stream));
+    const std::vector<int32_t>& counts = p.fetch_counts();
     int64_t row = 0;
     for (int e = 0; e < m.E; ++e) {
       const int rows = counts[size_t(e)];
@@ -130,7 +135,6 @@ void bm_cublas_loop(benchmark::State& state) {
       row += rows;
     }
   });
-  cublasDestroy(handle);
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
 }
@@ -140,14 +144,11 @@ void bm_cublas_loop(benchmark::State& state) {
 void bm_cublas_grouped(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
-  cublasHandle_t handle;
-  cublas_try(cublasCreate(&handle), "cublasCreate");
-  cublas_try(cublasSetStream(handle, p.stream), "cublasSetStream");
+  const cublas_handle owner(p.stream);
+  const cublasHandle_t handle = owner.handle;
   device_buffer<const void*> pointers(size_t(6) * m.E);
-  std::vector<int32_t> counts(size_t(m.E));
   const double s = median_seconds(p.stream, [&] {
-    BEAM_CUDA_TRY(cudaMemcpyAsync(counts.data(), p.counts.data(), size_t(m.E) * 4, cudaMemcpyDeviceToHost, p.stream));
-    BEAM_CUDA_TRY(cudaStreamSynchronize(p.stream));
+    const std::vector<int32_t>& counts = p.fetch_counts();
     std::vector<cublasOperation_t> op_t, op_n;
     std::vector<int> n1, n2, rows_v, k1, k2, ones;
     std::vector<float> alpha, beta;
@@ -193,7 +194,6 @@ void bm_cublas_grouped(benchmark::State& state) {
                                           ones.data(), CUBLAS_COMPUTE_32F),
                "cublasGemmGroupedBatchedEx (W2)");
   });
-  cublasDestroy(handle);
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
 }

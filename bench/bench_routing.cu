@@ -130,9 +130,8 @@ void bm_route_decode(benchmark::State& state) {
 //! then route_and_mask; range: T, H, E, K.
 void bm_cublas_gemm_then_route(benchmark::State& state) {
   decode_problem p(state.range(0), int(state.range(1)), int(state.range(2)), int(state.range(3)));
-  cublasHandle_t handle;
-  cublas_try(cublasCreate(&handle), "cublasCreate");
-  cublas_try(cublasSetStream(handle, p.stream), "cublasSetStream");
+  const cublas_handle owner(p.stream);
+  const cublasHandle_t handle = owner.handle;
   const float alpha = 1.0f, beta = 0.0f;
   const int m = int(p.T), n = 2 * p.E, k = p.H;
   l2_flusher l2;
@@ -147,7 +146,6 @@ void bm_cublas_gemm_then_route(benchmark::State& state) {
         BEAM_CUDA_TRY(beam::device::route_and_mask(p.view(), p.T, p.E, p.options(true), p.outputs(), p.stream));
       },
       20, 3, [&] { l2.flush(p.stream); });
-  cublasDestroy(handle);
   report(state, s, p.weight_bytes(), 2.0 * p.T * 2 * p.E * p.H);
 }
 

@@ -164,14 +164,22 @@ inline double copy_bandwidth(size_t bytes, cudaStream_t stream, bool use_kernel)
   return 2.0 * double(bytes) / s;
 }
 
+//! An owned cuBLAS handle bound to a stream.
+class cublas_handle {
+ public:
+  explicit cublas_handle(cudaStream_t stream) {
+    cublas_try(cublasCreate(&handle), "cublasCreate");
+    cublas_try(cublasSetStream(handle, stream), "cublasSetStream");
+  }
+  cublas_handle(const cublas_handle&) = delete;
+  cublas_handle& operator=(const cublas_handle&) = delete;
+  ~cublas_handle() { cublasDestroy(handle); }
+  cublasHandle_t handle = nullptr;
+};
+
 //! cuBLAS bf16 GEMM (fp32 accumulation, bf16 output) C[m, n] = A[m, k] · B[n, k]ᵀ: FLOP/s.
 inline double cublas_bf16_gemm_rate(int m, int n, int k, cudaStream_t stream) {
-  struct handle_owner {
-    cublasHandle_t handle = nullptr;
-    handle_owner() { cublas_try(cublasCreate(&handle), "cublasCreate"); }
-    ~handle_owner() { cublasDestroy(handle); }
-  } owner;
-  cublas_try(cublasSetStream(owner.handle, stream), "cublasSetStream");
+  const cublas_handle owner(stream);
   device_buffer<__nv_bfloat16> a(size_t(m) * k), b(size_t(n) * k), c(size_t(m) * n);
   fill_uniform(a.data(), a.size(), 2, -1, 1, stream);
   fill_uniform(b.data(), b.size(), 3, -1, 1, stream);
