@@ -2,7 +2,8 @@
 // epilogue, GEMM 2 with the ĝ row scale), with the routing's ranges on the device, beside two
 // cuBLAS baselines that need the counts on the host first: a cublasGemmEx loop over the
 // active experts (what a simple engine does) and cublasGemmGroupedBatchedEx. The baselines
-// read a pre-gathered Xp and do no SwiGLU (both in their favour).
+// read a pre-gathered Xp and do no SwiGLU (both in their favour). L2 is flushed before every
+// timed call.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cub/device/device_scan.cuh>
 
@@ -36,6 +37,7 @@ struct expert_problem {
   device_buffer<float> gates;
   int64_t n_active = 0, experts_used = 0;
   cudaStream_t stream;
+  l2_flusher l2;  //!< every timed call starts from a cold L2: weights come from HBM
 
   expert_problem(const model_shape& shape, int64_t tokens, double avg_k)
       : m(shape), T(tokens), P(tokens * shape.K), host_ids(skewed_routing(tokens, shape.K, shape.E, avg_k)),
@@ -102,7 +104,7 @@ void bm_beam_experts(benchmark::State& state) {
         {p.act.data(), m.I}, {p.w2.data(), m.I, int64_t(m.H) * m.I}, m.H, m.I, groups,
         {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()},
         beam::device::gemm_schedule::automatic, p.stream));
-  });
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
 }
@@ -134,7 +136,7 @@ void bm_cublas_loop(benchmark::State& state) {
                  "cublasGemmEx (W2)");
       row += rows;
     }
-  });
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
 }
@@ -193,7 +195,7 @@ void bm_cublas_grouped(benchmark::State& state) {
                                           const_cast<void* const*>(d + 5 * groups), CUDA_R_16BF, n2.data(), groups,
                                           ones.data(), CUBLAS_COMPUTE_32F),
                "cublasGemmGroupedBatchedEx (W2)");
-  });
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
 }

@@ -1,10 +1,12 @@
 // Layer benchmarks: beam::device::moe_experts_forward (compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ
 // → shared expert → combine) with a BEAM routing at a target Avg.K, timed beside the dense
 // Top-K routing it was drawn from (the same experts, none masked), and the whole
-// moe_forward with its router. Counters: the masked / dense speed-up next to the ideal one
-// (distinct active experts' weight bytes at decode, T ≤ 64; expert FLOPs beyond), and the
-// time against the HBM roofline of the bytes that must move.
+// moe_forward with its router; L2 flushed before every timed call. Counters: the masked /
+// dense speed-up next to the ideal one, the ratio of their roofline times, where a roofline
+// time is max(bytes that must move / copy ceiling, FLOPs / cuBLAS bf16 rate), and the masked
+// time against its roofline.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K/2, 1.23, 0.56).
+#include <algorithm>
 #include <vector>
 
 #include "beam/moe/device_moe.cuh"
@@ -31,6 +33,7 @@ struct layer_problem {
   device_buffer<int32_t> ids;
   device_buffer<float> gates;
   cudaStream_t stream;
+  l2_flusher l2;  //!< every timed call starts from a cold L2: weights come from HBM
 
   layer_problem(const model_shape& shape, int64_t tokens)
       : m(shape), T(tokens), x(size_t(tokens) * shape.H), y(size_t(tokens) * shape.H),
@@ -62,11 +65,20 @@ struct layer_problem {
     BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(nullptr, bytes, x.data(), m.H, T, layer(), ids.data(),
                                                           gates.data(), m.K, {y.data(), m.H}));
     device_buffer<char> workspace(bytes);
-    return median_seconds(stream, [&] {
-      BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(workspace.data(), bytes, x.data(), m.H, T, layer(),
-                                                            ids.data(), gates.data(), m.K, {y.data(), m.H},
-                                                            beam::device::gemm_schedule::automatic, stream));
-    });
+    return median_seconds(
+        stream,
+        [&] {
+          BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(workspace.data(), bytes, x.data(), m.H, T, layer(),
+                                                                ids.data(), gates.data(), m.K, {y.data(), m.H},
+                                                                beam::device::gemm_schedule::automatic, stream));
+        },
+        20, 3, [&] { l2.flush(stream); });
+  }
+
+  //! The roofline time: max(bytes / copy ceiling, FLOPs / cuBLAS bf16 rate).
+  double roofline_seconds(const std::vector<int32_t>& host_ids) const {
+    const ceilings& c = measured_ceilings();
+    return std::max(bytes(host_ids) / c.copy_bytes_per_s, flops(host_ids) / c.gemm_flops_per_s);
   }
 
   //! Bytes that must move: the distinct active experts' weights (+ the shared expert's), the
@@ -94,9 +106,10 @@ void bm_layer_masked_vs_dense(benchmark::State& state) {
   const auto dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
   const auto masked_ids = skewed_routing(T, m.K, m.E, target_avg_k(int(state.range(2)), m.K));
   const double dense_s = p.time_experts(dense_ids), masked_s = p.time_experts(masked_ids);
-  const bool decode = T <= 64;
-  const double ideal = decode ? p.bytes(dense_ids) / p.bytes(masked_ids) : p.flops(dense_ids) / p.flops(masked_ids);
-  const double roofline_s = p.bytes(masked_ids) / measured_ceilings().copy_bytes_per_s;
+  const double roofline_s = p.roofline_seconds(masked_ids), ideal = p.roofline_seconds(dense_ids) / roofline_s;
+  double pairs = 0;
+  for (int32_t id : masked_ids) pairs += id >= 0;
+  state.counters["avg_k"] = pairs / double(T);  // realised (few tokens miss the target)
   state.counters["dense_us"] = dense_s * 1e6;
   state.counters["speedup"] = dense_s / masked_s;
   state.counters["ideal"] = ideal;
@@ -120,10 +133,13 @@ void bm_moe_forward(benchmark::State& state) {
                                                 {p.y.data(), m.H}));
   device_buffer<char> workspace(bytes);
   const beam::device::moe_outputs<bf16> out{p.y.data(), m.H, nullptr, 0, p.ids.data(), p.gates.data()};
-  const double s = median_seconds(p.stream, [&] {
-    BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(workspace.data(), bytes, p.x.data(), m.H, T, p.layer(), options, out,
-                                                  beam::device::gemm_schedule::automatic, p.stream));
-  });
+  const double s = median_seconds(
+      p.stream,
+      [&] {
+        BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(workspace.data(), bytes, p.x.data(), m.H, T, p.layer(), options,
+                                                      out, beam::device::gemm_schedule::automatic, p.stream));
+      },
+      20, 3, [&] { p.l2.flush(p.stream); });
   std::vector<int32_t> routed(size_t(T) * m.K);
   BEAM_CUDA_TRY(cudaMemcpy(routed.data(), p.ids.data(), routed.size() * 4, cudaMemcpyDeviceToHost));
   double pairs = 0;

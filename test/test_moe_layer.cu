@@ -59,6 +59,7 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
   CHECK(call(layer, 64, 8, {fake, 2040}) == cudaErrorInvalidValue);                                     // stride < H
   CHECK(call(layer, 64, 8, out, fake + 4) == cudaErrorInvalidValue);                                    // misaligned
   CHECK(call(layer, 64, 8, {fake, 2048, fake + 8, 2047}) == cudaErrorInvalidValue);                     // residual
+  CHECK(call(layer, 64, 8, {fake, 2048, fake, 4096}) == cudaErrorInvalidValue);  // in place, another stride
   size_t too_small = small - 1;
   CHECK(beam::device::moe_forward<bf16>(workspace, too_small, fake, 2048, 64, layer, opt, out) == cudaErrorInvalidValue);
   CHECK(call(layer, 0, 8, {nullptr, 0}, nullptr) == cudaSuccess);  // T = 0: nothing to do
@@ -69,13 +70,15 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
 
 namespace {
 
-//! n values k/8, |k| ≤ 8: every product of two is a multiple of 1/64 and every partial sum of
-//! H ≤ 2048 of them is exact in float, so router logits are exact on host and device.
-std::vector<float> grid_values(size_t n, uint64_t seed) {
+//! n values k/denominator, |k| ≤ 8 (denominator 8 or 64): products of two are multiples of
+//! 2⁻⁹ and every partial sum of H ≤ 2048 of them is exact in float, so router logits are exact
+//! on host and device. x uses 8; the routers 64, which keeps the logits O(1) so that every
+//! slot's gate weight matters.
+std::vector<float> grid_values(size_t n, uint64_t seed, float denominator = 8.0f) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> k(-8, 8);
   std::vector<float> v(n);
-  for (auto& x : v) x = float(k(rng)) / 8.0f;
+  for (auto& x : v) x = float(k(rng)) / denominator;
   return v;
 }
 
@@ -116,9 +119,9 @@ void check_layer(const layer_case& c, uint64_t seed) {
   CAPTURE(beam::dtype_traits<T>::name);
   const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
   const auto x = grid_values(size_t(T_ * H), seed);
-  const auto w_r = grid_values(size_t(E * H), seed + 1);
+  const auto w_r = grid_values(size_t(E * H), seed + 1, 64.0f);
   // W_m on the grid too: z is symmetric about 0, so about half the candidates are kept.
-  const auto w_m = grid_values(size_t(E * H), seed + 2);
+  const auto w_m = grid_values(size_t(E * H), seed + 2, 64.0f);
   const auto w13 = rounded<T>(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))));
   const auto w2 = rounded<T>(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))));
   const auto s13 = rounded<T>(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
@@ -172,7 +175,8 @@ TEST_SUITE("gpu") {
       struct shape {
         int H, I, E, K, I_s;
       };
-      for (auto [H, I, E, K, I_s] : {shape{64, 32, 8, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
+      // E = 6 and 60: router logits padded to a multiple of 4 columns on the GEMM path.
+      for (auto [H, I, E, K, I_s] : {shape{64, 32, 6, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
         for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
           const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule};
           check_layer<bf16>(c, 90000 + uint64_t(n));
@@ -183,7 +187,7 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("moe_experts_forward with a given routing: all masked gives the shared expert alone, exactly") {
+  TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert alone)") {
     BEAM_REQUIRE_GPU();
     const int64_t T = 33;
     const int H = 64, I = 32, E = 8, K = 2, I_s = 16;

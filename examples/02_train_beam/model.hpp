@@ -1,6 +1,7 @@
 // A tiny character-level MoE language model with a hand-written backward pass, for the BEAM
 // training example. Routing, the mask, the STE backward and the auxiliary losses go through
-// beam::reference; everything else (embeddings, RMSNorm, SwiGLU experts, LM head, Adam) is here.
+// the library (routing_backend.hpp: beam::reference on the CPU, the device primitives on a
+// GPU); everything else (embeddings, RMSNorm, SwiGLU experts, LM head, Adam) is here.
 //
 //   x0 = Σ_j Emb_j[c_{t−1−j}]                    (j < context: one embedding table per offset)
 //   u  = rmsnorm(x0),  [r | z] = u · [W_r | W_m]ᵀ
@@ -10,6 +11,8 @@
 #pragma once
 
 #include <beam/reference/training.cuh>
+
+#include "routing_backend.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -45,6 +48,16 @@ struct routing_setup {
   double alpha = 0.0;   //!< balance loss coefficient
   double beta = 0.0;    //!< L_reg coefficient
 };
+
+//! The routing backend of the Top-k and BEAM modes: the CPU reference unless `main` installs
+//! the GPU one (the soft-mask and top-p modes need the gate weights g: always the reference).
+inline routing_backend* device_routing_backend = nullptr;
+
+inline routing_backend& routing_for(routing_mode mode) {
+  static reference_routing cpu;
+  const bool device_mode = mode == routing_mode::top_k || mode == routing_mode::beam;
+  return device_mode && device_routing_backend ? *device_routing_backend : cpu;
+}
 
 //! One trainable tensor with its gradient and Adam moments.
 struct parameter {
@@ -172,7 +185,8 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
   ref::routing_options opt;
   opt.top_k = K;
   opt.mask_enabled = masked_mode;
-  ref::routing_result<float> routing = ref::route_and_mask(rv, zv, opt);
+  routing_backend& backend = routing_for(rs.mode);
+  ref::routing_result<float> routing = backend.route(rv, zv, opt);
 
   // Weights the forward uses: ĝ (hard mask) for BEAM; g·σ(z) for the soft ablation at
   // training; the top-p prefix for top-p.
@@ -251,8 +265,7 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
       dlogits[b * V + o] = float((std::exp(dlogits[b * V + o] - max_logit) / sum - (o == target)) / B);
     }
   }
-  st.l_reg = masked_mode ? ref::l_reg(routing) : 0.0;
-  st.l_bal = ref::balance_loss(rv, routing);
+  backend.losses(routing, rv, zv, st.l_bal, st.l_reg);
   if (!train) return st;
 
   // ---- backward ----
@@ -326,11 +339,11 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
                                                   beam::sigmoid_grad(double(zv(int64_t(s / K), e))));
       }
     }
+    if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
+    if (rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);
   } else {
-    rg = ref::routing_backward(routing, rv, zv, d_weight.data());
+    rg = backend.backward(routing, rv, zv, d_weight.data(), rs.alpha, masked_mode ? rs.beta : 0.0);
   }
-  if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
-  if (masked_mode && rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);
   for (int b = 0; b < B; ++b) {
     for (int e = 0; e < E; ++e) {
       const float dr = rg.d_router_logits[size_t(b) * E + e];

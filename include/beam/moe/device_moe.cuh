@@ -63,8 +63,10 @@ struct moe_outputs {
 //!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
-//!         `workspace_bytes` below the queried size; else the first failing launch's status.
-//!         T = 0: success, nothing runs.
+//!         an in-place residual (residual == out) with another stride; `workspace_bytes`
+//!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
+//!         older than sm_80; else the first failing launch's status. T = 0: success, nothing
+//!         runs.
 template <class T>
 [[nodiscard]] cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
                                       int64_t tokens, const moe_layer<T>& layer, const routing_options& options,
@@ -88,6 +90,10 @@ namespace beam::device {
 
 namespace detail {
 
+//! Columns of each half of the router GEMMs' float logits [r | z]: E rounded up to 4, so that
+//! the rows and the z half stay 16-byte aligned.
+inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
+
 //! The workspace of a layer: each array 256-byte aligned, in this order.
 struct moe_workspace {
   size_t routing_ids, routing_weights, router, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
@@ -101,7 +107,7 @@ struct moe_workspace {
         !routes ? 0
         : tokens <= max_decode_tokens && layer.experts <= max_decode_experts
             ? beam::detail::decode_workspace(tokens, layer.experts).bytes
-            : size_t(tokens) * 2 * E * sizeof(float);
+            : size_t(tokens) * 2 * size_t(router_columns(layer.experts)) * sizeof(float);
     const beam::detail::compact_plan plan(compaction_input{nullptr, tokens, top_k, layer.experts});
     size_t at = 0;
     const auto take = [&](size_t n) {
@@ -149,11 +155,25 @@ cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, co
     return cudaErrorInvalidValue;
   }
   if (out.residual && !rows_ok(out.residual, out.residual_stride)) return cudaErrorInvalidValue;
+  if (out.residual == out.out && out.residual_stride != out.out_stride) return cudaErrorInvalidValue;  // in place
   if (layer.shared_intermediate > 0 && (!aligned(layer.shared_w13) || !aligned(layer.shared_w2))) {
     return cudaErrorInvalidValue;
   }
   if (routes && (!aligned(layer.router) || (mask && !aligned(layer.mask_router)))) return cudaErrorInvalidValue;
   return cudaSuccess;
+}
+
+//! Checks made only when the layer is about to run: the workspace alignment and an sm_80+
+//! device (the grouped GEMMs), so that no stage can fail on arguments after another ran.
+inline cudaError_t check_moe_launch(const void* workspace) {
+  if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
+  int device = 0, major = 0;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  if (const cudaError_t status = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+      status != cudaSuccess) {
+    return status;
+  }
+  return major >= 8 ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 //! compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on checked arguments.
@@ -222,6 +242,7 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   }
   if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
+  if (const cudaError_t status = detail::check_moe_launch(workspace); status != cudaSuccess) return status;
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
                              stream);
 }
@@ -243,6 +264,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   }
   if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
+  if (const cudaError_t status = detail::check_moe_launch(workspace); status != cudaSuccess) return status;
   const int E = layer.experts, H = layer.hidden;
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
@@ -253,18 +275,18 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   if (tokens <= max_decode_tokens && E <= max_decode_experts) {  // one launch: router GEMV + routing
     status = route_decode<T>(router, router_bytes, x, x_stride, tokens, H,
                              {layer.router, layer.mask_router, H, H}, E, options, routing, stream);
-  } else {  // router GEMMs into float logits [T, 2E] (r | z), then the routing
+  } else {  // router GEMMs into float logits [T, 2·E4] (r | z), then the routing
     float* logits = static_cast<float*>(router);
+    const int64_t half = detail::router_columns(E), stride = 2 * half;
     const gemm_groups all{nullptr, 1, tokens};
-    status = grouped_gemm<T, float>({x, x_stride}, {layer.router, H, 0}, E, H, all, {logits, 2 * int64_t(E)},
+    status = grouped_gemm<T, float>({x, x_stride}, {layer.router, H, 0}, E, H, all, {logits, stride},
                                     gemm_schedule::automatic, stream);
     if (status == cudaSuccess && options.mask_enabled) {
-      status = grouped_gemm<T, float>({x, x_stride}, {layer.mask_router, H, 0}, E, H, all,
-                                      {logits + E, 2 * int64_t(E)}, gemm_schedule::automatic, stream);
+      status = grouped_gemm<T, float>({x, x_stride}, {layer.mask_router, H, 0}, E, H, all, {logits + half, stride},
+                                      gemm_schedule::automatic, stream);
     }
     if (status == cudaSuccess) {
-      status = route_and_mask<float>({logits, logits + E, 2 * int64_t(E), 2 * int64_t(E)}, tokens, E, options, routing,
-                                     stream);
+      status = route_and_mask<float>({logits, logits + half, stride, stride}, tokens, E, options, routing, stream);
     }
   }
   if (status != cudaSuccess) return status;
