@@ -41,6 +41,11 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, {nullptr, 64, 0}, 128, 64, groups, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, groups, {nullptr, 128}) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue::scale_rows}) == cudaErrorInvalidValue);  // no scales
+  const float* scales = reinterpret_cast<const float*>(0x3000);
+  CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue::scatter_add, scales}) ==
+        cudaErrorInvalidValue);  // scatter_add: no pair of each row
+  CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue::scatter_add, scales, offsets, 0}) ==
+        cudaErrorInvalidValue);  // top_k 0
   CHECK(call({fake, 64, offsets, 0}, b, 128, 64, groups, out) == cudaErrorInvalidValue);              // top_k 0
   CHECK(call({fake + 1, 64}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                      // misaligned
   CHECK(call({fake, 60}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                          // stride < K
@@ -195,6 +200,51 @@ TEST_SUITE("gpu") {
           }
         }
       }
+    }
+  }
+
+  TEST_CASE("grouped_gemm scatter_add: rows added into their token's row of C (fp32 and bf16 output)") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 97;
+    const int K = 4, E = 16, n = 72, k = 40;
+    std::mt19937 rng{5u};
+    std::vector<int32_t> ids(size_t(T * K));
+    for (int64_t t = 0; t < T; ++t) {  // distinct experts per token, a quarter masked
+      for (int j = 0; j < K; ++j) ids[size_t(t * K + j)] = rng() % 4 == 0 ? -1 : int32_t((t + 3 * j) % E);
+    }
+    const ref::compaction perm = ref::compact(ids.data(), T, K, E);
+    const auto a = beam::test::random_values<__nv_bfloat16>(size_t(T * K * k), 31);
+    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 32);
+    const auto scales = beam::test::random_normal<float>(size_t(T * K), 33);
+    const auto initial = beam::test::random_normal<float>(size_t(T * n), 34);
+    const auto acc = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, perm.offsets);
+    std::vector<double> expected(initial.begin(), initial.end());
+    for (int64_t r = 0; r < perm.n_active; ++r) {
+      const int32_t pair = perm.sorted_pairs[size_t(r)];
+      for (int j = 0; j < n; ++j) expected[size_t(pair / K * n + j)] += scales[size_t(pair)] * acc[size_t(r * n + j)];
+    }
+    beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
+    beam::test::device_vector<float> d_scales(scales);
+    beam::test::device_vector<int32_t> d_offsets(perm.offsets), d_pairs(perm.sorted_pairs);
+    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+      CAPTURE(int(schedule));
+      beam::test::device_vector<float> c32(initial);
+      beam::test::device_vector<__nv_bfloat16> c16{size_t(T * n)};  // starts at zero
+      BEAM_CUDA_TRY(cudaMemset(c16.data(), 0, size_t(T * n) * sizeof(__nv_bfloat16)));
+      const beam::device::gemm_groups groups{d_offsets.data(), E, T * K};
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+                  {d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k, groups,
+                  {c32.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
+              cudaSuccess);
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
+                  {d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k, groups,
+                  {c16.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
+              cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(beam::test::relative_error(c32.to_host(), expected) <= 1e-5);
+      std::vector<double> expected_zero_start(expected.size());
+      for (size_t i = 0; i < expected.size(); ++i) expected_zero_start[i] = expected[i] - initial[i];
+      CHECK(beam::test::relative_error(beam::test::as_float(c16.to_host()), expected_zero_start) <= 1e-2);
     }
   }
 

@@ -208,21 +208,27 @@ TEST_SUITE("gpu") {
           gates[size_t(t * K + k)] = ids[size_t(t * K + k)] < 0 ? 0.0f : 0.25f + 0.5f * float(k);
         }
       }
+      std::vector<int32_t> device_ids = ids;  // one invalid id: skipped (as −1) and counted
+      device_ids[5] = E + 2;
+      ids[5] = -1;
       const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()};
       const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
       beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
           d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
-      beam::test::device_vector<int32_t> d_ids(ids);
+      beam::test::device_vector<int32_t> d_ids(device_ids);
       beam::test::device_vector<float> d_gates(gates);
+      beam::test::device_vector<unsigned long long> invalid{1};
       d_out.poison();
       const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
       size_t bytes = 0;
       REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
                                                       d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
       beam::test::device_vector<char> workspace(bytes);
-      REQUIRE(beam::device::moe_experts_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, d_ids.data(),
-                                                      d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
+      REQUIRE(beam::device::moe_experts_forward<bf16>(
+                  workspace.data(), bytes, d_x.data(), H, T, layer, d_ids.data(), d_gates.data(), K,
+                  {d_out.data(), H, nullptr, 0, nullptr, nullptr, invalid.data()}) == cudaSuccess);
       BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(invalid.to_host()[0] == 1ull);
       CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected) <=
             beam::dtype_traits<bf16>::tolerance);
     }

@@ -18,6 +18,10 @@ enum class gemm_epilogue {
   swiglu,      //!< C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i], i < N/2: B = [W1; W3] (gate rows on
                //!< top), so the [rows, N] product never reaches memory
   scale_rows,  //!< C[r][j] = s · acc[r][j], s = row_scales[scale_index ? scale_index[r] : r]
+  scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r]: rows added
+               //!< atomically into their token's row of C `[T, N]` (initialised by the caller,
+               //!< e.g. zeros or the shared expert's output); fast, but the order of the
+               //!< additions, hence the rounding, varies from run to run
 };
 
 //! Which tile shape runs: `decode` (BM = 16: weight streaming for few rows per group),
@@ -70,7 +74,9 @@ struct gemm_output {
   int64_t stride = 0;
   gemm_epilogue epilogue = gemm_epilogue::store;
   const float* row_scales = nullptr;     //!< scale_rows: the scales (e.g. ĝ = topk_weights `[T·K]`)
-  const int32_t* scale_index = nullptr;  //!< scale_rows: optional row → scale index (e.g. sorted_pairs)
+  const int32_t* scale_index = nullptr;  //!< scale_rows: optional row → scale index (e.g. sorted_pairs);
+                                         //!< scatter_add: required, the pair of each row
+  int top_k = 1;                         //!< scatter_add: pairs per token (K)
 };
 
 //! Runs the grouped GEMM (see the file comment) on `stream`.
@@ -81,7 +87,8 @@ struct gemm_output {
 //! @param n  N, rows of each B_e (2I for swiglu); k: K, the reduction length
 //! @return cudaErrorInvalidValue, launching nothing, when rows < 0; count ∉ [1, 512], or
 //!         offsets null with count ≠ 1; N < 1 (swiglu: odd); K < 8 or not a multiple of 8;
-//!         rows > 0 and a null A, B or C (or row_scales for scale_rows),
+//!         rows > 0 and a null A, B or C (or row_scales for scale_rows; row_scales or
+//!         scale_index, or top_k < 1, for scatter_add),
 //!         top_k < 1; a pointer not 16-byte aligned, a stride not a multiple of 8 elements or
 //!         shorter than its row (K for A and B, the output columns for C); the current
 //!         device older than sm_80; else the launch's status. rows = 0: success, nothing runs.
@@ -115,6 +122,9 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   if (groups.rows == 0) return cudaSuccess;
   if (!a.data || !b.data || !out.data || a.top_k < 1) return cudaErrorInvalidValue;
   if (out.epilogue == gemm_epilogue::scale_rows && !out.row_scales) return cudaErrorInvalidValue;
+  if (out.epilogue == gemm_epilogue::scatter_add && (!out.row_scales || !out.scale_index || out.top_k < 1)) {
+    return cudaErrorInvalidValue;
+  }
   if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k) || b.expert_stride % 8 != 0 ||
       !aligned_rows(out.data, out.stride, swiglu ? n / 2 : n)) {
     return cudaErrorInvalidValue;
@@ -175,6 +185,8 @@ cudaError_t run_grouped_gemm(beam::detail::grouped_gemm_params<T, OutT> params, 
       return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::swiglu>(params, stream);
     case gemm_epilogue::scale_rows:
       return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::scale_rows>(params, stream);
+    case gemm_epilogue::scatter_add:
+      return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::scatter_add>(params, stream);
   }
   return cudaErrorInvalidValue;  // not an epilogue
 }
@@ -190,7 +202,7 @@ cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, c
   if (groups.rows == 0) return cudaSuccess;
   const beam::detail::grouped_gemm_params<T, OutT> params{
       a.data, a.stride, a.gather_pairs, a.top_k, b.data, b.stride, b.expert_stride, groups.offsets, groups.count,
-      groups.rows, n, k, 0, out.data, out.stride, out.row_scales, out.scale_index};
+      groups.rows, n, k, 0, out.data, out.stride, out.row_scales, out.scale_index, out.top_k};
   const bool decode = schedule == gemm_schedule::decode ||
                       (schedule == gemm_schedule::automatic && groups.rows <= int64_t(16) * groups.count);
   return decode ? detail::run_grouped_gemm<T, OutT, DecodeTiles>(params, out.epilogue, stream)

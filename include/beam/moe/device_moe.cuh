@@ -49,6 +49,8 @@ struct moe_outputs {
   int64_t residual_stride = 0;
   int32_t* topk_ids = nullptr;    //!< moe_forward: optional copy-free export (else in the workspace)
   float* topk_weights = nullptr;  //!< moe_forward: optional, ĝ
+  unsigned long long* invalid_ids = nullptr;  //!< optional status word: ids < −1 or ≥ E
+                                              //!< skipped (a routing given to moe_experts_forward)
 };
 
 //! y = the layer forward of x `[T, H]` (file comment) with `options` (K = options.top_k ≤ 16).
@@ -192,7 +194,7 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   size_t compaction_bytes = ws.activations - ws.compaction;
   cudaError_t status = compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
                                {topk_ids, tokens, top_k, E}, {w::at<int32_t>(workspace, ws.counts), offsets,
-                                                              sorted_pairs, pair_to_row},
+                                                              sorted_pairs, pair_to_row, out.invalid_ids},
                                {}, stream);
   const gemm_groups experts{offsets, E, P};
   if (status == cudaSuccess) {

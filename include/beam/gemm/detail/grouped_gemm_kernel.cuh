@@ -45,6 +45,7 @@ struct grouped_gemm_params {
   int64_t c_stride;
   const float* row_scales;
   const int32_t* scale_index;
+  int out_top_k;  //!< scatter_add: pairs per token
 };
 
 //! Tile geometry of a schedule's policy.
@@ -67,20 +68,30 @@ struct gemm_geometry {
   }
 };
 
-//! Stores columns `column` (even) and column + 1 of a row of `columns`: one 2-element store,
-//! or the first alone at an odd end.
-template <class OutT>
+//! Stores (or, with Add, atomically adds) columns `column` (even) and column + 1 of a row of
+//! `columns`: one 2-element operation, or the first column alone at an odd end.
+template <bool Add, class OutT>
 __device__ inline void store_columns(OutT* row, int column, int columns, float x, float y) {
   if (column + 1 < columns) {
     if constexpr (std::is_same_v<OutT, float>) {
-      *reinterpret_cast<float2*>(row + column) = make_float2(x, y);
+      if constexpr (Add) {
+        atomicAdd(row + column, x);
+        atomicAdd(row + column + 1, y);
+      } else {
+        *reinterpret_cast<float2*>(row + column) = make_float2(x, y);
+      }
     } else if constexpr (std::is_same_v<OutT, __nv_bfloat16>) {
-      *reinterpret_cast<__nv_bfloat162*>(row + column) = __floats2bfloat162_rn(x, y);
+      const __nv_bfloat162 pair = __floats2bfloat162_rn(x, y);
+      if constexpr (Add) atomicAdd(reinterpret_cast<__nv_bfloat162*>(row + column), pair);
+      else *reinterpret_cast<__nv_bfloat162*>(row + column) = pair;
     } else {
-      *reinterpret_cast<__half2*>(row + column) = __floats2half2_rn(x, y);
+      const __half2 pair = __floats2half2_rn(x, y);
+      if constexpr (Add) atomicAdd(reinterpret_cast<__half2*>(row + column), pair);
+      else *reinterpret_cast<__half2*>(row + column) = pair;
     }
   } else if (column < columns) {
-    row[column] = from_float<OutT>(x);
+    if constexpr (Add) atomicAdd(row + column, from_float<OutT>(x));
+    else row[column] = from_float<OutT>(x);
   }
 }
 
@@ -90,6 +101,7 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   using geo = gemm_geometry<Tiles>;
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
+  constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // mma.sync / cp.async / ldmatrix need sm_80: never run a build without them
 #endif
@@ -227,20 +239,24 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
         const int64_t r = row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
         if (r >= group_end) continue;
         float scale = 1.0f;
+        OutT* c_row = p.c + r * p.c_stride;
         if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
           scale = p.row_scales[p.scale_index ? p.scale_index[r] : r];
+        } else if constexpr (scatter) {
+          const int32_t pair = p.scale_index[r];
+          scale = p.row_scales[pair];
+          c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
         }
-        OutT* c_row = p.c + r * p.c_stride;
 #pragma unroll
         for (int nj = 0; nj < geo::n_frags; ++nj) {
           const float x = acc[mi][nj][2 * upper], y = acc[mi][nj][2 * upper + 1];
           if constexpr (swiglu) {
             if (nj % 2) continue;  // fragment nj holds gate columns, nj + 1 the up columns
             const int column = column_tile * (BN / 2) + wn0 / 2 + (nj / 2) * 8 + 2 * (lane % 4);
-            store_columns(c_row, column, half_n, silu(x) * acc[mi][nj + 1][2 * upper],
-                          silu(y) * acc[mi][nj + 1][2 * upper + 1]);
+            store_columns<false>(c_row, column, half_n, silu(x) * acc[mi][nj + 1][2 * upper],
+                                 silu(y) * acc[mi][nj + 1][2 * upper + 1]);
           } else {
-            store_columns(c_row, column_tile * BN + wn0 + nj * 8 + 2 * (lane % 4), p.n, scale * x, scale * y);
+            store_columns<scatter>(c_row, column_tile * BN + wn0 + nj * 8 + 2 * (lane % 4), p.n, scale * x, scale * y);
           }
         }
       }
