@@ -203,10 +203,10 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("grouped_gemm scatter_add: rows added into their token's row of C (fp32 and bf16 output)") {
+  TEST_CASE("grouped_gemm scatter_add: rows added into their token's row of C (fp32, bf16, fp16 output)") {
     BEAM_REQUIRE_GPU();
     const int64_t T = 97;
-    const int K = 4, E = 16, n = 72, k = 40;
+    const int K = 4, E = 16, n = 71, k = 40, stride = 72;  // n odd: the last column alone
     std::mt19937 rng{5u};
     std::vector<int32_t> ids(size_t(T * K));
     for (int64_t t = 0; t < T; ++t) {  // distinct experts per token, a quarter masked
@@ -216,9 +216,15 @@ TEST_SUITE("gpu") {
     const auto a = beam::test::random_values<__nv_bfloat16>(size_t(T * K * k), 31);
     const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 32);
     const auto scales = beam::test::random_normal<float>(size_t(T * K), 33);
-    const auto initial = beam::test::random_normal<float>(size_t(T * n), 34);
     const auto acc = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, perm.offsets);
-    std::vector<double> expected(initial.begin(), initial.end());
+    // C starts at `initial` in columns < n and NaN in the padding column, which must stay so.
+    const auto initial = beam::test::random_normal<float>(size_t(T * stride), 34);
+    std::vector<float> start(initial);
+    std::vector<double> expected(size_t(T * n));
+    for (int64_t t = 0; t < T; ++t) {
+      start[size_t(t * stride + n)] = NAN;
+      for (int j = 0; j < n; ++j) expected[size_t(t * n + j)] = initial[size_t(t * stride + j)];
+    }
     for (int64_t r = 0; r < perm.n_active; ++r) {
       const int32_t pair = perm.sorted_pairs[size_t(r)];
       for (int j = 0; j < n; ++j) expected[size_t(pair / K * n + j)] += scales[size_t(pair)] * acc[size_t(r * n + j)];
@@ -226,25 +232,30 @@ TEST_SUITE("gpu") {
     beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
     beam::test::device_vector<float> d_scales(scales);
     beam::test::device_vector<int32_t> d_offsets(perm.offsets), d_pairs(perm.sorted_pairs);
-    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
-      CAPTURE(int(schedule));
-      beam::test::device_vector<float> c32(initial);
-      beam::test::device_vector<__nv_bfloat16> c16{size_t(T * n)};  // starts at zero
-      BEAM_CUDA_TRY(cudaMemset(c16.data(), 0, size_t(T * n) * sizeof(__nv_bfloat16)));
-      const beam::device::gemm_groups groups{d_offsets.data(), E, T * K};
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+    const beam::device::gemm_groups groups{d_offsets.data(), E, T * K};
+    const auto check = [&](auto zero, double tolerance, gemm_schedule schedule) {
+      using OutT = decltype(zero);
+      std::vector<OutT> host(start.size());
+      for (size_t i = 0; i < start.size(); ++i) host[i] = beam::from_float<OutT>(start[i]);
+      beam::test::device_vector<OutT> c(host);
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, OutT>(
                   {d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k, groups,
-                  {c32.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
-              cudaSuccess);
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
-                  {d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k, groups,
-                  {c16.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
+                  {c.data(), stride, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
               cudaSuccess);
       BEAM_CUDA_TRY(cudaDeviceSynchronize());
-      CHECK(beam::test::relative_error(c32.to_host(), expected) <= 1e-5);
-      std::vector<double> expected_zero_start(expected.size());
-      for (size_t i = 0; i < expected.size(); ++i) expected_zero_start[i] = expected[i] - initial[i];
-      CHECK(beam::test::relative_error(beam::test::as_float(c16.to_host()), expected_zero_start) <= 1e-2);
+      const auto got_padded = c.to_host();
+      std::vector<float> got(size_t(T * n));
+      for (int64_t t = 0; t < T; ++t) {
+        for (int j = 0; j < n; ++j) got[size_t(t * n + j)] = beam::to_float(got_padded[size_t(t * stride + j)]);
+        CHECK(std::isnan(beam::to_float(got_padded[size_t(t * stride + n)])));
+      }
+      CHECK(beam::test::relative_error(got, expected) <= tolerance);
+    };
+    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+      CAPTURE(int(schedule));
+      check(0.0f, 1e-5, schedule);
+      check(__nv_bfloat16{}, 2e-2, schedule);  // rounded at each of up to K additions
+      check(__half{}, 4e-3, schedule);
     }
   }
 

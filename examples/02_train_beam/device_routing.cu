@@ -121,6 +121,10 @@ class device_routing final : public routing_backend {
 
 std::unique_ptr<routing_backend> make_device_routing() {
   if (!beam::cuda_device_present()) return nullptr;
+  int device = 0, major = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 8) return nullptr;  // this build's kernels are for sm_80 and later
   return std::make_unique<device_routing>();
 }
 

@@ -145,7 +145,7 @@ void fit(train::model& m, const corpus& data, const std::vector<int64_t>& eval_p
 //! are masked): loss terms and every parameter gradient. Prints and returns the verdict.
 bool verify_device_step(const train::config& cfg, const corpus& data, train::routing_backend& device, uint64_t seed) {
   train::model m(cfg, seed);
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(seed + 1);
   m.mask.init_normal(rng, 1.0 / std::sqrt(double(cfg.hidden)));
   std::uniform_int_distribution<int64_t> pick(cfg.context, int64_t(data.train.size()) - 1);
   std::vector<int64_t> positions(64);
@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
   std::printf("beam 02_train_beam: %s\n",
               device ? "GPU path (routing, mask, STE backward and auxiliary losses through beam::device; the rest "
                        "of the model on the CPU)"
-                     : "CPU path (host reference routing, STE and auxiliary losses; no CUDA device)");
+                     : "CPU path (host reference routing, STE and auxiliary losses; no usable CUDA device)");
   const corpus data = load_corpus();
   if (data.train.size() < 100000) {
     std::fprintf(stderr, "corpus not found under %s: install Debian's `fortunes` package\n", corpus_dir);

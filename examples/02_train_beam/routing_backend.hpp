@@ -12,6 +12,9 @@ namespace train {
 
 namespace ref = beam::reference;
 
+//! Call order per batch: route, then losses, then (training) backward, each on the routing
+//! that route returned, unmodified: the GPU backend keeps the logits, the candidates and the
+//! balance fractions of the last route / losses on the device.
 struct routing_backend {
   virtual ~routing_backend() = default;
   //! Routes the logits r, z `[B, E]` (z unused with the mask off). Fills candidate_ids,
@@ -49,7 +52,8 @@ struct reference_routing final : routing_backend {
   }
 };
 
-//! The GPU backend when a CUDA device is present, else null (device_routing.cu).
+//! The GPU backend when a usable CUDA device (sm_80 or later) is present, else null
+//! (device_routing.cu).
 std::unique_ptr<routing_backend> make_device_routing();
 
 }  // namespace train

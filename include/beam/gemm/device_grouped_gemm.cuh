@@ -18,10 +18,12 @@ enum class gemm_epilogue {
   swiglu,      //!< C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i], i < N/2: B = [W1; W3] (gate rows on
                //!< top), so the [rows, N] product never reaches memory
   scale_rows,  //!< C[r][j] = s · acc[r][j], s = row_scales[scale_index ? scale_index[r] : r]
-  scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r]: rows added
-               //!< atomically into their token's row of C `[T, N]` (initialised by the caller,
-               //!< e.g. zeros or the shared expert's output); fast, but the order of the
-               //!< additions, hence the rounding, varies from run to run
+  scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r] (a valid
+               //!< pair, < T·K): rows added atomically into their token's row of C `[T, N]`
+               //!< (initialised by the caller, e.g. zeros or the shared expert's output). Saves
+               //!< the permuted rows and the combine, but the order of the additions, hence the
+               //!< rounding, varies from run to run; a float C rounds once, bf16/fp16 at every
+               //!< addition (and bf16 atomics are compare-and-swap loops before sm_90)
 };
 
 //! Which tile shape runs: `decode` (BM = 16: weight streaming for few rows per group),

@@ -49,8 +49,9 @@ struct moe_outputs {
   int64_t residual_stride = 0;
   int32_t* topk_ids = nullptr;    //!< moe_forward: optional copy-free export (else in the workspace)
   float* topk_weights = nullptr;  //!< moe_forward: optional, ĝ
-  unsigned long long* invalid_ids = nullptr;  //!< optional status word: ids < −1 or ≥ E
-                                              //!< skipped (a routing given to moe_experts_forward)
+  unsigned long long* invalid_ids = nullptr;  //!< optional status word, zeroed by each call: ids
+                                              //!< < −1 or ≥ E skipped (a routing given to
+                                              //!< moe_experts_forward)
 };
 
 //! y = the layer forward of x `[T, H]` (file comment) with `options` (K = options.top_k ≤ 16).
@@ -77,7 +78,7 @@ template <class T>
 
 //! The experts and the combine for a routing made elsewhere (an engine that routes itself):
 //! `topk_ids` `[T, K]` (−1 = masked; ids ≥ E or < −1 are skipped) and ĝ = `topk_weights`
-//! `[T, K]`. Router fields of `layer` and the routing fields of `out` are not used. Same
+//! `[T, K]`. Router fields of `layer` and `out.topk_ids` / `out.topk_weights` are not used. Same
 //! workspace convention and errors as moe_forward (plus null topk_ids or topk_weights).
 template <class T>
 [[nodiscard]] cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,

@@ -244,6 +244,7 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
           scale = p.row_scales[p.scale_index ? p.scale_index[r] : r];
         } else if constexpr (scatter) {
           const int32_t pair = p.scale_index[r];
+          if (pair < 0) continue;  // not a pair: nothing to add
           scale = p.row_scales[pair];
           c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
         }
