@@ -109,6 +109,18 @@ namespace beam::device {
 
 namespace detail {
 
+//! cudaSuccess on a current device of sm_80 or later (mma.sync, cp.async, ldmatrix), else
+//! cudaErrorInvalidValue (or the error of the query).
+inline cudaError_t check_sm80_device() {
+  int device = 0, major = 0;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  if (const cudaError_t status = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+      status != cudaSuccess) {
+    return status;
+  }
+  return major >= 8 ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 template <class T>
 bool aligned_rows(const T* data, int64_t stride, int64_t row) {
   return reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride % 8 == 0 && stride >= row;
@@ -131,13 +143,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
       !aligned_rows(out.data, out.stride, swiglu ? n / 2 : n)) {
     return cudaErrorInvalidValue;
   }
-  int device = 0, major = 0;
-  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-      status != cudaSuccess) {
-    return status;
-  }
-  return major >= 8 ? cudaSuccess : cudaErrorInvalidValue;
+  return check_sm80_device();
 }
 
 //! Launches the persistent kernel of one tile policy: as many blocks as fit on the device at

@@ -166,17 +166,23 @@ cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, co
   return cudaSuccess;
 }
 
-//! Checks made only when the layer is about to run: the workspace alignment and an sm_80+
-//! device (the grouped GEMMs), so that no stage can fail on arguments after another ran.
-inline cudaError_t check_moe_launch(const void* workspace) {
-  if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
-  int device = 0, major = 0;
-  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-      status != cudaSuccess) {
-    return status;
+//! The workspace phase of both entry points: a query sets `workspace_bytes`; a run needs at
+//! least that many bytes, 256-byte aligned, and an sm_80+ device (checked here, so that no
+//! stage fails on arguments after another ran). `run` says whether the layer is to run (not
+//! a query, T > 0).
+inline cudaError_t begin_layer(void* workspace, size_t& workspace_bytes, const moe_workspace& ws, int64_t tokens,
+                               bool& run) {
+  run = false;
+  if (workspace == nullptr) {
+    workspace_bytes = ws.bytes;
+    return cudaSuccess;
   }
-  return major >= 8 ? cudaSuccess : cudaErrorInvalidValue;
+  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
+  const cudaError_t status = check_sm80_device();
+  run = status == cudaSuccess;
+  return status;
 }
 
 //! compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on checked arguments.
@@ -239,13 +245,8 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   }
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   const detail::moe_workspace ws(tokens, top_k, layer, false);
-  if (workspace == nullptr) {
-    workspace_bytes = ws.bytes;
-    return cudaSuccess;
-  }
-  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
-  if (tokens == 0) return cudaSuccess;
-  if (const cudaError_t status = detail::check_moe_launch(workspace); status != cudaSuccess) return status;
+  bool run = false;
+  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
                              stream);
 }
@@ -261,13 +262,8 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
     return status;
   }
   const w ws(tokens, options.top_k, layer, true);
-  if (workspace == nullptr) {
-    workspace_bytes = ws.bytes;
-    return cudaSuccess;
-  }
-  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
-  if (tokens == 0) return cudaSuccess;
-  if (const cudaError_t status = detail::check_moe_launch(workspace); status != cudaSuccess) return status;
+  bool run = false;
+  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
   const int E = layer.experts, H = layer.hidden;
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
