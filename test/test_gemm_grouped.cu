@@ -259,6 +259,41 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("grouped_gemm: NaN and Inf in A reach only their own rows") {
+    BEAM_REQUIRE_GPU();
+    const int64_t rows = 40;
+    const int n = 24, k = 72;
+    auto a = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 91);
+    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(2 * n * k), 92);
+    a[size_t(3 * k + 5)] = beam::from_float<__nv_bfloat16>(NAN);
+    a[size_t(30 * k + 70)] = beam::from_float<__nv_bfloat16>(INFINITY);
+    const std::vector<int32_t> offsets = {0, 17, int32_t(rows)};  // rows 3 and 30 in different experts
+    const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, offsets);
+    beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
+    beam::test::device_vector<int32_t> d_offsets(offsets);
+    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+      beam::test::device_vector<float> d_c{size_t(rows * n)};
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k,
+                                                               {d_offsets.data(), 2, rows}, {d_c.data(), n},
+                                                               schedule) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      const auto got = d_c.to_host();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int j = 0; j < n; ++j) {
+          const double want = expected[size_t(r * n + j)], have = got[size_t(r * n + j)];
+          if (r == 3) {
+            CHECK(std::isnan(have));
+          } else if (r == 30) {
+            CHECK(!std::isfinite(have));  // ±Inf, or NaN where +Inf meets a zero weight
+            CHECK(std::isnan(have) == std::isnan(want));
+          } else {
+            CHECK(std::abs(have - want) <= 1e-4 * (1.0 + std::abs(want)));
+          }
+        }
+      }
+    }
+  }
+
   TEST_CASE("grouped_gemm: a dense GEMM (no offsets) and 4097 rows over a Qwen3-like shape") {
     BEAM_REQUIRE_GPU();
     check_grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
