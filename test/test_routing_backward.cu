@@ -202,15 +202,14 @@ void random_backward_cases(uint64_t seed_base) {
 
 template <class LogitT>
 void check_aux_losses(int64_t T, int E, int K, const beam::routing_options& options, bool fused_layout,
-                      uint64_t seed) {
+                      const std::vector<LogitT>& r, const std::vector<LogitT>& z) {
   CAPTURE(T);
   CAPTURE(E);
   CAPTURE(K);
   CAPTURE(beam::dtype_traits<LogitT>::name);
   CAPTURE(options.mask_enabled);
-  const beam::test::device_logits<LogitT> logits(beam::test::make_logits<LogitT>(size_t(T * E), seed, false),
-                                                 beam::test::make_logits<LogitT>(size_t(T * E), seed + 1, false), T,
-                                                 E, fused_layout);
+  CAPTURE(int(options.scoring));
+  const beam::test::device_logits<LogitT> logits(r, z, T, E, fused_layout);
   beam::routing_options opt = options;
   opt.top_k = K;
   const auto r_view = logits.r_view(T, E);
@@ -292,11 +291,38 @@ TEST_SUITE("gpu") {
           beam::routing_options opt;
           opt.mask_enabled = n % 3 != 2;
           opt.scoring = n % 2 ? beam::score_function::sigmoid : beam::score_function::softmax;
-          check_aux_losses<float>(T, E, K, opt, n % 2 == 0, 900 + uint64_t(n));
-          check_aux_losses<__nv_bfloat16>(T, E, K, opt, n % 2 == 1, 1900 + uint64_t(n));
+          const auto random = [&](auto zero, uint64_t seed) {
+            using LogitT = decltype(zero);
+            check_aux_losses<LogitT>(T, E, K, opt, seed % 2 == 0,
+                                     beam::test::make_logits<LogitT>(size_t(T * E), seed, false),
+                                     beam::test::make_logits<LogitT>(size_t(T * E), seed + 1, false));
+          };
+          random(0.0f, 900 + uint64_t(n));
+          random(__nv_bfloat16{}, 1901 + uint64_t(n));
           ++n;
         }
       }
+    }
+  }
+
+  TEST_CASE("aux_losses: NaN and ±Inf router logits, all-NaN and all −Inf tokens") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 33;
+    const int E = 64, K = 8;
+    auto r = beam::test::make_logits<float>(size_t(T * E), 47, false);
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    for (int e = 0; e < E; ++e) {
+      r[0 * E + e] = nan;                         // token 0: no score at all
+      r[1 * E + e] = e < 3 ? r[1 * E + e] : nan;  // token 1: three experts scored
+      r[3 * E + e] = e % 5 == 0 ? inf : 0.0f;     // token 3: +inf shares
+      r[4 * E + e] = -inf;                        // token 4: all −inf, equal shares
+      r[5 * E + e] = e == 7 ? -inf : r[5 * E + e];
+    }
+    const auto z = beam::test::make_logits<float>(size_t(T * E), 48, false);
+    for (bool mask : {true, false}) {
+      beam::routing_options opt;
+      opt.mask_enabled = mask;
+      check_aux_losses<float>(T, E, K, opt, mask, r, z);  // L_bal, f and P stay finite, as in the reference
     }
   }
 
