@@ -9,7 +9,8 @@
 //!   B (16×8, k × n)        b[0]: (k 2q..2q+1, n g)                 b[1]: (k 8+2q.., n g)
 //!   C (16×8, fp32)         c[0..1]: (g, 2q..2q+1)                  c[2..3]: (g+8, 2q..2q+1)
 //! A tile stored with k contiguous per row and B stored as weight rows (n) with k contiguous
-//! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`.
+//! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`; `multiply_stage`
+//! puts the pieces together for one 64-deep stage of swizzled tiles.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -98,6 +99,39 @@ __device__ inline void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif
+}
+
+//! acc += A[row0 .. row0 + 16·MFrags) · B[col0 .. col0 + 8·NFrags)ᵀ over one 64-deep stage:
+//! a_tile and b_tile are `swizzled_offset` tiles (64 elements per row, A rows and B weight
+//! rows); acc[mi][nj] is the C fragment of rows row0 + 16·mi, columns col0 + 8·nj.
+template <class T, int MFrags, int NFrags>
+__device__ inline void multiply_stage(float (&acc)[MFrags][NFrags][4], const T* a_tile, const T* b_tile, int row0,
+                                      int col0) {
+  static_assert(NFrags % 2 == 0, "B fragments load in pairs");
+  const int lane = int(threadIdx.x % 32);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {  // k16 steps: chunks 2kk and 2kk + 1 of each row
+    uint32_t a_frag[MFrags][4], b_frag[NFrags][2];
+#pragma unroll
+    for (int mi = 0; mi < MFrags; ++mi) {
+      load_matrix_x4(a_frag[mi], a_tile + block::swizzled_offset(row0 + mi * 16 + lane % 16, 2 * kk + lane / 16));
+    }
+#pragma unroll
+    for (int nj = 0; nj < NFrags / 2; ++nj) {  // one x4 load: k halves of two n8 fragments
+      uint32_t quad[4];
+      load_matrix_x4(quad, b_tile + block::swizzled_offset(col0 + nj * 16 + (lane / 16) * 8 + lane % 8,
+                                                           2 * kk + (lane / 8) % 2));
+      b_frag[2 * nj][0] = quad[0];
+      b_frag[2 * nj][1] = quad[1];
+      b_frag[2 * nj + 1][0] = quad[2];
+      b_frag[2 * nj + 1][1] = quad[3];
+    }
+#pragma unroll
+    for (int mi = 0; mi < MFrags; ++mi) {
+#pragma unroll
+      for (int nj = 0; nj < NFrags; ++nj) mma_m16n8k16<T>(acc[mi][nj], a_frag[mi], b_frag[nj]);
+    }
+  }
 }
 
 }  // namespace beam::warp

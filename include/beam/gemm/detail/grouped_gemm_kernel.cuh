@@ -56,7 +56,6 @@ struct gemm_geometry {
   static constexpr int wm = bm / Tiles::warps_m, wn = bn / Tiles::warps_n;
   static constexpr int m_frags = wm / 16, n_frags = wn / 8;
   static constexpr int a_copies = bm * 8 / threads, b_copies = bn * 8 / threads;  //!< 16-byte chunks per thread
-  static constexpr int scan_items = (gemm_max_groups + threads - 1) / threads + 1;
   static_assert(wm % 16 == 0 && wn % 16 == 0, "whole m16 fragments and pairs of n8 fragments per warp");
   static_assert(a_copies >= 1 && b_copies >= 1 && a_copies * threads == bm * 8 && b_copies * threads == bn * 8,
                 "every thread copies whole chunks");
@@ -95,98 +94,165 @@ __device__ inline void store_columns(OutT* row, int column, int columns, float x
   }
 }
 
+//! Rows of group e, clamped to [0, rows]: bad offsets cannot send a tile out of bounds.
+template <class T, class OutT>
+__device__ inline void group_range(const grouped_gemm_params<T, OutT>& p, int e, int64_t& begin, int64_t& end) {
+  begin = p.offsets ? min(max(int64_t(p.offsets[e]), int64_t(0)), p.rows) : 0;
+  end = p.offsets ? min(max(int64_t(p.offsets[e + 1]), begin), p.rows) : p.rows;
+}
+
+//! Numbers the row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ for
+//! e ≤ groups (a blocked block scan; `scan_memory` holds its storage, free again on return).
+template <int Threads, int BM, class T, class OutT>
+__device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
+                                        int32_t* tile_starts) {
+  using block_scan = cub::BlockScan<int32_t, Threads>;
+  constexpr int items = (gemm_max_groups + Threads - 1) / Threads + 1;
+  int32_t tiles[items], starts[items];
+#pragma unroll
+  for (int i = 0; i < items; ++i) {
+    const int e = int(threadIdx.x) * items + i;
+    int64_t begin = 0, end = 0;
+    if (e < p.groups) group_range(p, e, begin, end);
+    tiles[i] = int32_t((end - begin + BM - 1) / BM);
+  }
+  block_scan(*static_cast<typename block_scan::TempStorage*>(scan_memory)).ExclusiveSum(tiles, starts);
+#pragma unroll
+  for (int i = 0; i < items; ++i) {
+    const int e = int(threadIdx.x) * items + i;
+    if (e <= p.groups) tile_starts[e] = starts[i];
+  }
+  __syncthreads();  // tile_starts complete, scan_memory free
+}
+
+//! Work item w: row tile w / column_tiles (of group `group`, rows [row0, row0 + BM) ∩
+//! [.., group_end)), column tile w mod column_tiles.
+struct gemm_work_item {
+  int group, column_tile;
+  int64_t row0, group_end;
+};
+
+template <int BM, class T, class OutT>
+__device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, OutT>& p, const int32_t* tile_starts,
+                                                  int64_t w) {
+  const int row_tile = int(w / p.column_tiles);
+  gemm_work_item item;
+  item.column_tile = int(w % p.column_tiles);
+  item.group = last_start_at_or_below(tile_starts, p.groups, row_tile);
+  int64_t group_begin = 0;
+  group_range(p, item.group, group_begin, item.group_end);
+  item.row0 = group_begin + int64_t(row_tile - tile_starts[item.group]) * BM;
+  return item;
+}
+
+//! Source of row `tile_row` of the item's A tile: a row of A (through gather_pairs if set),
+//! or null past the group's end.
+template <class T, class OutT>
+__device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
+                                        int tile_row) {
+  const int64_t r = item.row0 + tile_row;
+  if (r >= item.group_end) return nullptr;
+  return p.a + (p.gather_pairs ? p.gather_pairs[r] / p.top_k : r) * p.a_stride;
+}
+
+//! Starts this thread's 16-byte copies into a `swizzled_offset` stage tile: `thread` (of
+//! Threads) copies chunk thread mod 8 of tile rows (thread + i·Threads) / 8 from
+//! rows[i] + column + 8·chunk; a null row or a chunk at or past `k` is written as zeros
+//! (`fallback`: any valid address).
+template <int Threads, int Copies, class T>
+__device__ inline void copy_tile_rows(T* tile, const T* const (&rows)[Copies], const T* fallback, int thread,
+                                      int column, int k) {
+  const int chunk = thread % 8;
+  column += chunk * 8;
+#pragma unroll
+  for (int i = 0; i < Copies; ++i) {
+    const bool valid = column < k && rows[i];
+    block::copy_async_16(tile + block::swizzled_offset((thread + i * Threads) / 8, chunk),
+                         valid ? rows[i] + column : fallback, valid);
+  }
+}
+
+//! The epilogue for one accumulator row: `frags` are C fragments of 8 columns each, this
+//! thread's row g + 8·upper of them (g = lane / 4) is row r of C, and its columns start at
+//! column0 + 2·(lane mod 4). For swiglu the gate and up fragments pair as (2i, 2i + 1)
+//! (`SwigluHalves` false: interleaved 8-row groups of B) or (i, i + Frags / 2) (true: the
+//! gate rows are the first half of the B tile, the up rows the second); output column
+//! column0 + 8i + 2·(lane mod 4).
+template <device::gemm_epilogue Epilogue, bool SwigluHalves, int Frags, class T, class OutT>
+__device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const float (&frags)[Frags][4], int upper,
+                                 int64_t r, int column0) {
+  constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
+  const int column_in_fragment = 2 * int(threadIdx.x % 4);
+  float scale = 1.0f;
+  OutT* c_row = p.c + r * p.c_stride;
+  if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
+    scale = p.row_scales[p.scale_index ? p.scale_index[r] : r];
+  } else if constexpr (scatter) {
+    const int32_t pair = p.scale_index[r];
+    if (pair < 0) return;  // not a pair: nothing to add
+    scale = p.row_scales[pair];
+    c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
+  }
+  if constexpr (Epilogue == device::gemm_epilogue::swiglu) {
+#pragma unroll
+    for (int i = 0; i < Frags / 2; ++i) {
+      const float(&gate)[4] = frags[SwigluHalves ? i : 2 * i];
+      const float(&up)[4] = frags[SwigluHalves ? i + Frags / 2 : 2 * i + 1];
+      store_columns<false>(c_row, column0 + 8 * i + column_in_fragment, p.n / 2,
+                           silu(gate[2 * upper]) * up[2 * upper], silu(gate[2 * upper + 1]) * up[2 * upper + 1]);
+    }
+  } else {
+#pragma unroll
+    for (int nj = 0; nj < Frags; ++nj) {
+      store_columns<scatter>(c_row, column0 + 8 * nj + column_in_fragment, p.n, scale * frags[nj][2 * upper],
+                             scale * frags[nj][2 * upper + 1]);
+    }
+  }
+}
+
 template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
 __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
     grouped_gemm_kernel(grouped_gemm_params<T, OutT> p) {
   using geo = gemm_geometry<Tiles>;
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
-  constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // mma.sync / cp.async / ldmatrix need sm_80: never run a build without them
 #endif
-  using block_scan = cub::BlockScan<int32_t, threads>;
   extern __shared__ int4 smem[];
   T* a_ring = reinterpret_cast<T*>(smem);
   T* b_ring = a_ring + S * BM * BK;
   int32_t* tile_starts = reinterpret_cast<int32_t*>(b_ring + S * BN * BK);
-  // Rows of group e, clamped to [0, rows]: bad offsets cannot send a tile out of bounds.
-  const auto group_range = [&](int e, int64_t& begin, int64_t& end) {
-    begin = p.offsets ? min(max(int64_t(p.offsets[e]), int64_t(0)), p.rows) : 0;
-    end = p.offsets ? min(max(int64_t(p.offsets[e + 1]), begin), p.rows) : p.rows;
-  };
-
-  // Row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ (blocked scan, its
-  // storage in the idle ring).
-  {
-    static_assert(sizeof(typename block_scan::TempStorage) <= sizeof(T) * S * BM * BK, "scan storage fits the ring");
-    auto& scan_storage = *reinterpret_cast<typename block_scan::TempStorage*>(smem);
-    int32_t tiles[geo::scan_items], starts[geo::scan_items];
-#pragma unroll
-    for (int i = 0; i < geo::scan_items; ++i) {
-      const int e = int(threadIdx.x) * geo::scan_items + i;
-      int64_t begin = 0, end = 0;
-      if (e < p.groups) group_range(e, begin, end);
-      tiles[i] = int32_t((end - begin + BM - 1) / BM);
-    }
-    block_scan(scan_storage).ExclusiveSum(tiles, starts);
-#pragma unroll
-    for (int i = 0; i < geo::scan_items; ++i) {
-      const int e = int(threadIdx.x) * geo::scan_items + i;
-      if (e <= p.groups) tile_starts[e] = starts[i];
-    }
-    __syncthreads();  // tile_starts complete; the ring is free for the copies
-  }
+  static_assert(sizeof(typename cub::BlockScan<int32_t, threads>::TempStorage) <= sizeof(T) * S * BM * BK,
+                "the scan's storage fits the idle ring");
+  number_row_tiles<threads, BM>(p, smem, tile_starts);
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int wm0 = warp_index / Tiles::warps_n * geo::wm, wn0 = warp_index % Tiles::warps_n * geo::wn;
-  const int half_n = p.n / 2;  // swiglu: I
 
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
-    const int row_tile = int(w / p.column_tiles), column_tile = int(w % p.column_tiles);
-    const int e = last_start_at_or_below(tile_starts, p.groups, row_tile);
-    int64_t group_begin = 0, group_end = 0;
-    group_range(e, group_begin, group_end);
-    const int64_t row0 = group_begin + int64_t(row_tile - tile_starts[e]) * BM;
-
+    const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
     // This thread's copy sources: row pointers fixed for the work item, columns per stage.
     const T* a_src[geo::a_copies];
     const T* b_src[geo::b_copies];
 #pragma unroll
-    for (int i = 0; i < geo::a_copies; ++i) {
-      const int64_t r = row0 + (int(threadIdx.x) + i * threads) / 8;
-      const int64_t source = r >= group_end ? -1 : p.gather_pairs ? p.gather_pairs[r] / p.top_k : r;
-      a_src[i] = source < 0 ? nullptr : p.a + source * p.a_stride;
-    }
+    for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (int(threadIdx.x) + i * threads) / 8);
 #pragma unroll
     for (int i = 0; i < geo::b_copies; ++i) {
       const int j = (int(threadIdx.x) + i * threads) / 8;  // B tile row
       int weight_row;
       if constexpr (swiglu) {  // 8-row groups alternate gate (W1) and up (W3) rows of the same columns
-        const int column = column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
-        weight_row = column >= half_n ? -1 : (j / 8) % 2 ? half_n + column : column;
+        const int column = item.column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
+        weight_row = column >= p.n / 2 ? -1 : (j / 8) % 2 ? p.n / 2 + column : column;
       } else {
-        weight_row = column_tile * BN + j < p.n ? column_tile * BN + j : -1;
+        weight_row = item.column_tile * BN + j < p.n ? item.column_tile * BN + j : -1;
       }
-      b_src[i] = weight_row < 0 ? nullptr : p.b + int64_t(e) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
+      b_src[i] = weight_row < 0 ? nullptr
+                                : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
     }
     const auto load_stage = [&](int k_tile, int slot) {
-      const int chunk = int(threadIdx.x) % 8, column = k_tile * BK + chunk * 8;
-      const bool in_k = column < p.k;
-#pragma unroll
-      for (int i = 0; i < geo::a_copies; ++i) {
-        const int row = (int(threadIdx.x) + i * threads) / 8;
-        const bool valid = in_k && a_src[i];
-        block::copy_async_16(a_ring + slot * BM * BK + block::swizzled_offset(row, chunk),
-                             valid ? a_src[i] + column : p.a, valid);
-      }
-#pragma unroll
-      for (int i = 0; i < geo::b_copies; ++i) {
-        const int row = (int(threadIdx.x) + i * threads) / 8;
-        const bool valid = in_k && b_src[i];
-        block::copy_async_16(b_ring + slot * BN * BK + block::swizzled_offset(row, chunk),
-                             valid ? b_src[i] + column : p.b, valid);
-      }
+      copy_tile_rows<threads>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
+      copy_tile_rows<threads>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
     };
 
     float acc[geo::m_frags][geo::n_frags][4] = {};
@@ -201,65 +267,19 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
       __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
       if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
       block::copy_async_commit();
-      const T* a_tile = a_ring + (kt % S) * BM * BK;
-      const T* b_tile = b_ring + (kt % S) * BN * BK;
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        uint32_t a_frag[geo::m_frags][4], b_frag[geo::n_frags][2];
-#pragma unroll
-        for (int mi = 0; mi < geo::m_frags; ++mi) {
-          const int row = wm0 + mi * 16 + lane % 16;
-          warp::load_matrix_x4(a_frag[mi], a_tile + block::swizzled_offset(row, 2 * kk + lane / 16));
-        }
-#pragma unroll
-        for (int nj = 0; nj < geo::n_frags / 2; ++nj) {
-          const int row = wn0 + nj * 16 + (lane / 16) * 8 + lane % 8;
-          uint32_t quad[4];
-          warp::load_matrix_x4(quad, b_tile + block::swizzled_offset(row, 2 * kk + (lane / 8) % 2));
-          b_frag[2 * nj][0] = quad[0];
-          b_frag[2 * nj][1] = quad[1];
-          b_frag[2 * nj + 1][0] = quad[2];
-          b_frag[2 * nj + 1][1] = quad[3];
-        }
-#pragma unroll
-        for (int mi = 0; mi < geo::m_frags; ++mi) {
-#pragma unroll
-          for (int nj = 0; nj < geo::n_frags; ++nj) warp::mma_m16n8k16<T>(acc[mi][nj], a_frag[mi], b_frag[nj]);
-        }
-      }
+      warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
     }
     block::copy_async_wait<0>();
     __syncthreads();  // every warp is done with the ring before the next work item refills it
 
     // Epilogue: fragment (mi, nj) holds rows g and g + 8, columns 2q and 2q + 1.
+    const int column0 = swiglu ? item.column_tile * (BN / 2) + wn0 / 2 : item.column_tile * BN + wn0;
 #pragma unroll
     for (int mi = 0; mi < geo::m_frags; ++mi) {
 #pragma unroll
       for (int upper = 0; upper < 2; ++upper) {
-        const int64_t r = row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
-        if (r >= group_end) continue;
-        float scale = 1.0f;
-        OutT* c_row = p.c + r * p.c_stride;
-        if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
-          scale = p.row_scales[p.scale_index ? p.scale_index[r] : r];
-        } else if constexpr (scatter) {
-          const int32_t pair = p.scale_index[r];
-          if (pair < 0) continue;  // not a pair: nothing to add
-          scale = p.row_scales[pair];
-          c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
-        }
-#pragma unroll
-        for (int nj = 0; nj < geo::n_frags; ++nj) {
-          const float x = acc[mi][nj][2 * upper], y = acc[mi][nj][2 * upper + 1];
-          if constexpr (swiglu) {
-            if (nj % 2) continue;  // fragment nj holds gate columns, nj + 1 the up columns
-            const int column = column_tile * (BN / 2) + wn0 / 2 + (nj / 2) * 8 + 2 * (lane % 4);
-            store_columns<false>(c_row, column, half_n, silu(x) * acc[mi][nj + 1][2 * upper],
-                                 silu(y) * acc[mi][nj + 1][2 * upper + 1]);
-          } else {
-            store_columns<scatter>(c_row, column_tile * BN + wn0 + nj * 8 + 2 * (lane % 4), p.n, scale * x, scale * y);
-          }
-        }
+        const int64_t r = item.row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
+        if (r < item.group_end) write_row<Epilogue, false>(p, acc[mi], upper, r, column0);
       }
     }
   }
