@@ -1,5 +1,6 @@
 // beam::device::grouped_gemm against beam::reference::grouped_matmul_nt (+ swiglu_columns):
-// both schedules, all epilogues, gathered and contiguous A, bf16 and fp16, fp32 output.
+// every schedule (decode, prefill: the Hopper kernel on sm_90, prefill_sm80), all epilogues,
+// gathered and contiguous A, bf16 and fp16, fp32 output.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -18,6 +19,9 @@ namespace ref = beam::reference;
 using beam::device::gemm_epilogue;
 using beam::device::gemm_schedule;
 
+constexpr gemm_schedule all_schedules[] = {gemm_schedule::decode, gemm_schedule::prefill,
+                                           gemm_schedule::prefill_sm80};
+
 TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   using bf16 = __nv_bfloat16;
   bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
@@ -30,6 +34,8 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
                        const beam::device::gemm_groups& g, const beam::device::gemm_output<bf16>& o) {
     return beam::device::grouped_gemm(a_, b_, n, k, g, o);
   };
+  CHECK(beam::device::grouped_gemm(a, b, 128, 64, groups, out, gemm_schedule(4)) == cudaErrorInvalidValue);
+  CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue(4)}) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, {offsets, 4, -1}, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, {offsets, 0, 100}, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, {offsets, 513, 100}, out) == cudaErrorInvalidValue);
@@ -86,6 +92,34 @@ TEST_CASE("group lookup: the last tile start at or below a tile index skips empt
   // per-block limit of sm_80+ parts (101376 bytes on sm_86/sm_89).
   CHECK(prefill::smem_bytes(512) <= 101376);
   CHECK(decode::smem_bytes(512) <= 101376);
+  // Hopper: a producer and two consumer warpgroups, 1024 bytes of alignment slack, the ring,
+  // two barriers per stage and the tile starts; 512 groups fit sm_90's 227 KiB per block.
+  using hopper = beam::detail::hopper_geometry<beam::device::hopper_tiles>;
+  CHECK(hopper::threads == 384);
+  CHECK(hopper::a_copies == 8);
+  CHECK(hopper::smem_bytes(128) == 1024 + 5 * (128 + 128) * 64 * 2 + 2 * 5 * 8 + 129 * 4);
+  CHECK(hopper::smem_bytes(512) <= 227 * 1024);
+}
+
+TEST_CASE("tile arithmetic: column tiles (BN / 2 output columns for swiglu) and the work bound") {
+  beam::detail::grouped_gemm_params<__nv_bfloat16, __nv_bfloat16> p{};
+  p.n = 1536;  // Qwen3-30B-A3B GEMM 1: N = 2I
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::swiglu, 128) == 12);
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::store, 128) == 12);
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::swiglu, 64) == 24);
+  p.n = 2 * 200;  // I = 200: 200 output columns in tiles of 64 → 4, the last one partial
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::swiglu, 128) == 4);
+  p.n = 59;  // an odd router width
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::store, 64) == 1);
+  CHECK(beam::device::detail::column_tiles(p, gemm_epilogue::scale_rows, 16) == 4);
+  p.column_tiles = 3;
+  p.rows = 1000;
+  p.groups = 60;
+  CHECK(beam::device::detail::work_bound(p, 128) == 3 * 8);  // one group (no offsets): ⌈1000 / 128⌉
+  const int32_t offsets[2] = {0, 1000};
+  p.offsets = offsets;  // every group may end in a partial tile
+  CHECK(beam::device::detail::work_bound(p, 128) == 3 * (8 + 60));
+  CHECK(beam::device::detail::work_bound(p, 16) == 3 * (63 + 60));
 }
 
 namespace {
@@ -183,7 +217,7 @@ TEST_SUITE("gpu") {
       for (auto [experts, top_k] : {std::pair{1, 1}, std::pair{3, 2}, std::pair{60, 4}}) {
         for (auto [hidden, inter] : {std::pair{8, 8}, std::pair{24, 200}, std::pair{200, 24}, std::pair{1000, 1000}}) {
           if (T * hidden * inter > int64_t(200) * 1000 * 1000) continue;  // keep the double reference quick
-          for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+          for (gemm_schedule schedule : all_schedules) {
             const double masked = std::vector<double>{0.0, 0.5, 1.0}[size_t(n % 3)];
             const bool gather = n % 2 == 0;
             // GEMM 1 (W13: N = 2I, K = H, SwiGLU) and GEMM 2 (W2: N = H, K = I, scaled rows).
@@ -201,6 +235,35 @@ TEST_SUITE("gpu") {
         }
       }
     }
+  }
+
+  TEST_CASE("grouped_gemm prefill: on sm_90 the Hopper kernel is loaded and the driver accepts its weight maps") {
+    BEAM_REQUIRE_GPU();
+    int device = 0, major = 0;
+    BEAM_CUDA_TRY(cudaGetDevice(&device));
+    BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major < 9) {
+      MESSAGE("skipped: not an sm_90 device (prefill runs the sm_80 kernel there)");
+      return;
+    }
+    cudaFuncAttributes attributes{};
+    BEAM_CUDA_TRY(cudaFuncGetAttributes(
+        &attributes, beam::detail::grouped_gemm_hopper_kernel<__nv_bfloat16, __nv_bfloat16, beam::device::hopper_tiles,
+                                                              gemm_epilogue::swiglu>));
+    CHECK(attributes.ptxVersion >= 90);  // this build holds sm_90 code: prefill takes the TMA kernel
+    beam::test::device_vector<__nv_bfloat16> weights{size_t(3) * 2 * 200 * 24};
+    beam::detail::grouped_gemm_params<__nv_bfloat16, __nv_bfloat16> p{};
+    p.b = weights.data();
+    p.k = p.b_stride = 24;  // K below one 64-wide box
+    p.n = 2 * 200;
+    p.b_expert_stride = int64_t(p.n) * p.k;
+    p.groups = 3;
+    CUtensorMap map;
+    CHECK(beam::device::detail::encode_weight_map(map, p, 2, 128));  // W13: gate and up halves
+    CHECK(beam::device::detail::encode_weight_map(map, p, 1, 128));  // W2 / a router
+    p.groups = 1;
+    p.b_expert_stride = 0;  // one group of a dense GEMM
+    CHECK(beam::device::detail::encode_weight_map(map, p, 1, 64));
   }
 
   TEST_CASE("grouped_gemm scatter_add: rows added into their token's row of C (fp32, bf16, fp16 output)") {
@@ -251,7 +314,7 @@ TEST_SUITE("gpu") {
       }
       CHECK(beam::test::relative_error(got, expected) <= tolerance);
     };
-    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+    for (gemm_schedule schedule : all_schedules) {
       CAPTURE(int(schedule));
       check(0.0f, 1e-5, schedule);
       check(__nv_bfloat16{}, 2e-2, schedule);  // rounded at each of up to K additions
@@ -271,7 +334,7 @@ TEST_SUITE("gpu") {
     const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, offsets);
     beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
     beam::test::device_vector<int32_t> d_offsets(offsets);
-    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+    for (gemm_schedule schedule : all_schedules) {
       beam::test::device_vector<float> d_c{size_t(rows * n)};
       REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k,
                                                                {d_offsets.data(), 2, rows}, {d_c.data(), n},
@@ -306,7 +369,7 @@ TEST_SUITE("gpu") {
     const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, {0, int32_t(rows)});
     beam::test::device_vector<__half> d_a(a), d_b(b);
     const int64_t c_stride = 64;
-    for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+    for (gemm_schedule schedule : all_schedules) {
       beam::test::device_vector<float> d_c{size_t(rows * c_stride)};
       d_c.poison();
       REQUIRE(beam::device::grouped_gemm<__half, float>({d_a.data(), k}, {d_b.data(), k, 0}, n, k, {nullptr, 1, rows},

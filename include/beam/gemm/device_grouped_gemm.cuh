@@ -6,9 +6,12 @@
 //! no host synchronisation, capturable in a CUDA graph; groups with no rows read no weights.
 #pragma once
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace beam::device {
 
@@ -26,10 +29,14 @@ enum class gemm_epilogue {
                //!< addition (and bf16 atomics are compare-and-swap loops before sm_90)
 };
 
-//! Which tile shape runs: `decode` (BM = 16: weight streaming for few rows per group),
-//! `prefill` (BM = 128: tensor-core bound), or `automatic`: decode while the rows bound is at
-//! most 16 per group, prefill beyond (a crossover not yet set from measurements).
-enum class gemm_schedule { automatic, decode, prefill };
+//! Which kernel runs: `decode` (BM = 16: weight streaming for few rows per group),
+//! `prefill` (BM = 128, tensor-core bound: the warp-specialised TMA kernel where the code
+//! loaded for the device is sm_90 or later, wgmma in an sm_90a build; else, and where the
+//! driver declines the weights' tensor map, the sm_80 multistage kernel), `prefill_sm80` (the
+//! sm_80 multistage kernel on every device: a baseline for benchmarks), or `automatic`:
+//! decode while the rows bound is at most 16 per group, prefill beyond (a crossover not yet
+//! set from measurements).
+enum class gemm_schedule { automatic, decode, prefill, prefill_sm80 };
 
 //! Tile policies: BM × BN output tile (BN rows of B), K in steps of 64, warps_m × warps_n
 //! warps, `stages` tiles in flight (cp.async ring).
@@ -38,6 +45,11 @@ struct decode_tiles {
 };
 struct prefill_tiles {
   static constexpr int block_rows = 128, block_cols = 128, warps_m = 2, warps_n = 4, stages = 3;
+};
+//! Hopper tile policy: BM × BN output tile (BM / 64 consumer warpgroups, BN ∈ {64, 128, 256}
+//! the wgmma N), K in steps of 64, `stages` slots in the TMA / cp.async ring.
+struct hopper_tiles {
+  static constexpr int block_rows = 128, block_cols = 128, stages = 5;
 };
 
 //! A `[rows, K]`: row r is data[r] (contiguous, e.g. gathered rows Xp), or, with
@@ -85,9 +97,11 @@ struct gemm_output {
 //!
 //! @tparam T            __nv_bfloat16 or __half: A and B
 //! @tparam OutT         T or float: C
-//! @tparam DecodeTiles  tile policy of the decode schedule; PrefillTiles likewise
+//! @tparam DecodeTiles  tile policy of the decode schedule; PrefillTiles of the sm_80
+//!                      prefill kernel, HopperTiles of the sm_90 one
 //! @param n  N, rows of each B_e (2I for swiglu); k: K, the reduction length
-//! @return cudaErrorInvalidValue, launching nothing, when rows < 0; count ∉ [1, 512], or
+//! @return cudaErrorInvalidValue, launching nothing, when the schedule or the epilogue is not
+//!         one of its enumerators; rows < 0; count ∉ [1, 512], or
 //!         offsets null with count ≠ 1; N < 1 (swiglu: odd); K < 8 or not a multiple of 8;
 //!         rows > 0 and a null A, B or C (or row_scales for scale_rows; row_scales or
 //!         scale_index, or top_k < 1, for scatter_add),
@@ -96,13 +110,15 @@ struct gemm_output {
 //!         device older than sm_80; else the launch's status. rows = 0: success, nothing runs.
 //! Offsets must be non-decreasing with offsets[count] ≤ rows, and gather_pairs[r] / top_k a
 //! row of `a` (both as `compact` writes them).
-template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles>
+template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
+          class HopperTiles = hopper_tiles>
 [[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
                                        const gemm_output<OutT>& out, gemm_schedule schedule = gemm_schedule::automatic,
                                        cudaStream_t stream = nullptr);
 
 }  // namespace beam::device
 
+#include "beam/gemm/detail/grouped_gemm_hopper_kernel.cuh"
 #include "beam/gemm/detail/grouped_gemm_kernel.cuh"
 
 namespace beam::device {
@@ -128,8 +144,12 @@ bool aligned_rows(const T* data, int64_t stride, int64_t row) {
 
 template <class T, class OutT>
 cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
-                               const gemm_output<OutT>& out) {
+                               const gemm_output<OutT>& out, gemm_schedule schedule) {
   const bool swiglu = out.epilogue == gemm_epilogue::swiglu;
+  if (unsigned(schedule) > unsigned(gemm_schedule::prefill_sm80) ||
+      unsigned(out.epilogue) > unsigned(gemm_epilogue::scatter_add)) {
+    return cudaErrorInvalidValue;
+  }
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
   if (!groups.offsets && groups.count != 1) return cudaErrorInvalidValue;
   if (n < 1 || k < 8 || k % 8 != 0 || (swiglu && n % 2 != 0)) return cudaErrorInvalidValue;
@@ -146,17 +166,15 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   return check_sm80_device();
 }
 
-//! Launches the persistent kernel of one tile policy: as many blocks as fit on the device at
-//! once, at most one per work item of the static bound.
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
-cudaError_t launch_grouped_gemm(const beam::detail::grouped_gemm_params<T, OutT>& params, cudaStream_t stream) {
-  using geo = beam::detail::gemm_geometry<Tiles>;
-  const auto kernel = beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>;
-  const size_t smem = geo::smem_bytes(params.groups);
-  // The kernel's limit, the same for every call (a per-call value could lower it under
-  // another thread's larger launch).
-  if (const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                      int(geo::smem_bytes(beam::detail::gemm_max_groups)));
+//! Launches a persistent kernel: as many blocks as fit on the device at once, at most one
+//! per work item of the static bound. `smem_limit`: the kernel's dynamic shared memory
+//! limit, the same for every call (a per-call value could lower it under another thread's
+//! larger launch).
+template <class Kernel, class... Args>
+cudaError_t launch_persistent(Kernel kernel, int threads, size_t smem, size_t smem_limit, int64_t work_bound,
+                              cudaStream_t stream, const Args&... args) {
+  if (const cudaError_t status =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_limit));
       status != cudaSuccess) {
     return status;
   }
@@ -166,45 +184,119 @@ cudaError_t launch_grouped_gemm(const beam::detail::grouped_gemm_params<T, OutT>
       status != cudaSuccess) {
     return status;
   }
-  if (const cudaError_t status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, geo::threads, smem);
+  if (const cudaError_t status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem);
       status != cudaSuccess) {
     return status;
   }
-  const int64_t row_tiles = params.offsets ? (params.rows + geo::bm - 1) / geo::bm + params.groups
-                                           : (params.rows + geo::bm - 1) / geo::bm;
-  const int64_t work_bound = row_tiles * params.column_tiles;
   const int64_t resident = int64_t(sms) * (per_sm > 0 ? per_sm : 1);
-  const unsigned grid = unsigned(work_bound < resident ? work_bound : resident);
-  kernel<<<grid, geo::threads, smem, stream>>>(params);
+  kernel<<<unsigned(work_bound < resident ? work_bound : resident), threads, smem, stream>>>(args...);
   return cudaGetLastError();
 }
 
-template <class T, class OutT, class Tiles>
-cudaError_t run_grouped_gemm(beam::detail::grouped_gemm_params<T, OutT> params, gemm_epilogue epilogue,
-                             cudaStream_t stream) {
+//! Work items of a BM × (output columns per tile) tiling: a bound on the row tiles (each
+//! group may end in a partial tile) times params.column_tiles.
+template <class T, class OutT>
+int64_t work_bound(const beam::detail::grouped_gemm_params<T, OutT>& params, int bm) {
+  const int64_t row_tiles = (params.rows + bm - 1) / bm + (params.offsets ? params.groups : 0);
+  return row_tiles * params.column_tiles;
+}
+
+//! ⌈output columns / output columns per tile⌉ (BN / 2 output columns for swiglu).
+template <class T, class OutT>
+int column_tiles(const beam::detail::grouped_gemm_params<T, OutT>& params, gemm_epilogue epilogue, int bn) {
+  return epilogue == gemm_epilogue::swiglu ? (params.n / 2 + bn / 2 - 1) / (bn / 2) : (params.n + bn - 1) / bn;
+}
+
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
+cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params, cudaStream_t stream) {
   using geo = beam::detail::gemm_geometry<Tiles>;
-  const int columns = epilogue == gemm_epilogue::swiglu ? params.n / 2 : params.n;
-  const int tile_columns = epilogue == gemm_epilogue::swiglu ? geo::bn / 2 : geo::bn;
-  params.column_tiles = (columns + tile_columns - 1) / tile_columns;
-  switch (epilogue) {
-    case gemm_epilogue::store:
-      return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::store>(params, stream);
-    case gemm_epilogue::swiglu:
-      return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::swiglu>(params, stream);
-    case gemm_epilogue::scale_rows:
-      return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::scale_rows>(params, stream);
-    case gemm_epilogue::scatter_add:
-      return launch_grouped_gemm<T, OutT, Tiles, gemm_epilogue::scatter_add>(params, stream);
+  return launch_persistent(beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
+                           geo::smem_bytes(params.groups), geo::smem_bytes(beam::detail::gemm_max_groups),
+                           work_bound(params, geo::bm), stream, params);
+}
+
+//! The driver's cuTensorMapEncodeTiled (through the runtime: no link to libcuda), or null.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    const cudaError_t status =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found);
+    return status == cudaSuccess && found == cudaDriverEntryPointSuccess
+               ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function)
+               : nullptr;
+  }();
+  return encode;
+}
+
+//! The Hopper kernel's map of B: a 4-D tensor (K, N / halves, halves, groups) with boxes of
+//! (64, BN / halves, 1, 1), 128-byte swizzle, zeros outside; halves = 2 for swiglu (gate rows
+//! W1, then up rows W3), else 1. False where the driver declines it (e.g. an expert stride
+//! of 0 with several groups).
+template <class T, class OutT>
+bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params<T, OutT>& params, int halves,
+                       int bn) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (!encode) return false;
+  const cuuint64_t half_rows = cuuint64_t(params.n / halves), row_bytes = cuuint64_t(params.b_stride) * sizeof(T);
+  const cuuint64_t dims[4] = {cuuint64_t(params.k), half_rows, cuuint64_t(halves), cuuint64_t(params.groups)};
+  // One group: any valid stride (it is never stepped over); several: the expert stride.
+  const cuuint64_t group_bytes =
+      params.groups == 1 ? half_rows * halves * row_bytes : cuuint64_t(params.b_expert_stride) * sizeof(T);
+  const cuuint64_t strides[3] = {row_bytes, half_rows * row_bytes, group_bytes};
+  const cuuint32_t box[4] = {cuuint32_t(beam::detail::gemm_block_k), cuuint32_t(bn / halves), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(&map, type, 4, const_cast<T*>(params.b), dims, strides, box, element_strides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+//! Launches the Hopper kernel where it can run: the code loaded for the current device is
+//! sm_90 or later (`launched` false, success, otherwise) and the driver accepts the map.
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
+cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
+  using geo = beam::detail::hopper_geometry<Tiles>;
+  const auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
+  launched = false;
+  cudaFuncAttributes attributes{};
+  if (const cudaError_t status = cudaFuncGetAttributes(&attributes, kernel); status != cudaSuccess) return status;
+  CUtensorMap map;
+  if (attributes.ptxVersion < 90 ||
+      !encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
+    return cudaSuccess;
   }
-  return cudaErrorInvalidValue;  // not an epilogue
+  launched = true;
+  params.column_tiles = column_tiles(params, Epilogue, geo::bn);
+  return launch_persistent(kernel, geo::threads, geo::smem_bytes(params.groups),
+                           geo::smem_bytes(beam::detail::gemm_max_groups), work_bound(params, geo::bm), stream, map,
+                           params);
+}
+
+//! The kernel of a schedule for one epilogue.
+template <class T, class OutT, class DecodeTiles, class PrefillTiles, class HopperTiles, gemm_epilogue Epilogue>
+cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT> params, bool decode, bool sm80_only,
+                         cudaStream_t stream) {
+  if (decode) {
+    params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
+    return launch_sm80<T, OutT, DecodeTiles, Epilogue>(params, stream);
+  }
+  if (!sm80_only) {
+    bool launched = false;
+    const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue>(params, stream, launched);
+    if (status != cudaSuccess || launched) return status;
+  }
+  params.column_tiles = column_tiles(params, Epilogue, PrefillTiles::block_cols);
+  return launch_sm80<T, OutT, PrefillTiles, Epilogue>(params, stream);
 }
 
 }  // namespace detail
 
-template <class T, class OutT, class DecodeTiles, class PrefillTiles>
+template <class T, class OutT, class DecodeTiles, class PrefillTiles, class HopperTiles>
 cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
                          const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
-  if (const cudaError_t status = detail::check_grouped_gemm(a, b, n, k, groups, out); status != cudaSuccess) {
+  if (const cudaError_t status = detail::check_grouped_gemm(a, b, n, k, groups, out, schedule); status != cudaSuccess) {
     return status;
   }
   if (groups.rows == 0) return cudaSuccess;
@@ -213,8 +305,22 @@ cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, c
       groups.rows, n, k, 0, out.data, out.stride, out.row_scales, out.scale_index, out.top_k};
   const bool decode = schedule == gemm_schedule::decode ||
                       (schedule == gemm_schedule::automatic && groups.rows <= int64_t(16) * groups.count);
-  return decode ? detail::run_grouped_gemm<T, OutT, DecodeTiles>(params, out.epilogue, stream)
-                : detail::run_grouped_gemm<T, OutT, PrefillTiles>(params, out.epilogue, stream);
+  const bool sm80_only = schedule == gemm_schedule::prefill_sm80;
+  switch (out.epilogue) {
+    case gemm_epilogue::store:
+      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::store>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::swiglu:
+      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::swiglu>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::scale_rows:
+      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scale_rows>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::scatter_add:
+      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scatter_add>(
+          params, decode, sm80_only, stream);
+  }
+  return cudaErrorInvalidValue;  // not an epilogue
 }
 
 }  // namespace beam::device

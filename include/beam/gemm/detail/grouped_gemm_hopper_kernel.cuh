@@ -1,0 +1,143 @@
+//! @file
+//! Hopper kernel of beam::device::grouped_gemm: the persistent loop of the sm_80 kernel
+//! (same tile numbering, work items and epilogue), warp-specialised. Warpgroup 0 produces:
+//! its thread 0 loads each B stage with TMA (a 4-D tensor map, so out-of-range weight rows
+//! and columns arrive as zeros) and all 128 threads load the A stage with cp.async (rows
+//! gathered through sorted_pairs, which TMA cannot do on sm_90); both complete on the
+//! stage's `full` barrier. Warpgroups 1.. consume: warpgroup c multiplies rows
+//! [64c, 64c + 64) of the tile with wgmma (m64nBNk16, operands straight from the swizzled
+//! stage) and releases the stage on its `empty` barrier; the ring of `stages` slots runs
+//! across work items, so loads of the next item overlap this item's epilogue. Built without
+//! sm_90a features (e.g. for compute_90), the consumers multiply with mma.sync instead.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "beam/gemm/detail/grouped_gemm_kernel.cuh"
+#include "beam/gemm/tile_wgmma.cuh"
+
+namespace beam::detail {
+
+//! Tile geometry of a Hopper policy: BM / 64 consumer warpgroups and one producer.
+template <class Tiles>
+struct hopper_geometry {
+  static constexpr int bm = Tiles::block_rows, bn = Tiles::block_cols, stages = Tiles::stages;
+  static constexpr int consumers = bm / 64, threads = 128 * (consumers + 1);
+  static constexpr int a_copies = bm * 8 / 128;  //!< 16-byte A chunks per producer thread and stage
+  static constexpr size_t stage_elements = size_t(bm + bn) * gemm_block_k;
+  static_assert(bm % 64 == 0 && bm >= 64 && bm <= 256, "one to four consumer warpgroups of 64 rows");
+  static_assert(bn == 64 || bn == 128 || bn == 256, "a wgmma N of 64, 128 or 256");
+  static_assert(stages >= 2, "a ring of at least two stages");
+
+  //! Dynamic shared memory: 1024 bytes of alignment slack, the stage ring (A tiles, then B
+  //! tiles), `full` and `empty` barriers per stage, then the group tile starts.
+  static size_t smem_bytes(int groups) {
+    return 1024 + stages * stage_elements * 2 + 2 * stages * sizeof(uint64_t) + (size_t(groups) + 1) * sizeof(int32_t);
+  }
+};
+
+template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
+__global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
+    grouped_gemm_hopper_kernel(const __grid_constant__ CUtensorMap b_map, grouped_gemm_params<T, OutT> p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using geo = hopper_geometry<Tiles>;
+  constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages;
+  constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
+  extern __shared__ int4 smem[];
+  // The ring on a 1024-byte boundary: where the 128-byte swizzle pattern starts.
+  const unsigned misalignment = unsigned(__cvta_generic_to_shared(smem)) % 1024;
+  T* a_ring = reinterpret_cast<T*>(reinterpret_cast<char*>(smem) + (1024 - misalignment) % 1024);
+  T* b_ring = a_ring + S * BM * BK;
+  uint64_t* full = reinterpret_cast<uint64_t*>(b_ring + S * BN * BK);  // stage landed: A and B bytes
+  uint64_t* empty = full + S;                                          // stage read by every consumer warp
+  int32_t* tile_starts = reinterpret_cast<int32_t*>(empty + S);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      block::init_barrier(&full[s], 128 + 1);  // the producers' cp.async arrivals + the TMA byte count
+      block::init_barrier(&empty[s], 4 * geo::consumers);
+    }
+    block::fence_barrier_init();
+  }
+  static_assert(sizeof(typename cub::BlockScan<int32_t, geo::threads>::TempStorage) <= sizeof(T) * S * BM * BK,
+                "the scan's storage fits the idle ring");
+  number_row_tiles<geo::threads, BM>(p, a_ring, tile_starts);  // its __syncthreads publishes the barriers
+
+  const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
+  const int k_tiles = (p.k + BK - 1) / BK;
+  const int warpgroup_index = int(threadIdx.x / 128);
+  uint32_t stage = 0;  // stages passed through the ring: slot stage mod S, phase parity (stage / S) mod 2
+
+  if (warpgroup_index == 0) {  // producer
+    const int thread = int(threadIdx.x);
+    for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
+      const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
+      const T* a_src[geo::a_copies];
+#pragma unroll
+      for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (thread + i * 128) / 8);
+      // swiglu: rows [0, BN/2) of the B tile are gate rows, the rest the up rows of the same
+      // columns (halves 0 and 1 of the map); otherwise BN weight rows of half 0.
+      const int weight_row = swiglu ? item.column_tile * (BN / 2) : item.column_tile * BN;
+      for (int kt = 0; kt < k_tiles; ++kt, ++stage) {
+        const int slot = int(stage % S);
+        block::wait_barrier(&empty[slot], (stage / S + 1) % 2);  // the previous use of the slot is read
+        T* b_tile = b_ring + slot * BN * BK;
+        if (thread == 0) {
+          block::arrive_expecting_bytes(&full[slot], BN * BK * sizeof(T));
+          if constexpr (swiglu) {
+            block::copy_tensor_tile(b_tile, &b_map, kt * BK, weight_row, 0, item.group, &full[slot]);
+            block::copy_tensor_tile(b_tile + BN / 2 * BK, &b_map, kt * BK, weight_row, 1, item.group, &full[slot]);
+          } else {
+            block::copy_tensor_tile(b_tile, &b_map, kt * BK, weight_row, 0, item.group, &full[slot]);
+          }
+        }
+        copy_tile_rows<128>(a_ring + slot * BM * BK, a_src, p.a, thread, kt * BK, p.k);
+        block::arrive_after_copies(&full[slot]);
+      }
+    }
+  } else {  // consumer warpgroup: tile rows [64c, 64c + 64)
+    const int consumer = warpgroup_index - 1, warp_in_group = int(threadIdx.x / 32) % 4;
+    const int lane = int(threadIdx.x % 32);
+    for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
+      const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
+      float acc[1][BN / 8][4] = {};  // the warp's rows 16·warp_in_group + (g, g + 8) of the warpgroup's 64
+      for (int kt = 0; kt < k_tiles; ++kt, ++stage) {
+        const int slot = int(stage % S);
+        block::wait_barrier(&full[slot], (stage / S) % 2);
+        const T* a_tile = a_ring + slot * BM * BK + consumer * 64 * BK;
+        const T* b_tile = b_ring + slot * BN * BK;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        block::fence_async_proxy();  // A arrived through cp.async (generic proxy); wgmma reads async
+        warpgroup::fence_operands(acc[0]);
+        warpgroup::mma_fence();
+#pragma unroll
+        for (int s = 0; s < BK / 16; ++s) {
+          warpgroup::mma_async<T, BN>(acc[0], warpgroup::swizzled_tile_descriptor(a_tile + 16 * s),
+                                      warpgroup::swizzled_tile_descriptor(b_tile + 16 * s));
+        }
+        warpgroup::mma_commit();
+        warpgroup::mma_wait<0>();
+        warpgroup::fence_operands(acc[0]);
+#else
+        warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * warp_in_group, 0);
+#endif
+        __syncwarp();
+        if (lane == 0) block::arrive(&empty[slot]);
+      }
+      const int column0 = swiglu ? item.column_tile * (BN / 2) : item.column_tile * BN;
+#pragma unroll
+      for (int upper = 0; upper < 2; ++upper) {
+        const int64_t r = item.row0 + consumer * 64 + warp_in_group * 16 + lane / 4 + upper * 8;
+        if (r < item.group_end) write_row<Epilogue, true>(p, acc[0], upper, r, column0);
+      }
+    }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // TMA and mbarrier need sm_90: the host launches this kernel only from sm_90 code
+#endif
+}
+
+}  // namespace beam::detail
