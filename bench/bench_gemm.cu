@@ -3,7 +3,8 @@
 // cuBLAS baselines that need the counts on the host first: a cublasGemmEx loop over the
 // active experts (what a simple engine does) and cublasGemmGroupedBatchedEx. The baselines
 // read a pre-gathered Xp and do no SwiGLU (both in their favour). L2 is flushed before every
-// timed call.
+// timed call. Each schedule is also timed forced (decode, prefill: the Hopper kernel on
+// sm_90, prefill_sm80), to place the automatic crossover and compare the two prefill kernels.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cub/device/device_scan.cuh>
 
@@ -92,6 +93,7 @@ struct expert_problem {
 const model_shape& model_of(const benchmark::State& state) { return models[state.range(0)]; }
 
 //! beam: GEMM 1 (X gathered through sorted_pairs, SwiGLU) and GEMM 2 (× ĝ), no host sync.
+template <beam::device::gemm_schedule Schedule>
 void bm_beam_experts(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
@@ -99,11 +101,10 @@ void bm_beam_experts(benchmark::State& state) {
   const double s = median_seconds(p.stream, [&] {
     BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
         {p.x.data(), m.H, p.sorted.data(), m.K}, {p.w13.data(), m.H, int64_t(2) * m.I * m.H}, 2 * m.I, m.H, groups,
-        {p.act.data(), m.I, gemm_epilogue::swiglu}, beam::device::gemm_schedule::automatic, p.stream));
+        {p.act.data(), m.I, gemm_epilogue::swiglu}, Schedule, p.stream));
     BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
         {p.act.data(), m.I}, {p.w2.data(), m.I, int64_t(m.H) * m.I}, m.H, m.I, groups,
-        {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()},
-        beam::device::gemm_schedule::automatic, p.stream));
+        {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()}, Schedule, p.stream));
   }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
@@ -210,9 +211,23 @@ void expert_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
+//! The forced schedules: two models, every T, dense Top-K and the sparsest Avg.K.
+void schedule_args(benchmark::internal::Benchmark* b) {
+  for (int model : {0, 1}) {
+    for (int64_t T : {1, 8, 32, 128, 512, 2048, 8192, 16384}) {
+      for (int avg_k : {0, 3}) b->Args({model, T, avg_k});
+    }
+  }
+  b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
 }  // namespace
 
-BENCHMARK(bm_beam_experts)->Apply(expert_args);
+using beam::device::gemm_schedule;
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::automatic)->Apply(expert_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::decode)->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill)->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill_sm80)->Apply(schedule_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
 

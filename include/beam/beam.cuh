@@ -25,6 +25,7 @@
 
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/gemm/tile_mma.cuh"
+#include "beam/gemm/tile_wgmma.cuh"
 
 #include "beam/moe/device_moe.cuh"
 
