@@ -31,8 +31,9 @@ enum class gemm_epilogue {
 
 //! Which kernel runs: `decode` (BM = 16: weight streaming for few rows per group),
 //! `prefill` (BM = 128, tensor-core bound: the warp-specialised TMA kernel where the code
-//! loaded for the device is sm_90 or later, wgmma in an sm_90a build; else, and where the
-//! driver declines the weights' tensor map, the sm_80 multistage kernel), `prefill_sm80` (the
+//! loaded for the device is sm_90 or later and the device grants its 163 KiB of shared
+//! memory, wgmma in an sm_90a build; else, and where the driver declines the weights' tensor
+//! map, the sm_80 multistage kernel), `prefill_sm80` (the
 //! sm_80 multistage kernel on every device: a baseline for benchmarks), or `automatic`:
 //! decode while the rows bound is at most 16 per group, prefill beyond (a crossover not yet
 //! set from measurements).
@@ -254,7 +255,8 @@ bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params
 }
 
 //! Launches the Hopper kernel where it can run: the code loaded for the current device is
-//! sm_90 or later (`launched` false, success, otherwise) and the driver accepts the map.
+//! sm_90 or later, the device grants the ring's shared memory, and the driver accepts the
+//! weight map; otherwise `launched` is false (with success) and nothing was launched.
 template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
 cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
   using geo = beam::detail::hopper_geometry<Tiles>;
@@ -262,16 +264,22 @@ cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cud
   launched = false;
   cudaFuncAttributes attributes{};
   if (const cudaError_t status = cudaFuncGetAttributes(&attributes, kernel); status != cudaSuccess) return status;
+  int device = 0, smem_optin = 0;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  if (const cudaError_t status = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+      status != cudaSuccess) {
+    return status;
+  }
+  const size_t smem_limit = geo::smem_bytes(beam::detail::gemm_max_groups);
   CUtensorMap map;
-  if (attributes.ptxVersion < 90 ||
+  if (attributes.ptxVersion < 90 || size_t(smem_optin) < smem_limit ||
       !encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
     return cudaSuccess;
   }
   launched = true;
   params.column_tiles = column_tiles(params, Epilogue, geo::bn);
-  return launch_persistent(kernel, geo::threads, geo::smem_bytes(params.groups),
-                           geo::smem_bytes(beam::detail::gemm_max_groups), work_bound(params, geo::bm), stream, map,
-                           params);
+  return launch_persistent(kernel, geo::threads, geo::smem_bytes(params.groups), smem_limit,
+                           work_bound(params, geo::bm), stream, map, params);
 }
 
 //! The kernel of a schedule for one epilogue.

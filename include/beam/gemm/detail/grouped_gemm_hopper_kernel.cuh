@@ -6,7 +6,8 @@
 //! gathered through sorted_pairs, which TMA cannot do on sm_90); both complete on the
 //! stage's `full` barrier. Warpgroups 1.. consume: warpgroup c multiplies rows
 //! [64c, 64c + 64) of the tile with wgmma (m64nBNk16, operands straight from the swizzled
-//! stage) and releases the stage on its `empty` barrier; the ring of `stages` slots runs
+//! stage; one stage's products stay in flight while the next is issued) and releases each
+//! stage on its `empty` barrier once its products are done; the ring of `stages` slots runs
 //! across work items, so loads of the next item overlap this item's epilogue. Built without
 //! sm_90a features (e.g. for compute_90), the consumers multiply with mma.sync instead.
 #pragma once
@@ -28,9 +29,11 @@ struct hopper_geometry {
   static constexpr int consumers = bm / 64, threads = 128 * (consumers + 1);
   static constexpr int a_copies = bm * 8 / 128;  //!< 16-byte A chunks per producer thread and stage
   static constexpr size_t stage_elements = size_t(bm + bn) * gemm_block_k;
-  static_assert(bm % 64 == 0 && bm >= 64 && bm <= 256, "one to four consumer warpgroups of 64 rows");
+  static_assert(bm == 64 || bm == 128, "one or two consumer warpgroups of 64 rows (at most 384 threads)");
   static_assert(bn == 64 || bn == 128 || bn == 256, "a wgmma N of 64, 128 or 256");
   static_assert(stages >= 2, "a ring of at least two stages");
+  static_assert(1024 + stages * stage_elements * 2 + 2 * stages * 8 + (gemm_max_groups + 1) * 4 <= 227 * 1024,
+                "the ring and 512 groups' tile starts fit sm_90's 227 KiB per block");
 
   //! Dynamic shared memory: 1024 bytes of alignment slack, the stage ring (A tiles, then B
   //! tiles), `full` and `empty` barriers per stage, then the group tile starts.
@@ -98,15 +101,25 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
         block::arrive_after_copies(&full[slot]);
       }
     }
+    block::copy_async_commit();  // no copy of this thread outlives it
+    block::copy_async_wait<0>();
   } else {  // consumer warpgroup: tile rows [64c, 64c + 64)
     const int consumer = warpgroup_index - 1, warp_in_group = int(threadIdx.x / 32) % 4;
     const int lane = int(threadIdx.x % 32);
     for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
       const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
       float acc[1][BN / 8][4] = {};  // the warp's rows 16·warp_in_group + (g, g + 8) of the warpgroup's 64
+      const auto release = [&](int slot) {
+        __syncwarp();
+        if (lane == 0) block::arrive(&empty[slot]);
+      };
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+      int pending_slot = -1;  // the slot whose products may still be in flight
+#endif
       for (int kt = 0; kt < k_tiles; ++kt, ++stage) {
         const int slot = int(stage % S);
         block::wait_barrier(&full[slot], (stage / S) % 2);
+        __syncwarp();  // converged again after the wait loop, as the .aligned instructions need
         const T* a_tile = a_ring + slot * BM * BK + consumer * 64 * BK;
         const T* b_tile = b_ring + slot * BN * BK;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -119,14 +132,20 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
                                       warpgroup::swizzled_tile_descriptor(b_tile + 16 * s));
         }
         warpgroup::mma_commit();
-        warpgroup::mma_wait<0>();
+        warpgroup::mma_wait<1>();  // this stage's products may run on; the previous stage's are done
         warpgroup::fence_operands(acc[0]);
+        if (pending_slot >= 0) release(pending_slot);
+        pending_slot = slot;
 #else
         warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * warp_in_group, 0);
+        release(slot);
 #endif
-        __syncwarp();
-        if (lane == 0) block::arrive(&empty[slot]);
       }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+      warpgroup::mma_wait<0>();
+      warpgroup::fence_operands(acc[0]);
+      if (pending_slot >= 0) release(pending_slot);
+#endif
       const int column0 = swiglu ? item.column_tile * (BN / 2) : item.column_tile * BN;
 #pragma unroll
       for (int upper = 0; upper < 2; ++upper) {

@@ -146,13 +146,14 @@ __device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, O
 }
 
 //! Source of row `tile_row` of the item's A tile: a row of A (through gather_pairs if set),
-//! or null past the group's end.
+//! or null past the group's end (or for a negative gathered index).
 template <class T, class OutT>
 __device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
                                         int tile_row) {
   const int64_t r = item.row0 + tile_row;
   if (r >= item.group_end) return nullptr;
-  return p.a + (p.gather_pairs ? p.gather_pairs[r] / p.top_k : r) * p.a_stride;
+  const int64_t source = p.gather_pairs ? p.gather_pairs[r] / p.top_k : r;
+  return source < 0 ? nullptr : p.a + source * p.a_stride;
 }
 
 //! Starts this thread's 16-byte copies into a `swizzled_offset` stage tile: `thread` (of
