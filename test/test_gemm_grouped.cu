@@ -101,6 +101,33 @@ TEST_CASE("group lookup: the last tile start at or below a tile index skips empt
   CHECK(hopper::smem_bytes(512) <= 227 * 1024);
 }
 
+TEST_CASE("per-device memo: computed once per tag and device; errors and unlisted devices are not kept") {
+  struct tag_a {};
+  struct tag_b {};
+  int calls = 0, value = 0;
+  const auto compute = [&](int result) {
+    return [&calls, result](int& out) {
+      ++calls;
+      out = result;
+      return cudaSuccess;
+    };
+  };
+  using beam::device::detail::per_device_memo;
+  CHECK(per_device_memo<tag_a>(0, value, compute(7)) == cudaSuccess);
+  CHECK(per_device_memo<tag_a>(0, value, compute(9)) == cudaSuccess);  // kept: no second computation
+  CHECK((value == 7 && calls == 1));
+  CHECK(per_device_memo<tag_a>(1, value, compute(9)) == cudaSuccess);  // another device
+  CHECK((value == 9 && calls == 2));
+  CHECK(per_device_memo<tag_b>(0, value, compute(5)) == cudaSuccess);  // another tag
+  CHECK((value == 5 && calls == 3));
+  CHECK(per_device_memo<tag_b>(2, value, [](int&) { return cudaErrorInvalidValue; }) == cudaErrorInvalidValue);
+  CHECK(per_device_memo<tag_b>(2, value, compute(4)) == cudaSuccess);  // the error was not kept
+  CHECK((value == 4 && calls == 4));
+  CHECK(per_device_memo<tag_b>(64, value, compute(3)) == cudaSuccess);
+  CHECK(per_device_memo<tag_b>(64, value, compute(3)) == cudaSuccess);  // beyond the table: every time
+  CHECK(calls == 6);
+}
+
 TEST_CASE("tile arithmetic: column tiles (BN / 2 output columns for swiglu) and the work bound") {
   beam::detail::grouped_gemm_params<__nv_bfloat16, __nv_bfloat16> p{};
   p.n = 1536;  // Qwen3-30B-A3B GEMM 1: N = 2I

@@ -10,6 +10,7 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -167,30 +168,54 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   return check_sm80_device();
 }
 
-//! Launches a persistent kernel: as many blocks as fit on the device at once, at most one
-//! per work item of the static bound. `smem_limit`: the kernel's dynamic shared memory
-//! limit, the same for every call (a per-call value could lower it under another thread's
-//! larger launch).
-template <class Kernel, class... Args>
-cudaError_t launch_persistent(Kernel kernel, int threads, size_t smem, size_t smem_limit, int64_t work_bound,
-                              cudaStream_t stream, const Args&... args) {
+//! A positive int per device, computed once per `Tag` (e.g. a kernel) and device by
+//! `compute(int&)`: host queries that cost microseconds are not repeated on every call.
+template <class Tag, class Compute>
+cudaError_t per_device_memo(int device, int& value, const Compute& compute) {
+  constexpr int devices = 64;  // beyond: computed every time
+  static std::atomic<int> known[devices];  // 0: not yet known
+  const bool cached = device >= 0 && device < devices;
+  if (cached && (value = known[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+  if (const cudaError_t status = compute(value); status != cudaSuccess) return status;
+  if (cached) known[device].store(value, std::memory_order_relaxed);
+  return cudaSuccess;
+}
+
+//! Memo tags: a kernel's resident blocks; whether the Hopper kernel can run.
+template <auto Kernel>
+struct resident_blocks_tag {};
+template <auto Kernel>
+struct hopper_usable_tag {};
+
+//! Launches a persistent kernel: as many blocks as fit on the device at once (with the
+//! largest dynamic shared memory it is ever launched with, `smem_limit`: known once per
+//! device), at most one per work item of the static bound. The kernel's shared memory limit
+//! is set to smem_limit on every call (a per-call value could lower it under another
+//! thread's larger launch).
+template <auto Kernel, class... Args>
+cudaError_t launch_persistent(int threads, size_t smem, size_t smem_limit, int64_t work_bound, cudaStream_t stream,
+                              const Args&... args) {
   if (const cudaError_t status =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_limit));
+          cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_limit));
       status != cudaSuccess) {
     return status;
   }
-  int device = 0, sms = 0, per_sm = 0;
+  int device = 0, resident = 0;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      status != cudaSuccess) {
-    return status;
-  }
-  if (const cudaError_t status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem);
-      status != cudaSuccess) {
-    return status;
-  }
-  const int64_t resident = int64_t(sms) * (per_sm > 0 ? per_sm : 1);
-  kernel<<<unsigned(work_bound < resident ? work_bound : resident), threads, smem, stream>>>(args...);
+  const cudaError_t status = per_device_memo<resident_blocks_tag<Kernel>>(device, resident, [&](int& blocks) {
+    int sms = 0, per_sm = 0;
+    if (const cudaError_t s = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device); s != cudaSuccess) {
+      return s;
+    }
+    if (const cudaError_t s = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, threads, smem_limit);
+        s != cudaSuccess) {
+      return s;
+    }
+    blocks = sms * (per_sm > 0 ? per_sm : 1);
+    return cudaSuccess;
+  });
+  if (status != cudaSuccess) return status;
+  Kernel<<<unsigned(work_bound < resident ? work_bound : resident), threads, smem, stream>>>(args...);
   return cudaGetLastError();
 }
 
@@ -211,9 +236,9 @@ int column_tiles(const beam::detail::grouped_gemm_params<T, OutT>& params, gemm_
 template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
 cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params, cudaStream_t stream) {
   using geo = beam::detail::gemm_geometry<Tiles>;
-  return launch_persistent(beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
-                           geo::smem_bytes(params.groups), geo::smem_bytes(beam::detail::gemm_max_groups),
-                           work_bound(params, geo::bm), stream, params);
+  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>>(
+      geo::threads, geo::smem_bytes(params.groups), geo::smem_bytes(beam::detail::gemm_max_groups),
+      work_bound(params, geo::bm), stream, params);
 }
 
 //! The driver's cuTensorMapEncodeTiled (through the runtime: no link to libcuda), or null.
@@ -260,26 +285,31 @@ bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params
 template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
 cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
   using geo = beam::detail::hopper_geometry<Tiles>;
-  const auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
-  launched = false;
-  cudaFuncAttributes attributes{};
-  if (const cudaError_t status = cudaFuncGetAttributes(&attributes, kernel); status != cudaSuccess) return status;
-  int device = 0, smem_optin = 0;
-  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-      status != cudaSuccess) {
-    return status;
-  }
+  constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
   const size_t smem_limit = geo::smem_bytes(beam::detail::gemm_max_groups);
-  CUtensorMap map;
-  if (attributes.ptxVersion < 90 || size_t(smem_optin) < smem_limit ||
-      !encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
+  launched = false;
+  int device = 0, usable = 0;  // usable: 1 yes, 2 no (sm_80 code loaded, or too little shared memory)
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  const cudaError_t status = per_device_memo<hopper_usable_tag<kernel>>(device, usable, [&](int& verdict) {
+    cudaFuncAttributes attributes{};
+    int smem_optin = 0;
+    if (const cudaError_t s = cudaFuncGetAttributes(&attributes, kernel); s != cudaSuccess) return s;
+    if (const cudaError_t s = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+        s != cudaSuccess) {
+      return s;
+    }
+    verdict = attributes.ptxVersion >= 90 && size_t(smem_optin) >= smem_limit ? 1 : 2;
     return cudaSuccess;
+  });
+  CUtensorMap map;
+  if (status != cudaSuccess || usable != 1 ||
+      !encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
+    return status;
   }
   launched = true;
   params.column_tiles = column_tiles(params, Epilogue, geo::bn);
-  return launch_persistent(kernel, geo::threads, geo::smem_bytes(params.groups), smem_limit,
-                           work_bound(params, geo::bm), stream, map, params);
+  return launch_persistent<kernel>(geo::threads, geo::smem_bytes(params.groups), smem_limit,
+                                   work_bound(params, geo::bm), stream, map, params);
 }
 
 //! The kernel of a schedule for one epilogue.
