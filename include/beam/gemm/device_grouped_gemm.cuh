@@ -30,14 +30,15 @@ enum class gemm_epilogue {
                //!< addition (and bf16 atomics are compare-and-swap loops before sm_90)
 };
 
-//! Which kernel runs: `decode` (BM = 16: weight streaming for few rows per group),
-//! `prefill` (BM = 128, tensor-core bound: the warp-specialised TMA kernel where the code
-//! loaded for the device is sm_90 or later and the device grants its 163 KiB of shared
-//! memory, wgmma in an sm_90a build; else, and where the driver declines the weights' tensor
-//! map, the sm_80 multistage kernel), `prefill_sm80` (the
-//! sm_80 multistage kernel on every device: a baseline for benchmarks), or `automatic`:
-//! decode while the rows bound is at most 16 per group, prefill beyond (a crossover not yet
-//! set from measurements).
+//! Which kernel runs:
+//! - `decode`: BM = 16, weight streaming for few rows per group (sm_80 multistage kernel);
+//! - `prefill`: BM = 128, tensor-core bound: the warp-specialised TMA kernel where the code
+//!   loaded for the device is sm_90 or later and the device grants its 163 KiB of shared
+//!   memory (wgmma in an sm_90a build, mma.sync otherwise), else (and where the driver
+//!   declines the weights' tensor map) the sm_80 multistage kernel;
+//! - `prefill_sm80`: the sm_80 multistage kernel on every device (a benchmark baseline);
+//! - `automatic`: decode while the rows bound is at most 16 per group, prefill beyond (a
+//!   crossover not yet set from measurements).
 enum class gemm_schedule { automatic, decode, prefill, prefill_sm80 };
 
 //! Tile policies: BM × BN output tile (BN rows of B), K in steps of 64, warps_m × warps_n
