@@ -8,6 +8,7 @@
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cub/device/device_scan.cuh>
 
+#include <initializer_list>
 #include <vector>
 
 #include "beam/gemm/device_grouped_gemm.cuh"
@@ -201,33 +202,30 @@ void bm_cublas_grouped(benchmark::State& state) {
   report(state, s, p.bytes(), p.flops());
 }
 
-void expert_args(benchmark::internal::Benchmark* b) {
+//! Arguments {model, T, Avg.K index} for the models' full T range at the given Avg.K
+//! indices; Mixtral (few, large experts) at T ∈ {1, 64, 2048}, dense Top-2.
+void add_args(benchmark::internal::Benchmark* b, std::initializer_list<int> avg_ks) {
   for (int model : {0, 1}) {
     for (int64_t T : {1, 8, 32, 128, 512, 2048, 8192, 16384}) {
-      for (int avg_k : {0, 1, 2, 3}) b->Args({model, T, avg_k});
+      for (int avg_k : avg_ks) b->Args({model, T, avg_k});
     }
   }
-  for (int64_t T : {1, 64, 2048}) b->Args({2, T, 0});  // Mixtral: few, large experts (dense Top-2)
+  for (int64_t T : {1, 64, 2048}) b->Args({2, T, 0});
   b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
-
-//! The forced schedules: two models, every T, dense Top-K and the sparsest Avg.K.
-void schedule_args(benchmark::internal::Benchmark* b) {
-  for (int model : {0, 1}) {
-    for (int64_t T : {1, 8, 32, 128, 512, 2048, 8192, 16384}) {
-      for (int avg_k : {0, 3}) b->Args({model, T, avg_k});
-    }
-  }
-  b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-}
+void expert_args(benchmark::internal::Benchmark* b) { add_args(b, {0, 1, 2, 3}); }
+//! The forced schedules: dense Top-K and the sparsest Avg.K.
+void schedule_args(benchmark::internal::Benchmark* b) { add_args(b, {0, 3}); }
 
 }  // namespace
 
 using beam::device::gemm_schedule;
-BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::automatic)->Apply(expert_args);
-BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::decode)->Apply(schedule_args);
-BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill)->Apply(schedule_args);
-BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill_sm80)->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::automatic)->Name("bm_beam_experts")->Apply(expert_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::decode)->Name("bm_beam_experts_decode")->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill)->Name("bm_beam_experts_prefill")->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill_sm80)
+    ->Name("bm_beam_experts_prefill_sm80")
+    ->Apply(schedule_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
 

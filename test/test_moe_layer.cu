@@ -1,6 +1,6 @@
 // beam::device::moe_forward and moe_experts_forward against beam::reference::moe_forward /
 // moe_experts_forward: routing ids exactly (router inputs on a grid, so the logits are exact
-// on both sides), outputs to the dtype tolerance; both schedules, both router paths, mask on
+// on both sides), outputs to the dtype tolerance; every schedule, both router paths, mask on
 // and off, shared expert and residual, graph replay.
 #include <doctest/doctest.h>
 
@@ -60,6 +60,11 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
   CHECK(call(layer, 64, 8, out, fake + 4) == cudaErrorInvalidValue);                                    // misaligned
   CHECK(call(layer, 64, 8, {fake, 2048, fake + 8, 2047}) == cudaErrorInvalidValue);                     // residual
   CHECK(call(layer, 64, 8, {fake, 2048, fake, 4096}) == cudaErrorInvalidValue);  // in place, another stride
+  {
+    size_t bytes = large;  // a schedule that is no enumerator: rejected before routing runs
+    CHECK(beam::device::moe_forward<bf16>(workspace, bytes, fake, 2048, 64, layer, opt, out,
+                                          beam::device::gemm_schedule(4)) == cudaErrorInvalidValue);
+  }
   size_t too_small = small - 1;
   CHECK(beam::device::moe_forward<bf16>(workspace, too_small, fake, 2048, 64, layer, opt, out) == cudaErrorInvalidValue);
   CHECK(call(layer, 0, 8, {nullptr, 0}, nullptr) == cudaSuccess);  // T = 0: nothing to do
@@ -177,7 +182,8 @@ TEST_SUITE("gpu") {
       };
       // E = 6 and 60: router logits padded to a multiple of 4 columns on the GEMM path.
       for (auto [H, I, E, K, I_s] : {shape{64, 32, 6, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
-        for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+        for (gemm_schedule schedule :
+             {gemm_schedule::decode, gemm_schedule::prefill, gemm_schedule::prefill_sm80}) {
           const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));

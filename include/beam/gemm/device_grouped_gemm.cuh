@@ -33,13 +33,20 @@ enum class gemm_epilogue {
 //! Which kernel runs:
 //! - `decode`: BM = 16, weight streaming for few rows per group (sm_80 multistage kernel);
 //! - `prefill`: BM = 128, tensor-core bound: the warp-specialised TMA kernel where the code
-//!   loaded for the device is sm_90 or later and the device grants its 163 KiB of shared
+//!   loaded for the device is sm_90 or later (e.g. an sm_90a build on an H100) and the
+//!   device grants its 163 KiB of shared
 //!   memory (wgmma in an sm_90a build, mma.sync otherwise), else (and where the driver
 //!   declines the weights' tensor map) the sm_80 multistage kernel;
 //! - `prefill_sm80`: the sm_80 multistage kernel on every device (a benchmark baseline);
 //! - `automatic`: decode while the rows bound is at most 16 per group, prefill beyond (a
 //!   crossover not yet set from measurements).
 enum class gemm_schedule { automatic, decode, prefill, prefill_sm80 };
+
+namespace detail {
+constexpr bool valid_schedule(gemm_schedule schedule) {
+  return unsigned(schedule) <= unsigned(gemm_schedule::prefill_sm80);  // the last enumerator
+}
+}  // namespace detail
 
 //! Tile policies: BM × BN output tile (BN rows of B), K in steps of 64, warps_m × warps_n
 //! warps, `stages` tiles in flight (cp.async ring).
@@ -110,7 +117,8 @@ struct gemm_output {
 //!         scale_index, or top_k < 1, for scatter_add),
 //!         top_k < 1; a pointer not 16-byte aligned, a stride not a multiple of 8 elements or
 //!         shorter than its row (K for A and B, the output columns for C); the current
-//!         device older than sm_80; else the launch's status. rows = 0: success, nothing runs.
+//!         device older than sm_80; else the status of the launch or of its runtime queries.
+//!         rows = 0: success, nothing runs.
 //! Offsets must be non-decreasing with offsets[count] ≤ rows, and gather_pairs[r] / top_k a
 //! row of `a` (both as `compact` writes them).
 template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
@@ -149,8 +157,7 @@ template <class T, class OutT>
 cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
                                const gemm_output<OutT>& out, gemm_schedule schedule) {
   const bool swiglu = out.epilogue == gemm_epilogue::swiglu;
-  if (unsigned(schedule) > unsigned(gemm_schedule::prefill_sm80) ||
-      unsigned(out.epilogue) > unsigned(gemm_epilogue::scatter_add)) {
+  if (!valid_schedule(schedule) || unsigned(out.epilogue) > unsigned(gemm_epilogue::scatter_add)) {
     return cudaErrorInvalidValue;
   }
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
@@ -182,33 +189,34 @@ cudaError_t per_device_memo(int device, int& value, const Compute& compute) {
   return cudaSuccess;
 }
 
-//! Memo tags: a kernel's resident blocks; whether the Hopper kernel can run.
-template <auto Kernel>
+//! Memo tags: a kernel's resident blocks at a block size and shared memory; whether the
+//! Hopper kernel can run.
+template <auto Kernel, int Threads, size_t Smem>
 struct resident_blocks_tag {};
 template <auto Kernel>
 struct hopper_usable_tag {};
 
-//! Launches a persistent kernel: as many blocks as fit on the device at once (with the
-//! largest dynamic shared memory it is ever launched with, `smem_limit`: known once per
-//! device), at most one per work item of the static bound. The kernel's shared memory limit
-//! is set to smem_limit on every call (a per-call value could lower it under another
-//! thread's larger launch).
-template <auto Kernel, class... Args>
-cudaError_t launch_persistent(int threads, size_t smem, size_t smem_limit, int64_t work_bound, cudaStream_t stream,
-                              const Args&... args) {
+//! Launches a persistent kernel of `Threads` threads: as many blocks as fit on the device at
+//! once (with the largest dynamic shared memory it is ever launched with, SmemLimit: known
+//! once per device), at most one per work item of the static bound. The kernel's shared
+//! memory limit is set to SmemLimit on every call (a per-call value could lower it under
+//! another thread's larger launch).
+template <auto Kernel, int Threads, size_t SmemLimit, class... Args>
+cudaError_t launch_persistent(size_t smem, int64_t work_bound, cudaStream_t stream, const Args&... args) {
   if (const cudaError_t status =
-          cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_limit));
+          cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(SmemLimit));
       status != cudaSuccess) {
     return status;
   }
   int device = 0, resident = 0;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  const cudaError_t status = per_device_memo<resident_blocks_tag<Kernel>>(device, resident, [&](int& blocks) {
+  const cudaError_t status =
+      per_device_memo<resident_blocks_tag<Kernel, Threads, SmemLimit>>(device, resident, [&](int& blocks) {
     int sms = 0, per_sm = 0;
     if (const cudaError_t s = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device); s != cudaSuccess) {
       return s;
     }
-    if (const cudaError_t s = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, threads, smem_limit);
+    if (const cudaError_t s = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, Threads, SmemLimit);
         s != cudaSuccess) {
       return s;
     }
@@ -216,7 +224,7 @@ cudaError_t launch_persistent(int threads, size_t smem, size_t smem_limit, int64
     return cudaSuccess;
   });
   if (status != cudaSuccess) return status;
-  Kernel<<<unsigned(work_bound < resident ? work_bound : resident), threads, smem, stream>>>(args...);
+  Kernel<<<unsigned(work_bound < resident ? work_bound : resident), Threads, smem, stream>>>(args...);
   return cudaGetLastError();
 }
 
@@ -237,9 +245,9 @@ int column_tiles(const beam::detail::grouped_gemm_params<T, OutT>& params, gemm_
 template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
 cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params, cudaStream_t stream) {
   using geo = beam::detail::gemm_geometry<Tiles>;
-  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>>(
-      geo::threads, geo::smem_bytes(params.groups), geo::smem_bytes(beam::detail::gemm_max_groups),
-      work_bound(params, geo::bm), stream, params);
+  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
+                           geo::smem_bytes(beam::detail::gemm_max_groups)>(geo::smem_bytes(params.groups),
+                                                                           work_bound(params, geo::bm), stream, params);
 }
 
 //! The driver's cuTensorMapEncodeTiled (through the runtime: no link to libcuda), or null.
@@ -247,8 +255,13 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* function = nullptr;
     cudaDriverEntryPointQueryResult found{};
+#if CUDART_VERSION >= 12050
     const cudaError_t status =
         cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found);
+#else
+    const cudaError_t status = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &function, cudaEnableDefault, &found);
+#endif
+    if (status != cudaSuccess) (void)cudaGetLastError();  // not this call's error: the sm_80 kernel runs instead
     return status == cudaSuccess && found == cudaDriverEntryPointSuccess
                ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function)
                : nullptr;
@@ -258,8 +271,7 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 //! The Hopper kernel's map of B: a 4-D tensor (K, N / halves, halves, groups) with boxes of
 //! (64, BN / halves, 1, 1), 128-byte swizzle, zeros outside; halves = 2 for swiglu (gate rows
-//! W1, then up rows W3), else 1. False where the driver declines it (e.g. an expert stride
-//! of 0 with several groups).
+//! W1, then up rows W3), else 1. False where the driver declines it.
 template <class T, class OutT>
 bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params<T, OutT>& params, int halves,
                        int bn) {
@@ -280,18 +292,15 @@ bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-//! Launches the Hopper kernel where it can run: the code loaded for the current device is
-//! sm_90 or later, the device grants the ring's shared memory, and the driver accepts the
-//! weight map; otherwise `launched` is false (with success) and nothing was launched.
+//! Whether the Hopper kernel can run on `device`: the code loaded for it is sm_90 or later
+//! (not the trap of an sm_80 build) and the device grants the ring's shared memory.
+//! Memoised per kernel and device.
 template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
-cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
-  using geo = beam::detail::hopper_geometry<Tiles>;
+cudaError_t hopper_kernel_usable(int device, bool& usable) {
   constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
-  const size_t smem_limit = geo::smem_bytes(beam::detail::gemm_max_groups);
-  launched = false;
-  int device = 0, usable = 0;  // usable: 1 yes, 2 no (sm_80 code loaded, or too little shared memory)
-  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  const cudaError_t status = per_device_memo<hopper_usable_tag<kernel>>(device, usable, [&](int& verdict) {
+  enum verdict : int { unknown, yes, no };
+  int known = unknown;
+  const cudaError_t status = per_device_memo<hopper_usable_tag<kernel>>(device, known, [&](int& result) {
     cudaFuncAttributes attributes{};
     int smem_optin = 0;
     if (const cudaError_t s = cudaFuncGetAttributes(&attributes, kernel); s != cudaSuccess) return s;
@@ -299,18 +308,34 @@ cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cud
         s != cudaSuccess) {
       return s;
     }
-    verdict = attributes.ptxVersion >= 90 && size_t(smem_optin) >= smem_limit ? 1 : 2;
+    const size_t needed = beam::detail::hopper_geometry<Tiles>::smem_bytes(beam::detail::gemm_max_groups);
+    result = attributes.ptxVersion >= 90 && size_t(smem_optin) >= needed ? yes : no;
     return cudaSuccess;
   });
-  CUtensorMap map;
-  if (status != cudaSuccess || usable != 1 ||
-      !encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
+  usable = known == yes;
+  return status;
+}
+
+//! Launches the Hopper kernel where it can run (hopper_kernel_usable, and the driver accepts
+//! the weight map); otherwise `launched` is false (with success) and nothing was launched.
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
+cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
+  using geo = beam::detail::hopper_geometry<Tiles>;
+  launched = false;
+  int device = 0;
+  bool usable = false;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  if (const cudaError_t status = hopper_kernel_usable<T, OutT, Tiles, Epilogue>(device, usable);
+      status != cudaSuccess || !usable) {
     return status;
   }
+  CUtensorMap map;
+  if (!encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) return cudaSuccess;
   launched = true;
   params.column_tiles = column_tiles(params, Epilogue, geo::bn);
-  return launch_persistent<kernel>(geo::threads, geo::smem_bytes(params.groups), smem_limit,
-                                   work_bound(params, geo::bm), stream, map, params);
+  return launch_persistent<beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
+                           geo::smem_bytes(beam::detail::gemm_max_groups)>(
+      geo::smem_bytes(params.groups), work_bound(params, geo::bm), stream, map, params);
 }
 
 //! The kernel of a schedule for one epilogue.

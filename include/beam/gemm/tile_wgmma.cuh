@@ -7,8 +7,9 @@
 //! Operand tiles use the layout of `block::swizzled_offset` (64 elements = 128 bytes per
 //! row, 16-byte chunk c of row r at c ⊕ (r mod 8)), which is the hardware's 128-byte swizzle
 //! when the tile starts on a 1024-byte boundary: TMA writes it (CU_TENSOR_MAP_SWIZZLE_128B),
-//! `copy_tile_rows` writes it with cp.async, `warp::multiply_stage` reads it with ldmatrix,
-//! and `warpgroup::mma_async` reads it through `swizzled_tile_descriptor`.
+//! `block::copy_async_16` writes it chunk by chunk at `block::swizzled_offset`,
+//! `warp::multiply_stage` reads it with ldmatrix, and `warpgroup::mma_async` reads it through
+//! `swizzled_tile_descriptor`.
 //!
 //! wgmma accumulators (warp w of the warpgroup, g = lane / 4, q = lane % 4): d[i][0..1] are
 //! row 16w + g, columns 8i + 2q and 8i + 2q + 1; d[i][2..3] the same columns of row

@@ -62,7 +62,8 @@ struct moe_outputs {
 //!
 //! @tparam T  __nv_bfloat16 or __half (activations and weights)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
-//! @return cudaErrorInvalidValue, launching nothing, when T < 0; H, I or I_s not a positive
+//! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
+//!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
@@ -140,12 +141,12 @@ struct moe_workspace {
 
 template <class T>
 cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer, int top_k,
-                                const moe_outputs<T>& out, bool routes, bool mask) {
+                                const moe_outputs<T>& out, gemm_schedule schedule, bool routes, bool mask) {
   const auto rows_ok = [&](const T* p, int64_t stride) {
     return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= layer.hidden;
   };
   const auto aligned = [](const T* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (tokens < 0 || layer.hidden < 8 || layer.hidden % 8 != 0 || layer.intermediate < 8 ||
+  if (!valid_schedule(schedule) || tokens < 0 || layer.hidden < 8 || layer.hidden % 8 != 0 || layer.intermediate < 8 ||
       layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
     return cudaErrorInvalidValue;
   }
@@ -239,7 +240,7 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
                                 int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
                                 const float* topk_weights, int top_k, const moe_outputs<T>& out,
                                 gemm_schedule schedule, cudaStream_t stream) {
-  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, top_k, out, false, false);
+  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, top_k, out, schedule, false, false);
       status != cudaSuccess) {
     return status;
   }
@@ -256,7 +257,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
                         const moe_layer<T>& layer, const routing_options& options, const moe_outputs<T>& out,
                         gemm_schedule schedule, cudaStream_t stream) {
   using w = detail::moe_workspace;
-  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, options.top_k, out, true,
+  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, options.top_k, out, schedule, true,
                                                              options.mask_enabled);
       status != cudaSuccess) {
     return status;

@@ -37,7 +37,7 @@ struct hopper_geometry {
 
   //! Dynamic shared memory: 1024 bytes of alignment slack, the stage ring (A tiles, then B
   //! tiles), `full` and `empty` barriers per stage, then the group tile starts.
-  static size_t smem_bytes(int groups) {
+  static constexpr size_t smem_bytes(int groups) {
     return 1024 + stages * stage_elements * 2 + 2 * stages * sizeof(uint64_t) + (size_t(groups) + 1) * sizeof(int32_t);
   }
 };

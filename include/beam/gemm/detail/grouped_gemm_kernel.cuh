@@ -62,7 +62,7 @@ struct gemm_geometry {
   static_assert(stages >= 2, "a ring of at least two stages");
 
   //! Dynamic shared memory: the stage ring, then the group tile starts.
-  static size_t smem_bytes(int groups) {
+  static constexpr size_t smem_bytes(int groups) {
     return size_t(stages) * (bm + bn) * gemm_block_k * 2 + (size_t(groups) + 1 + 3) / 4 * 16;
   }
 };
