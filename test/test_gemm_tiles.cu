@@ -1,0 +1,184 @@
+// The public tile pieces on one 64-deep stage, against a host product: rows A [64, 64] and
+// weight rows B [N, 64] are written into `swizzled_offset` tiles (cp.async; TMA for B on
+// Hopper) and multiplied by `warp::multiply_stage` (mma.sync, sm_80+) or
+// `warpgroup::mma_async` (wgmma, sm_90a); every thread writes its accumulators where the
+// documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
+// shows up as a wrong product.
+#include <doctest/doctest.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/tile_mma.cuh"
+#include "beam/gemm/tile_wgmma.cuh"
+#include "common/gpu.cuh"
+#include "common/testing.hpp"
+
+namespace {
+
+constexpr int tile_rows = 64, depth = 64;
+
+//! The dynamic shared memory from its first 1024-byte boundary (where the swizzle starts).
+__device__ char* aligned_smem() {
+  extern __shared__ int4 smem[];
+  const unsigned misalignment = unsigned(__cvta_generic_to_shared(smem)) % 1024;
+  return reinterpret_cast<char*>(smem) + (1024 - misalignment) % 1024;
+}
+
+//! Starts this thread's cp.async copies of `rows` × 64 elements into a swizzled tile.
+template <class T>
+__device__ void copy_rows(T* tile, const T* source, int rows) {
+  for (int i = int(threadIdx.x); i < rows * 8; i += int(blockDim.x)) {
+    beam::block::copy_async_16(tile + beam::block::swizzled_offset(i / 8, i % 8), source + i * 8, true);
+  }
+}
+
+//! c[64, N]: thread (warp w, lane) holds rows 16w + lane/4 (+ 8) and columns 8i + 2·(lane%4)
+//! (+ 1) in frags[i][0..3].
+template <int Frags>
+__device__ void store_fragments(float* c, const float (&frags)[Frags][4]) {
+  const int row = 16 * int(threadIdx.x / 32) + int(threadIdx.x % 32) / 4, column = 2 * int(threadIdx.x % 4);
+  for (int i = 0; i < Frags; ++i) {
+    for (int j = 0; j < 4; ++j) c[(row + 8 * (j / 2)) * (8 * Frags) + 8 * i + column + j % 2] = frags[i][j];
+  }
+}
+
+template <class T, int N>
+__global__ void multiply_stage_kernel(const T* a, const T* b, float* c) {
+  T* a_tile = reinterpret_cast<T*>(aligned_smem());
+  T* b_tile = a_tile + tile_rows * depth;
+  copy_rows(a_tile, a, tile_rows);
+  copy_rows(b_tile, b, N);
+  beam::block::copy_async_commit();
+  beam::block::copy_async_wait<0>();
+  __syncthreads();
+  float acc[1][N / 8][4] = {};
+  beam::warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * int(threadIdx.x / 32), 0);
+  store_fragments(c, acc[0]);
+}
+
+//! 1 where this kernel was compiled with sm_90a features (wgmma), else 0.
+__global__ void has_wgmma_kernel(int* flag) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  *flag = 1;
+#else
+  *flag = 0;
+#endif
+}
+
+template <class T, int N>
+__global__ void wgmma_stage_kernel(const __grid_constant__ CUtensorMap b_map, const T* a, float* c) {
+  T* a_tile = reinterpret_cast<T*>(aligned_smem());
+  T* b_tile = a_tile + tile_rows * depth;
+  uint64_t* landed = reinterpret_cast<uint64_t*>(b_tile + N * depth);
+  if (threadIdx.x == 0) {
+    beam::block::init_barrier(landed, 128 + 1);  // every thread's copies and the TMA bytes
+    beam::block::fence_barrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    beam::block::arrive_expecting_bytes(landed, N * depth * sizeof(T));
+    beam::block::copy_tensor_tile(b_tile, &b_map, 0, 0, 0, 0, landed);
+  }
+  copy_rows(a_tile, a, tile_rows);
+  beam::block::arrive_after_copies(landed);
+  beam::block::wait_barrier(landed, 0);
+  __syncwarp();
+  beam::block::fence_async_proxy();
+  float d[N / 8][4] = {};
+  beam::warpgroup::fence_operands(d);
+  beam::warpgroup::mma_fence();
+  for (int s = 0; s < depth / 16; ++s) {
+    beam::warpgroup::mma_async<T, N>(d, beam::warpgroup::swizzled_tile_descriptor(a_tile + 16 * s),
+                                     beam::warpgroup::swizzled_tile_descriptor(b_tile + 16 * s));
+  }
+  beam::warpgroup::mma_commit();
+  beam::warpgroup::mma_wait<0>();
+  beam::warpgroup::fence_operands(d);
+  store_fragments(c, d);
+}
+
+//! A · Bᵀ in double, [64, N].
+template <class T>
+std::vector<double> host_product(const std::vector<T>& a, const std::vector<T>& b, int n) {
+  std::vector<double> c(size_t(tile_rows) * n);
+  for (int r = 0; r < tile_rows; ++r) {
+    for (int j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int k = 0; k < depth; ++k) {
+        sum += double(beam::to_float(a[size_t(r * depth + k)])) * beam::to_float(b[size_t(j * depth + k)]);
+      }
+      c[size_t(r * n + j)] = sum;
+    }
+  }
+  return c;
+}
+
+template <class T, int N, bool Wgmma>
+void check_stage(uint64_t seed) {
+  CAPTURE(N);
+  CAPTURE(Wgmma);
+  const auto a = beam::test::random_values<T>(size_t(tile_rows) * depth, seed);
+  const auto b = beam::test::random_values<T>(size_t(N) * depth, seed + 1);
+  beam::test::device_vector<T> d_a(a), d_b(b);
+  beam::test::device_vector<float> d_c{size_t(tile_rows) * N};
+  d_c.poison();
+  const size_t smem = 1024 + size_t(tile_rows + N) * depth * sizeof(T) + sizeof(uint64_t);
+  if constexpr (Wgmma) {
+    // B as the 4-D map the grouped GEMM uses: (K, rows, 1, 1), one box of (64, N, 1, 1).
+    const auto encode = beam::device::detail::tensor_map_encoder();
+    REQUIRE(bool(encode));
+    CUtensorMap map;
+    const cuuint64_t dims[4] = {depth, N, 1, 1};
+    const cuuint64_t strides[3] = {depth * sizeof(T), N * depth * sizeof(T), N * depth * sizeof(T)};
+    const cuuint32_t box[4] = {depth, N, 1, 1}, element_strides[4] = {1, 1, 1, 1};
+    REQUIRE(encode(&map, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                   4, d_b.data(), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
+    wgmma_stage_kernel<T, N><<<1, 128, smem>>>(map, d_a.data(), d_c.data());
+  } else {
+    multiply_stage_kernel<T, N><<<1, 128, smem>>>(d_a.data(), d_b.data(), d_c.data());
+  }
+  BEAM_CUDA_TRY(cudaGetLastError());
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  // fp32 accumulation of 64 exact products: far inside 1e-5 of the double product.
+  CHECK(beam::test::relative_error(d_c.to_host(), host_product(a, b, N)) <= 1e-5);
+}
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("warp::multiply_stage on swizzled tiles equals the host product (N = 64, 128; bf16, fp16)") {
+    BEAM_REQUIRE_GPU();
+    check_stage<__nv_bfloat16, 64, false>(101);
+    check_stage<__nv_bfloat16, 128, false>(103);
+    check_stage<__half, 64, false>(105);
+    check_stage<__half, 128, false>(107);
+  }
+
+  TEST_CASE("warpgroup::mma_async with a TMA-loaded B equals the host product (N = 64, 128, 256; bf16, fp16)") {
+    BEAM_REQUIRE_GPU();
+    int device = 0, major = 0;
+    BEAM_CUDA_TRY(cudaGetDevice(&device));
+    BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    int has_wgmma = 0;
+    if (major == 9) {
+      beam::test::device_vector<int> flag{1};
+      has_wgmma_kernel<<<1, 1>>>(flag.data());
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      has_wgmma = flag.to_host()[0];
+    }
+    if (!has_wgmma) {
+      MESSAGE("skipped: wgmma needs an sm_90 device and an sm_90a build");
+      return;
+    }
+    check_stage<__nv_bfloat16, 64, true>(201);
+    check_stage<__nv_bfloat16, 128, true>(203);
+    check_stage<__nv_bfloat16, 256, true>(205);
+    check_stage<__half, 64, true>(207);
+    check_stage<__half, 128, true>(209);
+    check_stage<__half, 256, true>(211);
+  }
+}
