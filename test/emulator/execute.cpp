@@ -1,0 +1,430 @@
+// Launches: every block in turn, every thread of a block with independent thread scheduling.
+// A thread runs until it reaches a warp collective or a block barrier; a collective executes
+// once all lanes of its member mask wait at it, a barrier releases once its thread count has
+// arrived. No thread able to run while some have not exited is a deadlock, diagnosed from
+// what each waiting thread waits on.
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "machine.hpp"
+
+namespace emu {
+namespace {
+
+uint64_t watchdog_limit() {
+  static const uint64_t limit = [] {
+    const char* v = std::getenv("BEAM_EMULATOR_WATCHDOG");
+    return v ? std::strtoull(v, nullptr, 0) : uint64_t(50'000'000'000ull);
+  }();
+  return limit;
+}
+
+std::string dim_text(const uint32_t v[3]) {
+  return "(" + std::to_string(v[0]) + "," + std::to_string(v[1]) + "," + std::to_string(v[2]) + ")";
+}
+
+const char* space_name(space s) {
+  switch (s) {
+    case space::generic: return "generic";
+    case space::global: return "global";
+    case space::shared: return "shared";
+    case space::local: return "local";
+    case space::param: return "param";
+    case space::constant: return "const";
+  }
+  return "?";
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+uint32_t member_mask(const block_state& b, const thread_state& t, const instruction& in) {
+  if (in.mask_operand >= 0) return static_cast<uint32_t>(value(b, t, in.ops[in.mask_operand]));
+  const uint32_t first = t.warp * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+  uint32_t mask = 0;
+  for (uint32_t l = 0; l < lanes; ++l)
+    if (in.mask_operand == whole_warp || b.threads[first + l].state != thread_state::run::exited) mask |= 1u << l;
+  return mask;
+}
+
+// Runs one thread until it waits, exits, or fails.
+void run_thread(block_state& b, thread_state& t) {
+  const instruction* code = b.k.code.data();
+  uint64_t& budget = *b.budget;
+  while (t.state == thread_state::run::ready) {
+    const instruction& in = code[t.pc];
+    if (in.guard >= 0 && ((t.r[in.guard] != 0) == in.guard_negated)) {
+      ++t.pc;
+      continue;
+    }
+    if (budget-- == 0) {
+      fail_launch(b, &t, &in, cudaErrorLaunchTimeout, "watchdog",
+                  "more than " + std::to_string(watchdog_limit()) +
+                      " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
+    }
+    if (in.sync != sync_kind::none) {
+      t.state = thread_state::run::waiting;
+      if (in.sync == sync_kind::warp) {
+        t.wait_mask = member_mask(b, t, in);
+      } else {
+        in.exec(b, t, in);  // records barrier id, count and operands; does not advance
+      }
+      return;
+    }
+    ++t.pc;
+    in.exec(b, t, in);
+  }
+}
+
+// Fires every warp collective of warp w whose participants are all there. True if any fired.
+bool fire_collectives(block_state& b, uint32_t w) {
+  bool fired = false;
+  const uint32_t first = w * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+  for (uint32_t l = 0; l < lanes; ++l) {
+    thread_state& t = b.threads[first + l];
+    if (t.state != thread_state::run::waiting) continue;
+    const instruction& in = b.k.code[t.pc];
+    if (in.sync != sync_kind::warp) continue;
+    const uint32_t mask = t.wait_mask;
+    if (!(mask >> l & 1)) continue;  // diagnosed as a mismatch if nothing else can run
+    const bool any_pc = in.opcode == "bar";  // bar.warp.sync may meet at different instructions
+    thread_state* group[32] = {};
+    bool complete = true;
+    for (uint32_t j = 0; j < 32 && complete; ++j) {
+      if (!(mask >> j & 1)) continue;
+      if (j >= lanes) { complete = false; break; }
+      thread_state& u = b.threads[first + j];
+      const bool there = u.state == thread_state::run::waiting && b.k.code[u.pc].sync == sync_kind::warp &&
+                         u.wait_mask == mask && (u.pc == t.pc || (any_pc && b.k.code[u.pc].opcode == "bar"));
+      if (!there) complete = false;
+      group[j] = &u;
+    }
+    if (!complete) continue;
+    in.warp_exec(b, group, mask, in);
+    for (uint32_t j = 0; j < 32; ++j) {
+      if (!group[j]) continue;
+      ++group[j]->pc;
+      group[j]->state = thread_state::run::ready;
+    }
+    fired = true;
+  }
+  return fired;
+}
+
+// Releases every block barrier whose expected thread count has arrived. True if any did.
+bool release_barriers(block_state& b) {
+  std::map<uint32_t, std::vector<thread_state*>> waiting;
+  for (thread_state& t : b.threads) {
+    if (t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::block) waiting[t.barrier].push_back(&t);
+  }
+  bool released = false;
+  for (auto& [id, threads] : waiting) {
+    const uint32_t expected = threads.front()->barrier_count ? threads.front()->barrier_count : b.thread_count;
+    if (threads.size() < expected) continue;
+    // bar.red: reduce the operands of the participants.
+    const instruction& in0 = b.k.code[threads.front()->pc];
+    uint32_t popc = 0, all = 1, any = 0;
+    for (thread_state* t : threads) {
+      popc += t->reduction;
+      all &= t->reduction;
+      any |= t->reduction;
+    }
+    for (size_t i = 0; i < expected; ++i) {
+      thread_state& t = *threads[i];
+      const instruction& in = b.k.code[t.pc];
+      if (in.aux2 != 0) {  // bar.red: aux2 = 1 popc, 2 and, 3 or
+        const uint32_t r = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;
+        t.r[in.ops[0].reg] = r;
+      }
+      ++t.pc;
+      t.state = thread_state::run::ready;
+    }
+    (void)in0;
+    released = true;
+  }
+  return released;
+}
+
+[[noreturn]] void diagnose_stall(block_state& b) {
+  // The most specific finding first: a collective whose group can never form, then a barrier
+  // that exited threads will never reach, then a plain deadlock with every waiter listed.
+  bool any_exited = false;
+  for (const thread_state& t : b.threads) any_exited |= t.state == thread_state::run::exited;
+  for (const thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting) continue;
+    const instruction& in = b.k.code[t.pc];
+    if (in.sync != sync_kind::warp) continue;
+    const uint32_t first = t.warp * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+    if (!(t.wait_mask >> t.lane & 1))
+      fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
+                  "the executing lane is not in its member mask " + hex(t.wait_mask));
+    for (uint32_t j = 0; j < 32; ++j) {
+      if (!(t.wait_mask >> j & 1)) continue;
+      if (j >= lanes)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
+                    "member mask " + hex(t.wait_mask) + " names lane " + std::to_string(j) + ", which the block does not have");
+      const thread_state& u = b.threads[first + j];
+      if (u.state == thread_state::run::exited)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
+                    "member mask " + hex(t.wait_mask) + " includes lane " + std::to_string(j) + ", which has exited");
+      if (u.state == thread_state::run::waiting) {
+        const instruction& other = b.k.code[u.pc];
+        if (other.sync == sync_kind::warp && (u.wait_mask != t.wait_mask || (u.pc != t.pc && in.opcode != "bar")))
+          fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
+                      "lane " + std::to_string(t.lane) + " waits with mask " + hex(t.wait_mask) + ", lane " +
+                          std::to_string(j) + " with mask " + hex(u.wait_mask) + " at PTX line " +
+                          std::to_string(other.line));
+      }
+    }
+  }
+  std::ostringstream waits;
+  const thread_state* first_waiter = nullptr;
+  for (uint32_t w = 0; w < b.warp_count; ++w) {
+    std::map<uint32_t, std::pair<int, const thread_state*>> at;  // pc -> count
+    for (uint32_t l = 0; l < 32 && w * 32 + l < b.thread_count; ++l) {
+      const thread_state& t = b.threads[w * 32 + l];
+      if (t.state != thread_state::run::waiting) continue;
+      auto& e = at[t.pc];
+      if (e.first++ == 0) e.second = &t;
+      if (!first_waiter) first_waiter = &t;
+    }
+    for (const auto& [pc, e] : at) {
+      const instruction& in = b.k.code[pc];
+      waits << "\n  warp " << w << ": " << e.first << " lane(s) at line " << in.line << " (" << in.opcode;
+      if (in.sync == sync_kind::block) {
+        waits << " barrier " << e.second->barrier << ", expecting "
+              << (e.second->barrier_count ? e.second->barrier_count : b.thread_count) << " threads";
+      } else {
+        waits << " mask " << hex(e.second->wait_mask);
+      }
+      waits << ")";
+    }
+  }
+  const instruction* in = first_waiter ? &b.k.code[first_waiter->pc] : nullptr;
+  if (any_exited && in && in->sync == sync_kind::block)
+    fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "barrier divergence",
+                "threads of the block exited while others wait at a barrier:" + waits.str());
+  fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "deadlock", "no thread can make progress:" + waits.str());
+}
+
+void run_block(block_state& b) {
+  for (;;) {
+    bool progress = false;
+    for (uint32_t w = 0; w < b.warp_count; ++w) {
+      const uint32_t first = w * 32, last = std::min<uint32_t>(first + 32, b.thread_count);
+      for (;;) {
+        bool ran = false;
+        for (uint32_t i = first; i < last; ++i) {
+          thread_state& t = b.threads[i];
+          if (t.state != thread_state::run::ready) continue;
+          run_thread(b, t);
+          ran = true;
+        }
+        const bool fired = fire_collectives(b, w);
+        progress |= ran | fired;
+        if (!fired) break;
+      }
+    }
+    if (release_barriers(b)) continue;
+    bool done = true;
+    for (const thread_state& t : b.threads) done &= t.state == thread_state::run::exited;
+    if (done) return;
+    if (!progress) diagnose_stall(b);
+  }
+}
+
+}  // namespace
+
+void fail_launch(const block_state& b, const thread_state* t, const instruction* in, cudaError_t error,
+                 const char* check, const std::string& detail) {
+  std::string where = "kernel " + b.k.info.name + " block " + dim_text(b.ctaid);
+  if (t) where += " thread " + dim_text(t->tid);
+  if (in) where += " line " + std::to_string(in->line);
+  std::fprintf(stderr, "beam emulator: %s: %s: %s\n", check, where.c_str(), detail.c_str());
+  throw launch_failure{error};
+}
+
+uint64_t special_value(const block_state& b, const thread_state& t, special s) {
+  const dim3& g = b.launch.grid;
+  const dim3& d = b.launch.block;
+  switch (s) {
+    case special::tid_x: return t.tid[0];
+    case special::tid_y: return t.tid[1];
+    case special::tid_z: return t.tid[2];
+    case special::ntid_x: return d.x;
+    case special::ntid_y: return d.y;
+    case special::ntid_z: return d.z;
+    case special::ctaid_x: return b.ctaid[0];
+    case special::ctaid_y: return b.ctaid[1];
+    case special::ctaid_z: return b.ctaid[2];
+    case special::nctaid_x: return g.x;
+    case special::nctaid_y: return g.y;
+    case special::nctaid_z: return g.z;
+    case special::laneid: return t.lane;
+    case special::warpid: return t.warp;
+    case special::nwarpid: return 64;
+    case special::smid: return 0;
+    case special::nsmid: return static_cast<uint64_t>(active_device_model().sm_count);
+    case special::gridid: return 1;
+    case special::lanemask_eq: return uint32_t(1) << t.lane;
+    case special::lanemask_lt: return (uint32_t(1) << t.lane) - 1;
+    case special::lanemask_le: return t.lane == 31 ? 0xFFFFFFFFu : (uint32_t(2) << t.lane) - 1;
+    case special::lanemask_gt: return t.lane == 31 ? 0u : ~((uint32_t(2) << t.lane) - 1);
+    case special::lanemask_ge: return ~((uint32_t(1) << t.lane) - 1);
+    case special::clock:
+    case special::clock64:
+    case special::globaltimer:
+      return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    case special::dynamic_smem_size: return b.dynamic_shared;
+    case special::total_smem_size: return b.shared.size();
+    case special::clusterid_x: return b.ctaid[0];
+    case special::clusterid_y: return b.ctaid[1];
+    case special::clusterid_z: return b.ctaid[2];
+    case special::nclusterid_x: return g.x;
+    case special::nclusterid_y: return g.y;
+    case special::nclusterid_z: return g.z;
+    case special::cluster_ctaid_x: case special::cluster_ctaid_y: case special::cluster_ctaid_z: return 0;
+    case special::cluster_nctaid_x: case special::cluster_nctaid_y: case special::cluster_nctaid_z: return 1;
+    case special::cluster_ctarank: return 0;
+    case special::cluster_nctarank: return 1;
+    case special::is_explicit_cluster: return 0;
+  }
+  return 0;
+}
+
+uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s, uint64_t address,
+                uint32_t bytes, uint32_t align, bool write) {
+  const char* what = write ? "store" : "load";
+  const auto misaligned = [&](const char* sp) {
+    fail_launch(b, &t, &in, cudaErrorMisalignedAddress, "misaligned address",
+                std::string(sp) + " " + what + " of " + std::to_string(bytes) + " bytes at " + hex(address) +
+                    " (needs " + std::to_string(align) + "-byte alignment)");
+  };
+  if (address % align != 0) misaligned(space_name(s));
+  const address_windows& win = windows();
+  if (s == space::generic) {
+    if (address - win.shared_base < win.shared_size) {
+      s = space::shared;
+      address -= win.shared_base;
+    } else if (address - win.local_base < win.local_size) {
+      s = space::local;
+      address -= win.local_base;
+    } else {
+      s = space::global;
+    }
+  }
+  const auto out_of_bounds = [&](const std::string& why) {
+    fail_launch(b, &t, &in, cudaErrorIllegalAddress, "illegal address",
+                std::string(space_name(s)) + " " + what + " of " + std::to_string(bytes) + " bytes at " + hex(address) +
+                    ": " + why);
+  };
+  switch (s) {
+    case space::global:
+    case space::constant: {
+      if (address >= b.cached_begin && address + bytes <= b.cached_end && address + bytes >= address)
+        return reinterpret_cast<uint8_t*>(address);
+      uint64_t begin, end;
+      if (!find_allocation(address, bytes, &begin, &end)) out_of_bounds("outside every live allocation");
+      b.cached_begin = begin;
+      b.cached_end = end;
+      return reinterpret_cast<uint8_t*>(address);
+    }
+    case space::shared:
+      if (address + bytes > b.shared.size() || address + bytes < address)
+        out_of_bounds("beyond the block's " + std::to_string(b.shared.size()) + " bytes of shared memory");
+      return b.shared.data() + address;
+    case space::local:
+      if (address + bytes > b.k.local_bytes || address + bytes < address)
+        out_of_bounds("beyond the thread's " + std::to_string(b.k.local_bytes) + " bytes of local memory");
+      return t.local + address;
+    case space::param:
+      if (write) out_of_bounds("kernel parameters are read-only");
+      if (address + bytes > b.param_bytes || address + bytes < address)
+        out_of_bounds("beyond the kernel's " + std::to_string(b.param_bytes) + " parameter bytes");
+      return b.params + address;
+    case space::generic: break;
+  }
+  return nullptr;
+}
+
+void complete_async_copies(block_state& b, thread_state& t, size_t keep, bool include_uncommitted) {
+  size_t end = t.copies.size();
+  if (!include_uncommitted) {
+    const size_t groups = t.group_ends.size();
+    end = groups > keep ? t.group_ends[groups - keep - 1] : 0;
+  }
+  for (size_t i = 0; i < end; ++i) {
+    const async_copy& c = t.copies[i];
+    std::memcpy(b.shared.data() + c.shared_offset, c.data, c.bytes);
+  }
+  t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(end));
+  size_t kept = 0;
+  for (size_t g : t.group_ends) {
+    if (g > end) t.group_ends[kept++] = g - end;
+  }
+  t.group_ends.resize(kept);
+}
+
+cudaError_t launch(const kernel& k, const launch_params& lp) {
+  const device_model& model = active_device_model();
+  const uint64_t threads = uint64_t(lp.block.x) * lp.block.y * lp.block.z;
+  const uint64_t blocks = uint64_t(lp.grid.x) * lp.grid.y * lp.grid.z;
+  if (threads == 0 || blocks == 0 || threads > uint64_t(model.max_threads_per_block) ||
+      lp.block.x > uint32_t(model.max_block[0]) || lp.block.y > uint32_t(model.max_block[1]) ||
+      lp.block.z > uint32_t(model.max_block[2]) || lp.grid.x > uint32_t(model.max_grid[0]) ||
+      lp.grid.y > uint32_t(model.max_grid[1]) || lp.grid.z > uint32_t(model.max_grid[2]))
+    return cudaErrorInvalidConfiguration;
+  if (threads > uint64_t(k.info.max_threads_per_block)) return cudaErrorInvalidValue;
+  if (k.static_shared_bytes + lp.dynamic_shared_bytes > model.shared_per_block_optin) return cudaErrorInvalidValue;
+
+  std::vector<uint8_t> params(k.info.param_bytes + 1);
+  for (size_t i = 0; i < k.info.params.size(); ++i)
+    std::memcpy(params.data() + k.info.params[i].offset, lp.args[i], k.info.params[i].size);
+
+  uint64_t budget = watchdog_limit();
+  std::vector<uint64_t> registers(threads * k.register_count);
+  std::vector<uint8_t> local(threads * k.local_bytes);
+  try {
+    for (uint32_t z = 0; z < lp.grid.z; ++z)
+      for (uint32_t y = 0; y < lp.grid.y; ++y)
+        for (uint32_t x = 0; x < lp.grid.x; ++x) {
+          block_state b(k, lp);
+          b.ctaid[0] = x;
+          b.ctaid[1] = y;
+          b.ctaid[2] = z;
+          b.params = params.data();
+          b.param_bytes = k.info.param_bytes;
+          b.dynamic_shared = lp.dynamic_shared_bytes;
+          b.shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0);
+          b.thread_count = static_cast<uint32_t>(threads);
+          b.warp_count = (b.thread_count + 31) / 32;
+          b.budget = &budget;
+          std::fill(registers.begin(), registers.end(), 0);
+          b.threads.resize(threads);
+          for (uint32_t i = 0; i < threads; ++i) {
+            thread_state& t = b.threads[i];
+            t.r = registers.data() + size_t(i) * k.register_count;
+            t.local = local.data() + size_t(i) * k.local_bytes;
+            t.linear = i;
+            t.tid[0] = i % lp.block.x;
+            t.tid[1] = i / lp.block.x % lp.block.y;
+            t.tid[2] = i / (lp.block.x * lp.block.y);
+            t.lane = i % 32;
+            t.warp = i / 32;
+          }
+          run_block(b);
+        }
+  } catch (const launch_failure& f) {
+    return f.error;
+  }
+  return cudaSuccess;
+}
+
+}  // namespace emu

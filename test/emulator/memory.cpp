@@ -1,0 +1,69 @@
+// Device memory: host allocations recorded in an interval map, so that each emulated global
+// access is checked against the live allocations; and the generic-address windows of shared
+// and local memory, reserved (never accessible) so that no allocation can overlap them.
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "machine.hpp"
+
+namespace emu {
+namespace {
+
+std::map<uint64_t, uint64_t>& allocations() {  // begin -> end
+  static std::map<uint64_t, uint64_t> live;
+  return live;
+}
+
+}  // namespace
+
+const address_windows& windows() {
+  static const address_windows w = [] {
+    constexpr uint64_t shared_size = uint64_t(1) << 24, local_size = uint64_t(1) << 24;
+    void* base = mmap(nullptr, shared_size + local_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+      std::fprintf(stderr, "beam emulator: cannot reserve the generic-address windows\n");
+      std::abort();
+    }
+    const uint64_t b = reinterpret_cast<uint64_t>(base);
+    return address_windows{b, shared_size, b + shared_size, local_size};
+  }();
+  return w;
+}
+
+void* device_allocate(size_t bytes) {
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
+  if (p == nullptr) return nullptr;
+  const uint64_t begin = reinterpret_cast<uint64_t>(p);
+  allocations()[begin] = begin + bytes;
+  return p;
+}
+
+bool device_free(void* ptr) {
+  const auto it = allocations().find(reinterpret_cast<uint64_t>(ptr));
+  if (it == allocations().end()) return false;
+  allocations().erase(it);
+  std::free(ptr);
+  return true;
+}
+
+bool find_allocation(uint64_t address, uint64_t bytes, uint64_t* begin, uint64_t* end) {
+  auto& live = allocations();
+  auto it = live.upper_bound(address);
+  if (it == live.begin()) return false;
+  --it;
+  if (address + bytes > it->second || address + bytes < address) return false;
+  *begin = it->first;
+  *end = it->second;
+  return true;
+}
+
+bool device_range_valid(const void* ptr, size_t bytes) {
+  uint64_t begin, end;
+  return find_allocation(reinterpret_cast<uint64_t>(ptr), bytes, &begin, &end);
+}
+
+}  // namespace emu

@@ -1,0 +1,46 @@
+// Floating-point formats and rounding as PTX defines them: one rounding routine for every
+// narrowing conversion, and round-to-odd arithmetic in x87 long double (64-bit significand)
+// so that a result rounded once more to f64, f32, f16 or bf16 is correctly rounded in every
+// mode (64 >= 53 + 2 bits).
+#pragma once
+
+#include <cstdint>
+
+#include "ptx.hpp"
+
+namespace emu {
+
+struct float_format {
+  int mantissa_bits, exponent_bits;
+};
+constexpr float_format f16_format{10, 5}, bf16_format{7, 8}, f32_format{23, 8}, f64_format{52, 11};
+
+//! The format of a floating-point ptype (f16, bf16, f32, f64).
+float_format format_of(ptype t);
+
+//! The exact value of an encoding.
+long double decode_float(uint64_t bits, float_format f);
+
+//! Rounds x to the format with rounding rn (ties to even), rz, rm, rp or rna (ties away):
+//! subnormals kept, overflow to infinity or the largest finite value as the mode directs,
+//! NaN to the canonical NaN (all exponent and fraction bits set, sign clear).
+uint64_t encode_float(long double x, float_format f, rounding r);
+
+//! Sign-preserving flush of a subnormal encoding to zero (.ftz).
+uint64_t flush_subnormal(uint64_t bits, float_format f);
+
+//! Whether an encoding is a NaN.
+bool is_nan(uint64_t bits, float_format f);
+
+//! a op b (op: '+', '*', '/', 's' square root of a) and a * b + c, rounded to odd in long
+//! double: exact results stay exact, inexact ones keep a sticky low bit.
+long double odd_add(long double a, long double b);
+long double odd_mul(long double a, long double b);
+long double odd_div(long double a, long double b);
+long double odd_sqrt(long double a);
+long double odd_fma(long double a, long double b, long double c);
+
+//! Rounds x to an integral value: rni (nearest even), rzi, rmi, rpi.
+long double round_integral(long double x, rounding r);
+
+}  // namespace emu

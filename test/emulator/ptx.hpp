@@ -1,0 +1,122 @@
+// The decoded form of PTX that the engine executes: one `instruction` per PTX instruction,
+// its operands resolved to register slots, immediates and constant addresses, and the
+// function that executes it chosen once at decode time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine.hpp"
+
+namespace emu {
+
+//! PTX state spaces. Addresses in shared, local and param space are offsets inside the
+//! block's / thread's / launch's buffer; generic addresses map them through fixed windows.
+enum class space : uint8_t { generic, global, shared, local, param, constant };
+
+//! PTX fundamental types (and the packed pairs).
+enum class ptype : uint8_t {
+  none, pred, b8, b16, b32, b64, b128, u8, u16, u32, u64, s8, s16, s32, s64,
+  f16, f16x2, bf16, bf16x2, f32, f64
+};
+
+int type_bytes(ptype t);
+bool type_signed(ptype t);
+bool type_float(ptype t);  //!< f16, bf16, f32, f64 (not the packed pairs)
+
+//! Special registers.
+enum class special : uint8_t {
+  tid_x, tid_y, tid_z, ntid_x, ntid_y, ntid_z, ctaid_x, ctaid_y, ctaid_z,
+  nctaid_x, nctaid_y, nctaid_z, laneid, warpid, nwarpid, smid, nsmid, gridid,
+  lanemask_eq, lanemask_lt, lanemask_le, lanemask_gt, lanemask_ge,
+  clock, clock64, globaltimer, dynamic_smem_size, total_smem_size,
+  clusterid_x, clusterid_y, clusterid_z, nclusterid_x, nclusterid_y, nclusterid_z,
+  cluster_ctaid_x, cluster_ctaid_y, cluster_ctaid_z, cluster_nctaid_x, cluster_nctaid_y,
+  cluster_nctaid_z, cluster_ctarank, cluster_nctarank, is_explicit_cluster
+};
+
+struct operand {
+  enum class kind : uint8_t { none, reg, imm, special, address, vector, label, sink };
+  kind k = kind::none;
+  bool negate = false;   //!< `!%p` predicate source
+  special sreg{};        //!< kind::special
+  int32_t reg = -1;      //!< kind::reg, or the base register of kind::address (-1: none)
+  uint64_t imm = 0;      //!< kind::imm bits, kind::address offset, kind::label target pc
+  uint32_t first = 0;    //!< kind::vector: index of the first element in function::vector_elements
+  uint32_t count = 0;    //!< kind::vector: element count
+};
+
+struct instruction;
+struct thread_state;
+struct block_state;
+using exec_fn = void (*)(block_state&, thread_state&, const instruction&);
+//! A warp collective: runs once for the lanes of its member mask (`lanes[i]` null outside it).
+using warp_exec_fn = void (*)(block_state&, thread_state* const* lanes, uint32_t mask, const instruction&);
+
+//! How a thread stops at an instruction that needs other threads.
+enum class sync_kind : uint8_t {
+  none,
+  warp,   //!< warp collective (.sync / .aligned): runs once all lanes of its member mask are there
+  block,  //!< bar / barrier: all threads of the block (or a thread count) arrive
+};
+
+//! Rounding modifiers.
+enum class rounding : uint8_t { none, rn, rz, rm, rp, rna, rni, rzi, rmi, rpi };
+
+//! Member masks that no operand names.
+constexpr int8_t whole_warp = -1;  //!< .aligned collectives: every lane the warp has
+constexpr int8_t live_lanes = -2;  //!< activemask: the lanes that have not exited
+
+struct instruction {
+  exec_fn exec = nullptr;            //!< per-thread instructions
+  warp_exec_fn warp_exec = nullptr;  //!< sync_kind::warp
+  sync_kind sync = sync_kind::none;
+  int8_t mask_operand = whole_warp;  //!< operand holding a warp collective's member mask, or:
+  std::string opcode;          //!< base opcode, e.g. "add", "ld", "mma"
+  std::vector<std::string> modifiers;  //!< the dotted suffixes in order, e.g. {"rn","ftz","f32"}
+  ptype type = ptype::none;    //!< the instruction type (destination type for cvt)
+  ptype type2 = ptype::none;   //!< second type: source type of cvt / comparison type of set
+  space state = space::generic;
+  rounding round = rounding::none;
+  bool ftz = false, sat = false;
+  bool approx = false;         //!< .approx or .full
+  bool relu = false, noftz = false;
+  int vec = 1;                 //!< .v2 / .v4 / .v8
+  int32_t guard = -1;          //!< guard predicate register, or -1
+  bool guard_negated = false;
+  int32_t pair = -1;           //!< register of the `|p` partner of the first destination, or -1
+  uint8_t op_count = 0;
+  operand ops[8];
+  uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)
+  uint32_t aux2 = 0;
+  uint32_t line = 0;           //!< PTX source line
+};
+
+//! A module-scope or function-scope variable.
+struct ptx_variable {
+  std::string name;
+  space state = space::global;
+  size_t size = 0, align = 1;
+  uint64_t address = 0;        //!< absolute (global/const) or offset in its space
+  std::vector<uint8_t> init;   //!< initial bytes (global/const), empty if none
+  bool dynamic_shared = false; //!< `.extern .shared` array: placed after static shared memory
+};
+
+//! A decoded .entry (kernel). Register slots are numbered per function.
+class kernel {
+ public:
+  kernel_info info;
+  std::vector<instruction> code;
+  std::vector<operand> vector_elements;
+  uint32_t register_count = 0;
+  std::vector<std::string> register_names;  //!< slot -> PTX name, for diagnostics
+  std::vector<ptype> register_types;        //!< slot -> declared type
+  size_t static_shared_bytes = 0;
+  size_t dynamic_shared_align = 16;
+  size_t local_bytes = 0;
+  std::string module_name;
+};
+
+}  // namespace emu
