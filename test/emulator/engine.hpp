@@ -24,8 +24,8 @@ struct device_model {
   bool arch_specific = false;    //!< true for sm_90a: runs compute_90a PTX
   int sm_count = 108;
   size_t shared_per_block = 48 * 1024;          //!< default limit without opt-in
-  size_t shared_per_block_optin = 164 * 1024;   //!< cudaDevAttrMaxSharedMemoryPerBlockOptin
-  size_t shared_per_sm = 164 * 1024;
+  size_t shared_per_block_optin = 166912;       //!< cudaDevAttrMaxSharedMemoryPerBlockOptin (A100)
+  size_t shared_per_sm = 167936;
   size_t reserved_shared_per_block = 1024;
   int registers_per_sm = 65536, registers_per_block = 65536;
   int max_threads_per_block = 1024, max_threads_per_sm = 2048, max_blocks_per_sm = 32;

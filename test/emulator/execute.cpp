@@ -118,45 +118,45 @@ bool fire_collectives(block_state& b, uint32_t w) {
   return fired;
 }
 
-// Releases every block barrier whose expected thread count has arrived. True if any did.
+// Releases every block barrier whose participants have arrived: `count` threads when the
+// barrier names a count; else every thread of the block for an aligned barrier (bar.sync,
+// barrier.sync.aligned: all threads execute the same barrier instruction), and every thread
+// that has not exited for a non-aligned one (exiting threads release a barrier they alone
+// hold up). True if any was released.
 bool release_barriers(block_state& b) {
   std::map<uint32_t, std::vector<thread_state*>> waiting;
+  uint32_t live = 0;
   for (thread_state& t : b.threads) {
+    live += t.state != thread_state::run::exited;
     if (t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::block) waiting[t.barrier].push_back(&t);
   }
   bool released = false;
   for (auto& [id, threads] : waiting) {
-    const uint32_t expected = threads.front()->barrier_count ? threads.front()->barrier_count : b.thread_count;
+    const uint32_t count = threads.front()->barrier_count;
+    const bool aligned = b.k.code[threads.front()->pc].aux == 1;
+    const size_t expected = count ? count : aligned ? b.thread_count : live;
     if (threads.size() < expected) continue;
-    // bar.red: reduce the operands of the participants.
-    const instruction& in0 = b.k.code[threads.front()->pc];
-    uint32_t popc = 0, all = 1, any = 0;
-    for (thread_state* t : threads) {
-      popc += t->reduction;
-      all &= t->reduction;
-      any |= t->reduction;
+    uint32_t popc = 0, all = 1, any = 0;  // bar.red over the participants
+    for (size_t i = 0; i < expected; ++i) {
+      popc += threads[i]->reduction;
+      all &= threads[i]->reduction;
+      any |= threads[i]->reduction;
     }
     for (size_t i = 0; i < expected; ++i) {
       thread_state& t = *threads[i];
       const instruction& in = b.k.code[t.pc];
-      if (in.aux2 != 0) {  // bar.red: aux2 = 1 popc, 2 and, 3 or
-        const uint32_t r = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;
-        t.r[in.ops[0].reg] = r;
-      }
+      if (in.aux2 != 0) t.r[in.ops[0].reg] = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;  // popc, and, or
       ++t.pc;
       t.state = thread_state::run::ready;
     }
-    (void)in0;
     released = true;
   }
   return released;
 }
 
 [[noreturn]] void diagnose_stall(block_state& b) {
-  // The most specific finding first: a collective whose group can never form, then a barrier
-  // that exited threads will never reach, then a plain deadlock with every waiter listed.
-  bool any_exited = false;
-  for (const thread_state& t : b.threads) any_exited |= t.state == thread_state::run::exited;
+  // The most specific finding first: a collective whose group can never form, then a warp
+  // split across barrier instructions, then a plain deadlock with every waiter listed.
   for (const thread_state& t : b.threads) {
     if (t.state != thread_state::run::waiting) continue;
     const instruction& in = b.k.code[t.pc];
@@ -199,18 +199,37 @@ bool release_barriers(block_state& b) {
       const instruction& in = b.k.code[pc];
       waits << "\n  warp " << w << ": " << e.first << " lane(s) at line " << in.line << " (" << in.opcode;
       if (in.sync == sync_kind::block) {
-        waits << " barrier " << e.second->barrier << ", expecting "
-              << (e.second->barrier_count ? e.second->barrier_count : b.thread_count) << " threads";
+        waits << " barrier " << e.second->barrier << ", expecting ";
+        if (e.second->barrier_count) waits << e.second->barrier_count << " threads";
+        else waits << "every thread that has not exited";
       } else {
         waits << " mask " << hex(e.second->wait_mask);
       }
       waits << ")";
     }
   }
+  // An aligned barrier needs every thread at the same instruction: none may exit instead, and
+  // the live lanes of a warp may not wait at different barriers.
+  for (const thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::block) continue;
+    const instruction& in = b.k.code[t.pc];
+    if (in.aux == 1 && t.barrier_count == 0) {
+      uint32_t exited = 0;
+      for (const thread_state& u : b.threads) exited += u.state == thread_state::run::exited;
+      if (exited > 0)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "barrier divergence",
+                    std::to_string(exited) + " thread(s) of the block exited without reaching this aligned barrier:" +
+                        waits.str());
+    }
+    for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
+      const thread_state& u = b.threads[t.warp * 32 + l];
+      if (u.state == thread_state::run::waiting && u.pc != t.pc)
+        fail_launch(b, &t, &b.k.code[t.pc], cudaErrorLaunchFailure, "barrier divergence",
+                    "lanes of warp " + std::to_string(t.warp) + " wait at different instructions (lane " +
+                        std::to_string(u.lane) + " at line " + std::to_string(b.k.code[u.pc].line) + "):" + waits.str());
+    }
+  }
   const instruction* in = first_waiter ? &b.k.code[first_waiter->pc] : nullptr;
-  if (any_exited && in && in->sync == sync_kind::block)
-    fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "barrier divergence",
-                "threads of the block exited while others wait at a barrier:" + waits.str());
   fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "deadlock", "no thread can make progress:" + waits.str());
 }
 

@@ -7,7 +7,8 @@
 // is correctly rounded in the requested mode. The .approx operations (ex2, lg2, sin, cos,
 // tanh, rsqrt, rcp.approx, sqrt.approx, div.approx/full) are computed with the host's libm in
 // the target precision, which is at least as accurate as the ISA's bounds; the last bits can
-// differ from a GPU. mma sums each dot product exactly in double and rounds once.
+// differ from a GPU. mma accumulates each dot product in double and rounds once to f32; a GPU's
+// tensor cores add in an unspecified order and precision.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -986,14 +987,26 @@ void warp_ldmatrix(block_state& b, thread_state* const* lanes, uint32_t mask, co
   }
 }
 
+// The value of a 16-bit float (f16 or bf16) as a double, exactly.
+double half_value(uint64_t bits16, bool bf16) {
+  if (bf16) return as_f32((bits16 & 0xFFFF) << 16);
+  static const std::vector<double> f16 = [] {
+    std::vector<double> table(65536);
+    for (uint32_t i = 0; i < 65536; ++i) table[i] = static_cast<double>(decode_float(i, f16_format));
+    return table;
+  }();
+  return f16[bits16 & 0xFFFF];
+}
+
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 d, a, b, c. Fragments
 // (lane l, g = l/4, q = l%4): a_i holds A[g + 8(i&1)][2q + 8(i>>1) + {0,1}], b_i holds
-// B[2q + 8i + {0,1}][g], c_i / d_i hold C[g + 8(i>>1)][2q + (i&1)].
+// B[2q + 8i + {0,1}][g], c_i / d_i hold C[g + 8(i>>1)][2q + (i&1)]. Each element of D is
+// accumulated in double (the products are exact) and rounded once to f32.
 void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   if (mask != 0xFFFFFFFFu)
     fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
                 "mma.sync needs all 32 lanes of the warp");
-  const float_format ab = format_of(in.type2);
+  const bool bf16 = in.type2 == ptype::bf16;
   const auto& ve = b.k.vector_elements;
   const operand &d = in.ops[0], &a = in.ops[1], &bb = in.ops[2], &c = in.ops[3];
   double A[16][16], B[16][8], C[16][8];
@@ -1003,13 +1016,13 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
     for (int i = 0; i < 4; ++i) {
       const uint64_t v = value(b, t, ve[a.first + i]);
       const int row = g + 8 * (i & 1), col = 2 * q + 8 * (i >> 1);
-      A[row][col] = static_cast<double>(decode_float(v & 0xFFFF, ab));
-      A[row][col + 1] = static_cast<double>(decode_float(v >> 16 & 0xFFFF, ab));
+      A[row][col] = half_value(v, bf16);
+      A[row][col + 1] = half_value(v >> 16, bf16);
     }
     for (int i = 0; i < 2; ++i) {
       const uint64_t v = value(b, t, ve[bb.first + i]);
-      B[2 * q + 8 * i][g] = static_cast<double>(decode_float(v & 0xFFFF, ab));
-      B[2 * q + 8 * i + 1][g] = static_cast<double>(decode_float(v >> 16 & 0xFFFF, ab));
+      B[2 * q + 8 * i][g] = half_value(v, bf16);
+      B[2 * q + 8 * i + 1][g] = half_value(v >> 16, bf16);
     }
     for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][2 * q + (i & 1)] = as_f32(value(b, t, ve[c.first + i]));
   }
@@ -1017,8 +1030,8 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
     const int g = l / 4, q = l % 4;
     for (int i = 0; i < 4; ++i) {
       const int row = g + 8 * (i >> 1), col = 2 * q + (i & 1);
-      long double sum = C[row][col];
-      for (int k = 0; k < 16; ++k) sum += static_cast<long double>(A[row][k]) * B[k][col];
+      double sum = C[row][col];
+      for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
       set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
     }
   }
@@ -1254,6 +1267,7 @@ void decode_instruction(instruction& in, const kernel& k) {
     }
     if (has(in, "arrive") || has(in, "cluster")) unsupported(in);
     if (has(in, "red")) in.aux2 = has(in, "popc") ? 1 : has(in, "and") ? 2 : 3;
+    in.aux = op == "bar" || has(in, "aligned");  // bar.sync is barrier.sync.aligned
     in.opcode = "bar";
     in.sync = sync_kind::block;
     in.exec = exec_bar_arrive;

@@ -12,9 +12,10 @@
 namespace emu {
 namespace {
 
-std::map<uint64_t, uint64_t>& allocations() {  // begin -> end
-  static std::map<uint64_t, uint64_t> live;
-  return live;
+// begin -> end. Never destroyed: a cudaFree from a static destructor may still ask.
+std::map<uint64_t, uint64_t>& allocations() {
+  static auto* live = new std::map<uint64_t, uint64_t>;
+  return *live;
 }
 
 }  // namespace
