@@ -207,9 +207,10 @@ TEST_SUITE("gpu") {
   TEST_CASE("compact equals the reference: counts, offsets, sorted_pairs, pair_to_row, tiles, vLLM layout") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t T : {0, 1, 2, 31, 64, 512, 1000, 4097, 16384, 65536}) {  // 512·8 and 4097·1: the one-launch edge
-      for (int E : {1, 8, 60, 64, 128, 256, 512}) {
-        for (int K : {1, 2, 4, 6, 8, 16}) {
+    // 512·8 and 4097·1: the one-launch edge (4096 pairs); 4097·16: four launches.
+    for (int64_t T : beam::test::sweep<int64_t>({0, 1, 2, 31, 64, 512, 1000, 4097, 16384, 65536}, {0, 1, 31, 512, 4097})) {
+      for (int E : beam::test::sweep({1, 8, 60, 64, 128, 256, 512}, {1, 60, 512})) {
+        for (int K : beam::test::sweep({1, 2, 4, 6, 8, 16}, {1, 8, 16})) {
           const double masked = std::vector<double>{0.0, 0.5, 0.85, 1.0}[size_t(n % 4)];
           // max_m: T up to 2048 (T never drops with distinct ids per token; these draws may
           // repeat ids, and large T overflows 2048), or a tight 7 or 1 that drops.

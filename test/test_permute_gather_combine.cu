@@ -214,8 +214,8 @@ TEST_SUITE("gpu") {
   TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t T : {0, 1, 7, 64, 1000, 4096}) {
-      for (int H : {8, 24, 200, 2048}) {
+    for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 64, 1000, 4096}, {0, 1, 7, 64})) {
+      for (int H : beam::test::sweep({8, 24, 200, 2048}, {8, 24, 200})) {
         for (double masked : {0.0, 0.5, 0.85, 1.0}) {
           check_gather_combine<float>(T, 8, 64, H, masked, 20000 + uint64_t(n));
           check_gather_combine<__half>(T, 6, 60, H, masked, 30000 + uint64_t(n));

@@ -151,8 +151,14 @@ void check_backward(const backward_case& c, const std::vector<LogitT>& r, const 
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
   if (T == 0) return;
   const double tolerance = std::max(1e-4, beam::dtype_traits<GradT>::tolerance);
+  // Against the reference as GradT stores it: tiny gradients (a Top-1 renormalised route leaves
+  // only the balance term, ~1e-7) are fp16 subnormals, whose spacing no tolerance covers.
+  const auto stored = [](std::vector<float> v) {
+    for (float& x : v) x = beam::to_float(beam::from_float<GradT>(x));
+    return v;
+  };
   const std::vector<float> got_r = unpad(d_router.to_host(), T, E, stride);
-  CHECK(beam::test::relative_error(got_r, expected.d_router_logits) <= tolerance);
+  CHECK(beam::test::relative_error(got_r, stored(expected.d_router_logits)) <= tolerance);
   // Bitwise deterministic.
   CHECK(unpad(d_router_again.to_host(), T, E, stride) == got_r);
   if (!opt.mask_enabled) {  // ∂L/∂z is not written at all
@@ -161,7 +167,7 @@ void check_backward(const backward_case& c, const std::vector<LogitT>& r, const 
     return;
   }
   const std::vector<float> got_z = unpad(d_mask.to_host(), T, E, stride);
-  CHECK(beam::test::relative_error(got_z, expected.d_mask_logits) <= tolerance);
+  CHECK(beam::test::relative_error(got_z, stored(expected.d_mask_logits)) <= tolerance);
   CHECK(unpad(d_mask_again.to_host(), T, E, stride) == got_z);
   // ∂L/∂z is exactly zero off the candidates.
   for (int64_t t = 0; t < T; ++t) {
@@ -177,9 +183,9 @@ template <class LogitT, class GradT>
 void random_backward_cases(uint64_t seed_base) {
   const std::vector<float> bias = beam::test::random_normal<float>(512, 7, 0.0, 0.05);
   int n = 0;
-  for (int64_t T : {0, 1, 7, 64, 65, 1000}) {
-    for (int E : {8, 60, 64, 128, 256, 512}) {
-      for (int K : {1, 2, 4, 6, 8, 16}) {
+  for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 64, 65, 1000}, {0, 1, 7, 65, 300})) {
+    for (int E : {8, 60, 64, 128, 256, 512}) {  // every bound of the E dispatch
+      for (int K : beam::test::sweep({1, 2, 4, 6, 8, 16}, {1, 2, 8, 16})) {
         if (K > E) continue;
         const uint64_t seed = seed_base + uint64_t(n++);
         backward_case c{T, E, K, {}, n % 2 == 0, n % 3 == 0 ? 0.0f : 0.01f, n % 5 == 0 ? 0.0f : 0.3f};
@@ -281,13 +287,39 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("route_backward: renormalised Top-1 routing has an exactly zero router gradient (g ≡ λ)") {
+    BEAM_REQUIRE_GPU();
+    // Regression: the renormalised gradient λ(∂L/∂g_k − Σ ∂L/∂g_i s_i)/S must cancel exactly
+    // for K = 1; computed from the gates it left rounding noise that outweighed the balance term.
+    const int64_t T = 300;
+    const int E = 60;
+    const auto r = beam::test::make_logits<float>(size_t(T * E), 51, false);
+    const auto z = beam::test::make_logits<float>(size_t(T * E), 52, false);
+    const beam::test::device_logits<float> logits(r, z, T, E, false);
+    beam::routing_options opt;
+    opt.top_k = 1;
+    opt.renormalize = true;
+    opt.routed_scaling_factor = 2.5f;
+    const auto fwd = ref::route_and_mask<float>(logits.r_view(T, E), logits.z_view(T, E), opt);
+    beam::test::device_vector<int32_t> candidates(fwd.candidate_ids);
+    beam::test::device_vector<float> d_weights(beam::test::random_normal<float>(size_t(T), 53));
+    beam::test::device_vector<float> d_router(size_t(T * E)), d_mask(size_t(T * E));
+    d_router.poison();
+    REQUIRE(beam::device::route_backward(logits.view, T, E, opt, candidates.data(), d_weights.data(),
+                                         aux_loss_terms{0.0f, 0.3f, nullptr},
+                                         routing_gradients<float>{d_router.data(), d_mask.data(), E, E}) == cudaSuccess);
+    const auto got = d_router.to_host();
+    CHECK(std::all_of(got.begin(), got.end(), [](float g) { return g == 0.0f; }));
+  }
+
   TEST_CASE("aux_losses equals the reference L_reg, L_bal, f and P") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t T : {0, 1, 7, 64, 65, 1000, 40000}) {
+    for (int64_t T : {0, 1, 7, 64, 65, 1000, 40000}) {  // 40000: more blocks than the partials cap
       for (int E : {8, 60, 128, 512}) {
         for (int K : {1, 6, 8}) {
           if (K > E) continue;
+          if (beam::test::emulated_device() && T * E > 64000 && E > 8) continue;  // scale only
           beam::routing_options opt;
           opt.mask_enabled = n % 3 != 2;
           opt.scoring = n % 2 ? beam::score_function::sigmoid : beam::score_function::softmax;

@@ -117,9 +117,9 @@ template <class LogitT>
 void random_cases(uint64_t seed_base) {
   const std::vector<float> bias = beam::test::random_normal<float>(512, 7, 0.0, 0.05);
   int n = 0;
-  for (int64_t T : {0, 1, 7, 64, 65, 1000}) {
-    for (int E : {8, 60, 64, 128, 256, 512}) {
-      for (int K : {1, 2, 4, 6, 8, 16}) {
+  for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 64, 65, 1000}, {0, 1, 7, 65, 300})) {
+    for (int E : {8, 60, 64, 128, 256, 512}) {  // every bound of the E dispatch
+      for (int K : beam::test::sweep({1, 2, 4, 6, 8, 16}, {1, 2, 8, 16})) {
         if (K > E) continue;
         const uint64_t seed = seed_base + uint64_t(n++);
         route_case c{T, E, K, {}, n % 2 == 0};

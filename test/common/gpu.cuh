@@ -1,10 +1,12 @@
-// GPU test helpers: an explicit skip without a device, a small owning buffer, and a CUDA
-// graph captured from a test's launches.
+// GPU test helpers: an explicit skip without a device, a small owning buffer, a CUDA graph
+// captured from a test's launches, and whether the device is the PTX emulator.
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <initializer_list>
 #include <random>
 #include <utility>
 #include <vector>
@@ -13,6 +15,31 @@
 #include "beam/core/error.cuh"
 
 namespace beam::test {
+
+//! True when the current device is the PTX emulator's (its name starts with "beam emulated",
+//! e.g. "beam emulated sm_80"), where every thread runs on the host: tests shrink their sweeps
+//! there. False without a device. Asked once per process (a function-local static).
+inline bool emulated_device() {
+  static const bool emulated = [] {
+    if (!::beam::cuda_device_present()) return false;
+    int device = 0;
+    cudaDeviceProp properties{};
+    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&properties, device) != cudaSuccess) {
+      (void)cudaGetLastError();  // leave no error behind for a test's next launch check
+      return false;
+    }
+    constexpr char prefix[] = "beam emulated";
+    return std::strncmp(properties.name, prefix, sizeof(prefix) - 1) == 0;
+  }();
+  return emulated;
+}
+
+//! The values of a test sweep: `full` on a GPU; under emulation `emulated`, a subset that
+//! keeps every code path the full sweep reaches (the sizes that only scale the work go).
+template <class T>
+std::vector<T> sweep(std::initializer_list<T> full, std::initializer_list<T> emulated) {
+  return emulated_device() ? std::vector<T>(emulated) : std::vector<T>(full);
+}
 
 //! Owning device array for tests.
 template <class T>

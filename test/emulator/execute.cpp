@@ -3,6 +3,7 @@
 // once all lanes of its member mask wait at it, a barrier releases once its thread count has
 // arrived. No thread able to run while some have not exited is a deadlock, diagnosed from
 // what each waiting thread waits on.
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -47,11 +48,8 @@ std::string hex(uint64_t v) {
 
 uint32_t member_mask(const block_state& b, const thread_state& t, const instruction& in) {
   if (in.mask_operand >= 0) return static_cast<uint32_t>(value(b, t, in.ops[in.mask_operand]));
-  const uint32_t first = t.warp * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
-  uint32_t mask = 0;
-  for (uint32_t l = 0; l < lanes; ++l)
-    if (in.mask_operand == whole_warp || b.threads[first + l].state != thread_state::run::exited) mask |= 1u << l;
-  return mask;
+  const uint32_t lanes = std::min<uint32_t>(32, b.thread_count - t.warp * 32);
+  return lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
 }
 
 // Runs one thread until it waits, exits, or fails.
@@ -83,6 +81,17 @@ void run_thread(block_state& b, thread_state& t) {
   }
 }
 
+// Whether lane u waits at a collective that can run together with lane t's (PTX ISA: the
+// non-exited threads of membermask execute the instruction with the same qualifiers and the
+// same membermask; an .aligned one, the very same instruction).
+bool joins(const block_state& b, const thread_state& t, const thread_state& u) {
+  if (u.state != thread_state::run::waiting) return false;
+  const instruction& mine = b.k.code[t.pc];
+  const instruction& other = b.k.code[u.pc];
+  return other.sync == sync_kind::warp && other.signature == mine.signature && u.wait_mask == t.wait_mask &&
+         (!mine.aligned || u.pc == t.pc);
+}
+
 // Fires every warp collective of warp w whose participants are all there. True if any fired.
 bool fire_collectives(block_state& b, uint32_t w) {
   bool fired = false;
@@ -91,27 +100,25 @@ bool fire_collectives(block_state& b, uint32_t w) {
     thread_state& t = b.threads[first + l];
     if (t.state != thread_state::run::waiting) continue;
     const instruction& in = b.k.code[t.pc];
-    if (in.sync != sync_kind::warp) continue;
-    const uint32_t mask = t.wait_mask;
-    if (!(mask >> l & 1)) continue;  // diagnosed as a mismatch if nothing else can run
-    const bool any_pc = in.opcode == "bar";  // bar.warp.sync may meet at different instructions
+    if (in.sync != sync_kind::warp || !(t.wait_mask >> l & 1)) continue;  // else diagnosed at a stall
     thread_state* group[32] = {};
+    uint32_t members = 0;
     bool complete = true;
-    for (uint32_t j = 0; j < 32 && complete; ++j) {
-      if (!(mask >> j & 1)) continue;
-      if (j >= lanes) { complete = false; break; }
+    for (uint32_t j = 0; j < lanes && complete; ++j) {
+      if (!(t.wait_mask >> j & 1)) continue;
       thread_state& u = b.threads[first + j];
-      const bool there = u.state == thread_state::run::waiting && b.k.code[u.pc].sync == sync_kind::warp &&
-                         u.wait_mask == mask && (u.pc == t.pc || (any_pc && b.k.code[u.pc].opcode == "bar"));
-      if (!there) complete = false;
+      // shfl, vote, match, redux wait for the non-exited lanes of the mask; bar.warp.sync for all.
+      if (u.state == thread_state::run::exited && !in.waits_for_exited) continue;
+      complete = joins(b, t, u);
       group[j] = &u;
+      members |= 1u << j;
     }
     if (!complete) continue;
-    in.warp_exec(b, group, mask, in);
-    for (uint32_t j = 0; j < 32; ++j) {
-      if (!group[j]) continue;
-      ++group[j]->pc;
-      group[j]->state = thread_state::run::ready;
+    in.warp_exec(b, group, members, in);
+    for (thread_state* u : group) {
+      if (!u) continue;
+      ++u->pc;
+      u->state = thread_state::run::ready;
     }
     fired = true;
   }
@@ -133,16 +140,21 @@ bool release_barriers(block_state& b) {
   bool released = false;
   for (auto& [id, threads] : waiting) {
     const uint32_t count = threads.front()->barrier_count;
-    const bool aligned = b.k.code[threads.front()->pc].aux == 1;
+    const bool aligned = b.k.code[threads.front()->pc].aligned;
     const size_t expected = count ? count : aligned ? b.thread_count : live;
-    if (threads.size() < expected) continue;
+    const size_t arrived = std::min<size_t>(b.arrivals[id], expected);  // bar.arrive, no waiting
+    if (threads.size() + arrived < expected) continue;
+    if (aligned && std::any_of(threads.begin(), threads.end(), [&](const thread_state* t) { return t->pc != threads.front()->pc; }))
+      continue;  // an aligned barrier is one instruction for all: diagnosed as divergence at the stall
+    b.arrivals[id] -= static_cast<uint32_t>(arrived);
     uint32_t popc = 0, all = 1, any = 0;  // bar.red over the participants
-    for (size_t i = 0; i < expected; ++i) {
+    const size_t waking = expected - arrived;
+    for (size_t i = 0; i < waking; ++i) {
       popc += threads[i]->reduction;
       all &= threads[i]->reduction;
       any |= threads[i]->reduction;
     }
-    for (size_t i = 0; i < expected; ++i) {
+    for (size_t i = 0; i < waking; ++i) {
       thread_state& t = *threads[i];
       const instruction& in = b.k.code[t.pc];
       if (in.aux2 != 0) t.r[in.ops[0].reg] = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;  // popc, and, or
@@ -171,17 +183,16 @@ bool release_barriers(block_state& b) {
         fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
                     "member mask " + hex(t.wait_mask) + " names lane " + std::to_string(j) + ", which the block does not have");
       const thread_state& u = b.threads[first + j];
-      if (u.state == thread_state::run::exited)
+      if (u.state == thread_state::run::exited && in.waits_for_exited)
         fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
                     "member mask " + hex(t.wait_mask) + " includes lane " + std::to_string(j) + ", which has exited");
-      if (u.state == thread_state::run::waiting) {
-        const instruction& other = b.k.code[u.pc];
-        if (other.sync == sync_kind::warp && (u.wait_mask != t.wait_mask || (u.pc != t.pc && in.opcode != "bar")))
-          fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
-                      "lane " + std::to_string(t.lane) + " waits with mask " + hex(t.wait_mask) + ", lane " +
-                          std::to_string(j) + " with mask " + hex(u.wait_mask) + " at PTX line " +
-                          std::to_string(other.line));
-      }
+      if (u.state != thread_state::run::waiting || joins(b, t, u)) continue;
+      const instruction& other = b.k.code[u.pc];
+      if (other.sync == sync_kind::warp)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
+                    "lane " + std::to_string(t.lane) + " waits with mask " + hex(t.wait_mask) + ", lane " +
+                        std::to_string(j) + " of that mask at a collective that cannot join it (PTX line " +
+                        std::to_string(other.line) + ", mask " + hex(u.wait_mask) + ")");
     }
   }
   std::ostringstream waits;
@@ -213,13 +224,20 @@ bool release_barriers(block_state& b) {
   for (const thread_state& t : b.threads) {
     if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::block) continue;
     const instruction& in = b.k.code[t.pc];
-    if (in.aux == 1 && t.barrier_count == 0) {
+    if (in.aligned && t.barrier_count == 0) {
       uint32_t exited = 0;
       for (const thread_state& u : b.threads) exited += u.state == thread_state::run::exited;
       if (exited > 0)
         fail_launch(b, &t, &in, cudaErrorLaunchFailure, "barrier divergence",
                     std::to_string(exited) + " thread(s) of the block exited without reaching this aligned barrier:" +
                         waits.str());
+    }
+    for (const thread_state& u : b.threads) {
+      if (in.aligned && u.state == thread_state::run::waiting && b.k.code[u.pc].sync == sync_kind::block &&
+          u.barrier == t.barrier && u.pc != t.pc)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "barrier divergence",
+                    "threads wait for aligned barrier " + std::to_string(t.barrier) + " at different instructions (thread " +
+                        std::to_string(u.linear) + " at line " + std::to_string(b.k.code[u.pc].line) + "):" + waits.str());
     }
     for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
       const thread_state& u = b.threads[t.warp * 32 + l];

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "decode.hpp"
 #include "machine.hpp"
@@ -140,6 +141,64 @@ void exec_mul(block_state& b, thread_state& t, const instruction& in) {
     r = truncate(r, rw);
   }
   set(t, in.ops[0], r);
+}
+
+// add.cc, addc[.cc], sub.cc, subc[.cc] (.u32/.s32/.u64/.s64): d = a ± b (± CC.CF), the carry
+// (borrow for sub) out of the unsigned operation written to CC.CF with .cc.
+void exec_carry(block_state& b, thread_state& t, const instruction& in) {
+  const int w = width(in);
+  const unsigned __int128 x = truncate(value(b, t, in.ops[1]), w), y = truncate(value(b, t, in.ops[2]), w);
+  const unsigned __int128 cin = in.aux2 & 1 ? t.carry : 0;  // addc / subc read the carry
+  const bool sub = in.aux == 1;
+  const unsigned __int128 r = sub ? x - y - cin : x + y + cin;
+  if (in.aux2 & 2) t.carry = static_cast<uint32_t>((r >> (8 * w)) & 1);  // .cc: carry-out (a borrow wraps)
+  set(t, in.ops[0], truncate(static_cast<uint64_t>(r), w));
+}
+
+// mad.cc / madc[.cc] .lo/.hi: d = (a·b).lo/hi + c (+ CC.CF), carry-out with .cc.
+void exec_mad_carry(block_state& b, thread_state& t, const instruction& in) {
+  const int w = width(in);
+  const unsigned __int128 x = truncate(value(b, t, in.ops[1]), w), y = truncate(value(b, t, in.ops[2]), w);
+  unsigned __int128 p;
+  if (type_signed(in.type)) {
+    p = static_cast<unsigned __int128>(__int128(sign_extend(static_cast<uint64_t>(x), w)) *
+                                       __int128(sign_extend(static_cast<uint64_t>(y), w)));
+  } else {
+    p = x * y;
+  }
+  const uint64_t part = truncate(static_cast<uint64_t>(in.aux == 1 ? p >> (8 * w) : p), w);
+  const unsigned __int128 r = static_cast<unsigned __int128>(part) + truncate(value(b, t, in.ops[3]), w) +
+                              (in.aux2 & 1 ? t.carry : 0);
+  if (in.aux2 & 2) t.carry = static_cast<uint32_t>((r >> (8 * w)) & 1);
+  set(t, in.ops[0], truncate(static_cast<uint64_t>(r), w));
+}
+
+// sad.type d, a, b, c: d = c + |a − b|.
+void exec_sad(block_state& b, thread_state& t, const instruction& in) {
+  const int w = width(in);
+  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+  uint64_t diff;
+  if (type_signed(in.type)) {
+    const int64_t a = sign_extend(x, w), c = sign_extend(y, w);
+    diff = static_cast<uint64_t>(a > c ? a - c : c - a);
+  } else {
+    const uint64_t a = truncate(x, w), c = truncate(y, w);
+    diff = a > c ? a - c : c - a;
+  }
+  set(t, in.ops[0], truncate(value(b, t, in.ops[3]) + diff, w));
+}
+
+// slct.dtype.{s32,f32} d, a, b, c: d = c >= 0 ? a : b (f32 c: -0 counts as >= 0, NaN as < 0).
+void exec_slct(block_state& b, thread_state& t, const instruction& in) {
+  const uint64_t c = value(b, t, in.ops[3]);
+  bool take_a;
+  if (in.type2 == ptype::f32) {
+    const float f = as_f32(in.ftz ? flush_subnormal(c & 0xFFFFFFFFu, f32_format) : c);
+    take_a = f >= 0.0f;
+  } else {
+    take_a = static_cast<int32_t>(c) >= 0;
+  }
+  set(t, in.ops[0], truncate(value(b, t, in.ops[take_a ? 1 : 2]), width(in)));
 }
 
 // mul24 / mad24 .lo: the low 32 bits of the product of the low 24 bits.
@@ -423,6 +482,20 @@ void exec_selp(block_state& b, thread_state& t, const instruction& in) {
 
 enum arith_op : uint32_t { op_add, op_sub, op_mul, op_fma };
 
+// x + y rounded to odd in double, without touching the rounding mode: the exact error of the
+// rounded sum (TwoSum) decides the truncation and the sticky bit.
+double odd_sum(double x, double y) {
+  const double s = x + y;
+  if (!std::isfinite(s)) return s;
+  const double virtual_y = s - x;
+  const double e = (x - (s - virtual_y)) + (y - virtual_y);
+  if (e == 0) return s;
+  double t = (std::signbit(e) == std::signbit(s)) ? s : std::nextafter(s, 0.0);  // toward zero
+  uint64_t u = bits(t);
+  if ((u & 1) == 0) t = std::nextafter(t, std::signbit(t) ? -INFINITY : INFINITY);
+  return t;
+}
+
 // add, sub, mul, fma/mad for f64, f32, f16, bf16 and the packed pairs.
 uint64_t float_arith(uint32_t op, const float_mode& m, ptype t, uint64_t x, uint64_t y, uint64_t z) {
   const bool ftz = m.ftz;
@@ -440,12 +513,28 @@ uint64_t float_arith(uint32_t op, const float_mode& m, ptype t, uint64_t x, uint
     return ftz ? flush_subnormal(out, f32_format) : out;
   }
   const long double a = operand_float(x, t, ftz), c = operand_float(y, t, ftz);
-  long double v;
-  switch (op) {
-    case op_add: v = odd_add(a, c); break;
-    case op_sub: v = odd_add(a, -c); break;
-    case op_mul: v = odd_mul(a, c); break;
-    default: v = odd_fma(a, c, operand_float(z, t, ftz)); break;
+  long double v, first = a, second = -c;  // the two terms of a sum
+  const long double addend = op == op_fma ? operand_float(z, t, ftz) : 0;
+  if (t != ptype::f64) {
+    // f32, f16, bf16: products are exact in double, sums round to odd there (53 >= 24 + 2 bits).
+    const double p = static_cast<double>(a), q = static_cast<double>(c);
+    switch (op) {
+      case op_add: v = odd_sum(p, q); second = c; break;
+      case op_sub: v = odd_sum(p, -q); break;
+      case op_mul: v = p * q; break;
+      default: v = odd_sum(p * q, static_cast<double>(addend)); first = a * c; second = addend; break;
+    }
+  } else {
+    switch (op) {
+      case op_add: v = odd_add(a, c); second = c; break;
+      case op_sub: v = odd_add(a, -c); break;
+      case op_mul: v = odd_mul(a, c); break;
+      default: v = odd_fma(a, c, addend); first = a * c; second = addend; break;
+    }
+  }
+  if (v == 0 && op != op_mul) {  // IEEE 754: an exact zero sum of opposite signs is -0 only under .rm
+    const bool negative = std::signbit(first) == std::signbit(second) ? std::signbit(first) : m.round == rounding::rm;
+    v = negative ? -0.0L : 0.0L;
   }
   return finish(v, t, m);
 }
@@ -533,6 +622,16 @@ void exec_float_special(block_state& b, thread_state& t, const instruction& in) 
       default: r = double(std::tanh(float(x))); break;
     }
     v = r;
+  } else if (type == ptype::f32 && (in.round == rounding::rn || in.round == rounding::none) && !in.sat) {
+    // IEEE division and square root of floats are correctly rounded to nearest on the host.
+    const float x = static_cast<float>(a);
+    float r;
+    switch (in.aux) {
+      case f_div: r = x / static_cast<float>(operand_float(value(b, t, in.ops[2]), type, in.ftz)); break;
+      case f_rcp: r = 1.0f / x; break;
+      default: r = std::sqrt(x); break;
+    }
+    v = r;
   } else {
     switch (in.aux) {
       case f_div: v = odd_div(a, operand_float(value(b, t, in.ops[2]), type, in.ftz)); break;
@@ -558,7 +657,7 @@ void exec_testp(block_state& b, thread_state& t, const instruction& in) {
     case 1: r = std::isinf(a); break;
     case 2: r = !std::isnan(a); break;
     case 3: r = std::isnan(a); break;
-    case 4: r = std::isfinite(a) && a != 0 && !subnormal; break;
+    case 4: r = std::isfinite(a) && !subnormal; break;  // the ISA counts ±0 as normal
     default: r = subnormal; break;
   }
   set(t, in.ops[0], r);
@@ -576,6 +675,8 @@ void exec_copysign(block_state& b, thread_state& t, const instruction& in) {
 // Conversions
 
 // cvt[.rnd][.ftz][.sat].dtype.atype d, a   (and cvt.rn[.relu].{f16x2,bf16x2}.f32 d, a, b)
+constexpr uint32_t cvt_tf32 = 1;  // instruction::aux of cvt.rna.tf32.f32
+
 uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
   const bool src_float = type_float(src), dst_float = type_float(dst);
   const int sw = type_bytes(src), dw = type_bytes(dst);
@@ -607,6 +708,9 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
       default: break;
     }
   }
+  if (plain && dst == ptype::f32 && src == ptype::f16) {
+    return is_nan(raw & 0xFFFF, f16_format) ? 0x7FFFFFFFu : bits(static_cast<float>(decode_float(raw, f16_format)));
+  }
   if (plain && dst == ptype::bf16 && src == ptype::f32) {  // round to nearest even on the bits
     const uint32_t u = static_cast<uint32_t>(raw);
     if (is_nan(u, f32_format)) return 0x7FFF;
@@ -627,10 +731,22 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
     float_mode m = mode_of(in);
     if (integral) m.round = rounding::rn;
     m.ftz = in.ftz && dst == ptype::f32;
-    return finish(v, dst, m);
+    if (in.aux == cvt_tf32) {  // tf32: 10 fraction bits in an f32 encoding, the low 13 bits zero
+      uint64_t r = encode_float(v, float_format{10, 8}, m.round);
+      if (in.aux2 && (r & 0x3FC00u) == 0x3FC00u && !std::isnan(v)) r = (r & 0x40000u) | 0x3FBFFu;  // .satfinite
+      return r << 13;
+    }
+    uint64_t r = finish(v, dst, m);
+    if (in.aux2 && !std::isnan(v)) {  // .satfinite: ±inf and overflow to the largest finite value
+      const float_format f = format_of(dst);
+      const uint64_t infinity = ((uint64_t(1) << f.exponent_bits) - 1) << f.mantissa_bits;
+      if ((r & infinity) == infinity) r = (r & ~((uint64_t(1) << (f.mantissa_bits + f.exponent_bits)) - 1)) | (infinity - 1);
+    }
+    return r;
   }
-  // Float to integer: round to integral, NaN to 0, saturate to the destination range.
-  if (std::isnan(v)) return 0;
+  // Float to integer: round to integral, saturate to the destination range. NaN gives 0, or
+  // 1 << (width - 1) from an .f64 source or into a 64-bit destination (ISA: Integer Notes).
+  if (std::isnan(v)) return src == ptype::f64 || dw == 8 ? truncate(uint64_t(1) << (8 * dw - 1), dw) : 0;
   const rounding r = in.round == rounding::none ? rounding::rzi : in.round;
   v = round_integral(v, r == rounding::rn ? rounding::rni : r == rounding::rz ? rounding::rzi
                                               : r == rounding::rm ? rounding::rmi : r == rounding::rp ? rounding::rpi : r);
@@ -650,7 +766,9 @@ void exec_cvt(block_state& b, thread_state& t, const instruction& in) {
     set(t, in.ops[0], hi << 16 | lo);
     return;
   }
-  set(t, in.ops[0], convert(in, in.type, in.type2, value(b, t, in.ops[1])));
+  const uint64_t v = convert(in, in.type, in.type2, value(b, t, in.ops[1]));
+  // A signed result narrower than its register is sign-extended to the register's width.
+  set(t, in.ops[0], type_signed(in.type) ? static_cast<uint64_t>(sign_extend(v, type_bytes(in.type))) : v);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -852,21 +970,36 @@ void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
                 "barrier id " + std::to_string(t.barrier) + " is not in 0..15");
 }
 
+// bar.arrive a, b / barrier.arrive a, b: one arrival at barrier a (of b threads); no wait.
+void exec_bar_arrive_only(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t id = static_cast<uint32_t>(value(b, t, in.ops[0]));
+  if (id > 15)
+    fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
+                "barrier id " + std::to_string(id) + " is not in 0..15");
+  ++b.arrivals[id];
+}
+
 // ---------------------------------------------------------------------------------------
 // Warp collectives
 
 void warp_sync(block_state&, thread_state* const*, uint32_t, const instruction&) {}
 
+// Lanes of a collective without .aligned may meet at different instructions with the same
+// qualifiers (PTX ISA: shfl.sync, vote.sync, match.sync, redux.sync): each lane's operands are
+// those of its own instruction.
+const instruction& own(const block_state& b, const thread_state& t) { return b.k.code[t.pc]; }
+
 // shfl.sync.mode.b32 d[|p], a, b, c, membermask
 void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   uint32_t source[32] = {};
   for (int l = 0; l < 32; ++l)
-    if (lanes[l]) source[l] = static_cast<uint32_t>(value(b, *lanes[l], in.ops[1]));
+    if (lanes[l]) source[l] = static_cast<uint32_t>(value(b, *lanes[l], own(b, *lanes[l]).ops[1]));
   for (int l = 0; l < 32; ++l) {
     thread_state* t = lanes[l];
     if (!t) continue;
-    const uint32_t bval = value(b, *t, in.ops[2]) & 0x1F;
-    const uint32_t c = static_cast<uint32_t>(value(b, *t, in.ops[3]));
+    const instruction& mine = own(b, *t);
+    const uint32_t bval = value(b, *t, mine.ops[2]) & 0x1F;
+    const uint32_t c = static_cast<uint32_t>(value(b, *t, mine.ops[3]));
     const uint32_t cval = c & 0x1F, segmask = c >> 8 & 0x1F;
     const int max_lane = static_cast<int>((l & segmask) | (cval & ~segmask));
     const int min_lane = static_cast<int>(l & segmask);
@@ -880,18 +1013,19 @@ void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const 
     }
     if (!pval) j = l;
     if (!(mask >> j & 1))
-      fail_launch(b, t, &in, cudaErrorLaunchFailure, "collective mismatch",
-                  "shfl.sync reads lane " + std::to_string(j) + ", outside the member mask");
-    set(*t, in.ops[0], source[j]);
-    if (in.pair >= 0) t->r[in.pair] = pval;
+      fail_launch(b, t, &mine, cudaErrorLaunchFailure, "collective mismatch",
+                  "shfl.sync reads lane " + std::to_string(j) + ", which is outside the member mask or has exited");
+    set(*t, mine.ops[0], source[j]);
+    if (mine.pair >= 0) t->r[mine.pair] = pval;
   }
 }
 
 // vote.sync.{all,any,uni}.pred d, {!}a, membermask  /  vote.sync.ballot.b32 d, {!}a, membermask
+// (`mask`: the non-exited lanes of membermask, over which the vote is taken)
 void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   uint32_t ballot = 0;
   for (int l = 0; l < 32; ++l)
-    if (lanes[l] && predicate(b, *lanes[l], in.ops[1])) ballot |= 1u << l;
+    if (lanes[l] && predicate(b, *lanes[l], own(b, *lanes[l]).ops[1])) ballot |= 1u << l;
   uint64_t r;
   switch (in.aux) {
     case 0: r = ballot == mask; break;
@@ -900,7 +1034,7 @@ void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const 
     default: r = ballot; break;
   }
   for (int l = 0; l < 32; ++l)
-    if (lanes[l]) set(*lanes[l], in.ops[0], r);
+    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], r);
 }
 
 // match.{any,all}.sync.type d[|p], a, membermask
@@ -908,7 +1042,7 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
   const int w = width(in);
   uint64_t v[32] = {};
   for (int l = 0; l < 32; ++l)
-    if (lanes[l]) v[l] = truncate(value(b, *lanes[l], in.ops[1]), w);
+    if (lanes[l]) v[l] = truncate(value(b, *lanes[l], own(b, *lanes[l]).ops[1]), w);
   bool all_equal = true;
   int first = __builtin_ctz(mask);
   for (int l = 0; l < 32; ++l)
@@ -918,10 +1052,11 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
     uint32_t same = 0;
     for (int j = 0; j < 32; ++j)
       if (lanes[j] && v[j] == v[l]) same |= 1u << j;
-    if (in.aux == 0) set(*lanes[l], in.ops[0], same);
+    const instruction& mine = own(b, *lanes[l]);
+    if (in.aux == 0) set(*lanes[l], mine.ops[0], same);
     else {
-      set(*lanes[l], in.ops[0], all_equal ? mask : 0);
-      if (in.pair >= 0) lanes[l]->r[in.pair] = all_equal;
+      set(*lanes[l], mine.ops[0], all_equal ? mask : 0);
+      if (mine.pair >= 0) lanes[l]->r[mine.pair] = all_equal;
     }
   }
 }
@@ -933,7 +1068,7 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const inst
   bool first = true;
   for (int l = 0; l < 32; ++l) {
     if (!lanes[l]) continue;
-    const uint64_t raw = value(b, *lanes[l], in.ops[1]) & 0xFFFFFFFFu;
+    const uint64_t raw = value(b, *lanes[l], own(b, *lanes[l]).ops[1]) & 0xFFFFFFFFu;
     const int64_t v = sgn ? sign_extend(raw, 4) : static_cast<int64_t>(raw);
     if (first) { acc = v; first = false; continue; }
     switch (in.aux) {
@@ -946,13 +1081,16 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const inst
     }
   }
   for (int l = 0; l < 32; ++l)
-    if (lanes[l]) set(*lanes[l], in.ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
+    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
 }
 
-// activemask.b32 d: the lanes that reach it together (all non-exited lanes of the warp).
-void warp_activemask(block_state&, thread_state* const* lanes, uint32_t mask, const instruction& in) {
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l]) set(*lanes[l], in.ops[0], mask);
+// activemask.b32 d: the lanes executing it together. Under independent scheduling the engine
+// takes the warp as converged: every lane that has not exited.
+void exec_activemask(block_state& b, thread_state& t, const instruction& in) {
+  uint32_t mask = 0;
+  for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l)
+    if (b.threads[t.warp * 32 + l].state != thread_state::run::exited) mask |= 1u << l;
+  set(t, in.ops[0], mask);
 }
 
 // ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [a]: lane 8i + r supplies the
@@ -998,15 +1136,16 @@ double half_value(uint64_t bits16, bool bf16) {
   return f16[bits16 & 0xFFFF];
 }
 
-// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 d, a, b, c. Fragments
-// (lane l, g = l/4, q = l%4): a_i holds A[g + 8(i&1)][2q + 8(i>>1) + {0,1}], b_i holds
-// B[2q + 8i + {0,1}][g], c_i / d_i hold C[g + 8(i>>1)][2q + (i&1)]. Each element of D is
-// accumulated in double (the products are exact) and rounded once to f32.
+// mma.sync.aligned.m16n8k16.row.col.{f32.bf16.bf16.f32, f32.f16.f16.f32, f16.f16.f16.f16}
+// d, a, b, c. Fragments (lane l, g = l/4, q = l%4): a_i holds A[g + 8(i&1)][2q + 8(i>>1) +
+// {0,1}], b_i holds B[2q + 8i + {0,1}][g]; element i of C/D is C[g + 8(i>>1)][2q + (i&1)],
+// register c_i for f32, the half (i&1) of c_{i/2} for f16. Each element of D is accumulated in
+// double (the products are exact) and rounded once.
 void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   if (mask != 0xFFFFFFFFu)
     fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
                 "mma.sync needs all 32 lanes of the warp");
-  const bool bf16 = in.type2 == ptype::bf16;
+  const bool bf16 = in.type2 == ptype::bf16, f16_acc = in.type == ptype::f16;
   const auto& ve = b.k.vector_elements;
   const operand &d = in.ops[0], &a = in.ops[1], &bb = in.ops[2], &c = in.ops[3];
   double A[16][16], B[16][8], C[16][8];
@@ -1024,15 +1163,24 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
       B[2 * q + 8 * i][g] = half_value(v, bf16);
       B[2 * q + 8 * i + 1][g] = half_value(v >> 16, bf16);
     }
-    for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][2 * q + (i & 1)] = as_f32(value(b, t, ve[c.first + i]));
+    for (int i = 0; i < 4; ++i) {  // f32: c_i is element i; f16: c_{i/2} packs elements i (low), i+1
+      const uint64_t v = f16_acc ? value(b, t, ve[c.first + i / 2]) >> (16 * (i & 1)) : value(b, t, ve[c.first + i]);
+      C[g + 8 * (i >> 1)][2 * q + (i & 1)] = f16_acc ? half_value(v, false) : as_f32(v);
+    }
   }
   for (int l = 0; l < 32; ++l) {
     const int g = l / 4, q = l % 4;
+    uint64_t packed_d[2] = {0, 0};
     for (int i = 0; i < 4; ++i) {
       const int row = g + 8 * (i >> 1), col = 2 * q + (i & 1);
       double sum = C[row][col];
       for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
-      set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
+      if (f16_acc) packed_d[i / 2] |= encode_float(sum, f16_format, rounding::rn) << (16 * (i & 1));
+      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
+    }
+    if (f16_acc) {
+      set(*lanes[l], ve[d.first], packed_d[0]);
+      set(*lanes[l], ve[d.first + 1], packed_d[1]);
     }
   }
 }
@@ -1104,7 +1252,16 @@ uint64_t bits_of_decimal_literal(double value, ptype t) {
   return static_cast<uint64_t>(static_cast<int64_t>(value));
 }
 
+uint32_t signature_of(const instruction& in) {
+  static std::unordered_map<std::string, uint32_t> ids;
+  std::string name = in.opcode;
+  for (const std::string& m : in.modifiers) name += "." + m;
+  return ids.emplace(name, static_cast<uint32_t>(ids.size())).first->second;
+}
+
 void decode_instruction(instruction& in, const kernel& k) {
+  in.signature = signature_of(in);
+  in.aligned = has(in, "aligned");
   const std::string& op = in.opcode;
   const auto cmp_of = [&]() {
     for (const std::string& m : in.modifiers) {
@@ -1121,6 +1278,21 @@ void decode_instruction(instruction& in, const kernel& k) {
   };
   const bool flt = type_float(in.type) || is_pair(in.type);
 
+  const bool cc = has(in, "cc");
+  if (((op == "add" || op == "sub") && cc) || op == "addc" || op == "subc") {
+    in.aux = op == "sub" || op == "subc";
+    in.aux2 = (op == "addc" || op == "subc" ? 1 : 0) | (cc ? 2 : 0);  // 1: reads CC.CF, 2: writes it
+    in.exec = exec_carry;
+    return;
+  }
+  if ((op == "mad" && cc) || op == "madc") {
+    in.aux = has(in, "hi");
+    in.aux2 = (op == "madc" ? 1 : 0) | (cc ? 2 : 0);
+    in.exec = exec_mad_carry;
+    return;
+  }
+  if (op == "sad") { in.exec = exec_sad; return; }
+  if (op == "slct") { in.exec = exec_slct; return; }
   if (op == "add" || op == "sub" || op == "mul" || op == "mad" || op == "fma") {
     if (flt) {
       need_operands(in, op == "fma" || op == "mad" ? 4 : 3);
@@ -1207,8 +1379,17 @@ void decode_instruction(instruction& in, const kernel& k) {
   }
   if (op == "copysign") { in.exec = exec_copysign; return; }
   if (op == "cvt") {
-    if (in.type2 == ptype::none) unsupported(in, "needs two types");
-    if (has(in, "satfinite") || has(in, "rna")) unsupported(in);
+    in.aux2 = has(in, "satfinite");
+    if (has(in, "tf32")) {  // cvt.rna[.satfinite].tf32.f32: "tf32" is no ptype; the result is an f32 encoding
+      if (in.type != ptype::f32 || in.type2 != ptype::none || in.round != rounding::rna)
+        unsupported(in, "tf32 only from f32 with .rna");
+      in.type2 = ptype::f32;
+      in.aux = cvt_tf32;
+    } else if (in.type2 == ptype::none) {
+      unsupported(in, "needs two types");
+    } else if (in.round == rounding::rna) {
+      unsupported(in, ".rna is for tf32 only");
+    }
     in.exec = exec_cvt;
     return;
   }
@@ -1262,12 +1443,18 @@ void decode_instruction(instruction& in, const kernel& k) {
     if (has(in, "warp")) {
       in.sync = sync_kind::warp;
       in.mask_operand = 0;
+      in.waits_for_exited = true;
       in.warp_exec = warp_sync;
       return;
     }
-    if (has(in, "arrive") || has(in, "cluster")) unsupported(in);
+    if (has(in, "cluster")) unsupported(in, "clusters");
+    if (has(in, "arrive")) {  // counts towards the barrier without waiting
+      need_operands(in, 2);
+      in.exec = exec_bar_arrive_only;
+      return;
+    }
     if (has(in, "red")) in.aux2 = has(in, "popc") ? 1 : has(in, "and") ? 2 : 3;
-    in.aux = op == "bar" || has(in, "aligned");  // bar.sync is barrier.sync.aligned
+    in.aligned = op == "bar" || in.aligned;  // bar.sync is barrier.sync.aligned
     in.opcode = "bar";
     in.sync = sync_kind::block;
     in.exec = exec_bar_arrive;
@@ -1310,12 +1497,7 @@ void decode_instruction(instruction& in, const kernel& k) {
     in.warp_exec = warp_redux;
     return;
   }
-  if (op == "activemask") {
-    in.sync = sync_kind::warp;
-    in.mask_operand = live_lanes;
-    in.warp_exec = warp_activemask;
-    return;
-  }
+  if (op == "activemask") { in.exec = exec_activemask; return; }
   if (op == "ldmatrix") {
     if (!has(in, "m8n8") || in.type != ptype::b16) unsupported(in);
     in.aux = has(in, "x4") ? 4 : has(in, "x2") ? 2 : 1;
@@ -1332,9 +1514,12 @@ void decode_instruction(instruction& in, const kernel& k) {
       ptype t;
       if (parse_type(m, &t)) types.push_back(t);
     }
-    if (!has(in, "m16n8k16") || !has(in, "row") || !has(in, "col") || types.size() != 4 || types[0] != ptype::f32 ||
-        types[3] != ptype::f32 || types[1] != types[2] || (types[1] != ptype::bf16 && types[1] != ptype::f16))
-      unsupported(in, "only m16n8k16.row.col with f32 accumulators and bf16/f16 inputs");
+    const bool f32_acc = types.size() == 4 && types[0] == ptype::f32 && types[3] == ptype::f32 &&
+                         (types[1] == ptype::bf16 || types[1] == ptype::f16) && types[2] == types[1];
+    const bool f16_acc = types.size() == 4 && std::all_of(types.begin(), types.end(), [](ptype t) { return t == ptype::f16; });
+    if (!has(in, "m16n8k16") || !has(in, "row") || !has(in, "col") || !(f32_acc || f16_acc))
+      unsupported(in, "only m16n8k16.row.col, bf16/f16 inputs with f32 accumulators or f16 throughout");
+    in.type = types[0];
     in.type2 = types[1];
     in.sync = sync_kind::warp;
     in.warp_exec = warp_mma;

@@ -35,6 +35,7 @@ struct thread_state {
   uint32_t barrier = 0;         //!< barrier id it waits at
   uint32_t barrier_count = 0;   //!< thread count expected at that barrier (0: whole block)
   uint32_t reduction = 0;       //!< bar.red operand
+  uint32_t carry = 0;           //!< CC.CF of the extended-precision arithmetic (add.cc, addc, ...)
   std::vector<async_copy> copies;       //!< issued cp.async copies, oldest first
   std::vector<size_t> group_ends;       //!< committed groups: end index into `copies`
 };
@@ -61,6 +62,7 @@ struct block_state {
   uint32_t thread_count = 0, warp_count = 0;
   uint64_t cached_begin = 1, cached_end = 0;  //!< last global allocation hit
   uint64_t* budget = nullptr;   //!< instructions left before the watchdog fires
+  uint32_t arrivals[16] = {};   //!< bar.arrive arrivals counted towards each barrier's next release
 
   block_state(const kernel& kern, const launch_params& lp) : k(kern), launch(lp) {}
 };

@@ -4,6 +4,7 @@
 #include <cfenv>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace emu {
 
@@ -16,7 +17,9 @@ float_format format_of(ptype t) {
   }
 }
 
-long double decode_float(uint64_t bits, float_format f) {
+namespace {
+
+long double decode_generic(uint64_t bits, float_format f) {
   const int m = f.mantissa_bits, e = f.exponent_bits;
   const bool negative = bits >> (m + e) & 1;
   const uint64_t exponent = bits >> m & ((uint64_t(1) << e) - 1);
@@ -33,6 +36,37 @@ long double decode_float(uint64_t bits, float_format f) {
   return negative ? -v : v;
 }
 
+}  // namespace
+
+long double decode_float(uint64_t bits, float_format f) {
+  if (f.mantissa_bits == 23 && f.exponent_bits == 8) {
+    const uint32_t u = static_cast<uint32_t>(bits);
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+  }
+  if (f.mantissa_bits == 52) {
+    double v;
+    std::memcpy(&v, &bits, 8);
+    return v;
+  }
+  if (f.mantissa_bits == 7 && f.exponent_bits == 8) {  // bf16: the top half of an f32
+    const uint32_t u = static_cast<uint32_t>(bits & 0xFFFF) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+  }
+  if (f.mantissa_bits == 10 && f.exponent_bits == 5) {
+    static const std::vector<long double> f16 = [] {
+      std::vector<long double> table(65536);
+      for (uint32_t i = 0; i < 65536; ++i) table[i] = decode_generic(i, f16_format);
+      return table;
+    }();
+    return f16[bits & 0xFFFF];
+  }
+  return decode_generic(bits, f);
+}
+
 uint64_t encode_float(long double x, float_format f, rounding r) {
   const int m = f.mantissa_bits, e = f.exponent_bits;
   const uint64_t sign = std::signbit(x) ? uint64_t(1) << (m + e) : 0;
@@ -40,10 +74,18 @@ uint64_t encode_float(long double x, float_format f, rounding r) {
   if (std::isnan(x)) return infinity | ((uint64_t(1) << m) - 1);
   if (std::isinf(x)) return sign | infinity;
   if (x == 0) return sign;
-  // |x| = significand * 2^(exp2 - 64), the significand's top bit set (64 bits: exact).
-  int exp2;
-  const long double fraction = std::frexp(std::fabs(x), &exp2);
-  const uint64_t significand = static_cast<uint64_t>(std::ldexp(fraction, 64));
+  // |x| = significand * 2^(exp2 - 64), the significand's top bit set: the x87 extended format
+  // holds exactly that (64-bit significand, 15-bit exponent biased by 16383).
+  uint64_t significand;
+  uint16_t sign_exponent;
+  std::memcpy(&significand, &x, 8);
+  std::memcpy(&sign_exponent, reinterpret_cast<const char*>(&x) + 8, 2);
+  int exp2 = (sign_exponent & 0x7FFF) - 16382;
+  if ((sign_exponent & 0x7FFF) == 0) {  // an x87 denormal: normalise
+    const int shift = __builtin_clzll(significand);
+    significand <<= shift;
+    exp2 = 1 - 16382 - shift;
+  }
   const int bias = (1 << (e - 1)) - 1, emin = 1 - bias;
   const int exponent = std::max(exp2 - 1, emin);  // of the result's leading bit (emin: subnormal)
   // The result counts units of 2^(exponent - m): drop `shift` low bits of the significand.

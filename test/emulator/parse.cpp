@@ -458,6 +458,7 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
   if (t.k != token::kind::word) fail_here("bad operand '" + t.text + "'");
   const std::string& s = t.text;
   if (s == "_") { o.k = operand::kind::sink; return o; }
+  if (s == "WARP_SZ") { o.k = operand::kind::imm; o.imm = 32; return o; }  // the PTX constant
   int32_t slot;
   if (resolve_register(s, &slot)) { o.k = operand::kind::reg; o.reg = slot; return o; }
   if (const auto it = special_registers().find(s); it != special_registers().end()) {

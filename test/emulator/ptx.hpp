@@ -52,7 +52,8 @@ struct instruction;
 struct thread_state;
 struct block_state;
 using exec_fn = void (*)(block_state&, thread_state&, const instruction&);
-//! A warp collective: runs once for the lanes of its member mask (`lanes[i]` null outside it).
+//! A warp collective: runs once for the non-exited lanes of its member mask (`lanes[i]` null
+//! elsewhere; `mask` has their bits).
 using warp_exec_fn = void (*)(block_state&, thread_state* const* lanes, uint32_t mask, const instruction&);
 
 //! How a thread stops at an instruction that needs other threads.
@@ -65,9 +66,8 @@ enum class sync_kind : uint8_t {
 //! Rounding modifiers.
 enum class rounding : uint8_t { none, rn, rz, rm, rp, rna, rni, rzi, rmi, rpi };
 
-//! Member masks that no operand names.
-constexpr int8_t whole_warp = -1;  //!< .aligned collectives: every lane the warp has
-constexpr int8_t live_lanes = -2;  //!< activemask: the lanes that have not exited
+//! The member mask of .aligned collectives, which no operand names: every lane the warp has.
+constexpr int8_t whole_warp = -1;
 
 struct instruction {
   exec_fn exec = nullptr;            //!< per-thread instructions
@@ -87,6 +87,9 @@ struct instruction {
   int32_t guard = -1;          //!< guard predicate register, or -1
   bool guard_negated = false;
   int32_t pair = -1;           //!< register of the `|p` partner of the first destination, or -1
+  uint32_t signature = 0;      //!< equal for equal opcode and qualifiers (lanes of a collective)
+  bool aligned = false;        //!< .aligned (or bar.sync): every lane at this very instruction
+  bool waits_for_exited = false;  //!< bar.warp.sync: exited lanes of the mask never arrive
   uint8_t op_count = 0;
   operand ops[8];
   uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)

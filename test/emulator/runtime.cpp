@@ -350,7 +350,8 @@ cudaError_t not_a_kernel(const char* function, const void* func) {
 cudaError_t resolve(CUkern_st& f, const emu::kernel_info** info) {
   if (f.kernel == nullptr) {
     if (const cudaError_t status = load(*f.binary); status != cudaSuccess) {
-      return fail(status, "kernel " + f.name + ": " + f.binary->load_problem);
+      return fail(status, std::string(status == cudaErrorInvalidPtx ? "invalid PTX: " : "") + "kernel " + f.name + ": " +
+                              f.binary->load_problem);
     }
     f.kernel = f.binary->module->find_kernel(f.name);
     if (f.kernel == nullptr) {

@@ -29,7 +29,8 @@ struct aux_grad_scales {
 //! The scores, gates and hard mask are recomputed from the logits exactly as the forward
 //! computed them, then
 //!   ∂L/∂g_k = ∂L/∂ĝ_k · m̂_k,   ∂L/∂m̂_k = ∂L/∂ĝ_k · g_k,   ∂L/∂z_{c_k} = ∂L/∂m̂_k · σ'(z_{c_k})
-//!   ∂L/∂s_{c_k} = λ ∂L/∂g_k, or (λ ∂L/∂g_k − Σ_i ∂L/∂g_i g_i)/S when renormalised (S > 0)
+//!   ∂L/∂s_{c_k} = λ ∂L/∂g_k, or λ(∂L/∂g_k − Σ_i ∂L/∂g_i s_i)/S when renormalised (S > 0,
+//!   s_i = score_i/S)
 //!   ∂L/∂r_e = p_e (∂L/∂s_e − Σ_l p_l ∂L/∂s_l) (softmax),   ∂L/∂s_e σ'(r_e) (sigmoid)
 //! plus the terms of `aux`. Writes the dense rows ∂L/∂r[E] and ∂L/∂z[E] (zeros off the
 //! candidates, except the balance term, which reaches every expert).
@@ -87,8 +88,10 @@ __device__ void route_token_backward(const LogitT* router_row, const LogitT* mas
   const float gate = lambda * score / norm;
   const bool keep = !options.mask_enabled || mask_keeps(z);
   const float d_gate = holds && keep ? d_weight : 0.0f;
+  // Renormalised: λ(∂L/∂g_k − Σ_i ∂L/∂g_i s_i)/S with the shares s_i = score_i/S, which sum to 1
+  // exactly for K = 1, so that the routing term is exactly 0 there (g ≡ λ has no gradient).
   float d_score = lambda * d_gate;
-  if (sum > 0.0f) d_score = (d_score - detail::warp_sum(d_gate * gate)) / sum;
+  if (sum > 0.0f) d_score = lambda * (d_gate - detail::warp_sum(d_gate * (score / sum))) / sum;
   const float d_z = holds && options.mask_enabled
                         ? ste_backward(d_weight * gate, z) + l_reg_term_grad(z, aux.l_reg_scale)
                         : 0.0f;
