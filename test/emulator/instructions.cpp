@@ -1084,12 +1084,15 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const inst
     if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
 }
 
-// activemask.b32 d: the lanes executing it together. Under independent scheduling the engine
-// takes the warp as converged: every lane that has not exited.
+// activemask.b32 d: the lanes executing it together. Threads run one at a time here, so these
+// are the executing lane and the lanes of its warp stopped at this same instruction (a subset
+// of the converged lanes, which the ISA leaves unspecified; never a lane elsewhere).
 void exec_activemask(block_state& b, thread_state& t, const instruction& in) {
-  uint32_t mask = 0;
-  for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l)
-    if (b.threads[t.warp * 32 + l].state != thread_state::run::exited) mask |= 1u << l;
+  uint32_t mask = 1u << t.lane;
+  for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
+    const thread_state& u = b.threads[t.warp * 32 + l];
+    if (u.state != thread_state::run::exited && u.pc == t.pc - 1) mask |= 1u << l;  // t.pc is past it
+  }
   set(t, in.ops[0], mask);
 }
 

@@ -1,9 +1,17 @@
 # cmake -DCOMPILE_COMMANDS=<compile_commands.json> -DARCHITECTURES=<80;90a> -DWORK_DIR=<dir>
-#       [-DSOURCE=<file.cu>] -P check_kernel_resources.cmake
+#       [-DEXCLUDE_DIRS=<dir;...>] [-DLAUNCHER=<launcher>] [-DSOURCE=<file.cu>]
+#       -P check_kernel_resources.cmake
 #
-# Recompiles every CUDA source of the build with its own command plus `-Xptxas -v` and reads
-# the ptxas report. Fails, naming each kernel (or device function), when it has a non-zero
-# stack frame or spills registers, or when a real architecture of ARCHITECTURES produced no code.
+# Reads the ptxas report (--resource-usage, i.e. `-Xptxas -v`) of every CUDA source of the
+# build: the report the build itself wrote next to the object (<object>.ptxas, see
+# ptxas_reports.cmake) when it is there and not older than the object; otherwise the source is
+# compiled again with its own command plus `-Xptxas -v`. Fails, naming each kernel (or device
+# function), when it has a non-zero stack frame or spills registers, or when a real
+# architecture of ARCHITECTURES produced no code.
+# EXCLUDE_DIRS: CUDA sources under these directories are not checked (the emulator's
+# self-tests and broken-kernel fixtures use local memory on purpose).
+# LAUNCHER: the build's CMAKE_CUDA_COMPILER_LAUNCHER (ptxas_report.sh); a source compiled here
+# runs through it and its report is read from <object>.ptxas, as the build's are.
 # With SOURCE, compiles that file instead, with the command of the build's first CUDA source.
 cmake_minimum_required(VERSION 3.25)
 foreach(var COMPILE_COMMANDS ARCHITECTURES WORK_DIR)
@@ -16,13 +24,26 @@ file(READ ${COMPILE_COMMANDS} commands)
 string(JSON count LENGTH "${commands}")
 find_program(CXXFILT c++filt)
 
-set(compiled 0)
+set(compiled 0)  # sources checked
+set(recompiled 0)  # of which compiled here, without a report from the build
+set(skipped 0)     # under EXCLUDE_DIRS
 set(failures "")
 set(seen_archs "")
 math(EXPR last "${count} - 1")
 foreach(i RANGE ${last})
   string(JSON file GET "${commands}" ${i} file)
   if(NOT file MATCHES "\\.cu$")
+    continue()
+  endif()
+  set(excluded FALSE)
+  foreach(dir IN LISTS EXCLUDE_DIRS)
+    cmake_path(IS_PREFIX dir "${file}" NORMALIZE excluded)
+    if(excluded)
+      break()
+    endif()
+  endforeach()
+  if(excluded)
+    math(EXPR skipped "${skipped} + 1")
     continue()
   endif()
   string(JSON command GET "${commands}" ${i} command)
@@ -34,12 +55,16 @@ foreach(i RANGE ${last})
   endif()
   # Drop the output and dependency-file arguments; compile into WORK_DIR instead.
   set(argv "")
-  set(skip_next FALSE)
+  set(object "")
+  set(skip_next "")
   foreach(arg IN LISTS args)
-    if(skip_next)
-      set(skip_next FALSE)
+    if(skip_next STREQUAL "-o")
+      set(object ${arg})
+      set(skip_next "")
+    elseif(skip_next)
+      set(skip_next "")
     elseif(arg MATCHES "^-(o|MF|MT)$")
-      set(skip_next TRUE)
+      set(skip_next ${arg})
     elseif(arg STREQUAL "-MD")
     elseif(arg STREQUAL file)
       list(APPEND argv ${compiled_file})
@@ -47,10 +72,35 @@ foreach(i RANGE ${last})
       list(APPEND argv "${arg}")
     endif()
   endforeach()
-  execute_process(COMMAND ${argv} -Xptxas -v -o ${WORK_DIR}/check_${i}.o
-    WORKING_DIRECTORY ${directory} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "check_kernel_resources: compiling ${compiled_file} failed:\n${out}")
+  set(report "")
+  if(NOT DEFINED SOURCE AND object)
+    cmake_path(ABSOLUTE_PATH object BASE_DIRECTORY ${directory})
+    if(EXISTS ${object}.ptxas AND EXISTS ${object} AND ${object}.ptxas IS_NEWER_THAN ${object})
+      set(report ${object}.ptxas)
+    endif()
+  endif()
+  if(report)
+    file(READ ${report} out)
+  else()
+    # Through the build's launcher, when it has one, so that the report is read from the file
+    # it writes, as for the build's own compiles.
+    set(check_object ${WORK_DIR}/check_${i}.o)
+    file(REMOVE ${check_object}.ptxas)
+    execute_process(COMMAND ${LAUNCHER} ${argv} -Xptxas -v -o ${check_object}
+      WORKING_DIRECTORY ${directory} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT status EQUAL 0)
+      message(FATAL_ERROR "check_kernel_resources: compiling ${compiled_file} failed:\n${out}")
+    endif()
+    if(LAUNCHER)
+      if(NOT EXISTS ${check_object}.ptxas)
+        message(FATAL_ERROR "check_kernel_resources: the launcher ${LAUNCHER} wrote no ${check_object}.ptxas")
+      endif()
+      file(READ ${check_object}.ptxas out)
+    endif()
+    math(EXPR recompiled "${recompiled} + 1")
+    if(NOT DEFINED SOURCE)
+      message(STATUS "kernel resource check: no build report for ${object}; compiled ${file} again")
+    endif()
   endif()
   math(EXPR compiled "${compiled} + 1")
 
@@ -104,7 +154,9 @@ foreach(arch IN LISTS ARCHITECTURES)
   endif()
 endforeach()
 list(REMOVE_DUPLICATES seen_archs)
-message(STATUS "kernel resource check: ${compiled} CUDA source(s), code for ${seen_archs}")
+math(EXPR from_build "${compiled} - ${recompiled}")
+message(STATUS "kernel resource check: ${compiled} CUDA source(s) (${from_build} report(s) from the build, "
+               "${recompiled} compiled here; ${skipped} excluded), code for ${seen_archs}")
 if(failures)
   message("Kernels with a stack frame or register spills:\n${failures}")
 endif()
