@@ -83,8 +83,9 @@ struct launch_params {
 };
 
 //! Runs the grid to completion. Returns cudaSuccess, or the error a GPU would report
-//! (cudaErrorIllegalAddress, cudaErrorMisalignedAddress, cudaErrorLaunchFailure,
-//! cudaErrorIllegalInstruction for trap, cudaErrorLaunchTimeout for the watchdog) after
+//! (cudaErrorIllegalAddress, cudaErrorMisalignedAddress, cudaErrorLaunchFailure for trap,
+//! barrier and collective faults, cudaErrorIllegalInstruction for a malformed operand such as a
+//! barrier id over 15, cudaErrorLaunchTimeout for the watchdog) after
 //! printing a diagnostic on stderr naming the kernel, block, thread, PTX line and address.
 //! Configuration errors (block too large, shared memory over the limit) return
 //! cudaErrorInvalidConfiguration / cudaErrorInvalidValue without running anything.

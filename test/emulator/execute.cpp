@@ -56,7 +56,8 @@ uint32_t member_mask(const block_state& b, const thread_state& t, const instruct
 void run_thread(block_state& b, thread_state& t) {
   const instruction* code = b.k.code.data();
   uint64_t& budget = *b.budget;
-  while (t.state == thread_state::run::ready) {
+  // A time slice: a thread that spins on a flag another thread of the block sets gives way.
+  for (uint32_t slice = 0; t.state == thread_state::run::ready && slice < 4096; ++slice) {
     const instruction& in = code[t.pc];
     if (in.guard >= 0 && ((t.r[in.guard] != 0) == in.guard_negated)) {
       ++t.pc;
@@ -125,11 +126,11 @@ bool fire_collectives(block_state& b, uint32_t w) {
   return fired;
 }
 
-// Releases every block barrier whose participants have arrived: `count` threads when the
-// barrier names a count; else every thread of the block for an aligned barrier (bar.sync,
-// barrier.sync.aligned: all threads execute the same barrier instruction), and every thread
-// that has not exited for a non-aligned one (exiting threads release a barrier they alone
-// hold up). True if any was released.
+// Releases every block barrier whose participants have arrived (PTX ISA: a warp's arrival is
+// marked once its non-exited lanes are there, and exiting threads release a barrier they alone
+// hold up): `count` threads, counted by whole warps, when the barrier names a count, else every
+// thread that has not exited. An aligned barrier (bar.sync) also needs the lanes of each warp
+// at one instruction. True if any was released.
 bool release_barriers(block_state& b) {
   std::map<uint32_t, std::vector<thread_state*>> waiting;
   uint32_t live = 0;
@@ -140,15 +141,32 @@ bool release_barriers(block_state& b) {
   bool released = false;
   for (auto& [id, threads] : waiting) {
     const uint32_t count = threads.front()->barrier_count;
-    const bool aligned = b.k.code[threads.front()->pc].aligned;
-    const size_t expected = count ? count : aligned ? b.thread_count : live;
-    const size_t arrived = std::min<size_t>(b.arrivals[id], expected);  // bar.arrive, no waiting
-    if (threads.size() + arrived < expected) continue;
-    if (aligned && std::any_of(threads.begin(), threads.end(), [&](const thread_state* t) { return t->pc != threads.front()->pc; }))
-      continue;  // an aligned barrier is one instruction for all: diagnosed as divergence at the stall
+    // Per warp: are all its non-exited lanes here, and (aligned) at one instruction?
+    uint32_t complete_warps = 0;
+    bool split = false;
+    for (uint32_t w = 0; w < b.warp_count; ++w) {
+      bool any = false, all = true;
+      uint32_t pc = UINT32_MAX;
+      for (uint32_t i = w * 32; i < std::min<uint32_t>(w * 32 + 32, b.thread_count); ++i) {
+        const thread_state& t = b.threads[i];
+        if (t.state == thread_state::run::exited) continue;
+        const bool here = t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::block && t.barrier == id;
+        all &= here;
+        if (here) {
+          any = true;
+          if (b.k.code[t.pc].aligned && pc != UINT32_MAX && t.pc != pc) split = true;
+          pc = t.pc;
+        }
+      }
+      complete_warps += any && all;
+    }
+    if (split) continue;  // diagnosed as barrier divergence at the stall
+    const size_t arrived = std::min<size_t>(b.arrivals[id], count ? count : live);  // bar.arrive, no waiting
+    const bool ready = count ? size_t(complete_warps) * 32 + arrived >= count : threads.size() + arrived >= live;
+    if (!ready) continue;
     b.arrivals[id] -= static_cast<uint32_t>(arrived);
     uint32_t popc = 0, all = 1, any = 0;  // bar.red over the participants
-    const size_t waking = expected - arrived;
+    const size_t waking = threads.size();
     for (size_t i = 0; i < waking; ++i) {
       popc += threads[i]->reduction;
       all &= threads[i]->reduction;
@@ -219,26 +237,11 @@ bool release_barriers(block_state& b) {
       waits << ")";
     }
   }
-  // An aligned barrier needs every thread at the same instruction: none may exit instead, and
-  // the live lanes of a warp may not wait at different barriers.
+  // An aligned barrier is one instruction for the whole warp: its live lanes may not wait at
+  // different barriers.
   for (const thread_state& t : b.threads) {
-    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::block) continue;
-    const instruction& in = b.k.code[t.pc];
-    if (in.aligned && t.barrier_count == 0) {
-      uint32_t exited = 0;
-      for (const thread_state& u : b.threads) exited += u.state == thread_state::run::exited;
-      if (exited > 0)
-        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "barrier divergence",
-                    std::to_string(exited) + " thread(s) of the block exited without reaching this aligned barrier:" +
-                        waits.str());
-    }
-    for (const thread_state& u : b.threads) {
-      if (in.aligned && u.state == thread_state::run::waiting && b.k.code[u.pc].sync == sync_kind::block &&
-          u.barrier == t.barrier && u.pc != t.pc)
-        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "barrier divergence",
-                    "threads wait for aligned barrier " + std::to_string(t.barrier) + " at different instructions (thread " +
-                        std::to_string(u.linear) + " at line " + std::to_string(b.k.code[u.pc].line) + "):" + waits.str());
-    }
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::block || !b.k.code[t.pc].aligned)
+      continue;
     for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
       const thread_state& u = b.threads[t.warp * 32 + l];
       if (u.state == thread_state::run::waiting && u.pc != t.pc)
@@ -439,7 +442,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
           b.params = params.data();
           b.param_bytes = k.info.param_bytes;
           b.dynamic_shared = lp.dynamic_shared_bytes;
-          b.shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0);
+          b.shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0xA5);  // uninitialised: a pattern
           b.thread_count = static_cast<uint32_t>(threads);
           b.warp_count = (b.thread_count + 31) / 32;
           b.budget = &budget;

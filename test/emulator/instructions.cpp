@@ -180,7 +180,7 @@ void exec_sad(block_state& b, thread_state& t, const instruction& in) {
   uint64_t diff;
   if (type_signed(in.type)) {
     const int64_t a = sign_extend(x, w), c = sign_extend(y, w);
-    diff = static_cast<uint64_t>(a > c ? a - c : c - a);
+    diff = a > c ? static_cast<uint64_t>(a) - static_cast<uint64_t>(c) : static_cast<uint64_t>(c) - static_cast<uint64_t>(a);
   } else {
     const uint64_t a = truncate(x, w), c = truncate(y, w);
     diff = a > c ? a - c : c - a;
@@ -275,6 +275,7 @@ void exec_minmax_int(block_state& b, thread_state& t, const instruction& in) {
     const uint64_t a = truncate(x, w), c = truncate(y, w);
     r = is_min ? std::min(a, c) : std::max(a, c);
   }
+  if ((in.aux2 & 2) && sign_extend(r, w) < 0) r = 0;  // .relu (s32)
   set(t, in.ops[0], truncate(r, w));
 }
 
@@ -456,20 +457,46 @@ bool combine(bool r, bool c, uint32_t op) {
   }
 }
 
-// setp.cmp[.bool].type p[|q], a, b[, {!}c]
+// The comparison of the two halves of packed f16x2 / bf16x2 operands: bit 0 low, bit 1 high.
+uint32_t compare_halves(block_state& b, thread_state& t, const instruction& in, ptype packed_type) {
+  const ptype s = scalar_of(packed_type);
+  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+  const bool lo = compare_float(operand_float(x & 0xFFFF, s, in.ftz), operand_float(y & 0xFFFF, s, in.ftz), in.aux);
+  const bool hi = compare_float(operand_float(x >> 16 & 0xFFFF, s, in.ftz), operand_float(y >> 16 & 0xFFFF, s, in.ftz), in.aux);
+  return uint32_t(lo) | uint32_t(hi) << 1;
+}
+
+// setp.cmp[.bool].type p[|q], a, b[, {!}c]: q = BoolOp(!t, c); for packed halves p takes the
+// low half's result and q the high half's.
 void exec_setp(block_state& b, thread_state& t, const instruction& in) {
-  const bool r = compare(b, t, in, in.type, in.ops[1], in.ops[2]);
   const bool c = in.aux2 != none_op ? predicate(b, t, in.ops[3]) : false;
+  if (is_pair(in.type)) {
+    const uint32_t r = compare_halves(b, t, in, in.type);
+    set(t, in.ops[0], combine(r & 1, c, in.aux2));
+    if (in.pair >= 0) t.r[in.pair] = combine(r >> 1 & 1, c, in.aux2);
+    return;
+  }
+  const bool r = compare(b, t, in, in.type, in.ops[1], in.ops[2]);
   set(t, in.ops[0], combine(r, c, in.aux2));
   if (in.pair >= 0) t.r[in.pair] = combine(!r, c, in.aux2);
 }
 
-// set.cmp[.bool].dtype.stype d, a, b[, {!}c]: 1.0f or 0xFFFFFFFF when true.
+// set.cmp[.bool].dtype.stype d, a, b[, {!}c]: true is 1.0 in a float destination, all ones in
+// an integer one; packed operands give one result per half.
 void exec_set(block_state& b, thread_state& t, const instruction& in) {
-  const bool r = combine(compare(b, t, in, in.type2, in.ops[1], in.ops[2]),
-                         in.aux2 != none_op ? predicate(b, t, in.ops[3]) : false, in.aux2);
-  const uint64_t truth = in.type == ptype::f32 ? 0x3F800000u : 0xFFFFFFFFu;
-  set(t, in.ops[0], r ? truth : 0);
+  const bool c = in.aux2 != none_op ? predicate(b, t, in.ops[3]) : false;
+  const auto truth = [&](ptype d) -> uint64_t {
+    if (type_float(d) || is_pair(d)) return encode_float(1.0L, format_of(d), rounding::rn);
+    return d == ptype::u16 || d == ptype::s16 || is_pair(in.type2) ? 0xFFFFu : 0xFFFFFFFFu;
+  };
+  if (is_pair(in.type2)) {
+    const uint32_t r = compare_halves(b, t, in, in.type2);
+    const uint64_t one = truth(in.type);
+    set(t, in.ops[0], (combine(r & 1, c, in.aux2) ? one : 0) | (combine(r >> 1 & 1, c, in.aux2) ? one : 0) << 16);
+    return;
+  }
+  const bool r = combine(compare(b, t, in, in.type2, in.ops[1], in.ops[2]), c, in.aux2);
+  set(t, in.ops[0], r ? truth(in.type) : 0);
 }
 
 void exec_selp(block_state& b, thread_state& t, const instruction& in) {
@@ -916,7 +943,7 @@ void exec_atom(block_state& b, thread_state& t, const instruction& in) {
 void exec_cp_async(block_state& b, thread_state& t, const instruction& in) {
   const uint32_t size = static_cast<uint32_t>(in.ops[2].imm);
   uint32_t src_size = size;
-  if (in.op_count > 3 && in.ops[3].k != operand::kind::none) {
+  if (in.op_count > 3 + int(in.aux2)) {  // aux2: a trailing cache-policy operand (.L2::cache_hint)
     if (in.aux == 1) src_size = predicate(b, t, in.ops[3]) ? 0 : size;  // ignore-src
     else src_size = static_cast<uint32_t>(value(b, t, in.ops[3]));
   }
@@ -928,7 +955,7 @@ void exec_cp_async(block_state& b, thread_state& t, const instruction& in) {
   access(b, t, in, space::shared, dst, size, size, true);  // checks the destination now
   async_copy c{static_cast<uint32_t>(dst), size, {}};
   if (src_size > 0) {
-    const uint8_t* src = access(b, t, in, space::global, address_of(t, in.ops[1]), src_size, 1, false);
+    const uint8_t* src = access(b, t, in, space::global, address_of(t, in.ops[1]), src_size, size, false);
     std::memcpy(c.data, src, src_size);
   }
   t.copies.push_back(c);
@@ -1084,17 +1111,10 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const inst
     if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
 }
 
-// activemask.b32 d: the lanes executing it together. Threads run one at a time here, so these
-// are the executing lane and the lanes of its warp stopped at this same instruction (a subset
-// of the converged lanes, which the ISA leaves unspecified; never a lane elsewhere).
-void exec_activemask(block_state& b, thread_state& t, const instruction& in) {
-  uint32_t mask = 1u << t.lane;
-  for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
-    const thread_state& u = b.threads[t.warp * 32 + l];
-    if (u.state != thread_state::run::exited && u.pc == t.pc - 1) mask |= 1u << l;  // t.pc is past it
-  }
-  set(t, in.ops[0], mask);
-}
+// activemask.b32 d: the lanes executing it together. Threads run one at a time here, so that
+// is the executing lane alone: a subset of the converged lanes, which the ISA leaves
+// unspecified, the same answer for every lane, never a lane that is elsewhere.
+void exec_activemask(block_state&, thread_state& t, const instruction& in) { set(t, in.ops[0], 1u << t.lane); }
 
 // ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [a]: lane 8i + r supplies the
 // address of row r of matrix i (16 bytes); lane l receives, for each matrix i, elements
@@ -1280,6 +1300,10 @@ void decode_instruction(instruction& in, const kernel& k) {
     return none_op;
   };
   const bool flt = type_float(in.type) || is_pair(in.type);
+  static const char* typed[] = {"add", "sub", "mul", "mad", "div", "rem", "min", "max", "abs", "neg", "and", "or",
+                                "xor", "not", "shl", "shr", "setp", "selp", "ld", "st", "atom", "red", "mov", "cvt"};
+  for (const char* o : typed)
+    if (op == o && in.type == ptype::none && !has(in, "tf32")) unsupported(in, "an unknown or missing type");
 
   const bool cc = has(in, "cc");
   if (((op == "add" || op == "sub") && cc) || op == "addc" || op == "subc") {
@@ -1404,6 +1428,7 @@ void decode_instruction(instruction& in, const kernel& k) {
     return;
   }
   if (op == "isspacep") { in.exec = exec_isspacep; return; }
+  if (in.type == ptype::b128) unsupported(in, "128-bit registers");
   if (op == "ld" || op == "ldu") {
     if (has(in, "mmio")) unsupported(in);
     in.exec = exec_ld;
@@ -1427,7 +1452,11 @@ void decode_instruction(instruction& in, const kernel& k) {
     if (has(in, "wait_all")) { in.aux = 1; in.exec = exec_cp_async_wait; return; }
     if (has(in, "bulk") || has(in, "mbarrier")) unsupported(in, "sm_90 asynchronous copies");
     need_operands(in, 3);
-    if (in.op_count > 3 && in.ops[3].k == operand::kind::reg &&
+    if (in.ops[2].k != operand::kind::imm || (in.ops[2].imm != 4 && in.ops[2].imm != 8 && in.ops[2].imm != 16) ||
+        (has(in, "cg") && in.ops[2].imm != 16))
+      unsupported(in, "cp-size must be 4, 8 or 16 (16 for .cg)");
+    in.aux2 = has(in, "L2::cache_hint");
+    if (in.op_count > 3 + int(in.aux2) && in.ops[3].k == operand::kind::reg &&
         k.register_types[static_cast<size_t>(in.ops[3].reg)] == ptype::pred)
       in.aux = 1;  // ignore-src
     in.exec = exec_cp_async;
@@ -1524,6 +1553,9 @@ void decode_instruction(instruction& in, const kernel& k) {
       unsupported(in, "only m16n8k16.row.col, bf16/f16 inputs with f32 accumulators or f16 throughout");
     in.type = types[0];
     in.type2 = types[1];
+    const uint32_t acc = f16_acc ? 2 : 4;
+    const auto count = [&](int i) { return in.ops[i].k == operand::kind::vector ? in.ops[i].count : 0u; };
+    if (count(0) != acc || count(1) != 4 || count(2) != 2 || count(3) != acc) unsupported(in, "operand vector sizes");
     in.sync = sync_kind::warp;
     in.warp_exec = warp_mma;
     return;

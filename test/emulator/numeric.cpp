@@ -1,6 +1,11 @@
 // Compiled with -frounding-math: the rounding mode is switched around single operations.
 #include "numeric.hpp"
 
+#include <cfloat>
+
+// The arithmetic below reads the x87 extended format (a 64-bit significand) directly.
+static_assert(LDBL_MANT_DIG == 64, "the emulator's float routines need x87 80-bit long double");
+
 #include <cfenv>
 #include <cmath>
 #include <cstring>

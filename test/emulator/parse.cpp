@@ -93,7 +93,10 @@ std::vector<token> tokenize(std::string_view src) {
       i = j + 1;
     } else if (word_char(c)) {
       size_t j = i;
-      while (j < src.size() && word_char(src[j])) ++j;
+      while (j < src.size() && (word_char(src[j]) || (src[j] == ':' && j + 1 < src.size() && src[j + 1] == ':' &&
+                                                       j + 2 < src.size() && word_char(src[j + 2])))) {
+        j += src[j] == ':' ? 2 : 1;  // qualifiers such as .L2::128B and shared::cta are one word
+      }
       t.k = token::kind::word;
       t.text = std::string(src.substr(i, j - i));
       i = j;
@@ -268,6 +271,7 @@ bool function_parser::resolve_symbol(const std::string& name, uint64_t* address,
       auto& self = const_cast<function_parser&>(*this);
       if (v->dynamic_shared) {
         self.locals_[name] = UINT64_MAX;
+        self.k_.dynamic_shared_align = std::max(self.k_.dynamic_shared_align, v->align);
         *address = 0;
         *dynamic = true;
         return true;
@@ -332,7 +336,11 @@ void function_parser::declare_variable(space s) {
   const size_t bytes = count * type_bytes(t);
   if (align == 0) align = type_bytes(t);
   if (s == space::shared) {
-    if (unsized) { locals_[name] = UINT64_MAX; return; }
+    if (unsized) {  // dynamic shared memory
+      locals_[name] = UINT64_MAX;
+      k_.dynamic_shared_align = std::max(k_.dynamic_shared_align, align);
+      return;
+    }
     k_.static_shared_bytes = align_up(k_.static_shared_bytes, align);
     locals_[name] = k_.static_shared_bytes;
     k_.static_shared_bytes += bytes;
@@ -396,8 +404,8 @@ void function_parser::parse_body() {
     }
     if (!found) fail(mod_.name(), use.line, "undefined label " + use.name);
   }
-  // Dynamic shared memory starts after the static variables.
-  k_.static_shared_bytes = align_up(k_.static_shared_bytes, 16);
+  // Dynamic shared memory starts after the static variables, at its declared alignment.
+  k_.static_shared_bytes = align_up(k_.static_shared_bytes, k_.dynamic_shared_align);
   for (const dynamic_use& use : dynamic_uses_) {
     operand& o = k_.code[use.instr].ops[use.op];
     operand& target = use.element < 0 ? o : k_.vector_elements[o.first + use.element];
@@ -574,8 +582,13 @@ void module_impl::parse_variable(const std::vector<token>& toks, size_t& pos, sp
       if (toks[pos].text == "-") { negative = true; ++pos; }
       const std::string& w = toks[pos].text;
       uint64_t bits;
-      if (w.size() > 2 && w[0] == '0' && (w[1] == 'f' || w[1] == 'd')) bits = std::stoull(w.substr(2), nullptr, 16);
-      else if (!w.empty() && std::isdigit(static_cast<unsigned char>(w[0]))) {
+      if (w.size() > 2 && w[0] == '0' && (w[1] == 'f' || w[1] == 'F' || w[1] == 'd' || w[1] == 'D')) {
+        bits = std::stoull(w.substr(2), nullptr, 16);
+        if (negative) bits ^= uint64_t(1) << (8 * elem - 1);  // the sign bit of the hex float
+      } else if (!w.empty() && std::isdigit(static_cast<unsigned char>(w[0])) &&
+                 w.find_first_of(".eE") != std::string::npos && w.find_first_of("xX") == std::string::npos) {
+        bits = bits_of_decimal_literal(negative ? -std::stod(w) : std::stod(w), t);
+      } else if (!w.empty() && std::isdigit(static_cast<unsigned char>(w[0]))) {
         bits = std::stoull(w, nullptr, 0);
         if (negative) bits = uint64_t(0) - bits;
       } else fail(name_, toks[pos].line, "unsupported initialiser " + w);
@@ -592,7 +605,7 @@ void module_impl::parse_variable(const std::vector<token>& toks, size_t& pos, sp
   if (s == space::shared) {
     v.dynamic_shared = unsized || is_extern;
   } else {
-    if (unsized) fail(name_, toks[pos].line, "unsized global variable " + v.name);
+    if (unsized || is_extern) fail(name_, toks[pos].line, "unsupported: .extern or unsized variable " + v.name);
     void* p = device_allocate(std::max<size_t>(v.size, 1));
     std::memset(p, 0, v.size);
     if (!v.init.empty()) std::memcpy(p, v.init.data(), v.size);

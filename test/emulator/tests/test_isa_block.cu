@@ -119,6 +119,17 @@ __global__ void k_barrier_after_exit(uint32_t* out) {
   out[t] = sh[31 - t];
 }
 
+// The same with the aligned bar.sync (__syncthreads after an early return): ISA 9.7.13.1 exit,
+// "If the exiting threads are holding up the barrier, the barrier is released".
+__global__ void k_bar_sync_after_exit(uint32_t* out) {
+  __shared__ uint32_t sh[32];
+  const int t = threadIdx.x;
+  if (t >= 32) return;
+  sh[t] = t + 700u;
+  asm volatile("bar.sync 0;" ::: "memory");
+  out[t] = sh[31 - t];
+}
+
 // Fences accepted; a thread's own accesses stay in program order.
 __global__ void k_fences(uint32_t* g, uint32_t* out) {
   __shared__ uint32_t s;
@@ -222,6 +233,15 @@ TEST_CASE("barrier.sync 0 completes when the rest of the CTA has exited") {
   ISA_SYNC();
   const auto o = out.host();
   for (int t = 0; t < 32; ++t) CHECK(o[t] == uint32_t(31 - t + 500));
+}
+
+TEST_CASE("bar.sync 0 completes when the rest of the CTA has exited") {
+  ISA_REQUIRE_DEVICE();
+  buffer<uint32_t> out(32);
+  k_bar_sync_after_exit<<<1, 64>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  for (int t = 0; t < 32; ++t) CHECK(o[t] == uint32_t(31 - t + 700));
 }
 
 }  // TEST_SUITE
