@@ -37,9 +37,16 @@ configure() {  # configure <build dir> [cmake options]
 case "$what" in
   example)
     install_missing fortunes gnuplot-nox
-    # Its own build folder: the example needs no test or benchmark dependency.
-    configure "$build-example" -DBEAM_BUILD_TESTS=OFF -DBEAM_BUILD_BENCHMARKS=OFF >/dev/null
-    cmake --build "$build-example" --target 02_train_beam -j "$(nproc)" >/dev/null
+    # Its own build folder: the example needs no test or benchmark dependency. Quiet when the
+    # build succeeds; its full output when it fails.
+    mkdir -p "$build-example"
+    log="$build-example/build.log"
+    if ! { configure "$build-example" -DBEAM_BUILD_TESTS=OFF -DBEAM_BUILD_BENCHMARKS=OFF &&
+           cmake --build "$build-example" --target 02_train_beam -j "$(nproc)"; } >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "cmake/dev.sh example: the build failed (output above, also in $log)" >&2
+      exit 1
+    fi
     "$build-example/examples/02_train_beam" --out "$build-example/results" "$@"
     ;;
   test)

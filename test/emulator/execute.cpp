@@ -143,6 +143,7 @@ bool release_barriers(block_state& b) {
     const uint32_t count = threads.front()->barrier_count;
     // Per warp: are all its non-exited lanes here, and (aligned) at one instruction?
     uint32_t complete_warps = 0;
+    std::vector<bool> warp_complete(b.warp_count, false);
     bool split = false;
     for (uint32_t w = 0; w < b.warp_count; ++w) {
       bool any = false, all = true;
@@ -158,6 +159,7 @@ bool release_barriers(block_state& b) {
           pc = t.pc;
         }
       }
+      warp_complete[w] = any && all;
       complete_warps += any && all;
     }
     if (split) continue;  // diagnosed as barrier divergence at the stall
@@ -166,14 +168,17 @@ bool release_barriers(block_state& b) {
     if (!ready) continue;
     b.arrivals[id] -= static_cast<uint32_t>(arrived);
     uint32_t popc = 0, all = 1, any = 0;  // bar.red over the participants
-    const size_t waking = threads.size();
-    for (size_t i = 0; i < waking; ++i) {
-      popc += threads[i]->reduction;
-      all &= threads[i]->reduction;
-      any |= threads[i]->reduction;
+    // The arrived warps go on (with a count, a warp still gathering its lanes waits on).
+    std::vector<thread_state*> waking;
+    for (thread_state* t : threads)
+      if (!count || warp_complete[t->warp]) waking.push_back(t);
+    for (const thread_state* t : waking) {
+      popc += t->reduction;
+      all &= t->reduction;
+      any |= t->reduction;
     }
-    for (size_t i = 0; i < waking; ++i) {
-      thread_state& t = *threads[i];
+    for (thread_state* waker : waking) {
+      thread_state& t = *waker;
       const instruction& in = b.k.code[t.pc];
       if (in.aux2 != 0) t.r[in.ops[0].reg] = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;  // popc, and, or
       ++t.pc;
