@@ -986,7 +986,7 @@ void exec_zero(block_state&, thread_state& t, const instruction& in) { set(t, in
 
 // bar.sync / barrier.sync / bar.red: records the barrier a thread arrives at (the scheduler
 // releases it). Operands: [d,] a[, b][, {!}c].
-void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
+void exec_bar_record(block_state& b, thread_state& t, const instruction& in) {
   const int first = in.aux2 != 0 ? 1 : 0;  // bar.red has a destination
   t.barrier = static_cast<uint32_t>(value(b, t, in.ops[first]));
   const int remaining = in.op_count - first - 1 - (in.aux2 != 0 ? 1 : 0);
@@ -998,7 +998,7 @@ void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
 }
 
 // bar.arrive a, b / barrier.arrive a, b: one arrival at barrier a (of b threads); no wait.
-void exec_bar_arrive_only(block_state& b, thread_state& t, const instruction& in) {
+void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
   const uint32_t id = static_cast<uint32_t>(value(b, t, in.ops[0]));
   if (id > 15)
     fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
@@ -1482,14 +1482,14 @@ void decode_instruction(instruction& in, const kernel& k) {
     if (has(in, "cluster")) unsupported(in, "clusters");
     if (has(in, "arrive")) {  // counts towards the barrier without waiting
       need_operands(in, 2);
-      in.exec = exec_bar_arrive_only;
+      in.exec = exec_bar_arrive;
       return;
     }
     if (has(in, "red")) in.aux2 = has(in, "popc") ? 1 : has(in, "and") ? 2 : 3;
     in.aligned = op == "bar" || in.aligned;  // bar.sync is barrier.sync.aligned
     in.opcode = "bar";
     in.sync = sync_kind::block;
-    in.exec = exec_bar_arrive;
+    in.exec = exec_bar_record;
     return;
   }
   if (op == "shfl") {
