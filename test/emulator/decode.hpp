@@ -9,6 +9,23 @@ namespace emu {
 
 bool parse_type(const std::string& name, ptype* out);  //!< "f32" -> ptype::f32
 
+//! Whether the instruction has the dotted modifier `m` (e.g. "aligned").
+bool has(const instruction& in, const char* m);
+
+//! Rejects a form the engine does not implement: throws std::runtime_error naming it.
+[[noreturn]] void unsupported(const instruction& in, const std::string& why = "");
+
+//! decode_instruction for the sm_90 families (mbarrier, cp.async.mbarrier.arrive,
+//! cp.async.bulk, wgmma, elect, setmaxnreg): false if `in` is none of them.
+bool decode_hopper_instruction(instruction& in, const kernel& k);
+
+//! Fails decoding when the instruction has fewer than n operands.
+void need_operands(const instruction& in, int n);
+
+//! After a kernel is decoded: flags every instruction other than wgmma that names a register
+//! some wgmma.mma_async accumulates into (they are checked while accumulators are in flight).
+void mark_accumulator_uses(kernel& k);
+
 //! Fills type, type2, state, round, ftz, sat and vec from the dotted modifiers.
 void classify_modifiers(instruction& in);
 

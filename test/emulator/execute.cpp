@@ -40,11 +40,6 @@ const char* space_name(space s) {
   return "?";
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-  return buf;
-}
 
 uint32_t member_mask(const block_state& b, const thread_state& t, const instruction& in) {
   if (in.mask_operand >= 0) return static_cast<uint32_t>(value(b, t, in.ops[in.mask_operand]));
@@ -67,6 +62,16 @@ void run_thread(block_state& b, thread_state& t) {
       fail_launch(b, &t, &in, cudaErrorLaunchTimeout, "watchdog",
                   "more than " + std::to_string(watchdog_limit()) +
                       " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
+    }
+    if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
+    if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
+      in.exec(b, t, in);
+      if (!mbarrier_wait_done(b, t)) {
+        t.state = thread_state::run::waiting;
+        return;
+      }
+      ++t.pc;
+      continue;
     }
     if (in.sync != sync_kind::none) {
       t.state = thread_state::run::waiting;
@@ -185,8 +190,55 @@ bool release_barriers(block_state& b) {
       t.state = thread_state::run::ready;
     }
     released = true;
+    ++b.sync_events;
   }
   return released;
+}
+
+// Ends the mbarrier.try_wait of every thread whose phase has completed. True if any.
+bool release_mbarrier_waits(block_state& b) {
+  bool released = false;
+  for (thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
+    if (!mbarrier_wait_done(b, t)) continue;
+    ++t.pc;
+    t.state = thread_state::run::ready;
+    released = true;
+  }
+  return released;
+}
+
+// The time limit of every waiting try_wait expires (they return false), unless nothing has
+// changed since the last time (no mbarrier or block-barrier event, every waiter back at the
+// try_wait that timed out): then the block is deadlocked. True if any timed out.
+bool time_out_mbarrier_waits(block_state& b) {
+  bool changed = b.timed_out_at != b.sync_events, any = false;
+  for (const thread_state& t : b.threads)
+    if (t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::mbarrier) {
+      any = true;
+      changed |= t.pc != t.timed_out_pc;
+    }
+  if (!any || !changed) return false;
+  for (thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
+    set(t, b.k.code[t.pc].ops[0], 0);
+    t.timed_out_pc = t.pc++;
+    t.state = thread_state::run::ready;
+  }
+  b.timed_out_at = b.sync_events;
+  return true;
+}
+
+// What a thread waiting at an mbarrier waits for, for the deadlock report.
+std::string mbarrier_wait_text(const block_state& b, const thread_state& t) {
+  const auto it = b.mbarriers.find(t.mbarrier);
+  std::string text = "mbarrier at shared " + hex(t.mbarrier);
+  if (it == b.mbarriers.end()) return text + ", not initialised";
+  const mbarrier_state& m = it->second;
+  return text + " (initialised at line " + std::to_string(m.init_line) + "), waiting for phase " +
+         std::to_string(t.mbarrier_phase - 1) + " (parity " + std::to_string((t.mbarrier_phase - 1) & 1) +
+         ") to complete; its phase " + std::to_string(m.phase) + " has " + std::to_string(m.pending) + " of " +
+         std::to_string(m.expected) + " arrivals and " + std::to_string(m.tx) + " transaction bytes pending";
 }
 
 [[noreturn]] void diagnose_stall(block_state& b) {
@@ -232,7 +284,9 @@ bool release_barriers(block_state& b) {
     for (const auto& [pc, e] : at) {
       const instruction& in = b.k.code[pc];
       waits << "\n  warp " << w << ": " << e.first << " lane(s) at line " << in.line << " (" << in.opcode;
-      if (in.sync == sync_kind::block) {
+      if (in.sync == sync_kind::mbarrier) {
+        waits << " on the " << mbarrier_wait_text(b, *e.second);
+      } else if (in.sync == sync_kind::block) {
         waits << " barrier " << e.second->barrier << ", expecting ";
         if (e.second->barrier_count) waits << e.second->barrier_count << " threads";
         else waits << "every thread that has not exited";
@@ -277,15 +331,32 @@ void run_block(block_state& b) {
         if (!fired) break;
       }
     }
-    if (release_barriers(b)) continue;
+    if (release_barriers(b) || release_mbarrier_waits(b)) continue;
     bool done = true;
     for (const thread_state& t : b.threads) done &= t.state == thread_state::run::exited;
-    if (done) return;
-    if (!progress) diagnose_stall(b);
+    if (done) {
+      if (!b.bulk_copies.empty()) {
+        const bulk_copy& c = b.bulk_copies.front();
+        fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
+                    "the block exited with the TMA copy of line " + std::to_string(c.line) + " to shared " +
+                        hex(c.destination) + " still in flight (no wait on its mbarrier at shared " +
+                        hex(c.mbarrier) + ")");
+      }
+      return;
+    }
+    // Nothing can run: the TMA copies in flight land now (as late as possible), else the
+    // try_waits time out; when neither changes anything, the block is deadlocked.
+    if (!progress && !land_bulk_copies(b, UINT32_MAX) && !time_out_mbarrier_waits(b)) diagnose_stall(b);
   }
 }
 
 }  // namespace
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
 
 void fail_launch(const block_state& b, const thread_state* t, const instruction* in, cudaError_t error,
                  const char* check, const std::string& detail) {
@@ -361,6 +432,9 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
     } else if (address - win.local_base < win.local_size) {
       s = space::local;
       address -= win.local_base;
+    } else if (address - win.param_base < win.param_size) {
+      s = space::param;
+      address -= win.param_base;
     } else {
       s = space::global;
     }

@@ -37,9 +37,13 @@ const std::map<std::string, uint32_t>& comparisons() {
   return m;
 }
 
+}  // namespace
+
 bool has(const instruction& in, const char* m) {
   return std::find(in.modifiers.begin(), in.modifiers.end(), m) != in.modifiers.end();
 }
+
+namespace {
 
 int width(const instruction& in) { return type_bytes(in.type); }
 
@@ -830,6 +834,7 @@ void exec_cvta(block_state& b, thread_state& t, const instruction& in) {
   uint64_t base = 0;
   if (in.state == space::shared) base = w.shared_base;
   if (in.state == space::local) base = w.local_base;
+  if (in.state == space::param) base = w.param_base;
   a = to ? a - base : a + base;
   set(t, in.ops[0], truncate(a, width(in)));
 }
@@ -838,12 +843,14 @@ void exec_cvta(block_state& b, thread_state& t, const instruction& in) {
 void exec_isspacep(block_state& b, thread_state& t, const instruction& in) {
   const address_windows& w = windows();
   const uint64_t a = value(b, t, in.ops[1]);
-  const bool in_shared = a - w.shared_base < w.shared_size, in_local = a - w.local_base < w.local_size;
+  const bool in_shared = a - w.shared_base < w.shared_size, in_local = a - w.local_base < w.local_size,
+             in_param = a - w.param_base < w.param_size;
   bool r = false;
   switch (in.state) {
     case space::shared: r = in_shared; break;
     case space::local: r = in_local; break;
-    case space::global: r = !in_shared && !in_local; break;
+    case space::param: r = in_param; break;
+    case space::global: r = !in_shared && !in_local && !in_param; break;
     default: r = false; break;
   }
   set(t, in.ops[0], r);
@@ -1148,17 +1155,6 @@ void warp_ldmatrix(block_state& b, thread_state* const* lanes, uint32_t mask, co
   }
 }
 
-// The value of a 16-bit float (f16 or bf16) as a double, exactly.
-double half_value(uint64_t bits16, bool bf16) {
-  if (bf16) return as_f32((bits16 & 0xFFFF) << 16);
-  static const std::vector<double> f16 = [] {
-    std::vector<double> table(65536);
-    for (uint32_t i = 0; i < 65536; ++i) table[i] = static_cast<double>(decode_float(i, f16_format));
-    return table;
-  }();
-  return f16[bits16 & 0xFFFF];
-}
-
 // mma.sync.aligned.m16n8k16.row.col.{f32.bf16.bf16.f32, f32.f16.f16.f32, f16.f16.f16.f16}
 // d, a, b, c. Fragments (lane l, g = l/4, q = l%4): a_i holds A[g + 8(i&1)][2q + 8(i>>1) +
 // {0,1}], b_i holds B[2q + 8i + {0,1}][g]; element i of C/D is C[g + 8(i>>1)][2q + (i&1)],
@@ -1222,7 +1218,9 @@ space space_of(const std::string& m, bool* found) {
   return space::generic;
 }
 
-[[noreturn]] void unsupported(const instruction& in, const std::string& why = "") {
+}  // namespace
+
+void unsupported(const instruction& in, const std::string& why) {
   std::string name = in.opcode;
   for (const std::string& m : in.modifiers) name += "." + m;
   throw std::runtime_error("unsupported instruction " + name + (why.empty() ? "" : " (" + why + ")"));
@@ -1231,8 +1229,6 @@ space space_of(const std::string& m, bool* found) {
 void need_operands(const instruction& in, int n) {
   if (in.op_count < n) unsupported(in, "expected " + std::to_string(n) + " operands");
 }
-
-}  // namespace
 
 void classify_modifiers(instruction& in) {
   int types = 0;
@@ -1285,6 +1281,7 @@ uint32_t signature_of(const instruction& in) {
 void decode_instruction(instruction& in, const kernel& k) {
   in.signature = signature_of(in);
   in.aligned = has(in, "aligned");
+  if (decode_hopper_instruction(in, k)) return;
   const std::string& op = in.opcode;
   const auto cmp_of = [&]() {
     for (const std::string& m : in.modifiers) {
@@ -1423,7 +1420,7 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "mov") { in.exec = exec_mov; return; }
   if (op == "cvta") {
     in.aux = has(in, "to") ? 1 : 0;
-    if (in.state == space::param) unsupported(in, "generic addresses of parameters");
+    if (in.state == space::param && in.aux == 1) unsupported(in, "cvta.to.param");
     in.exec = exec_cvta;
     return;
   }
@@ -1465,8 +1462,9 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "bra") { in.exec = exec_bra; return; }
   if (op == "ret" || op == "exit") { in.exec = exec_exit; return; }
   if (op == "trap") { in.exec = exec_trap; return; }
+  // griddepcontrol: launches run one after another, so there is nothing to wait for or release.
   if (op == "membar" || op == "fence" || op == "nanosleep" || op == "prefetch" || op == "prefetchu" ||
-      op == "pmevent") {
+      op == "pmevent" || op == "griddepcontrol") {
     in.exec = exec_nop;
     return;
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct async_copy {
   uint8_t data[16];
 };
 
+//! One wgmma.mma_async's results for one thread: accumulator register slots and the values
+//! they receive when its group completes (wgmma.wait_group).
+struct pending_accumulators {
+  std::vector<std::pair<int32_t, uint64_t>> writes;
+  uint32_t line = 0;  //!< PTX line of its first wgmma.mma_async
+};
+
 struct thread_state {
   enum class run : uint8_t { ready, waiting, exited };
   uint64_t* r = nullptr;        //!< register slots
@@ -38,12 +46,44 @@ struct thread_state {
   uint32_t carry = 0;           //!< CC.CF of the extended-precision arithmetic (add.cc, addc, ...)
   std::vector<async_copy> copies;       //!< issued cp.async copies, oldest first
   std::vector<size_t> group_ends;       //!< committed groups: end index into `copies`
+  uint32_t mbarrier = 0;                //!< shared offset of the mbarrier a try_wait waits on
+  uint32_t mbarrier_phase = 0;          //!< the completed-phase count that ends that wait
+  uint32_t timed_out_pc = UINT32_MAX;   //!< the try_wait whose time limit last expired in it
+  std::vector<pending_accumulators> wgmma_groups;  //!< in flight, oldest first
+  bool wgmma_open = false;              //!< the last group is not yet committed
+  std::vector<uint64_t> wgmma_latest;   //!< per register slot: its newest in-flight value
+  std::vector<uint16_t> wgmma_writes;   //!< per register slot: in-flight writes (0: none)
+  uint32_t wgmma_in_flight = 0;         //!< register writes in flight (all groups)
 };
 
-//! Generic-address windows for shared and local memory (reserved, never mapped, so that no
-//! allocation can overlap them). Generic address = base + offset in that space.
+//! A pending TMA copy: the box's bytes, read from global memory at issue, landing in shared
+//! memory with their complete_tx on `mbarrier` when the scheduler delivers them. Chunk c (16
+//! bytes) of the dense box goes to swizzle(destination + 16c).
+struct bulk_copy {
+  uint32_t mbarrier = 0;
+  uint32_t destination = 0;   //!< shared offset of the box
+  uint32_t swizzle_bits = 0;  //!< b of the Swizzle<b,4,3> pattern: 0 none, 1 32B, 2 64B, 3 128B
+  uint32_t issuer = 0;        //!< linear id of the issuing thread
+  uint32_t line = 0;          //!< PTX line of the copy
+  std::vector<uint8_t> box;
+};
+
+//! An mbarrier object (PTX ISA §9.7.13.15): its phase, pending and expected arrival counts and
+//! pending transaction bytes. Kept beside shared memory, keyed by its shared offset.
+struct mbarrier_state {
+  uint32_t expected = 0;   //!< arrivals per phase (the init count)
+  uint32_t pending = 0;    //!< arrivals still missing in the current phase
+  int64_t tx = 0;          //!< transaction bytes expected and not yet completed (may be < 0)
+  uint32_t phase = 0;      //!< completed phases; the current phase's parity is phase & 1
+  uint32_t offset = 0;     //!< its shared-memory offset
+  uint32_t init_line = 0;  //!< PTX line of its mbarrier.init
+};
+
+//! Generic-address windows for shared, local and kernel-parameter memory (reserved, never
+//! mapped, so that no allocation can overlap them). Generic address = base + offset in that
+//! space (cvta.param: the address of a __grid_constant__ parameter).
 struct address_windows {
-  uint64_t shared_base, shared_size, local_base, local_size;
+  uint64_t shared_base, shared_size, local_base, local_size, param_base, param_size;
 };
 const address_windows& windows();
 
@@ -63,6 +103,10 @@ struct block_state {
   uint64_t cached_begin = 1, cached_end = 0;  //!< last global allocation hit
   uint64_t* budget = nullptr;   //!< instructions left before the watchdog fires
   uint32_t arrivals[16] = {};   //!< bar.arrive arrivals counted towards each barrier's next release
+  std::map<uint32_t, mbarrier_state> mbarriers;  //!< initialised mbarrier objects by shared offset
+  std::vector<bulk_copy> bulk_copies;            //!< TMA copies issued and not yet landed
+  uint64_t sync_events = 0;     //!< mbarrier state changes and block-barrier releases so far
+  uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
 
   block_state(const kernel& kern, const launch_params& lp) : k(kern), launch(lp) {}
 };
@@ -71,6 +115,9 @@ struct block_state {
 //! stderr and ends the launch with `error`.
 [[noreturn]] void fail_launch(const block_state& b, const thread_state* t, const instruction* in,
                               cudaError_t error, const char* check, const std::string& detail);
+
+//! "0x…" for diagnostics.
+std::string hex(uint64_t v);
 
 uint64_t special_value(const block_state& b, const thread_state& t, special s);
 
@@ -133,5 +180,24 @@ inline uint64_t address_of(const thread_state& t, const operand& o) {
 //! Completes the thread's cp.async groups except the newest `keep` committed ones (and, when
 //! `keep` is 0, every copy not yet committed too, as cp.async.wait_all).
 void complete_async_copies(block_state& b, thread_state& t, size_t keep, bool include_uncommitted);
+
+//! The mbarrier at shared offset `offset`, or a synccheck report naming the instruction.
+mbarrier_state& find_mbarrier(block_state& b, thread_state& t, const instruction& in, uint32_t offset);
+
+//! One arrive-on operation of `count` arrivals (and `tx` more expected bytes first): completes
+//! the phase when no arrival and no byte is pending.
+void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mbarrier_state& m, uint32_t count,
+                     int64_t tx);
+
+//! Lands the pending TMA copies on `offset` (every one when `offset` is UINT32_MAX): writes
+//! their bytes and completes their transaction bytes. True if any landed.
+bool land_bulk_copies(block_state& b, uint32_t offset);
+
+//! Whether the mbarrier.try_wait thread `t` waits at has seen its phase complete (then its
+//! predicate is set).
+bool mbarrier_wait_done(block_state& b, thread_state& t);
+
+//! Reports an instruction that names a wgmma accumulator still in flight in `t`.
+void check_accumulators(block_state& b, thread_state& t, const instruction& in);
 
 }  // namespace emu

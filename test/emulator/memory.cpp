@@ -1,6 +1,6 @@
 // Device memory: host allocations recorded in an interval map, so that each emulated global
 // access is checked against the live allocations; and the generic-address windows of shared
-// and local memory, reserved (never accessible) so that no allocation can overlap them.
+// local and parameter memory, reserved (never accessible) so that no allocation can overlap them.
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -22,14 +22,15 @@ std::map<uint64_t, uint64_t>& allocations() {
 
 const address_windows& windows() {
   static const address_windows w = [] {
-    constexpr uint64_t shared_size = uint64_t(1) << 24, local_size = uint64_t(1) << 24;
-    void* base = mmap(nullptr, shared_size + local_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    constexpr uint64_t shared_size = uint64_t(1) << 24, local_size = uint64_t(1) << 24, param_size = uint64_t(1) << 16;
+    void* base = mmap(nullptr, shared_size + local_size + param_size, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED) {
       std::fprintf(stderr, "beam emulator: cannot reserve the generic-address windows\n");
       std::abort();
     }
     const uint64_t b = reinterpret_cast<uint64_t>(base);
-    return address_windows{b, shared_size, b + shared_size, local_size};
+    return address_windows{b, shared_size, b + shared_size, local_size, b + shared_size + local_size, param_size};
   }();
   return w;
 }

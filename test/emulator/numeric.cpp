@@ -185,4 +185,15 @@ long double round_integral(long double x, rounding r) {
   }
 }
 
+//! The value of a 16-bit float (f16 or bf16) as a double, exactly.
+double half_value(uint64_t bits16, bool bf16) {
+  if (bf16) return static_cast<double>(decode_float((bits16 & 0xFFFF) << 16, f32_format));
+  static const std::vector<double> f16 = [] {
+    std::vector<double> table(65536);
+    for (uint32_t i = 0; i < 65536; ++i) table[i] = static_cast<double>(decode_float(i, f16_format));
+    return table;
+  }();
+  return f16[bits16 & 0xFFFF];
+}
+
 }  // namespace emu

@@ -43,4 +43,7 @@ long double odd_fma(long double a, long double b, long double c);
 //! Rounds x to an integral value: rni (nearest even), rzi, rmi, rpi.
 long double round_integral(long double x, rounding r);
 
+//! The value of a 16-bit float (f16, or bf16 when `bf16`) in the low bits, exactly.
+double half_value(uint64_t bits16, bool bf16);
+
 }  // namespace emu

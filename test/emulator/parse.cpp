@@ -197,6 +197,7 @@ class function_parser {
   int current_ = -1;
   std::vector<label_use> label_uses_;
   std::vector<dynamic_use> dynamic_uses_;
+  operand coordinates_;  // the {...} of a tensor address just parsed, not yet placed
   std::unordered_map<std::string, uint64_t> locals_;   // name -> shared/local offset
   std::unordered_map<std::string, space> local_space_;
   std::unordered_map<std::string, uint64_t> params_;   // name -> param offset
@@ -411,6 +412,7 @@ void function_parser::parse_body() {
     operand& target = use.element < 0 ? o : k_.vector_elements[o.first + use.element];
     target.imm += k_.static_shared_bytes;
   }
+  mark_accumulator_uses(k_);
   if (k_.code.empty() || k_.code.back().opcode != "ret") {
     instruction ret;  // falling off the end of an entry returns
     ret.opcode = "ret";
@@ -426,6 +428,11 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
     o.k = operand::kind::address;
     bool have_base = false;
     while (!accept("]")) {
+      if (have_base && accept(",")) {  // [tensorMap, {coordinates}]: the vector becomes the next operand
+        coordinates_ = parse_operand(in, op_index + 1, -1);
+        expect("]");
+        return o;
+      }
       bool negative = false;
       while (accept("+") || (accept("-") && (negative = !negative, true))) {}
       const token& t = next();
@@ -533,6 +540,11 @@ void function_parser::parse_instruction() {
       if (count == 8) fail_here("too many operands");
       in.ops[count] = parse_operand(in, count, -1);
       ++count;
+      if (coordinates_.k != operand::kind::none) {
+        if (count == 8) fail_here("too many operands");
+        in.ops[count++] = coordinates_;
+        coordinates_ = operand{};
+      }
       if (accept("|")) {  // d|p: the predicate partner of a destination
         int32_t slot;
         const token& p = next();

@@ -61,6 +61,7 @@ enum class sync_kind : uint8_t {
   none,
   warp,   //!< warp collective (.sync / .aligned): runs once all lanes of its member mask are there
   block,  //!< bar / barrier: all threads of the block (or a thread count) arrive
+  mbarrier,  //!< mbarrier.try_wait: until the phase it waits for completes
 };
 
 //! Rounding modifiers.
@@ -90,6 +91,7 @@ struct instruction {
   uint32_t signature = 0;      //!< equal for equal opcode and qualifiers (lanes of a collective)
   bool aligned = false;        //!< .aligned (or bar.sync): every lane at this very instruction
   bool waits_for_exited = false;  //!< bar.warp.sync: exited lanes of the mask never arrive
+  bool touches_accumulators = false;  //!< names a register some wgmma.mma_async accumulates into
   uint8_t op_count = 0;
   operand ops[8];
   uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)

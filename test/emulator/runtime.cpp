@@ -53,6 +53,7 @@
 
 #include "engine.hpp"
 #include "fatbin.hpp"
+#include "tensor_map.hpp"
 
 // The hooks that nvcc's host code calls (crt/host_runtime.h, crt/device_functions.h).
 extern "C" {
@@ -1022,9 +1023,11 @@ struct driver_symbol {
 };
 
 //! The driver functions that cudaGetDriverEntryPoint(ByVersion) provides: there is no driver,
-//! so only functions the emulator implements itself. None yet.
+//! so only functions the emulator implements itself.
 const std::vector<driver_symbol>& driver_symbols() {
-  static const std::vector<driver_symbol> symbols;
+  static const std::vector<driver_symbol> symbols = {
+      {"cuTensorMapEncodeTiled", reinterpret_cast<void*>(&emu::encode_tensor_map_tiled), 12000},
+  };
   return symbols;
 }
 

@@ -1,0 +1,581 @@
+// The sm_90 instruction families (PTX ISA 9.0): mbarrier objects (§9.7.13.15 "Parallel
+// Synchronization and Communication Instructions: mbarrier"), cp.async.mbarrier.arrive
+// (§9.7.9.25.3.3), cp.async.bulk.tensor in tile mode (§9.7.9.25.5 "Tensor copy"),
+// wgmma (§9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"),
+// elect.sync and setmaxnreg.
+//
+// Asynchrony, as late as the ISA allows: a TMA copy's bytes land in shared memory (and
+// complete their transaction bytes) only when its mbarrier is polled by test_wait or when no
+// thread of the block can run otherwise; cp.async copies land when their group is waited for
+// or when their cp.async.mbarrier.arrive triggers; wgmma accumulators are written at the
+// wgmma.wait_group that retires their group, and any other instruction naming one before
+// that is reported.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "decode.hpp"
+#include "machine.hpp"
+#include "numeric.hpp"
+#include "tensor_map.hpp"
+
+namespace emu {
+namespace {
+
+[[noreturn]] void synccheck(block_state& b, thread_state& t, const instruction& in, const std::string& detail) {
+  fail_launch(b, &t, &in, cudaErrorLaunchFailure, "synccheck", detail);
+}
+
+//! The shared-memory offset of an address operand of `bytes` bytes (in .shared or generic
+//! space), after the bounds and alignment checks; an address outside shared memory is an
+//! illegal address.
+uint32_t shared_offset(block_state& b, thread_state& t, const instruction& in, const operand& o, uint32_t bytes,
+                       uint32_t align) {
+  const space s = in.state == space::generic ? space::generic : space::shared;
+  const uint8_t* p = access(b, t, in, s, address_of(t, o), bytes, align, false);
+  if (p < b.shared.data() || p >= b.shared.data() + b.shared.size())
+    fail_launch(b, &t, &in, cudaErrorIllegalAddress, "illegal address",
+                in.opcode + " operand " + hex(address_of(t, o)) + " is not in shared memory");
+  return static_cast<uint32_t>(p - b.shared.data());
+}
+
+// Every mbarrier state change goes through here (a sync event for the deadlock detection).
+void complete_phase_if_done(block_state& b, mbarrier_state& m) {
+  ++b.sync_events;
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase;
+    m.pending = m.expected;
+  }
+}
+
+// ---- mbarrier ---------------------------------------------------------------------------
+
+// mbarrier.init[.shared{::cta}].b64 [addr], count: phase 0, count arrivals pending, no bytes.
+void exec_mbarrier_init(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t offset = shared_offset(b, t, in, in.ops[0], 8, 8);
+  const uint64_t count = value(b, t, in.ops[1]) & 0xFFFFFFFFu;
+  if (count < 1 || count > (1u << 20) - 1)
+    synccheck(b, t, in, "mbarrier.init count " + std::to_string(count) + " outside [1, 2^20 - 1]");
+  mbarrier_state& m = b.mbarriers[offset];
+  m = mbarrier_state{};
+  m.expected = m.pending = static_cast<uint32_t>(count);
+  m.offset = offset;
+  m.init_line = in.line;
+  ++b.sync_events;
+}
+
+// mbarrier.inval[.shared{::cta}].b64 [addr]
+void exec_mbarrier_inval(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t offset = shared_offset(b, t, in, in.ops[0], 8, 8);
+  find_mbarrier(b, t, in, offset);
+  b.mbarriers.erase(offset);
+}
+
+// mbarrier.arrive[.expect_tx][.sem][.scope][.space].b64 state, [addr][, count | txCount]:
+// `state` receives the phase the arrival belongs to (the token of test_wait / try_wait).
+void exec_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t offset = shared_offset(b, t, in, in.ops[1], 8, 8);
+  mbarrier_state& m = find_mbarrier(b, t, in, offset);
+  const bool expect_tx = in.aux == 1;
+  const uint64_t operand = in.op_count > 2 ? value(b, t, in.ops[2]) & 0xFFFFFFFFu : 1;
+  set(t, in.ops[0], m.phase);
+  mbarrier_arrive(b, t, in, m, expect_tx ? 1 : static_cast<uint32_t>(operand), expect_tx ? int64_t(operand) : 0);
+}
+
+// mbarrier.expect_tx / mbarrier.complete_tx [.sem][.scope][.space].b64 [addr], txCount
+void exec_mbarrier_tx(block_state& b, thread_state& t, const instruction& in) {
+  mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
+  const int64_t bytes = static_cast<int64_t>(value(b, t, in.ops[1]) & 0xFFFFFFFFu);
+  m.tx += in.aux == 1 ? bytes : -bytes;  // aux 1: expect_tx, 0: complete_tx
+  complete_phase_if_done(b, m);
+}
+
+// The completed-phase count that ends a wait of test_wait / try_wait: for .parity, the phase
+// of that parity has completed when it is not the current phase's parity; for a state token
+// (a phase number from arrive), once that phase has completed.
+uint32_t wait_target(block_state& b, thread_state& t, const instruction& in, const mbarrier_state& m) {
+  const uint64_t operand = value(b, t, in.ops[2]);
+  if (in.aux == 1) return (m.phase & 1) != (operand & 1) ? m.phase : m.phase + 1;
+  return static_cast<uint32_t>(operand) + 1;
+}
+
+// mbarrier.test_wait[.parity][.sem][.scope][.space].b64 waitComplete, [addr], state|phaseParity:
+// a poll, which delivers the TMA copies pending on the barrier.
+void exec_mbarrier_test_wait(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t offset = shared_offset(b, t, in, in.ops[1], 8, 8);
+  mbarrier_state* m = &find_mbarrier(b, t, in, offset);
+  const uint32_t target = wait_target(b, t, in, *m);
+  if (m->phase < target && land_bulk_copies(b, offset)) m = &find_mbarrier(b, t, in, offset);
+  set(t, in.ops[0], m->phase >= target);
+}
+
+// mbarrier.try_wait[.parity]...: waits (sync_kind::mbarrier) until the phase completes (true)
+// or its time limit expires (false), which the scheduler decides: the limit expires when no
+// thread of the block can run otherwise. Records the wait; the scheduler ends it.
+void exec_mbarrier_try_wait(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t offset = shared_offset(b, t, in, in.ops[1], 8, 8);
+  const mbarrier_state& m = find_mbarrier(b, t, in, offset);
+  t.mbarrier = offset;
+  t.mbarrier_phase = wait_target(b, t, in, m);
+}
+
+// cp.async.mbarrier.arrive[.noinc][.shared{::cta}].b64 [addr]: the thread's prior cp.async
+// copies land, then an arrive-on; without .noinc the pending count was raised by one for it
+// first, so the arrival changes nothing.
+void exec_cp_async_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
+  mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
+  complete_async_copies(b, t, 0, true);
+  if (in.aux == 1) mbarrier_arrive(b, t, in, m, 1, 0);
+}
+
+// ---- cp.async.bulk.tensor -----------------------------------------------------------------
+
+//! The bit pattern an out-of-range element gets with OOB fill NAN_REQUEST_ZERO_FMA.
+uint64_t nan_pattern(unsigned bytes) {
+  return bytes == 2 ? 0x7FFFu : bytes == 4 ? 0x7FFFFFFFu : 0x7FFFFFFFFFFFFFFFull;
+}
+
+// cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes[.L2::cache_hint]
+//     [dstMem], [tensorMap, {c0, ..., cN-1}], [mbar][, policy]
+// The box at the (signed) coordinates, innermost dimension first, elements outside the tensor
+// as zeros (or NaN); ceil(box[i] / elementStrides[i]) elements per dimension.
+void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
+  const uint8_t* raw = access(b, t, in, space::generic, address_of(t, in.ops[1]), sizeof(tensor_map), 64, false);
+  tensor_map map;
+  std::memcpy(&map, raw, sizeof map);
+  if (map.magic != tensor_map::tag)
+    fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
+                "the tensor map at " + hex(address_of(t, in.ops[1])) + " was not written by cuTensorMapEncodeTiled");
+  if (map.rank != in.aux)
+    fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
+                std::to_string(in.aux) + "d copy through a tensor map of rank " + std::to_string(map.rank));
+  const unsigned eb = map.element_bytes;
+  uint64_t counts[5] = {1, 1, 1, 1, 1};
+  int64_t start[5] = {0, 0, 0, 0, 0};
+  uint64_t elements = 1;
+  for (unsigned i = 0; i < map.rank; ++i) {
+    counts[i] = (map.box[i] + map.element_strides[i] - 1) / map.element_strides[i];
+    start[i] = sign_extend(value(b, t, b.k.vector_elements[in.ops[2].first + i]), 4);
+    elements *= counts[i];
+  }
+  const uint64_t inner_bytes = counts[0] * eb;
+  if (map.swizzle_bits != 0 && inner_bytes != (16u << map.swizzle_bits))
+    fail_launch(b, &t, &in, cudaErrorNotSupported, "not emulated",
+                "a swizzled box whose inner dimension (" + std::to_string(inner_bytes) +
+                    " bytes) is narrower than the swizzle span");
+  const uint32_t bytes = static_cast<uint32_t>(elements * eb);
+  bulk_copy copy;
+  copy.destination = shared_offset(b, t, in, in.ops[0], bytes, 128);
+  copy.mbarrier = shared_offset(b, t, in, in.ops[3], 8, 8);
+  find_mbarrier(b, t, in, copy.mbarrier);
+  copy.swizzle_bits = map.swizzle_bits;
+  copy.issuer = t.linear;
+  copy.line = in.line;
+  copy.box.resize(bytes);
+  const uint64_t fill = map.nan_fill ? nan_pattern(eb) : 0;
+  for (uint64_t e = 0; e < elements; e += counts[0]) {  // one innermost row per step
+    uint64_t rest = e / counts[0];
+    bool row_inside = true;
+    uint64_t offset = 0;
+    for (unsigned i = 1; i < map.rank; ++i) {
+      const int64_t x = start[i] + int64_t(rest % counts[i]) * map.element_strides[i];
+      rest /= counts[i];
+      row_inside &= x >= 0 && uint64_t(x) < map.dims[i];
+      offset += uint64_t(x) * map.strides[i];
+    }
+    uint8_t* row = copy.box.data() + e * eb;
+    for (uint64_t j = 0; j < counts[0]; ++j) std::memcpy(row + j * eb, &fill, eb);
+    if (!row_inside) continue;
+    const int64_t lo = std::max<int64_t>(0, -start[0]);
+    const int64_t hi = std::min<int64_t>(int64_t(counts[0]), int64_t(map.dims[0]) - start[0]);
+    if (lo >= hi) continue;
+    const uint64_t address = map.global_address + offset + uint64_t(start[0] + lo) * eb;
+    const uint8_t* src = access(b, t, in, space::global, address, static_cast<uint32_t>((hi - lo) * eb), eb, false);
+    std::memcpy(row + lo * eb, src, size_t(hi - lo) * eb);
+  }
+  b.bulk_copies.push_back(std::move(copy));
+}
+
+// ---- wgmma ---------------------------------------------------------------------------------
+
+//! A shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format").
+struct matrix_descriptor {
+  uint32_t start, leading, stride, base_offset, swizzle_bits;
+  explicit matrix_descriptor(uint64_t d)
+      : start(uint32_t(d & 0x3FFF) << 4),
+        leading(uint32_t(d >> 16 & 0x3FFF) << 4),
+        stride(uint32_t(d >> 32 & 0x3FFF) << 4),
+        base_offset(uint32_t(d >> 49 & 7)),
+        swizzle_bits(d >> 62 == 1 ? 3 : d >> 62 == 2 ? 2 : d >> 62 == 3 ? 1 : 0) {}
+
+  //! Shared address of element (row, k) of a K-major operand of 16-bit elements, in the
+  //! canonical layouts: without swizzle 8 × 16-byte core matrices, rows 16 bytes apart, the
+  //! K halves `leading` apart; swizzled, rows of 16·2^b bytes with both K chunks in them, then
+  //! bits [4, 4+b) of the address XORed with bits [7, 7+b); 8-row groups `stride` apart.
+  uint32_t element(uint32_t row, uint32_t k) const {
+    if (swizzle_bits == 0) return start + row / 8 * stride + k / 8 * leading + row % 8 * 16 + k % 8 * 2;
+    const uint32_t a = start + row / 8 * stride + row % 8 * (16u << swizzle_bits) + k * 2;
+    return a ^ ((a >> 7 & ((1u << swizzle_bits) - 1)) << 4);
+  }
+};
+
+//! A register's value as the wgmma chain sees it: its newest in-flight value, else the register.
+uint64_t accumulator(const thread_state& t, int32_t slot) {
+  return !t.wgmma_writes.empty() && t.wgmma_writes[size_t(slot)] ? t.wgmma_latest[size_t(slot)] : t.r[slot];
+}
+
+void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  if (mask != 0xFFFFFFFFu)
+    fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
+                in.opcode + " needs all 32 lanes of the warp");
+}
+
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16} d, a-desc, b-desc, scale-d,
+// imm-scale-a, imm-scale-b, imm-trans-a, imm-trans-b: D = A·B + (scale-d ? D : 0), A 64 × 16 and
+// B (N × 16, K-major) from shared memory. Warp w of the warpgroup owns rows 16w + g and
+// 16w + g + 8 (g = lane / 4, q = lane % 4): d[4i + j] is row 16w + g + 8·(j / 2), column
+// 8i + 2q + j % 2. Each element is accumulated in double and rounded once to f32.
+void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  require_full_warp(b, lanes, mask, in);
+  thread_state& first = *lanes[0];
+  if ((first.warp / 4) * 4 + 3 >= b.warp_count)
+    fail_launch(b, &first, &in, cudaErrorLaunchFailure, "collective mismatch",
+                "wgmma needs the four warps of a warpgroup; the block has " + std::to_string(b.warp_count) + " warps");
+  const uint64_t a_bits = value(b, first, in.ops[1]), b_bits = value(b, first, in.ops[2]);
+  for (int l = 1; l < 32; ++l)
+    if (value(b, *lanes[l], in.ops[1]) != a_bits || value(b, *lanes[l], in.ops[2]) != b_bits)
+      fail_launch(b, lanes[l], &in, cudaErrorLaunchFailure, "collective mismatch",
+                  "lanes of a warp pass different wgmma descriptors");
+  const matrix_descriptor da(a_bits), db(b_bits);
+  if (da.base_offset != 0 || db.base_offset != 0)
+    fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "a matrix descriptor with a base offset");
+  const int n = static_cast<int>(in.aux);
+  const bool bf16 = in.aux2 & 1;
+  const double sa = in.aux2 & 2 ? -1.0 : 1.0, sb = in.aux2 & 4 ? -1.0 : 1.0;
+  const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k) {
+    const uint32_t address = d.element(row, k);
+    if (uint64_t(address) + 2 > b.shared.size())
+      fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
+                  "wgmma operand element at shared " + hex(address) + " beyond the block's " +
+                      std::to_string(b.shared.size()) + " bytes");
+    uint16_t v;
+    std::memcpy(&v, b.shared.data() + address, 2);
+    return half_value(v, bf16);
+  };
+  const uint32_t row0 = 16 * (first.warp % 4);
+  double A[16][16];
+  std::vector<double> B(size_t(n) * 16);
+  for (uint32_t r = 0; r < 16; ++r)
+    for (uint32_t k = 0; k < 16; ++k) A[r][k] = sa * load(da, row0 + r, k);
+  for (int c = 0; c < n; ++c)
+    for (uint32_t k = 0; k < 16; ++k) B[size_t(c) * 16 + k] = sb * load(db, uint32_t(c), k);
+  const operand& d = in.ops[0];
+  const auto& ve = b.k.vector_elements;
+  for (int l = 0; l < 32; ++l) {
+    thread_state& t = *lanes[l];
+    const bool scale_d = predicate(b, t, in.ops[3]);
+    if (t.wgmma_writes.empty()) {
+      t.wgmma_writes.assign(b.k.register_count, 0);
+      t.wgmma_latest.assign(b.k.register_count, 0);
+    }
+    if (!t.wgmma_open) {
+      t.wgmma_groups.push_back({{}, in.line});
+      t.wgmma_open = true;
+    }
+    pending_accumulators& group = t.wgmma_groups.back();
+    const int g = l / 4, q = l % 4;
+    for (int i = 0; i < n / 8; ++i)
+      for (int j = 0; j < 4; ++j) {
+        const int32_t slot = ve[d.first + 4 * i + j].reg;
+        const int row = g + 8 * (j / 2), col = 8 * i + 2 * q + j % 2;
+        double sum = scale_d ? double(as_f32(accumulator(t, slot))) : 0.0;
+        for (int k = 0; k < 16; ++k) sum += A[row][k] * B[size_t(col) * 16 + k];
+        const uint64_t v = bits(static_cast<float>(sum));
+        group.writes.emplace_back(slot, v);
+        t.wgmma_latest[size_t(slot)] = v;
+        ++t.wgmma_writes[size_t(slot)];
+        ++t.wgmma_in_flight;
+      }
+  }
+}
+
+// wgmma.fence.sync.aligned: orders register accesses before the next mma_async (nothing to do
+// in a sequential engine).
+void warp_wgmma_fence(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  require_full_warp(b, lanes, mask, in);
+}
+
+// wgmma.commit_group.sync.aligned: the mma_async since the last commit form a group (possibly
+// empty).
+void warp_wgmma_commit(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  require_full_warp(b, lanes, mask, in);
+  for (int l = 0; l < 32; ++l) {
+    thread_state& t = *lanes[l];
+    if (!t.wgmma_open) t.wgmma_groups.push_back({{}, in.line});
+    t.wgmma_open = false;
+  }
+}
+
+// wgmma.wait_group.sync.aligned N: retires the oldest committed groups until at most N are in
+// flight; their accumulators are written now.
+void warp_wgmma_wait(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  require_full_warp(b, lanes, mask, in);
+  const size_t keep = static_cast<size_t>(in.ops[0].imm);
+  for (int l = 0; l < 32; ++l) {
+    thread_state& t = *lanes[l];
+    size_t committed = t.wgmma_groups.size() - (t.wgmma_open ? 1 : 0), retired = 0;
+    for (; committed > keep; --committed, ++retired) {
+      for (const auto& [slot, v] : t.wgmma_groups[retired].writes) {
+        t.r[slot] = v;
+        --t.wgmma_writes[size_t(slot)];
+        --t.wgmma_in_flight;
+      }
+    }
+    t.wgmma_groups.erase(t.wgmma_groups.begin(), t.wgmma_groups.begin() + std::ptrdiff_t(retired));
+  }
+}
+
+// ---- elect, setmaxnreg, griddepcontrol -------------------------------------------------------
+
+// elect.sync d|p, membermask: the leader is the lowest lane of the participating lanes; every
+// lane gets its id in d, and p is true in the leader alone.
+void warp_elect(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  (void)b;
+  const uint32_t leader = static_cast<uint32_t>(__builtin_ctz(mask));
+  for (int l = 0; l < 32; ++l) {
+    if (!lanes[l]) continue;
+    set(*lanes[l], in.ops[0], leader);
+    if (in.pair >= 0) lanes[l]->r[in.pair] = uint32_t(l) == leader;
+  }
+}
+
+void warp_nothing(block_state&, thread_state* const*, uint32_t, const instruction&) {}
+
+}  // namespace
+
+mbarrier_state& find_mbarrier(block_state& b, thread_state& t, const instruction& in, uint32_t offset) {
+  const auto it = b.mbarriers.find(offset);
+  if (it == b.mbarriers.end())
+    synccheck(b, t, in, in.opcode + " on shared " + hex(offset) + ", which no mbarrier.init initialised");
+  return it->second;
+}
+
+void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mbarrier_state& m, uint32_t count,
+                     int64_t tx) {
+  if (count > m.pending)
+    synccheck(b, t, in,
+              "arrival of " + std::to_string(count) + " on the mbarrier at shared " +
+                  hex(m.offset) + " (initialised at line " + std::to_string(m.init_line) +
+                  ") with " + std::to_string(m.pending) + " of " + std::to_string(m.expected) +
+                  " arrivals pending in phase " + std::to_string(m.phase) +
+                  ": more arrivals than the phase expects");
+  m.tx += tx;
+  m.pending -= count;
+  complete_phase_if_done(b, m);
+}
+
+bool land_bulk_copies(block_state& b, uint32_t offset) {
+  bool landed = false;
+  std::vector<bulk_copy> later;
+  std::vector<bulk_copy> copies = std::move(b.bulk_copies);
+  b.bulk_copies.clear();
+  for (bulk_copy& c : copies) {
+    if (offset != UINT32_MAX && c.mbarrier != offset) {
+      later.push_back(std::move(c));
+      continue;
+    }
+    const uint32_t mask = (1u << c.swizzle_bits) - 1;
+    for (uint32_t o = 0; o < c.box.size(); o += 16) {
+      const uint32_t a = c.destination + o;
+      std::memcpy(b.shared.data() + (a ^ ((a >> 7 & mask) << 4)), c.box.data() + o, 16);
+    }
+    const auto it = b.mbarriers.find(c.mbarrier);
+    if (it == b.mbarriers.end())
+      fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
+                  "the TMA copy of line " + std::to_string(c.line) + " completes on shared " + hex(c.mbarrier) +
+                      ", no longer an mbarrier");
+    it->second.tx -= int64_t(c.box.size());
+    complete_phase_if_done(b, it->second);
+    landed = true;
+  }
+  b.bulk_copies = std::move(later);
+  return landed;
+}
+
+void mark_accumulator_uses(kernel& k) {
+  std::vector<bool> accumulators(k.register_count, false);
+  bool any = false;
+  for (const instruction& in : k.code) {
+    if (in.opcode != "wgmma" || in.warp_exec != warp_wgmma) continue;
+    for (uint32_t i = 0; i < in.ops[0].count; ++i) accumulators[size_t(k.vector_elements[in.ops[0].first + i].reg)] = true;
+    any = true;
+  }
+  if (!any) return;
+  const auto names = [&](const operand& o) {
+    if ((o.k == operand::kind::reg || o.k == operand::kind::address) && o.reg >= 0) return bool(accumulators[size_t(o.reg)]);
+    if (o.k != operand::kind::vector) return false;
+    for (uint32_t i = 0; i < o.count; ++i) {
+      const operand& e = k.vector_elements[o.first + i];
+      if (e.k == operand::kind::reg && accumulators[size_t(e.reg)]) return true;
+    }
+    return false;
+  };
+  for (instruction& in : k.code) {
+    if (in.opcode == "wgmma") continue;
+    for (int i = 0; i < in.op_count && !in.touches_accumulators; ++i) in.touches_accumulators = names(in.ops[i]);
+  }
+}
+
+void check_accumulators(block_state& b, thread_state& t, const instruction& in) {
+  const auto check = [&](int32_t slot) {
+    if (slot < 0 || !t.wgmma_writes[size_t(slot)]) return;
+    uint32_t line = 0;
+    for (const pending_accumulators& g : t.wgmma_groups)
+      for (const auto& w : g.writes)
+        if (w.first == slot && line == 0) line = g.line;
+    fail_launch(b, &t, &in, cudaErrorLaunchFailure, "wgmma hazard",
+                in.opcode + " names " + b.k.register_names[size_t(slot)] +
+                    ", an accumulator of the wgmma.mma_async at line " + std::to_string(line) +
+                    " that is still in flight (no wgmma.wait_group has retired it)");
+  };
+  for (int i = 0; i < in.op_count; ++i) {
+    const operand& o = in.ops[i];
+    if (o.k == operand::kind::reg || o.k == operand::kind::address) check(o.reg);
+    if (o.k == operand::kind::vector)
+      for (uint32_t e = 0; e < o.count; ++e)
+        if (b.k.vector_elements[o.first + e].k == operand::kind::reg) check(b.k.vector_elements[o.first + e].reg);
+  }
+}
+
+bool mbarrier_wait_done(block_state& b, thread_state& t) {
+  const instruction& in = b.k.code[t.pc];
+  const auto it = b.mbarriers.find(t.mbarrier);
+  if (it == b.mbarriers.end())
+    synccheck(b, t, in, "mbarrier.try_wait on shared " + hex(t.mbarrier) + ", invalidated while waited on");
+  if (it->second.phase < t.mbarrier_phase) return false;
+  set(t, in.ops[0], 1);
+  return true;
+}
+
+bool decode_hopper_instruction(instruction& in, const kernel& k) {
+  (void)k;
+  const std::string& op = in.opcode;
+  if (op == "mbarrier") {
+    const std::string& form = in.modifiers.empty() ? std::string() : in.modifiers[0];
+    if (has(in, "shared::cluster") && form != "arrive" && form != "expect_tx" && form != "complete_tx")
+      unsupported(in, "clusters");
+    if (form == "init") { need_operands(in, 2); in.exec = exec_mbarrier_init; return true; }
+    if (form == "inval") { need_operands(in, 1); in.exec = exec_mbarrier_inval; return true; }
+    if (form == "arrive" || form == "arrive_drop") {
+      if (form == "arrive_drop" || has(in, "noComplete")) unsupported(in, "arrive_drop and .noComplete");
+      need_operands(in, 2);
+      in.aux = has(in, "expect_tx");
+      if (in.aux == 1) need_operands(in, 3);
+      if (has(in, "shared::cluster") && in.ops[0].k != operand::kind::sink) unsupported(in, "a state from .shared::cluster");
+      in.exec = exec_mbarrier_arrive;
+      return true;
+    }
+    if (form == "expect_tx" || form == "complete_tx") {
+      need_operands(in, 2);
+      in.aux = form == "expect_tx";
+      in.exec = exec_mbarrier_tx;
+      return true;
+    }
+    if (form == "test_wait" || form == "try_wait") {
+      need_operands(in, 3);
+      in.aux = has(in, "parity");
+      if (form == "test_wait") {
+        in.exec = exec_mbarrier_test_wait;
+      } else {
+        in.sync = sync_kind::mbarrier;
+        in.exec = exec_mbarrier_try_wait;
+      }
+      return true;
+    }
+    unsupported(in, "an mbarrier operation the emulator does not implement");
+  }
+  if (op == "cp" && has(in, "async") && has(in, "mbarrier") && !has(in, "bulk")) {
+    if (in.modifiers.size() < 2 || in.modifiers[1] != "mbarrier" || !has(in, "arrive")) unsupported(in);
+    need_operands(in, 1);
+    in.aux = has(in, "noinc");
+    in.exec = exec_cp_async_mbarrier_arrive;
+    return true;
+  }
+  if (op == "cp" && has(in, "bulk")) {
+    if (!has(in, "tensor")) unsupported(in, "non-tensor bulk copies");
+    if (!has(in, "tile")) unsupported(in, "im2col tensor copies");
+    if (in.state != space::shared || !has(in, "global") || !has(in, "mbarrier::complete_tx::bytes"))
+      unsupported(in, "only global to shared memory, completing on an mbarrier");
+    if (has(in, "multicast::cluster")) unsupported(in, "multicast");
+    for (unsigned d = 1; d <= 5; ++d)
+      if (has(in, (std::to_string(d) + "d").c_str())) in.aux = d;
+    need_operands(in, 4);
+    if (in.aux == 0 || in.ops[2].k != operand::kind::vector || in.ops[2].count != in.aux)
+      unsupported(in, "coordinates: one per dimension");
+    in.exec = exec_bulk_tensor;
+    return true;
+  }
+  if (op == "wgmma") {
+    in.sync = sync_kind::warp;
+    in.aligned = true;
+    if (has(in, "fence")) { in.warp_exec = warp_wgmma_fence; return true; }
+    if (has(in, "commit_group")) { in.warp_exec = warp_wgmma_commit; return true; }
+    if (has(in, "wait_group")) {
+      need_operands(in, 1);
+      if (in.ops[0].k != operand::kind::imm) unsupported(in, "the group count must be an immediate");
+      in.warp_exec = warp_wgmma_wait;
+      return true;
+    }
+    if (!has(in, "mma_async")) unsupported(in);
+    if (has(in, "sp")) unsupported(in, "sparse operands");
+    int n = 0;
+    for (const std::string& m : in.modifiers)
+      if (m.size() > 7 && m.compare(0, 4, "m64n") == 0 && m.compare(m.size() - 3, 3, "k16") == 0)
+        n = std::stoi(m.substr(4, m.size() - 7));
+    std::vector<ptype> types;
+    for (const std::string& m : in.modifiers) {
+      ptype t;
+      if (parse_type(m, &t)) types.push_back(t);
+    }
+    if (n < 8 || n > 256 || n % 8 != 0 || types.size() != 3 || types[0] != ptype::f32 ||
+        (types[1] != ptype::bf16 && types[1] != ptype::f16) || types[2] != types[1])
+      unsupported(in, "only m64nNk16 with f32 accumulators of bf16 or f16 products");
+    if (in.op_count != 8 || in.ops[0].k != operand::kind::vector || in.ops[0].count != uint32_t(n / 2))
+      unsupported(in, "operands: N/2 accumulators, two descriptors, scale-d and four immediates");
+    if (in.ops[1].k == operand::kind::vector) unsupported(in, "A from registers");
+    for (int i = 4; i < 8; ++i)
+      if (in.ops[i].k != operand::kind::imm) unsupported(in, "scale and transpose operands must be immediates");
+    const auto scale = [&](int i) {
+      if (in.ops[i].imm == 1) return 0u;
+      if (in.ops[i].imm == ~uint64_t(0)) return 1u;
+      unsupported(in, "imm-scale must be 1 or -1");
+    };
+    if (in.ops[6].imm > 1 || in.ops[7].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
+    if (in.ops[6].imm == 1 || in.ops[7].imm == 1) unsupported(in, "transposed (MN-major) operands");
+    in.aux = uint32_t(n);
+    in.aux2 = (types[1] == ptype::bf16 ? 1u : 0u) | scale(4) << 1 | scale(5) << 2;
+    in.warp_exec = warp_wgmma;
+    return true;
+  }
+  if (op == "elect") {
+    if (!has(in, "sync")) unsupported(in);
+    need_operands(in, 2);
+    in.sync = sync_kind::warp;
+    in.mask_operand = 1;
+    in.warp_exec = warp_elect;
+    return true;
+  }
+  if (op == "setmaxnreg") {
+    need_operands(in, 1);
+    if (in.ops[0].k != operand::kind::imm || in.ops[0].imm < 24 || in.ops[0].imm > 256 || in.ops[0].imm % 8 != 0)
+      unsupported(in, "the register count must be an immediate multiple of 8 in [24, 256]");
+    in.sync = sync_kind::warp;  // the emulator allocates no registers: a warp-wide no-op
+    in.aligned = true;
+    in.warp_exec = warp_nothing;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace emu
