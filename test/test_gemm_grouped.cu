@@ -1,10 +1,12 @@
 // beam::device::grouped_gemm against beam::reference::grouped_matmul_nt (+ swiglu_columns):
 // every schedule (decode, prefill: the Hopper kernel on sm_90, prefill_sm80), all epilogues,
-// gathered and contiguous A, bf16 and fp16, fp32 output.
+// gathered and contiguous A, bf16 and fp16, fp32 output; a first call captured into a graph,
+// and pair indices that name no pair.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -100,6 +102,18 @@ TEST_CASE("group lookup: the last tile start at or below a tile index skips empt
   CHECK(hopper::smem_bytes(512) <= 227 * 1024);
 }
 
+TEST_CASE("Hopper ring position: slot s mod S and phase (s / S) mod 2 from its own state, no stage count") {
+  beam::detail::ring_position<5> ring;  // the default 5 stages: 2^32 is no multiple of 5
+  for (uint32_t s = 0; s < 1000; ++s, ring.advance()) {
+    CAPTURE(s);
+    REQUIRE((ring.slot == int(s % 5) && ring.phase == s / 5 % 2));
+  }
+  // The state is all there is: after every 2·S stages it is back at (0, 0), at any length
+  // (2^32 stages, which no test can run, included).
+  for (int s = 0; s < 10; ++s) ring.advance();
+  CHECK((ring.slot == 0 && ring.phase == 0));
+}
+
 TEST_CASE("per-device memo: computed once per tag and device; errors and unlisted devices are not kept") {
   struct tag_a {};
   struct tag_b {};
@@ -149,6 +163,11 @@ TEST_CASE("tile arithmetic: column tiles (BN / 2 output columns for swiglu) and 
 }
 
 namespace {
+
+//! The default policies as types of their own: kernels that only the capture test launches.
+struct capture_decode_tiles : beam::device::decode_tiles {};
+struct capture_prefill_tiles : beam::device::prefill_tiles {};
+struct capture_hopper_tiles : beam::device::hopper_tiles {};
 
 struct gemm_case {
   int64_t tokens;
@@ -235,6 +254,128 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
 }  // namespace
 
 TEST_SUITE("gpu") {
+  // The host queries of a first call (function attributes, occupancy, device attributes, the
+  // driver's tensor-map encoder) are legal while a stream captures, in every mode. The tile
+  // policies of this case give kernels of its own, so the Global capture holds their first
+  // call (not yet memoised); as the suite's first case, on sm_90 it also holds the encoder's
+  // lookup. ThreadLocal and Relaxed forbid no more than Global, and capture memoised calls.
+  TEST_CASE("grouped_gemm: a first call captured in a graph (Global, ThreadLocal, Relaxed) equals the reference") {
+    BEAM_REQUIRE_GPU();
+    const int64_t T = 37;
+    const int K = 2, E = 5, n = 48, k = 64;
+    std::vector<int32_t> ids(size_t(T * K));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int j = 0; j < K; ++j) ids[size_t(t * K + j)] = (t + j) % 7 == 0 ? -1 : int32_t((t + 2 * j) % E);
+    }
+    const ref::compaction perm = ref::compact(ids.data(), T, K, E);
+    const auto x = beam::test::random_values<__nv_bfloat16>(size_t(T * k), 41);
+    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 42);
+    std::vector<int64_t> sources(size_t(perm.n_active));
+    for (int64_t r = 0; r < perm.n_active; ++r) sources[size_t(r)] = perm.token_of_row(r);
+    const auto expected = ref::grouped_matmul_nt(x.data(), k, sources.data(), b.data(), n, k, perm.offsets);
+    beam::test::device_vector<__nv_bfloat16> d_x(x), d_b(b);
+    beam::test::device_vector<int32_t> d_offsets(perm.offsets), d_pairs(perm.sorted_pairs);
+    for (auto mode : {cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal, cudaStreamCaptureModeRelaxed}) {
+      for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+        CAPTURE(int(mode));
+        CAPTURE(int(schedule));
+        beam::test::device_vector<float> d_c{size_t(T * K * n)};
+        d_c.poison();
+        cudaStream_t stream = nullptr;
+        BEAM_CUDA_TRY(cudaStreamCreate(&stream));
+        BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, mode));
+        const cudaError_t status =
+            beam::device::grouped_gemm<__nv_bfloat16, float, capture_decode_tiles, capture_prefill_tiles,
+                                       capture_hopper_tiles>({d_x.data(), k, d_pairs.data(), K},
+                                                             {d_b.data(), k, int64_t(n) * k}, n, k,
+                                                             {d_offsets.data(), E, T * K}, {d_c.data(), n}, schedule,
+                                                             stream);
+        cudaGraph_t graph = nullptr;
+        const cudaError_t ended = cudaStreamEndCapture(stream, &graph);  // closed before any check can throw
+        CHECK(status == cudaSuccess);
+        REQUIRE(ended == cudaSuccess);
+        CHECK(std::isnan(d_c.to_host()[0]));  // recorded, not run
+        cudaGraphExec_t exec = nullptr;
+        BEAM_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+        BEAM_CUDA_TRY(cudaGraphLaunch(exec, stream));
+        BEAM_CUDA_TRY(cudaStreamSynchronize(stream));
+        BEAM_CUDA_TRY(cudaGraphExecDestroy(exec));
+        BEAM_CUDA_TRY(cudaGraphDestroy(graph));
+        BEAM_CUDA_TRY(cudaStreamDestroy(stream));
+        auto got = d_c.to_host();
+        got.resize(size_t(perm.n_active * n));
+        CHECK(beam::test::relative_error(got, expected) <= 1e-5);
+      }
+    }
+  }
+
+  TEST_CASE("grouped_gemm: an index that names no pair (−1, a sentinel ≥ rows) is never dereferenced") {
+    BEAM_REQUIRE_GPU();
+    // T = 6 tokens, K = 4: rows = T·K = 24 in 3 groups. Some indices inside the groups name no
+    // pair: −1 (a masked pair, which −1 / K would turn into row 0), T·K and 25 (row T of X,
+    // past its end), INT32_MAX. X holds exactly T rows, so reading through any of them is out
+    // of bounds (the emulator reports cudaErrorIllegalAddress). The rule: A's row is zeros,
+    // scale_rows scales by 0, scatter_add adds nothing.
+    const int64_t T = 6, rows = 24;
+    const int K = 4, E = 3, n = 40, k = 48;
+    const std::vector<int32_t> offsets = {0, 9, 15, 24};
+    std::vector<int32_t> pairs(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) pairs[size_t(r)] = int32_t(r * 7 % rows);  // a permutation
+    const int64_t bad_rows[] = {1, 4, 10, 16, 23};
+    const int32_t bad_pairs[] = {-1, int32_t(rows), INT32_MAX, -1, 25};
+    for (int i = 0; i < 5; ++i) pairs[size_t(bad_rows[i])] = bad_pairs[i];
+    const auto valid = [&](int64_t r) { return pairs[size_t(r)] >= 0 && pairs[size_t(r)] < rows; };
+    const auto x = beam::test::random_values<__nv_bfloat16>(size_t(T * k), 51);
+    const auto xp = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 52);  // contiguous A
+    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 53);
+    const auto scales = beam::test::random_normal<float>(size_t(rows), 54);
+    // Gathered: row T of x_zero is zeros, the source of the rows that name no pair.
+    std::vector<__nv_bfloat16> x_zero(x);
+    x_zero.resize(size_t((T + 1) * k), beam::from_float<__nv_bfloat16>(0.0f));
+    std::vector<int64_t> sources(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) sources[size_t(r)] = valid(r) ? pairs[size_t(r)] / K : T;
+    const auto gathered = ref::grouped_matmul_nt(x_zero.data(), k, sources.data(), b.data(), n, k, offsets);
+    const auto acc = ref::grouped_matmul_nt(xp.data(), k, nullptr, b.data(), n, k, offsets);
+    std::vector<double> scaled(acc.size()), added(size_t(T * n), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int j = 0; j < n; ++j) {
+        const double v = valid(r) ? scales[size_t(pairs[size_t(r)])] * acc[size_t(r * n + j)] : 0.0;
+        scaled[size_t(r * n + j)] = v;
+        if (valid(r)) added[size_t(pairs[size_t(r)] / K * n + j)] += v;
+      }
+    }
+    beam::test::device_vector<__nv_bfloat16> d_x(x), d_xp(xp), d_b(b);
+    beam::test::device_vector<int32_t> d_offsets(offsets), d_pairs(pairs);
+    beam::test::device_vector<float> d_scales(scales);
+    const beam::device::gemm_b<__nv_bfloat16> gb{d_b.data(), k, int64_t(n) * k};
+    const beam::device::gemm_groups groups{d_offsets.data(), E, rows};
+    for (gemm_schedule schedule : all_schedules) {
+      CAPTURE(int(schedule));
+      beam::test::device_vector<float> c_store{size_t(rows * n)}, c_scaled{size_t(rows * n)};
+      beam::test::device_vector<float> c_added(std::vector<float>(size_t(T * n), 0.0f));
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_x.data(), k, d_pairs.data(), K}, gb, n, k, groups,
+                                                               {c_store.data(), n}, schedule) == cudaSuccess);
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+                  {d_xp.data(), k}, gb, n, k, groups,
+                  {c_scaled.data(), n, gemm_epilogue::scale_rows, d_scales.data(), d_pairs.data()}, schedule) ==
+              cudaSuccess);
+      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+                  {d_xp.data(), k}, gb, n, k, groups,
+                  {c_added.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
+              cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());  // an out-of-bounds read fails here
+      const auto stored = c_store.to_host(), scaled_rows = c_scaled.to_host();
+      CHECK(beam::test::relative_error(stored, gathered) <= 1e-5);
+      CHECK(beam::test::relative_error(scaled_rows, scaled) <= 1e-5);
+      CHECK(beam::test::relative_error(c_added.to_host(), added) <= 1e-5);
+      for (int64_t r : bad_rows) {  // exactly zero rows
+        for (int j = 0; j < n; ++j) {
+          CHECK((stored[size_t(r * n + j)] == 0.0f && scaled_rows[size_t(r * n + j)] == 0.0f));
+        }
+      }
+    }
+  }
+
   TEST_CASE("grouped_gemm equals the reference: schedules, epilogues, gather, dtypes, odd shapes") {
     BEAM_REQUIRE_GPU();
     using bf16 = __nv_bfloat16;

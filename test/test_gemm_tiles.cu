@@ -3,7 +3,8 @@
 // Hopper) and multiplied by `warp::multiply_stage` (mma.sync, sm_80+) or
 // `warpgroup::mma_async` (wgmma, sm_90a); every thread writes its accumulators where the
 // documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
-// shows up as a wrong product.
+// shows up as a wrong product. And the cp.async wait's rule: a thread reads its own copies
+// with plain loads after it.
 #include <doctest/doctest.h>
 
 #include <type_traits>
@@ -56,6 +57,17 @@ __global__ void multiply_stage_kernel(const T* a, const T* b, float* c) {
   float acc[1][N / 8][4] = {};
   beam::warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * int(threadIdx.x / 32), 0);
   store_fragments(c, acc[0]);
+}
+
+//! Each thread copies its own 16-byte chunk into shared memory (poisoned by the emulator), waits
+//! and reads the chunk back with a plain load, no barrier: copy_async_wait's "memory" clobber
+//! keeps the load after the wait, and the compiler from treating the chunk as never written.
+__global__ void copy_wait_read_kernel(const int4* in, int4* out) {
+  __shared__ int4 chunks[128];
+  beam::block::copy_async_16(&chunks[threadIdx.x], in + threadIdx.x, true);
+  beam::block::copy_async_commit();
+  beam::block::copy_async_wait<0>();
+  out[threadIdx.x] = chunks[threadIdx.x];
 }
 
 //! 1 where this kernel was compiled with sm_90a features (wgmma), else 0.
@@ -150,6 +162,21 @@ void check_stage(uint64_t seed) {
 }  // namespace
 
 TEST_SUITE("gpu") {
+  TEST_CASE("block::copy_async_wait: a thread's plain loads after the wait see its copied bytes") {
+    BEAM_REQUIRE_GPU();
+    std::vector<int4> in(128);
+    for (int i = 0; i < 128; ++i) in[size_t(i)] = make_int4(i, -i, 3 * i + 1, 12345);
+    beam::test::device_vector<int4> d_in(in), d_out{128};
+    copy_wait_read_kernel<<<1, 128>>>(d_in.data(), d_out.data());
+    BEAM_CUDA_TRY(cudaGetLastError());
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto out = d_out.to_host();
+    for (int i = 0; i < 128; ++i) {
+      CHECK((out[size_t(i)].x == i && out[size_t(i)].y == -i && out[size_t(i)].z == 3 * i + 1 &&
+             out[size_t(i)].w == 12345));
+    }
+  }
+
   TEST_CASE("warp::multiply_stage on swizzled tiles equals the host product (N = 64, 128; bf16, fp16)") {
     BEAM_REQUIRE_GPU();
     check_stage<__nv_bfloat16, 64, false>(101);

@@ -22,8 +22,10 @@ enum class gemm_epilogue {
   swiglu,      //!< C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i], i < N/2: B = [W1; W3] (gate rows on
                //!< top), so the [rows, N] product never reaches memory
   scale_rows,  //!< C[r][j] = s · acc[r][j], s = row_scales[scale_index ? scale_index[r] : r]
-  scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r] (a valid
-               //!< pair, < T·K): rows added atomically into their token's row of C `[T, N]`
+               //!< (0 where scale_index[r] is not a pair index: see grouped_gemm)
+  scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r] (a row
+               //!< whose p is not a pair index adds nothing): rows added atomically into their
+               //!< token's row of C `[T, N]`
                //!< (initialised by the caller, e.g. zeros or the shared expert's output). Saves
                //!< the permuted rows and the combine, but the order of the additions, hence the
                //!< rounding, varies from run to run; a float C rounds once, bf16/fp16 at every
@@ -64,7 +66,7 @@ struct hopper_tiles {
 
 //! A `[rows, K]`: row r is data[r] (contiguous, e.g. gathered rows Xp), or, with
 //! gather_pairs, data[gather_pairs[r] / top_k] (X `[T, H]` read through `sorted_pairs`: no
-//! gathered copy).
+//! gathered copy), a zero row where gather_pairs[r] is not a pair index (see grouped_gemm).
 template <class T>
 struct gemm_a {
   const T* data = nullptr;
@@ -103,7 +105,11 @@ struct gemm_output {
   int top_k = 1;                         //!< scatter_add: pairs per token (K)
 };
 
-//! Runs the grouped GEMM (see the file comment) on `stream`.
+//! Runs the grouped GEMM (see the file comment) on `stream`. Capturable from the first call on,
+//! in every capture mode: besides the launch it makes only host queries (cudaGetDevice,
+//! cudaDeviceGetAttribute, cudaFuncSetAttribute, cudaFuncGetAttributes, occupancy, the driver
+//! entry point, cuTensorMapEncodeTiled), which enqueue, synchronise and allocate nothing, and
+//! whose answers (grid size, kernel choice, weight map) hold for every replay.
 //!
 //! @tparam T            __nv_bfloat16 or __half: A and B
 //! @tparam OutT         T or float: C
@@ -119,8 +125,11 @@ struct gemm_output {
 //!         shorter than its row (K for A and B, the output columns for C); the current
 //!         device older than sm_80; else the status of the launch or of its runtime queries.
 //!         rows = 0: success, nothing runs.
-//! Offsets must be non-decreasing with offsets[count] ≤ rows, and gather_pairs[r] / top_k a
-//! row of `a` (both as `compact` writes them).
+//! Offsets must be non-decreasing with offsets[count] ≤ rows (as `compact` writes them).
+//! Pair indices: gather_pairs[r] and scale_index[r] name pair p ∈ [0, rows) (rows = T·K,
+//! sorted_pairs of `compact`), and with gather_pairs `a` holds ⌈rows / top_k⌉ rows (T). Any
+//! other value (−1 of a masked pair, a padding sentinel ≥ rows) is read as "no pair" and
+//! never dereferenced: A's row is zeros, scale_rows scales by 0, scatter_add adds nothing.
 template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
           class HopperTiles = hopper_tiles>
 [[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,

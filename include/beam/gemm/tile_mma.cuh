@@ -11,6 +11,12 @@
 //! A tile stored with k contiguous per row and B stored as weight rows (n) with k contiguous
 //! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`; `multiply_stage`
 //! puts the pieces together for one 64-deep stage of swizzled tiles.
+//!
+//! The asm statements that touch memory (cp.async, ldmatrix: addresses pass as integers, so
+//! the compiler sees no memory operand) or order such accesses (commit, wait) have a "memory"
+//! clobber: `volatile` alone keeps a statement and its order among other asm, but lets the
+//! compiler move plain loads and stores across it or reuse a value loaded before it. The mma
+//! works on registers only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -34,7 +40,8 @@ __device__ constexpr int swizzled_offset(int row, int chunk) { return (row * 8 +
 __device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned address = unsigned(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif
@@ -43,17 +50,19 @@ __device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
 //! Closes the group of copies started since the last commit.
 __device__ inline void copy_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
 
-//! Waits until at most `Pending` committed groups of this thread are still in flight.
+//! Waits until at most `Pending` committed groups of this thread are still in flight. The
+//! bytes of this thread's completed copies may then be read by this thread with plain loads
+//! (no load is moved before the wait); other threads need a barrier (`__syncthreads`) first.
 template <int Pending>
 __device__ inline void copy_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif
@@ -71,7 +80,8 @@ __device__ inline void load_matrix_x4(uint32_t (&r)[4], const void* row_address)
   const unsigned address = unsigned(__cvta_generic_to_shared(row_address));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
+               : "r"(address)
+               : "memory");
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif

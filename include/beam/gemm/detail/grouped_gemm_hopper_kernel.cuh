@@ -42,6 +42,21 @@ struct hopper_geometry {
   }
 };
 
+//! A position in a ring of `Slots` slots: the slot, and the phase, the parity of the pass over
+//! the ring (0 on the first, 1 on the second, ...), flipped each time the slot wraps to 0. The
+//! producer and every consumer advance their own once per stage, so both walk the same
+//! sequence, at any length (a stage count s with slot s mod Slots and phase (s / Slots) mod 2
+//! breaks where a 32-bit s wraps, 2^32 not being a multiple of Slots = 5).
+template <int Slots>
+struct ring_position {
+  int slot = 0;
+  uint32_t phase = 0;
+  __host__ __device__ void advance() {
+    slot = slot + 1 == Slots ? 0 : slot + 1;
+    if (slot == 0) phase ^= 1;
+  }
+};
+
 template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
 __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
     grouped_gemm_hopper_kernel(const __grid_constant__ CUtensorMap b_map, grouped_gemm_params<T, OutT> p) {
@@ -72,7 +87,7 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
   const int k_tiles = (p.k + BK - 1) / BK;
   const int warpgroup_index = int(threadIdx.x / 128);
-  uint32_t stage = 0;  // stages passed through the ring: slot stage mod S, phase parity (stage / S) mod 2
+  ring_position<S> ring;  // the stage this thread's warpgroup loads or multiplies next
 
   if (warpgroup_index == 0) {  // producer
     const int thread = int(threadIdx.x);
@@ -84,9 +99,9 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
       // swiglu: rows [0, BN/2) of the B tile are gate rows, the rest the up rows of the same
       // columns (halves 0 and 1 of the map); otherwise BN weight rows of half 0.
       const int weight_row = swiglu ? item.column_tile * (BN / 2) : item.column_tile * BN;
-      for (int kt = 0; kt < k_tiles; ++kt, ++stage) {
-        const int slot = int(stage % S);
-        block::wait_barrier(&empty[slot], (stage / S + 1) % 2);  // the previous use of the slot is read
+      for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
+        const int slot = ring.slot;
+        block::wait_barrier(&empty[slot], ring.phase ^ 1);  // the slot's use in the previous pass is read
         T* b_tile = b_ring + slot * BN * BK;
         if (thread == 0) {
           block::arrive_expecting_bytes(&full[slot], BN * BK * sizeof(T));
@@ -116,9 +131,9 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
       int pending_slot = -1;  // the slot whose products may still be in flight
 #endif
-      for (int kt = 0; kt < k_tiles; ++kt, ++stage) {
-        const int slot = int(stage % S);
-        block::wait_barrier(&full[slot], (stage / S) % 2);
+      for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
+        const int slot = ring.slot;
+        block::wait_barrier(&full[slot], ring.phase);
         __syncwarp();  // converged again after the wait loop, as the .aligned instructions need
         const T* a_tile = a_ring + slot * BM * BK + consumer * 64 * BK;
         const T* b_tile = b_ring + slot * BN * BK;

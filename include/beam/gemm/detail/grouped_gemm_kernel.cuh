@@ -145,15 +145,21 @@ __device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, O
   return item;
 }
 
-//! Source of row `tile_row` of the item's A tile: a row of A (through gather_pairs if set),
-//! or null past the group's end (or for a negative gathered index).
+//! Whether `pair` is a pair index of [0, rows) (one unsigned comparison): −1 (a masked pair)
+//! and padding sentinels ≥ rows (e.g. T·K) are not, and must not be dereferenced.
+__device__ inline bool valid_pair(int32_t pair, int64_t rows) { return uint64_t(int64_t(pair)) < uint64_t(rows); }
+
+//! Source of row `tile_row` of the item's A tile: row r of A, or with gather_pairs row
+//! gather_pairs[r] / top_k; null (a zero row) past the group's end or for a gathered index
+//! that is not a valid_pair (the division would turn −1 into row 0).
 template <class T, class OutT>
 __device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
                                         int tile_row) {
   const int64_t r = item.row0 + tile_row;
   if (r >= item.group_end) return nullptr;
-  const int64_t source = p.gather_pairs ? p.gather_pairs[r] / p.top_k : r;
-  return source < 0 ? nullptr : p.a + source * p.a_stride;
+  if (!p.gather_pairs) return p.a + r * p.a_stride;
+  const int32_t pair = p.gather_pairs[r];
+  return valid_pair(pair, p.rows) ? p.a + int64_t(pair / p.top_k) * p.a_stride : nullptr;
 }
 
 //! Starts this thread's 16-byte copies into a `swizzled_offset` stage tile: `thread` (of
@@ -187,10 +193,15 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const fl
   float scale = 1.0f;
   OutT* c_row = p.c + r * p.c_stride;
   if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
-    scale = p.row_scales[p.scale_index ? p.scale_index[r] : r];
+    if (!p.scale_index) {
+      scale = p.row_scales[r];
+    } else {
+      const int32_t pair = p.scale_index[r];
+      scale = valid_pair(pair, p.rows) ? p.row_scales[pair] : 0.0f;  // not a pair: scale 0
+    }
   } else if constexpr (scatter) {
     const int32_t pair = p.scale_index[r];
-    if (pair < 0) return;  // not a pair: nothing to add
+    if (!valid_pair(pair, p.rows)) return;  // not a pair: nothing to add
     scale = p.row_scales[pair];
     c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
   }
