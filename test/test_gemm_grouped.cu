@@ -405,6 +405,25 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("grouped_gemm with 512 groups (the most) and with a K deeper than the stage rings") {
+    BEAM_REQUIRE_GPU();
+    // K = 520: 9 stages of 64 (the last partial) per tile, so every ring (5 Hopper stages, 3
+    // and 6 sm_80 ones) wraps inside one work item, and its empty/full phases alternate.
+    for (gemm_schedule schedule : all_schedules) {
+      check_grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
+          {40, 2, 3, 64, 520, 0.0, true, gemm_epilogue::swiglu, schedule}, 82000 + uint64_t(schedule));
+    }
+    // 300 tokens · 4 pairs over 512 experts, a quarter masked, half the tokens on the first
+    // experts: hot experts with a full and a partial 128-row tile, most with a few rows, many
+    // with none. K = 136: two full 64-deep stages and a partial one.
+    for (gemm_schedule schedule : all_schedules) {
+      check_grouped_gemm<__nv_bfloat16, __nv_bfloat16>(
+          {300, 4, 512, 48, 136, 0.25, true, gemm_epilogue::swiglu, schedule}, 80000 + uint64_t(schedule));
+      check_grouped_gemm<__nv_bfloat16, float>({300, 4, 512, 40, 136, 0.25, false, gemm_epilogue::store, schedule},
+                                               81000 + uint64_t(schedule));
+    }
+  }
+
   TEST_CASE("grouped_gemm prefill: the Hopper kernel is chosen exactly on sm_90 with sm_90 code; its weight maps") {
     BEAM_REQUIRE_GPU();
     int device = 0, major = 0;

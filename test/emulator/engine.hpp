@@ -98,5 +98,8 @@ void* device_allocate(size_t bytes);
 bool device_free(void* ptr);
 //! True if [ptr, ptr + bytes) lies inside one live allocation.
 bool device_range_valid(const void* ptr, size_t bytes);
+//! Records [ptr, ptr + bytes) of a live allocation as written (initcheck): host copies and
+//! memsets into device memory.
+void mark_device_written(const void* ptr, size_t bytes);
 
 }  // namespace emu

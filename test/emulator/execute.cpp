@@ -24,6 +24,15 @@ uint64_t watchdog_limit() {
   return limit;
 }
 
+//! racecheck runs unless BEAM_EMULATOR_RACECHECK=0.
+bool racecheck_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("BEAM_EMULATOR_RACECHECK");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
 std::string dim_text(const uint32_t v[3]) {
   return "(" + std::to_string(v[0]) + "," + std::to_string(v[1]) + "," + std::to_string(v[2]) + ")";
 }
@@ -121,6 +130,7 @@ bool fire_collectives(block_state& b, uint32_t w) {
     }
     if (!complete) continue;
     in.warp_exec(b, group, members, in);
+    if (in.waits_for_exited) race_synchronise(b, group, 32, nullptr);  // bar.warp.sync orders memory
     for (thread_state* u : group) {
       if (!u) continue;
       ++u->pc;
@@ -182,6 +192,8 @@ bool release_barriers(block_state& b) {
       all &= t->reduction;
       any |= t->reduction;
     }
+    race_synchronise(b, waking.data(), waking.size(), b.race ? &b.race->barrier_arrivals[id] : nullptr);
+    if (b.race && b.arrivals[id] == 0) b.race->barrier_arrivals[id].clear();
     for (thread_state* waker : waking) {
       thread_state& t = *waker;
       const instruction& in = b.k.code[t.pc];
@@ -447,12 +459,20 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
   switch (s) {
     case space::global:
     case space::constant: {
-      if (address >= b.cached_begin && address + bytes <= b.cached_end && address + bytes >= address)
-        return reinterpret_cast<uint8_t*>(address);
-      uint64_t begin, end;
-      if (!find_allocation(address, bytes, &begin, &end)) out_of_bounds("outside every live allocation");
-      b.cached_begin = begin;
-      b.cached_end = end;
+      allocation* a = b.cached;
+      if (!a || address < a->begin || address + bytes > a->end || address + bytes < address) {
+        a = find_allocation(address, bytes);
+        if (!a) out_of_bounds("outside every live allocation");
+        b.cached = a;
+      }
+      if (write) {
+        a->mark_written(address, bytes);
+      } else if (const uint64_t unwritten = a->first_unwritten(address, bytes)) {
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "initcheck",
+                    std::string(space_name(s)) + " load of " + std::to_string(bytes) + " bytes at " + hex(address) +
+                        " reads byte " + hex(unwritten) + ", which nothing has written since cudaMalloc (allocation " +
+                        hex(a->begin) + ", " + std::to_string(a->end - a->begin) + " bytes)");
+      }
       return reinterpret_cast<uint8_t*>(address);
     }
     case space::shared:
@@ -473,7 +493,7 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
   return nullptr;
 }
 
-void complete_async_copies(block_state& b, thread_state& t, size_t keep, bool include_uncommitted) {
+void complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep, bool include_uncommitted) {
   size_t end = t.copies.size();
   if (!include_uncommitted) {
     const size_t groups = t.group_ends.size();
@@ -481,6 +501,7 @@ void complete_async_copies(block_state& b, thread_state& t, size_t keep, bool in
   }
   for (size_t i = 0; i < end; ++i) {
     const async_copy& c = t.copies[i];
+    race_access(b, t, in, c.shared_offset, c.bytes, true, "this thread's cp.async copy (landing at its wait)");
     std::memcpy(b.shared.data() + c.shared_offset, c.data, c.bytes);
   }
   t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(end));
@@ -508,6 +529,8 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
     std::memcpy(params.data() + k.info.params[i].offset, lp.args[i], k.info.params[i].size);
 
   uint64_t budget = watchdog_limit();
+  race_state race;  // reused by every block of the launch
+  const bool racecheck = racecheck_enabled();
   std::vector<uint64_t> registers(threads * k.register_count);
   std::vector<uint8_t> local(threads * k.local_bytes);
   try {
@@ -525,6 +548,10 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
           b.thread_count = static_cast<uint32_t>(threads);
           b.warp_count = (b.thread_count + 31) / 32;
           b.budget = &budget;
+          if (racecheck) {
+            race.begin_block(static_cast<uint32_t>(threads), b.shared.size());
+            b.race = &race;
+          }
           std::fill(registers.begin(), registers.end(), 0);
           b.threads.resize(threads);
           for (uint32_t i = 0; i < threads; ++i) {

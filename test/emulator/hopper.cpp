@@ -46,6 +46,8 @@ void complete_phase_if_done(block_state& b, mbarrier_state& m) {
   if (m.pending == 0 && m.tx == 0) {
     ++m.phase;
     m.pending = m.expected;
+    m.completed = std::move(m.arrived);  // what its waiters acquire
+    m.arrived.clear();
   }
 }
 
@@ -88,6 +90,7 @@ void exec_mbarrier_tx(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
   const int64_t bytes = static_cast<int64_t>(value(b, t, in.ops[1]) & 0xFFFFFFFFu);
   m.tx += in.aux == 1 ? bytes : -bytes;  // aux 1: expect_tx, 0: complete_tx
+  if (in.aux == 0) race_release(b, t, m.arrived);
   complete_phase_if_done(b, m);
 }
 
@@ -108,6 +111,7 @@ void exec_mbarrier_test_wait(block_state& b, thread_state& t, const instruction&
   const uint32_t target = wait_target(b, t, in, *m);
   if (m->phase < target && land_bulk_copies(b, offset)) m = &find_mbarrier(b, t, in, offset);
   set(t, in.ops[0], m->phase >= target);
+  if (m->phase >= target) race_acquire(b, t, m->completed);
 }
 
 // mbarrier.try_wait[.parity]...: waits (sync_kind::mbarrier) until the phase completes (true)
@@ -125,7 +129,7 @@ void exec_mbarrier_try_wait(block_state& b, thread_state& t, const instruction& 
 // first, so the arrival changes nothing.
 void exec_cp_async_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
-  complete_async_copies(b, t, 0, true);
+  complete_async_copies(b, t, in, 0, true);
   if (in.aux == 1) mbarrier_arrive(b, t, in, m, 1, 0);
 }
 
@@ -172,6 +176,7 @@ void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
   copy.swizzle_bits = map.swizzle_bits;
   copy.issuer = t.linear;
   copy.line = in.line;
+  if (b.race) copy.issuer_clocks.assign(b.race->clock(t.linear), b.race->clock(t.linear) + b.race->n);
   copy.box.resize(bytes);
   const uint64_t fill = map.nan_fill ? nan_pattern(eb) : 0;
   for (uint64_t e = 0; e < elements; e += counts[0]) {  // one innermost row per step
@@ -253,12 +258,14 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   const int n = static_cast<int>(in.aux);
   const bool bf16 = in.aux2 & 1;
   const double sa = in.aux2 & 2 ? -1.0 : 1.0, sb = in.aux2 & 4 ? -1.0 : 1.0;
+  std::vector<uint32_t> operand_reads;  // racecheck: recorded when the group retires
   const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k) {
     const uint32_t address = d.element(row, k);
     if (uint64_t(address) + 2 > b.shared.size())
       fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
                   "wgmma operand element at shared " + hex(address) + " beyond the block's " +
                       std::to_string(b.shared.size()) + " bytes");
+    if (b.race) operand_reads.push_back(address);
     uint16_t v;
     std::memcpy(&v, b.shared.data() + address, 2);
     return half_value(v, bf16);
@@ -284,6 +291,7 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
       t.wgmma_open = true;
     }
     pending_accumulators& group = t.wgmma_groups.back();
+    if (l == 0) group.operand_reads.insert(group.operand_reads.end(), operand_reads.begin(), operand_reads.end());
     const int g = l / 4, q = l % 4;
     for (int i = 0; i < n / 8; ++i)
       for (int j = 0; j < 4; ++j) {
@@ -326,6 +334,9 @@ void warp_wgmma_wait(block_state& b, thread_state* const* lanes, uint32_t mask, 
     thread_state& t = *lanes[l];
     size_t committed = t.wgmma_groups.size() - (t.wgmma_open ? 1 : 0), retired = 0;
     for (; committed > keep; --committed, ++retired) {
+      // The operands may be read until now: a stage released before this wait still races.
+      for (uint32_t address : t.wgmma_groups[retired].operand_reads)
+        race_access(b, t, in, address, 2, false, "this warp's wgmma.mma_async (retired here)");
       for (const auto& [slot, v] : t.wgmma_groups[retired].writes) {
         t.r[slot] = v;
         --t.wgmma_writes[size_t(slot)];
@@ -372,6 +383,7 @@ void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mba
                   ": more arrivals than the phase expects");
   m.tx += tx;
   m.pending -= count;
+  race_release(b, t, m.arrived);
   complete_phase_if_done(b, m);
 }
 
@@ -387,8 +399,11 @@ bool land_bulk_copies(block_state& b, uint32_t offset) {
     }
     const uint32_t mask = (1u << c.swizzle_bits) - 1;
     for (uint32_t o = 0; o < c.box.size(); o += 16) {
-      const uint32_t a = c.destination + o;
-      std::memcpy(b.shared.data() + (a ^ ((a >> 7 & mask) << 4)), c.box.data() + o, 16);
+      const uint32_t a = c.destination + o, to = a ^ ((a >> 7 & mask) << 4);
+      if (b.race)
+        race_access(b, c.issuer, c.issuer_clocks[c.issuer], c.issuer_clocks.data(), nullptr, c.line, to, 16, true,
+                    "the TMA copy this thread issued");
+      std::memcpy(b.shared.data() + to, c.box.data() + o, 16);
     }
     const auto it = b.mbarriers.find(c.mbarrier);
     if (it == b.mbarriers.end())
@@ -396,6 +411,7 @@ bool land_bulk_copies(block_state& b, uint32_t offset) {
                   "the TMA copy of line " + std::to_string(c.line) + " completes on shared " + hex(c.mbarrier) +
                       ", no longer an mbarrier");
     it->second.tx -= int64_t(c.box.size());
+    if (b.race) race_join(b, it->second.arrived, c.issuer_clocks.data());  // the copy completes on the phase
     complete_phase_if_done(b, it->second);
     landed = true;
   }
@@ -455,6 +471,7 @@ bool mbarrier_wait_done(block_state& b, thread_state& t) {
     synccheck(b, t, in, "mbarrier.try_wait on shared " + hex(t.mbarrier) + ", invalidated while waited on");
   if (it->second.phase < t.mbarrier_phase) return false;
   set(t, in.ops[0], 1);
+  race_acquire(b, t, it->second.completed);
   return true;
 }
 

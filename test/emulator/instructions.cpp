@@ -864,6 +864,8 @@ void exec_ld(block_state& b, thread_state& t, const instruction& in) {
   const uint64_t address = address_of(t, in.ops[1]);
   const uint32_t total = static_cast<uint32_t>(w * in.vec);
   const uint8_t* p = access(b, t, in, in.state, address, total, total, false);
+  if (b.race && p >= b.shared.data() && p < b.shared.data() + b.shared.size())
+    race_access(b, t, in, static_cast<uint32_t>(p - b.shared.data()), total, false, "this thread");
   const operand& d = in.ops[0];
   const bool sgn = type_signed(in.type);
   const auto load = [&](int i) {
@@ -883,6 +885,8 @@ void exec_st(block_state& b, thread_state& t, const instruction& in) {
   const uint64_t address = address_of(t, in.ops[0]);
   const uint32_t total = static_cast<uint32_t>(w * in.vec);
   uint8_t* p = access(b, t, in, in.state, address, total, total, true);
+  if (b.race && p >= b.shared.data() && p < b.shared.data() + b.shared.size())
+    race_access(b, t, in, static_cast<uint32_t>(p - b.shared.data()), total, true, "this thread");
   const operand& s = in.ops[1];
   if (s.k == operand::kind::vector) {
     for (uint32_t i = 0; i < s.count; ++i) {
@@ -971,8 +975,8 @@ void exec_cp_async(block_state& b, thread_state& t, const instruction& in) {
 void exec_cp_async_commit(block_state&, thread_state& t, const instruction&) { t.group_ends.push_back(t.copies.size()); }
 
 void exec_cp_async_wait(block_state& b, thread_state& t, const instruction& in) {
-  if (in.aux == 1) complete_async_copies(b, t, 0, true);  // wait_all
-  else complete_async_copies(b, t, static_cast<size_t>(in.ops[0].imm), false);
+  if (in.aux == 1) complete_async_copies(b, t, in, 0, true);  // wait_all
+  else complete_async_copies(b, t, in, static_cast<size_t>(in.ops[0].imm), false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1011,6 +1015,7 @@ void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
     fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
                 "barrier id " + std::to_string(id) + " is not in 0..15");
   ++b.arrivals[id];
+  if (b.race) race_release(b, t, b.race->barrier_arrivals[id]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1137,6 +1142,8 @@ void warp_ldmatrix(block_state& b, thread_state* const* lanes, uint32_t mask, co
     for (int r = 0; r < 8; ++r) {
       thread_state& src = *lanes[8 * i + r];
       const uint8_t* p = access(b, src, in, in.state, address_of(src, in.ops[1]), 16, 16, false);
+      if (b.race && p >= b.shared.data() && p < b.shared.data() + b.shared.size())
+        race_access(b, src, in, static_cast<uint32_t>(p - b.shared.data()), 16, false, "this thread's ldmatrix row");
       std::memcpy(m[i][r], p, 16);
     }
   const operand& d = in.ops[0];

@@ -29,6 +29,8 @@ struct async_copy {
 struct pending_accumulators {
   std::vector<std::pair<int32_t, uint64_t>> writes;
   uint32_t line = 0;  //!< PTX line of its first wgmma.mma_async
+  std::vector<uint32_t> operand_reads;  //!< racecheck, lane 0 of the warp: shared addresses of the
+                                        //!< 16-bit operand elements, read as of the retiring wait
 };
 
 struct thread_state {
@@ -66,6 +68,24 @@ struct bulk_copy {
   uint32_t issuer = 0;        //!< linear id of the issuing thread
   uint32_t line = 0;          //!< PTX line of the copy
   std::vector<uint8_t> box;
+  std::vector<uint32_t> issuer_clocks;  //!< racecheck: the issuer's clock vector at the issue
+};
+
+//! racecheck's record of one shared-memory byte: its last write and last read.
+struct shared_byte {
+  uint32_t write_clock = 0, write_line = 0, read_clock = 0, read_line = 0;  //!< clock 0: none
+  uint16_t write_tid = 0, read_tid = 0;
+};
+
+//! racecheck's state of a block (race.cpp): a clock vector per thread and a record per shared
+//! byte.
+struct race_state {
+  uint32_t n = 0;                            //!< threads of the block
+  std::vector<uint32_t> clocks;              //!< n × n: row t is thread t's clock vector
+  std::vector<shared_byte> shadow;
+  std::vector<uint32_t> barrier_arrivals[16];  //!< released by bar.arrive towards each barrier
+  void begin_block(uint32_t thread_count, size_t shared_bytes);
+  uint32_t* clock(uint32_t t) { return clocks.data() + size_t(t) * n; }
 };
 
 //! An mbarrier object (PTX ISA §9.7.13.15): its phase, pending and expected arrival counts and
@@ -77,6 +97,8 @@ struct mbarrier_state {
   uint32_t phase = 0;      //!< completed phases; the current phase's parity is phase & 1
   uint32_t offset = 0;     //!< its shared-memory offset
   uint32_t init_line = 0;  //!< PTX line of its mbarrier.init
+  std::vector<uint32_t> arrived;    //!< racecheck: released into the current phase
+  std::vector<uint32_t> completed;  //!< racecheck: released into the last completed phase
 };
 
 //! Generic-address windows for shared, local and kernel-parameter memory (reserved, never
@@ -87,8 +109,18 @@ struct address_windows {
 };
 const address_windows& windows();
 
-//! The allocation that contains [address, address + bytes), or false.
-bool find_allocation(uint64_t address, uint64_t bytes, uint64_t* begin, uint64_t* end);
+//! A live device allocation and the bytes written since cudaMalloc (by copies, memsets,
+//! module initialisers and kernel stores), for initcheck.
+struct allocation {
+  uint64_t begin = 0, end = 0;
+  std::vector<uint64_t> written;  //!< one bit per byte
+  void mark_written(uint64_t address, uint64_t bytes);
+  //! The first byte of [address, address + bytes) never written, or 0.
+  uint64_t first_unwritten(uint64_t address, uint64_t bytes) const;
+};
+
+//! The allocation that contains [address, address + bytes), or null.
+allocation* find_allocation(uint64_t address, uint64_t bytes);
 
 struct block_state {
   const kernel& k;
@@ -100,11 +132,12 @@ struct block_state {
   size_t dynamic_shared = 0;
   std::vector<thread_state> threads;
   uint32_t thread_count = 0, warp_count = 0;
-  uint64_t cached_begin = 1, cached_end = 0;  //!< last global allocation hit
+  allocation* cached = nullptr;  //!< last global allocation hit
   uint64_t* budget = nullptr;   //!< instructions left before the watchdog fires
   uint32_t arrivals[16] = {};   //!< bar.arrive arrivals counted towards each barrier's next release
   std::map<uint32_t, mbarrier_state> mbarriers;  //!< initialised mbarrier objects by shared offset
   std::vector<bulk_copy> bulk_copies;            //!< TMA copies issued and not yet landed
+  race_state* race = nullptr;   //!< racecheck, when on
   uint64_t sync_events = 0;     //!< mbarrier state changes and block-barrier releases so far
   uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
 
@@ -179,7 +212,7 @@ inline uint64_t address_of(const thread_state& t, const operand& o) {
 
 //! Completes the thread's cp.async groups except the newest `keep` committed ones (and, when
 //! `keep` is 0, every copy not yet committed too, as cp.async.wait_all).
-void complete_async_copies(block_state& b, thread_state& t, size_t keep, bool include_uncommitted);
+void complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep, bool include_uncommitted);
 
 //! The mbarrier at shared offset `offset`, or a synccheck report naming the instruction.
 mbarrier_state& find_mbarrier(block_state& b, thread_state& t, const instruction& in, uint32_t offset);
@@ -192,6 +225,24 @@ void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mba
 //! Lands the pending TMA copies on `offset` (every one when `offset` is UINT32_MAX): writes
 //! their bytes and completes their transaction bytes. True if any landed.
 bool land_bulk_copies(block_state& b, uint32_t offset);
+
+//! racecheck (race.cpp; each a no-op when it is off). An access of `bytes` shared bytes at
+//! `offset` by `t` now (`what`: "this thread", "this thread's cp.async copy", ...), checked and
+//! recorded.
+void race_access(block_state& b, const thread_state& t, const instruction& in, uint32_t offset, uint32_t bytes,
+                 bool write, const char* what);
+//! The same by thread `tid` at `clock`, knowing `known` (a TMA box lands as of its issue).
+void race_access(block_state& b, uint32_t tid, uint32_t clock, const uint32_t* known, const instruction* in,
+                 uint32_t line, uint32_t offset, uint32_t bytes, bool write, const char* what);
+//! into = max(into, from), entry by entry (sized to the block first).
+void race_join(block_state& b, std::vector<uint32_t>& into, const uint32_t* from);
+//! t releases what it knows into `into` (an mbarrier phase, a bar.arrive); its clock advances.
+void race_release(block_state& b, thread_state& t, std::vector<uint32_t>& into);
+//! t acquires what was released into `from` (a completed phase).
+void race_acquire(block_state& b, thread_state& t, const std::vector<uint32_t>& from);
+//! The threads (null entries skipped) leave a barrier knowing what all of them (and `extra`)
+//! knew; their clocks advance.
+void race_synchronise(block_state& b, thread_state* const* threads, size_t count, const std::vector<uint32_t>* extra);
 
 //! Whether the mbarrier.try_wait thread `t` waits at has seen its phase complete (then its
 //! predicate is set).

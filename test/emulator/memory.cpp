@@ -1,6 +1,7 @@
 // Device memory: host allocations recorded in an interval map, so that each emulated global
-// access is checked against the live allocations; and the generic-address windows of shared
-// local and parameter memory, reserved (never accessible) so that no allocation can overlap them.
+// access is checked against the live allocations, each with a bitmap of the bytes written since
+// cudaMalloc (initcheck); and the generic-address windows of shared, local and parameter
+// memory, reserved (never accessible) so that no allocation can overlap them.
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -12,9 +13,9 @@
 namespace emu {
 namespace {
 
-// begin -> end. Never destroyed: a cudaFree from a static destructor may still ask.
-std::map<uint64_t, uint64_t>& allocations() {
-  static auto* live = new std::map<uint64_t, uint64_t>;
+// begin -> the allocation. Never destroyed: a cudaFree from a static destructor may still ask.
+std::map<uint64_t, allocation>& allocations() {
+  static auto* live = new std::map<uint64_t, allocation>;
   return *live;
 }
 
@@ -40,7 +41,10 @@ void* device_allocate(size_t bytes) {
   void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
   if (p == nullptr) return nullptr;
   const uint64_t begin = reinterpret_cast<uint64_t>(p);
-  allocations()[begin] = begin + bytes;
+  allocation& a = allocations()[begin];
+  a.begin = begin;
+  a.end = begin + bytes;
+  a.written.assign((bytes + 63) / 64, 0);
   return p;
 }
 
@@ -52,20 +56,35 @@ bool device_free(void* ptr) {
   return true;
 }
 
-bool find_allocation(uint64_t address, uint64_t bytes, uint64_t* begin, uint64_t* end) {
+allocation* find_allocation(uint64_t address, uint64_t bytes) {
   auto& live = allocations();
   auto it = live.upper_bound(address);
-  if (it == live.begin()) return false;
+  if (it == live.begin()) return nullptr;
   --it;
-  if (address + bytes > it->second || address + bytes < address) return false;
-  *begin = it->first;
-  *end = it->second;
-  return true;
+  if (address + bytes > it->second.end || address + bytes < address) return nullptr;
+  return &it->second;
+}
+
+void allocation::mark_written(uint64_t address, uint64_t bytes) {
+  uint64_t i = address - begin;
+  const uint64_t last = i + bytes;
+  for (; i < last && i % 64 != 0; ++i) written[i / 64] |= uint64_t(1) << (i % 64);
+  for (; i + 64 <= last; i += 64) written[i / 64] = ~uint64_t(0);
+  for (; i < last; ++i) written[i / 64] |= uint64_t(1) << (i % 64);
+}
+
+uint64_t allocation::first_unwritten(uint64_t address, uint64_t bytes) const {
+  for (uint64_t i = address - begin, last = i + bytes; i < last; ++i)
+    if (!(written[i / 64] >> (i % 64) & 1)) return begin + i;
+  return 0;
+}
+
+void mark_device_written(const void* ptr, size_t bytes) {
+  if (allocation* a = find_allocation(reinterpret_cast<uint64_t>(ptr), bytes)) a->mark_written(reinterpret_cast<uint64_t>(ptr), bytes);
 }
 
 bool device_range_valid(const void* ptr, size_t bytes) {
-  uint64_t begin, end;
-  return find_allocation(reinterpret_cast<uint64_t>(ptr), bytes, &begin, &end);
+  return find_allocation(reinterpret_cast<uint64_t>(ptr), bytes) != nullptr;
 }
 
 }  // namespace emu

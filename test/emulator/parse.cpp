@@ -621,6 +621,7 @@ void module_impl::parse_variable(const std::vector<token>& toks, size_t& pos, sp
     void* p = device_allocate(std::max<size_t>(v.size, 1));
     std::memset(p, 0, v.size);
     if (!v.init.empty()) std::memcpy(p, v.init.data(), v.size);
+    mark_device_written(p, v.size);  // initialised, with zeros if nothing else
     allocations_.push_back(p);
     v.address = reinterpret_cast<uint64_t>(p);
   }

@@ -637,6 +637,7 @@ cudaError_t execute(node& work, const char* function) {
     for (size_t row = 0; row < c->height && c->width > 0; ++row) {
       std::memmove(static_cast<char*>(c->dst) + row * c->dpitch, static_cast<const char*>(c->src) + row * c->spitch,
                    c->width);
+      emu::mark_device_written(static_cast<char*>(c->dst) + row * c->dpitch, c->width);
     }
     return cudaSuccess;
   }
@@ -644,6 +645,7 @@ cudaError_t execute(node& work, const char* function) {
   if (const cudaError_t status = check_set(s, function); status != cudaSuccess) return status;
   for (size_t row = 0; row < s.height && s.width > 0; ++row) {
     std::memset(static_cast<char*>(s.dst) + row * s.pitch, s.value, s.width);
+    emu::mark_device_written(static_cast<char*>(s.dst) + row * s.pitch, s.width);
   }
   return cudaSuccess;
 }

@@ -1,0 +1,120 @@
+// racecheck: shared-memory hazards between the threads of a block, found with vector clocks.
+//
+// Each thread t has a clock vector V_t (V_t[u]: how far thread u's history is known to have
+// happened before t's present); its own entry V_t[t] advances after each release. The
+// orderings are the PTX memory model's synchronising operations inside a block:
+//   - bar.sync / barrier.sync / bar.red (and the bar.arrive counted towards them): every thread
+//     released by a barrier knows what all its participants knew;
+//   - bar.warp.sync: the same among the lanes of its member mask;
+//   - mbarrier: an arrive-on (mbarrier.arrive, cp.async.mbarrier.arrive, complete_tx and TMA
+//     completions) releases into the current phase; a test_wait / try_wait that observes the
+//     phase complete acquires everything released into it.
+// Shuffles, votes and other collectives exchange registers and order no memory.
+//
+// Every shared byte remembers its last write and its last read (thread, clock, PTX line). An
+// access by t conflicts with an earlier access by u ≠ t, at least one a write, whose clock is
+// not covered by V_t[u]. Stores, loads (ld, ldmatrix, wgmma operands), cp.async copies (when
+// they land, as writes of the issuing thread) and TMA boxes (when they land, as writes of the
+// issuing thread as of the issue) are tracked; atomics are not (they do not race with each
+// other), and keeping one read per byte can miss a race with an earlier concurrent read.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "machine.hpp"
+
+namespace emu {
+namespace {
+
+const char* kind(bool write) { return write ? "write" : "read"; }
+
+std::string thread_text(const block_state& b, uint32_t linear) {
+  const thread_state& u = b.threads[linear];
+  return "thread (" + std::to_string(u.tid[0]) + "," + std::to_string(u.tid[1]) + "," + std::to_string(u.tid[2]) + ")";
+}
+
+void join_into(uint32_t* into, const uint32_t* from, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) into[i] = std::max(into[i], from[i]);
+}
+
+}  // namespace
+
+void race_state::begin_block(uint32_t thread_count, size_t shared_bytes) {
+  n = thread_count;
+  clocks.assign(size_t(n) * n, 0);
+  for (uint32_t t = 0; t < n; ++t) clocks[size_t(t) * n + t] = 1;
+  shadow.assign(shared_bytes, shared_byte{});
+  for (auto& v : barrier_arrivals) v.clear();
+}
+
+void race_access(block_state& b, uint32_t tid, uint32_t clock, const uint32_t* known, const instruction* in,
+                 uint32_t line, uint32_t offset, uint32_t bytes, bool write, const char* what) {
+  race_state& r = *b.race;
+  for (uint32_t i = 0; i < bytes; ++i) {
+    shared_byte& s = r.shadow[offset + i];
+    const bool after_write = s.write_clock == 0 || s.write_tid == tid || s.write_clock <= known[s.write_tid];
+    const bool after_read = !write || s.read_clock == 0 || s.read_tid == tid || s.read_clock <= known[s.read_tid];
+    if (!after_write || !after_read) {
+      const bool with_write = !after_write;
+      const uint32_t other = with_write ? s.write_tid : s.read_tid;
+      const uint32_t other_line = with_write ? s.write_line : s.read_line;
+      fail_launch(b, &b.threads[tid], in, cudaErrorLaunchFailure, "racecheck",
+                  std::string("the ") + kind(write) + " of shared byte " + hex(offset + i) + " by " + what +
+                      " at line " + std::to_string(line) + " and the " + kind(with_write) + " of it by " +
+                      thread_text(b, other) + " at line " + std::to_string(other_line) +
+                      " are not ordered by a bar.sync, an mbarrier phase or a bar.warp.sync");
+    }
+    if (write) {
+      s.write_tid = static_cast<uint16_t>(tid);
+      s.write_clock = clock;
+      s.write_line = line;
+      s.read_clock = 0;  // later accesses ordered after this write are ordered after those reads
+    } else {
+      s.read_tid = static_cast<uint16_t>(tid);
+      s.read_clock = clock;
+      s.read_line = line;
+    }
+  }
+}
+
+void race_access(block_state& b, const thread_state& t, const instruction& in, uint32_t offset, uint32_t bytes,
+                 bool write, const char* what) {
+  if (!b.race) return;
+  const uint32_t* known = b.race->clock(t.linear);
+  race_access(b, t.linear, known[t.linear], known, &in, in.line, offset, bytes, write, what);
+}
+
+void race_join(block_state& b, std::vector<uint32_t>& into, const uint32_t* from) {
+  if (!b.race) return;
+  if (into.size() != b.race->n) into.assign(b.race->n, 0);
+  join_into(into.data(), from, b.race->n);
+}
+
+void race_release(block_state& b, thread_state& t, std::vector<uint32_t>& into) {
+  if (!b.race) return;
+  uint32_t* mine = b.race->clock(t.linear);
+  race_join(b, into, mine);
+  ++mine[t.linear];
+}
+
+void race_acquire(block_state& b, thread_state& t, const std::vector<uint32_t>& from) {
+  if (!b.race || from.empty()) return;
+  join_into(b.race->clock(t.linear), from.data(), b.race->n);
+}
+
+void race_synchronise(block_state& b, thread_state* const* threads, size_t count, const std::vector<uint32_t>* extra) {
+  if (!b.race || count == 0) return;
+  race_state& r = *b.race;
+  std::vector<uint32_t> joined(r.n, 0);
+  for (size_t i = 0; i < count; ++i)
+    if (threads[i]) join_into(joined.data(), r.clock(threads[i]->linear), r.n);
+  if (extra && !extra->empty()) join_into(joined.data(), extra->data(), r.n);
+  for (size_t i = 0; i < count; ++i) {
+    if (!threads[i]) continue;
+    uint32_t* mine = r.clock(threads[i]->linear);
+    std::memcpy(mine, joined.data(), r.n * sizeof(uint32_t));
+    ++mine[threads[i]->linear];
+  }
+}
+
+}  // namespace emu
