@@ -22,6 +22,8 @@ using bf16 = __nv_bfloat16;
 
 TEST_CASE("moe_forward: workspace query and bad arguments, before touching the device") {
   bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const auto fake_ids = [] { return reinterpret_cast<const int32_t*>(0x3000); };
+  const auto fake_weights = [] { return reinterpret_cast<const float*>(0x4000); };
   const moe_layer<bf16> layer{2048, 768, 128, fake, fake, fake, fake};
   beam::routing_options opt;
   opt.top_k = 8;
@@ -37,6 +39,22 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
     CHECK(bytes >= previous);
     previous = bytes;
   }
+  // A query needs only the sizes: null pointers give the same size; bad sizes still fail.
+  const moe_layer<bf16> shapes{2048, 768, 128};
+  for (int64_t T : {int64_t(0), int64_t(64), int64_t(8192)}) {
+    size_t with_pointers = 0, without = 0, experts_with = 0, experts_without = 0;
+    REQUIRE(beam::device::moe_forward<bf16>(nullptr, with_pointers, fake, 2048, T, layer, opt, out) == cudaSuccess);
+    CHECK(beam::device::moe_forward<bf16>(nullptr, without, nullptr, 0, T, shapes, opt, {}) == cudaSuccess);
+    CHECK(without == with_pointers);
+    REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, experts_with, fake, 2048, T, layer, fake_ids(), fake_weights(),
+                                                    8, out) == cudaSuccess);
+    CHECK(beam::device::moe_experts_forward<bf16>(nullptr, experts_without, nullptr, 0, T, shapes, nullptr, nullptr, 8,
+                                                  {}) == cudaSuccess);
+    CHECK(experts_without == experts_with);
+  }
+  size_t unused = 0;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, unused, nullptr, 0, 64, {2044, 768, 128}, opt, {}) ==
+        cudaErrorInvalidValue);  // H % 8, even in a query
   void* workspace = reinterpret_cast<void*>(0x2000);
   const auto call = [&](const moe_layer<bf16>& l, int64_t T, int K, const moe_outputs<bf16>& o, const bf16* x = nullptr,
                         int64_t x_stride = 2048) {

@@ -30,6 +30,16 @@ TEST_CASE("compact: workspace query and bad arguments, before touching the devic
   CHECK(small > 0);  // single launch: a token workspace
   CHECK(large > small);
   CHECK(huge >= large);
+  // A query needs only the sizes: null arrays give the same size; bad sizes still fail.
+  for (int64_t T : {int64_t(0), int64_t(64), int64_t(16384)}) {
+    size_t with_arrays = 0, without = 0;
+    REQUIRE(beam::device::compact(nullptr, with_arrays, {fake, T, 8, 128}, out) == cudaSuccess);
+    CHECK(beam::device::compact(nullptr, without, {nullptr, T, 8, 128}, {}, {{64}, {16}, {4}}) == cudaSuccess);
+    CHECK(without == with_arrays);
+  }
+  size_t unused = 0;
+  CHECK(beam::device::compact(nullptr, unused, {nullptr, -1, 8, 128}, {}) == cudaErrorInvalidValue);
+  CHECK(beam::device::compact(nullptr, unused, {nullptr, 64, 8, 1024}, {}) == cudaErrorInvalidValue);
   // Never shrinks as T grows: a size queried for the largest T serves every smaller one.
   size_t previous = 0;
   for (int64_t T = 0; T <= 70000; T += 97) {

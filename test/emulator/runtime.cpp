@@ -8,8 +8,9 @@
 //    memory is host memory whose allocations the engine records: every kernel access and
 //    every copy is checked against them. Pinned host memory is plain host memory, which
 //    kernels cannot access (no mapped or managed memory).
-//  - A kernel's PTX is the fatbinary's compute_80 (sm_80 model) or compute_90a (sm_90a), read
-//    and parsed on the first use of one of its kernels or variables; no other PTX is used.
+//  - A kernel's PTX is the fatbinary's compute_80 (sm_80 model) or compute_90a (sm_90a), else,
+//    as the driver JIT-compiles, its newest older compute_XX; read and parsed on the first use
+//    of one of its kernels or variables. SASS is never used.
 //  - A kernel fault (cudaErrorIllegalAddress, ...) is sticky as on a GPU: every later call
 //    returns it, until cudaDeviceReset; only pure device queries (cudaGetDeviceCount,
 //    cudaGetDevice, cudaGetDeviceProperties, cudaDeviceGetAttribute, the versions) still work.
@@ -301,32 +302,35 @@ fatbinary& binary_of(void** handle) { return *reinterpret_cast<fatbinary*>(handl
 cudaError_t load(fatbinary& b) {
   if (b.load_attempted) return b.load_status;
   b.load_attempted = true;
-  std::string text;
+  std::string text, ptx_name;
   try {
     const std::vector<emu::fatbin_entry> entries = emu::read_fatbin(b.wrapper);
     const emu::fatbin_entry* ptx = nullptr;
     std::string present;
+    // As the driver JIT-compiles: the model's own PTX (compute_90a on sm_90a), else the newest
+    // of an older virtual architecture (another's arch-specific PTX never runs).
     for (const emu::fatbin_entry& e : entries) {
       present += (present.empty() ? "" : ", ") + emu::arch_name(e);
-      if (e.kind == emu::fatbin_entry::ptx && e.arch == model().ptx_arch && e.arch_specific == model().arch_specific) {
-        ptx = &e;
-      }
+      if (e.kind != emu::fatbin_entry::ptx) continue;
+      const bool runs = e.arch_specific ? model().arch_specific && e.arch == model().ptx_arch : e.arch <= model().ptx_arch;
+      if (runs && (ptx == nullptr || e.arch > ptx->arch || (e.arch == ptx->arch && e.arch_specific))) ptx = &e;
     }
     if (ptx == nullptr) {
       b.load_status = cudaErrorNoKernelImageForDevice;
-      b.load_problem = "no " + model_ptx() + " PTX for the " + model().name + " (the fatbinary has " +
+      b.load_problem = "no PTX the " + model().name + " runs (" + model_ptx() + " or an older compute_XX; the fatbinary has " +
                        (present.empty() ? "nothing" : present) + "; build with -gencode arch=" + model_ptx() +
                        ",code=" + model_ptx() + ")";
       return b.load_status;
     }
     text = emu::ptx_text(*ptx);
+    ptx_name = emu::arch_name(*ptx);
   } catch (const std::exception& e) {
     b.load_status = cudaErrorInvalidKernelImage;
     b.load_problem = e.what();
     return b.load_status;
   }
   try {
-    b.module = emu::module::parse(text, model_ptx() + " PTX of fatbinary #" + std::to_string(b.index) +
+    b.module = emu::module::parse(text, ptx_name + " PTX of fatbinary #" + std::to_string(b.index) +
                                             (b.first_kernel.empty() ? "" : " (with " + b.first_kernel + ")"));
   } catch (const std::exception& e) {
     b.load_status = cudaErrorInvalidPtx;

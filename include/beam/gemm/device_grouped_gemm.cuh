@@ -123,7 +123,10 @@ struct gemm_output {
 //!         scale_index, or top_k < 1, for scatter_add),
 //!         top_k < 1; a pointer not 16-byte aligned, a stride not a multiple of 8 elements or
 //!         shorter than its row (K for A and B, the output columns for C); the current
-//!         device older than sm_80; else the status of the launch or of its runtime queries.
+//!         device older than sm_80; cudaErrorInvalidDeviceFunction, launching nothing, when
+//!         the code built for the device is older than compute_80 (the build's CUDA
+//!         architectures lack 80 / 90a: its GEMM kernels are traps); else the status of the
+//!         launch or of its runtime queries.
 //!         rows = 0: success, nothing runs.
 //! Offsets must be non-decreasing with offsets[count] ≤ rows (as `compact` writes them).
 //! Pair indices: gather_pairs[r] and scale_index[r] name pair p ∈ [0, rows) (rows = T·K,
@@ -145,16 +148,59 @@ namespace beam::device {
 
 namespace detail {
 
-//! cudaSuccess on a current device of sm_80 or later (mma.sync, cp.async, ldmatrix), else
-//! cudaErrorInvalidValue (or the error of the query).
+//! A positive int per device, computed once per `Tag` (e.g. a kernel) and device by
+//! `compute(int&)`: host queries that cost microseconds are not repeated on every call.
+template <class Tag, class Compute>
+cudaError_t per_device_memo(int device, int& value, const Compute& compute) {
+  constexpr int devices = 64;  // beyond: computed every time
+  static std::atomic<int> known[devices];  // 0: not yet known
+  const bool cached = device >= 0 && device < devices;
+  if (cached && (value = known[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+  if (const cudaError_t status = compute(value); status != cudaSuccess) return status;
+  if (cached) known[device].store(value, std::memory_order_relaxed);
+  return cudaSuccess;
+}
+
+//! Memo tags: a kernel's resident blocks at a block size and shared memory; whether the
+//! Hopper kernel can run.
+template <auto Kernel, int Threads, size_t Smem>
+struct resident_blocks_tag {};
+template <auto Kernel>
+struct hopper_usable_tag {};
+
+//! Compiled for the architectures of the translation unit that launches beam's kernels: the
+//! ptxVersion of the code loaded for a device is the virtual architecture they were built for.
+template <int = 0>
+__global__ void code_probe_kernel() {}
+struct sm80_usable_tag {};
+
+//! cudaSuccess when the current device is sm_80 or later (mma.sync, cp.async, ldmatrix) and
+//! the code loaded for it was built for compute_80 or later. Otherwise nothing may launch:
+//! cudaErrorInvalidValue for an older device; cudaErrorInvalidDeviceFunction when the build
+//! gives this device only code for an older architecture, in which every GEMM kernel is a
+//! trap (e.g. CMake's default sm_75 PTX, JIT-compiled for an H100: set
+//! CMAKE_CUDA_ARCHITECTURES to 80, 90a or both); else the error of a query
+//! (cudaErrorNoKernelImageForDevice: no code for this device at all). Memoised per device.
 inline cudaError_t check_sm80_device() {
-  int device = 0, major = 0;
+  int device = 0;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-      status != cudaSuccess) {
-    return status;
-  }
-  return major >= 8 ? cudaSuccess : cudaErrorInvalidValue;
+  enum verdict : int { unknown, usable, old_device, old_code };
+  int known = unknown;
+  const cudaError_t status = per_device_memo<sm80_usable_tag>(device, known, [&](int& result) {
+    int major = 0;
+    if (const cudaError_t s = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+        s != cudaSuccess) {
+      return s;
+    }
+    cudaFuncAttributes attributes{};
+    if (major >= 8) {
+      if (const cudaError_t s = cudaFuncGetAttributes(&attributes, code_probe_kernel<>); s != cudaSuccess) return s;
+    }
+    result = major < 8 ? old_device : attributes.ptxVersion < 80 ? old_code : usable;
+    return cudaSuccess;
+  });
+  if (status != cudaSuccess) return status;
+  return known == usable ? cudaSuccess : known == old_device ? cudaErrorInvalidValue : cudaErrorInvalidDeviceFunction;
 }
 
 template <class T>
@@ -184,26 +230,6 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   }
   return check_sm80_device();
 }
-
-//! A positive int per device, computed once per `Tag` (e.g. a kernel) and device by
-//! `compute(int&)`: host queries that cost microseconds are not repeated on every call.
-template <class Tag, class Compute>
-cudaError_t per_device_memo(int device, int& value, const Compute& compute) {
-  constexpr int devices = 64;  // beyond: computed every time
-  static std::atomic<int> known[devices];  // 0: not yet known
-  const bool cached = device >= 0 && device < devices;
-  if (cached && (value = known[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
-  if (const cudaError_t status = compute(value); status != cudaSuccess) return status;
-  if (cached) known[device].store(value, std::memory_order_relaxed);
-  return cudaSuccess;
-}
-
-//! Memo tags: a kernel's resident blocks at a block size and shared memory; whether the
-//! Hopper kernel can run.
-template <auto Kernel, int Threads, size_t Smem>
-struct resident_blocks_tag {};
-template <auto Kernel>
-struct hopper_usable_tag {};
 
 //! Launches a persistent kernel of `Threads` threads: as many blocks as fit on the device at
 //! once (with the largest dynamic shared memory it is ever launched with, SmemLimit: known

@@ -58,19 +58,20 @@ struct moe_outputs {
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
 //! (from T, K and the shapes; it grows with T, so a size queried for the largest T serves
-//! every smaller one).
+//! every smaller one). A query checks only the sizes and the schedule: its pointers may be null.
 //!
 //! @tparam T  __nv_bfloat16 or __half (activations and weights)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
-//!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; T > 0 and a null
+//!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; (not a query) T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
-//!         older than sm_80; else the first failing launch's status. T = 0: success, nothing
-//!         runs.
+//!         older than sm_80; cudaErrorInvalidDeviceFunction, launching nothing, when the code
+//!         built for the device is older than compute_80 (see grouped_gemm); else the first
+//!         failing launch's status. T = 0: success, nothing runs.
 template <class T>
 [[nodiscard]] cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
                                       int64_t tokens, const moe_layer<T>& layer, const routing_options& options,
@@ -139,13 +140,9 @@ struct moe_workspace {
   }
 };
 
+//! The sizes and the schedule: all that a workspace query checks.
 template <class T>
-cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer, int top_k,
-                                const moe_outputs<T>& out, gemm_schedule schedule, bool routes, bool mask) {
-  const auto rows_ok = [&](const T* p, int64_t stride) {
-    return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= layer.hidden;
-  };
-  const auto aligned = [](const T* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k, gemm_schedule schedule) {
   if (!valid_schedule(schedule) || tokens < 0 || layer.hidden < 8 || layer.hidden % 8 != 0 || layer.intermediate < 8 ||
       layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
     return cudaErrorInvalidValue;
@@ -154,6 +151,17 @@ cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, co
       top_k > layer.experts || tokens > INT32_MAX / top_k) {
     return cudaErrorInvalidValue;
   }
+  return cudaSuccess;
+}
+
+//! The data of a run (after check_moe_sizes): pointers, alignment and strides.
+template <class T>
+cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer,
+                           const moe_outputs<T>& out, bool routes, bool mask) {
+  const auto rows_ok = [&](const T* p, int64_t stride) {
+    return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= layer.hidden;
+  };
+  const auto aligned = [](const T* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   if (tokens == 0) return cudaSuccess;
   if (!rows_ok(x, x_stride) || !rows_ok(out.out, out.out_stride) || !aligned(layer.w13) || !aligned(layer.w2)) {
     return cudaErrorInvalidValue;
@@ -167,17 +175,13 @@ cudaError_t check_moe_arguments(const T* x, int64_t x_stride, int64_t tokens, co
   return cudaSuccess;
 }
 
-//! The workspace phase of both entry points: a query sets `workspace_bytes`; a run needs at
-//! least that many bytes, 256-byte aligned, and an sm_80+ device (checked here, so that no
-//! stage fails on arguments after another ran). `run` says whether the layer is to run (not
-//! a query, T > 0).
-inline cudaError_t begin_layer(void* workspace, size_t& workspace_bytes, const moe_workspace& ws, int64_t tokens,
+//! The workspace phase of a run of both entry points (the query returned before): at least
+//! `ws.bytes` bytes, 256-byte aligned, and an sm_80+ device with sm_80+ code (checked here,
+//! so that no stage fails on arguments after another ran). `run` says whether the layer is
+//! to run (T > 0).
+inline cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const moe_workspace& ws, int64_t tokens,
                                bool& run) {
   run = false;
-  if (workspace == nullptr) {
-    workspace_bytes = ws.bytes;
-    return cudaSuccess;
-  }
   if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
@@ -240,12 +244,19 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
                                 int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
                                 const float* topk_weights, int top_k, const moe_outputs<T>& out,
                                 gemm_schedule schedule, cudaStream_t stream) {
-  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, top_k, out, schedule, false, false);
+  if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, top_k, schedule); status != cudaSuccess) {
+    return status;
+  }
+  const detail::moe_workspace ws(tokens, top_k, layer, false);
+  if (workspace == nullptr) {  // a query: the sizes suffice
+    workspace_bytes = ws.bytes;
+    return cudaSuccess;
+  }
+  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, false, false);
       status != cudaSuccess) {
     return status;
   }
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
-  const detail::moe_workspace ws(tokens, top_k, layer, false);
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
@@ -257,12 +268,19 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
                         const moe_layer<T>& layer, const routing_options& options, const moe_outputs<T>& out,
                         gemm_schedule schedule, cudaStream_t stream) {
   using w = detail::moe_workspace;
-  if (const cudaError_t status = detail::check_moe_arguments(x, x_stride, tokens, layer, options.top_k, out, schedule, true,
-                                                             options.mask_enabled);
+  if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, options.top_k, schedule);
       status != cudaSuccess) {
     return status;
   }
   const w ws(tokens, options.top_k, layer, true);
+  if (workspace == nullptr) {  // a query: the sizes suffice
+    workspace_bytes = ws.bytes;
+    return cudaSuccess;
+  }
+  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, true, options.mask_enabled);
+      status != cudaSuccess) {
+    return status;
+  }
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
   const int E = layer.experts, H = layer.hidden;

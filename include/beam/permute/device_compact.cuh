@@ -101,10 +101,11 @@ inline constexpr int64_t single_launch_max_pairs = 4096;
 //! @endcode
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
-//! (it grows with P, so a size queried for the largest T serves every smaller one).
+//! (it grows with P, so a size queried for the largest T serves every smaller one); a query
+//! checks only the sizes, and its arrays may be null.
 //!
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
-//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; a null counts,
+//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; (not a query) a null counts,
 //!         offsets, or array of a requested schedule or layout (pair_to_slot only when
 //!         T > 0); T > 0 and a null topk_ids, sorted_pairs or pair_to_row;
 //!         block_rows, block_size or max_m < 0; P + E_local·(block_size − 1) or
@@ -123,8 +124,8 @@ namespace beam::device {
 
 namespace detail {
 
-inline cudaError_t check_compact_arguments(const compaction_input& in, const compaction_outputs& out,
-                                           const compaction_layouts& layouts) {
+//! The sizes: all that a workspace query checks.
+inline cudaError_t check_compact_sizes(const compaction_input& in, const compaction_layouts& layouts) {
   const tile_schedule& tiles = layouts.tiles;
   const aligned_layout& aligned = layouts.vllm;
   const masked_layout& masked = layouts.deepgemm;
@@ -142,6 +143,15 @@ inline cudaError_t check_compact_arguments(const compaction_input& in, const com
       in.tokens * in.top_k + int64_t(end - in.expert_begin) * (aligned.block_size - 1) > INT32_MAX) {
     return cudaErrorInvalidValue;
   }
+  return cudaSuccess;
+}
+
+//! The arrays of a run (after check_compact_sizes).
+inline cudaError_t check_compact_arrays(const compaction_input& in, const compaction_outputs& out,
+                                        const compaction_layouts& layouts) {
+  const tile_schedule& tiles = layouts.tiles;
+  const aligned_layout& aligned = layouts.vllm;
+  const masked_layout& masked = layouts.deepgemm;
   if (!out.counts || !out.offsets) return cudaErrorInvalidValue;
   if (tiles.block_rows > 0 && (!tiles.tile_experts || !tiles.tile_rows || !tiles.num_tiles)) {
     return cudaErrorInvalidValue;
@@ -162,15 +172,14 @@ inline cudaError_t check_compact_arguments(const compaction_input& in, const com
 inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compaction_input& in,
                            const compaction_outputs& out, const compaction_layouts& layouts, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (const cudaError_t status = detail::check_compact_arguments(in, out, layouts); status != cudaSuccess) {
-    return status;
-  }
+  if (const cudaError_t status = detail::check_compact_sizes(in, layouts); status != cudaSuccess) return status;
   const bd::compact_plan plan(in);
   const bd::compact_workspace layout(plan);
-  if (workspace == nullptr) {
+  if (workspace == nullptr) {  // a query: the sizes suffice
     workspace_bytes = layout.bytes;
     return cudaSuccess;
   }
+  if (const cudaError_t status = detail::check_compact_arrays(in, out, layouts); status != cudaSuccess) return status;
   if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
   for (unsigned long long* word : {out.invalid_ids, layouts.deepgemm.dropped_pairs}) {
     if (!word) continue;
