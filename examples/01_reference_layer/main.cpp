@@ -28,12 +28,14 @@ std::vector<float> normal(size_t n, std::mt19937_64& rng, double stddev) {
 int main(int argc, char** argv) {
   int64_t tokens = 64;
   uint64_t seed = 2026;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[i + 1], nullptr, 10);
+  for (int i = 1; i < argc; ++i) {
+    const bool value = i + 1 < argc;
+    if (value && !std::strcmp(argv[i], "--tokens")) tokens = std::atoll(argv[++i]);
+    else if (value && !std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: %s [--tokens T] [--seed S]\n", argv[0]);
-      return 2;
+      const bool help = !std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h");
+      std::fprintf(help ? stdout : stderr, "usage: %s [--tokens T] [--seed S]\n", argv[0]);
+      return help ? 0 : 2;
     }
   }
   // Qwen3-30B-A3B routes E = 128 experts with K = 8; H = 2048 and I = 768 are scaled by 1/8.

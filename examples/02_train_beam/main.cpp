@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dirent.h>
+#include <unistd.h>
 #include <fstream>
 #include <iomanip>
 #include <map>
@@ -101,8 +102,9 @@ evaluation evaluate(train::model& m, const std::vector<uint8_t>& text, const std
           double(total.active_pairs) / total.positions};
 }
 
-//! Trains `m` for `steps` batches; progress on one updating line, a summary per epoch
-//! (every `steps / 4` batches) on the held-out positions.
+//! Trains `m` for `steps` batches; progress on one updating line (on a terminal; in a log a
+//! line per 200 steps), a summary per epoch (every `steps / 4` batches) on the held-out
+//! positions.
 void fit(train::model& m, const corpus& data, const std::vector<int64_t>& eval_pos, const routing_setup& rs,
          int steps, int batch, uint64_t seed, const char* label) {
   std::mt19937_64 rng(seed);
@@ -112,6 +114,7 @@ void fit(train::model& m, const corpus& data, const std::vector<int64_t>& eval_p
   const auto start = std::chrono::steady_clock::now();
   train::batch_stats window;
   const int epoch = std::max(1, steps / 4);
+  const bool terminal = isatty(fileno(stdout)) != 0;
   for (int step = 1; step <= steps; ++step) {
     std::vector<int64_t> positions(batch);
     for (int64_t& p : positions) p = pick(rng);
@@ -122,19 +125,21 @@ void fit(train::model& m, const corpus& data, const std::vector<int64_t>& eval_p
     window.active_pairs += st.active_pairs;
     window.l_bal += st.l_bal;
     window.l_reg += st.l_reg;
-    if (step % 20 == 0 || step == steps) {
+    // Progress: rewritten in place on a terminal; in a log, one line per 200 steps.
+    const int every = terminal ? 20 : 200;
+    if (step % every == 0 || step == steps) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const int n = step % 20 == 0 ? 20 : step % 20;
-      std::printf("\r  %-18s step %5d/%d  lm %.3f  bal %.3f  reg %.3f  Avg.K %.2f  %6.0f tok/s ", label, step,
-                  steps, window.lm_loss / window.positions, window.l_bal / n, window.l_reg / n,
-                  double(window.active_pairs) / window.positions, double(step) * batch / seconds);
+      const int n = step % every == 0 ? every : step % every;
+      std::printf("%s  %-18s step %5d/%d  lm %.3f  bal %.3f  reg %.3f  Avg.K %.2f  %6.0f tok/s%s", terminal ? "\r" : "",
+                  label, step, steps, window.lm_loss / window.positions, window.l_bal / n, window.l_reg / n,
+                  double(window.active_pairs) / window.positions, double(step) * batch / seconds, terminal ? " " : "\n");
       std::fflush(stdout);
       window = {};
     }
     if (step % epoch == 0) {
       routing_setup eval_rs = rs;
       const auto ev = evaluate(m, data.held_out, eval_pos, eval_rs);
-      std::printf("\n  %-18s epoch %d: held-out loss %.4f  ppl %.3f  acc %.4f  Avg.K %.2f\n", label,
+      std::printf("%s  %-18s epoch %d: held-out loss %.4f  ppl %.3f  acc %.4f  Avg.K %.2f\n", terminal ? "\n" : "", label,
                   step / epoch, ev.loss, ev.perplexity(), ev.accuracy, ev.avg_k);
     }
   }
@@ -196,8 +201,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--base-steps") && i + 1 < argc) o.base_steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--finetune-steps") && i + 1 < argc) o.finetune_steps = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]\n", argv[0]);
-      return 2;
+      const bool help = !std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h");
+      std::fprintf(help ? stdout : stderr,
+                   "usage: %s [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]\n", argv[0]);
+      return help ? 0 : 2;
     }
   }
   if (o.quick) {
@@ -353,11 +360,14 @@ int main(int argc, char** argv) {
         << "set datafile separator ','\nset terminal pngcairo size 900,600\nset output 'quality_vs_avg_k.png'\n"
         << "set xlabel 'Avg.K (active experts per token)'\nset ylabel 'quality: perplexity ratio dense / model'\n"
         << "set key bottom right\nset grid\n"
+        << "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04  # no marker on the frame\n"
         << "series(m) = sprintf(\"< grep '^%s,' results.csv\", m)\n"
         << "plot series('BEAM') using 3:8 with linespoints pt 7 title 'BEAM (β sweep)', \\\n"
         << "     series('top-p') using 3:8 with linespoints title 'top-p (dense model)', \\\n"
         << "     series('Top-K pruning') using 3:8 with linespoints title 'Top-K pruning', \\\n"
         << "     series('Top-K reduced') using 3:8 with linespoints title 'Top-K reduced (fine-tuned)', \\\n"
+        << "     series('ablation: no L_reg') using 3:8 with points pt 9 ps 1.5 title 'ablation: no L_{reg}', \\\n"
+        << "     series('ablation: soft mask') using 3:8 with points pt 11 ps 1.5 title 'ablation: soft mask', \\\n"
         << "     series('dense Top-K') using 3:8 with points pt 5 ps 2 title 'dense Top-K'\n";
     const int plotted = std::system(("cd '" + o.out + "' && gnuplot plot.gp 2>/dev/null").c_str());
     std::printf("wrote %s/results.md, results.csv%s\n", o.out.c_str(),

@@ -56,12 +56,14 @@ T* to_device(const std::vector<float>& v) {
 int main(int argc, char** argv) {
   int64_t verify_tokens = 4;
   uint64_t seed = 2026;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--verify-tokens")) verify_tokens = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[i + 1], nullptr, 10);
+  for (int i = 1; i < argc; ++i) {
+    const bool value = i + 1 < argc;
+    if (value && !std::strcmp(argv[i], "--verify-tokens")) verify_tokens = std::atoll(argv[++i]);
+    else if (value && !std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: %s [--verify-tokens T] [--seed S]\n", argv[0]);
-      return 2;
+      const bool help = !std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h");
+      std::fprintf(help ? stdout : stderr, "usage: %s [--verify-tokens T] [--seed S]\n", argv[0]);
+      return help ? 0 : 2;
     }
   }
   const bool gpu = beam::cuda_device_present();
