@@ -168,10 +168,6 @@ struct resident_blocks_tag {};
 template <auto Kernel>
 struct hopper_usable_tag {};
 
-//! Compiled for the architectures of the translation unit that launches beam's kernels: the
-//! ptxVersion of the code loaded for a device is the virtual architecture they were built for.
-template <int = 0>
-__global__ void code_probe_kernel() {}
 struct sm80_usable_tag {};
 
 //! cudaSuccess when the current device is sm_80 or later (mma.sync, cp.async, ldmatrix) and
@@ -194,7 +190,7 @@ inline cudaError_t check_sm80_device() {
     }
     cudaFuncAttributes attributes{};
     if (major >= 8) {
-      if (const cudaError_t s = cudaFuncGetAttributes(&attributes, code_probe_kernel<>); s != cudaSuccess) return s;
+      if (const cudaError_t s = cudaFuncGetAttributes(&attributes, beam::detail::code_probe_kernel<>); s != cudaSuccess) return s;
     }
     result = major < 8 ? old_device : attributes.ptxVersion < 80 ? old_code : usable;
     return cudaSuccess;

@@ -24,6 +24,12 @@ enum class gemm_epilogue;
 
 namespace beam::detail {
 
+//! Never launched: compiled for the architectures of the translation unit that launches
+//! beam's kernels, the ptxVersion of its code loaded for a device is the virtual architecture
+//! they were built for (check_sm80_device).
+template <int = 0>
+__global__ void code_probe_kernel() {}
+
 constexpr int gemm_block_k = 64;  //!< K columns per stage: 8 chunks of 16 bytes per tile row
 constexpr int gemm_max_groups = 512;
 
