@@ -154,7 +154,7 @@ void check_layer(const layer_case& c, uint64_t seed) {
   beam::routing_options opt;
   opt.top_k = c.K;
   opt.mask_enabled = c.mask;
-  const ref::moe_weights<float> ref_weights{H, I, int32_t(E), w13.data(), w2.data(), c.I_s,
+  const ref::moe_weights<float> ref_weights{c.H, c.I, c.E, w13.data(), w2.data(), c.I_s,
                                             c.I_s ? s13.data() : nullptr, c.I_s ? s2.data() : nullptr};
   const auto expected = ref::moe_forward<float>(x.data(), T_, ref_weights, w_r.data(), w_m.data(), opt);
   std::vector<float> expected_out = expected.out;

@@ -13,8 +13,7 @@ namespace ref = beam::reference;
 namespace {
 
 struct random_layer {
-  int64_t H, I;
-  int32_t E;
+  int H, I, E;
   std::vector<double> w13, w2, shared_w13, shared_w2;
   ref::moe_weights<double> weights(bool shared) const {
     return {H, I, E, w13.data(), w2.data(), shared ? I + 1 : 0, shared ? shared_w13.data() : nullptr,
@@ -22,12 +21,13 @@ struct random_layer {
   }
 };
 
-random_layer make_layer(int64_t H, int64_t I, int32_t E, uint64_t seed) {
+random_layer make_layer(int H, int I, int E, uint64_t seed) {
+  const size_t h = size_t(H), i = size_t(I), e = size_t(E);
   return {H, I, E,
-          beam::test::random_normal<double>(E * 2 * I * H, seed, 0, 0.5),
-          beam::test::random_normal<double>(E * H * I, seed + 1, 0, 0.5),
-          beam::test::random_normal<double>(2 * (I + 1) * H, seed + 2, 0, 0.5),
-          beam::test::random_normal<double>(H * (I + 1), seed + 3, 0, 0.5)};
+          beam::test::random_normal<double>(e * 2 * i * h, seed, 0, 0.5),
+          beam::test::random_normal<double>(e * h * i, seed + 1, 0, 0.5),
+          beam::test::random_normal<double>(2 * (i + 1) * h, seed + 2, 0, 0.5),
+          beam::test::random_normal<double>(h * (i + 1), seed + 3, 0, 0.5)};
 }
 
 double silu(double v) { return v / (1.0 + std::exp(-v)); }

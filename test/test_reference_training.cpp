@@ -53,9 +53,8 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 struct problem {
-  int64_t T = 5, H = 6, I = 4;
-  int32_t E = 7;
-  int K = 3;
+  int64_t T = 5;
+  int H = 6, I = 4, E = 7, K = 3;
   std::vector<double> x = beam::test::random_normal<double>(T * H, 81);
   std::vector<double> w13 = beam::test::random_normal<double>(E * 2 * I * H, 82, 0, 0.5);
   std::vector<double> w2 = beam::test::random_normal<double>(E * H * I, 83, 0, 0.5);

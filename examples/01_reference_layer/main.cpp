@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
     }
   }
   // Qwen3-30B-A3B routes E = 128 experts with K = 8; H = 2048 and I = 768 are scaled by 1/8.
-  const int64_t H = 256, I = 96;
-  const int32_t E = 128;
+  const int H = 256, I = 96, E = 128;
   const int K = 8;
   std::printf("beam 01_reference_layer: host reference path\n");
   std::printf("shape: T = %lld, H = %lld, I = %lld, E = %d, K = %d (Qwen3-30B-A3B routing, H and I / 8), seed %llu\n",

@@ -24,7 +24,8 @@
 
 namespace beam::device {
 
-//! The weights of one layer, row-major, in the layouts engines use (all K contiguous).
+//! The weights of one layer, row-major, in the layouts engines use (all K contiguous). Model
+//! dimensions are int, as everywhere in beam (reference::moe_weights too).
 template <class T>
 struct moe_layer {
   int hidden = 0;        //!< H, a multiple of 8

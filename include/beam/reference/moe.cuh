@@ -20,15 +20,17 @@
 
 namespace beam::reference {
 
-//! Expert weights in the layout vLLM and Hugging Face use, row-major.
+//! Expert weights in the layout vLLM and Hugging Face use, row-major. Sizes as everywhere in
+//! beam (and as in device::moe_layer): model dimensions (H, I, I_s, E, K) are int, extents
+//! that grow with the tokens (T, rows, strides) int64_t.
 template <class Real>
 struct moe_weights {
-  int64_t hidden = 0;        //!< H
-  int64_t intermediate = 0;  //!< I
-  int32_t experts = 0;       //!< E
-  const Real* w13 = nullptr; //!< `[E, 2I, H]`: rows [0, I) are W1 (gate), rows [I, 2I) W3 (up)
-  const Real* w2 = nullptr;  //!< `[E, H, I]`
-  int64_t shared_intermediate = 0;  //!< I_s of the shared expert; 0 = none
+  int hidden = 0;                   //!< H
+  int intermediate = 0;             //!< I
+  int experts = 0;                  //!< E
+  const Real* w13 = nullptr;        //!< `[E, 2I, H]`: rows [0, I) are W1 (gate), rows [I, 2I) W3 (up)
+  const Real* w2 = nullptr;         //!< `[E, H, I]`
+  int shared_intermediate = 0;      //!< I_s of the shared expert; 0 = none
   const Real* shared_w13 = nullptr; //!< `[2 I_s, H]`
   const Real* shared_w2 = nullptr;  //!< `[H, I_s]`
 };
