@@ -131,6 +131,7 @@ void exec_cp_async_mbarrier_arrive(block_state& b, thread_state& t, const instru
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
   complete_async_copies(b, t, in, 0, true);
   if (in.aux == 1) mbarrier_arrive(b, t, in, m, 1, 0);
+  else race_release(b, t, m.arrived);  // the copies are published to whoever sees the phase complete
 }
 
 // ---- cp.async.bulk.tensor -----------------------------------------------------------------
@@ -164,6 +165,10 @@ void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
     elements *= counts[i];
   }
   const uint64_t inner_bytes = counts[0] * eb;
+  if (elements * eb > b.shared.size())  // before any narrowing: a box larger than shared memory
+    fail_launch(b, &t, &in, cudaErrorIllegalAddress, "illegal address",
+                "a TMA box of " + std::to_string(elements * eb) + " bytes exceeds the block's " +
+                    std::to_string(b.shared.size()) + " bytes of shared memory");
   if (map.swizzle_bits != 0 && inner_bytes != (16u << map.swizzle_bits))
     fail_launch(b, &t, &in, cudaErrorNotSupported, "not emulated",
                 "a swizzled box whose inner dimension (" + std::to_string(inner_bytes) +
@@ -470,13 +475,17 @@ bool mbarrier_wait_done(block_state& b, thread_state& t) {
   if (it == b.mbarriers.end())
     synccheck(b, t, in, "mbarrier.try_wait on shared " + hex(t.mbarrier) + ", invalidated while waited on");
   if (it->second.phase < t.mbarrier_phase) return false;
+  if (it->second.phase > t.mbarrier_phase)  // the ISA defines a wait for the current or the preceding phase only
+    synccheck(b, t, in, "mbarrier.try_wait on shared " + hex(t.mbarrier) + " for phase " +
+                            std::to_string(t.mbarrier_phase - 1) + ", but phase " +
+                            std::to_string(it->second.phase - 1) +
+                            " has completed too: a parity or token wait cannot tell them apart (a lapped waiter)");
   set(t, in.ops[0], 1);
   race_acquire(b, t, it->second.completed);
   return true;
 }
 
 bool decode_hopper_instruction(instruction& in, const kernel& k) {
-  (void)k;
   const std::string& op = in.opcode;
   if (op == "mbarrier") {
     const std::string& form = in.modifiers.empty() ? std::string() : in.modifiers[0];
@@ -560,6 +569,8 @@ bool decode_hopper_instruction(instruction& in, const kernel& k) {
       unsupported(in, "only m64nNk16 with f32 accumulators of bf16 or f16 products");
     if (in.op_count != 8 || in.ops[0].k != operand::kind::vector || in.ops[0].count != uint32_t(n / 2))
       unsupported(in, "operands: N/2 accumulators, two descriptors, scale-d and four immediates");
+    for (uint32_t i = 0; i < in.ops[0].count; ++i)
+      if (k.vector_elements[in.ops[0].first + i].k != operand::kind::reg) unsupported(in, "accumulators must be registers");
     if (in.ops[1].k == operand::kind::vector) unsupported(in, "A from registers");
     for (int i = 4; i < 8; ++i)
       if (in.ops[i].k != operand::kind::imm) unsupported(in, "scale and transpose operands must be immediates");

@@ -31,7 +31,8 @@
 //    Not emulated: unjoined-work and cross-thread checks, waits on events recorded outside
 //    the capture (they add nothing), graph nodes as handles.
 //  - Launch log: with BEAM_EMULATOR_LAUNCH_LOG=<file>, each kernel run appends its mangled
-//    name as one line to <file>.
+//    name as one line to <file>, which the first registered fatbinary creates (a program that
+//    launches nothing leaves it empty: it ran).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -422,8 +423,8 @@ bool sticky_error(cudaError_t status) {
   }
 }
 
-//! Appends the kernel's name to the file BEAM_EMULATOR_LAUNCH_LOG names, if any.
-void log_launch(const std::string& name) {
+//! The file BEAM_EMULATOR_LAUNCH_LOG names, opened for appending on the first call; or null.
+FILE* launch_log() {
   static FILE* const log = [] {
     const char* path = std::getenv("BEAM_EMULATOR_LAUNCH_LOG");
     if (path == nullptr || *path == '\0') return static_cast<FILE*>(nullptr);
@@ -431,6 +432,12 @@ void log_launch(const std::string& name) {
     if (file == nullptr) report(std::string("cannot open BEAM_EMULATOR_LAUNCH_LOG=") + path);
     return file;
   }();
+  return log;
+}
+
+//! Appends the kernel's name to the launch log, if any.
+void log_launch(const std::string& name) {
+  FILE* const log = launch_log();
   if (log == nullptr) return;
   std::fprintf(log, "%s\n", name.c_str());
   std::fflush(log);
@@ -1094,6 +1101,7 @@ void** __cudaRegisterFatBinary(void* fatCubin) {
     record->index = int(rt().binaries.size());
     b = record.get();
     rt().binaries.push_back(std::move(record));
+    launch_log();  // created now: a program that launches nothing still leaves its log
   });
   return reinterpret_cast<void**>(b);
 }

@@ -22,7 +22,7 @@ enum class gemm_epilogue {
   swiglu,      //!< C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i], i < N/2: B = [W1; W3] (gate rows on
                //!< top), so the [rows, N] product never reaches memory
   scale_rows,  //!< C[r][j] = s · acc[r][j], s = row_scales[scale_index ? scale_index[r] : r]
-               //!< (0 where scale_index[r] is not a pair index: see grouped_gemm)
+               //!< (C[r][j] = 0 where scale_index[r] is not a pair index: see grouped_gemm)
   scatter_add, //!< C[p / top_k][j] += row_scales[p] · acc[r][j], p = scale_index[r] (a row
                //!< whose p is not a pair index adds nothing): rows added atomically into their
                //!< token's row of C `[T, N]`
@@ -106,7 +106,7 @@ struct gemm_output {
 };
 
 //! Runs the grouped GEMM (see the file comment) on `stream`. Capturable from the first call on,
-//! in every capture mode: besides the launch it makes only host queries (cudaGetDevice,
+//! in every capture mode (tested under the emulator, not yet on a GPU): besides the launch it makes only host queries (cudaGetDevice,
 //! cudaDeviceGetAttribute, cudaFuncSetAttribute, cudaFuncGetAttributes, occupancy, the driver
 //! entry point, cuTensorMapEncodeTiled), which enqueue, synchronise and allocate nothing, and
 //! whose answers (grid size, kernel choice, weight map) hold for every replay.
@@ -132,7 +132,7 @@ struct gemm_output {
 //! Pair indices: gather_pairs[r] and scale_index[r] name pair p ∈ [0, rows) (rows = T·K,
 //! sorted_pairs of `compact`), and with gather_pairs `a` holds ⌈rows / top_k⌉ rows (T). Any
 //! other value (−1 of a masked pair, a padding sentinel ≥ rows) is read as "no pair" and
-//! never dereferenced: A's row is zeros, scale_rows scales by 0, scatter_add adds nothing.
+//! never dereferenced: A's row is zeros, scale_rows writes zeros, scatter_add adds nothing.
 template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
           class HopperTiles = hopper_tiles>
 [[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,

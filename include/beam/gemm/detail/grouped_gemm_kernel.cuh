@@ -197,13 +197,15 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const fl
   constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
   const int column_in_fragment = 2 * int(threadIdx.x % 4);
   float scale = 1.0f;
+  bool zero = false;  // scale_rows of a row that names no pair: zeros, whatever acc holds (NaN, Inf)
   OutT* c_row = p.c + r * p.c_stride;
   if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
     if (!p.scale_index) {
       scale = p.row_scales[r];
     } else {
       const int32_t pair = p.scale_index[r];
-      scale = valid_pair(pair, p.rows) ? p.row_scales[pair] : 0.0f;  // not a pair: scale 0
+      zero = !valid_pair(pair, p.rows);
+      scale = zero ? 0.0f : p.row_scales[pair];
     }
   } else if constexpr (scatter) {
     const int32_t pair = p.scale_index[r];
@@ -222,8 +224,8 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const fl
   } else {
 #pragma unroll
     for (int nj = 0; nj < Frags; ++nj) {
-      store_columns<scatter>(c_row, column0 + 8 * nj + column_in_fragment, p.n, scale * frags[nj][2 * upper],
-                             scale * frags[nj][2 * upper + 1]);
+      store_columns<scatter>(c_row, column0 + 8 * nj + column_in_fragment, p.n,
+                             zero ? 0.0f : scale * frags[nj][2 * upper], zero ? 0.0f : scale * frags[nj][2 * upper + 1]);
     }
   }
 }
