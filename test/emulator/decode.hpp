@@ -33,6 +33,9 @@ void classify_modifiers(instruction& in);
 //! aux/aux2. Throws std::runtime_error for an opcode or form the engine does not implement.
 void decode_instruction(instruction& in, const kernel& k);
 
+//! Sets the profile's instruction class and memory kind of a decoded instruction (profile.cpp).
+void classify_for_profile(instruction& in);
+
 //! The bits of a decimal floating-point literal for an instruction of type `t`.
 uint64_t bits_of_decimal_literal(double value, ptype t);
 

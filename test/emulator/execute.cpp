@@ -72,10 +72,16 @@ void run_thread(block_state& b, thread_state& t) {
                   "more than " + std::to_string(watchdog_limit()) +
                       " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
     }
+    if (b.profile) profile_instruction(b, t, in);
     if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
     if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
       in.exec(b, t, in);
-      if (!mbarrier_wait_done(b, t)) {
+      const bool done = mbarrier_wait_done(b, t);
+      if (b.profile) {
+        ++b.profile->record.mbarrier_waits;
+        b.profile->record.mbarrier_suspensions += !done;
+      }
+      if (!done) {
         t.state = thread_state::run::waiting;
         return;
       }
@@ -200,6 +206,10 @@ bool release_barriers(block_state& b) {
       if (in.aux2 != 0) t.r[in.ops[0].reg] = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;  // popc, and, or
       ++t.pc;
       t.state = thread_state::run::ready;
+    }
+    if (b.profile) {
+      b.profile->record.barrier_arrivals += waking.size();
+      ++b.profile->record.barrier_releases;
     }
     released = true;
     ++b.sync_events;
@@ -473,15 +483,18 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
                         " reads byte " + hex(unwritten) + ", which nothing has written since cudaMalloc (allocation " +
                         hex(a->begin) + ", " + std::to_string(a->end - a->begin) + " bytes)");
       }
+      if (b.profile) profile_access(b, t, in, s, a, address, bytes, write);
       return reinterpret_cast<uint8_t*>(address);
     }
     case space::shared:
       if (address + bytes > b.shared.size() || address + bytes < address)
         out_of_bounds("beyond the block's " + std::to_string(b.shared.size()) + " bytes of shared memory");
+      if (b.profile) profile_access(b, t, in, s, nullptr, address, bytes, write);
       return b.shared.data() + address;
     case space::local:
       if (address + bytes > b.k.local_bytes || address + bytes < address)
         out_of_bounds("beyond the thread's " + std::to_string(b.k.local_bytes) + " bytes of local memory");
+      if (b.profile) profile_access(b, t, in, s, nullptr, address, bytes, write);
       return t.local + address;
     case space::param:
       if (write) out_of_bounds("kernel parameters are read-only");
@@ -533,6 +546,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
   const bool racecheck = racecheck_enabled();
   std::vector<uint64_t> registers(threads * k.register_count);
   std::vector<uint8_t> local(threads * k.local_bytes);
+  profile_launch* profile = profile_launch_begin(k, lp);
   try {
     for (uint32_t z = 0; z < lp.grid.z; ++z)
       for (uint32_t y = 0; y < lp.grid.y; ++y)
@@ -565,11 +579,15 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
             t.lane = i % 32;
             t.warp = i / 32;
           }
+          b.profile = profile;
           run_block(b);
+          if (profile) profile_block_end(b);
         }
   } catch (const launch_failure& f) {
+    profile_launch_end(profile, false);
     return f.error;
   }
+  profile_launch_end(profile, true);
   return cudaSuccess;
 }
 

@@ -261,6 +261,7 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   if (da.base_offset != 0 || db.base_offset != 0)
     fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "a matrix descriptor with a base offset");
   const int n = static_cast<int>(in.aux);
+  if (b.profile) b.profile->record.tensor_macs += 16 * uint64_t(n) * 16;  // this warp's 16 rows of m64nNk16
   const bool bf16 = in.aux2 & 1;
   const double sa = in.aux2 & 2 ? -1.0 : 1.0, sb = in.aux2 & 4 ? -1.0 : 1.0;
   std::vector<uint32_t> operand_reads;  // racecheck: recorded when the group retires
@@ -292,7 +293,7 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
       t.wgmma_latest.assign(b.k.register_count, 0);
     }
     if (!t.wgmma_open) {
-      t.wgmma_groups.push_back({{}, in.line});
+      t.wgmma_groups.push_back({{}, in.line, {}});
       t.wgmma_open = true;
     }
     pending_accumulators& group = t.wgmma_groups.back();
@@ -325,7 +326,7 @@ void warp_wgmma_commit(block_state& b, thread_state* const* lanes, uint32_t mask
   require_full_warp(b, lanes, mask, in);
   for (int l = 0; l < 32; ++l) {
     thread_state& t = *lanes[l];
-    if (!t.wgmma_open) t.wgmma_groups.push_back({{}, in.line});
+    if (!t.wgmma_open) t.wgmma_groups.push_back({{}, in.line, {}});
     t.wgmma_open = false;
   }
 }

@@ -5,8 +5,10 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "profile.hpp"
 #include "ptx.hpp"
 
 namespace emu {
@@ -56,6 +58,7 @@ struct thread_state {
   std::vector<uint64_t> wgmma_latest;   //!< per register slot: its newest in-flight value
   std::vector<uint16_t> wgmma_writes;   //!< per register slot: in-flight writes (0: none)
   uint32_t wgmma_in_flight = 0;         //!< register writes in flight (all groups)
+  uint64_t serial = 0;                  //!< profiling: instructions this thread has reached
 };
 
 //! A pending TMA copy: the box's bytes, read from global memory at issue, landing in shared
@@ -114,6 +117,10 @@ const address_windows& windows();
 struct allocation {
   uint64_t begin = 0, end = 0;
   std::vector<uint64_t> written;  //!< one bit per byte
+  //! Profiling: one bit per 32-byte sector read / written by the current launch (valid when
+  //! `launch_epoch` is the launch's) and by the session.
+  std::vector<uint64_t> launch_read, launch_written, session_read, session_written;
+  uint64_t launch_epoch = 0, session_epoch = 0;
   void mark_written(uint64_t address, uint64_t bytes);
   //! The first byte of [address, address + bytes) never written, or 0.
   uint64_t first_unwritten(uint64_t address, uint64_t bytes) const;
@@ -121,6 +128,32 @@ struct allocation {
 
 //! The allocation that contains [address, address + bytes), or null.
 allocation* find_allocation(uint64_t address, uint64_t bytes);
+
+//! How a memory instruction accesses memory (instruction::memory_kind), for the profile.
+enum class memory_kind : uint8_t { none, load, store, atomic, async_copy, bulk_tensor };
+
+//! One lane's access within a warp-level request.
+struct lane_access {
+  uint64_t address;
+  uint32_t bytes;
+  uint32_t lane;
+};
+
+//! The requests of one instruction in one warp, of one kind (profile.cpp): the n-th execution
+//! by each lane joins request n.
+struct profile_site {
+  uint32_t executions[32] = {};
+  uint64_t last_serial[32] = {};
+  std::vector<std::vector<lane_access>> requests;
+};
+
+//! A profiled launch: its record, the current block's request sites, the allocations it touched.
+struct profile_launch {
+  profile::launch_record record;
+  std::unordered_map<uint64_t, profile_site> sites;
+  std::vector<allocation*> touched;
+  uint64_t epoch = 0;
+};
 
 struct block_state {
   const kernel& k;
@@ -138,6 +171,7 @@ struct block_state {
   std::map<uint32_t, mbarrier_state> mbarriers;  //!< initialised mbarrier objects by shared offset
   std::vector<bulk_copy> bulk_copies;            //!< TMA copies issued and not yet landed
   race_state* race = nullptr;   //!< racecheck, when on
+  profile_launch* profile = nullptr;  //!< the counters, when profiling
   uint64_t sync_events = 0;     //!< mbarrier state changes and block-barrier releases so far
   uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
 
@@ -247,6 +281,23 @@ void race_synchronise(block_state& b, thread_state* const* threads, size_t count
 //! Whether the mbarrier.try_wait thread `t` waits at has seen its phase complete (then its
 //! predicate is set).
 bool mbarrier_wait_done(block_state& b, thread_state& t);
+
+//! Profiling (profile.cpp). The profile of a launch about to run, or null when profiling is off.
+profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp);
+//! Folds the block's requests into the launch's counters.
+void profile_block_end(block_state& b);
+//! Completes the launch's record (distinct sectors) and hands it to the session and the
+//! BEAM_EMULATOR_PROFILE file; a failed launch is dropped.
+void profile_launch_end(profile_launch* p, bool succeeded);
+//! One access of `bytes` at `address` in the resolved space `s` (a: its allocation for global
+//! and const memory) by `t` executing `in`.
+void profile_access(block_state& b, const thread_state& t, const instruction& in, space s, allocation* a,
+                    uint64_t address, uint32_t bytes, bool write);
+//! An executed instruction.
+inline void profile_instruction(block_state& b, thread_state& t, const instruction& in) {
+  ++t.serial;
+  ++b.profile->record.thread_instructions[in.klass];
+}
 
 //! Reports an instruction that names a wgmma accumulator still in flight in `t`.
 void check_accumulators(block_state& b, thread_state& t, const instruction& in);

@@ -418,6 +418,7 @@ void function_parser::parse_body() {
     ret.opcode = "ret";
     ret.line = peek().line;
     decode_instruction(ret, k_);
+    classify_for_profile(ret);
     k_.code.push_back(ret);
   }
 }
@@ -557,6 +558,7 @@ void function_parser::parse_instruction() {
   in.op_count = static_cast<uint8_t>(count);
   try {
     decode_instruction(in, k_);
+    classify_for_profile(in);
   } catch (const std::exception& e) {
     fail(mod_.name(), in.line, std::string(e.what()) + " in " + op.text + " (" + k_.info.name + ")");
   }

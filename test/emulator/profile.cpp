@@ -1,0 +1,335 @@
+// Traffic counters per launch (profile.hpp): the instruction classes, warp-level requests
+// gathered per instruction and warp, and per-allocation sector maps for the distinct sectors.
+#include "profile.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "decode.hpp"
+#include "machine.hpp"
+
+namespace emu {
+namespace {
+
+//! The process-wide state: the file of BEAM_EMULATOR_PROFILE, the session.
+struct profiler {
+  std::FILE* file = nullptr;
+  bool session = false;
+  uint64_t session_epoch = 0, launch_epoch = 0;
+  std::vector<profile::launch_record> records;
+
+  profiler() {
+    if (const char* path = std::getenv("BEAM_EMULATOR_PROFILE"); path && *path) {
+      file = std::fopen(path, "a");
+      if (!file) {
+        std::fprintf(stderr, "beam emulator: cannot open BEAM_EMULATOR_PROFILE=%s\n", path);
+        std::exit(1);
+      }
+    }
+  }
+};
+profiler& state() {
+  static profiler p;
+  return p;
+}
+
+//! Request kinds: a memory kind in a resolved space.
+enum request_kind : uint32_t {
+  k_global_load, k_global_store, k_global_atomic, k_async_copy, k_bulk_tensor,
+  k_shared_load, k_shared_store, k_shared_atomic, k_local, k_kinds
+};
+
+int request_kind_of(memory_kind m, space s) {
+  switch (s) {
+    case space::global:
+    case space::constant:
+      switch (m) {
+        case memory_kind::load: return k_global_load;
+        case memory_kind::store: return k_global_store;
+        case memory_kind::atomic: return k_global_atomic;
+        case memory_kind::async_copy: return k_async_copy;
+        case memory_kind::bulk_tensor: return k_bulk_tensor;
+        case memory_kind::none: return -1;
+      }
+      return -1;
+    case space::shared:
+      switch (m) {
+        case memory_kind::load: return k_shared_load;
+        case memory_kind::store:
+        case memory_kind::async_copy: return k_shared_store;
+        case memory_kind::atomic: return k_shared_atomic;
+        default: return -1;  // a TMA box lands through the async proxy: no shared request
+      }
+    case space::local: return m == memory_kind::none ? -1 : int(k_local);
+    default: return -1;  // kernel parameters
+  }
+}
+
+void set_bits(std::vector<uint64_t>& map, uint64_t first, uint64_t last) {  // bits [first, last]
+  for (uint64_t i = first; i <= last; ++i) map[i / 64] |= uint64_t(1) << (i % 64);
+}
+
+uint64_t count_bits(const std::vector<uint64_t>& map, uint64_t first, uint64_t last) {
+  uint64_t n = 0;
+  for (uint64_t i = first; i <= last && i / 64 < map.size(); ++i) n += map[i / 64] >> (i % 64) & 1;
+  return n;
+}
+
+uint64_t popcount(const std::vector<uint64_t>& map) {
+  uint64_t n = 0;
+  for (uint64_t w : map) n += static_cast<uint64_t>(__builtin_popcountll(w));
+  return n;
+}
+
+void fold_global(profile::global_requests& c, std::vector<lane_access>& accesses) {
+  std::sort(accesses.begin(), accesses.end(),
+            [](const lane_access& x, const lane_access& y) { return x.address < y.address; });
+  uint64_t covered = 0, bytes = 0, sectors = 0, last_sector = UINT64_MAX;
+  for (const lane_access& a : accesses) {  // the union of the byte ranges, and its sectors
+    const uint64_t end = a.address + a.bytes;
+    const uint64_t from = std::max(a.address, covered);
+    if (end > from) bytes += end - from;
+    covered = std::max(covered, end);
+    for (uint64_t s = a.address / 32; s <= (end - 1) / 32; ++s) {
+      if (last_sector != UINT64_MAX && s <= last_sector) continue;
+      ++sectors;
+      last_sector = s;
+    }
+  }
+  ++c.requests;
+  c.sectors += sectors;
+  c.bytes += bytes;
+}
+
+void fold_shared(profile::shared_requests& c, const std::vector<lane_access>& accesses) {
+  uint32_t width = 1;
+  for (const lane_access& a : accesses) width = std::max(width, a.bytes);
+  const uint32_t phase_lanes = width <= 4 ? 32 : 128 / width;
+  uint64_t wavefronts = 0, ideal = 0;
+  for (uint32_t phase = 0; phase < 32 / phase_lanes; ++phase) {
+    std::vector<uint64_t> words;  // distinct words of the phase
+    for (const lane_access& a : accesses) {
+      if (a.lane / phase_lanes != phase) continue;
+      for (uint64_t w = a.address / 4; w <= (a.address + a.bytes - 1) / 4; ++w) words.push_back(w);
+    }
+    if (words.empty()) continue;
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    uint32_t per_bank[32] = {};
+    uint32_t most = 0;
+    for (uint64_t w : words) most = std::max(most, ++per_bank[w % 32]);
+    wavefronts += most;
+    ideal += (words.size() + 31) / 32;
+  }
+  ++c.requests;
+  c.wavefronts += wavefronts;
+  c.ideal_wavefronts += ideal;
+}
+
+void append_requests(std::ostringstream& o, const char* name, const profile::global_requests& c) {
+  o << ",\"" << name << "\":{\"requests\":" << c.requests << ",\"sectors\":" << c.sectors << ",\"bytes\":" << c.bytes
+    << "}";
+}
+void append_requests(std::ostringstream& o, const char* name, const profile::shared_requests& c) {
+  o << ",\"" << name << "\":{\"requests\":" << c.requests << ",\"wavefronts\":" << c.wavefronts
+    << ",\"ideal_wavefronts\":" << c.ideal_wavefronts << "}";
+}
+
+}  // namespace
+
+void classify_for_profile(instruction& in) {
+  using profile::instruction_class;
+  const std::string& op = in.opcode;
+  const auto is = [&](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (op == n) return true;
+    return false;
+  };
+  instruction_class c = instruction_class::integer;
+  memory_kind m = memory_kind::none;
+  if (is({"ld", "ldu", "ldmatrix"})) {
+    c = instruction_class::memory;
+    m = memory_kind::load;
+  } else if (op == "st") {
+    c = instruction_class::memory;
+    m = memory_kind::store;
+  } else if (is({"atom", "red"})) {
+    c = instruction_class::memory;
+    m = memory_kind::atomic;
+  } else if (op == "cp" && has(in, "async") && !has(in, "mbarrier") && !has(in, "commit_group") &&
+             !has(in, "wait_group") && !has(in, "wait_all")) {
+    c = instruction_class::memory;
+    m = has(in, "bulk") ? memory_kind::bulk_tensor : memory_kind::async_copy;
+  } else if (is({"prefetch", "prefetchu"})) {
+    c = instruction_class::memory;
+  } else if (op == "mma" || (op == "wgmma" && has(in, "mma_async"))) {
+    c = instruction_class::tensor;
+  } else if (is({"bar", "barrier", "membar", "fence", "mbarrier", "wgmma", "cp", "griddepcontrol", "setmaxnreg"})) {
+    c = instruction_class::synchronisation;
+  } else if (is({"shfl", "vote", "match", "redux", "activemask", "elect"})) {
+    c = instruction_class::warp;
+  } else if (is({"bra", "ret", "exit", "trap", "call", "brx"})) {
+    c = instruction_class::control;
+  } else if (op == "cvt") {
+    c = instruction_class::conversion;
+  } else if (is({"mov", "cvta"})) {
+    c = instruction_class::movement;
+  } else if (type_float(in.type) || in.type == ptype::f16x2 || in.type == ptype::bf16x2) {
+    c = instruction_class::floating;
+  }
+  in.klass = static_cast<uint8_t>(c);
+  in.memory_kind = static_cast<uint8_t>(m);
+}
+
+profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp) {
+  profiler& p = state();
+  if (!p.session && !p.file) return nullptr;
+  auto* launch = new profile_launch;
+  launch->epoch = ++p.launch_epoch;
+  profile::launch_record& r = launch->record;
+  r.kernel = k.info.name;
+  const unsigned g[3] = {lp.grid.x, lp.grid.y, lp.grid.z}, b[3] = {lp.block.x, lp.block.y, lp.block.z};
+  std::copy(g, g + 3, r.grid);
+  std::copy(b, b + 3, r.block);
+  r.dynamic_shared_bytes = lp.dynamic_shared_bytes;
+  return launch;
+}
+
+void profile_access(block_state& b, const thread_state& t, const instruction& in, space s, allocation* a,
+                    uint64_t address, uint32_t bytes, bool write) {
+  const memory_kind m = static_cast<memory_kind>(in.memory_kind);
+  const int kind = request_kind_of(m, s);
+  if (kind < 0 || bytes == 0) return;
+  profile_launch& p = *b.profile;
+  const uint64_t pc = static_cast<uint64_t>(&in - b.k.code.data());
+  profile_site& site = p.sites[(pc * b.warp_count + t.warp) * k_kinds + uint64_t(kind)];
+  if (site.last_serial[t.lane] != t.serial) {  // this lane's next execution: its next request
+    site.last_serial[t.lane] = t.serial;
+    if (++site.executions[t.lane] > site.requests.size()) site.requests.emplace_back();
+  }
+  site.requests[site.executions[t.lane] - 1].push_back({address, bytes, t.lane});
+  if (!a) return;
+  if (a->launch_epoch != p.epoch) {  // first touch in this launch
+    const size_t words = ((a->end - a->begin + 31) / 32 + 63) / 64;
+    a->launch_read.assign(words, 0);
+    a->launch_written.assign(words, 0);
+    a->launch_epoch = p.epoch;
+    p.touched.push_back(a);
+  }
+  const uint64_t first = (address - a->begin) / 32, last = (address + bytes - 1 - a->begin) / 32;
+  if (!write || m == memory_kind::atomic) set_bits(a->launch_read, first, last);
+  if (write) set_bits(a->launch_written, first, last);
+}
+
+void profile_block_end(block_state& b) {
+  profile_launch& p = *b.profile;
+  profile::launch_record& r = p.record;
+  for (auto& [key, site] : p.sites) {
+    for (std::vector<lane_access>& request : site.requests) {
+      switch (key % k_kinds) {
+        case k_global_load: fold_global(r.global_load, request); break;
+        case k_global_store: fold_global(r.global_store, request); break;
+        case k_global_atomic: fold_global(r.global_atomic, request); break;
+        case k_async_copy: fold_global(r.async_copy, request); break;
+        case k_bulk_tensor: fold_global(r.bulk_tensor, request); break;
+        case k_shared_load: fold_shared(r.shared_load, request); break;
+        case k_shared_store: fold_shared(r.shared_store, request); break;
+        case k_shared_atomic: fold_shared(r.shared_atomic, request); break;
+        default: ++r.local_requests; break;
+      }
+    }
+  }
+  p.sites.clear();
+}
+
+void profile_launch_end(profile_launch* launch, bool succeeded) {
+  if (!launch) return;
+  profiler& p = state();
+  profile::launch_record& r = launch->record;
+  for (allocation* a : launch->touched) {
+    r.distinct_read_sectors += popcount(a->launch_read);
+    r.distinct_written_sectors += popcount(a->launch_written);
+    if (!p.session || !succeeded) continue;
+    if (a->session_epoch != p.session_epoch) {
+      a->session_read.assign(a->launch_read.size(), 0);
+      a->session_written.assign(a->launch_read.size(), 0);
+      a->session_epoch = p.session_epoch;
+    }
+    for (size_t i = 0; i < a->launch_read.size(); ++i) {
+      a->session_read[i] |= a->launch_read[i];
+      a->session_written[i] |= a->launch_written[i];
+    }
+  }
+  if (succeeded) {
+    if (p.file) {
+      std::fprintf(p.file, "%s\n", profile::json(r).c_str());
+      std::fflush(p.file);
+    }
+    if (p.session) p.records.push_back(std::move(r));
+  }
+  delete launch;
+}
+
+namespace profile {
+
+const char* class_name(instruction_class c) {
+  static const char* names[] = {"integer", "floating", "conversion", "movement", "memory",
+                                "tensor",  "warp",     "synchronisation", "control"};
+  return c < instruction_class::count ? names[size_t(c)] : "?";
+}
+
+void start() {
+  profiler& p = state();
+  p.session = true;
+  ++p.session_epoch;
+  p.records.clear();
+}
+
+std::vector<launch_record> stop() {
+  profiler& p = state();
+  p.session = false;
+  return std::move(p.records);
+}
+
+namespace {
+uint64_t session_sectors(const void* ptr, size_t bytes, bool written) {
+  if (bytes == 0) return 0;
+  const uint64_t address = reinterpret_cast<uint64_t>(ptr);
+  const allocation* a = find_allocation(address, bytes);
+  if (!a || a->session_epoch != state().session_epoch) return 0;
+  return count_bits(written ? a->session_written : a->session_read, (address - a->begin) / 32,
+                    (address + bytes - 1 - a->begin) / 32);
+}
+}  // namespace
+
+uint64_t sectors_read(const void* ptr, size_t bytes) { return session_sectors(ptr, bytes, false); }
+uint64_t sectors_written(const void* ptr, size_t bytes) { return session_sectors(ptr, bytes, true); }
+
+std::string json(const launch_record& r) {
+  std::ostringstream o;
+  o << "{\"kernel\":\"" << r.kernel << "\",\"grid\":[" << r.grid[0] << "," << r.grid[1] << "," << r.grid[2]
+    << "],\"block\":[" << r.block[0] << "," << r.block[1] << "," << r.block[2]
+    << "],\"dynamic_shared_bytes\":" << r.dynamic_shared_bytes << ",\"thread_instructions\":{";
+  for (size_t c = 0; c < size_t(instruction_class::count); ++c)
+    o << (c ? "," : "") << "\"" << class_name(instruction_class(c)) << "\":" << r.thread_instructions[c];
+  o << "}";
+  append_requests(o, "global_load", r.global_load);
+  append_requests(o, "global_store", r.global_store);
+  append_requests(o, "global_atomic", r.global_atomic);
+  append_requests(o, "async_copy", r.async_copy);
+  append_requests(o, "bulk_tensor", r.bulk_tensor);
+  o << ",\"distinct_read_sectors\":" << r.distinct_read_sectors
+    << ",\"distinct_written_sectors\":" << r.distinct_written_sectors;
+  append_requests(o, "shared_load", r.shared_load);
+  append_requests(o, "shared_store", r.shared_store);
+  append_requests(o, "shared_atomic", r.shared_atomic);
+  o << ",\"local_requests\":" << r.local_requests << ",\"tensor_macs\":" << r.tensor_macs
+    << ",\"barrier_arrivals\":" << r.barrier_arrivals << ",\"barrier_releases\":" << r.barrier_releases
+    << ",\"mbarrier_waits\":" << r.mbarrier_waits << ",\"mbarrier_suspensions\":" << r.mbarrier_suspensions << "}";
+  return o.str();
+}
+
+}  // namespace profile
+}  // namespace emu

@@ -1,0 +1,94 @@
+// Traffic counters per kernel launch, counted as Nsight Compute counts them on a GPU: thread
+// instructions by class, global requests and the 32-byte sectors they touch, the distinct
+// sectors a launch reads and writes (its compulsory DRAM traffic, with an L2 that holds the
+// launch's footprint), shared-memory requests and the wavefronts they need (bank conflicts),
+// tensor-core multiply-adds and barrier waits.
+//
+// Off by default. On for a session between start() and stop(), and for the whole process when
+// BEAM_EMULATOR_PROFILE names a file, to which each launch appends its record as one JSON
+// line. Counting costs nothing while it is off.
+//
+// A request is one warp-level instruction: the n-th execution of an instruction by each lane
+// of a warp forms the n-th request of that instruction (exact for converged code; lanes that
+// diverge around an instruction are merged by execution count).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace emu::profile {
+
+//! What an executed instruction counts as.
+enum class instruction_class : uint8_t {
+  integer,          //!< integer and bit arithmetic, comparisons and selects on integers
+  floating,         //!< arithmetic on f16, bf16, f32, f64 and the packed pairs
+  conversion,       //!< cvt
+  movement,         //!< mov, cvta
+  memory,           //!< ld, st, atom, red, ldmatrix, cp.async, cp.async.bulk, prefetch
+  tensor,           //!< mma, wgmma.mma_async
+  warp,             //!< shfl, vote, match, redux, activemask, elect
+  synchronisation,  //!< bar, barrier, membar, fence, mbarrier, cp.async and wgmma groups
+  control,          //!< bra, ret, exit, trap
+  count
+};
+const char* class_name(instruction_class c);
+
+//! Global-memory requests of one kind: warp-level requests, the 32-byte sectors they touch
+//! (summed over requests) and the distinct bytes their lanes asked for (sector efficiency =
+//! bytes / (32 · sectors)).
+struct global_requests {
+  uint64_t requests = 0, sectors = 0, bytes = 0;
+};
+
+//! Shared-memory requests of one kind and the wavefronts they need. A request of w-byte
+//! accesses is served in phases of min(32, 128 / w) lanes (ldmatrix: one 8 × 16-byte matrix per
+//! phase); a phase needs as many wavefronts as the most distinct 4-byte words that fall in
+//! one of the 32 banks (bank = word mod 32; lanes reading one word share it). Ideal: the
+//! phase's distinct words / 32, rounded up; bank conflicts = wavefronts − ideal.
+struct shared_requests {
+  uint64_t requests = 0, wavefronts = 0, ideal_wavefronts = 0;
+};
+
+//! The counters of one launch.
+struct launch_record {
+  std::string kernel;  //!< mangled name
+  unsigned grid[3] = {1, 1, 1}, block[3] = {1, 1, 1};
+  size_t dynamic_shared_bytes = 0;
+  uint64_t thread_instructions[size_t(instruction_class::count)] = {};  //!< executed (guard true)
+  global_requests global_load;    //!< ld (global, const, generic resolving to global)
+  global_requests global_store;   //!< st
+  global_requests global_atomic;  //!< atom, red
+  global_requests async_copy;     //!< cp.async: the global reads
+  global_requests bulk_tensor;    //!< cp.async.bulk.tensor: one request per copy (its box, and
+                                  //!< the tensor map when it lies in global memory)
+  uint64_t distinct_read_sectors = 0;     //!< global and const sectors read (atomics read and write)
+  uint64_t distinct_written_sectors = 0;  //!< global sectors written
+  shared_requests shared_load;    //!< ld.shared (also generic), ldmatrix
+  shared_requests shared_store;   //!< st.shared, the shared writes of cp.async
+  shared_requests shared_atomic;  //!< atom.shared, red.shared
+  uint64_t local_requests = 0;    //!< ld.local, st.local
+  uint64_t tensor_macs = 0;       //!< multiply-adds issued to tensor cores (m·n·k per mma)
+  uint64_t barrier_arrivals = 0;  //!< threads released from bar.sync / barrier / bar.red
+  uint64_t barrier_releases = 0;  //!< block barriers released
+  uint64_t mbarrier_waits = 0;    //!< mbarrier.try_wait executions
+  uint64_t mbarrier_suspensions = 0;  //!< those that found their phase incomplete and waited
+
+  uint64_t distinct_bytes() const { return 32 * (distinct_read_sectors + distinct_written_sectors); }
+};
+
+//! Begins a session: the records and the session's sector maps start empty.
+void start();
+//! Ends the session and returns its launches' records, oldest first.
+std::vector<launch_record> stop();
+
+//! Sectors of [ptr, ptr + bytes) (device memory) that the launches of the current or last
+//! session read / wrote, each sector counted once.
+uint64_t sectors_read(const void* ptr, size_t bytes);
+uint64_t sectors_written(const void* ptr, size_t bytes);
+
+//! One record as a JSON object (one line).
+std::string json(const launch_record& r);
+
+}  // namespace emu::profile

@@ -1,0 +1,337 @@
+// The traffic counters (profile.hpp) against counts worked by hand from the memory rules
+// Nsight Compute counts by (CUDA C++ Programming Guide, "Device Memory Accesses": a warp's
+// global request touches 32-byte sectors; shared memory has 32 banks of 4-byte words, and
+// distinct words in one bank are served by separate wavefronts, one word read by many lanes
+// once). Emulator only: a GPU has no such API (Nsight Compute measures the same quantities).
+#include <cuda_runtime.h>
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "profile.hpp"
+
+namespace {
+
+#define PROFILE_CUDA(expr) REQUIRE_EQ((expr), cudaSuccess)
+
+//! Profiles what `launch` enqueues and returns its records.
+template <class Launch>
+std::vector<emu::profile::launch_record> profiled(Launch&& launch) {
+  emu::profile::start();
+  launch();
+  const cudaError_t status = cudaDeviceSynchronize();
+  auto records = emu::profile::stop();
+  REQUIRE_EQ(status, cudaSuccess);
+  return records;
+}
+
+template <class Launch>
+emu::profile::launch_record profiled_one(Launch&& launch) {
+  auto records = profiled(launch);
+  REQUIRE_EQ(records.size(), 1u);
+  return records[0];
+}
+
+//! A device buffer of n floats, every byte written (initcheck).
+struct buffer {
+  float* data = nullptr;
+  explicit buffer(size_t n) {
+    REQUIRE_EQ(cudaMalloc(&data, n * sizeof(float)), cudaSuccess);
+    REQUIRE_EQ(cudaMemset(data, 0, n * sizeof(float)), cudaSuccess);
+  }
+  ~buffer() { cudaFree(data); }
+};
+
+//! out[lane] = in[lane · stride + offset] (one warp).
+__global__ void strided_load(const float* in, float* out, int stride, int offset) {
+  out[threadIdx.x] = in[threadIdx.x * stride + offset];
+}
+
+//! Every lane reads in[0].
+__global__ void broadcast_load(const float* in, float* out) {
+  const volatile float* p = in;
+  out[threadIdx.x] = p[0];
+}
+
+//! 16 bytes per lane, consecutive.
+__global__ void vector_load(const float4* in, float4* out) { out[threadIdx.x] = in[threadIdx.x]; }
+
+//! Reads in[lane] `times` times (each a request) and writes its sum.
+__global__ void repeated_load(const float* in, float* out, int times) {
+  float sum = 0;
+  const volatile float* p = in;
+  for (int i = 0; i < times; ++i) sum += p[threadIdx.x];
+  out[threadIdx.x] = sum;
+}
+
+//! The even lanes read in[lane].
+__global__ void even_lanes_load(const float* in, float* out) {
+  if (threadIdx.x % 2 == 0) out[threadIdx.x] = in[threadIdx.x];
+}
+
+__global__ void atomic_same_word(float* p) { atomicAdd(p, 1.0f); }
+
+//! Shared memory: lane l stores word l · store_stride, then (after a barrier) loads word
+//! l · load_stride.
+__global__ void shared_strides(float* out, int store_stride, int load_stride) {
+  __shared__ float s[32 * 33];
+  volatile float* v = s;
+  v[threadIdx.x * store_stride] = float(threadIdx.x);
+  __syncthreads();
+  out[threadIdx.x] = v[threadIdx.x * load_stride];
+}
+
+//! Lane l stores 16 (or 8) bytes at byte 16l (8l): st.shared.v4.f32 (v2).
+__global__ void shared_vector_store(float* out) {
+  __shared__ float4 s4[32];
+  __shared__ float2 s2[32];
+  const float x = float(threadIdx.x);
+  asm volatile("st.shared.v4.f32 [%0], {%1, %1, %1, %1};" ::"r"(unsigned(__cvta_generic_to_shared(&s4[threadIdx.x]))),
+               "f"(x) : "memory");
+  asm volatile("st.shared.v2.f32 [%0], {%1, %1};" ::"r"(unsigned(__cvta_generic_to_shared(&s2[threadIdx.x]))),
+               "f"(x) : "memory");
+  __syncthreads();
+  out[threadIdx.x] = s4[31 - threadIdx.x].x + s2[31 - threadIdx.x].y;
+}
+
+//! ldmatrix.x4 of four 8 × 8 b16 matrices from a tile of 8 rows of 128 bytes; row r of matrix
+//! i at byte 128r + 16i, or with the XOR swizzle at 128r + 16(i ^ r).
+__global__ void ldmatrix_rows(unsigned* out, bool swizzled) {
+  __shared__ __align__(128) unsigned short tile[8 * 64];
+  for (int i = threadIdx.x; i < 8 * 64; i += 32) tile[i] = static_cast<unsigned short>(i);
+  __syncthreads();
+  const int i = threadIdx.x / 8, r = threadIdx.x % 8;
+  const int chunk = swizzled ? (i ^ r) : i;
+  const unsigned address = unsigned(__cvta_generic_to_shared(tile)) + 128 * r + 16 * chunk;
+  unsigned d[4];
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(address));
+  out[threadIdx.x] = d[0] ^ d[1] ^ d[2] ^ d[3];
+}
+
+//! One cp.async of 16 bytes per lane (consecutive), waited for, then copied out.
+__global__ void async_copy_rows(const float4* in, float4* out) {
+  __shared__ float4 s[32];
+  const unsigned dst = unsigned(__cvta_generic_to_shared(&s[threadIdx.x]));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(in + threadIdx.x) : "memory");
+  asm volatile("cp.async.wait_all;" ::: "memory");
+  out[threadIdx.x] = s[threadIdx.x];
+}
+
+//! `count` mma.sync m16n8k16 per warp.
+__global__ void mma_loop(float* out, int count) {
+  unsigned a[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u}, b[2] = {0x3F803F80u, 0x3F803F80u};
+  float c[4] = {0, 0, 0, 0};
+  for (int i = 0; i < count; ++i) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  out[blockIdx.x * blockDim.x + threadIdx.x] = c[0] + c[1] + c[2] + c[3];
+}
+
+//! Two block barriers.
+__global__ void two_barriers(float* out) {
+  __shared__ float s[64];
+  s[threadIdx.x] = float(threadIdx.x);
+  __syncthreads();
+  const float x = s[63 - threadIdx.x];
+  __syncthreads();
+  out[threadIdx.x] = x;
+}
+
+//! `extra` more fma.rn.f32 than the same kernel with extra = 0 (inline PTX, not optimised away).
+template <int Extra>
+__global__ void fma_chain(float* out) {
+  float x = float(threadIdx.x);
+#pragma unroll
+  for (int i = 0; i < Extra; ++i) asm volatile("fma.rn.f32 %0, %0, %0, %0;" : "+f"(x));
+  out[threadIdx.x] = x;
+}
+
+}  // namespace
+
+TEST_CASE("global loads: sectors per warp request") {
+  buffer in(32 * 33), out(32);
+  struct pattern {
+    int stride, offset;
+    uint64_t sectors, bytes;
+  };
+  // 32 lanes × 4 bytes: consecutive → 4 sectors; one word every 8 → 8 sectors half used;
+  // one word every 32 (128 bytes) → 32 sectors; shifted by one word → 5 sectors.
+  const pattern patterns[] = {{1, 0, 4, 128}, {2, 0, 8, 128}, {32, 0, 32, 128}, {1, 1, 5, 128}};
+  for (const pattern& p : patterns) {
+    CAPTURE(p.stride);
+    CAPTURE(p.offset);
+    const auto r = profiled_one([&] { strided_load<<<1, 32>>>(in.data, out.data, p.stride, p.offset); });
+    CHECK_EQ(r.global_load.requests, 1u);
+    CHECK_EQ(r.global_load.sectors, p.sectors);
+    CHECK_EQ(r.global_load.bytes, p.bytes);
+    CHECK_EQ(r.global_store.requests, 1u);  // out[lane]: consecutive
+    CHECK_EQ(r.global_store.sectors, 4u);
+    CHECK_EQ(r.distinct_read_sectors, p.sectors);
+    CHECK_EQ(r.distinct_written_sectors, 4u);
+  }
+}
+
+TEST_CASE("global loads: broadcast, 16-byte vectors, repeats, inactive lanes") {
+  buffer in(32 * 4), out(32 * 4);
+  const auto b = profiled_one([&] { broadcast_load<<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(b.global_load.requests, 1u);
+  CHECK_EQ(b.global_load.sectors, 1u);
+  CHECK_EQ(b.global_load.bytes, 4u);
+
+  const auto v = profiled_one([&] {
+    vector_load<<<1, 32>>>(reinterpret_cast<const float4*>(in.data), reinterpret_cast<float4*>(out.data));
+  });
+  CHECK_EQ(v.global_load.requests, 1u);  // one ld.global.v4 per lane: 512 bytes, 16 sectors
+  CHECK_EQ(v.global_load.sectors, 16u);
+  CHECK_EQ(v.global_load.bytes, 512u);
+
+  // Three loads of the same 128 bytes: 3 requests of 4 sectors, 4 distinct sectors.
+  const auto rep = profiled_one([&] { repeated_load<<<1, 32>>>(in.data, out.data, 3); });
+  CHECK_EQ(rep.global_load.requests, 3u);
+  CHECK_EQ(rep.global_load.sectors, 12u);
+  CHECK_EQ(rep.distinct_read_sectors, 4u);
+
+  // Lanes 0, 2, ..., 30 read words 0, 2, ..., 30: one request over the 4 sectors, 64 bytes.
+  const auto even = profiled_one([&] { even_lanes_load<<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(even.global_load.requests, 1u);
+  CHECK_EQ(even.global_load.sectors, 4u);
+  CHECK_EQ(even.global_load.bytes, 64u);
+}
+
+TEST_CASE("distinct sectors: blocks share them, the session map tells which were read") {
+  buffer in(64 * 32), out(64 * 32);
+  // Two blocks read the same 128 bytes (4 sectors) and write their own.
+  const auto r = profiled_one([&] { strided_load<<<2, 32>>>(in.data, out.data, 1, 0); });
+  CHECK_EQ(r.global_load.requests, 2u);
+  CHECK_EQ(r.global_load.sectors, 8u);
+  CHECK_EQ(r.distinct_read_sectors, 4u);
+  CHECK_EQ(r.distinct_written_sectors, 4u);  // both blocks write out[0, 32)
+  CHECK_EQ(emu::profile::sectors_read(in.data, 64 * 32 * sizeof(float)), 4u);
+  CHECK_EQ(emu::profile::sectors_read(in.data + 32, 32 * sizeof(float)), 0u);
+  CHECK_EQ(emu::profile::sectors_read(in.data + 7, 4), 1u);  // part of a read sector
+  CHECK_EQ(emu::profile::sectors_written(out.data, 64 * 32 * sizeof(float)), 4u);
+  CHECK_EQ(emu::profile::sectors_written(in.data, 64 * 32 * sizeof(float)), 0u);
+
+  // Per launch: two launches of the same read count their sectors each.
+  const auto two = profiled([&] {
+    strided_load<<<1, 32>>>(in.data, out.data, 1, 0);
+    strided_load<<<1, 32>>>(in.data, out.data, 1, 0);
+  });
+  REQUIRE_EQ(two.size(), 2u);
+  CHECK_EQ(two[0].distinct_read_sectors, 4u);
+  CHECK_EQ(two[1].distinct_read_sectors, 4u);
+}
+
+TEST_CASE("global atomics: one request, the sector read and written") {
+  buffer p(8);
+  const auto r = profiled_one([&] { atomic_same_word<<<1, 32>>>(p.data); });
+  CHECK_EQ(r.global_atomic.requests, 1u);
+  CHECK_EQ(r.global_atomic.sectors, 1u);
+  CHECK_EQ(r.distinct_read_sectors, 1u);
+  CHECK_EQ(r.distinct_written_sectors, 1u);
+}
+
+TEST_CASE("shared memory: wavefronts by the 32-bank rule") {
+  buffer out(32);
+  struct pattern {
+    int stride;
+    uint64_t wavefronts;
+  };
+  // Word l·stride: stride 1 → 32 banks, 1 wavefront; 2 → 16 banks twice, 2; 32 → one bank, 32;
+  // 33 → bank l, 1; a load with stride 0 → one word for every lane, 1.
+  const pattern patterns[] = {{1, 1}, {2, 2}, {32, 32}, {33, 1}, {0, 1}};
+  for (const pattern& p : patterns) {
+    CAPTURE(p.stride);
+    const int store_stride = p.stride == 0 ? 1 : p.stride;  // lanes storing one word would race
+    const auto r = profiled_one([&] { shared_strides<<<1, 32>>>(out.data, store_stride, p.stride); });
+    CHECK_EQ(r.shared_load.requests, 1u);
+    CHECK_EQ(r.shared_load.wavefronts, p.wavefronts);
+    CHECK_EQ(r.shared_load.ideal_wavefronts, 1u);
+    if (p.stride != 0) {
+      CHECK_EQ(r.shared_store.requests, 1u);
+      CHECK_EQ(r.shared_store.wavefronts, p.wavefronts);
+      CHECK_EQ(r.shared_store.ideal_wavefronts, 1u);
+    }
+  }
+}
+
+TEST_CASE("shared memory: 8- and 16-byte accesses are served in half- and quarter-warp phases") {
+  buffer out(32);
+  const auto r = profiled_one([&] { shared_vector_store<<<1, 32>>>(out.data); });
+  // st.shared.v4: 512 bytes in 4 phases of 8 lanes, 1 wavefront each; v2: 256 bytes, 2 phases.
+  CHECK_EQ(r.shared_store.requests, 2u);
+  CHECK_EQ(r.shared_store.wavefronts, 4u + 2u);
+  CHECK_EQ(r.shared_store.ideal_wavefronts, 4u + 2u);
+}
+
+TEST_CASE("ldmatrix: eight 128-byte-strided rows conflict, the XOR-swizzled rows do not") {
+  buffer out(32);
+  const auto plain = profiled_one([&] { ldmatrix_rows<<<1, 32>>>(reinterpret_cast<unsigned*>(out.data), false); });
+  const auto swizzled = profiled_one([&] { ldmatrix_rows<<<1, 32>>>(reinterpret_cast<unsigned*>(out.data), true); });
+  // The tile fill: 16 st.shared.u16 requests, 32 lanes on 16 words: 1 wavefront each. Then the
+  // ldmatrix.x4: one request, a phase per matrix; its 8 rows (16 bytes = 4 banks each) at a
+  // 128-byte stride all fall in the same 4 banks (8 wavefronts), or swizzled in 8 disjoint ones (1).
+  CHECK_EQ(plain.shared_load.requests, 1u);
+  CHECK_EQ(plain.shared_load.wavefronts, 4u * 8u);
+  CHECK_EQ(plain.shared_load.ideal_wavefronts, 4u);
+  CHECK_EQ(swizzled.shared_load.requests, 1u);
+  CHECK_EQ(swizzled.shared_load.wavefronts, 4u);
+  CHECK_EQ(plain.shared_store.requests, 16u);
+  CHECK_EQ(plain.shared_store.wavefronts, 16u);
+}
+
+TEST_CASE("cp.async: a global request and its shared writes") {
+  buffer in(32 * 4), out(32 * 4);
+  const auto r = profiled_one([&] {
+    async_copy_rows<<<1, 32>>>(reinterpret_cast<const float4*>(in.data), reinterpret_cast<float4*>(out.data));
+  });
+  CHECK_EQ(r.async_copy.requests, 1u);
+  CHECK_EQ(r.async_copy.sectors, 16u);
+  CHECK_EQ(r.async_copy.bytes, 512u);
+  CHECK_EQ(r.global_load.requests, 0u);
+  CHECK_EQ(r.shared_store.requests, 1u);  // 16 bytes per lane: 4 phases, no conflict
+  CHECK_EQ(r.shared_store.wavefronts, 4u);
+  CHECK_EQ(r.distinct_read_sectors, 16u);
+}
+
+TEST_CASE("tensor cores: m·n·k multiply-adds per mma.sync") {
+  buffer out(64 * 2);
+  const auto r = profiled_one([&] { mma_loop<<<2, 64>>>(out.data, 3); });
+  CHECK_EQ(r.tensor_macs, uint64_t(2 * 2 * 3) * 16 * 8 * 16);  // 2 blocks × 2 warps × 3 mma
+  CHECK(r.thread_instructions[size_t(emu::profile::instruction_class::tensor)] == uint64_t(2 * 64 * 3));
+}
+
+TEST_CASE("barriers and instruction classes") {
+  buffer out(64);
+  const auto r = profiled_one([&] { two_barriers<<<1, 64>>>(out.data); });
+  CHECK_EQ(r.barrier_releases, 2u);
+  CHECK_EQ(r.barrier_arrivals, 2u * 64u);
+
+  const auto base = profiled_one([&] { fma_chain<0><<<1, 32>>>(out.data); });
+  const auto more = profiled_one([&] { fma_chain<5><<<1, 32>>>(out.data); });
+  const size_t floating = size_t(emu::profile::instruction_class::floating);
+  CHECK_EQ(more.thread_instructions[floating] - base.thread_instructions[floating], 5u * 32u);
+  for (size_t c = 0; c < size_t(emu::profile::instruction_class::count); ++c) {
+    if (c != floating) CHECK_EQ(more.thread_instructions[c], base.thread_instructions[c]);
+  }
+}
+
+TEST_CASE("no session, no records; a record is one JSON object") {
+  buffer in(32), out(32);
+  strided_load<<<1, 32>>>(in.data, out.data, 1, 0);
+  PROFILE_CUDA(cudaDeviceSynchronize());
+  CHECK(emu::profile::stop().empty());
+  const auto r = profiled_one([&] { strided_load<<<1, 32>>>(in.data, out.data, 1, 0); });
+  const std::string j = emu::profile::json(r);
+  CHECK_EQ(j.front(), '{');
+  CHECK_EQ(j.back(), '}');
+  CHECK_NE(j.find("\"distinct_read_sectors\":4"), std::string::npos);
+  CHECK_NE(j.find("\"global_load\":{\"requests\":1,\"sectors\":4,\"bytes\":128}"), std::string::npos);
+}
