@@ -21,10 +21,6 @@ using namespace beam::bench;
 using bf16 = __nv_bfloat16;
 using beam::device::gemm_epilogue;
 
-struct model_shape {
-  const char* name;
-  int H, I, E, K;
-};
 const model_shape models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8},
                               {"DeepSeek-V2-Lite", 2048, 1408, 64, 6},
                               {"Mixtral-8x7B", 4096, 14336, 8, 2}};

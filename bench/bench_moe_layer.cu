@@ -17,14 +17,6 @@ namespace {
 using namespace beam::bench;
 using bf16 = __nv_bfloat16;
 
-struct model_shape {
-  const char* name;
-  int H, I, E, K, I_s;
-};
-const model_shape models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8, 0},
-                              {"DeepSeek-V2-Lite", 2048, 1408, 64, 6, 2 * 1408},
-                              {"Qwen1.5-MoE-A2.7B", 2048, 1408, 60, 4, 5632}};
-
 //! A layer's weights, inputs and workspace on the device.
 struct layer_problem {
   model_shape m;
@@ -100,7 +92,7 @@ struct layer_problem {
 
 //! moe_experts_forward at a target Avg.K beside dense Top-K on the same experts.
 void bm_layer_masked_vs_dense(benchmark::State& state) {
-  const model_shape& m = models[state.range(0)];
+  const model_shape& m = layer_models[state.range(0)];
   const int64_t T = state.range(1);
   layer_problem p(m, T);
   const auto dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
@@ -122,7 +114,7 @@ void bm_layer_masked_vs_dense(benchmark::State& state) {
 //! The whole moe_forward (router, routing with the mask, experts, combine); range: model, T,
 //! mask (0 off: dense Top-K, 1 on).
 void bm_moe_forward(benchmark::State& state) {
-  const model_shape& m = models[state.range(0)];
+  const model_shape& m = layer_models[state.range(0)];
   const int64_t T = state.range(1);
   layer_problem p(m, T);
   beam::routing_options options;

@@ -10,45 +10,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "beam/core/dtype.cuh"
 #include "beam/core/error.cuh"
+#include "workloads.cuh"
 
 namespace beam::bench {
-
-//! Avg.K targets by index: K (dense Top-K), K/2, 1.23, 0.56 (the paper's operating points).
-inline double target_avg_k(int index, int K) {
-  const double targets[] = {double(K), K / 2.0, 1.23, 0.56};
-  return targets[index];
-}
-
-//! Seeded routing `[T, K]` as a Top-K router gives it: K distinct experts per token, half of
-//! the picks from a hot quarter of the experts; each pair then kept with probability
-//! Avg.K / K (−1 = masked).
-inline std::vector<int32_t> skewed_routing(int64_t T, int K, int E, double avg_k, uint64_t seed = 2026) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::uniform_int_distribution<int> any(0, E - 1), hot(0, std::max(E / 4, 1) - 1);
-  std::vector<int32_t> ids(size_t(T * K));
-  for (int64_t t = 0; t < T; ++t) {
-    int32_t* row = ids.data() + t * K;
-    for (int k = 0; k < K; ++k) {
-      int32_t e;
-      do {
-        e = E / 4 >= K && u(rng) < 0.5 ? hot(rng) : any(rng);
-      } while (std::find(row, row + k, e) != row + k);
-      row[k] = e;
-    }
-    for (int k = 0; k < K; ++k) {
-      if (u(rng) >= avg_k / K) row[k] = -1;
-    }
-  }
-  return ids;
-}
 
 //! Throws unless a cuBLAS call succeeded (benchmarks only).
 inline void cublas_try(cublasStatus_t status, const char* what) {

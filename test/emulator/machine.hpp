@@ -151,6 +151,7 @@ struct profile_site {
 struct profile_launch {
   profile::launch_record record;
   std::unordered_map<uint64_t, profile_site> sites;
+  std::map<uint64_t, profile::line_requests> lines;  //!< by pc · kinds + kind
   std::vector<allocation*> touched;
   uint64_t epoch = 0;
 };

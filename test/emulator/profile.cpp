@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <sstream>
+#include <type_traits>
 
 #include "decode.hpp"
 #include "machine.hpp"
@@ -82,6 +84,10 @@ uint64_t popcount(const std::vector<uint64_t>& map) {
   for (uint64_t w : map) n += static_cast<uint64_t>(__builtin_popcountll(w));
   return n;
 }
+
+const char* const request_kind_names[k_kinds] = {"global_load", "global_store", "global_atomic", "async_copy",
+                                                 "bulk_tensor", "shared_load", "shared_store", "shared_atomic",
+                                                 "local"};
 
 void fold_global(profile::global_requests& c, std::vector<lane_access>& accesses) {
   std::sort(accesses.begin(), accesses.end(),
@@ -227,19 +233,42 @@ void profile_block_end(block_state& b) {
   profile_launch& p = *b.profile;
   profile::launch_record& r = p.record;
   for (auto& [key, site] : p.sites) {
+    const uint64_t kind = key % k_kinds, pc = key / k_kinds / b.warp_count;
+    profile::global_requests global;
+    profile::shared_requests shared;
     for (std::vector<lane_access>& request : site.requests) {
-      switch (key % k_kinds) {
-        case k_global_load: fold_global(r.global_load, request); break;
-        case k_global_store: fold_global(r.global_store, request); break;
-        case k_global_atomic: fold_global(r.global_atomic, request); break;
-        case k_async_copy: fold_global(r.async_copy, request); break;
-        case k_bulk_tensor: fold_global(r.bulk_tensor, request); break;
-        case k_shared_load: fold_shared(r.shared_load, request); break;
-        case k_shared_store: fold_shared(r.shared_store, request); break;
-        case k_shared_atomic: fold_shared(r.shared_atomic, request); break;
-        default: ++r.local_requests; break;
-      }
+      if (kind >= k_shared_load && kind <= k_shared_atomic) fold_shared(shared, request);
+      else fold_global(global, request);
     }
+    const auto add = [](auto& into, const auto& from) {
+      into.requests += from.requests;
+      if constexpr (std::is_same_v<std::decay_t<decltype(from)>, profile::global_requests>) {
+        into.sectors += from.sectors;
+        into.bytes += from.bytes;
+      } else {
+        into.wavefronts += from.wavefronts;
+        into.ideal_wavefronts += from.ideal_wavefronts;
+      }
+    };
+    switch (kind) {
+      case k_global_load: add(r.global_load, global); break;
+      case k_global_store: add(r.global_store, global); break;
+      case k_global_atomic: add(r.global_atomic, global); break;
+      case k_async_copy: add(r.async_copy, global); break;
+      case k_bulk_tensor: add(r.bulk_tensor, global); break;
+      case k_shared_load: add(r.shared_load, shared); break;
+      case k_shared_store: add(r.shared_store, shared); break;
+      case k_shared_atomic: add(r.shared_atomic, shared); break;
+      default: r.local_requests += global.requests; break;
+    }
+    profile::line_requests& line = p.lines[pc * k_kinds + kind];
+    line.line = b.k.code[pc].line;
+    line.kind = request_kind_names[kind];
+    line.requests += global.requests + shared.requests;
+    line.sectors += global.sectors;
+    line.bytes += global.bytes;
+    line.wavefronts += shared.wavefronts;
+    line.ideal_wavefronts += shared.ideal_wavefronts;
   }
   p.sites.clear();
 }
@@ -248,6 +277,7 @@ void profile_launch_end(profile_launch* launch, bool succeeded) {
   if (!launch) return;
   profiler& p = state();
   profile::launch_record& r = launch->record;
+  for (const auto& [key, line] : launch->lines) r.lines.push_back(line);  // ordered by pc, then kind
   for (allocation* a : launch->touched) {
     r.distinct_read_sectors += popcount(a->launch_read);
     r.distinct_written_sectors += popcount(a->launch_written);
@@ -327,7 +357,16 @@ std::string json(const launch_record& r) {
   append_requests(o, "shared_atomic", r.shared_atomic);
   o << ",\"local_requests\":" << r.local_requests << ",\"tensor_macs\":" << r.tensor_macs
     << ",\"barrier_arrivals\":" << r.barrier_arrivals << ",\"barrier_releases\":" << r.barrier_releases
-    << ",\"mbarrier_waits\":" << r.mbarrier_waits << ",\"mbarrier_suspensions\":" << r.mbarrier_suspensions << "}";
+    << ",\"mbarrier_waits\":" << r.mbarrier_waits << ",\"mbarrier_suspensions\":" << r.mbarrier_suspensions
+    << ",\"lines\":[";
+  for (size_t i = 0; i < r.lines.size(); ++i) {
+    const line_requests& l = r.lines[i];
+    o << (i ? "," : "") << "{\"line\":" << l.line << ",\"kind\":\"" << l.kind << "\",\"requests\":" << l.requests;
+    if (l.wavefronts) o << ",\"wavefronts\":" << l.wavefronts << ",\"ideal_wavefronts\":" << l.ideal_wavefronts;
+    else o << ",\"sectors\":" << l.sectors << ",\"bytes\":" << l.bytes;
+    o << "}";
+  }
+  o << "]}";
   return o.str();
 }
 

@@ -51,6 +51,16 @@ struct shared_requests {
   uint64_t requests = 0, wavefronts = 0, ideal_wavefronts = 0;
 };
 
+//! The requests of one memory instruction (a PTX line) of one kind, over the launch: where
+//! sectors and wavefronts go.
+struct line_requests {
+  uint32_t line = 0;         //!< PTX line (nvcc --keep writes the module as *.ptx)
+  const char* kind = "";     //!< the launch_record member it counts towards, e.g. "shared_load"
+  uint64_t requests = 0;
+  uint64_t sectors = 0, bytes = 0;               //!< global kinds
+  uint64_t wavefronts = 0, ideal_wavefronts = 0;  //!< shared kinds
+};
+
 //! The counters of one launch.
 struct launch_record {
   std::string kernel;  //!< mangled name
@@ -74,6 +84,7 @@ struct launch_record {
   uint64_t barrier_releases = 0;  //!< block barriers released
   uint64_t mbarrier_waits = 0;    //!< mbarrier.try_wait executions
   uint64_t mbarrier_suspensions = 0;  //!< those that found their phase incomplete and waited
+  std::vector<line_requests> lines;   //!< per memory instruction and kind, by PTX line
 
   uint64_t distinct_bytes() const { return 32 * (distinct_read_sectors + distinct_written_sectors); }
 };

@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
     }
     block::fence_barrier_init();
   }
-  static_assert(sizeof(typename cub::BlockScan<int32_t, geo::threads>::TempStorage) <= sizeof(T) * S * BM * BK,
+  static_assert(sizeof(typename row_tile_scan<geo::threads>::TempStorage) <= sizeof(T) * S * BM * BK,
                 "the scan's storage fits the idle ring");
   number_row_tiles<geo::threads, BM>(p, a_ring, tile_starts);  // its __syncthreads publishes the barriers
 

@@ -107,22 +107,37 @@ __device__ inline void group_range(const grouped_gemm_params<T, OutT>& p, int e,
   end = p.offsets ? min(max(int64_t(p.offsets[e + 1]), begin), p.rows) : p.rows;
 }
 
+//! The block scan that numbers the row tiles: warp scans (shuffles, one shared word per warp).
+template <int Threads>
+using row_tile_scan = cub::BlockScan<int32_t, Threads, cub::BLOCK_SCAN_WARP_SCANS>;
+
 //! Numbers the row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ for
 //! e ≤ groups (a blocked block scan; `scan_memory` holds its storage, free again on return).
+//! The offsets are read once, coalesced, into tile_starts, and each thread takes its
+//! consecutive groups from there (`items` is odd for every block size up to 256: a stride
+//! free of bank conflicts).
 template <int Threads, int BM, class T, class OutT>
 __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
                                         int32_t* tile_starts) {
-  using block_scan = cub::BlockScan<int32_t, Threads>;
   constexpr int items = (gemm_max_groups + Threads - 1) / Threads + 1;
+  if (p.offsets) {
+    for (int e = int(threadIdx.x); e <= p.groups; e += Threads) tile_starts[e] = p.offsets[e];
+  }
+  __syncthreads();
   int32_t tiles[items], starts[items];
 #pragma unroll
   for (int i = 0; i < items; ++i) {
     const int e = int(threadIdx.x) * items + i;
-    int64_t begin = 0, end = 0;
-    if (e < p.groups) group_range(p, e, begin, end);
-    tiles[i] = int32_t((end - begin + BM - 1) / BM);
+    int64_t begin = 0, end = p.rows;  // rows of group e, clamped to [0, rows] as in group_range
+    if (p.offsets && e < p.groups) {
+      begin = min(max(int64_t(tile_starts[e]), int64_t(0)), p.rows);
+      end = min(max(int64_t(tile_starts[e + 1]), begin), p.rows);
+    }
+    tiles[i] = e < p.groups ? int32_t((end - begin + BM - 1) / BM) : 0;
   }
-  block_scan(*static_cast<typename block_scan::TempStorage*>(scan_memory)).ExclusiveSum(tiles, starts);
+  __syncthreads();  // every offset read before the starts overwrite them
+  row_tile_scan<Threads>(*static_cast<typename row_tile_scan<Threads>::TempStorage*>(scan_memory))
+      .ExclusiveSum(tiles, starts);
 #pragma unroll
   for (int i = 0; i < items; ++i) {
     const int e = int(threadIdx.x) * items + i;
@@ -243,7 +258,7 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   T* a_ring = reinterpret_cast<T*>(smem);
   T* b_ring = a_ring + S * BM * BK;
   int32_t* tile_starts = reinterpret_cast<int32_t*>(b_ring + S * BN * BK);
-  static_assert(sizeof(typename cub::BlockScan<int32_t, threads>::TempStorage) <= sizeof(T) * S * BM * BK,
+  static_assert(sizeof(typename row_tile_scan<threads>::TempStorage) <= sizeof(T) * S * BM * BK,
                 "the scan's storage fits the idle ring");
   number_row_tiles<threads, BM>(p, smem, tile_starts);
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;

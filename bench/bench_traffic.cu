@@ -1,0 +1,192 @@
+// The traffic report: the BEAM layer forward at decode shapes of real models, counted on the
+// emulator (no GPU needed). For each model, T and Avg.K (the benchmarks' skewed routing, mask
+// on) beside dense Top-K on the same weights and experts: launches, distinct DRAM bytes
+// (each launch's distinct sectors, as with an L2 that holds a launch's footprint), the ideal
+// bytes, their ratio, weight sectors of inactive experts read, per kernel the sectors per
+// request, sector efficiency and bank conflicts, and the time those bytes take at the H100's
+// 3.35 TB/s (an estimate from counted bytes, not a measurement).
+//
+//   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--out PREFIX]
+//
+// writes PREFIX.csv (a row per layer forward), PREFIX-kernels.csv (a row per launch) and
+// PREFIX.jsonl (a row per layer forward with every launch's emulator record), prints a
+// Markdown table and the targets met or missed; exits 1 if one is missed.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "layer_traffic.cuh"
+
+namespace {
+
+using namespace beam::bench;
+
+constexpr double hbm_bytes_per_s = 3.35e12;  // H100 SXM5 HBM3, the datasheet figure
+
+std::vector<int> parse_list(const char* text) {
+  std::vector<int> v;
+  std::stringstream s(text);
+  for (std::string item; std::getline(s, item, ',');) v.push_back(std::stoi(item));
+  return v;
+}
+
+emu::profile::global_requests sum(std::initializer_list<const emu::profile::global_requests*> parts) {
+  emu::profile::global_requests g;
+  for (const auto* c : parts) {
+    g.requests += c->requests;
+    g.sectors += c->sectors;
+    g.bytes += c->bytes;
+  }
+  return g;
+}
+//! Global requests of a launch that read: ld, cp.async, TMA.
+emu::profile::global_requests reads_of(const emu::profile::launch_record& r) {
+  return sum({&r.global_load, &r.async_copy, &r.bulk_tensor});
+}
+//! The GEMM operand streams: cp.async and TMA (ld.global reads group offsets and pair indices).
+emu::profile::global_requests operand_reads_of(const emu::profile::launch_record& r) {
+  return sum({&r.async_copy, &r.bulk_tensor});
+}
+double efficiency(const emu::profile::global_requests& g) {
+  return g.sectors ? double(g.bytes) / (32.0 * double(g.sectors)) : 1.0;
+}
+
+uint64_t bank_conflicts(const emu::profile::launch_record& r) {
+  uint64_t n = 0;
+  for (const auto* c : {&r.shared_load, &r.shared_store, &r.shared_atomic}) n += c->wavefronts - c->ideal_wavefronts;
+  return n;
+}
+
+bool is_gemm(const std::string& kernel) { return kernel.find("gemm") != std::string::npos; }
+
+struct row {
+  std::string model;
+  int64_t T;
+  double target, avg_k;
+  bool masked;
+  layer_traffic traffic;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> models = {0, 1, 2}, tokens = {1, 4, 16, 64};
+  std::string prefix = "traffic";
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--models") && i + 1 < argc) models = parse_list(argv[++i]);
+    else if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = parse_list(argv[++i]);
+    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) prefix = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--out PREFIX]\n", argv[0]);
+      return 2;
+    }
+  }
+  cudaDeviceProp prop{};
+  traffic_try(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  if (std::strncmp(prop.name, "beam emulated", 13) != 0) {
+    std::printf("bench_traffic counts on the emulator; linked with libcudart it has nothing to count\n");
+    return 0;
+  }
+  std::ofstream csv(prefix + ".csv"), kernels(prefix + "-kernels.csv"), jsonl(prefix + ".jsonl");
+  csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
+         "inactive_experts_read,active_experts_partly_read,hbm_estimate_us\n";
+  kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
+             "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
+             "tensor_macs,thread_instructions\n";
+  std::printf("device model: %s\n\n", prop.name);
+  std::printf("| model | T | Avg.K target | Avg.K | routing | launches | active experts | distinct MB | ideal MB | "
+              "ratio | inactive experts read | HBM estimate µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::vector<row> rows;
+  for (int mi : models) {
+    const model_shape& m = layer_models[mi];
+    traffic_problem problem(m, *std::max_element(tokens.begin(), tokens.end()));
+    for (int T : tokens) {
+      const std::vector<int32_t> dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
+      std::vector<row> group;
+      group.push_back({m.name, T, double(m.K), 0, false, problem.run(T, dense_ids, false)});
+      for (int a = 0; a < 4; ++a) {
+        const double target = target_avg_k(a, m.K);
+        group.push_back({m.name, T, target, 0, true, problem.run(T, skewed_routing(T, m.K, m.E, target), true)});
+      }
+      for (row& r : group) {
+        const layer_traffic& t = r.traffic;
+        r.avg_k = t.pairs / double(T);
+        const char* routing = r.masked ? "mask" : "dense Top-K";
+        const double us = t.distinct_bytes / hbm_bytes_per_s * 1e6;
+        csv << r.model << ',' << T << ',' << r.target << ',' << r.avg_k << ',' << routing << ','
+            << t.launches.size() << ',' << t.active_experts << ',' << t.distinct_bytes << ',' << t.ideal_bytes << ','
+            << t.distinct_bytes / t.ideal_bytes << ',' << t.inactive_experts_read << ','
+            << t.active_experts_partly_read << ',' << us << '\n';
+        std::printf("| %s | %d | %.2f | %.2f | %s | %zu | %d | %.3f | %.3f | %.4f | %d | %.1f |\n", r.model.c_str(), T,
+                    r.target, r.avg_k, routing, t.launches.size(), t.active_experts, t.distinct_bytes * 1e-6,
+                    t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes, t.inactive_experts_read, us);
+        jsonl << "{\"model\":\"" << r.model << "\",\"T\":" << T << ",\"avg_k_target\":" << r.target
+              << ",\"avg_k\":" << r.avg_k << ",\"routing\":\"" << routing << "\",\"distinct_bytes\":"
+              << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"launches\":[";
+        for (size_t i = 0; i < t.launches.size(); ++i) {
+          const auto& l = t.launches[i];
+          const auto reads = reads_of(l);
+          uint64_t instructions = 0;
+          for (uint64_t n : l.thread_instructions) instructions += n;
+          kernels << r.model << ',' << T << ',' << r.target << ',' << routing << ',' << i << ','
+                  << kernel_short_name(l.kernel) << ',' << l.grid[0] << 'x' << l.grid[1] << 'x' << l.grid[2] << ','
+                  << l.distinct_bytes() << ',' << reads.requests << ','
+                  << (reads.requests ? double(reads.sectors) / reads.requests : 0) << ',' << efficiency(reads) << ','
+                  << operand_reads_of(l).requests << ',' << efficiency(operand_reads_of(l)) << ','
+                  << l.shared_load.requests + l.shared_store.requests + l.shared_atomic.requests << ','
+                  << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << '\n';
+          jsonl << (i ? "," : "") << emu::profile::json(l);
+        }
+        jsonl << "]}\n";
+        rows.push_back(std::move(r));
+      }
+      csv.flush();
+      kernels.flush();
+      jsonl.flush();
+      std::fflush(stdout);
+    }
+  }
+
+  // The targets (bench/README.md).
+  double worst_ratio = 0, worst_relative = 0, worst_efficiency = 1;
+  uint64_t gemm_conflicts = 0;
+  int inactive_read = 0, partly_read = 0;
+  const row* dense = nullptr;
+  for (const row& r : rows) {
+    const layer_traffic& t = r.traffic;
+    worst_ratio = std::max(worst_ratio, t.distinct_bytes / t.ideal_bytes);
+    inactive_read += t.inactive_experts_read;
+    partly_read += t.active_experts_partly_read;
+    if (!r.masked) dense = &r;
+    else if (dense && dense->T == r.T && dense->model == r.model) {
+      const double counted = t.distinct_bytes / dense->traffic.distinct_bytes;
+      const double ideal = t.ideal_bytes / dense->traffic.ideal_bytes;
+      worst_relative = std::max(worst_relative, std::fabs(counted / ideal - 1));
+    }
+    for (const auto& l : t.launches) {
+      if (!is_gemm(kernel_short_name(l.kernel))) continue;
+      worst_efficiency = std::min(worst_efficiency, efficiency(operand_reads_of(l)));
+      gemm_conflicts += bank_conflicts(l);
+    }
+  }
+  const bool ratio_met = worst_ratio <= 1.05, relative_met = worst_relative <= 0.05,
+             efficiency_met = worst_efficiency >= 0.95, conflicts_met = gemm_conflicts == 0,
+             inactive_met = inactive_read == 0;
+  std::printf("\ntargets (%zu layer forwards):\n", rows.size());
+  std::printf("- distinct DRAM bytes <= 1.05 x ideal: worst %.4f: %s\n", worst_ratio, ratio_met ? "met" : "MISSED");
+  std::printf("- masked/dense bytes within 5%% of the ideal ratio: worst %.2f%%: %s\n", 100 * worst_relative,
+              relative_met ? "met" : "MISSED");
+  std::printf("- GEMM operand reads (cp.async, TMA) >= 95%% sector efficiency: worst %.2f%%: %s\n", 100 * worst_efficiency,
+              efficiency_met ? "met" : "MISSED");
+  std::printf("- GEMM bank conflicts: %llu: %s\n", static_cast<unsigned long long>(gemm_conflicts),
+              conflicts_met ? "met" : "MISSED");
+  std::printf("- weight sectors of inactive experts read: in %d forwards' experts: %s\n", inactive_read,
+              inactive_met ? "met" : "MISSED");
+  std::printf("- active experts with weight sectors left unread: %d\n", partly_read);
+  return ratio_met && relative_met && efficiency_met && conflicts_met && inactive_met ? 0 : 1;
+}

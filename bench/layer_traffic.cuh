@@ -1,0 +1,214 @@
+// The BEAM layer's memory traffic at decode, counted on the emulator (emu::profile): the layer
+// forward as route_decode (router and mask router, one launch) followed by
+// moe_experts_forward with a routing of chosen Avg.K, beside the bytes that must move.
+// Shared by bench_traffic (the report) and the traffic regression test. Runs only when linked
+// with beam::emulated_cudart.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "beam/core/dtype.cuh"
+#include "beam/moe/device_moe.cuh"
+#include "beam/routing/device_route_decode.cuh"
+#include "profile.hpp"
+#include "workloads.cuh"
+
+namespace beam::bench {
+
+//! Throws with `what` unless `status` is cudaSuccess.
+inline void traffic_try(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+}
+
+//! "grouped_gemm_kernel" for the mangled name of beam::detail::grouped_gemm_kernel<...>(...).
+inline std::string kernel_short_name(const std::string& mangled) {
+  int status = 0;
+  char* text = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
+  std::string name = status == 0 && text ? text : mangled;
+  std::free(text);
+  int depth = 0;  // cut at the first '<' or '(' outside template arguments, keep the last scope
+  size_t end = name.size();
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '<' || name[i] == '(') {
+      if (depth == 0) {
+        end = i;
+        break;
+      }
+    }
+  }
+  name.resize(end);
+  const size_t scope = name.rfind("::");
+  return scope == std::string::npos ? name : name.substr(scope + 2);
+}
+
+//! Host-filled device buffer of n values uniform in [lo, hi) from a seed, truncated for an
+//! integer T (a device fill kernel would be emulated element by element; weights never are
+//! zeros).
+template <class T>
+class filled_buffer {
+ public:
+  filled_buffer(size_t n, uint64_t seed, float lo, float hi) : size_(n) {
+    traffic_try(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    std::vector<T> host(n);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (T& v : host) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+      const float u = lo + (hi - lo) * float(x >> 40) * 0x1p-24f;
+      if constexpr (std::is_integral_v<T>) v = static_cast<T>(u);
+      else v = dtype_traits<T>::from_float(u);
+    }
+    traffic_try(cudaMemcpy(data_, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+  filled_buffer(const filled_buffer&) = delete;
+  filled_buffer& operator=(const filled_buffer&) = delete;
+  ~filled_buffer() { cudaFree(data_); }
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+//! The counted traffic of one layer forward.
+struct layer_traffic {
+  std::vector<emu::profile::launch_record> launches;
+  double distinct_bytes = 0;  //!< Σ over launches of the distinct sectors read and written · 32
+  double ideal_bytes = 0;     //!< see traffic_problem::ideal_bytes
+  int active_experts = 0;     //!< experts with at least one kept pair
+  int inactive_experts_read = 0;   //!< experts without a pair of which some weight sector was read
+  int active_experts_partly_read = 0;  //!< active experts of which some weight sector was not read
+  double pairs = 0;           //!< kept (token, expert) pairs
+};
+
+//! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens.
+class traffic_problem {
+ public:
+  using bf16 = __nv_bfloat16;
+
+  traffic_problem(const model_shape& shape, int64_t max_tokens)
+      : m_(shape), max_tokens_(max_tokens),
+        w13_(size_t(shape.E) * 2 * shape.I * shape.H, 2, -0.03f, 0.03f),
+        w2_(size_t(shape.E) * shape.H * shape.I, 3, -0.03f, 0.03f),
+        router_(size_t(shape.E) * shape.H, 4, -0.05f, 0.05f),
+        mask_router_(size_t(shape.E) * shape.H, 5, -0.05f, 0.05f),
+        shared_w13_(size_t(2) * shape.I_s * shape.H, 6, -0.03f, 0.03f),
+        shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f),
+        x_(size_t(max_tokens) * shape.H, 1, -1.0f, 1.0f), gates_(size_t(max_tokens) * shape.K, 8, 0.0f, 1.0f),
+        y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f), ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f),
+        route_ids_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f),
+        route_weights_(size_t(max_tokens) * shape.K, 12, 0.0f, 1.0f) {
+    traffic_try(beam::device::moe_experts_forward<bf16>(nullptr, experts_bytes_, x_.data(), m_.H, max_tokens, layer(),
+                                                        nullptr, nullptr, m_.K, {}),
+                "moe_experts_forward (workspace query)");
+    traffic_try(beam::device::route_decode<bf16>(nullptr, route_bytes_, x_.data(), m_.H, max_tokens, m_.H,
+                                                 {router_.data(), mask_router_.data(), m_.H, m_.H}, m_.E,
+                                                 options(true), {}),
+                "route_decode (workspace query)");
+    traffic_try(cudaMalloc(&experts_workspace_, experts_bytes_), "cudaMalloc");
+    traffic_try(cudaMalloc(&route_workspace_, std::max<size_t>(route_bytes_, 256)), "cudaMalloc");
+  }
+  ~traffic_problem() {
+    cudaFree(experts_workspace_);
+    cudaFree(route_workspace_);
+  }
+  traffic_problem(const traffic_problem&) = delete;
+  traffic_problem& operator=(const traffic_problem&) = delete;
+
+  const model_shape& shape() const { return m_; }
+
+  //! Counts the layer forward of T tokens with the routing `ids` `[T, K]` (−1 masked) given to
+  //! the experts; the router runs with the mask on (`mask`) or off (dense Top-K).
+  layer_traffic run(int64_t T, const std::vector<int32_t>& ids, bool mask) {
+    if (T < 1 || T > max_tokens_ || ids.size() != size_t(T) * m_.K) throw std::invalid_argument("traffic_problem::run");
+    traffic_try(cudaMemcpy(ids_.data(), ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
+                "cudaMemcpy");
+    emu::profile::start();
+    cudaError_t status = beam::device::route_decode<bf16>(
+        route_workspace_, route_bytes_, x_.data(), m_.H, T, m_.H, {router_.data(), mask_router_.data(), m_.H, m_.H},
+        m_.E, options(mask), {route_ids_.data(), route_weights_.data()});
+    if (status == cudaSuccess) {
+      status = beam::device::moe_experts_forward<bf16>(experts_workspace_, experts_bytes_, x_.data(), m_.H, T, layer(),
+                                                       ids_.data(), gates_.data(), m_.K, {y_.data(), m_.H});
+    }
+    if (status == cudaSuccess) status = cudaDeviceSynchronize();
+    layer_traffic t;
+    t.launches = emu::profile::stop();
+    traffic_try(status, "layer forward");
+    for (const auto& r : t.launches) t.distinct_bytes += double(r.distinct_bytes());
+    std::vector<char> active(size_t(m_.E), 0);
+    for (int32_t e : ids) {
+      if (e >= 0) {
+        active[size_t(e)] = 1;
+        ++t.pairs;
+      }
+    }
+    for (int e = 0; e < m_.E; ++e) {
+      const uint64_t read = expert_sectors_read(e);
+      if (active[size_t(e)]) {
+        ++t.active_experts;
+        t.active_experts_partly_read += read != expert_bytes() / 32;
+      } else {
+        t.inactive_experts_read += read != 0;
+      }
+    }
+    t.ideal_bytes = ideal_bytes(T, t.active_experts, mask);
+    return t;
+  }
+
+  //! Bytes of one expert's W13 and W2.
+  size_t expert_bytes() const { return size_t(3) * m_.I * m_.H * sizeof(bf16); }
+
+  //! Sectors of expert e's W13 and W2 that the last run() read.
+  uint64_t expert_sectors_read(int e) const {
+    const size_t w13 = size_t(2) * m_.I * m_.H, w2 = size_t(m_.H) * m_.I;
+    return emu::profile::sectors_read(w13_.data() + size_t(e) * w13, w13 * sizeof(bf16)) +
+           emu::profile::sectors_read(w2_.data() + size_t(e) * w2, w2 * sizeof(bf16));
+  }
+
+  //! Bytes that must move: each distinct active expert's W13 and W2 once, the router's (and
+  //! with the mask the mask router's) weights, the shared expert's, x in and y out, and the
+  //! routing arrays (ids and weights, written by the router and read by the experts).
+  double ideal_bytes(int64_t T, int active_experts, bool mask) const {
+    const double e = sizeof(bf16);
+    const double experts = double(active_experts) * 3.0 * m_.I * m_.H * e;
+    const double routers = (mask ? 2.0 : 1.0) * m_.E * m_.H * e;
+    const double shared = 3.0 * m_.I_s * m_.H * e;
+    const double activations = 2.0 * double(T) * m_.H * e;
+    const double routing = 2.0 * double(T) * m_.K * (sizeof(int32_t) + sizeof(float));
+    return experts + routers + shared + activations + routing;
+  }
+
+ private:
+  beam::device::moe_layer<bf16> layer() const {
+    return {m_.H, m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(), m_.I_s,
+            shared_w13_.data(), shared_w2_.data()};
+  }
+  routing_options options(bool mask) const {
+    routing_options o;
+    o.top_k = m_.K;
+    o.mask_enabled = mask;
+    return o;
+  }
+
+  model_shape m_;
+  int64_t max_tokens_;
+  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_;
+  filled_buffer<float> gates_;
+  filled_buffer<bf16> y_;
+  filled_buffer<int32_t> ids_, route_ids_;
+  filled_buffer<float> route_weights_;
+  size_t experts_bytes_ = 0, route_bytes_ = 0;
+  void* experts_workspace_ = nullptr;
+  void* route_workspace_ = nullptr;
+};
+
+}  // namespace beam::bench

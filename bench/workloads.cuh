@@ -1,0 +1,57 @@
+// Benchmark workloads shared by the timed benchmarks and the emulator's traffic report: model
+// shapes (DESIGN.md §6), the paper's Avg.K operating points and a seeded skewed routing. Host
+// code only, no dependency beyond the standard library.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace beam::bench {
+
+//! One MoE layer's shape: hidden H, expert intermediate I, E routed experts, Top-K, shared
+//! expert intermediate I_s (0: none; several shared experts merged into one).
+struct model_shape {
+  const char* name;
+  int H, I, E, K;
+  int I_s = 0;
+};
+
+//! The layers of the layer benchmarks and the traffic report.
+inline constexpr model_shape layer_models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8, 0},
+                                               {"DeepSeek-V2-Lite", 2048, 1408, 64, 6, 2 * 1408},
+                                               {"Qwen1.5-MoE-A2.7B", 2048, 1408, 60, 4, 5632}};
+
+//! Avg.K targets by index: K (dense Top-K), K/2, 1.23, 0.56 (the paper's operating points).
+inline double target_avg_k(int index, int K) {
+  const double targets[] = {double(K), K / 2.0, 1.23, 0.56};
+  return targets[index];
+}
+
+//! Seeded routing `[T, K]` as a Top-K router gives it: K distinct experts per token, half of
+//! the picks from a hot quarter of the experts; each pair then kept with probability
+//! Avg.K / K (−1 = masked). The picks depend on the seed alone, so a routing at Avg.K < K
+//! masks pairs of the one at Avg.K = K (dense Top-K on the same experts).
+inline std::vector<int32_t> skewed_routing(int64_t T, int K, int E, double avg_k, uint64_t seed = 2026) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<int> any(0, E - 1), hot(0, std::max(E / 4, 1) - 1);
+  std::vector<int32_t> ids(size_t(T * K));
+  for (int64_t t = 0; t < T; ++t) {
+    int32_t* row = ids.data() + t * K;
+    for (int k = 0; k < K; ++k) {
+      int32_t e;
+      do {
+        e = E / 4 >= K && u(rng) < 0.5 ? hot(rng) : any(rng);
+      } while (std::find(row, row + k, e) != row + k);
+      row[k] = e;
+    }
+    for (int k = 0; k < K; ++k) {
+      if (u(rng) >= avg_k / K) row[k] = -1;
+    }
+  }
+  return ids;
+}
+
+}  // namespace beam::bench

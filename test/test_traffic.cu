@@ -1,0 +1,72 @@
+// The layer's memory traffic at a small decode shape, counted by the emulator (label
+// emulated; emulator only: it reads the emulator's counters). BEAM's inference claim in
+// bytes: a masked (token, expert) pair costs no weight bytes, so a decode step moves the
+// distinct active experts' weights once, the routers', the shared expert's, and the
+// activations (bench/layer_traffic.cuh: ideal_bytes) — within 5% — and not one sector of an
+// expert the routing left without a pair.
+#include <doctest/doctest.h>
+
+#include "layer_traffic.cuh"
+
+namespace {
+
+using beam::bench::layer_traffic;
+using beam::bench::model_shape;
+using beam::bench::skewed_routing;
+using beam::bench::traffic_problem;
+
+// A small layer with a shared expert: H = 256, I = 128, E = 16, K = 4, I_s = 128.
+constexpr model_shape small_layer{"small", 256, 128, 16, 4, 128};
+constexpr int64_t tokens = 4;
+
+void check_within_ideal(const layer_traffic& t) {
+  CAPTURE(t.distinct_bytes);
+  CAPTURE(t.ideal_bytes);
+  CHECK(t.launches.size() > 0);
+  CHECK(t.distinct_bytes >= t.ideal_bytes * 0.98);  // the weights at least (a counter that
+                                                    // missed the weight reads would pass below)
+  CHECK(t.distinct_bytes <= t.ideal_bytes * 1.05);
+}
+
+}  // namespace
+
+TEST_CASE("decode traffic: distinct DRAM bytes within 5% of the ideal, no inactive expert read") {
+  traffic_problem problem(small_layer, tokens);
+  const auto dense_ids = skewed_routing(tokens, small_layer.K, small_layer.E, small_layer.K);
+  const auto masked_ids = skewed_routing(tokens, small_layer.K, small_layer.E, 1.23);
+  const layer_traffic dense = problem.run(tokens, dense_ids, false);
+  const layer_traffic masked = problem.run(tokens, masked_ids, true);
+
+  // The routings keep what they should: the masked one fewer experts, some none at all.
+  REQUIRE(masked.active_experts > 0);
+  REQUIRE(masked.active_experts < dense.active_experts);
+  REQUIRE(dense.active_experts < small_layer.E);
+
+  for (const layer_traffic* t : {&dense, &masked}) {
+    CAPTURE(t->active_experts);
+    check_within_ideal(*t);
+    CHECK_EQ(t->inactive_experts_read, 0);        // no sector of an expert without a pair
+    CHECK_EQ(t->active_experts_partly_read, 0);   // every active expert's weights read
+  }
+  CHECK(masked.distinct_bytes < dense.distinct_bytes);
+}
+
+TEST_CASE("decode traffic: the inactive-expert check sees the experts a routing reads") {
+  // The dense Top-K forward reads experts that the masked routing switched off: counted against
+  // the masked routing's inactive set, they are reads of inactive experts. (The check is the
+  // profile's per-sector map of the weights; here it must fire.)
+  traffic_problem problem(small_layer, tokens);
+  const auto dense_ids = skewed_routing(tokens, small_layer.K, small_layer.E, small_layer.K);
+  const auto masked_ids = skewed_routing(tokens, small_layer.K, small_layer.E, 1.23);
+  const layer_traffic masked = problem.run(tokens, masked_ids, true);
+  const layer_traffic dense = problem.run(tokens, dense_ids, false);  // the session map is now dense's
+  std::vector<char> active(small_layer.E, 0);
+  for (int32_t e : masked_ids)
+    if (e >= 0) active[size_t(e)] = 1;
+  int switched_off_but_read = 0;
+  for (int e = 0; e < small_layer.E; ++e) {
+    if (!active[size_t(e)] && problem.expert_sectors_read(e) > 0) ++switched_off_but_read;
+  }
+  CHECK_EQ(switched_off_but_read, dense.active_experts - masked.active_experts);
+  CHECK(switched_off_but_read > 0);
+}
