@@ -94,13 +94,14 @@ int main(int argc, char** argv) {
   }
   std::ofstream csv(prefix + ".csv"), kernels(prefix + "-kernels.csv"), jsonl(prefix + ".jsonl");
   csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
-         "inactive_experts_read,active_experts_partly_read,hbm_estimate_us\n";
+         "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us\n";
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
              "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
              "tensor_macs,thread_instructions\n";
   std::printf("device model: %s\n\n", prop.name);
   std::printf("| model | T | Avg.K target | Avg.K | routing | launches | active experts | distinct MB | ideal MB | "
-              "ratio | inactive experts read | HBM estimate µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "ratio | requested read MB | inactive experts read | HBM estimate µs |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<row> rows;
   for (int mi : models) {
     const model_shape& m = layer_models[mi];
@@ -120,11 +121,12 @@ int main(int argc, char** argv) {
         const double us = t.distinct_bytes / hbm_bytes_per_s * 1e6;
         csv << r.model << ',' << T << ',' << r.target << ',' << r.avg_k << ',' << routing << ','
             << t.launches.size() << ',' << t.active_experts << ',' << t.distinct_bytes << ',' << t.ideal_bytes << ','
-            << t.distinct_bytes / t.ideal_bytes << ',' << t.inactive_experts_read << ','
+            << t.distinct_bytes / t.ideal_bytes << ',' << t.requested_read_bytes << ',' << t.inactive_experts_read << ','
             << t.active_experts_partly_read << ',' << us << '\n';
-        std::printf("| %s | %d | %.2f | %.2f | %s | %zu | %d | %.3f | %.3f | %.4f | %d | %.1f |\n", r.model.c_str(), T,
-                    r.target, r.avg_k, routing, t.launches.size(), t.active_experts, t.distinct_bytes * 1e-6,
-                    t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes, t.inactive_experts_read, us);
+        std::printf("| %s | %d | %.2f | %.2f | %s | %zu | %d | %.3f | %.3f | %.4f | %.3f | %d | %.1f |\n",
+                    r.model.c_str(), T, r.target, r.avg_k, routing, t.launches.size(), t.active_experts,
+                    t.distinct_bytes * 1e-6, t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes,
+                    t.requested_read_bytes * 1e-6, t.inactive_experts_read, us);
         jsonl << "{\"model\":\"" << r.model << "\",\"T\":" << T << ",\"avg_k_target\":" << r.target
               << ",\"avg_k\":" << r.avg_k << ",\"routing\":\"" << routing << "\",\"distinct_bytes\":"
               << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"launches\":[";

@@ -83,6 +83,8 @@ struct layer_traffic {
   std::vector<emu::profile::launch_record> launches;
   double distinct_bytes = 0;  //!< Σ over launches of the distinct sectors read and written · 32
   double ideal_bytes = 0;     //!< see traffic_problem::ideal_bytes
+  double requested_read_bytes = 0;  //!< Σ over read requests of their sectors · 32: what the SMs
+                                    //!< ask of L2 (above distinct_bytes where tiles re-read)
   int active_experts = 0;     //!< experts with at least one kept pair
   int inactive_experts_read = 0;   //!< experts without a pair of which some weight sector was read
   int active_experts_partly_read = 0;  //!< active experts of which some weight sector was not read
@@ -143,7 +145,11 @@ class traffic_problem {
     layer_traffic t;
     t.launches = emu::profile::stop();
     traffic_try(status, "layer forward");
-    for (const auto& r : t.launches) t.distinct_bytes += double(r.distinct_bytes());
+    for (const auto& r : t.launches) {
+      t.distinct_bytes += double(r.distinct_bytes());
+      t.requested_read_bytes +=
+          32.0 * double(r.global_load.sectors + r.async_copy.sectors + r.bulk_tensor.sectors + r.global_atomic.sectors);
+    }
     std::vector<char> active(size_t(m_.E), 0);
     for (int32_t e : ids) {
       if (e >= 0) {

@@ -89,7 +89,7 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
                                   const device::compaction_outputs& out, const device::compaction_layouts& layouts) {
   const device::tile_schedule& tiles = layouts.tiles;
   const device::aligned_layout& aligned = layouts.vllm;
-  using block_scan = cub::BlockScan<int32_t, compact_plan_threads>;
+  using block_scan = cub::BlockScan<int32_t, compact_plan_threads, cub::BLOCK_SCAN_WARP_SCANS>;  // no bank conflicts (raking has some)
   __shared__ typename block_scan::TempStorage scan_storage;
   __shared__ int32_t starts[compact_plan_threads];
   const int e = int(threadIdx.x), E = plan.local_experts;
@@ -247,7 +247,7 @@ template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_unit_threads)
     compact_row_scan_kernel(compact_plan plan, int32_t* unit_counts, int32_t* totals) {
   constexpr int items = int(compact_max_units / compact_unit_threads);
-  using block_scan = cub::BlockScan<int32_t, compact_unit_threads>;
+  using block_scan = cub::BlockScan<int32_t, compact_unit_threads, cub::BLOCK_SCAN_WARP_SCANS>;  // no bank conflicts (raking has some)
   __shared__ typename block_scan::TempStorage scan_storage;
   int32_t* row = unit_counts + int64_t(blockIdx.x) * plan.units;
   const int first = int(threadIdx.x) * items;
