@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::ofstream csv(prefix + ".csv"), kernels(prefix + "-kernels.csv"), jsonl(prefix + ".jsonl");
+  for (std::ofstream* f : {&csv, &kernels, &jsonl}) *f << std::setprecision(12);  // byte counts exact
   csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
          "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us\n";
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
