@@ -9,11 +9,21 @@
 #include <cstdint>
 #include <vector>
 
+#include "../fixtures/hopper_fixture.cuh"
 #include "profile.hpp"
 
 namespace {
 
 #define PROFILE_CUDA(expr) REQUIRE_EQ((expr), cudaSuccess)
+
+//! True on sm_90 or later; otherwise the case says it is skipped.
+bool has_sm90() {
+  cudaDeviceProp prop{};
+  REQUIRE_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  if (prop.major >= 9) return true;
+  MESSAGE("skipped: needs sm_90 (TMA, wgmma)");
+  return false;
+}
 
 //! Profiles what `launch` enqueues and returns its records.
 template <class Launch>
@@ -151,6 +161,48 @@ __global__ void fma_chain(float* out) {
 #pragma unroll
   for (int i = 0; i < Extra; ++i) asm volatile("fma.rn.f32 %0, %0, %0, %0;" : "+f"(x));
   out[threadIdx.x] = x;
+}
+
+//! One TMA copy of the map's 16 × 16 uint32 box (1024 bytes), waited for by the warp.
+__global__ void tma_box(const __grid_constant__ CUtensorMap map, unsigned* out) {
+  __shared__ __align__(128) uint32_t box[fixture::kBox * fixture::kBox];
+  __shared__ uint64_t bar;
+  if (threadIdx.x == 0) fixture::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    fixture::mbarrier_arrive_expect_tx(&bar, fixture::kBoxBytes);
+    fixture::tma_load_2d(box, &map, &bar, 0, 0);
+  }
+  fixture::mbarrier_wait_parity(&bar, 0);
+  out[threadIdx.x] = box[threadIdx.x];
+}
+
+//! One wgmma.mma_async m64n8k16 (bf16, both operands K-major in shared memory, no swizzle:
+//! A's 8 × 16-byte core matrices 128 bytes apart along K, 256 along M; B after A).
+__global__ void wgmma_once(float* out) {
+  __shared__ __align__(1024) uint16_t tiles[64 * 16 + 8 * 16];
+  for (int i = threadIdx.x; i < 64 * 16 + 8 * 16; i += blockDim.x) tiles[i] = 0x3F80;  // 1.0
+  __syncthreads();
+  float d[4] = {0, 0, 0, 0};
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  const auto descriptor = [](const void* p) {
+    const uint64_t address = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+    return (address >> 4 & 0x3FFF) | uint64_t(128 >> 4) << 16 | uint64_t(256 >> 4) << 32;
+  };
+  const uint64_t da = descriptor(tiles), db = descriptor(tiles + 64 * 16);
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+  asm volatile("wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, 0, 1, 1, 0, 0;"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "l"(da), "l"(db)
+               : "memory");
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#else
+  d[0] = float(tiles[threadIdx.x]);
+  __trap();  // wgmma needs sm_90a
+#endif
+  out[threadIdx.x] = d[0] + d[1] + d[2] + d[3];
 }
 
 }  // namespace
@@ -306,6 +358,33 @@ TEST_CASE("tensor cores: m·n·k multiply-adds per mma.sync") {
   const auto r = profiled_one([&] { mma_loop<<<2, 64>>>(out.data, 3); });
   CHECK_EQ(r.tensor_macs, uint64_t(2 * 2 * 3) * 16 * 8 * 16);  // 2 blocks × 2 warps × 3 mma
   CHECK(r.thread_instructions[size_t(emu::profile::instruction_class::tensor)] == uint64_t(2 * 64 * 3));
+}
+
+TEST_CASE("TMA: one request per copy, its box's sectors; mbarrier waits") {
+  if (!has_sm90()) return;
+  const CUtensorMap map = fixture::filled_tensor_map_2d_u32(fixture::kBox, fixture::kBox, 0x11);
+  buffer out(32);
+  const auto r = profiled_one([&] { tma_box<<<1, 32>>>(map, reinterpret_cast<unsigned*>(out.data)); });
+  CHECK_EQ(r.bulk_tensor.requests, 1u);
+  CHECK_EQ(r.bulk_tensor.sectors, fixture::kBoxBytes / 32);
+  CHECK_EQ(r.bulk_tensor.bytes, fixture::kBoxBytes);
+  CHECK_EQ(r.distinct_read_sectors, fixture::kBoxBytes / 32);  // the map is a kernel parameter
+  CHECK_EQ(r.global_load.requests, 0u);
+  CHECK_EQ(r.shared_store.requests, 0u);  // the box lands through the async proxy
+  CHECK_EQ(r.shared_load.requests, 1u);   // box[lane]
+  CHECK(r.mbarrier_waits >= 32u);         // every lane's try_wait, at least once
+}
+
+TEST_CASE("wgmma: 64·N·16 multiply-adds per warpgroup instruction, operands not shared requests") {
+  if (!has_sm90()) return;
+  buffer out(128);
+  const auto r = profiled_one([&] { wgmma_once<<<1, 128>>>(out.data); });
+  CHECK_EQ(r.tensor_macs, uint64_t(64) * 8 * 16);
+  CHECK_EQ(r.thread_instructions[size_t(emu::profile::instruction_class::tensor)], 128u);
+  CHECK_EQ(r.shared_load.requests, 0u);
+  std::vector<float> host(128);
+  PROFILE_CUDA(cudaMemcpy(host.data(), out.data, sizeof(float) * 128, cudaMemcpyDeviceToHost));
+  CHECK_EQ(host[0], 4.0f * 16.0f);  // four accumulators, each Σ over k < 16 of 1 · 1
 }
 
 TEST_CASE("barriers and instruction classes") {
