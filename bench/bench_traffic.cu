@@ -6,8 +6,9 @@
 // request, sector efficiency and bank conflicts, and the time those bytes take at the H100's
 // 3.35 TB/s (an estimate from counted bytes, not a measurement).
 //
-//   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--out PREFIX]
+//   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--schedule S] [--out PREFIX]
 //
+// S: the expert GEMMs' schedule, automatic (default), decode, prefill or prefill_sm80.
 // writes PREFIX.csv (a row per layer forward), PREFIX-kernels.csv (a row per launch) and
 // PREFIX.jsonl (a row per layer forward with every launch's emulator record), prints a
 // Markdown table and the targets met or missed; exits 1 if one is missed.
@@ -78,12 +79,25 @@ struct row {
 int main(int argc, char** argv) {
   std::vector<int> models = {0, 1, 2}, tokens = {1, 4, 16, 64};
   std::string prefix = "traffic";
+  using beam::device::gemm_schedule;
+  const char* const schedule_names[] = {"automatic", "decode", "prefill", "prefill_sm80"};
+  gemm_schedule schedule = gemm_schedule::automatic;
+  const auto schedule_named = [&](const char* name) {
+    for (int s = 0; s < 4; ++s) {
+      if (!std::strcmp(name, schedule_names[s])) return s;
+    }
+    return -1;
+  };
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--models") && i + 1 < argc) models = parse_list(argv[++i]);
-    else if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = parse_list(argv[++i]);
-    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) prefix = argv[++i];
+    const bool has_value = i + 1 < argc;
+    if (has_value && !std::strcmp(argv[i], "--models")) models = parse_list(argv[++i]);
+    else if (has_value && !std::strcmp(argv[i], "--tokens")) tokens = parse_list(argv[++i]);
+    else if (has_value && !std::strcmp(argv[i], "--out")) prefix = argv[++i];
+    else if (has_value && !std::strcmp(argv[i], "--schedule") && schedule_named(argv[i + 1]) >= 0)
+      schedule = gemm_schedule(schedule_named(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--out PREFIX]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--schedule automatic|decode|prefill|"
+                           "prefill_sm80] [--out PREFIX]\n", argv[0]);
       return 2;
     }
   }
@@ -100,7 +114,7 @@ int main(int argc, char** argv) {
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
              "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
              "tensor_macs,thread_instructions\n";
-  std::printf("device model: %s\n\n", prop.name);
+  std::printf("device model: %s; expert GEMM schedule: %s\n\n", prop.name, schedule_names[int(schedule)]);
   std::printf("| model | T | Avg.K target | Avg.K | routing | launches | active experts | distinct MB | ideal MB | "
               "ratio | requested read MB | inactive experts read | HBM estimate µs |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -111,10 +125,11 @@ int main(int argc, char** argv) {
     for (int T : tokens) {
       const std::vector<int32_t> dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
       std::vector<row> group;
-      group.push_back({m.name, T, double(m.K), 0, false, problem.run(T, dense_ids, false)});
+      group.push_back({m.name, T, double(m.K), 0, false, problem.run(T, dense_ids, false, schedule)});
       for (int a = 0; a < 4; ++a) {
         const double target = target_avg_k(a, m.K);
-        group.push_back({m.name, T, target, 0, true, problem.run(T, skewed_routing(T, m.K, m.E, target), true)});
+        group.push_back(
+            {m.name, T, target, 0, true, problem.run(T, skewed_routing(T, m.K, m.E, target), true, schedule)});
       }
       for (row& r : group) {
         const layer_traffic& t = r.traffic;

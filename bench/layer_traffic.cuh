@@ -128,8 +128,10 @@ class traffic_problem {
   const model_shape& shape() const { return m_; }
 
   //! Counts the layer forward of T tokens with the routing `ids` `[T, K]` (−1 masked) given to
-  //! the experts; the router runs with the mask on (`mask`) or off (dense Top-K).
-  layer_traffic run(int64_t T, const std::vector<int32_t>& ids, bool mask) {
+  //! the experts; the router runs with the mask on (`mask`) or off (dense Top-K); the expert
+  //! GEMMs with `schedule`.
+  layer_traffic run(int64_t T, const std::vector<int32_t>& ids, bool mask,
+                    beam::device::gemm_schedule schedule = beam::device::gemm_schedule::automatic) {
     if (T < 1 || T > max_tokens_ || ids.size() != size_t(T) * m_.K) throw std::invalid_argument("traffic_problem::run");
     traffic_try(cudaMemcpy(ids_.data(), ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
                 "cudaMemcpy");
@@ -139,7 +141,8 @@ class traffic_problem {
         m_.E, options(mask), {route_ids_.data(), route_weights_.data()});
     if (status == cudaSuccess) {
       status = beam::device::moe_experts_forward<bf16>(experts_workspace_, experts_bytes_, x_.data(), m_.H, T, layer(),
-                                                       ids_.data(), gates_.data(), m_.K, {y_.data(), m_.H});
+                                                       ids_.data(), gates_.data(), m_.K, {y_.data(), m_.H},
+                                                       schedule);
     }
     if (status == cudaSuccess) status = cudaDeviceSynchronize();
     layer_traffic t;

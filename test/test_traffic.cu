@@ -3,8 +3,11 @@
 // bytes: a masked (token, expert) pair costs no weight bytes, so a decode step moves the
 // distinct active experts' weights once, the routers', the shared expert's, and the
 // activations (bench/layer_traffic.cuh: ideal_bytes) — within 5% — and not one sector of an
-// expert the routing left without a pair.
+// expert the routing left without a pair; with every GEMM schedule, the GEMMs stream their
+// operands in full sectors without shared-memory bank conflicts.
 #include <doctest/doctest.h>
+
+#include <string>
 
 #include "layer_traffic.cuh"
 
@@ -49,6 +52,31 @@ TEST_CASE("decode traffic: distinct DRAM bytes within 5% of the ideal, no inacti
     CHECK_EQ(t->active_experts_partly_read, 0);   // every active expert's weights read
   }
   CHECK(masked.distinct_bytes < dense.distinct_bytes);
+}
+
+TEST_CASE("decode traffic: every GEMM schedule streams full sectors without bank conflicts") {
+  using beam::device::gemm_schedule;
+  traffic_problem problem(small_layer, tokens);
+  const auto masked_ids = skewed_routing(tokens, small_layer.K, small_layer.E, 1.23);
+  for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill, gemm_schedule::prefill_sm80}) {
+    CAPTURE(int(schedule));
+    const layer_traffic t = problem.run(tokens, masked_ids, true, schedule);
+    check_within_ideal(t);
+    CHECK_EQ(t.inactive_experts_read, 0);
+    int gemms = 0;
+    for (const auto& l : t.launches) {
+      if (beam::bench::kernel_short_name(l.kernel).find("gemm") == std::string::npos) continue;
+      ++gemms;
+      CAPTURE(l.kernel);
+      const uint64_t sectors = l.async_copy.sectors + l.bulk_tensor.sectors;
+      const uint64_t bytes = l.async_copy.bytes + l.bulk_tensor.bytes;
+      CHECK(sectors > 0);
+      CHECK(double(bytes) >= 0.95 * 32.0 * double(sectors));  // ≥ 95% sector efficiency
+      CHECK_EQ(l.shared_load.wavefronts, l.shared_load.ideal_wavefronts);  // ldmatrix, epilogue
+      CHECK_EQ(l.shared_store.wavefronts, l.shared_store.ideal_wavefronts);  // cp.async writes
+    }
+    CHECK(gemms >= 4);  // GEMM 1 and 2 of the routed and of the shared expert
+  }
 }
 
 TEST_CASE("decode traffic: the inactive-expert check sees the experts a routing reads") {
