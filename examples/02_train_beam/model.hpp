@@ -69,6 +69,12 @@ struct parameter {
   }
 };
 
+//! The MoE layer's trainable weights (in a model) and its dimensions.
+struct moe_parameters {
+  parameter &router, &mask, &w13, &w2;
+  int hidden, experts, intermediate;
+};
+
 struct model {
   config cfg;
   parameter emb, router, mask, w13, w2, head, head_bias;
@@ -91,6 +97,7 @@ struct model {
   }
 
   std::vector<parameter*> parameters() { return {&emb, &router, &mask, &w13, &w2, &head, &head_bias}; }
+  moe_parameters moe() { return {router, mask, w13, w2, cfg.hidden, cfg.experts, cfg.intermediate}; }
   ref::moe_weights<float> experts() const {
     return {cfg.hidden, cfg.intermediate, cfg.experts, w13.w.data(), w2.w.data()};
   }
@@ -147,55 +154,58 @@ inline void rmsnorm_backward(const float* v, const float* dv, float inv_rms, int
 
 }  // namespace detail
 
-//! Forward (and, when `train`, backward into the gradients) of one batch of positions of
-//! `text` (each position ≥ context). Expert compute follows the routing: at training every
-//! candidate of a BEAM/soft token runs (the STE needs ⟨∂L/∂y, E(x)⟩ of masked ones too); at
-//! evaluation only active pairs run.
-inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& positions,
-                             const routing_setup& rs, bool train,
-                             std::vector<int64_t>* active_by_char = nullptr,
-                             std::vector<int64_t>* seen_by_char = nullptr) {
-  const config& c = m.cfg;
-  const int B = int(positions.size()), H = c.hidden, E = c.experts, I = c.intermediate, V = c.vocab;
-  const int K = rs.top_k;
-  const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
-  batch_stats st;
-  st.positions = B;
+//! What the MoE layer's forward keeps for its backward: the routing, the weights the forward
+//! used, and the activations of the (row, candidate) pairs that ran.
+struct moe_pass {
+  int rows = 0, top_k = 0;
+  routing_setup rs;
+  const float* u = nullptr;   //!< the layer's input rows `[rows, H]` (kept by the caller)
+  std::vector<float> logits;  //!< [r | z] `[rows, 2E]`
+  ref::routing_result<float> routing;
+  std::vector<float> weight, expert_out, pre, act;
+  std::vector<char> ran;
+  int64_t active_pairs = 0;   //!< pairs whose expert runs at inference (weight ≠ 0)
+  double l_bal = 0.0, l_reg = 0.0;
+};
 
-  // Embedding sum and the normalised MoE input.
-  std::vector<float> x0(size_t(B) * H, 0.0f), u(size_t(B) * H), inv_u(B);
-  for (int b = 0; b < B; ++b) {
-    for (int j = 0; j < c.context; ++j) {
-      const float* e = &m.emb.w[(size_t(j) * V + text[positions[b] - 1 - j]) * H];
-      for (int h = 0; h < H; ++h) x0[b * H + h] += e[h];
-    }
-    inv_u[b] = detail::rmsnorm(&x0[b * H], H, &u[b * H]);
-  }
-  // Router and mask logits: one [B, 2E] product.
-  std::vector<float> logits(size_t(B) * 2 * E);
-  for (int b = 0; b < B; ++b) {
+//! y += MoE(u) for `rows` rows: [r | z] = u·[W_r | W_m]ᵀ, the routing of `rs` through the
+//! backend, then Σ_k weight_k · E_{c_k}(u). At training every candidate of a BEAM/soft row runs
+//! (the STE needs ⟨∂L/∂y, E(x)⟩ of masked ones too); at evaluation only active pairs run.
+inline void moe_forward(const moe_parameters& p, const float* u, int rows, const routing_setup& rs, bool train,
+                        moe_pass& pass, float* y) {
+  const int H = p.hidden, E = p.experts, I = p.intermediate, K = rs.top_k;
+  const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
+  pass.rows = rows;
+  pass.top_k = K;
+  pass.rs = rs;
+  pass.u = u;
+  // Router and mask logits: one [rows, 2E] product.
+  pass.logits.assign(size_t(rows) * 2 * E, 0.0f);
+  for (int b = 0; b < rows; ++b) {
     for (int e = 0; e < 2 * E; ++e) {
-      const float* w = e < E ? &m.router.w[size_t(e) * H] : &m.mask.w[size_t(e - E) * H];
+      const float* w = e < E ? &p.router.w[size_t(e) * H] : &p.mask.w[size_t(e - E) * H];
       double acc = 0.0;
       for (int h = 0; h < H; ++h) acc += double(w[h]) * u[b * H + h];
-      logits[b * 2 * E + e] = float(acc);
+      pass.logits[b * 2 * E + e] = float(acc);
     }
   }
-  const ref::matrix_view<float> rv{logits.data(), B, E, 2 * E}, zv{logits.data() + E, B, E, 2 * E};
+  const ref::matrix_view<float> rv{pass.logits.data(), rows, E, 2 * E}, zv{pass.logits.data() + E, rows, E, 2 * E};
   ref::routing_options opt;
   opt.top_k = K;
   opt.mask_enabled = masked_mode;
   routing_backend& backend = routing_for(rs.mode);
-  ref::routing_result<float> routing = backend.route(rv, zv, opt);
+  pass.routing = backend.route(rv, zv, opt);
+  const ref::routing_result<float>& routing = pass.routing;
 
   // Weights the forward uses: ĝ (hard mask) for BEAM; g·σ(z) for the soft ablation at
   // training; the top-p prefix for top-p.
-  std::vector<float> weight = routing.topk_weights;
+  std::vector<float>& weight = pass.weight;
+  weight = routing.topk_weights;
   if (rs.mode == routing_mode::soft_mask && train) {
     for (size_t s = 0; s < weight.size(); ++s) weight[s] = routing.gate_weights[s] * routing.mask_probs[s];
   }
   if (rs.mode == routing_mode::top_p) {
-    for (int b = 0; b < B; ++b) {
+    for (int b = 0; b < rows; ++b) {
       double cumulative = 0.0;
       for (int k = 0; k < K; ++k) {
         const size_t s = size_t(b) * K + k;
@@ -207,19 +217,24 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
   const bool run_all_candidates = train && masked_mode;
 
   // Experts, pair by pair; keep the activations of the pairs that run.
-  std::vector<float> y(size_t(B) * H, 0.0f), expert_out(size_t(B) * K * H, 0.0f);
-  std::vector<float> pre(size_t(B) * K * 2 * I), act(size_t(B) * K * I);
-  std::vector<char> ran(size_t(B) * K, 0);
-  for (int b = 0; b < B; ++b) {
+  pass.expert_out.assign(size_t(rows) * K * H, 0.0f);
+  pass.pre.assign(size_t(rows) * K * 2 * I, 0.0f);
+  pass.act.assign(size_t(rows) * K * I, 0.0f);
+  pass.ran.assign(size_t(rows) * K, 0);
+  pass.active_pairs = 0;
+  float* expert_out = pass.expert_out.data();
+  float* pre = pass.pre.data();
+  float* act = pass.act.data();
+  for (int b = 0; b < rows; ++b) {
     for (int k = 0; k < K; ++k) {
       const size_t s = size_t(b) * K + k;
       const int e = routing.candidate_ids[s];
       const bool active = weight[s] != 0.0f;
-      if (active) ++st.active_pairs;
+      if (active) ++pass.active_pairs;
       if (e < 0 || !(active || run_all_candidates)) continue;
-      ran[s] = 1;
-      const float* w13 = &m.w13.w[size_t(e) * 2 * I * H];
-      const float* w2 = &m.w2.w[size_t(e) * H * I];
+      pass.ran[s] = 1;
+      const float* w13 = &p.w13.w[size_t(e) * 2 * I * H];
+      const float* w2 = &p.w2.w[size_t(e) * H * I];
       for (int i = 0; i < 2 * I; ++i) {
         float acc = 0.0f;
         for (int h = 0; h < H; ++h) acc += w13[i * H + h] * u[b * H + h];
@@ -233,73 +248,40 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
         y[b * H + h] += weight[s] * acc;
       }
     }
-    if (active_by_char) {
-      const uint8_t last = text[positions[b] - 1];
-      for (int k = 0; k < K; ++k) (*active_by_char)[last] += weight[size_t(b) * K + k] != 0.0f;
-      ++(*seen_by_char)[last];
-    }
   }
+  backend.losses(routing, rv, zv, pass.l_bal, pass.l_reg);
+}
 
-  // Residual, final norm, LM head, cross-entropy.
-  std::vector<float> hres(size_t(B) * H), v(size_t(B) * H), inv_v(B), dlogits(size_t(B) * V);
-  for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < H; ++h) hres[b * H + h] = x0[b * H + h] + y[b * H + h];
-    inv_v[b] = detail::rmsnorm(&hres[b * H], H, &v[b * H]);
-    double max_logit = -1e30;
-    for (int o = 0; o < V; ++o) {
-      double acc = m.head_bias.w[o];
-      for (int h = 0; h < H; ++h) acc += double(m.head.w[size_t(o) * H + h]) * v[b * H + h];
-      dlogits[b * V + o] = float(acc);
-      max_logit = std::max(max_logit, acc);
-    }
-    const int target = text[positions[b]];
-    int argmax = 0;
-    double sum = 0.0;
-    for (int o = 0; o < V; ++o) {
-      if (dlogits[b * V + o] > dlogits[b * V + argmax]) argmax = o;
-      sum += std::exp(dlogits[b * V + o] - max_logit);
-    }
-    st.lm_loss += std::log(sum) + max_logit - dlogits[b * V + target];
-    st.correct += argmax == target;
-    for (int o = 0; o < V; ++o) {  // ∂CE/∂logit = softmax − onehot, averaged over the batch
-      dlogits[b * V + o] = float((std::exp(dlogits[b * V + o] - max_logit) / sum - (o == target)) / B);
-    }
-  }
-  backend.losses(routing, rv, zv, st.l_bal, st.l_reg);
-  if (!train) return st;
-
-  // ---- backward ----
-  std::vector<float> dv(size_t(B) * H, 0.0f), dh(size_t(B) * H, 0.0f);
-  for (int b = 0; b < B; ++b) {
-    for (int o = 0; o < V; ++o) {
-      const float d = dlogits[b * V + o];
-      m.head_bias.g[o] += d;
-      float* gh = &m.head.g[size_t(o) * H];
-      const float* wh = &m.head.w[size_t(o) * H];
-      for (int h = 0; h < H; ++h) {
-        gh[h] += d * v[b * H + h];
-        dv[b * H + h] += d * wh[h];
-      }
-    }
-    detail::rmsnorm_backward(&v[b * H], &dv[b * H], inv_v[b], H, &dh[b * H]);
-  }
-  // dy = dh (residual); ∂L/∂ĝ and the expert backward.
-  std::vector<float> du(size_t(B) * H, 0.0f), d_weight(size_t(B) * K, 0.0f), dact(I), dpre(2 * I);
-  for (int b = 0; b < B; ++b) {
-    const float* dy = &dh[b * H];
+//! The MoE layer's backward from ∂L/∂y `[rows, H]`: gradients into the experts, the router
+//! and the mask router (score function, STE and the auxiliary losses through the library),
+//! du += ∂L/∂u.
+inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* dy_rows, float* du) {
+  const int H = p.hidden, E = p.experts, I = p.intermediate, K = pass.top_k, rows = pass.rows;
+  const routing_setup& rs = pass.rs;
+  const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
+  ref::routing_result<float>& routing = pass.routing;
+  const float* u = pass.u;
+  const float* expert_out = pass.expert_out.data();
+  const float* pre = pass.pre.data();
+  const float* act = pass.act.data();
+  const ref::matrix_view<float> rv{pass.logits.data(), rows, E, 2 * E}, zv{pass.logits.data() + E, rows, E, 2 * E};
+  // ∂L/∂weight and the expert backward.
+  std::vector<float> d_weight(size_t(rows) * K, 0.0f), dact(I), dpre(2 * I);
+  for (int b = 0; b < rows; ++b) {
+    const float* dy = &dy_rows[b * H];
     for (int k = 0; k < K; ++k) {
       const size_t s = size_t(b) * K + k;
-      if (!ran[s]) continue;
+      if (!pass.ran[s]) continue;
       double dot = 0.0;
       for (int h = 0; h < H; ++h) dot += double(dy[h]) * expert_out[s * H + h];
       d_weight[s] = float(dot);
-      const float wgt = weight[s];
+      const float wgt = pass.weight[s];
       if (wgt == 0.0f) continue;  // a masked pair: no gradient into its expert
       const int e = routing.candidate_ids[s];
-      float* g13 = &m.w13.g[size_t(e) * 2 * I * H];
-      float* g2 = &m.w2.g[size_t(e) * H * I];
-      const float* w13 = &m.w13.w[size_t(e) * 2 * I * H];
-      const float* w2 = &m.w2.w[size_t(e) * H * I];
+      float* g13 = &p.w13.g[size_t(e) * 2 * I * H];
+      float* g2 = &p.w2.g[size_t(e) * H * I];
+      const float* w13 = &p.w13.w[size_t(e) * 2 * I * H];
+      const float* w2 = &p.w2.w[size_t(e) * H * I];
       std::fill(dact.begin(), dact.end(), 0.0f);
       for (int h = 0; h < H; ++h) {
         const float de = wgt * dy[h];
@@ -342,22 +324,103 @@ inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const s
     if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
     if (rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);
   } else {
-    rg = backend.backward(routing, rv, zv, d_weight.data(), rs.alpha, masked_mode ? rs.beta : 0.0);
+    rg = routing_for(rs.mode).backward(routing, rv, zv, d_weight.data(), rs.alpha, masked_mode ? rs.beta : 0.0);
   }
-  for (int b = 0; b < B; ++b) {
+  for (int b = 0; b < rows; ++b) {
     for (int e = 0; e < E; ++e) {
       const float dr = rg.d_router_logits[size_t(b) * E + e];
       const float dz = masked_mode ? rg.d_mask_logits[size_t(b) * E + e] : 0.0f;
-      float* gr = &m.router.g[size_t(e) * H];
-      float* gm = &m.mask.g[size_t(e) * H];
-      const float* wr = &m.router.w[size_t(e) * H];
-      const float* wm = &m.mask.w[size_t(e) * H];
+      float* gr = &p.router.g[size_t(e) * H];
+      float* gm = &p.mask.g[size_t(e) * H];
+      const float* wr = &p.router.w[size_t(e) * H];
+      const float* wm = &p.mask.w[size_t(e) * H];
       for (int h = 0; h < H; ++h) {
         gr[h] += dr * u[b * H + h];
         gm[h] += dz * u[b * H + h];
         du[b * H + h] += dr * wr[h] + dz * wm[h];
       }
     }
+  }
+}
+
+//! Forward (and, when `train`, backward into the gradients) of one batch of positions of
+//! `text` (each position ≥ context); the MoE layer as moe_forward / moe_backward.
+inline batch_stats run_batch(model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& positions,
+                             const routing_setup& rs, bool train,
+                             std::vector<int64_t>* active_by_char = nullptr,
+                             std::vector<int64_t>* seen_by_char = nullptr) {
+  const config& c = m.cfg;
+  const int B = int(positions.size()), H = c.hidden, V = c.vocab, K = rs.top_k;
+  batch_stats st;
+  st.positions = B;
+
+  // Embedding sum and the normalised MoE input.
+  std::vector<float> x0(size_t(B) * H, 0.0f), u(size_t(B) * H), inv_u(B);
+  for (int b = 0; b < B; ++b) {
+    for (int j = 0; j < c.context; ++j) {
+      const float* e = &m.emb.w[(size_t(j) * V + text[positions[b] - 1 - j]) * H];
+      for (int h = 0; h < H; ++h) x0[b * H + h] += e[h];
+    }
+    inv_u[b] = detail::rmsnorm(&x0[b * H], H, &u[b * H]);
+  }
+  moe_pass pass;
+  std::vector<float> y(size_t(B) * H, 0.0f);
+  moe_forward(m.moe(), u.data(), B, rs, train, pass, y.data());
+  st.active_pairs = pass.active_pairs;
+  st.l_bal = pass.l_bal;
+  st.l_reg = pass.l_reg;
+  for (int b = 0; active_by_char && b < B; ++b) {
+    const uint8_t last = text[positions[b] - 1];
+    for (int k = 0; k < K; ++k) (*active_by_char)[last] += pass.weight[size_t(b) * K + k] != 0.0f;
+    ++(*seen_by_char)[last];
+  }
+
+  // Residual, final norm, LM head, cross-entropy.
+  std::vector<float> hres(size_t(B) * H), v(size_t(B) * H), inv_v(B), dlogits(size_t(B) * V);
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) hres[b * H + h] = x0[b * H + h] + y[b * H + h];
+    inv_v[b] = detail::rmsnorm(&hres[b * H], H, &v[b * H]);
+    double max_logit = -1e30;
+    for (int o = 0; o < V; ++o) {
+      double acc = m.head_bias.w[o];
+      for (int h = 0; h < H; ++h) acc += double(m.head.w[size_t(o) * H + h]) * v[b * H + h];
+      dlogits[b * V + o] = float(acc);
+      max_logit = std::max(max_logit, acc);
+    }
+    const int target = text[positions[b]];
+    int argmax = 0;
+    double sum = 0.0;
+    for (int o = 0; o < V; ++o) {
+      if (dlogits[b * V + o] > dlogits[b * V + argmax]) argmax = o;
+      sum += std::exp(dlogits[b * V + o] - max_logit);
+    }
+    st.lm_loss += std::log(sum) + max_logit - dlogits[b * V + target];
+    st.correct += argmax == target;
+    for (int o = 0; o < V; ++o) {  // ∂CE/∂logit = softmax − onehot, averaged over the batch
+      dlogits[b * V + o] = float((std::exp(dlogits[b * V + o] - max_logit) / sum - (o == target)) / B);
+    }
+  }
+  if (!train) return st;
+
+  // ---- backward ----
+  std::vector<float> dv(size_t(B) * H, 0.0f), dh(size_t(B) * H, 0.0f);
+  for (int b = 0; b < B; ++b) {
+    for (int o = 0; o < V; ++o) {
+      const float d = dlogits[b * V + o];
+      m.head_bias.g[o] += d;
+      float* gh = &m.head.g[size_t(o) * H];
+      const float* wh = &m.head.w[size_t(o) * H];
+      for (int h = 0; h < H; ++h) {
+        gh[h] += d * v[b * H + h];
+        dv[b * H + h] += d * wh[h];
+      }
+    }
+    detail::rmsnorm_backward(&v[b * H], &dv[b * H], inv_v[b], H, &dh[b * H]);
+  }
+  // dy = dh (residual): the MoE layer's backward, then the embeddings.
+  std::vector<float> du(size_t(B) * H, 0.0f);
+  moe_backward(m.moe(), pass, dh.data(), du.data());
+  for (int b = 0; b < B; ++b) {
     // dx0 = dh (residual) + rmsnorm backward of du; then the embeddings.
     std::vector<float> dx0(dh.begin() + b * H, dh.begin() + (b + 1) * H);
     detail::rmsnorm_backward(&u[b * H], &du[b * H], inv_u[b], H, dx0.data());
