@@ -37,35 +37,6 @@ std::vector<int> parse_list(const char* text) {
   return v;
 }
 
-emu::profile::global_requests sum(std::initializer_list<const emu::profile::global_requests*> parts) {
-  emu::profile::global_requests g;
-  for (const auto* c : parts) {
-    g.requests += c->requests;
-    g.sectors += c->sectors;
-    g.bytes += c->bytes;
-  }
-  return g;
-}
-//! Global requests of a launch that read: ld, cp.async, TMA.
-emu::profile::global_requests reads_of(const emu::profile::launch_record& r) {
-  return sum({&r.global_load, &r.async_copy, &r.bulk_tensor});
-}
-//! The GEMM operand streams: cp.async and TMA (ld.global reads group offsets and pair indices).
-emu::profile::global_requests operand_reads_of(const emu::profile::launch_record& r) {
-  return sum({&r.async_copy, &r.bulk_tensor});
-}
-double efficiency(const emu::profile::global_requests& g) {
-  return g.sectors ? double(g.bytes) / (32.0 * double(g.sectors)) : 1.0;
-}
-
-uint64_t bank_conflicts(const emu::profile::launch_record& r) {
-  uint64_t n = 0;
-  for (const auto* c : {&r.shared_load, &r.shared_store, &r.shared_atomic}) n += c->wavefronts - c->ideal_wavefronts;
-  return n;
-}
-
-bool is_gemm(const std::string& kernel) { return kernel.find("gemm") != std::string::npos; }
-
 struct row {
   std::string model;
   int64_t T;
@@ -149,14 +120,14 @@ int main(int argc, char** argv) {
               << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"launches\":[";
         for (size_t i = 0; i < t.launches.size(); ++i) {
           const auto& l = t.launches[i];
-          const auto reads = reads_of(l);
+          const auto reads = read_requests(l);
           uint64_t instructions = 0;
           for (uint64_t n : l.thread_instructions) instructions += n;
           kernels << r.model << ',' << T << ',' << r.target << ',' << routing << ',' << i << ','
                   << kernel_short_name(l.kernel) << ',' << l.grid[0] << 'x' << l.grid[1] << 'x' << l.grid[2] << ','
                   << l.distinct_bytes() << ',' << reads.requests << ','
-                  << (reads.requests ? double(reads.sectors) / reads.requests : 0) << ',' << efficiency(reads) << ','
-                  << operand_reads_of(l).requests << ',' << efficiency(operand_reads_of(l)) << ','
+                  << (reads.requests ? double(reads.sectors) / reads.requests : 0) << ',' << sector_efficiency(reads) << ','
+                  << operand_reads(l).requests << ',' << sector_efficiency(operand_reads(l)) << ','
                   << l.shared_load.requests + l.shared_store.requests + l.shared_atomic.requests << ','
                   << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << '\n';
           jsonl << (i ? "," : "") << emu::profile::json(l);
@@ -188,8 +159,8 @@ int main(int argc, char** argv) {
       worst_relative = std::max(worst_relative, std::fabs(counted / ideal - 1));
     }
     for (const auto& l : t.launches) {
-      if (!is_gemm(kernel_short_name(l.kernel))) continue;
-      worst_efficiency = std::min(worst_efficiency, efficiency(operand_reads_of(l)));
+      if (!is_gemm(l)) continue;
+      worst_efficiency = std::min(worst_efficiency, sector_efficiency(operand_reads(l)));
       gemm_conflicts += bank_conflicts(l);
     }
   }

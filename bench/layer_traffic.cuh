@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -29,25 +30,51 @@ inline void traffic_try(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
-//! "grouped_gemm_kernel" for the mangled name of beam::detail::grouped_gemm_kernel<...>(...).
+//! "grouped_gemm_kernel" for the mangled name of
+//! void beam::detail::grouped_gemm_kernel<...>(...): the last scope of the name before its
+//! template or parameter list.
 inline std::string kernel_short_name(const std::string& mangled) {
   int status = 0;
   char* text = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
   std::string name = status == 0 && text ? text : mangled;
   std::free(text);
-  int depth = 0;  // cut at the first '<' or '(' outside template arguments, keep the last scope
-  size_t end = name.size();
-  for (size_t i = 0; i < name.size(); ++i) {
-    if (name[i] == '<' || name[i] == '(') {
-      if (depth == 0) {
-        end = i;
-        break;
-      }
-    }
+  for (const std::string anonymous = "(anonymous namespace)::"; name.find(anonymous) != std::string::npos;)
+    name.erase(name.find(anonymous), anonymous.size());
+  name.resize(std::min(name.find('<'), name.find('(')));
+  const size_t scope = name.find_last_of(": ");
+  return scope == std::string::npos ? name : name.substr(scope + 1);
+}
+
+//! Sum of request counters.
+inline emu::profile::global_requests sum(std::initializer_list<const emu::profile::global_requests*> parts) {
+  emu::profile::global_requests g;
+  for (const auto* c : parts) {
+    g.requests += c->requests;
+    g.sectors += c->sectors;
+    g.bytes += c->bytes;
   }
-  name.resize(end);
-  const size_t scope = name.rfind("::");
-  return scope == std::string::npos ? name : name.substr(scope + 2);
+  return g;
+}
+//! The global requests of a launch that read: ld, cp.async, TMA.
+inline emu::profile::global_requests read_requests(const emu::profile::launch_record& r) {
+  return sum({&r.global_load, &r.async_copy, &r.bulk_tensor});
+}
+//! A GEMM's operand streams: cp.async and TMA (its ld.global read group offsets and pair indices).
+inline emu::profile::global_requests operand_reads(const emu::profile::launch_record& r) {
+  return sum({&r.async_copy, &r.bulk_tensor});
+}
+//! Distinct bytes asked for / bytes of the sectors touched (1 without requests).
+inline double sector_efficiency(const emu::profile::global_requests& g) {
+  return g.sectors ? double(g.bytes) / (32.0 * double(g.sectors)) : 1.0;
+}
+//! Shared-memory wavefronts beyond the conflict-free count.
+inline uint64_t bank_conflicts(const emu::profile::launch_record& r) {
+  uint64_t n = 0;
+  for (const auto* c : {&r.shared_load, &r.shared_store, &r.shared_atomic}) n += c->wavefronts - c->ideal_wavefronts;
+  return n;
+}
+inline bool is_gemm(const emu::profile::launch_record& r) {
+  return kernel_short_name(r.kernel).find("gemm") != std::string::npos;
 }
 
 //! Host-filled device buffer of n values uniform in [lo, hi) from a seed, truncated for an
@@ -56,7 +83,7 @@ inline std::string kernel_short_name(const std::string& mangled) {
 template <class T>
 class filled_buffer {
  public:
-  filled_buffer(size_t n, uint64_t seed, float lo, float hi) : size_(n) {
+  filled_buffer(size_t n, uint64_t seed, float lo, float hi) {
     traffic_try(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
     std::vector<T> host(n);
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -75,7 +102,6 @@ class filled_buffer {
 
  private:
   T* data_ = nullptr;
-  size_t size_ = 0;
 };
 
 //! The counted traffic of one layer forward.
@@ -83,8 +109,8 @@ struct layer_traffic {
   std::vector<emu::profile::launch_record> launches;
   double distinct_bytes = 0;  //!< Σ over launches of the distinct sectors read and written · 32
   double ideal_bytes = 0;     //!< see traffic_problem::ideal_bytes
-  double requested_read_bytes = 0;  //!< Σ over read requests of their sectors · 32: what the SMs
-                                    //!< ask of L2 (above distinct_bytes where tiles re-read)
+  double requested_read_bytes = 0;  //!< Σ over read requests (read_requests) of their sectors · 32:
+                                    //!< what the SMs ask of L2 (above distinct_bytes where tiles re-read)
   int active_experts = 0;     //!< experts with at least one kept pair
   int inactive_experts_read = 0;   //!< experts without a pair of which some weight sector was read
   int active_experts_partly_read = 0;  //!< active experts of which some weight sector was not read
@@ -150,8 +176,7 @@ class traffic_problem {
     traffic_try(status, "layer forward");
     for (const auto& r : t.launches) {
       t.distinct_bytes += double(r.distinct_bytes());
-      t.requested_read_bytes +=
-          32.0 * double(r.global_load.sectors + r.async_copy.sectors + r.bulk_tensor.sectors + r.global_atomic.sectors);
+      t.requested_read_bytes += 32.0 * double(read_requests(r).sectors);
     }
     std::vector<char> active(size_t(m_.E), 0);
     for (int32_t e : ids) {

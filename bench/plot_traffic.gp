@@ -1,12 +1,14 @@
 # Distinct DRAM bytes of the layer forward against Avg.K, per model and T, from bench_traffic's
 # CSV: counted with the mask (points), dense Top-K on the same experts (open squares), and the
-# ideal bytes (line). Usage: gnuplot -e "csv='traffic.csv'" bench/plot_traffic.gp
+# ideal bytes (line), one panel per model and T of the full report (3 models × T = 1, 4, 16, 64).
+# Usage: gnuplot -e "csv='traffic.csv'; device='sm_90a'" bench/plot_traffic.gp
 if (!exists("csv")) csv = 'traffic.csv'
 if (!exists("out")) out = 'traffic_vs_avg_k.png'
+if (!exists("device")) device = 'sm_90a'
 set datafile separator ','
 set terminal pngcairo size 1500,1000 font ',10'
 set output out
-set multiplot layout 3,4 title 'beam layer forward at decode: distinct DRAM bytes (counted on the emulator, sm_90a model)'
+set multiplot layout 3,4 title sprintf('beam layer forward at decode: distinct DRAM bytes (counted on the emulator, %s model)', device)
 set grid
 set logscale y
 set xlabel 'Avg.K (kept experts per token)'

@@ -7,8 +7,6 @@
 // operands in full sectors without shared-memory bank conflicts.
 #include <doctest/doctest.h>
 
-#include <string>
-
 #include "layer_traffic.cuh"
 
 namespace {
@@ -65,15 +63,12 @@ TEST_CASE("decode traffic: every GEMM schedule streams full sectors without bank
     CHECK_EQ(t.inactive_experts_read, 0);
     int gemms = 0;
     for (const auto& l : t.launches) {
-      if (beam::bench::kernel_short_name(l.kernel).find("gemm") == std::string::npos) continue;
+      if (!beam::bench::is_gemm(l)) continue;
       ++gemms;
       CAPTURE(l.kernel);
-      const uint64_t sectors = l.async_copy.sectors + l.bulk_tensor.sectors;
-      const uint64_t bytes = l.async_copy.bytes + l.bulk_tensor.bytes;
-      CHECK(sectors > 0);
-      CHECK(double(bytes) >= 0.95 * 32.0 * double(sectors));  // ≥ 95% sector efficiency
-      CHECK_EQ(l.shared_load.wavefronts, l.shared_load.ideal_wavefronts);  // ldmatrix, epilogue
-      CHECK_EQ(l.shared_store.wavefronts, l.shared_store.ideal_wavefronts);  // cp.async writes
+      CHECK(beam::bench::operand_reads(l).sectors > 0);
+      CHECK(beam::bench::sector_efficiency(beam::bench::operand_reads(l)) >= 0.95);
+      CHECK_EQ(beam::bench::bank_conflicts(l), 0u);  // ldmatrix, cp.async writes, epilogue
     }
     CHECK(gemms >= 4);  // GEMM 1 and 2 of the routed and of the shared expert
   }

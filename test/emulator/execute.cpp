@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "machine.hpp"
@@ -546,7 +547,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
   const bool racecheck = racecheck_enabled();
   std::vector<uint64_t> registers(threads * k.register_count);
   std::vector<uint8_t> local(threads * k.local_bytes);
-  profile_launch* profile = profile_launch_begin(k, lp);
+  const std::unique_ptr<profile_launch> profile(profile_launch_begin(k, lp));
   try {
     for (uint32_t z = 0; z < lp.grid.z; ++z)
       for (uint32_t y = 0; y < lp.grid.y; ++y)
@@ -579,15 +580,15 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
             t.lane = i % 32;
             t.warp = i / 32;
           }
-          b.profile = profile;
+          b.profile = profile.get();
           run_block(b);
           if (profile) profile_block_end(b);
         }
   } catch (const launch_failure& f) {
-    profile_launch_end(profile, false);
+    profile_launch_end(profile.get(), false);
     return f.error;
   }
-  profile_launch_end(profile, true);
+  profile_launch_end(profile.get(), true);
   return cudaSuccess;
 }
 

@@ -1171,7 +1171,7 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
   if (mask != 0xFFFFFFFFu)
     fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
                 "mma.sync needs all 32 lanes of the warp");
-  if (b.profile) b.profile->record.tensor_macs += 16 * 8 * 16;
+  if (b.profile) b.profile->record.tensor_macs += 16 * 8 * 16;  // m16n8k16, the one shape decoded
   const bool bf16 = in.type2 == ptype::bf16, f16_acc = in.type == ptype::f16;
   const auto& ve = b.k.vector_elements;
   const operand &d = in.ops[0], &a = in.ops[1], &bb = in.ops[2], &c = in.ops[3];

@@ -288,7 +288,7 @@ profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp);
 //! Folds the block's requests into the launch's counters.
 void profile_block_end(block_state& b);
 //! Completes the launch's record (distinct sectors) and hands it to the session and the
-//! BEAM_EMULATOR_PROFILE file; a failed launch is dropped.
+//! BEAM_EMULATOR_PROFILE file; a failed launch is dropped. The caller owns and frees `p`.
 void profile_launch_end(profile_launch* p, bool succeeded);
 //! One access of `bytes` at `address` in the resolved space `s` (a: its allocation for global
 //! and const memory) by `t` executing `in`.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <type_traits>
@@ -73,9 +74,20 @@ void set_bits(std::vector<uint64_t>& map, uint64_t first, uint64_t last) {  // b
   for (uint64_t i = first; i <= last; ++i) map[i / 64] |= uint64_t(1) << (i % 64);
 }
 
+//! Sets the bits [first, last] of `map` that are clear in `unless`.
+void set_bits_unless(std::vector<uint64_t>& map, const std::vector<uint64_t>& unless, uint64_t first, uint64_t last) {
+  for (uint64_t i = first; i <= last; ++i) map[i / 64] |= ~unless[i / 64] & uint64_t(1) << (i % 64);
+}
+
+//! The set bits among [first, last] (whole words at a time).
 uint64_t count_bits(const std::vector<uint64_t>& map, uint64_t first, uint64_t last) {
   uint64_t n = 0;
-  for (uint64_t i = first; i <= last && i / 64 < map.size(); ++i) n += map[i / 64] >> (i % 64) & 1;
+  for (uint64_t word = first / 64; word <= last / 64 && word < map.size(); ++word) {
+    uint64_t bits = map[word];
+    if (word == first / 64) bits &= ~uint64_t(0) << (first % 64);
+    if (word == last / 64 && last % 64 != 63) bits &= (uint64_t(1) << (last % 64 + 1)) - 1;
+    n += static_cast<uint64_t>(__builtin_popcountll(bits));
+  }
   return n;
 }
 
@@ -107,6 +119,15 @@ void fold_global(profile::global_requests& c, std::vector<lane_access>& accesses
   ++c.requests;
   c.sectors += sectors;
   c.bytes += bytes;
+}
+
+//! Same-address atomics do not share a wavefront: one lane's word at a time per bank.
+void fold_shared_atomic(profile::shared_requests& c, const std::vector<lane_access>& accesses) {
+  uint32_t per_bank[32] = {}, most = 0;
+  for (const lane_access& a : accesses) most = std::max(most, ++per_bank[a.address / 4 % 32]);
+  ++c.requests;
+  c.wavefronts += most;
+  c.ideal_wavefronts += (accesses.size() + 31) / 32;
 }
 
 void fold_shared(profile::shared_requests& c, const std::vector<lane_access>& accesses) {
@@ -167,7 +188,7 @@ void classify_for_profile(instruction& in) {
   } else if (op == "cp" && has(in, "async") && !has(in, "mbarrier") && !has(in, "commit_group") &&
              !has(in, "wait_group") && !has(in, "wait_all")) {
     c = instruction_class::memory;
-    m = has(in, "bulk") ? memory_kind::bulk_tensor : memory_kind::async_copy;
+    m = has(in, "bulk") ? memory_kind::bulk_tensor : memory_kind::async_copy;  // the only bulk copy decoded
   } else if (is({"prefetch", "prefetchu"})) {
     c = instruction_class::memory;
   } else if (op == "mma" || (op == "wgmma" && has(in, "mma_async"))) {
@@ -224,8 +245,9 @@ void profile_access(block_state& b, const thread_state& t, const instruction& in
     a->launch_epoch = p.epoch;
     p.touched.push_back(a);
   }
+  // DRAM reads: the sectors read before the launch wrote them (L2 keeps what it wrote).
   const uint64_t first = (address - a->begin) / 32, last = (address + bytes - 1 - a->begin) / 32;
-  if (!write || m == memory_kind::atomic) set_bits(a->launch_read, first, last);
+  if (!write || m == memory_kind::atomic) set_bits_unless(a->launch_read, a->launch_written, first, last);
   if (write) set_bits(a->launch_written, first, last);
 }
 
@@ -236,8 +258,11 @@ void profile_block_end(block_state& b) {
     const uint64_t kind = key % k_kinds, pc = key / k_kinds / b.warp_count;
     profile::global_requests global;
     profile::shared_requests shared;
+    uint64_t local = 0;
     for (std::vector<lane_access>& request : site.requests) {
-      if (kind >= k_shared_load && kind <= k_shared_atomic) fold_shared(shared, request);
+      if (kind == k_local) ++local;
+      else if (kind == k_shared_atomic) fold_shared_atomic(shared, request);
+      else if (kind >= k_shared_load) fold_shared(shared, request);
       else fold_global(global, request);
     }
     const auto add = [](auto& into, const auto& from) {
@@ -259,12 +284,12 @@ void profile_block_end(block_state& b) {
       case k_shared_load: add(r.shared_load, shared); break;
       case k_shared_store: add(r.shared_store, shared); break;
       case k_shared_atomic: add(r.shared_atomic, shared); break;
-      default: r.local_requests += global.requests; break;
+      default: r.local_requests += local; break;
     }
     profile::line_requests& line = p.lines[pc * k_kinds + kind];
     line.line = b.k.code[pc].line;
     line.kind = request_kind_names[kind];
-    line.requests += global.requests + shared.requests;
+    line.requests += global.requests + shared.requests + local;
     line.sectors += global.sectors;
     line.bytes += global.bytes;
     line.wavefronts += shared.wavefronts;
@@ -284,7 +309,7 @@ void profile_launch_end(profile_launch* launch, bool succeeded) {
     if (!p.session || !succeeded) continue;
     if (a->session_epoch != p.session_epoch) {
       a->session_read.assign(a->launch_read.size(), 0);
-      a->session_written.assign(a->launch_read.size(), 0);
+      a->session_written.assign(a->launch_written.size(), 0);
       a->session_epoch = p.session_epoch;
     }
     for (size_t i = 0; i < a->launch_read.size(); ++i) {
@@ -299,7 +324,6 @@ void profile_launch_end(profile_launch* launch, bool succeeded) {
     }
     if (p.session) p.records.push_back(std::move(r));
   }
-  delete launch;
 }
 
 namespace profile {
@@ -362,7 +386,8 @@ std::string json(const launch_record& r) {
   for (size_t i = 0; i < r.lines.size(); ++i) {
     const line_requests& l = r.lines[i];
     o << (i ? "," : "") << "{\"line\":" << l.line << ",\"kind\":\"" << l.kind << "\",\"requests\":" << l.requests;
-    if (l.wavefronts) o << ",\"wavefronts\":" << l.wavefronts << ",\"ideal_wavefronts\":" << l.ideal_wavefronts;
+    if (!std::strncmp(l.kind, "shared", 6))
+      o << ",\"wavefronts\":" << l.wavefronts << ",\"ideal_wavefronts\":" << l.ideal_wavefronts;
     else o << ",\"sectors\":" << l.sectors << ",\"bytes\":" << l.bytes;
     o << "}";
   }

@@ -6,7 +6,7 @@
 //
 // Off by default. On for a session between start() and stop(), and for the whole process when
 // BEAM_EMULATOR_PROFILE names a file, to which each launch appends its record as one JSON
-// line. Counting costs nothing while it is off.
+// line. While it is off, counting costs one branch per instruction.
 //
 // A request is one warp-level instruction: the n-th execution of an instruction by each lane
 // of a warp forms the n-th request of that instruction (exact for converged code; lanes that
@@ -73,11 +73,13 @@ struct launch_record {
   global_requests async_copy;     //!< cp.async: the global reads
   global_requests bulk_tensor;    //!< cp.async.bulk.tensor: one request per copy (its box, and
                                   //!< the tensor map when it lies in global memory)
-  uint64_t distinct_read_sectors = 0;     //!< global and const sectors read (atomics read and write)
+  uint64_t distinct_read_sectors = 0;     //!< global and const sectors read before the launch wrote
+                                          //!< them (atomics read and write)
   uint64_t distinct_written_sectors = 0;  //!< global sectors written
   shared_requests shared_load;    //!< ld.shared (also generic), ldmatrix
   shared_requests shared_store;   //!< st.shared, the shared writes of cp.async
-  shared_requests shared_atomic;  //!< atom.shared, red.shared
+  shared_requests shared_atomic;  //!< atom.shared, red.shared: a wavefront per lane in the
+                                  //!< busiest bank (same-address atomics do not merge)
   uint64_t local_requests = 0;    //!< ld.local, st.local
   uint64_t tensor_macs = 0;       //!< multiply-adds issued to tensor cores (m·n·k per mma)
   uint64_t barrier_arrivals = 0;  //!< threads released from bar.sync / barrier / bar.red

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../fixtures/hopper_fixture.cuh"
@@ -103,6 +104,35 @@ __global__ void shared_vector_store(float* out) {
                "f"(x) : "memory");
   __syncthreads();
   out[threadIdx.x] = s4[31 - threadIdx.x].x + s2[31 - threadIdx.x].y;
+}
+
+//! Lane l stores 16 bytes at chunk 4·(l mod 8) + l / 8: the 8 lanes of each quarter-warp phase
+//! hit only two 4-bank groups (4 wavefronts each), though the warp covers every bank 4 times.
+__global__ void shared_quarter_conflict(float* out) {
+  __shared__ float4 s[32];
+  const int chunk = 4 * (threadIdx.x % 8) + threadIdx.x / 8;
+  const float x = float(threadIdx.x);
+  asm volatile("st.shared.v4.f32 [%0], {%1, %1, %1, %1};" ::"r"(unsigned(__cvta_generic_to_shared(&s[chunk]))),
+               "f"(x) : "memory");
+  __syncthreads();
+  out[threadIdx.x] = s[31 - threadIdx.x].x;
+}
+
+//! Every lane adds 1 to one shared word: same-address atomics are served one lane at a time.
+__global__ void shared_atomic_same_word(float* out) {
+  __shared__ float sum;
+  if (threadIdx.x == 0) sum = 0;
+  __syncthreads();
+  atomicAdd(&sum, 1.0f);
+  __syncthreads();
+  out[threadIdx.x] = sum;
+}
+
+//! Writes p[lane], then reads it back: a sector the launch wrote is no DRAM read.
+__global__ void write_then_read(float* p, float* out) {
+  volatile float* v = p;
+  v[threadIdx.x] = float(threadIdx.x);
+  out[threadIdx.x] = v[threadIdx.x] + 1.0f;
 }
 
 //! ldmatrix.x4 of four 8 × 8 b16 matrices from a tile of 8 rows of 128 bytes; row r of matrix
@@ -281,6 +311,15 @@ TEST_CASE("distinct sectors: blocks share them, the session map tells which were
   CHECK_EQ(two[1].distinct_read_sectors, 4u);
 }
 
+TEST_CASE("distinct sectors: a sector the launch wrote is not read from DRAM") {
+  buffer p(32), out(32);
+  const auto r = profiled_one([&] { write_then_read<<<1, 32>>>(p.data, out.data); });
+  CHECK_EQ(r.global_load.requests, 1u);
+  CHECK_EQ(r.global_load.sectors, 4u);  // requested from L2 all the same
+  CHECK_EQ(r.distinct_read_sectors, 0u);
+  CHECK_EQ(r.distinct_written_sectors, 8u);  // p and out
+}
+
 TEST_CASE("global atomics: one request, the sector read and written") {
   buffer p(8);
   const auto r = profiled_one([&] { atomic_same_word<<<1, 32>>>(p.data); });
@@ -321,6 +360,25 @@ TEST_CASE("shared memory: 8- and 16-byte accesses are served in half- and quarte
   CHECK_EQ(r.shared_store.requests, 2u);
   CHECK_EQ(r.shared_store.wavefronts, 4u + 2u);
   CHECK_EQ(r.shared_store.ideal_wavefronts, 4u + 2u);
+}
+
+TEST_CASE("shared memory: 16-byte accesses conflict within a quarter-warp phase") {
+  buffer out(32);
+  const auto r = profiled_one([&] { shared_quarter_conflict<<<1, 32>>>(out.data); });
+  // Phase i (lanes 8i..8i+7, j = lane mod 8) writes chunks 4j + i, banks 16j + 4i + [0, 4) mod 32:
+  // the 4-bank groups at 4i and 16 + 4i, 4 chunks on each, so 4 wavefronts per phase and 16 for
+  // the warp (a rule over the whole warp would give 4: every bank holds 4 of the 128 words).
+  CHECK_EQ(r.shared_store.requests, 1u);
+  CHECK_EQ(r.shared_store.wavefronts, 16u);
+  CHECK_EQ(r.shared_store.ideal_wavefronts, 4u);
+}
+
+TEST_CASE("shared atomics: lanes on one word are served one at a time") {
+  buffer out(32);
+  const auto r = profiled_one([&] { shared_atomic_same_word<<<1, 32>>>(out.data); });
+  CHECK_EQ(r.shared_atomic.requests, 1u);
+  CHECK_EQ(r.shared_atomic.wavefronts, 32u);
+  CHECK_EQ(r.shared_atomic.ideal_wavefronts, 1u);
 }
 
 TEST_CASE("ldmatrix: eight 128-byte-strided rows conflict, the XOR-swizzled rows do not") {
@@ -402,10 +460,32 @@ TEST_CASE("barriers and instruction classes") {
   }
 }
 
+TEST_CASE("per PTX line: where the requests go") {
+  buffer in(32 * 2), out(32);
+  const auto r = profiled_one([&] { strided_load<<<1, 32>>>(in.data, out.data, 2, 0); });
+  int loads = 0, stores = 0;
+  for (const auto& l : r.lines) {
+    CHECK(l.line > 0);
+    if (std::string(l.kind) == "global_load") {
+      ++loads;
+      CHECK_EQ(l.requests, 1u);
+      CHECK_EQ(l.sectors, 8u);
+      CHECK_EQ(l.bytes, 128u);
+    } else if (std::string(l.kind) == "global_store") {
+      ++stores;
+      CHECK_EQ(l.sectors, 4u);
+    }
+  }
+  CHECK_EQ(loads, 1);
+  CHECK_EQ(stores, 1);
+}
+
 TEST_CASE("no session, no records; a record is one JSON object") {
   buffer in(32), out(32);
   strided_load<<<1, 32>>>(in.data, out.data, 1, 0);
   PROFILE_CUDA(cudaDeviceSynchronize());
+  CHECK(emu::profile::stop().empty());
+  emu::profile::start();  // a session starts empty
   CHECK(emu::profile::stop().empty());
   const auto r = profiled_one([&] { strided_load<<<1, 32>>>(in.data, out.data, 1, 0); });
   const std::string j = emu::profile::json(r);

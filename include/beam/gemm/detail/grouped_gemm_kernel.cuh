@@ -114,8 +114,8 @@ using row_tile_scan = cub::BlockScan<int32_t, Threads, cub::BLOCK_SCAN_WARP_SCAN
 //! Numbers the row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ for
 //! e ≤ groups (a blocked block scan; `scan_memory` holds its storage, free again on return).
 //! The offsets are read once, coalesced, into tile_starts, and each thread takes its
-//! consecutive groups from there (`items` is odd for every block size up to 256: a stride
-//! free of bank conflicts).
+//! consecutive groups from there (a stride of `items` words: free of bank conflicts when odd,
+//! as for the kernels' 128, 256 and 384 threads: 5, 3, 3).
 template <int Threads, int BM, class T, class OutT>
 __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
                                         int32_t* tile_starts) {
