@@ -152,6 +152,50 @@ inline void rmsnorm_backward(const float* v, const float* dv, float inv_rms, int
   for (int i = 0; i < n; ++i) dh[i] += (dv[i] - v[i] * mean) * inv_rms;
 }
 
+//! out = W2 · (silu(W1 x) ⊙ (W3 x)) for one row x `[H]` (w13 `[2I, H]`: W1 on top of W3,
+//! w2 `[H, I]`); keeps pre = [W1 x | W3 x] `[2I]` and act `[I]` for the backward.
+inline void swiglu_forward(const float* w13, const float* w2, const float* x, int H, int I, float* pre, float* act,
+                           float* out) {
+  for (int i = 0; i < 2 * I; ++i) {
+    float acc = 0.0f;
+    for (int h = 0; h < H; ++h) acc += w13[i * H + h] * x[h];
+    pre[i] = acc;
+  }
+  for (int i = 0; i < I; ++i) act[i] = beam::silu(pre[i]) * pre[I + i];
+  for (int h = 0; h < H; ++h) {
+    float acc = 0.0f;
+    for (int i = 0; i < I; ++i) acc += w2[h * I + i] * act[i];
+    out[h] = acc;
+  }
+}
+
+//! The backward of swiglu_forward with ∂L/∂out = scale · dout: gradients into g13 and g2,
+//! dx += ∂L/∂x.
+inline void swiglu_backward(const float* w13, const float* w2, float* g13, float* g2, const float* x,
+                            const float* pre, const float* act, const float* dout, float scale, int H, int I,
+                            float* dx) {
+  std::vector<float> dact(I, 0.0f), dpre(2 * I);
+  for (int h = 0; h < H; ++h) {
+    const float de = scale * dout[h];
+    for (int i = 0; i < I; ++i) {
+      g2[h * I + i] += de * act[i];
+      dact[i] += de * w2[h * I + i];
+    }
+  }
+  for (int i = 0; i < I; ++i) {
+    const float gate = pre[i], up = pre[I + i];
+    const float sg = beam::sigmoid(gate);
+    dpre[i] = dact[i] * up * sg * (1.0f + gate * (1.0f - sg));  // silu'
+    dpre[I + i] = dact[i] * gate * sg;
+  }
+  for (int i = 0; i < 2 * I; ++i) {
+    for (int h = 0; h < H; ++h) {
+      g13[i * H + h] += dpre[i] * x[h];
+      dx[h] += dpre[i] * w13[i * H + h];
+    }
+  }
+}
+
 }  // namespace detail
 
 //! What the MoE layer's forward keeps for its backward: the routing, the weights the forward
@@ -233,20 +277,9 @@ inline void moe_forward(const moe_parameters& p, const float* u, int rows, const
       if (active) ++pass.active_pairs;
       if (e < 0 || !(active || run_all_candidates)) continue;
       pass.ran[s] = 1;
-      const float* w13 = &p.w13.w[size_t(e) * 2 * I * H];
-      const float* w2 = &p.w2.w[size_t(e) * H * I];
-      for (int i = 0; i < 2 * I; ++i) {
-        float acc = 0.0f;
-        for (int h = 0; h < H; ++h) acc += w13[i * H + h] * u[b * H + h];
-        pre[s * 2 * I + i] = acc;
-      }
-      for (int i = 0; i < I; ++i) act[s * I + i] = beam::silu(pre[s * 2 * I + i]) * pre[s * 2 * I + I + i];
-      for (int h = 0; h < H; ++h) {
-        float acc = 0.0f;
-        for (int i = 0; i < I; ++i) acc += w2[h * I + i] * act[s * I + i];
-        expert_out[s * H + h] = acc;
-        y[b * H + h] += weight[s] * acc;
-      }
+      detail::swiglu_forward(&p.w13.w[size_t(e) * 2 * I * H], &p.w2.w[size_t(e) * H * I], &u[b * H], H, I,
+                             &pre[s * 2 * I], &act[s * I], &expert_out[s * H]);
+      for (int h = 0; h < H; ++h) y[b * H + h] += weight[s] * expert_out[s * H + h];
     }
   }
   backend.losses(routing, rv, zv, pass.l_bal, pass.l_reg);
@@ -266,7 +299,7 @@ inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* d
   const float* act = pass.act.data();
   const ref::matrix_view<float> rv{pass.logits.data(), rows, E, 2 * E}, zv{pass.logits.data() + E, rows, E, 2 * E};
   // ∂L/∂weight and the expert backward.
-  std::vector<float> d_weight(size_t(rows) * K, 0.0f), dact(I), dpre(2 * I);
+  std::vector<float> d_weight(size_t(rows) * K, 0.0f);
   for (int b = 0; b < rows; ++b) {
     const float* dy = &dy_rows[b * H];
     for (int k = 0; k < K; ++k) {
@@ -278,30 +311,9 @@ inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* d
       const float wgt = pass.weight[s];
       if (wgt == 0.0f) continue;  // a masked pair: no gradient into its expert
       const int e = routing.candidate_ids[s];
-      float* g13 = &p.w13.g[size_t(e) * 2 * I * H];
-      float* g2 = &p.w2.g[size_t(e) * H * I];
-      const float* w13 = &p.w13.w[size_t(e) * 2 * I * H];
-      const float* w2 = &p.w2.w[size_t(e) * H * I];
-      std::fill(dact.begin(), dact.end(), 0.0f);
-      for (int h = 0; h < H; ++h) {
-        const float de = wgt * dy[h];
-        for (int i = 0; i < I; ++i) {
-          g2[h * I + i] += de * act[s * I + i];
-          dact[i] += de * w2[h * I + i];
-        }
-      }
-      for (int i = 0; i < I; ++i) {
-        const float gate = pre[s * 2 * I + i], upv = pre[s * 2 * I + I + i];
-        const float sg = beam::sigmoid(gate);
-        dpre[i] = dact[i] * upv * sg * (1.0f + gate * (1.0f - sg));  // silu'
-        dpre[I + i] = dact[i] * gate * sg;
-      }
-      for (int i = 0; i < 2 * I; ++i) {
-        for (int h = 0; h < H; ++h) {
-          g13[i * H + h] += dpre[i] * u[b * H + h];
-          du[b * H + h] += dpre[i] * w13[i * H + h];
-        }
-      }
+      detail::swiglu_backward(&p.w13.w[size_t(e) * 2 * I * H], &p.w2.w[size_t(e) * H * I],
+                              &p.w13.g[size_t(e) * 2 * I * H], &p.w2.g[size_t(e) * H * I], &u[b * H],
+                              &pre[s * 2 * I], &act[s * I], dy, wgt, H, I, &du[b * H]);
     }
   }
   // Routing backward through the library: score function, STE, auxiliary losses.
