@@ -6,7 +6,8 @@ if (!exists("csv")) csv = 'traffic.csv'
 if (!exists("out")) out = 'traffic_vs_avg_k.png'
 if (!exists("device")) device = 'sm_90a'
 set datafile separator ','
-set terminal pngcairo size 1500,1000 font ',10'
+set datafile nocolumnheaders
+set terminal pngcairo size 1500,1000 font ',10' noenhanced
 set output out
 set multiplot layout 3,4 title sprintf('beam layer forward at decode: distinct DRAM bytes (counted on the emulator, %s model)', device)
 set grid
@@ -22,7 +23,7 @@ do for [m in models] {
     set title sprintf('%s, T = %s', m, t)
     rows(kind) = sprintf("< awk -F, '$1==\"%s\" && $2==%s && $5==\"%s\"' %s | sort -t, -k4 -g", m, t, kind, csv)
     plot rows('mask') using 4:($8/1e6) with points pt 7 ps 1.2 title 'masked: counted', \
-         rows('mask') using 4:($9/1e6) with lines lw 1.5 title 'masked: ideal', \
+         rows('mask') using 4:($9/1e6) with linespoints lw 1.5 pt 6 ps 0.6 title 'masked: ideal', \
          rows('dense Top-K') using 4:($8/1e6) with points pt 4 ps 1.8 title 'dense Top-K: counted'
   }
 }
