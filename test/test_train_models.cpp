@@ -1,8 +1,8 @@
-// The training example's hand-written backward passes (examples/02_train_beam) against
-// central finite differences of the objective L = mean CE + α·L_bal + β·L_reg they
-// differentiate: the attention + MoE model and the MoE-only model, with Top-K routing (the
-// routing is piecewise constant, the gates smooth) and with the soft mask (g·σ(z): smooth in
-// the mask router too). BEAM's hard mask has no derivative; its STE is checked in
+// The training example's hand-written backward pass (examples/02_train_beam: attention, the
+// MoE block, the shared expert) against central finite differences of the objective
+// L = mean CE + α·L_bal + β·L_reg it differentiates, with Top-K routing (the routing is
+// piecewise constant, the gates smooth) and with the soft mask (g·σ(z): smooth in the mask
+// router too). BEAM's hard mask has no derivative; its STE is checked in
 // test_reference_training.
 #include <doctest/doctest.h>
 
@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "attention_model.hpp"
+#include "model.hpp"
 
 namespace {
 
@@ -66,7 +66,7 @@ void check_gradients(Model& model, const Run& run, const routing_setup& rs, doub
 }  // namespace
 
 TEST_CASE("attention + MoE model: backward against finite differences") {
-  train::attention_config cfg;
+  train::config cfg;
   cfg.context = 8;
   cfg.hidden = 16;
   cfg.heads = 2;
@@ -79,31 +79,11 @@ TEST_CASE("attention + MoE model: backward against finite differences") {
   for (const routing_setup& rs : {routing_setup{routing_mode::top_k, 2, 1.0, 0.01, 0.0},
                                   routing_setup{routing_mode::soft_mask, 2, 1.0, 0.01, 0.1}}) {
     CAPTURE(int(rs.mode));
-    train::attention_model model(cfg, 11);
+    train::model model(cfg, 11);
     std::mt19937_64 rng(12);
     model.mask.init_normal(rng, 0.5);  // a mask router away from zero: σ(z) varies
     // Training-mode forward (the soft mask's g·σ(z)); gradients of the copies are discarded.
-    const auto run = [&](train::attention_model& m, bool) { return train::run_sequences(m, text, starts, rs, true); };
-    check_gradients(model, run, rs, 1e-2, 4);
-  }
-}
-
-TEST_CASE("MoE-only model: backward against finite differences") {
-  train::config cfg;
-  cfg.hidden = 16;
-  cfg.experts = 6;
-  cfg.top_k = 2;
-  cfg.intermediate = 8;
-  const auto text = random_text(400, 8);
-  std::vector<int64_t> positions;
-  for (int64_t p = cfg.context; p < 400; p += 37) positions.push_back(p);
-  for (const routing_setup& rs : {routing_setup{routing_mode::top_k, 2, 1.0, 0.01, 0.0},
-                                  routing_setup{routing_mode::soft_mask, 2, 1.0, 0.01, 0.1}}) {
-    CAPTURE(int(rs.mode));
-    train::model model(cfg, 13);
-    std::mt19937_64 rng(14);
-    model.mask.init_normal(rng, 0.5);
-    const auto run = [&](train::model& m, bool) { return train::run_batch(m, text, positions, rs, true); };
+    const auto run = [&](train::model& m, bool) { return train::run_sequences(m, text, starts, rs, true); };
     check_gradients(model, run, rs, 1e-2, 4);
   }
 }

@@ -1,27 +1,47 @@
-// 02_train_beam: train BEAM masks on a tiny character-level MoE language model and reproduce
-// the paper's comparison in miniature (quality vs Avg.K against Top-K pruning, Top-K reduced
-// and top-p routing, plus the no-L_reg and soft-mask ablations).
+// 02_train_beam: train BEAM masks on a character-level transformer with an MoE layer
+// (model.hpp) and reproduce the paper's comparison in miniature, with seeds and confidence
+// intervals.
 //
-//   02_train_beam [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]
+//   02_train_beam [--quick | --study] [--seeds N] [--threads N] [--out DIR]
+//
+// Protocol, per seed (which seeds the base model, every fine-tune and the data order):
+//   phase 1  the base model: Top-K routing with the balance loss.
+//   phase 2  from the base, every arm for the same steps and learning-rate schedule (warm-up,
+//            cosine decay) on the same batches: dense Top-K (more steps); BEAM over a β sweep,
+//            the whole model trained; BEAM with only the mask router trained (backbone frozen);
+//            Top-K reduced (fine-tuned at k < K); top-p fine-tuned with top-p routing; the
+//            ablations no L_reg and soft mask (no binarisation).
+//   training-free, on the dense arm: Top-K pruning (k < K), top-p, and a threshold rule
+//            (the candidates with g ≥ τ: it can keep no expert, so Avg.K < 1 has a baseline).
+//   p and τ are chosen on the validation split to match each BEAM arm's Avg.K there; every
+//   score is on the test split (in full with --study). A comparison is the per-seed paired
+//   difference (baseline − BEAM) at matched Avg.K, its mean and 95% t-interval over seeds;
+//   integer-k baselines are interpolated linearly in Avg.K between neighbouring k.
 //
 // Corpus: the English text of Debian's `fortunes` package (/usr/share/games/fortunes), read
-// at run time; every 10th 4 KiB chunk is held out.
+// at run time in 4 KiB chunks: every 10th chunk is validation, the next 10th test.
 #include <beam/reference/training.cuh>
 
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
-#include <unistd.h>
 #include <fstream>
-#include <iomanip>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "model.hpp"
@@ -33,6 +53,7 @@ using train::routing_mode;
 using train::routing_setup;
 
 constexpr const char* corpus_dir = "/usr/share/games/fortunes";
+constexpr double alpha = 0.01;  // balance loss coefficient of every arm
 
 //! Byte → token: printable ASCII 32..126 → 0..94, newline → 95, anything else → 96.
 uint8_t token_of(unsigned char ch) {
@@ -46,7 +67,7 @@ std::string char_name(int token) {
 }
 
 struct corpus {
-  std::vector<uint8_t> train, held_out;
+  std::vector<uint8_t> train, validation, test;
 };
 
 corpus load_corpus() {
@@ -68,81 +89,116 @@ corpus load_corpus() {
   corpus c;
   const size_t chunk = 4096;
   for (size_t i = 0; i < text.size(); ++i) {
-    ((i / chunk) % 10 == 9 ? c.held_out : c.train).push_back(token_of(static_cast<unsigned char>(text[i])));
+    const size_t part = (i / chunk) % 10;
+    (part == 8 ? c.validation : part == 9 ? c.test : c.train).push_back(token_of(static_cast<unsigned char>(text[i])));
   }
   return c;
 }
 
-struct evaluation {
-  double loss = 0.0, accuracy = 0.0, avg_k = 0.0;
-  double perplexity() const { return std::exp(loss); }
-};
-
-struct options {
-  bool quick = false;
+//! The run's size.
+struct settings {
+  bool quick = false, study = false;
+  int seeds = 2, threads = 0;
+  int base_steps = 1500, finetune_steps = 600, batch = 8;  // batch: sequences of `context` characters
+  int validation_windows = 96, test_windows = 384;        // 0: the whole split
+  std::vector<double> betas = {0.01, 0.03, 0.1}, mask_only_betas = {0.03};
+  std::vector<size_t> top_p_finetuned = {1};              // BEAM arms whose Avg.K a top-p arm trains for
   std::string out;
-  uint64_t seed = 1234;
-  int base_steps = 12000, finetune_steps = 6000, batch = 64, eval_positions = 20000;
 };
 
-evaluation evaluate(train::model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& positions,
-                    const routing_setup& rs, std::vector<int64_t>* active_by_char = nullptr,
+//! Sequence starts that tile `text` (each window predicts `context` positions), `count` of them
+//! spread evenly (0: all).
+std::vector<int64_t> windows(const std::vector<uint8_t>& text, int context, int count) {
+  const int64_t all = (int64_t(text.size()) - 1) / context;
+  const int64_t n = count > 0 ? std::min<int64_t>(count, all) : all;
+  std::vector<int64_t> starts(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) starts[size_t(i)] = (i * all / n) * context;
+  return starts;
+}
+
+struct evaluation {
+  double loss = 0.0, accuracy = 0.0, avg_k = 0.0, without_experts = 0.0;  //!< share of positions
+};
+
+evaluation evaluate(train::model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& starts,
+                    const routing_setup& rs, std::vector<int64_t>* kept_by_char = nullptr,
                     std::vector<int64_t>* seen_by_char = nullptr) {
   train::batch_stats total;
-  for (size_t begin = 0; begin < positions.size(); begin += 512) {
-    const std::vector<int64_t> batch(positions.begin() + begin,
-                                     positions.begin() + std::min(positions.size(), begin + 512));
-    const auto st = train::run_batch(m, text, batch, rs, false, active_by_char, seen_by_char);
+  for (size_t begin = 0; begin < starts.size(); begin += 16) {
+    const std::vector<int64_t> batch(starts.begin() + begin, starts.begin() + std::min(starts.size(), begin + 16));
+    const auto st = train::run_sequences(m, text, batch, rs, false, kept_by_char, seen_by_char);
     total.lm_loss += st.lm_loss;
     total.correct += st.correct;
     total.positions += st.positions;
     total.active_pairs += st.active_pairs;
+    total.positions_without_experts += st.positions_without_experts;
   }
-  return {total.lm_loss / total.positions, double(total.correct) / total.positions,
-          double(total.active_pairs) / total.positions};
+  const double n = double(total.positions);
+  return {total.lm_loss / n, double(total.correct) / n, double(total.active_pairs) / n,
+          double(total.positions_without_experts) / n};
 }
 
-//! Trains `m` for `steps` batches; progress on one updating line (on a terminal; in a log a
-//! line per 200 steps), a summary per epoch (every `steps / 4` batches) on the held-out
-//! positions.
-void fit(train::model& m, const corpus& data, const std::vector<int64_t>& eval_pos, const routing_setup& rs,
-         int steps, int batch, uint64_t seed, const char* label) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> pick(m.cfg.context, int64_t(data.train.size()) - 1);
+//! Linear warm-up over the first 5% of the steps, then cosine decay to 10% of `peak`.
+double learning_rate(double peak, int step, int steps) {
+  const int warm = std::max(1, steps / 20);
+  if (step < warm) return peak * (step + 1) / warm;
+  const double t = double(step - warm) / std::max(1, steps - warm);
+  constexpr double pi = 3.14159265358979323846;
+  return peak * (0.1 + 0.45 * (1.0 + std::cos(pi * t)));
+}
+
+//! Serialises progress lines of the arms that train at once.
+std::mutex print_mutex;
+
+//! Trains the parameters of `m` that `trainable` selects (null: all) for `steps` batches
+//! drawn from `data_seed`; a progress line every quarter.
+void fit(train::model& m, const std::vector<uint8_t>& text, const routing_setup& rs, int steps, int batch,
+         double peak_lr, uint64_t data_seed, const std::string& label,
+         const std::function<bool(const train::parameter*)>& trainable = {}) {
+  std::mt19937_64 rng(data_seed);
+  std::uniform_int_distribution<int64_t> pick(0, int64_t(text.size()) - m.cfg.context - 2);
+  const auto params = m.parameters();
+  std::vector<bool> update(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const bool mask = params[i] == &m.mask;
+    const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
+    update[i] = trainable ? trainable(params[i]) : (!mask || masked_mode);
+  }
   train::adam opt;
-  const bool train_mask = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
-  const auto start = std::chrono::steady_clock::now();
   train::batch_stats window;
-  const int epoch = std::max(1, steps / 4);
-  const bool terminal = isatty(fileno(stdout)) != 0;
-  for (int step = 1; step <= steps; ++step) {
-    std::vector<int64_t> positions(batch);
-    for (int64_t& p : positions) p = pick(rng);
-    const auto st = train::run_batch(m, data.train, positions, rs, true);
-    opt.step(m, train_mask);
+  const auto start = std::chrono::steady_clock::now();
+  for (int step = 0; step < steps; ++step) {
+    std::vector<int64_t> starts(static_cast<size_t>(batch));
+    for (int64_t& s : starts) s = pick(rng);
+    const auto st = train::run_sequences(m, text, starts, rs, true);
+    opt.step(params, update, learning_rate(peak_lr, step, steps));
     window.lm_loss += st.lm_loss;
     window.positions += st.positions;
     window.active_pairs += st.active_pairs;
-    window.l_bal += st.l_bal;
-    window.l_reg += st.l_reg;
-    // Progress: rewritten in place on a terminal; in a log, one line per 200 steps.
-    const int every = terminal ? 20 : 200;
-    if (step % every == 0 || step == steps) {
+    if ((step + 1) % std::max(1, steps / 4) == 0) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const int n = step % every == 0 ? every : step % every;
-      std::printf("%s  %-18s step %5d/%d  lm %.3f  bal %.3f  reg %.3f  Avg.K %.2f  %6.0f tok/s%s", terminal ? "\r" : "",
-                  label, step, steps, window.lm_loss / window.positions, window.l_bal / n, window.l_reg / n,
-                  double(window.active_pairs) / window.positions, double(step) * batch / seconds, terminal ? " " : "\n");
+      const std::lock_guard<std::mutex> lock(print_mutex);
+      std::printf("  %-28s step %5d/%d  lm %.3f  Avg.K %.2f  %6.0f tok/s\n", label.c_str(), step + 1, steps,
+                  window.lm_loss / window.positions, double(window.active_pairs) / window.positions,
+                  double(step + 1) * batch * m.cfg.context / seconds);
       std::fflush(stdout);
       window = {};
     }
-    if (step % epoch == 0) {
-      routing_setup eval_rs = rs;
-      const auto ev = evaluate(m, data.held_out, eval_pos, eval_rs);
-      std::printf("%s  %-18s epoch %d: held-out loss %.4f  ppl %.3f  acc %.4f  Avg.K %.2f\n", terminal ? "\n" : "", label,
-                  step / epoch, ev.loss, ev.perplexity(), ev.accuracy, ev.avg_k);
-    }
   }
+}
+
+//! The level (p or τ) at which `rs` reaches Avg.K `target` on `starts` of `text`, by bisection
+//! over [0, 1] (Avg.K grows with p, falls with τ); `rs.level` is set to it.
+void match_avg_k(train::model& m, const std::vector<uint8_t>& text, const std::vector<int64_t>& starts,
+                 routing_setup& rs, double target) {
+  double lo = 0.0, hi = 1.0;
+  const bool grows = rs.mode == routing_mode::top_p;
+  for (int it = 0; it < 14; ++it) {
+    rs.level = 0.5 * (lo + hi);
+    const double k = evaluate(m, text, starts, rs).avg_k;
+    ((k < target) == grows ? lo : hi) = rs.level;
+  }
+  rs.level = 0.5 * (lo + hi);
 }
 
 //! One training step of the Top-K and BEAM modes through the GPU backend against the CPU
@@ -152,18 +208,18 @@ bool verify_device_step(const train::config& cfg, const corpus& data, train::rou
   train::model m(cfg, seed);
   std::mt19937_64 rng(seed + 1);
   m.mask.init_normal(rng, 1.0 / std::sqrt(double(cfg.hidden)));
-  std::uniform_int_distribution<int64_t> pick(cfg.context, int64_t(data.train.size()) - 1);
-  std::vector<int64_t> positions(64);
-  for (int64_t& p : positions) p = pick(rng);
+  std::uniform_int_distribution<int64_t> pick(0, int64_t(data.train.size()) - cfg.context - 2);
+  std::vector<int64_t> starts(4);
+  for (int64_t& s : starts) s = pick(rng);
   double worst = 0.0;
   const auto relative = [](double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-6); };
-  for (const routing_setup& rs : {routing_setup{routing_mode::top_k, cfg.top_k, 1.0, 0.01, 0.0},
-                                  routing_setup{routing_mode::beam, cfg.top_k, 1.0, 0.01, 0.25}}) {
+  for (const routing_setup& rs : {routing_setup{routing_mode::top_k, cfg.top_k, 1.0, alpha, 0.0},
+                                  routing_setup{routing_mode::beam, cfg.top_k, 1.0, alpha, 0.25}}) {
     train::model cpu = m, gpu = m;
     train::device_routing_backend = nullptr;
-    const auto a = train::run_batch(cpu, data.train, positions, rs, true);
+    const auto a = train::run_sequences(cpu, data.train, starts, rs, true);
     train::device_routing_backend = &device;
-    const auto b = train::run_batch(gpu, data.train, positions, rs, true);
+    const auto b = train::run_sequences(gpu, data.train, starts, rs, true);
     worst = std::max({worst, relative(b.lm_loss, a.lm_loss), relative(b.l_bal, a.l_bal),
                       a.l_reg > 0 ? relative(b.l_reg, a.l_reg) : std::abs(b.l_reg)});
     if (a.active_pairs != b.active_pairs) worst = std::max(worst, 1.0);  // the routing itself differs
@@ -177,6 +233,7 @@ bool verify_device_step(const train::config& cfg, const corpus& data, train::rou
       worst = std::max(worst, norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff));
     }
   }
+  train::device_routing_backend = nullptr;
   const bool ok = worst <= 1e-3;
   std::printf("%s: one training step (Top-K and BEAM) on the GPU path against the CPU path, largest relative "
               "difference %.2e (loss terms, every gradient; tolerance 1e-3)\n",
@@ -184,35 +241,257 @@ bool verify_device_step(const train::config& cfg, const corpus& data, train::rou
   return ok;
 }
 
-struct row {
+//! One scored configuration of one seed.
+struct result {
   std::string method;
-  double param;  //!< β, k or p
-  evaluation ev;
+  double parameter = 0.0;  //!< β, k, p or τ
+  std::string matched;     //!< the BEAM arm it was matched to (training-free and top-p arms)
+  evaluation validation, test;
+  result() = default;
+  result(std::string m, double p, std::string to, std::pair<evaluation, evaluation> scores)
+      : method(std::move(m)), parameter(p), matched(std::move(to)), validation(scores.first), test(scores.second) {}
 };
+
+//! Runs `jobs` on `threads` workers.
+void run_parallel(std::vector<std::function<void()>>& jobs, int threads) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < std::max(1, threads); ++t) {
+    workers.emplace_back([&] {
+      for (size_t j; (j = next++) < jobs.size();) jobs[j]();
+    });
+  }
+  for (std::thread& w : workers) w.join();
+}
+
+std::string beam_label(bool mask_only, double beta) {
+  char label[64];
+  std::snprintf(label, sizeof label, "%s β=%g", mask_only ? "BEAM mask-only" : "BEAM", beta);
+  return label;
+}
+
+//! One seed's arms (the protocol at the top of the file), in stages whose jobs the stages of
+//! every seed share the worker threads with: the base; the first wave of arms; then the
+//! training-free baselines and the top-p fine-tunes, which need the first wave.
+class seed_run {
+ public:
+  seed_run(const corpus& data, const train::config& cfg, const settings& o, uint64_t seed)
+      : data_(data), cfg_(cfg), o_(o), seed_(seed), base_(cfg, seed),
+        validation_(windows(data.validation, cfg.context, o.validation_windows)),
+        test_(windows(data.test, cfg.context, o.test_windows)) {
+    const int K = cfg.top_k;
+    add("dense Top-K", K, {routing_mode::top_k, K, 1.0, alpha, 0.0});
+    for (double beta : o.betas) add("BEAM", beta, {routing_mode::beam, K, 1.0, alpha, beta});
+    for (double beta : o.mask_only_betas) add("BEAM mask-only", beta, {routing_mode::beam, K, 1.0, alpha, beta}, true);
+    if (!o.quick) {
+      for (int k = 1; k < K; ++k) add("Top-K reduced", k, {routing_mode::top_k, k, 1.0, alpha, 0.0});
+      const double beta = o.betas[o.betas.size() / 2];
+      add("ablation: soft mask", beta, {routing_mode::soft_mask, K, 1.0, alpha, beta});
+    }
+    add("ablation: no L_reg", 0.0, {routing_mode::beam, K, 1.0, alpha, 0.0});
+  }
+
+  std::vector<std::function<void()>> base_jobs() {
+    return {[this] {
+      fit(base_, data_.train, {routing_mode::top_k, cfg_.top_k, 1.0, alpha, 0.0}, o_.base_steps, o_.batch, base_lr,
+          seed_ * 1000 + 1, "base (seed " + std::to_string(seed_) + ")");
+    }};
+  }
+
+  std::vector<std::function<void()>> arm_jobs() {
+    std::vector<std::function<void()>> jobs;
+    for (auto& a : arms_) jobs.push_back([this, p = a.get()] { train_arm(*p); });
+    return jobs;
+  }
+
+  //! Training-free on the dense arm: pruning at every k < K, top-p and threshold matched to
+  //! each BEAM arm's validation Avg.K; top-p fine-tuned with top-p routing at the p that
+  //! matched a BEAM arm on the dense arm, then p matched again on the fine-tuned model.
+  std::vector<std::function<void()>> baseline_jobs() {
+    std::vector<std::function<void()>> jobs;
+    if (o_.quick) return jobs;
+    const int K = cfg_.top_k;
+    jobs.push_back([this, K] {
+      for (int k = 1; k < K; ++k) {
+        const routing_setup rs{routing_mode::top_k, k, 1.0, alpha, 0.0};
+        baselines_[size_t(k - 1)] = {"Top-K pruning", double(k), "", score(dense().m, rs)};
+      }
+    });
+    baselines_.resize(size_t(K - 1) + beam_arms().size() * 2 + o_.top_p_finetuned.size());
+    const auto beams = beam_arms();
+    for (size_t b = 0; b < beams.size(); ++b) {
+      for (int rule = 0; rule < 2; ++rule) {
+        jobs.push_back([this, K, b, rule, target = beams[b]] {
+          if (rule == 0 && target->r.validation.avg_k < 1.0) return;  // top-p keeps at least one expert
+          train::model m = dense().m;
+          routing_setup rs{rule == 0 ? routing_mode::top_p : routing_mode::threshold, K, 1.0, alpha, 0.0};
+          match_avg_k(m, data_.validation, validation_, rs, target->r.validation.avg_k);
+          baselines_[size_t(K - 1) + b * 2 + size_t(rule)] = {rule == 0 ? "top-p" : "threshold", rs.level,
+                                                               label_of(*target), score(m, rs)};
+        });
+      }
+    }
+    for (size_t i = 0; i < o_.top_p_finetuned.size(); ++i) {
+      jobs.push_back([this, K, i, slot = size_t(K - 1) + beams.size() * 2 + i, target = beams[o_.top_p_finetuned[i]]] {
+        if (target->r.validation.avg_k < 1.0) return;
+        routing_setup rs{routing_mode::top_p, K, 1.0, alpha, 0.0};
+        {
+          train::model probe = dense().m;
+          match_avg_k(probe, data_.validation, validation_, rs, target->r.validation.avg_k);
+        }
+        train::model m = base_;
+        fit(m, data_.train, rs, o_.finetune_steps, o_.batch, finetune_lr, finetune_data(),
+            "top-p fine-tuned for " + label_of(*target));
+        match_avg_k(m, data_.validation, validation_, rs, target->r.validation.avg_k);
+        baselines_[slot] = {"top-p fine-tuned", rs.level, label_of(*target), score(m, rs)};
+      });
+    }
+    return jobs;
+  }
+
+  //! Every scored configuration, the dense arm first; with the two vectors, the experts kept
+  //! by input character under the middle BEAM arm.
+  std::vector<result> results(std::vector<int64_t>* kept_by_char, std::vector<int64_t>* seen_by_char) {
+    std::vector<result> all;
+    for (const auto& a : arms_) all.push_back(a->r);
+    for (const result& r : baselines_)
+      if (!r.method.empty()) all.push_back(r);
+    if (kept_by_char) {
+      arm& middle = *beam_arms()[o_.betas.size() / 2];
+      evaluate(middle.m, data_.test, test_, middle.rs, kept_by_char, seen_by_char);
+    }
+    return all;
+  }
+
+ private:
+  static constexpr double base_lr = 3e-3, finetune_lr = 2e-3;
+
+  struct arm {
+    result r;
+    routing_setup rs;
+    train::model m;
+    bool mask_only = false;
+  };
+
+  void add(std::string method, double parameter, routing_setup rs, bool mask_only = false) {
+    arms_.push_back(std::make_unique<arm>(arm{{std::move(method), parameter, "", {}}, rs, base_, mask_only}));
+  }
+  arm& dense() { return *arms_.front(); }
+  std::vector<arm*> beam_arms() const {
+    std::vector<arm*> beams;
+    for (const auto& a : arms_)
+      if (a->r.method == "BEAM" || a->r.method == "BEAM mask-only") beams.push_back(a.get());
+    return beams;
+  }
+  static std::string label_of(const arm& a) { return beam_label(a.mask_only, a.r.parameter); }
+  uint64_t finetune_data() const { return seed_ * 1000 + 7; }  // every arm sees the same batches
+
+  //! Validation and test scores of `m` routed by `rs` (the soft mask: hard at inference).
+  std::pair<evaluation, evaluation> score(train::model& m, routing_setup rs) const {
+    if (rs.mode == routing_mode::soft_mask) rs.mode = routing_mode::beam;
+    return {evaluate(m, data_.validation, validation_, rs), evaluate(m, data_.test, test_, rs)};
+  }
+
+  void train_arm(arm& a) {
+    a.m = base_;  // the base is trained by now
+    std::string label = a.r.method.rfind("BEAM", 0) == 0 ? label_of(a) : a.r.method;
+    if (a.r.method == "Top-K reduced") label += " k=" + std::to_string(int(a.r.parameter));
+    const train::parameter* mask = &a.m.mask;
+    std::function<bool(const train::parameter*)> trainable;
+    if (a.mask_only) trainable = [mask](const train::parameter* p) { return p == mask; };
+    fit(a.m, data_.train, a.rs, o_.finetune_steps, o_.batch, finetune_lr, finetune_data(), label, trainable);
+    std::tie(a.r.validation, a.r.test) = score(a.m, a.rs);
+  }
+
+  const corpus& data_;
+  const train::config& cfg_;
+  const settings& o_;
+  uint64_t seed_;
+  train::model base_;
+  std::vector<int64_t> validation_, test_;
+  std::vector<std::unique_ptr<arm>> arms_;
+  std::vector<result> baselines_;
+};
+
+//! The two-sided 95% Student-t quantile for n − 1 degrees of freedom.
+double t95(int n) {
+  static const double q[] = {0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086};
+  return n - 1 < 21 ? q[std::max(1, n - 1)] : 1.96;
+}
+
+//! Mean and half-width of the 95% t-interval of `x` (0 for a single value).
+std::pair<double, double> mean_ci(const std::vector<double>& x) {
+  const int n = int(x.size());
+  double mean = 0.0;
+  for (double v : x) mean += v / n;
+  if (n < 2) return {mean, 0.0};
+  double var = 0.0;
+  for (double v : x) var += (v - mean) * (v - mean) / (n - 1);
+  return {mean, t95(n) * std::sqrt(var / n)};
+}
+
+std::string pm(const std::pair<double, double>& m, int digits) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f ± %.*f", digits, m.first, digits, m.second);
+  return text;
+}
+
+//! Loss (or accuracy) of an integer-k family at Avg.K a, linear between neighbouring k (k = K:
+//! the dense arm); NaN below k = 1.
+double interpolate_k(const std::map<int, evaluation>& by_k, double a, bool accuracy) {
+  const auto pick = [&](const evaluation& e) { return accuracy ? e.accuracy : e.loss; };
+  if (by_k.empty() || a < by_k.begin()->first) return NAN;
+  auto hi = by_k.lower_bound(int(std::ceil(a)));
+  if (hi == by_k.end()) return pick(by_k.rbegin()->second);
+  if (hi == by_k.begin() || hi->first == a) return pick(hi->second);
+  auto lo = std::prev(hi);
+  const double t = (a - lo->first) / (hi->first - lo->first);
+  return (1 - t) * pick(lo->second) + t * pick(hi->second);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  options o;
+  settings o;
+  bool seeds_given = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) o.quick = true;
+    else if (!std::strcmp(argv[i], "--study")) o.study = true;
+    else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc) o.seeds = std::atoi(argv[++i]), seeds_given = true;
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
-    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) o.seed = std::strtoull(argv[++i], nullptr, 10);
-    else if (!std::strcmp(argv[i], "--base-steps") && i + 1 < argc) o.base_steps = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--finetune-steps") && i + 1 < argc) o.finetune_steps = std::atoi(argv[++i]);
     else {
       const bool help = !std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h");
-      std::fprintf(help ? stdout : stderr,
-                   "usage: %s [--quick] [--out DIR] [--seed S] [--base-steps N] [--finetune-steps N]\n", argv[0]);
+      std::fprintf(help ? stdout : stderr, "usage: %s [--quick | --study] [--seeds N] [--threads N] [--out DIR]\n",
+                   argv[0]);
       return help ? 0 : 2;
     }
   }
   if (o.quick) {
-    o.base_steps = 1200;
-    o.finetune_steps = 800;
-    o.eval_positions = 4000;
+    o.seeds = 1;
+    o.base_steps = 400;
+    o.finetune_steps = 300;
+    o.batch = 4;
+    o.validation_windows = 32;
+    o.test_windows = 64;
+    o.betas = {0.3};
+    o.mask_only_betas = {};
+    o.top_p_finetuned = {};
+  } else if (o.study) {
+    o.seeds = 5;
+    o.base_steps = 4000;
+    o.finetune_steps = 1500;
+    o.validation_windows = 256;
+    o.test_windows = 0;
+    o.betas = {0.003, 0.01, 0.03, 0.1, 0.3};
+    o.mask_only_betas = {0.01, 0.03, 0.1};
+    o.top_p_finetuned = {1, 2, 3};
   }
+  if (seeds_given && o.quick) o.seeds = 1;
   const std::unique_ptr<train::routing_backend> device = train::make_device_routing();
+  if (o.threads <= 0) o.threads = device ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (device) o.threads = 1;  // the GPU backend keeps one batch's state
   std::printf("beam 02_train_beam: %s\n",
               device ? "GPU path (routing, mask, STE backward and auxiliary losses through beam::device; the rest "
                        "of the model on the CPU)"
@@ -222,155 +501,175 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "corpus not found under %s: install Debian's `fortunes` package\n", corpus_dir);
     return 1;
   }
-  if (device && !verify_device_step(train::config{}, data, *device, o.seed + 100)) return 1;
+  const train::config cfg;
+  if (device && !verify_device_step(cfg, data, *device, 100)) return 1;
   train::device_routing_backend = device.get();
-  train::config cfg;
-  std::printf("corpus: %s, %zu train / %zu held-out characters; seed %llu%s\n", corpus_dir, data.train.size(),
-              data.held_out.size(), (unsigned long long)o.seed, o.quick ? " (quick)" : "");
-  std::printf("model: context %d, H %d, E %d, K %d, I %d, vocab %d; batch %d, base %d steps, finetune %d steps\n",
-              cfg.context, cfg.hidden, cfg.experts, cfg.top_k, cfg.intermediate, cfg.vocab, o.batch, o.base_steps,
-              o.finetune_steps);
+  std::printf("corpus: %s, %zu train / %zu validation / %zu test characters; %d seed(s), %d thread(s)%s\n",
+              corpus_dir, data.train.size(), data.validation.size(), data.test.size(), o.seeds, o.threads,
+              o.quick ? " (quick)" : o.study ? " (study)" : "");
+  std::printf("model: context %d, H %d, %d heads, E %d, K %d, I %d, shared expert I_s %d, vocab %d; batch %d x %d "
+              "characters, base %d steps, fine-tune %d steps\n",
+              cfg.context, cfg.hidden, cfg.heads, cfg.experts, cfg.top_k, cfg.intermediate, cfg.shared_intermediate,
+              cfg.vocab, o.batch, cfg.context, o.base_steps, o.finetune_steps);
 
-  std::vector<int64_t> eval_pos(o.eval_positions);
-  {
-    std::mt19937_64 rng(o.seed + 1);
-    std::uniform_int_distribution<int64_t> pick(cfg.context, int64_t(data.held_out.size()) - 1);
-    for (int64_t& p : eval_pos) p = pick(rng);
-  }
-  const double alpha = 0.01;
-  const int K = cfg.top_k;
-
-  std::printf("phase 1: base model, Top-%d with the balance loss\n", K);
-  train::model base(cfg, o.seed);
-  fit(base, data, eval_pos, {routing_mode::top_k, K, 1.0, alpha, 0.0}, o.base_steps, o.batch, o.seed + 2, "base");
-
-  // Every compared model gets the same number of further steps.
-  std::printf("phase 2: fine-tuning from the base model (%d steps each)\n", o.finetune_steps);
-  train::model dense = base;
-  fit(dense, data, eval_pos, {routing_mode::top_k, K, 1.0, alpha, 0.0}, o.finetune_steps, o.batch, o.seed + 3,
-      "dense Top-K");
-  const evaluation dense_ev = evaluate(dense, data.held_out, eval_pos, {routing_mode::top_k, K});
-
-  std::vector<row> rows;
-  rows.push_back({"dense Top-K", double(K), dense_ev});
-  const std::vector<double> betas = o.quick ? std::vector<double>{0.25} : std::vector<double>{0.1, 0.25, 0.5, 0.75, 1.0};
-  std::vector<train::model> beam_models;
-  for (double beta : betas) {
-    train::model m = base;
-    std::fill(m.mask.w.begin(), m.mask.w.end(), 0.0f);
-    char label[32];
-    std::snprintf(label, sizeof label, "BEAM β=%.2f", beta);
-    fit(m, data, eval_pos, {routing_mode::beam, K, 1.0, alpha, beta}, o.finetune_steps, o.batch, o.seed + 4, label);
-    rows.push_back({"BEAM", beta, evaluate(m, data.held_out, eval_pos, {routing_mode::beam, K})});
-    beam_models.push_back(std::move(m));
-  }
-
-  const evaluation& beam_ev = rows[1].ev;
-  std::printf("\nBEAM β=%.2f: held-out loss %.4f vs dense %.4f (%+.2f%%), Avg.K %.2f of K = %d\n", betas[0],
-              beam_ev.loss, dense_ev.loss, 100.0 * (beam_ev.loss / dense_ev.loss - 1.0), beam_ev.avg_k, K);
-  if (o.quick) {
-    const bool ok = beam_ev.avg_k <= 0.6 * K && beam_ev.loss <= 1.05 * dense_ev.loss;
-    std::printf("%s: Avg.K ≤ 60%% of K and held-out loss within 5%% of the dense model\n", ok ? "PASSED" : "FAILED");
-    return ok ? 0 : 1;
-  }
-
-  // Ablations: no L_reg; a soft sigmoid mask without binarisation (hard mask at evaluation).
-  const double beta_ablation = betas[betas.size() / 2];
-  {
-    train::model m = base;
-    fit(m, data, eval_pos, {routing_mode::beam, K, 1.0, alpha, 0.0}, o.finetune_steps, o.batch, o.seed + 4,
-        "BEAM, no L_reg");
-    rows.push_back({"ablation: no L_reg", 0.0, evaluate(m, data.held_out, eval_pos, {routing_mode::beam, K})});
-  }
-  {
-    train::model m = base;
-    fit(m, data, eval_pos, {routing_mode::soft_mask, K, 1.0, alpha, beta_ablation}, o.finetune_steps, o.batch,
-        o.seed + 4, "soft mask");
-    rows.push_back({"ablation: soft mask", beta_ablation,
-                    evaluate(m, data.held_out, eval_pos, {routing_mode::soft_mask, K})});
-  }
-  // Baselines: Top-K reduced (fine-tuned with a smaller k), Top-K pruning (the dense model run
-  // with a smaller k), top-p on the dense model with p matched to each BEAM model's Avg.K.
-  for (int k = 1; k < K; ++k) {
-    train::model m = base;
-    char label[32];
-    std::snprintf(label, sizeof label, "Top-K reduced k=%d", k);
-    fit(m, data, eval_pos, {routing_mode::top_k, k, 1.0, alpha, 0.0}, o.finetune_steps, o.batch, o.seed + 3, label);
-    rows.push_back({"Top-K reduced", double(k), evaluate(m, data.held_out, eval_pos, {routing_mode::top_k, k})});
-    rows.push_back({"Top-K pruning", double(k), evaluate(dense, data.held_out, eval_pos, {routing_mode::top_k, k})});
-  }
-  for (size_t i = 0; i < betas.size(); ++i) {
-    const double target = rows[1 + i].ev.avg_k;
-    if (target < 1.0) continue;  // top-p keeps at least one expert per token
-    double lo = 0.0, hi = 1.0;
-    evaluation ev;
-    for (int it = 0; it < 30; ++it) {  // Avg.K grows with p
-      const double p = 0.5 * (lo + hi);
-      ev = evaluate(dense, data.held_out, eval_pos, {routing_mode::top_p, K, p});
-      (ev.avg_k < target ? lo : hi) = p;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<seed_run>> runs;
+  for (int s = 0; s < o.seeds; ++s) runs.push_back(std::make_unique<seed_run>(data, cfg, o, uint64_t(s + 1)));
+  for (auto stage : {&seed_run::base_jobs, &seed_run::arm_jobs, &seed_run::baseline_jobs}) {
+    std::vector<std::function<void()>> jobs;
+    for (auto& run : runs) {
+      for (auto& job : ((*run).*stage)()) jobs.push_back(std::move(job));
     }
-    rows.push_back({"top-p", hi, evaluate(dense, data.held_out, eval_pos, {routing_mode::top_p, K, hi})});
+    run_parallel(jobs, o.threads);
+  }
+  std::vector<std::vector<result>> per_seed;
+  std::vector<int64_t> kept_by_char(cfg.vocab, 0), seen_by_char(cfg.vocab, 0);
+  for (size_t s = 0; s < runs.size(); ++s) {
+    per_seed.push_back(runs[s]->results(s == 0 ? &kept_by_char : nullptr, s == 0 ? &seen_by_char : nullptr));
+  }
+  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+
+  // Quality relative to the seed's dense arm: perplexity ratio exp(L_dense − L), accuracy ratio.
+  const auto dense_of = [](const std::vector<result>& rs) { return rs.front().test; };
+  std::ostringstream csv;
+  csv << "seed,method,parameter,matched,avg_k,without_experts,loss,accuracy,quality_ppl,quality_acc,validation_avg_k\n";
+  for (size_t s = 0; s < per_seed.size(); ++s) {
+    const evaluation d = dense_of(per_seed[s]);
+    for (const result& r : per_seed[s]) {
+      char line[512];
+      std::snprintf(line, sizeof line, "%zu,%s,%g,%s,%.4f,%.4f,%.5f,%.5f,%.5f,%.5f,%.4f\n", s + 1, r.method.c_str(),
+                    r.parameter, r.matched.c_str(), r.test.avg_k, r.test.without_experts, r.test.loss, r.test.accuracy,
+                    std::exp(d.loss - r.test.loss), r.test.accuracy / d.accuracy, r.validation.avg_k);
+      csv << line;
+    }
   }
 
-  // The table: quality = perplexity ratio dense/model (1 = dense quality), routed FLOPs vs dense.
-  std::ostringstream md, csv;
-  md << "| method | parameter | Avg.K | routed FLOPs vs dense | held-out loss | perplexity | accuracy | quality (ppl ratio) |\n"
-     << "|---|---|---|---|---|---|---|---|\n";
-  csv << "method,parameter,avg_k,flops_ratio,loss,perplexity,accuracy,quality\n";
-  for (const row& r : rows) {
-    const double quality = std::exp(dense_ev.loss - r.ev.loss);
-    char line[512];
-    std::snprintf(line, sizeof line, "| %s | %g | %.2f | %.1f%% | %.4f | %.3f | %.4f | %.3f |\n", r.method.c_str(),
-                  r.param, r.ev.avg_k, 100.0 * r.ev.avg_k / K, r.ev.loss, r.ev.perplexity(), r.ev.accuracy, quality);
-    md << line;
-    std::snprintf(line, sizeof line, "%s,%g,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f\n", r.method.c_str(), r.param, r.ev.avg_k,
-                  r.ev.avg_k / K, r.ev.loss, r.ev.perplexity(), r.ev.accuracy, quality);
-    csv << line;
+  // Per configuration: means and 95% intervals over seeds.
+  std::ostringstream md;
+  md << "| method | parameter | matched to | Avg.K | positions without routed experts | test loss | quality (ppl ratio) | "
+        "accuracy ratio |\n|---|---|---|---|---|---|---|---|\n";
+  std::ostringstream points;  // for the plot: method, Avg.K, quality, CI
+  for (size_t i = 0; i < per_seed[0].size(); ++i) {
+    std::vector<double> k, zero, loss, q, acc;
+    for (size_t s = 0; s < per_seed.size(); ++s) {
+      const auto& rs = per_seed[s];
+      const auto it = std::find_if(rs.begin(), rs.end(), [&](const result& r) {
+        return r.method == per_seed[0][i].method && r.matched == per_seed[0][i].matched &&
+               (r.matched.size() || r.parameter == per_seed[0][i].parameter);
+      });
+      if (it == rs.end()) continue;
+      const evaluation d = dense_of(rs);
+      k.push_back(it->test.avg_k);
+      zero.push_back(100 * it->test.without_experts);
+      loss.push_back(it->test.loss);
+      q.push_back(std::exp(d.loss - it->test.loss));
+      acc.push_back(it->test.accuracy / d.accuracy);
+    }
+    const result& r = per_seed[0][i];
+    char param[32];
+    std::snprintf(param, sizeof param, "%g", r.parameter);
+    md << "| " << r.method << " | " << (r.matched.empty() ? param : "matched") << " | "
+       << (r.matched.empty() ? "–" : r.matched) << " | " << pm(mean_ci(k), 2) << " | " << pm(mean_ci(zero), 1)
+       << "% | " << pm(mean_ci(loss), 4) << " | " << pm(mean_ci(q), 3) << " | " << pm(mean_ci(acc), 3) << " |\n";
+    const auto mk = mean_ci(k), mq = mean_ci(q);
+    points << r.method << "," << mk.first << "," << mq.first << "," << mq.second << "\n";
   }
-  std::printf("\n%s", md.str().c_str());
-  std::printf("routed FLOPs per token: dense %.0f (K = %d pairs of 6·H·I); BEAM at Avg.K a: a/K of that\n",
-              ref::expert_pair_flops(cfg.hidden, cfg.intermediate) * K, K);
 
-  // Which input characters keep most and fewest experts (the BEAM model of the middle β).
-  std::vector<int64_t> active(cfg.vocab, 0), seen(cfg.vocab, 0);
-  evaluate(beam_models[betas.size() / 2], data.held_out, eval_pos, {routing_mode::beam, K}, &active, &seen);
+  // Comparisons: per seed, baseline − BEAM at matched Avg.K (positive: BEAM better).
+  std::ostringstream comparisons;
+  comparisons << "| BEAM arm | Avg.K | baseline | Δ test loss (baseline − BEAM) | Δ accuracy (BEAM − baseline) | "
+                 "baseline Avg.K | seeds |\n|---|---|---|---|---|---|---|\n";
+  for (const result& b : per_seed[0]) {
+    if (b.method != "BEAM" && b.method != "BEAM mask-only") continue;
+    const std::string label = beam_label(b.method == "BEAM mask-only", b.parameter);
+    for (const char* baseline : {"top-p", "top-p fine-tuned", "threshold", "Top-K reduced", "Top-K pruning"}) {
+      std::vector<double> dloss, dacc, bk, ak;
+      for (const auto& rs : per_seed) {
+        const auto beam = std::find_if(rs.begin(), rs.end(),
+                                       [&](const result& r) { return r.method == b.method && r.parameter == b.parameter; });
+        if (beam == rs.end()) continue;
+        double loss = NAN, accuracy = NAN, avg_k = beam->test.avg_k;
+        if (!std::strcmp(baseline, "Top-K reduced") || !std::strcmp(baseline, "Top-K pruning")) {
+          std::map<int, evaluation> by_k;
+          for (const result& r : rs)
+            if (r.method == baseline) by_k[int(r.parameter)] = r.test;
+          by_k[int(rs.front().parameter)] = rs.front().test;  // k = K: the dense arm
+          loss = interpolate_k(by_k, beam->test.avg_k, false);
+          accuracy = interpolate_k(by_k, beam->test.avg_k, true);
+        } else {
+          for (const result& r : rs) {
+            if (r.method == baseline && r.matched == label) {
+              loss = r.test.loss;
+              accuracy = r.test.accuracy;
+              avg_k = r.test.avg_k;
+            }
+          }
+        }
+        if (std::isnan(loss)) continue;
+        dloss.push_back(loss - beam->test.loss);
+        dacc.push_back(beam->test.accuracy - accuracy);
+        bk.push_back(avg_k);
+        ak.push_back(beam->test.avg_k);
+      }
+      if (dloss.empty()) continue;
+      comparisons << "| " << label << " | " << pm(mean_ci(ak), 2) << " | " << baseline << " | " << pm(mean_ci(dloss), 4)
+                  << " | " << pm(mean_ci(dacc), 4) << " | " << pm(mean_ci(bk), 2) << " | " << dloss.size() << " |\n";
+    }
+  }
+
+  // Which input characters keep the fewest and the most experts (seed 1, the middle BEAM arm).
   std::vector<std::pair<double, int>> by_char;
-  for (int c = 0; c < cfg.vocab; ++c) {
-    if (seen[c] >= 100) by_char.push_back({double(active[c]) / seen[c], c});
-  }
+  for (int c = 0; c < cfg.vocab; ++c)
+    if (seen_by_char[c] >= 100) by_char.push_back({double(kept_by_char[c]) / seen_by_char[c], c});
   std::sort(by_char.begin(), by_char.end());
   std::ostringstream tokens;
-  tokens << "experts kept after the last input character (BEAM β=" << beta_ablation << ", characters seen ≥ 100 times):\n"
-         << "  fewest:";
+  tokens << "experts kept at a position, by its character (seed 1, BEAM β=" << o.betas[o.betas.size() / 2]
+         << ", characters seen ≥ 100 times):\n  fewest:";
+  char item[64];
   for (size_t i = 0; i < std::min<size_t>(8, by_char.size()); ++i) {
-    tokens << " " << char_name(by_char[i].second) << " " << std::fixed << std::setprecision(2) << by_char[i].first;
+    std::snprintf(item, sizeof item, " %s %.2f", char_name(by_char[i].second).c_str(), by_char[i].first);
+    tokens << item;
   }
   tokens << "\n  most:  ";
   for (size_t i = by_char.size() - std::min<size_t>(8, by_char.size()); i < by_char.size(); ++i) {
-    tokens << " " << char_name(by_char[i].second) << " " << std::fixed << std::setprecision(2) << by_char[i].first;
+    std::snprintf(item, sizeof item, " %s %.2f", char_name(by_char[i].second).c_str(), by_char[i].first);
+    tokens << item;
   }
   tokens << "\n";
-  std::printf("\n%s", tokens.str().c_str());
+  std::printf("\n%s\n%s\n%s", md.str().c_str(), comparisons.str().c_str(), tokens.str().c_str());
+  std::printf("wall time %.1f minutes\n", minutes);
 
+  if (o.quick) {
+    const evaluation dense = dense_of(per_seed[0]), beam = per_seed[0][1].test, no_reg = per_seed[0][2].test;
+    const bool ok = beam.avg_k <= 0.6 * cfg.top_k && beam.loss <= 1.05 * dense.loss && no_reg.avg_k >= 0.8 * cfg.top_k;
+    std::printf("%s: BEAM Avg.K %.2f ≤ 60%% of K, test loss %.4f within 5%% of dense %.4f; no-L_reg Avg.K %.2f ≥ 80%% "
+                "of K\n",
+                ok ? "PASSED" : "FAILED", beam.avg_k, beam.loss, dense.loss, no_reg.avg_k);
+    return ok ? 0 : 1;
+  }
   if (!o.out.empty()) {
     std::system(("mkdir -p '" + o.out + "'").c_str());
-    std::ofstream(o.out + "/results.md") << md.str() << "\n" << tokens.str();
+    std::ofstream(o.out + "/results.md") << md.str() << "\n" << comparisons.str() << "\n" << tokens.str();
     std::ofstream(o.out + "/results.csv") << csv.str();
+    std::ofstream(o.out + "/points.csv") << points.str();
     std::ofstream(o.out + "/plot.gp")
-        << "set datafile separator ','\nset terminal pngcairo size 900,600\nset output 'quality_vs_avg_k.png'\n"
-        << "set xlabel 'Avg.K (active experts per token)'\nset ylabel 'quality: perplexity ratio dense / model'\n"
-        << "set key bottom right\nset grid\n"
-        << "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04  # no marker on the frame\n"
-        << "series(m) = sprintf(\"< grep '^%s,' results.csv\", m)\n"
-        << "plot series('BEAM') using 3:8 with linespoints pt 7 title 'BEAM (β sweep)', \\\n"
-        << "     series('top-p') using 3:8 with linespoints title 'top-p (dense model)', \\\n"
-        << "     series('Top-K pruning') using 3:8 with linespoints title 'Top-K pruning', \\\n"
-        << "     series('Top-K reduced') using 3:8 with linespoints title 'Top-K reduced (fine-tuned)', \\\n"
-        << "     series('ablation: no L_reg') using 3:8 with points pt 9 ps 1.5 title 'ablation: no L_{reg}', \\\n"
-        << "     series('ablation: soft mask') using 3:8 with points pt 11 ps 1.5 title 'ablation: soft mask', \\\n"
-        << "     series('dense Top-K') using 3:8 with points pt 5 ps 2 title 'dense Top-K'\n";
+        << "set datafile separator ','\nset terminal pngcairo size 1000,650\nset output 'quality_vs_avg_k.png'\n"
+        << "set xlabel 'Avg.K (routed experts kept per token)'\n"
+        << "set ylabel 'quality: perplexity ratio dense / model (mean, 95% CI over seeds)'\n"
+        << "set key bottom right\nset grid\nset offsets graph 0.05, graph 0.05, graph 0.08, graph 0.08\n"
+        << "series(m) = sprintf(\"< grep '^%s,' points.csv\", m)\n"
+        << "plot series('BEAM') using 2:3:4 with yerrorlines pt 7 title 'BEAM (β sweep)', \\\n"
+        << "     series('BEAM mask-only') using 2:3:4 with yerrorlines pt 5 title 'BEAM, mask router only', \\\n"
+        << "     series('top-p') using 2:3:4 with yerrorbars pt 6 title 'top-p (training-free)', \\\n"
+        << "     series('top-p fine-tuned') using 2:3:4 with yerrorbars pt 4 title 'top-p fine-tuned', \\\n"
+        << "     series('threshold') using 2:3:4 with yerrorbars pt 8 title 'threshold (training-free)', \\\n"
+        << "     series('Top-K pruning') using 2:3:4 with yerrorlines pt 2 title 'Top-K pruning', \\\n"
+        << "     series('Top-K reduced') using 2:3:4 with yerrorlines pt 3 title 'Top-K reduced (fine-tuned)', \\\n"
+        << "     series('ablation: no L_reg') using 2:3:4 with yerrorbars pt 9 ps 1.5 title 'ablation: no L_{reg}', \\\n"
+        << "     series('ablation: soft mask') using 2:3:4 with yerrorbars pt 11 ps 1.5 title 'ablation: soft mask', \\\n"
+        << "     series('dense Top-K') using 2:3:4 with yerrorbars pt 13 ps 2 title 'dense Top-K'\n";
     const int plotted = std::system(("cd '" + o.out + "' && gnuplot plot.gp 2>/dev/null").c_str());
-    std::printf("wrote %s/results.md, results.csv%s\n", o.out.c_str(),
+    std::printf("wrote %s/results.md, results.csv, points.csv%s\n", o.out.c_str(),
                 plotted == 0 ? ", quality_vs_avg_k.png" : " (no PNG: install gnuplot-nox and run gnuplot plot.gp)");
   }
   return 0;
