@@ -12,7 +12,8 @@
 //            Top-K reduced (fine-tuned at k < K); top-p fine-tuned with top-p routing; the
 //            ablations no L_reg and soft mask (no binarisation).
 //   training-free, on the dense arm: Top-K pruning (k < K), top-p, and a threshold rule
-//            (the candidates with g ≥ τ: it can keep no expert, so Avg.K < 1 has a baseline).
+//            (the candidates with g ≥ τ: it can keep no expert, so Avg.K < 1 has a baseline);
+//            for a mask-only arm the same on the base, its frozen backbone.
 //   p and τ are chosen on the validation split to match each BEAM arm's Avg.K there; every
 //   score is on the test split (in full with --study). A comparison is the per-seed paired
 //   difference (baseline − BEAM) at matched Avg.K, its mean and 95% t-interval over seeds;
@@ -164,6 +165,10 @@ void fit(train::model& m, const std::vector<uint8_t>& text, const routing_setup&
     const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
     update[i] = trainable ? trainable(params[i]) : (!mask || masked_mode);
   }
+  for (train::parameter* p : params) {  // a fresh optimiser: no moments from an earlier fit
+    std::fill(p->m.begin(), p->m.end(), 0.0f);
+    std::fill(p->v.begin(), p->v.end(), 0.0f);
+  }
   train::adam opt;
   train::batch_stats window;
   const auto start = std::chrono::steady_clock::now();
@@ -305,34 +310,35 @@ class seed_run {
   }
 
   //! Training-free on the dense arm: pruning at every k < K, top-p and threshold matched to
-  //! each BEAM arm's validation Avg.K; top-p fine-tuned with top-p routing at the p that
-  //! matched a BEAM arm on the dense arm, then p matched again on the fine-tuned model.
+  //! each BEAM arm's validation Avg.K (for a mask-only arm on the base, its frozen backbone;
+  //! the base pruned too); top-p fine-tuned with top-p routing at the p that matched a BEAM
+  //! arm on the dense arm, then p matched again on the fine-tuned model.
   std::vector<std::function<void()>> baseline_jobs() {
     std::vector<std::function<void()>> jobs;
     if (o_.quick) return jobs;
     const int K = cfg_.top_k;
+    const auto beams = beam_arms();
+    baselines_.resize(size_t(2 * K - 1) + beams.size() * 2 + o_.top_p_finetuned.size());
     jobs.push_back([this, K] {
-      for (int k = 1; k < K; ++k) {
+      for (int k = 1; k <= K; ++k) {
         const routing_setup rs{routing_mode::top_k, k, 1.0, alpha, 0.0};
-        baselines_[size_t(k - 1)] = {"Top-K pruning", double(k), "", score(dense().m, rs)};
+        if (k < K) baselines_[size_t(k - 1)] = {"Top-K pruning", double(k), "", score(dense().m, rs)};
+        baselines_[size_t(K - 1 + k - 1)] = {"Top-K pruning of the base", double(k), "", score(base_, rs)};
       }
     });
-    baselines_.resize(size_t(K - 1) + beam_arms().size() * 2 + o_.top_p_finetuned.size());
-    const auto beams = beam_arms();
     for (size_t b = 0; b < beams.size(); ++b) {
       for (int rule = 0; rule < 2; ++rule) {
-        jobs.push_back([this, K, b, rule, target = beams[b]] {
+        jobs.push_back([this, K, slot = size_t(2 * K - 1) + b * 2 + size_t(rule), rule, target = beams[b]] {
           if (rule == 0 && target->r.validation.avg_k < 1.0) return;  // top-p keeps at least one expert
-          train::model m = dense().m;
+          train::model m = target->mask_only ? base_ : dense().m;
           routing_setup rs{rule == 0 ? routing_mode::top_p : routing_mode::threshold, K, 1.0, alpha, 0.0};
           match_avg_k(m, data_.validation, validation_, rs, target->r.validation.avg_k);
-          baselines_[size_t(K - 1) + b * 2 + size_t(rule)] = {rule == 0 ? "top-p" : "threshold", rs.level,
-                                                               label_of(*target), score(m, rs)};
+          baselines_[slot] = {rule == 0 ? "top-p" : "threshold", rs.level, label_of(*target), score(m, rs)};
         });
       }
     }
     for (size_t i = 0; i < o_.top_p_finetuned.size(); ++i) {
-      jobs.push_back([this, K, i, slot = size_t(K - 1) + beams.size() * 2 + i, target = beams[o_.top_p_finetuned[i]]] {
+      jobs.push_back([this, K, slot = size_t(2 * K - 1) + beams.size() * 2 + i, target = beams[o_.top_p_finetuned[i]]] {
         if (target->r.validation.avg_k < 1.0) return;
         routing_setup rs{routing_mode::top_p, K, 1.0, alpha, 0.0};
         {
@@ -413,11 +419,13 @@ class seed_run {
   std::vector<result> baselines_;
 };
 
-//! The two-sided 95% Student-t quantile for n − 1 degrees of freedom.
+//! The two-sided 95% Student-t quantile for n − 1 degrees of freedom (a table to 20, then
+//! 1.96 + 2.4 / df, within 0.003 of the quantile).
 double t95(int n) {
   static const double q[] = {0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                              2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086};
-  return n - 1 < 21 ? q[std::max(1, n - 1)] : 1.96;
+  const int df = std::max(1, n - 1);
+  return df <= 20 ? q[df] : 1.96 + 2.4 / df;
 }
 
 //! Mean and half-width of the 95% t-interval of `x` (0 for a single value).
@@ -431,9 +439,12 @@ std::pair<double, double> mean_ci(const std::vector<double>& x) {
   return {mean, t95(n) * std::sqrt(var / n)};
 }
 
-std::string pm(const std::pair<double, double>& m, int digits) {
+//! "mean ± half-width" of `x`, "mean (one seed)" without an interval.
+std::string pm(const std::vector<double>& x, int digits) {
+  const auto m = mean_ci(x);
   char text[64];
-  std::snprintf(text, sizeof text, "%.*f ± %.*f", digits, m.first, digits, m.second);
+  if (x.size() < 2) std::snprintf(text, sizeof text, "%.*f (one seed)", digits, m.first);
+  else std::snprintf(text, sizeof text, "%.*f ± %.*f", digits, m.first, digits, m.second);
   return text;
 }
 
@@ -479,7 +490,7 @@ int main(int argc, char** argv) {
     o.mask_only_betas = {};
     o.top_p_finetuned = {};
   } else if (o.study) {
-    o.seeds = 5;
+    if (!seeds_given) o.seeds = 5;
     o.base_steps = 4000;
     o.finetune_steps = 1500;
     o.validation_windows = 256;
@@ -488,7 +499,6 @@ int main(int argc, char** argv) {
     o.mask_only_betas = {0.01, 0.03, 0.1};
     o.top_p_finetuned = {1, 2, 3};
   }
-  if (seeds_given && o.quick) o.seeds = 1;
   const std::unique_ptr<train::routing_backend> device = train::make_device_routing();
   if (o.threads <= 0) o.threads = device ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
   if (device) o.threads = 1;  // the GPU backend keeps one batch's state
@@ -547,7 +557,7 @@ int main(int argc, char** argv) {
   // Per configuration: means and 95% intervals over seeds.
   std::ostringstream md;
   md << "| method | parameter | matched to | Avg.K | positions without routed experts | test loss | quality (ppl ratio) | "
-        "accuracy ratio |\n|---|---|---|---|---|---|---|---|\n";
+        "accuracy ratio | seeds |\n|---|---|---|---|---|---|---|---|---|\n";
   std::ostringstream points;  // for the plot: method, Avg.K, quality, CI
   for (size_t i = 0; i < per_seed[0].size(); ++i) {
     std::vector<double> k, zero, loss, q, acc;
@@ -569,8 +579,8 @@ int main(int argc, char** argv) {
     char param[32];
     std::snprintf(param, sizeof param, "%g", r.parameter);
     md << "| " << r.method << " | " << (r.matched.empty() ? param : "matched") << " | "
-       << (r.matched.empty() ? "–" : r.matched) << " | " << pm(mean_ci(k), 2) << " | " << pm(mean_ci(zero), 1)
-       << "% | " << pm(mean_ci(loss), 4) << " | " << pm(mean_ci(q), 3) << " | " << pm(mean_ci(acc), 3) << " |\n";
+       << (r.matched.empty() ? "–" : r.matched) << " | " << pm(k, 2) << " | " << pm(zero, 1)
+       << "% | " << pm(loss, 4) << " | " << pm(q, 3) << " | " << pm(acc, 3) << " | " << k.size() << " |\n";
     const auto mk = mean_ci(k), mq = mean_ci(q);
     points << r.method << "," << mk.first << "," << mq.first << "," << mq.second << "\n";
   }
@@ -578,24 +588,29 @@ int main(int argc, char** argv) {
   // Comparisons: per seed, baseline − BEAM at matched Avg.K (positive: BEAM better).
   std::ostringstream comparisons;
   comparisons << "| BEAM arm | Avg.K | baseline | Δ test loss (baseline − BEAM) | Δ accuracy (BEAM − baseline) | "
-                 "baseline Avg.K | seeds |\n|---|---|---|---|---|---|---|\n";
+                 "baseline Avg.K (Top-K: interpolated at BEAM's validation Avg.K) | seeds |\n"
+                 "|---|---|---|---|---|---|---|\n";
   for (const result& b : per_seed[0]) {
     if (b.method != "BEAM" && b.method != "BEAM mask-only") continue;
     const std::string label = beam_label(b.method == "BEAM mask-only", b.parameter);
-    for (const char* baseline : {"top-p", "top-p fine-tuned", "threshold", "Top-K reduced", "Top-K pruning"}) {
+    const bool mask_only = b.method == "BEAM mask-only";  // its backbone is the base's
+    for (const char* baseline : {"top-p", "top-p fine-tuned", "threshold", "Top-K reduced",
+                                 mask_only ? "Top-K pruning of the base" : "Top-K pruning"}) {
       std::vector<double> dloss, dacc, bk, ak;
       for (const auto& rs : per_seed) {
         const auto beam = std::find_if(rs.begin(), rs.end(),
                                        [&](const result& r) { return r.method == b.method && r.parameter == b.parameter; });
         if (beam == rs.end()) continue;
-        double loss = NAN, accuracy = NAN, avg_k = beam->test.avg_k;
-        if (!std::strcmp(baseline, "Top-K reduced") || !std::strcmp(baseline, "Top-K pruning")) {
+        double loss = NAN, accuracy = NAN, avg_k = beam->validation.avg_k;
+        if (!std::strncmp(baseline, "Top-K", 5)) {  // at BEAM's validation Avg.K, between integer k
           std::map<int, evaluation> by_k;
+          if (std::strcmp(baseline, "Top-K pruning of the base") != 0) {
+            by_k[int(rs.front().parameter)] = rs.front().test;  // k = K: the dense arm
+          }
           for (const result& r : rs)
             if (r.method == baseline) by_k[int(r.parameter)] = r.test;
-          by_k[int(rs.front().parameter)] = rs.front().test;  // k = K: the dense arm
-          loss = interpolate_k(by_k, beam->test.avg_k, false);
-          accuracy = interpolate_k(by_k, beam->test.avg_k, true);
+          loss = interpolate_k(by_k, avg_k, false);
+          accuracy = interpolate_k(by_k, avg_k, true);
         } else {
           for (const result& r : rs) {
             if (r.method == baseline && r.matched == label) {
@@ -612,8 +627,8 @@ int main(int argc, char** argv) {
         ak.push_back(beam->test.avg_k);
       }
       if (dloss.empty()) continue;
-      comparisons << "| " << label << " | " << pm(mean_ci(ak), 2) << " | " << baseline << " | " << pm(mean_ci(dloss), 4)
-                  << " | " << pm(mean_ci(dacc), 4) << " | " << pm(mean_ci(bk), 2) << " | " << dloss.size() << " |\n";
+      comparisons << "| " << label << " | " << pm(ak, 2) << " | " << baseline << " | " << pm(dloss, 4)
+                  << " | " << pm(dacc, 4) << " | " << pm(bk, 2) << " | " << dloss.size() << " |\n";
     }
   }
 
@@ -664,6 +679,7 @@ int main(int argc, char** argv) {
         << "     series('top-p fine-tuned') using 2:3:4 with yerrorbars pt 4 title 'top-p fine-tuned', \\\n"
         << "     series('threshold') using 2:3:4 with yerrorbars pt 8 title 'threshold (training-free)', \\\n"
         << "     series('Top-K pruning') using 2:3:4 with yerrorlines pt 2 title 'Top-K pruning', \\\n"
+        << "     series('Top-K pruning of the base') using 2:3:4 with yerrorlines pt 1 title 'Top-K pruning of the base', \\\n"
         << "     series('Top-K reduced') using 2:3:4 with yerrorlines pt 3 title 'Top-K reduced (fine-tuned)', \\\n"
         << "     series('ablation: no L_reg') using 2:3:4 with yerrorbars pt 9 ps 1.5 title 'ablation: no L_{reg}', \\\n"
         << "     series('ablation: soft mask') using 2:3:4 with yerrorbars pt 11 ps 1.5 title 'ablation: soft mask', \\\n"
