@@ -100,11 +100,18 @@ __device__ inline void store_columns(OutT* row, int column, int columns, float x
   }
 }
 
-//! Rows of group e, clamped to [0, rows]: bad offsets cannot send a tile out of bounds.
+//! [begin, end) = [first, last) clamped to [0, rows] (begin ≤ end): bad offsets cannot send a
+//! tile out of bounds.
+__device__ inline void clamp_range(int64_t first, int64_t last, int64_t rows, int64_t& begin, int64_t& end) {
+  begin = min(max(first, int64_t(0)), rows);
+  end = min(max(last, begin), rows);
+}
+
+//! Rows of group e: [offsets[e], offsets[e + 1]) clamped, or [0, rows) for one group.
 template <class T, class OutT>
 __device__ inline void group_range(const grouped_gemm_params<T, OutT>& p, int e, int64_t& begin, int64_t& end) {
-  begin = p.offsets ? min(max(int64_t(p.offsets[e]), int64_t(0)), p.rows) : 0;
-  end = p.offsets ? min(max(int64_t(p.offsets[e + 1]), begin), p.rows) : p.rows;
+  if (p.offsets) clamp_range(p.offsets[e], p.offsets[e + 1], p.rows, begin, end);
+  else begin = 0, end = p.rows;
 }
 
 //! The block scan that numbers the row tiles: warp scans (shuffles, one shared word per warp).
@@ -128,11 +135,8 @@ __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, v
 #pragma unroll
   for (int i = 0; i < items; ++i) {
     const int e = int(threadIdx.x) * items + i;
-    int64_t begin = 0, end = p.rows;  // rows of group e, clamped to [0, rows] as in group_range
-    if (p.offsets && e < p.groups) {
-      begin = min(max(int64_t(tile_starts[e]), int64_t(0)), p.rows);
-      end = min(max(int64_t(tile_starts[e + 1]), begin), p.rows);
-    }
+    int64_t begin = 0, end = p.rows;  // rows of group e, as group_range gives them
+    if (p.offsets && e < p.groups) clamp_range(tile_starts[e], tile_starts[e + 1], p.rows, begin, end);
     tiles[i] = e < p.groups ? int32_t((end - begin + BM - 1) / BM) : 0;
   }
   __syncthreads();  // every offset read before the starts overwrite them
