@@ -178,7 +178,31 @@ struct gemm_case {
   gemm_schedule schedule;
 };
 
-template <class T, class OutT>
+//! Tile policies other than the defaults: one consumer warpgroup and the wgmma N of 64
+//! (BM = 64, BN = 64), the wgmma N of 256 (BM = 128, BN = 256, 4 stages to fit 227 KiB), and
+//! an sm_80 prefill policy of 2 × 2 warps with 32 × 64 warp tiles.
+struct hopper_64x64_tiles {
+  static constexpr int block_rows = 64, block_cols = 64, stages = 6;
+};
+struct hopper_128x256_tiles {
+  static constexpr int block_rows = 128, block_cols = 256, stages = 4;
+};
+struct sm80_64x128_tiles {
+  static constexpr int block_rows = 64, block_cols = 128, warps_m = 2, warps_n = 2, stages = 4;
+};
+
+//! Whether the Hopper kernel must run: an sm_90 device (it grants the ring's shared memory)
+//! and sm_90 code in this binary (the host-side list of the build's virtual architectures).
+bool hopper_kernel_expected() {
+  int device = 0, major = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  constexpr int built[] = {__CUDA_ARCH_LIST__};
+  return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
+}
+
+template <class T, class OutT, class PrefillTiles = beam::device::prefill_tiles,
+          class HopperTiles = beam::device::hopper_tiles>
 void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   CAPTURE(c.tokens);
   CAPTURE(c.experts);
@@ -235,7 +259,8 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   const beam::device::gemm_b<T> gb{d_b.data(), c.k, int64_t(c.n) * c.k};
   const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound};
   const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
-  REQUIRE(beam::device::grouped_gemm(ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
+  REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
+              ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
   const auto got_padded = d_c.to_host();
   std::vector<float> got(size_t(n_active * c_cols));
@@ -424,17 +449,64 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("grouped_gemm prefill with other tile policies: Hopper BM 64 / BN 64 and BM 128 / BN 256, sm_80 2 x 2 warps") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    // 400 tokens, Top-3 of 7 experts, a fifth masked: groups of about 70 rows (experts 3-6)
+    // and 230 (the hot experts 0-2), so 2 to 4 row tiles at BM 64 and 1 or 2 at BM 128;
+    // K = 136 (a partial third stage); N = 2 · 136 (SwiGLU: 136 columns, a partial last
+    // column tile at BN / 2 = 32 and 128) and 200 (store: partial at BN = 64 and 256).
+    const gemm_case swiglu{400, 3, 7, 2 * 136, 136, 0.2, true, gemm_epilogue::swiglu, gemm_schedule::prefill};
+    const gemm_case store{400, 3, 7, 200, 136, 0.2, false, gemm_epilogue::store, gemm_schedule::prefill};
+    // prefill runs the Hopper policy exactly where the default one runs (sm_90 with sm_90
+    // code), else the sm_80 prefill policy; prefill_sm80 runs the sm_80 policy everywhere.
+    int device = 0;
+    BEAM_CUDA_TRY(cudaGetDevice(&device));
+    const bool hopper = hopper_kernel_expected();
+    CAPTURE(hopper);
+    const auto require_hopper = [&](auto tiles, auto out, gemm_epilogue epilogue, const gemm_case& c) {
+      using Tiles = decltype(tiles);
+      using OutT = decltype(out);
+      bool usable = !hopper;
+      const cudaError_t status =
+          epilogue == gemm_epilogue::swiglu
+              ? beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::swiglu>(device, usable)
+              : beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::store>(device, usable);
+      REQUIRE(status == cudaSuccess);
+      REQUIRE(usable == hopper);
+      if (!hopper) return;
+      beam::test::device_vector<bf16> weights{size_t(c.experts) * size_t(c.n) * size_t(c.k)};
+      beam::detail::grouped_gemm_params<bf16, OutT> p{};
+      p.b = weights.data();
+      p.k = p.b_stride = c.k;
+      p.n = c.n;
+      p.b_expert_stride = int64_t(c.n) * c.k;
+      p.groups = c.experts;
+      CUtensorMap map;
+      REQUIRE(beam::device::detail::encode_weight_map(map, p, epilogue == gemm_epilogue::swiglu ? 2 : 1,
+                                                      Tiles::block_cols));
+    };
+    require_hopper(hopper_64x64_tiles{}, bf16{}, gemm_epilogue::swiglu, swiglu);
+    require_hopper(hopper_64x64_tiles{}, float{}, gemm_epilogue::store, store);
+    require_hopper(hopper_128x256_tiles{}, bf16{}, gemm_epilogue::swiglu, swiglu);
+    require_hopper(hopper_128x256_tiles{}, float{}, gemm_epilogue::store, store);
+    check_grouped_gemm<bf16, bf16, sm80_64x128_tiles, hopper_64x64_tiles>(swiglu, 83000);
+    check_grouped_gemm<bf16, float, sm80_64x128_tiles, hopper_64x64_tiles>(store, 83001);
+    check_grouped_gemm<bf16, bf16, sm80_64x128_tiles, hopper_128x256_tiles>(swiglu, 83002);
+    check_grouped_gemm<bf16, float, sm80_64x128_tiles, hopper_128x256_tiles>(store, 83003);
+    if (hopper) {  // the sm_80 policy on this device too
+      gemm_case on_sm80 = swiglu;
+      on_sm80.schedule = gemm_schedule::prefill_sm80;
+      check_grouped_gemm<bf16, bf16, sm80_64x128_tiles>(on_sm80, 83004);
+    }
+  }
+
   TEST_CASE("grouped_gemm prefill: the Hopper kernel is chosen exactly on sm_90 with sm_90 code; its weight maps") {
     BEAM_REQUIRE_GPU();
-    int device = 0, major = 0;
+    int device = 0;
     BEAM_CUDA_TRY(cudaGetDevice(&device));
-    BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    // This binary's architectures (host-side list of the build's virtual architectures).
-    constexpr int built[] = {__CUDA_ARCH_LIST__};
-    const bool has_sm90_code = std::find(std::begin(built), std::end(built), 900) != std::end(built);
-    const bool expected = major == 9 && has_sm90_code;  // sm_90 parts grant the ring's 163 KiB
-    CAPTURE(major);
-    CAPTURE(has_sm90_code);
+    const bool expected = hopper_kernel_expected();
+    CAPTURE(expected);
     bool usable = !expected;
     REQUIRE(beam::device::detail::hopper_kernel_usable<__nv_bfloat16, __nv_bfloat16, beam::device::hopper_tiles,
                                                        gemm_epilogue::swiglu>(device, usable) == cudaSuccess);

@@ -29,9 +29,10 @@ inline constexpr int max_decode_experts = 256;
 
 //! Routes T ≤ 64 tokens from their hidden states x `[T, H]`: r = x·W_rᵀ and z = x·W_mᵀ
 //! (float accumulation), then exactly `route_and_mask` on the float logits r, z, with the
-//! same outputs. One memset of a counter and one kernel: one warp per weight row, 16-byte
-//! loads, the row read from HBM once (and again from cache for every further 8 tokens); the
-//! last block to finish routes every token.
+//! same outputs. One memset of a counter and one kernel: one warp per weight row and tile of
+//! 8 tokens (blocks of 16 rows × 8 tokens, so the grid grows with T), 16-byte loads, each row
+//! read from HBM once (and again from L2 for every further 8 tokens); the last block to
+//! finish routes every token.
 //! Capturable in a CUDA graph; equal inputs give bitwise equal outputs.
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
@@ -125,7 +126,8 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
     return status;
   }
   const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
-  const unsigned grid = unsigned((rows + bd::decode_warps - 1) / bd::decode_warps);
+  const dim3 grid(unsigned((rows + bd::decode_warps - 1) / bd::decode_warps),
+                  unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
   return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
     constexpr int bound = decltype(max_experts)::value;
     if constexpr (bound > max_decode_experts) {

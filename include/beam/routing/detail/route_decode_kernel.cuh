@@ -1,6 +1,7 @@
 //! @file
-//! Kernel of beam::device::route_decode: one warp per weight row computes that row's logit
-//! for every token; the last block to arrive routes the tokens from the finished logits.
+//! Kernel of beam::device::route_decode: block (i, j) holds 16 weight rows and the tokens of
+//! tile j (8 tokens); each warp computes its row's logits for those tokens. The last block to
+//! arrive routes every token from the finished logits.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,7 +17,7 @@ namespace beam::detail {
 
 constexpr int decode_block_threads = 512;
 constexpr int decode_warps = decode_block_threads / 32;
-constexpr int decode_token_tile = 8;  //!< tokens whose dot products a lane accumulates at once
+constexpr int decode_token_tile = 8;  //!< tokens of a block (grid y), accumulated by each lane at once
 
 //! Elements of T in one 16-byte load.
 template <class T>
@@ -58,39 +59,39 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
   const int lane = int(warp::lane_id()), warp_index = int(threadIdx.x / 32);
   const int64_t logits_stride = 2 * int64_t(num_experts);
 
-  // Phase 1: row j of [W_r; W_m] against every token.
+  // Phase 1: row `row` of [W_r; W_m] against tokens [t0, t0 + 8).
   const int row = int(blockIdx.x) * decode_warps + warp_index;
   const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
+  const int64_t t0 = int64_t(blockIdx.y) * decode_token_tile;
   if (row < rows) {
     const T* w = row < num_experts ? weights.router + row * weights.router_stride
                                    : weights.mask + (row - num_experts) * weights.mask_stride;
     const int64_t chunks = hidden_size / vector;
-    for (int64_t t0 = 0; t0 < tokens; t0 += decode_token_tile) {
-      float acc[decode_token_tile] = {};
+    float acc[decode_token_tile] = {};
 #pragma unroll 2
-      for (int64_t c = lane; c < chunks; c += 32) {
-        const int4 wv = __ldg(reinterpret_cast<const int4*>(w + c * vector));
-#pragma unroll
-        for (int i = 0; i < decode_token_tile; ++i) {
-          if (t0 + i < tokens) {
-            const int4 xv = __ldg(reinterpret_cast<const int4*>(hidden + (t0 + i) * hidden_stride + c * vector));
-            acc[i] += dot16<T>(wv, xv);
-          }
-        }
-      }
+    for (int64_t c = lane; c < chunks; c += 32) {
+      const int4 wv = __ldg(reinterpret_cast<const int4*>(w + c * vector));
 #pragma unroll
       for (int i = 0; i < decode_token_tile; ++i) {
-        const float sum = warp::detail::warp_sum(acc[i]);
-        if (lane == 0 && t0 + i < tokens) logits[(t0 + i) * logits_stride + row] = sum;
+        if (t0 + i < tokens) {
+          const int4 xv = __ldg(reinterpret_cast<const int4*>(hidden + (t0 + i) * hidden_stride + c * vector));
+          acc[i] += dot16<T>(wv, xv);
+        }
       }
+    }
+#pragma unroll
+    for (int i = 0; i < decode_token_tile; ++i) {
+      const float sum = warp::detail::warp_sum(acc[i]);
+      if (lane == 0 && t0 + i < tokens) logits[(t0 + i) * logits_stride + row] = sum;
     }
   }
 
-  // The last block to arrive sees every row (fence, then count the arrival).
+  // The last block to arrive sees every logit, of all rows and token tiles (fence, then count
+  // the arrival).
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
-    last_block = atomicAdd(arrivals, 1u) == gridDim.x - 1;
+    last_block = atomicAdd(arrivals, 1u) == gridDim.x * gridDim.y - 1;
   }
   __syncthreads();
   if (!last_block) return;
