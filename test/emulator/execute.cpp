@@ -65,6 +65,10 @@ void run_thread(block_state& b, thread_state& t) {
   for (uint32_t slice = 0; t.state == thread_state::run::ready && slice < 4096; ++slice) {
     const instruction& in = code[t.pc];
     if (in.guard >= 0 && ((t.r[in.guard] != 0) == in.guard_negated)) {
+      if (b.profile) {  // the guard is waited for; a branch not taken still orders what follows
+        latency_issue(b, t, in, false);
+        if (in.klass == uint8_t(profile::instruction_class::control)) latency_wait(b, t, in, 0);
+      }
       ++t.pc;
       continue;
     }
@@ -73,7 +77,10 @@ void run_thread(block_state& b, thread_state& t) {
                   "more than " + std::to_string(watchdog_limit()) +
                       " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
     }
-    if (b.profile) profile_instruction(b, t, in);
+    if (b.profile) {
+      profile_instruction(b, t, in);
+      latency_issue(b, t, in, true);
+    }
     if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
     if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
       in.exec(b, t, in);
@@ -86,6 +93,7 @@ void run_thread(block_state& b, thread_state& t) {
         t.state = thread_state::run::waiting;
         return;
       }
+      if (b.profile) latency_retire(b, t, in);
       ++t.pc;
       continue;
     }
@@ -100,6 +108,7 @@ void run_thread(block_state& b, thread_state& t) {
     }
     ++t.pc;
     in.exec(b, t, in);
+    if (b.profile) latency_retire(b, t, in);
   }
 }
 
@@ -136,10 +145,12 @@ bool fire_collectives(block_state& b, uint32_t w) {
       members |= 1u << j;
     }
     if (!complete) continue;
+    if (b.profile) latency_join(b, group, 32, false);
     in.warp_exec(b, group, members, in);
     if (in.waits_for_exited) race_synchronise(b, group, 32, nullptr);  // bar.warp.sync orders memory
     for (thread_state* u : group) {
       if (!u) continue;
+      if (b.profile) latency_retire(b, *u, b.k.code[u->pc]);
       ++u->pc;
       u->state = thread_state::run::ready;
     }
@@ -200,11 +211,13 @@ bool release_barriers(block_state& b) {
       any |= t->reduction;
     }
     race_synchronise(b, waking.data(), waking.size(), b.race ? &b.race->barrier_arrivals[id] : nullptr);
+    if (b.profile) latency_join(b, waking.data(), waking.size(), true);
     if (b.race && b.arrivals[id] == 0) b.race->barrier_arrivals[id].clear();
     for (thread_state* waker : waking) {
       thread_state& t = *waker;
       const instruction& in = b.k.code[t.pc];
       if (in.aux2 != 0) t.r[in.ops[0].reg] = in.aux2 == 1 ? popc : in.aux2 == 2 ? all : any;  // popc, and, or
+      if (b.profile) latency_retire(b, t, in);
       ++t.pc;
       t.state = thread_state::run::ready;
     }
@@ -224,6 +237,7 @@ bool release_mbarrier_waits(block_state& b) {
   for (thread_state& t : b.threads) {
     if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
     if (!mbarrier_wait_done(b, t)) continue;
+    if (b.profile) latency_retire(b, t, b.k.code[t.pc]);
     ++t.pc;
     t.state = thread_state::run::ready;
     released = true;
@@ -245,6 +259,7 @@ bool time_out_mbarrier_waits(block_state& b) {
   for (thread_state& t : b.threads) {
     if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
     set(t, b.k.code[t.pc].ops[0], 0);
+    if (b.profile) latency_retire(b, t, b.k.code[t.pc]);
     t.timed_out_pc = t.pc++;
     t.state = thread_state::run::ready;
   }
@@ -507,8 +522,10 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
   return nullptr;
 }
 
-void complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep, bool include_uncommitted) {
+uint32_t complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep,
+                               bool include_uncommitted) {
   size_t end = t.copies.size();
+  uint32_t landed = 0;
   if (!include_uncommitted) {
     const size_t groups = t.group_ends.size();
     end = groups > keep ? t.group_ends[groups - keep - 1] : 0;
@@ -517,6 +534,7 @@ void complete_async_copies(block_state& b, thread_state& t, const instruction& i
     const async_copy& c = t.copies[i];
     race_access(b, t, in, c.shared_offset, c.bytes, true, "this thread's cp.async copy (landing at its wait)");
     std::memcpy(b.shared.data() + c.shared_offset, c.data, c.bytes);
+    landed = std::max(landed, c.ready);
   }
   t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(end));
   size_t kept = 0;
@@ -524,6 +542,7 @@ void complete_async_copies(block_state& b, thread_state& t, const instruction& i
     if (g > end) t.group_ends[kept++] = g - end;
   }
   t.group_ends.resize(kept);
+  return landed;
 }
 
 cudaError_t launch(const kernel& k, const launch_params& lp) {
@@ -548,6 +567,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
   std::vector<uint64_t> registers(threads * k.register_count);
   std::vector<uint8_t> local(threads * k.local_bytes);
   const std::unique_ptr<profile_launch> profile(profile_launch_begin(k, lp));
+  std::vector<uint32_t> ready(profile ? registers.size() : 0);  // register levels (profile.hpp)
   try {
     for (uint32_t z = 0; z < lp.grid.z; ++z)
       for (uint32_t y = 0; y < lp.grid.y; ++y)
@@ -568,11 +588,13 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
             b.race = &race;
           }
           std::fill(registers.begin(), registers.end(), 0);
+          std::fill(ready.begin(), ready.end(), 0);
           b.threads.resize(threads);
           for (uint32_t i = 0; i < threads; ++i) {
             thread_state& t = b.threads[i];
             t.r = registers.data() + size_t(i) * k.register_count;
             t.local = local.data() + size_t(i) * k.local_bytes;
+            if (profile) t.ready = ready.data() + size_t(i) * k.register_count;
             t.linear = i;
             t.tid[0] = i % lp.block.x;
             t.tid[1] = i / lp.block.x % lp.block.y;

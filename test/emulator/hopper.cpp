@@ -44,6 +44,8 @@ uint32_t shared_offset(block_state& b, thread_state& t, const instruction& in, c
 void complete_phase_if_done(block_state& b, mbarrier_state& m) {
   ++b.sync_events;
   if (m.pending == 0 && m.tx == 0) {
+    m.completed_level = m.level;  // profiling: the round-trip level its waiters go on at
+    m.level = 0;
     ++m.phase;
     m.pending = m.expected;
     m.completed = std::move(m.arrived);  // what its waiters acquire
@@ -90,6 +92,7 @@ void exec_mbarrier_tx(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
   const int64_t bytes = static_cast<int64_t>(value(b, t, in.ops[1]) & 0xFFFFFFFFu);
   m.tx += in.aux == 1 ? bytes : -bytes;  // aux 1: expect_tx, 0: complete_tx
+  m.level = std::max(m.level, t.issue);
   if (in.aux == 0) race_release(b, t, m.arrived);
   complete_phase_if_done(b, m);
 }
@@ -111,7 +114,10 @@ void exec_mbarrier_test_wait(block_state& b, thread_state& t, const instruction&
   const uint32_t target = wait_target(b, t, in, *m);
   if (m->phase < target && land_bulk_copies(b, offset)) m = &find_mbarrier(b, t, in, offset);
   set(t, in.ops[0], m->phase >= target);
-  if (m->phase >= target) race_acquire(b, t, m->completed);
+  if (m->phase >= target) {
+    race_acquire(b, t, m->completed);
+    t.result = std::max(t.result, m->completed_level);
+  }
 }
 
 // mbarrier.try_wait[.parity]...: waits (sync_kind::mbarrier) until the phase completes (true)
@@ -129,7 +135,7 @@ void exec_mbarrier_try_wait(block_state& b, thread_state& t, const instruction& 
 // first, so the arrival changes nothing.
 void exec_cp_async_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
-  complete_async_copies(b, t, in, 0, true);
+  m.level = std::max(m.level, complete_async_copies(b, t, in, 0, true));  // the copies arrive as they land
   if (in.aux == 1) mbarrier_arrive(b, t, in, m, 1, 0);
   else race_release(b, t, m.arrived);  // the copies are published to whoever sees the phase complete
 }
@@ -204,6 +210,7 @@ void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
     const uint8_t* src = access(b, t, in, space::global, address, static_cast<uint32_t>((hi - lo) * eb), eb, false);
     std::memcpy(row + lo * eb, src, size_t(hi - lo) * eb);
   }
+  copy.ready = t.result;  // profiling: a round trip after the issue
   b.bulk_copies.push_back(std::move(copy));
 }
 
@@ -389,6 +396,7 @@ void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mba
                   ": more arrivals than the phase expects");
   m.tx += tx;
   m.pending -= count;
+  m.level = std::max(m.level, t.issue);
   race_release(b, t, m.arrived);
   complete_phase_if_done(b, m);
 }
@@ -417,6 +425,7 @@ bool land_bulk_copies(block_state& b, uint32_t offset) {
                   "the TMA copy of line " + std::to_string(c.line) + " completes on shared " + hex(c.mbarrier) +
                       ", no longer an mbarrier");
     it->second.tx -= int64_t(c.box.size());
+    it->second.level = std::max(it->second.level, c.ready);
     if (b.race) race_join(b, it->second.arrived, c.issuer_clocks.data());  // the copy completes on the phase
     complete_phase_if_done(b, it->second);
     landed = true;
@@ -483,6 +492,7 @@ bool mbarrier_wait_done(block_state& b, thread_state& t) {
                             " has completed too: a parity or token wait cannot tell them apart (a lapped waiter)");
   set(t, in.ops[0], 1);
   race_acquire(b, t, it->second.completed);
+  t.result = std::max(t.result, it->second.completed_level);
   return true;
 }
 

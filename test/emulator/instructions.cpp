@@ -969,14 +969,16 @@ void exec_cp_async(block_state& b, thread_state& t, const instruction& in) {
     const uint8_t* src = access(b, t, in, space::global, address_of(t, in.ops[1]), src_size, size, false);
     std::memcpy(c.data, src, src_size);
   }
+  c.ready = t.result;  // profiling: a round trip after the issue when it reads
   t.copies.push_back(c);
 }
 
 void exec_cp_async_commit(block_state&, thread_state& t, const instruction&) { t.group_ends.push_back(t.copies.size()); }
 
 void exec_cp_async_wait(block_state& b, thread_state& t, const instruction& in) {
-  if (in.aux == 1) complete_async_copies(b, t, in, 0, true);  // wait_all
-  else complete_async_copies(b, t, in, static_cast<size_t>(in.ops[0].imm), false);
+  const uint32_t landed = in.aux == 1 ? complete_async_copies(b, t, in, 0, true)  // wait_all
+                                      : complete_async_copies(b, t, in, static_cast<size_t>(in.ops[0].imm), false);
+  latency_wait(b, t, in, landed);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ struct async_copy {
   uint32_t shared_offset;
   uint32_t bytes;
   uint8_t data[16];
+  uint32_t ready = 0;  //!< profiling: the round-trip level its data lands at
 };
 
 //! One wgmma.mma_async's results for one thread: accumulator register slots and the values
@@ -59,6 +60,13 @@ struct thread_state {
   std::vector<uint16_t> wgmma_writes;   //!< per register slot: in-flight writes (0: none)
   uint32_t wgmma_in_flight = 0;         //!< register writes in flight (all groups)
   uint64_t serial = 0;                  //!< profiling: instructions this thread has reached
+  // Profiling, the dependent round trips (profile.hpp, launch_record::round_trips): levels count
+  // global-memory round trips from the launch's start.
+  uint32_t* ready = nullptr;  //!< per register slot: the level its value is ready at
+  uint32_t front = 0;         //!< no instruction issues below it (branches and waits passed)
+  uint32_t block_issue = 0;   //!< the highest issue level since the last branch or wait
+  uint32_t issue = 0;         //!< the current instruction's issue level
+  uint32_t result = 0;        //!< the level its results are ready at
 };
 
 //! A pending TMA copy: the box's bytes, read from global memory at issue, landing in shared
@@ -72,6 +80,7 @@ struct bulk_copy {
   uint32_t line = 0;          //!< PTX line of the copy
   std::vector<uint8_t> box;
   std::vector<uint32_t> issuer_clocks;  //!< racecheck: the issuer's clock vector at the issue
+  uint32_t ready = 0;         //!< profiling: the round-trip level the box lands at
 };
 
 //! racecheck's record of one shared-memory byte: its last write and last read.
@@ -102,6 +111,8 @@ struct mbarrier_state {
   uint32_t init_line = 0;  //!< PTX line of its mbarrier.init
   std::vector<uint32_t> arrived;    //!< racecheck: released into the current phase
   std::vector<uint32_t> completed;  //!< racecheck: released into the last completed phase
+  uint32_t level = 0;            //!< profiling: latest arrival or landing level in the current phase
+  uint32_t completed_level = 0;  //!< profiling: the level at which the last phase completed
 };
 
 //! Generic-address windows for shared, local and kernel-parameter memory (reserved, never
@@ -246,8 +257,9 @@ inline uint64_t address_of(const thread_state& t, const operand& o) {
 }
 
 //! Completes the thread's cp.async groups except the newest `keep` committed ones (and, when
-//! `keep` is 0, every copy not yet committed too, as cp.async.wait_all).
-void complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep, bool include_uncommitted);
+//! `keep` is 0, every copy not yet committed too, as cp.async.wait_all). Returns the latest
+//! round-trip level at which a completed copy lands (profiling).
+uint32_t complete_async_copies(block_state& b, thread_state& t, const instruction& in, size_t keep, bool include_uncommitted);
 
 //! The mbarrier at shared offset `offset`, or a synccheck report naming the instruction.
 mbarrier_state& find_mbarrier(block_state& b, thread_state& t, const instruction& in, uint32_t offset);
@@ -292,13 +304,26 @@ void profile_block_end(block_state& b);
 void profile_launch_end(profile_launch* p, bool succeeded);
 //! One access of `bytes` at `address` in the resolved space `s` (a: its allocation for global
 //! and const memory) by `t` executing `in`.
-void profile_access(block_state& b, const thread_state& t, const instruction& in, space s, allocation* a,
+void profile_access(block_state& b, thread_state& t, const instruction& in, space s, allocation* a,
                     uint64_t address, uint32_t bytes, bool write);
 //! An executed instruction.
 inline void profile_instruction(block_state& b, thread_state& t, const instruction& in) {
   ++t.serial;
   ++b.profile->record.thread_instructions[in.klass];
 }
+
+//! Profiling, the longest chain of dependent round trips (profile.cpp). `t` issues `in`: at its
+//! front, once the registers it names are ready (when it `executes`; a predicated-off
+//! instruction waits for its guard alone).
+void latency_issue(block_state& b, thread_state& t, const instruction& in, bool executes);
+//! `in`'s results are ready at t.result; a branch is a front for what follows.
+void latency_retire(block_state& b, thread_state& t, const instruction& in);
+//! t waits (a branch, a barrier, cp.async.wait_*): nothing after it issues below `level` or
+//! below what issued before it.
+void latency_wait(block_state& b, thread_state& t, const instruction& in, uint32_t level);
+//! The threads of a warp collective (`wait`: of a block barrier, which also waits for what each
+//! issued before) go on together, at the level of the latest.
+void latency_join(block_state& b, thread_state* const* threads, size_t count, bool wait);
 
 //! Reports an instruction that names a wgmma accumulator still in flight in `t`.
 void check_accumulators(block_state& b, thread_state& t, const instruction& in);

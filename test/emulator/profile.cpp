@@ -208,6 +208,85 @@ void classify_for_profile(instruction& in) {
   }
   in.klass = static_cast<uint8_t>(c);
   in.memory_kind = static_cast<uint8_t>(m);
+  // A first operand that is a register or a vector is a destination, except where the ISA makes
+  // it a source: a barrier's id (bar.red writes its first operand), nanosleep's duration.
+  const bool first_is_register =
+      in.op_count > 0 && (in.ops[0].k == operand::kind::reg || in.ops[0].k == operand::kind::vector);
+  const bool source_first = (is({"bar", "barrier"}) && in.aux2 == 0) || op == "nanosleep";
+  in.has_destination = first_is_register && !source_first && c != instruction_class::control;
+}
+
+namespace {
+
+//! The level at which the registers `o` names are all ready.
+uint32_t operand_level(const block_state& b, const thread_state& t, const operand& o) {
+  switch (o.k) {
+    case operand::kind::reg: return t.ready[o.reg];
+    case operand::kind::address: return o.reg >= 0 ? t.ready[o.reg] : 0;
+    case operand::kind::vector: {
+      uint32_t level = 0;
+      for (uint32_t i = 0; i < o.count; ++i) level = std::max(level, operand_level(b, t, b.k.vector_elements[o.first + i]));
+      return level;
+    }
+    default: return 0;
+  }
+}
+
+//! Sets the level of every register `o` names.
+void set_level(const block_state& b, thread_state& t, const operand& o, uint32_t level) {
+  if (o.k == operand::kind::reg) t.ready[o.reg] = level;
+  if (o.k == operand::kind::vector)
+    for (uint32_t i = 0; i < o.count; ++i) set_level(b, t, b.k.vector_elements[o.first + i], level);
+}
+
+void note_level(block_state& b, const instruction& in, uint32_t level) {
+  profile::launch_record& r = b.profile->record;
+  if (level > r.round_trips) {
+    r.round_trips = level;
+    r.round_trip_line = in.line;
+  }
+}
+
+}  // namespace
+
+void latency_issue(block_state& b, thread_state& t, const instruction& in, bool executes) {
+  uint32_t level = std::max(t.front, in.guard >= 0 ? t.ready[in.guard] : 0u);
+  if (executes) {
+    // Every register named, destinations too: a register still waiting for a load is not
+    // overwritten before it lands (the scoreboard's write-after-write rule).
+    for (int i = 0; i < in.op_count; ++i) level = std::max(level, operand_level(b, t, in.ops[i]));
+    if (in.pair >= 0) level = std::max(level, t.ready[in.pair]);
+  }
+  t.issue = t.result = level;
+  t.block_issue = std::max(t.block_issue, level);
+  note_level(b, in, level);
+}
+
+void latency_retire(block_state& b, thread_state& t, const instruction& in) {
+  if (in.has_destination) {
+    set_level(b, t, in.ops[0], t.result);
+    if (in.pair >= 0) t.ready[in.pair] = t.result;
+  }
+  // Nothing after a branch issues before the branch, which issues after everything before it.
+  if (in.klass == uint8_t(profile::instruction_class::control)) latency_wait(b, t, in, 0);
+}
+
+void latency_wait(block_state& b, thread_state& t, const instruction& in, uint32_t level) {
+  t.front = t.block_issue = std::max({t.front, t.block_issue, level});
+  if (b.profile) note_level(b, in, t.front);
+}
+
+void latency_join(block_state& b, thread_state* const* threads, size_t count, bool wait) {
+  uint32_t level = 0;
+  for (size_t i = 0; i < count; ++i)
+    if (const thread_state* t = threads[i]) level = std::max({level, t->issue, wait ? t->block_issue : 0u});
+  for (size_t i = 0; i < count; ++i) {
+    thread_state* t = threads[i];
+    if (!t) continue;
+    t->issue = t->result = level;
+    t->block_issue = std::max(t->block_issue, level);
+    if (wait) latency_wait(b, *t, b.k.code[t->pc], level);
+  }
 }
 
 profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp) {
@@ -224,9 +303,12 @@ profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp) {
   return launch;
 }
 
-void profile_access(block_state& b, const thread_state& t, const instruction& in, space s, allocation* a,
+void profile_access(block_state& b, thread_state& t, const instruction& in, space s, allocation* a,
                     uint64_t address, uint32_t bytes, bool write) {
   const memory_kind m = static_cast<memory_kind>(in.memory_kind);
+  // A global read is a round trip: its data is ready one level after the issue.
+  if ((s == space::global || s == space::constant) && m != memory_kind::store && (!write || m == memory_kind::atomic))
+    t.result = t.issue + 1;
   const int kind = request_kind_of(m, s);
   if (kind < 0 || bytes == 0) return;
   profile_launch& p = *b.profile;
@@ -382,7 +464,8 @@ std::string json(const launch_record& r) {
   o << ",\"local_requests\":" << r.local_requests << ",\"tensor_macs\":" << r.tensor_macs
     << ",\"barrier_arrivals\":" << r.barrier_arrivals << ",\"barrier_releases\":" << r.barrier_releases
     << ",\"mbarrier_waits\":" << r.mbarrier_waits << ",\"mbarrier_suspensions\":" << r.mbarrier_suspensions
-    << ",\"lines\":[";
+    << ",\"warps\":" << r.warps() << ",\"round_trips\":" << r.round_trips
+    << ",\"round_trip_line\":" << r.round_trip_line << ",\"lines\":[";
   for (size_t i = 0; i < r.lines.size(); ++i) {
     const line_requests& l = r.lines[i];
     o << (i ? "," : "") << "{\"line\":" << l.line << ",\"kind\":\"" << l.kind << "\",\"requests\":" << l.requests;

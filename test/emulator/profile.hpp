@@ -11,6 +11,25 @@
 // A request is one warp-level instruction: the n-th execution of an instruction by each lane
 // of a warp forms the n-th request of that instruction (exact for converged code; lanes that
 // diverge around an instruction are merged by execution count).
+//
+// Latency: the longest chain of dependent global-memory round trips along any thread's path
+// (launch_record::round_trips), the latency a launch cannot hide however many warps it has.
+// Levels count round trips; every thread starts at level 0, in PTX order:
+//   - an instruction issues at the highest of its front and the levels of the registers it names
+//     (a predicated-off one: of its guard); its results are ready at that level, and a global or
+//     constant read that returns a value (ld, atom, the global side of cp.async and TMA) one
+//     level later. Loads in flight do not wait for each other;
+//   - a branch (taken or not) issues after everything before it: the front rises to the highest
+//     level issued so far. So within straight-line code independent work overlaps, as an
+//     optimising scheduler arranges it; across branches, execution is in order;
+//   - cp.async data is ready at cp.async.wait_group / wait_all (the front rises to it); TMA data
+//     and arrivals complete an mbarrier phase, whose waiters' predicate is ready at the phase's
+//     latest level; a block barrier releases every thread at the level of the slowest; a warp
+//     collective issues at the latest of its lanes;
+//   - a chain ends at the last instruction that issues: a result nothing uses (a store's, a
+//     reduction's, an atomic's whose value is dead, which ptxas makes a reduction) adds nothing.
+// Shared memory, arithmetic and launch overhead count nothing: this is the dependent-latency
+// term of a latency model (round trips × a measured latency), not a time.
 #pragma once
 
 #include <cstddef>
@@ -87,6 +106,12 @@ struct launch_record {
   uint64_t mbarrier_waits = 0;    //!< mbarrier.try_wait executions
   uint64_t mbarrier_suspensions = 0;  //!< those that found their phase incomplete and waited
   std::vector<line_requests> lines;   //!< per memory instruction and kind, by PTX line
+  uint32_t round_trips = 0;      //!< the longest chain of dependent global round trips (above)
+  uint32_t round_trip_line = 0;  //!< PTX line of the instruction that ends that chain
+
+  uint64_t warps() const {  //!< warps launched
+    return uint64_t(grid[0]) * grid[1] * grid[2] * ((uint64_t(block[0]) * block[1] * block[2] + 31) / 32);
+  }
 
   uint64_t distinct_bytes() const { return 32 * (distinct_read_sectors + distinct_written_sectors); }
 };

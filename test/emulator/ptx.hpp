@@ -94,6 +94,7 @@ struct instruction {
   bool touches_accumulators = false;  //!< names a register some wgmma.mma_async accumulates into
   uint8_t klass = 0;           //!< profile::instruction_class
   uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction (profile.cpp)
+  bool has_destination = false;  //!< ops[0] (and `pair`) receive its results (profile.cpp)
   uint8_t op_count = 0;
   operand ops[8];
   uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)

@@ -235,6 +235,74 @@ __global__ void wgmma_once(float* out) {
   out[threadIdx.x] = d[0] + d[1] + d[2] + d[3];
 }
 
+
+// ---- Latency: dependent round trips (profile.hpp, launch_record::round_trips) -------------
+
+//! Follows `hops` links of next[] from 0 (each load's address is the last load's value).
+__global__ void dependent_loads(const int* next, int hops, int* out) {
+  int i = 0;
+  for (int h = 0; h < hops; ++h) i = next[i];
+  out[threadIdx.x] = i;
+}
+
+//! Sums 8 independent loads, unrolled (one level) or in a loop that is not unrolled (a branch
+//! after each: one level per iteration).
+template <bool Unrolled>
+__global__ void independent_loads(const float* in, float* out) {
+  float sum = 0;
+  if constexpr (Unrolled) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) sum += in[threadIdx.x + 32 * i];
+  } else {
+#pragma unroll 1
+    for (int i = 0; i < 8; ++i) sum += in[threadIdx.x + 32 * i];
+  }
+  out[threadIdx.x] = sum;
+}
+
+//! Four tiles of 32 floats through shared memory with cp.async: two stages in flight (the copy
+//! of tile i + 1 issued before tile i is waited for) or one (each copy waited for at once).
+template <bool Pipelined>
+__global__ void async_pipeline(const float* in, float* out) {
+  __shared__ float s[2][32];
+  const auto copy = [&](int tile) {
+    const unsigned dst = unsigned(__cvta_generic_to_shared(&s[tile % 2][threadIdx.x]));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(in + 32 * tile + threadIdx.x) : "memory");
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  };
+  float sum = 0;
+  if (Pipelined) copy(0);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (Pipelined) {
+      if (i + 1 < 4) copy(i + 1);
+      asm volatile("cp.async.wait_group 1;" ::: "memory");
+    } else {
+      copy(i);
+      asm volatile("cp.async.wait_group 0;" ::: "memory");
+    }
+    sum += s[i % 2][threadIdx.x];
+  }
+  out[threadIdx.x] = sum;
+}
+
+//! Thread 0 follows three links; after a barrier, thread 1 makes one load that depends on
+//! nothing thread 0 did.
+__global__ void barrier_after_chain(const int* next, const float* in, float* out) {
+  if (threadIdx.x == 0) {
+    int i = 0;
+#pragma unroll
+    for (int h = 0; h < 3; ++h) i = next[i];
+    out[1] = float(i);
+  }
+  __syncthreads();
+  if (threadIdx.x == 1) out[0] = in[0];
+}
+
+//! A load that happens only if a loaded flag is set.
+__global__ void branch_on_load(const int* flag, const float* in, float* out) {
+  if (*flag) out[threadIdx.x] = in[threadIdx.x];
+}
 }  // namespace
 
 TEST_CASE("global loads: sectors per warp request") {
@@ -327,6 +395,7 @@ TEST_CASE("global atomics: one request, the sector read and written") {
   CHECK_EQ(r.global_atomic.sectors, 1u);
   CHECK_EQ(r.distinct_read_sectors, 1u);
   CHECK_EQ(r.distinct_written_sectors, 1u);
+  CHECK_EQ(r.round_trips, 0u);  // an atomic whose result nothing uses waits for nothing
 }
 
 TEST_CASE("shared memory: wavefronts by the 32-bank rule") {
@@ -431,6 +500,7 @@ TEST_CASE("TMA: one request per copy, its box's sectors; mbarrier waits") {
   CHECK_EQ(r.shared_store.requests, 0u);  // the box lands through the async proxy
   CHECK_EQ(r.shared_load.requests, 1u);   // box[lane]
   CHECK(r.mbarrier_waits >= 32u);         // every lane's try_wait, at least once
+  CHECK_EQ(r.round_trips, 1u);            // the box lands one round trip after the copy issues
 }
 
 TEST_CASE("wgmma: 64·N·16 multiply-adds per warpgroup instruction, operands not shared requests") {
@@ -478,6 +548,73 @@ TEST_CASE("per PTX line: where the requests go") {
   }
   CHECK_EQ(loads, 1);
   CHECK_EQ(stores, 1);
+}
+
+TEST_CASE("latency: a chain of dependent loads counts one round trip per link") {
+  const int links[] = {1, 2, 3, 4, 5, 6, 7, 0};
+  int* next = nullptr;
+  PROFILE_CUDA(cudaMalloc(&next, sizeof links));
+  PROFILE_CUDA(cudaMemcpy(next, links, sizeof links, cudaMemcpyHostToDevice));
+  buffer out(128);
+  for (int hops : {0, 1, 3, 7}) {
+    CAPTURE(hops);
+    const auto r = profiled_one([&] { dependent_loads<<<1, 32>>>(next, hops, reinterpret_cast<int*>(out.data)); });
+    CHECK_EQ(r.round_trips, unsigned(hops));
+    CHECK_EQ(r.global_load.requests, unsigned(hops));
+    if (hops > 0) CHECK(r.round_trip_line > 0);
+  }
+  const auto wide = profiled_one([&] { dependent_loads<<<3, 100>>>(next, 2, reinterpret_cast<int*>(out.data)); });
+  CHECK_EQ(wide.round_trips, 2u);  // more warps, the same chain
+  CHECK_EQ(wide.warps(), 3u * 4u);
+  PROFILE_CUDA(cudaFree(next));
+}
+
+TEST_CASE("latency: independent loads overlap in straight-line code, not across a loop's branches") {
+  buffer in(32 * 8), out(32);
+  const auto unrolled = profiled_one([&] { independent_loads<true><<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(unrolled.global_load.requests, 8u);
+  CHECK_EQ(unrolled.round_trips, 1u);
+  const auto loop = profiled_one([&] { independent_loads<false><<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(loop.global_load.requests, 8u);
+  CHECK_EQ(loop.round_trips, 8u);  // each iteration's sum waits for its load before the branch
+}
+
+TEST_CASE("latency: a cp.async pipeline hides the copies it keeps in flight") {
+  buffer in(32 * 4), out(32);
+  // Two stages: tiles 0 and 1 land at level 1 (the first wait), tiles 2 and 3 are issued after
+  // it and land at level 2. One stage: every copy waits for the one before.
+  const auto pipelined = profiled_one([&] { async_pipeline<true><<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(pipelined.async_copy.requests, 4u);
+  CHECK_EQ(pipelined.round_trips, 2u);
+  const auto serial = profiled_one([&] { async_pipeline<false><<<1, 32>>>(in.data, out.data); });
+  CHECK_EQ(serial.async_copy.requests, 4u);
+  CHECK_EQ(serial.round_trips, 4u);
+}
+
+TEST_CASE("latency: a block barrier releases every thread at the slowest thread's level") {
+  const int links[] = {1, 2, 3, 0};
+  int* next = nullptr;
+  PROFILE_CUDA(cudaMalloc(&next, sizeof links));
+  PROFILE_CUDA(cudaMemcpy(next, links, sizeof links, cudaMemcpyHostToDevice));
+  buffer in(32), out(32);
+  // Thread 0: three links (level 3); thread 1's load after the barrier ends at level 4.
+  const auto r = profiled_one([&] { barrier_after_chain<<<1, 64>>>(next, in.data, out.data); });
+  CHECK_EQ(r.round_trips, 4u);
+  PROFILE_CUDA(cudaFree(next));
+}
+
+TEST_CASE("latency: what follows a branch on a loaded value waits for it") {
+  int* flag = nullptr;
+  const int one = 1;
+  PROFILE_CUDA(cudaMalloc(&flag, sizeof one));
+  PROFILE_CUDA(cudaMemcpy(flag, &one, sizeof one, cudaMemcpyHostToDevice));
+  buffer in(32), out(32);
+  const auto r = profiled_one([&] { branch_on_load<<<1, 32>>>(flag, in.data, out.data); });
+  CHECK_EQ(r.round_trips, 2u);  // the flag, then the load it guards (branched or predicated)
+  const std::string j = emu::profile::json(r);
+  CHECK_NE(j.find("\"round_trips\":2"), std::string::npos);
+  CHECK_NE(j.find("\"warps\":1"), std::string::npos);
+  PROFILE_CUDA(cudaFree(flag));
 }
 
 TEST_CASE("no session, no records; a record is one JSON object") {
