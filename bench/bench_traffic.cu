@@ -4,11 +4,16 @@
 // (each launch's distinct sectors, as with an L2 that holds a launch's footprint), the ideal
 // bytes, their ratio, weight sectors of inactive experts read, per kernel the sectors per
 // request, sector efficiency and bank conflicts, and the time those bytes take at the H100's
-// 3.35 TB/s (an estimate from counted bytes, not a measurement).
+// 3.35 TB/s (an estimate from counted bytes, not a measurement); and the latency side: per
+// launch the warps and the longest chain of dependent global round trips, per forward the
+// memsets and the latency estimated by layer_traffic.cuh's latency_model (as launched, and
+// as if every launch after the first used programmatic dependent launch).
 //
-//   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--schedule S] [--out PREFIX]
+//   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--avg-k K,K/2,1.23,0.56] [--schedule S]
+//                 [--out PREFIX]
 //
-// S: the expert GEMMs' schedule, automatic (default), decode, prefill or prefill_sm80.
+// Avg.K targets of the masked rows: numbers, K or K/2 (each model's). S: the expert GEMMs'
+// schedule, automatic (default), decode, prefill or prefill_sm80.
 // writes PREFIX.csv (a row per layer forward), PREFIX-kernels.csv (a row per launch) and
 // PREFIX.jsonl (a row per layer forward with every launch's emulator record), prints a
 // Markdown table and the targets met or missed; exits 1 if one is missed.
@@ -30,11 +35,24 @@ using namespace beam::bench;
 
 constexpr double hbm_bytes_per_s = 3.35e12;  // H100 SXM5 HBM3, the datasheet figure
 
+std::vector<std::string> split(const char* text) {
+  std::vector<std::string> v;
+  std::stringstream s(text);
+  for (std::string item; std::getline(s, item, ',');) v.push_back(item);
+  return v;
+}
+
 std::vector<int> parse_list(const char* text) {
   std::vector<int> v;
-  std::stringstream s(text);
-  for (std::string item; std::getline(s, item, ',');) v.push_back(std::stoi(item));
+  for (const std::string& item : split(text)) v.push_back(std::stoi(item));
   return v;
+}
+
+//! An Avg.K target: "K", "K/2" or a number.
+double avg_k_target(const std::string& text, int K) {
+  if (text == "K") return K;
+  if (text == "K/2") return K / 2.0;
+  return std::stod(text);
 }
 
 struct row {
@@ -49,6 +67,7 @@ struct row {
 
 int main(int argc, char** argv) {
   std::vector<int> models = {0, 1, 2}, tokens = {1, 4, 16, 64};
+  std::vector<std::string> avg_ks = {"K", "K/2", "1.23", "0.56"};
   std::string prefix = "traffic";
   using beam::device::gemm_schedule;
   const char* const schedule_names[] = {"automatic", "decode", "prefill", "prefill_sm80"};
@@ -63,12 +82,13 @@ int main(int argc, char** argv) {
     const bool has_value = i + 1 < argc;
     if (has_value && !std::strcmp(argv[i], "--models")) models = parse_list(argv[++i]);
     else if (has_value && !std::strcmp(argv[i], "--tokens")) tokens = parse_list(argv[++i]);
+    else if (has_value && !std::strcmp(argv[i], "--avg-k")) avg_ks = split(argv[++i]);
     else if (has_value && !std::strcmp(argv[i], "--out")) prefix = argv[++i];
     else if (has_value && !std::strcmp(argv[i], "--schedule") && schedule_named(argv[i + 1]) >= 0)
       schedule = gemm_schedule(schedule_named(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--schedule automatic|decode|prefill|"
-                           "prefill_sm80] [--out PREFIX]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--avg-k K,K/2,1.23,0.56] "
+                           "[--schedule automatic|decode|prefill|prefill_sm80] [--out PREFIX]\n", argv[0]);
       return 2;
     }
   }
@@ -81,14 +101,16 @@ int main(int argc, char** argv) {
   std::ofstream csv(prefix + ".csv"), kernels(prefix + "-kernels.csv"), jsonl(prefix + ".jsonl");
   for (std::ofstream* f : {&csv, &kernels, &jsonl}) *f << std::setprecision(12);  // byte counts exact
   csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
-         "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us\n";
+         "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us,memsets,"
+         "round_trips,latency_estimate_us,latency_estimate_pdl_us\n";
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
              "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
-             "tensor_macs,thread_instructions\n";
+             "tensor_macs,thread_instructions,warps,round_trips,round_trip_line,latency_estimate_us\n";
   std::printf("device model: %s; expert GEMM schedule: %s\n\n", prop.name, schedule_names[int(schedule)]);
-  std::printf("| model | T | Avg.K target | Avg.K | routing | launches | active experts | distinct MB | ideal MB | "
-              "ratio | requested read MB | inactive experts read | HBM estimate µs |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| model | T | Avg.K target | Avg.K | routing | launches + memsets | active experts | distinct MB | "
+              "ideal MB | ratio | requested read MB | inactive experts read | HBM estimate µs | round trips per "
+              "launch | latency estimate µs | with PDL µs |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<row> rows;
   for (int mi : models) {
     const model_shape& m = layer_models[mi];
@@ -97,8 +119,8 @@ int main(int argc, char** argv) {
       const std::vector<int32_t> dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
       std::vector<row> group;
       group.push_back({m.name, T, double(m.K), 0, false, problem.run(T, dense_ids, false, schedule)});
-      for (int a = 0; a < 4; ++a) {
-        const double target = target_avg_k(a, m.K);
+      for (const std::string& a : avg_ks) {
+        const double target = avg_k_target(a, m.K);
         group.push_back(
             {m.name, T, target, 0, true, problem.run(T, skewed_routing(T, m.K, m.E, target), true, schedule)});
       }
@@ -107,17 +129,30 @@ int main(int argc, char** argv) {
         r.avg_k = t.pairs / double(T);
         const char* routing = r.masked ? "mask" : "dense Top-K";
         const double us = t.distinct_bytes / hbm_bytes_per_s * 1e6;
+        const double latency = latency_model::forward_us(t.launches, t.memsets, false),
+                     latency_pdl = latency_model::forward_us(t.launches, t.memsets, true);
+        uint64_t round_trips = 0;
+        std::string chains;
+        for (const auto& l : t.launches) {
+          round_trips += l.round_trips;
+          chains += (chains.empty() ? "" : " ") + std::to_string(l.round_trips);
+        }
         csv << r.model << ',' << T << ',' << r.target << ',' << r.avg_k << ',' << routing << ','
             << t.launches.size() << ',' << t.active_experts << ',' << t.distinct_bytes << ',' << t.ideal_bytes << ','
             << t.distinct_bytes / t.ideal_bytes << ',' << t.requested_read_bytes << ',' << t.inactive_experts_read << ','
-            << t.active_experts_partly_read << ',' << us << '\n';
-        std::printf("| %s | %d | %.2f | %.2f | %s | %zu | %d | %.3f | %.3f | %.4f | %.3f | %d | %.1f |\n",
-                    r.model.c_str(), T, r.target, r.avg_k, routing, t.launches.size(), t.active_experts,
-                    t.distinct_bytes * 1e-6, t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes,
-                    t.requested_read_bytes * 1e-6, t.inactive_experts_read, us);
+            << t.active_experts_partly_read << ',' << us << ',' << t.memsets << ',' << round_trips << ','
+            << latency << ',' << latency_pdl << '\n';
+        std::printf("| %s | %d | %.2f | %.2f | %s | %zu + %llu | %d | %.3f | %.3f | %.4f | %.3f | %d | %.1f | %s | "
+                    "%.1f | %.1f |\n",
+                    r.model.c_str(), T, r.target, r.avg_k, routing, t.launches.size(),
+                    static_cast<unsigned long long>(t.memsets), t.active_experts, t.distinct_bytes * 1e-6,
+                    t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes, t.requested_read_bytes * 1e-6,
+                    t.inactive_experts_read, us, chains.c_str(), latency, latency_pdl);
         jsonl << "{\"model\":\"" << r.model << "\",\"T\":" << T << ",\"avg_k_target\":" << r.target
               << ",\"avg_k\":" << r.avg_k << ",\"routing\":\"" << routing << "\",\"distinct_bytes\":"
-              << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"launches\":[";
+              << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"memsets\":" << t.memsets
+              << ",\"latency_estimate_us\":" << latency << ",\"latency_estimate_pdl_us\":" << latency_pdl
+              << ",\"launches\":[";
         for (size_t i = 0; i < t.launches.size(); ++i) {
           const auto& l = t.launches[i];
           const auto reads = read_requests(l);
@@ -129,7 +164,8 @@ int main(int argc, char** argv) {
                   << (reads.requests ? double(reads.sectors) / reads.requests : 0) << ',' << sector_efficiency(reads) << ','
                   << operand_reads(l).requests << ',' << sector_efficiency(operand_reads(l)) << ','
                   << l.shared_load.requests + l.shared_store.requests + l.shared_atomic.requests << ','
-                  << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << '\n';
+                  << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << ',' << l.warps() << ','
+                  << l.round_trips << ',' << l.round_trip_line << ',' << latency_model::launch_us(l, false) << '\n';
           jsonl << (i ? "," : "") << emu::profile::json(l);
         }
         jsonl << "]}\n";
@@ -164,9 +200,27 @@ int main(int argc, char** argv) {
       gemm_conflicts += bank_conflicts(l);
     }
   }
+  // Latency (estimated, latency_model): Qwen3-30B-A3B at T = 1 and Avg.K 1.23 within 8 µs;
+  // dense Top-K at T = 1 within 1.3 × the time its distinct bytes take at the HBM rate.
+  double worst_masked_us = 0, worst_dense_excess = 0;
+  bool latency_rows = false;
+  for (const row& r : rows) {
+    if (r.T != 1) continue;
+    const double us = latency_model::forward_us(r.traffic.launches, r.traffic.memsets, false);
+    if (r.masked && r.model == layer_models[0].name && r.target == 1.23) {
+      worst_masked_us = std::max(worst_masked_us, us);
+      latency_rows = true;
+    }
+    if (!r.masked) {
+      worst_dense_excess =
+          std::max(worst_dense_excess, us / (r.traffic.distinct_bytes / latency_model::hbm_bytes_per_us));
+      latency_rows = true;
+    }
+  }
   const bool ratio_met = worst_ratio <= 1.05, relative_met = worst_relative <= 0.05,
              efficiency_met = worst_efficiency >= 0.95, conflicts_met = gemm_conflicts == 0,
-             inactive_met = inactive_read == 0;
+             inactive_met = inactive_read == 0, masked_latency_met = worst_masked_us <= 8.0,
+             dense_latency_met = worst_dense_excess <= 1.3;
   std::printf("\ntargets (%zu layer forwards):\n", rows.size());
   std::printf("- distinct DRAM bytes <= 1.05 x ideal: worst %.4f: %s\n", worst_ratio, ratio_met ? "met" : "MISSED");
   std::printf("- masked/dense bytes within 5%% of the ideal ratio: worst %.2f%%: %s\n", 100 * worst_relative,
@@ -178,5 +232,12 @@ int main(int argc, char** argv) {
   std::printf("- weight sectors of inactive experts read: in %d forwards' experts: %s\n", inactive_read,
               inactive_met ? "met" : "MISSED");
   std::printf("- active experts with weight sectors left unread: %d\n", partly_read);
-  return ratio_met && relative_met && efficiency_met && conflicts_met && inactive_met ? 0 : 1;
+  if (latency_rows) {
+    std::printf("- estimated latency, %s, T = 1, Avg.K 1.23, <= 8 us: %.1f us: %s\n", layer_models[0].name,
+                worst_masked_us, masked_latency_met ? "met" : "MISSED");
+    std::printf("- estimated latency, dense Top-K, T = 1, <= 1.3 x its HBM time: worst %.2f x: %s\n",
+                worst_dense_excess, dense_latency_met ? "met" : "MISSED");
+  }
+  const bool latency_met = !latency_rows || (masked_latency_met && dense_latency_met);
+  return ratio_met && relative_met && efficiency_met && conflicts_met && inactive_met && latency_met ? 0 : 1;
 }

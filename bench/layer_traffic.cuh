@@ -104,9 +104,41 @@ class filled_buffer {
   T* data_ = nullptr;
 };
 
+//! A latency estimate from counts, for an H100 SXM (a model, not a measurement):
+//!   t(launch) = c + max(round_trips · L, distinct bytes / B),   t(memset) = c,
+//! summed over the layer's stream operations in order. B: HBM3 at 3.35 TB/s (datasheet). L: one
+//! dependent global round trip, 288 ns (H100 SXM5 at 1.98 GHz, a single-thread pointer chase
+//! through HBM after an L2 flush: 570.5 cycles; github.com/ahmadsharif1/cuda_study, README
+//! §3a; an L2 hit measured 131 ns there). c: the gap a stream operation adds after the one
+//! before, 1.3 µs in a CUDA graph (Hazy Research, "Look Ma, No Bubbles", 2025: ~2.1 µs per
+//! launch on a stream, ~1.3 µs in a graph); a kernel launched with programmatic dependent
+//! launch after another pays 0.96 µs less (0.34 µs: pegainfer issue 569, an empty kernel pair
+//! on an H100 at 1755 MHz). Unloaded latency, no tail or occupancy effects: a lower bound in
+//! spirit, to be replaced by the GPU record's timings.
+struct latency_model {
+  static constexpr double hbm_bytes_per_us = 3.35e6;
+  static constexpr double round_trip_us = 0.288;
+  static constexpr double operation_gap_us = 1.3;
+  static constexpr double pdl_saving_us = 0.96;
+
+  //! One launch's estimate; `pdl`: launched with programmatic dependent launch after a kernel.
+  static double launch_us(const emu::profile::launch_record& r, bool pdl) {
+    const double body = std::max(r.round_trips * round_trip_us, double(r.distinct_bytes()) / hbm_bytes_per_us);
+    return operation_gap_us - (pdl ? pdl_saving_us : 0.0) + body;
+  }
+  //! A forward's estimate: its memsets, then its launches; with `pdl`, every launch but the
+  //! first follows a kernel with programmatic dependent launch.
+  static double forward_us(const std::vector<emu::profile::launch_record>& launches, uint64_t memsets, bool pdl) {
+    double us = double(memsets) * operation_gap_us;
+    for (size_t i = 0; i < launches.size(); ++i) us += launch_us(launches[i], pdl && i > 0);
+    return us;
+  }
+};
+
 //! The counted traffic of one layer forward.
 struct layer_traffic {
   std::vector<emu::profile::launch_record> launches;
+  uint64_t memsets = 0;       //!< stream operations besides the launches
   double distinct_bytes = 0;  //!< Σ over launches of the distinct sectors read and written · 32
   double ideal_bytes = 0;     //!< see traffic_problem::ideal_bytes
   double requested_read_bytes = 0;  //!< Σ over read requests (read_requests) of their sectors · 32:
@@ -173,6 +205,7 @@ class traffic_problem {
     if (status == cudaSuccess) status = cudaDeviceSynchronize();
     layer_traffic t;
     t.launches = emu::profile::stop();
+    t.memsets = emu::profile::memsets();
     traffic_try(status, "layer forward");
     for (const auto& r : t.launches) {
       t.distinct_bytes += double(r.distinct_bytes());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -30,9 +31,10 @@ inline double target_avg_k(int index, int K) {
 }
 
 //! Seeded routing `[T, K]` as a Top-K router gives it: K distinct experts per token, half of
-//! the picks from a hot quarter of the experts; each pair then kept with probability
-//! Avg.K / K (−1 = masked). The picks depend on the seed alone, so a routing at Avg.K < K
-//! masks pairs of the one at Avg.K = K (dense Top-K on the same experts).
+//! the picks from a hot quarter of the experts; then round(Avg.K · T) of the T·K pairs, drawn
+//! at random, are kept (−1 = masked), so that every T meets its Avg.K as closely as it can
+//! (T = 1 at Avg.K 1.23 keeps one pair). The picks depend on the seed alone, so a routing at
+//! Avg.K < K masks pairs of the one at Avg.K = K (dense Top-K on the same experts).
 inline std::vector<int32_t> skewed_routing(int64_t T, int K, int E, double avg_k, uint64_t seed = 2026) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -47,10 +49,12 @@ inline std::vector<int32_t> skewed_routing(int64_t T, int K, int E, double avg_k
       } while (std::find(row, row + k, e) != row + k);
       row[k] = e;
     }
-    for (int k = 0; k < K; ++k) {
-      if (u(rng) >= avg_k / K) row[k] = -1;
-    }
   }
+  std::vector<int64_t> order(ids.size());
+  for (size_t p = 0; p < order.size(); ++p) order[p] = int64_t(p);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed + 1));
+  const auto kept = std::min<int64_t>(std::llround(avg_k * double(T)), int64_t(ids.size()));
+  for (size_t i = size_t(std::max<int64_t>(kept, 0)); i < order.size(); ++i) ids[size_t(order[i])] = -1;
   return ids;
 }
 

@@ -224,5 +224,11 @@ TEST_SUITE("gpu") {
         }
       }
     }
+    // K of one pair, and beyond one group of 8 pairs in flight (13: a partial second group; 19: three).
+    for (int64_t T : {0, 1, 7, 64}) {
+      for (int K : {1, 13, 19}) {
+        for (double masked : {0.0, 0.5, 1.0}) check_gather_combine<__nv_bfloat16>(T, K, 64, 200, masked, 50000 + uint64_t(n++));
+      }
+    }
   }
 }

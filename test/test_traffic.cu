@@ -93,3 +93,19 @@ TEST_CASE("decode traffic: the inactive-expert check sees the experts a routing 
   CHECK_EQ(switched_off_but_read, dense.active_experts - masked.active_experts);
   CHECK(switched_off_but_read > 0);
 }
+
+TEST_CASE("decode latency: combine waits for two dependent round trips (the rows' indices, then the rows)") {
+  traffic_problem problem(small_layer, tokens);
+  for (int64_t T : {int64_t(1), tokens}) {
+    CAPTURE(T);
+    const layer_traffic t = problem.run(T, skewed_routing(T, small_layer.K, small_layer.E, 1.23), true);
+    int combines = 0;
+    for (const auto& l : t.launches) {
+      if (beam::bench::kernel_short_name(l.kernel) != "combine_kernel") continue;
+      ++combines;
+      CHECK_EQ(l.round_trips, 2u);  // K = 4: one group of pairs in flight
+      CHECK(l.warps() >= uint64_t(T) * small_layer.H / 8 / 32);  // a thread per 16-byte vector
+    }
+    CHECK_EQ(combines, 1);
+  }
+}

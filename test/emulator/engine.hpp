@@ -91,6 +91,9 @@ struct launch_params {
 //! cudaErrorInvalidConfiguration / cudaErrorInvalidValue without running anything.
 cudaError_t launch(const kernel&, const launch_params&);
 
+//! Profiling (profile.cpp): a memset executed, a stream operation besides the launches.
+void profile_memset();
+
 //! Device memory: host memory whose ranges are recorded, so that every emulated access can be
 //! checked against the live allocations. Alignment 256 bytes, like cudaMalloc.
 void* device_allocate(size_t bytes);

@@ -20,7 +20,7 @@ namespace {
 struct profiler {
   std::FILE* file = nullptr;
   bool session = false;
-  uint64_t session_epoch = 0, launch_epoch = 0;
+  uint64_t session_epoch = 0, launch_epoch = 0, memsets = 0;
   std::vector<profile::launch_record> records;
 
   profiler() {
@@ -214,6 +214,7 @@ void classify_for_profile(instruction& in) {
       in.op_count > 0 && (in.ops[0].k == operand::kind::reg || in.ops[0].k == operand::kind::vector);
   const bool source_first = (is({"bar", "barrier"}) && in.aux2 == 0) || op == "nanosleep";
   in.has_destination = first_is_register && !source_first && c != instruction_class::control;
+  in.folds = op == "mov";
 }
 
 namespace {
@@ -257,9 +258,12 @@ void latency_issue(block_state& b, thread_state& t, const instruction& in, bool 
     for (int i = 0; i < in.op_count; ++i) level = std::max(level, operand_level(b, t, in.ops[i]));
     if (in.pair >= 0) level = std::max(level, t.ready[in.pair]);
   }
-  t.issue = t.result = level;
-  t.block_issue = std::max(t.block_issue, level);
-  note_level(b, in, level);
+  t.result = level;
+  // mov is a rename, a packing or an unpacking that ptxas folds into the instructions that use
+  // its result: it passes its operands' level on and waits for nothing itself.
+  t.issue = in.folds ? std::max(t.front, in.guard >= 0 ? t.ready[in.guard] : 0u) : level;
+  t.block_issue = std::max(t.block_issue, t.issue);
+  note_level(b, in, t.issue);
 }
 
 void latency_retire(block_state& b, thread_state& t, const instruction& in) {
@@ -287,6 +291,10 @@ void latency_join(block_state& b, thread_state* const* threads, size_t count, bo
     t->block_issue = std::max(t->block_issue, level);
     if (wait) latency_wait(b, *t, b.k.code[t->pc], level);
   }
+}
+
+void profile_memset() {
+  if (state().session) ++state().memsets;
 }
 
 profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp) {
@@ -421,7 +429,10 @@ void start() {
   p.session = true;
   ++p.session_epoch;
   p.records.clear();
+  p.memsets = 0;
 }
+
+uint64_t memsets() { return state().memsets; }
 
 std::vector<launch_record> stop() {
   profiler& p = state();

@@ -18,7 +18,8 @@
 //   - an instruction issues at the highest of its front and the levels of the registers it names
 //     (a predicated-off one: of its guard); its results are ready at that level, and a global or
 //     constant read that returns a value (ld, atom, the global side of cp.async and TMA) one
-//     level later. Loads in flight do not wait for each other;
+//     level later. Loads in flight do not wait for each other. A mov (a rename, packing or
+//     unpacking that ptxas folds into its users) passes its operands' level on without waiting;
 //   - a branch (taken or not) issues after everything before it: the front rises to the highest
 //     level issued so far. So within straight-line code independent work overlaps, as an
 //     optimising scheduler arranges it; across branches, execution is in order;
@@ -120,6 +121,9 @@ struct launch_record {
 void start();
 //! Ends the session and returns its launches' records, oldest first.
 std::vector<launch_record> stop();
+
+//! Memsets executed during the current or last session (stream operations that are no launch).
+uint64_t memsets();
 
 //! Sectors of [ptr, ptr + bytes) (device memory) that the launches of the current or last
 //! session read / wrote, each sector counted once.

@@ -95,6 +95,7 @@ struct instruction {
   uint8_t klass = 0;           //!< profile::instruction_class
   uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction (profile.cpp)
   bool has_destination = false;  //!< ops[0] (and `pair`) receive its results (profile.cpp)
+  bool folds = false;          //!< mov: ptxas folds it into its users (profile.cpp, round trips)
   uint8_t op_count = 0;
   operand ops[8];
   uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)

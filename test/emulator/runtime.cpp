@@ -654,6 +654,7 @@ cudaError_t execute(node& work, const char* function) {
   }
   const set_node& s = std::get<set_node>(work);
   if (const cudaError_t status = check_set(s, function); status != cudaSuccess) return status;
+  emu::profile_memset();
   for (size_t row = 0; row < s.height && s.width > 0; ++row) {
     std::memset(static_cast<char*>(s.dst) + row * s.pitch, s.value, s.width);
     emu::mark_device_written(static_cast<char*>(s.dst) + row * s.pitch, s.width);

@@ -22,7 +22,9 @@ struct combine_addends {
 //! out[t] = shared[t] + Σ_{k=0}^{K−1} ĝ[t,k] · Yp[pair_to_row[t·K+k]] + residual[t], in float,
 //! in exactly that order (bitwise deterministic); skipped pairs (row −1) add nothing, so a
 //! token with no active expert gets exact zeros plus its addends. With `topk_weights` null
-//! the rows of Yp are taken as already scaled by ĝ. One warp per token, 16-byte vectors.
+//! the rows of Yp are taken as already scaled by ĝ. One thread per 16-byte vector of a token,
+//! its loads all in flight before the sum waits for them: two dependent round trips for K ≤ 8
+//! (the rows' indices, then the rows), one more per further 8 pairs.
 //! `out` may be the residual (or shared) array itself, with the same stride: an in-place
 //! residual update (each element is read before the same thread writes it).
 //!
@@ -57,8 +59,10 @@ cudaError_t combine(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, 
   if (addends.residual && !bd::vector_rows(addends.residual, addends.residual_stride, hidden)) {
     return cudaErrorInvalidValue;
   }
-  bd::combine_kernel<T><<<bd::warp_per_item_grid(tokens, bd::row_block_threads), bd::row_block_threads, 0, stream>>>(
-      yp, yp_stride, pair_to_row, topk_weights, tokens, hidden, top_k, addends, out, out_stride);
+  const int64_t vectors = tokens * (hidden / bd::vector_elements<T>);
+  bd::combine_kernel<T><<<bd::thread_per_item_grid(vectors, bd::combine_block_threads), bd::combine_block_threads, 0,
+                          stream>>>(yp, yp_stride, pair_to_row, topk_weights, tokens, hidden, top_k, addends, out,
+                                    out_stride);
   return cudaGetLastError();
 }
 

@@ -299,6 +299,22 @@ __global__ void barrier_after_chain(const int* next, const float* in, float* out
   if (threadIdx.x == 1) out[0] = in[0];
 }
 
+//! Loads a word and unpacks it (mov.b32, which ptxas folds into its users) or adds to it (a
+//! real instruction, which waits for the load); then a branch, then an independent load.
+template <bool Unpack>
+__global__ void use_then_branch(const unsigned* in, const float* other, float* out, int flag) {
+  const unsigned a = in[threadIdx.x];
+  unsigned short lo = 0, hi = 0;
+  unsigned used = 0;
+  if constexpr (Unpack) asm volatile("mov.b32 {%0, %1}, %2;" : "=h"(lo), "=h"(hi) : "r"(a));
+  else asm volatile("add.u32 %0, %1, 1;" : "=r"(used) : "r"(a));
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.eq.s32 p, %0, 0;\n\t@p bra.uni SKIP%=;\nSKIP%=:\n\t}" ::"r"(flag)
+               : "memory");
+  const float x = other[threadIdx.x];
+  if constexpr (Unpack) asm volatile("cvt.u32.u16 %0, %1;" : "=r"(used) : "h"(lo));  // after the branch
+  out[threadIdx.x] = x + float(used + hi);
+}
+
 //! A load that happens only if a loaded flag is set.
 __global__ void branch_on_load(const int* flag, const float* in, float* out) {
   if (*flag) out[threadIdx.x] = in[threadIdx.x];
@@ -589,6 +605,17 @@ TEST_CASE("latency: a cp.async pipeline hides the copies it keeps in flight") {
   const auto serial = profiled_one([&] { async_pipeline<false><<<1, 32>>>(in.data, out.data); });
   CHECK_EQ(serial.async_copy.requests, 4u);
   CHECK_EQ(serial.round_trips, 4u);
+}
+
+TEST_CASE("latency: a mov passes its operand's level on; an instruction that uses a load waits for it") {
+  buffer in(32), other(32), out(32);
+  const auto* words = reinterpret_cast<const unsigned*>(in.data);
+  // The unpacking waits for nothing, so the load after the branch issues at level 0: one level.
+  const auto unpack = profiled_one([&] { use_then_branch<true><<<1, 32>>>(words, other.data, out.data, 1); });
+  CHECK_EQ(unpack.round_trips, 1u);
+  // The add waits for the first load before the branch: the second load issues at level 1.
+  const auto add = profiled_one([&] { use_then_branch<false><<<1, 32>>>(words, other.data, out.data, 1); });
+  CHECK_EQ(add.round_trips, 2u);
 }
 
 TEST_CASE("latency: a block barrier releases every thread at the slowest thread's level") {

@@ -29,7 +29,10 @@ struct float_vector {
 
   //! Loads through the read-only cache (`__ldg`), or plainly for data the kernel may write.
   __device__ static float_vector load(const T* p, bool read_only = true) {
-    const int4 raw = read_only ? __ldg(reinterpret_cast<const int4*>(p)) : *reinterpret_cast<const int4*>(p);
+    return of(read_only ? __ldg(reinterpret_cast<const int4*>(p)) : *reinterpret_cast<const int4*>(p));
+  }
+  //! The elements of a raw 16-byte vector, as loaded.
+  __device__ static float_vector of(const int4& raw) {
     const T* e = reinterpret_cast<const T*>(&raw);
     float_vector out;
 #pragma unroll
