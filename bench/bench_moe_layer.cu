@@ -57,6 +57,7 @@ struct layer_problem {
     BEAM_CUDA_TRY(beam::device::moe_experts_forward<bf16>(nullptr, bytes, x.data(), m.H, T, layer(), ids.data(),
                                                           gates.data(), m.K, {y.data(), m.H}));
     device_buffer<char> workspace(bytes);
+    BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
     return median_seconds(
         stream,
         [&] {
@@ -124,6 +125,7 @@ void bm_moe_forward(benchmark::State& state) {
   BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(nullptr, bytes, p.x.data(), m.H, T, p.layer(), options,
                                                 {p.y.data(), m.H}));
   device_buffer<char> workspace(bytes);
+  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
   const beam::device::moe_outputs<bf16> out{p.y.data(), m.H, nullptr, 0, p.ids.data(), p.gates.data()};
   const double s = median_seconds(
       p.stream,

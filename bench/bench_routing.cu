@@ -115,6 +115,7 @@ void bm_route_decode(benchmark::State& state) {
   BEAM_CUDA_TRY(beam::device::route_decode<bf16>(nullptr, bytes, p.hidden.data(), p.H, p.T, p.H, weights, p.E,
                                                  p.options(true), p.outputs()));
   device_buffer<char> workspace(bytes);
+  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
   l2_flusher l2;
   const double s = median_seconds(
       p.stream,
@@ -177,6 +178,7 @@ void bm_aux_losses(benchmark::State& state) {
   size_t bytes = 0;
   BEAM_CUDA_TRY(beam::device::aux_losses<bf16>(nullptr, bytes, p.view(), p.T, p.E, p.options(true), nullptr, {}));
   device_buffer<char> workspace(bytes);
+  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
   const beam::device::aux_loss_outputs out{losses.data(), losses.data() + 1, fractions.data()};
   l2_flusher l2;
   const double s = median_seconds(

@@ -174,7 +174,10 @@ class traffic_problem {
                                                  options(true), {}),
                 "route_decode (workspace query)");
     traffic_try(cudaMalloc(&experts_workspace_, experts_bytes_), "cudaMalloc");
-    traffic_try(cudaMalloc(&route_workspace_, std::max<size_t>(route_bytes_, 256)), "cudaMalloc");
+    traffic_try(cudaMalloc(&route_workspace_, route_bytes_), "cudaMalloc");
+    for (void* w : {experts_workspace_, route_workspace_}) {  // the completion counters, once
+      traffic_try(cudaMemset(w, 0, beam::device::workspace_counter_bytes), "cudaMemset");
+    }
   }
   ~traffic_problem() {
     cudaFree(experts_workspace_);

@@ -125,7 +125,7 @@ TEST_CASE("per-device memo: computed once per tag and device; errors and unliste
       return cudaSuccess;
     };
   };
-  using beam::device::detail::per_device_memo;
+  using beam::detail::per_device_memo;
   CHECK(per_device_memo<tag_a>(0, value, compute(7)) == cudaSuccess);
   CHECK(per_device_memo<tag_a>(0, value, compute(9)) == cudaSuccess);  // kept: no second computation
   CHECK((value == 7 && calls == 1));

@@ -176,7 +176,8 @@ void check_layer(const layer_case& c, uint64_t seed) {
   size_t bytes = 0;
   REQUIRE(beam::device::moe_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
   beam::test::device_vector<char> workspace(bytes);
-  workspace.poison();
+  workspace.poison();  // nothing but the counters needs zeroing
+  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
   REQUIRE(beam::device::moe_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out, c.schedule) ==
           cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
@@ -276,6 +277,7 @@ TEST_SUITE("gpu") {
       REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, opt, {graph_out.data(), H}) ==
               cudaSuccess);
       beam::test::device_vector<char> workspace(bytes);
+      BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
       const auto run = [&](bf16* y, cudaStream_t stream) {
         REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, opt, {y, H},
                                                 gemm_schedule::automatic, stream) == cudaSuccess);
@@ -288,5 +290,40 @@ TEST_SUITE("gpu") {
       BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
       CHECK(beam::test::as_float(graph_out.to_host()) == beam::test::as_float(eager_out.to_host()));  // bitwise
     }
+  }
+
+  TEST_CASE("moe_forward: one workspace, zeroed once, serves decode and prefill calls in any order") {
+    BEAM_REQUIRE_GPU();
+    // The prefill call writes its logits where a decode call of another T keeps nothing: the
+    // decode counter, at the workspace's start, must come through it at zero.
+    const int H = 64, I = 32, E = 16, K = 4;
+    const int64_t T_max = 100, T_decode = 5;
+    const auto x = grid_values(size_t(T_max * H), 21);
+    const auto w_r = grid_values(size_t(E * H), 22, 64.0f), w_m = grid_values(size_t(E * H), 23, 64.0f);
+    const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), 24, 0.1));
+    const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), 25, 0.1));
+    beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
+        d_w2(to_storage<bf16>(w2)), d_wr(to_storage<bf16>(w_r)), d_wm(to_storage<bf16>(w_m)),
+        first{size_t(T_decode * H)}, prefill{size_t(T_max * H)}, again{size_t(T_decode * H)};
+    const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), d_wr.data(), d_wm.data()};
+    beam::routing_options opt;
+    opt.top_k = K;
+    size_t bytes = 0;
+    REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T_max, layer, opt, {first.data(), H}) ==
+            cudaSuccess);
+    beam::test::device_vector<char> workspace(bytes);
+    workspace.poison();
+    BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+    for (const auto& call : {std::pair{T_decode, first.data()}, {T_max, prefill.data()}, {T_decode, again.data()}}) {
+      CAPTURE(call.first);
+      REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, call.first, layer, opt,
+                                              {call.second, H}) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    }
+    const auto decoded = beam::test::as_float(first.to_host());
+    CHECK(beam::test::as_float(again.to_host()) == decoded);  // bitwise
+    const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data()};
+    const auto expected = ref::moe_forward<float>(x.data(), T_decode, ref_weights, w_r.data(), w_m.data(), opt);
+    CHECK(beam::test::relative_error(decoded, expected.out) <= beam::dtype_traits<bf16>::tolerance);
   }
 }

@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(nullptr, bytes, d_x, H, max_tokens, layer, options, {d_y, H}));
   void* workspace = nullptr;
   BEAM_CUDA_TRY(cudaMalloc(&workspace, bytes));
+  BEAM_CUDA_TRY(cudaMemset(workspace, 0, beam::device::workspace_counter_bytes));  // once: the completion counters
 
   // Verify: T = verify_tokens (route_decode: router GEMV and routing in one kernel) and T = 65
   // (router GEMMs, then route_and_mask).

@@ -80,6 +80,11 @@ struct launch_params {
   dim3 grid{1, 1, 1}, block{1, 1, 1};
   size_t dynamic_shared_bytes = 0;
   void** args = nullptr;
+  uint64_t id = 0;  //!< the launch's number (from 1); its global stores are recorded under it
+  //! Programmatic dependent launch: the launch before it on its stream, whose writes its threads
+  //! may not touch before their griddepcontrol.wait (0: none, or no programmatic dependency).
+  uint64_t predecessor = 0;
+  std::string predecessor_kernel;  //!< that launch's kernel, for the report
 };
 
 //! Runs the grid to completion. Returns cudaSuccess, or the error a GPU would report

@@ -491,8 +491,17 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
         if (!a) out_of_bounds("outside every live allocation");
         b.cached = a;
       }
+      if (b.launch.predecessor != 0 && !t.dependencies_resolved) {
+        if (const uint64_t early = a->first_kernel_written(b.launch.predecessor, address, bytes))
+          fail_launch(b, &t, &in, cudaErrorLaunchFailure, "programmatic dependent launch",
+                      std::string(space_name(s)) + " " + what + " of " + std::to_string(bytes) + " bytes at " +
+                          hex(address) + " before this thread's griddepcontrol.wait: byte " + hex(early) +
+                          " is written by the kernel launched before it on the stream (" +
+                          b.launch.predecessor_kernel + "), which may still be running");
+      }
       if (write) {
         a->mark_written(address, bytes);
+        a->mark_kernel_written(b.launch.id, address, bytes);
       } else if (const uint64_t unwritten = a->first_unwritten(address, bytes)) {
         fail_launch(b, &t, &in, cudaErrorLaunchFailure, "initcheck",
                     std::string(space_name(s)) + " load of " + std::to_string(bytes) + " bytes at " + hex(address) +

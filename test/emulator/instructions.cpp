@@ -994,6 +994,8 @@ void exec_trap(block_state& b, thread_state& t, const instruction& in) {
 
 void exec_nop(block_state&, thread_state&, const instruction&) {}
 
+void exec_griddepcontrol_wait(block_state&, thread_state& t, const instruction&) { t.dependencies_resolved = true; }
+
 // createpolicy: the engine has no cache; the policy is an opaque 0.
 void exec_zero(block_state&, thread_state& t, const instruction& in) { set(t, in.ops[0], 0); }
 
@@ -1472,9 +1474,17 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "bra") { in.exec = exec_bra; return; }
   if (op == "ret" || op == "exit") { in.exec = exec_exit; return; }
   if (op == "trap") { in.exec = exec_trap; return; }
-  // griddepcontrol: launches run one after another, so there is nothing to wait for or release.
+  // griddepcontrol: launches run one after another, so .launch_dependents releases nothing and
+  // .wait finds its prerequisite grids complete; .wait ends the programmatic-dependent-launch
+  // check of the thread (execute.cpp).
+  if (op == "griddepcontrol") {
+    if (has(in, "wait")) in.exec = exec_griddepcontrol_wait;
+    else if (has(in, "launch_dependents")) in.exec = exec_nop;
+    else unsupported(in, "neither .wait nor .launch_dependents");
+    return;
+  }
   if (op == "membar" || op == "fence" || op == "nanosleep" || op == "prefetch" || op == "prefetchu" ||
-      op == "pmevent" || op == "griddepcontrol") {
+      op == "pmevent") {
     in.exec = exec_nop;
     return;
   }

@@ -60,6 +60,7 @@ struct thread_state {
   std::vector<uint16_t> wgmma_writes;   //!< per register slot: in-flight writes (0: none)
   uint32_t wgmma_in_flight = 0;         //!< register writes in flight (all groups)
   uint64_t serial = 0;                  //!< profiling: instructions this thread has reached
+  bool dependencies_resolved = false;   //!< past griddepcontrol.wait (programmatic dependent launch)
   // Profiling, the dependent round trips (profile.hpp, launch_record::round_trips): levels count
   // global-memory round trips from the launch's start.
   uint32_t* ready = nullptr;  //!< per register slot: the level its value is ready at
@@ -132,7 +133,15 @@ struct allocation {
   //! `launch_epoch` is the launch's) and by the session.
   std::vector<uint64_t> launch_read, launch_written, session_read, session_written;
   uint64_t launch_epoch = 0, session_epoch = 0;
+  //! Programmatic dependent launch: one bit per byte that launch `kernel_writer[i]` stored, for
+  //! the two latest launches that stored here (i = launch id mod 2).
+  std::vector<uint64_t> kernel_written[2];
+  uint64_t kernel_writer[2] = {0, 0};
   void mark_written(uint64_t address, uint64_t bytes);
+  //! Records a store of launch `id` (a kernel's, not a copy's or memset's).
+  void mark_kernel_written(uint64_t id, uint64_t address, uint64_t bytes);
+  //! The first byte of [address, address + bytes) that launch `id` stored, or 0.
+  uint64_t first_kernel_written(uint64_t id, uint64_t address, uint64_t bytes) const;
   //! The first byte of [address, address + bytes) never written, or 0.
   uint64_t first_unwritten(uint64_t address, uint64_t bytes) const;
 };

@@ -73,6 +73,23 @@ void allocation::mark_written(uint64_t address, uint64_t bytes) {
   for (; i < last; ++i) written[i / 64] |= uint64_t(1) << (i % 64);
 }
 
+void allocation::mark_kernel_written(uint64_t id, uint64_t address, uint64_t bytes) {
+  std::vector<uint64_t>& bits = kernel_written[id % 2];
+  if (kernel_writer[id % 2] != id) {  // this launch's first store here
+    bits.assign((end - begin + 63) / 64, 0);
+    kernel_writer[id % 2] = id;
+  }
+  for (uint64_t i = address - begin; i < address - begin + bytes; ++i) bits[i / 64] |= uint64_t(1) << (i % 64);
+}
+
+uint64_t allocation::first_kernel_written(uint64_t id, uint64_t address, uint64_t bytes) const {
+  if (id == 0 || kernel_writer[id % 2] != id) return 0;
+  const std::vector<uint64_t>& bits = kernel_written[id % 2];
+  for (uint64_t i = address - begin; i < address - begin + bytes; ++i)
+    if (bits[i / 64] >> (i % 64) & 1) return begin + i;
+  return 0;
+}
+
 uint64_t allocation::first_unwritten(uint64_t address, uint64_t bytes) const {
   for (uint64_t i = address - begin, last = i + bytes; i < last; ++i)
     if (!(written[i / 64] >> (i % 64) & 1)) return begin + i;

@@ -150,6 +150,7 @@ struct kernel_node {
   dim3 grid, block;
   size_t shared = 0;
   std::vector<unsigned char> params;
+  bool programmatic = false;  //!< launched with programmatic stream serialization allowed
 };
 //! `height` rows of `width` bytes (a 1-D copy is one row).
 struct copy_node {
@@ -180,6 +181,8 @@ struct CUgraphExec_st {
 struct CUstream_st {
   unsigned flags = cudaStreamDefault;
   capture* capturing = nullptr;  // the capture this stream takes part in
+  uint64_t last_kernel = 0;      // the launch that ran last on it, if its last work was a kernel
+  std::string last_kernel_name;
 };
 struct CUevent_st {
   unsigned flags = cudaEventDefault;
@@ -238,6 +241,7 @@ struct runtime {
   registry<CUgraphExec_st> graph_execs;
   std::map<unsigned long long, std::unique_ptr<capture>> captures;  // active ones, by id
   unsigned long long next_capture_id = 1;
+  uint64_t launches = 0;  // kernel launches run so far: the next one's id is launches + 1
 };
 
 //! The runtime's state: created on first use (registration runs in static constructors) and
@@ -443,14 +447,25 @@ void log_launch(const std::string& name) {
   std::fflush(log);
 }
 
-//! Runs a checked launch now; a kernel fault becomes the sticky error.
-cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void** args) {
+//! Runs a checked launch now on stream `s`; a kernel fault becomes the sticky error. With
+//! `programmatic` (programmatic dependent launch, compute capability 9.0 and later), the kernel
+//! that ran just before it on the stream is its primary: the engine reports a thread that
+//! touches the primary's stores before its griddepcontrol.wait.
+cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void** args, bool programmatic,
+                       CUstream_st& s) {
   log_launch(f.name);
   emu::launch_params params;
   params.grid = grid;
   params.block = block;
   params.dynamic_shared_bytes = shared;
   params.args = args;
+  params.id = ++rt().launches;
+  if (programmatic && model().major >= 9) {
+    params.predecessor = s.last_kernel;
+    params.predecessor_kernel = s.last_kernel_name;
+  }
+  s.last_kernel = params.id;
+  s.last_kernel_name = f.name;
   const cudaError_t status = emu::launch(*f.kernel, params);
   if (sticky_error(status)) rt().sticky = status;
   return status;
@@ -636,13 +651,14 @@ cudaError_t check_set(const set_node& s, const char* function) {
 
 //! Runs one piece of work now. Copies and memsets are checked first (again, when a graph
 //! replays them: memory may have been freed since the capture).
-cudaError_t execute(node& work, const char* function) {
+cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
   if (auto* k = std::get_if<kernel_node>(&work)) {
     const emu::kernel_info& info = k->function->binary->module->info(*k->function->kernel);
     std::vector<void*> args(info.params.size());
     for (size_t i = 0; i < args.size(); ++i) args[i] = k->params.data() + info.params[i].offset;
-    return run_kernel(*k->function, k->grid, k->block, k->shared, args.data());
+    return run_kernel(*k->function, k->grid, k->block, k->shared, args.data(), k->programmatic, stream);
   }
+  stream.last_kernel = 0;  // a copy or memset: the next kernel has no programmatic primary
   if (auto* c = std::get_if<copy_node>(&work)) {
     if (const cudaError_t status = check_copy(*c, function); status != cudaSuccess) return status;
     for (size_t row = 0; row < c->height && c->width > 0; ++row) {
@@ -669,7 +685,7 @@ cudaError_t submit(cudaStream_t stream, node work, const char* function) {
   if (const cudaError_t status = find_stream(stream, &s); status != cudaSuccess) return status;
   capture* into = nullptr;
   if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
-  if (into == nullptr) return execute(work, function);
+  if (into == nullptr) return execute(work, function, *s);
   const cudaError_t status = std::holds_alternative<copy_node>(work) ? check_copy(std::get<copy_node>(work), function)
                                                                      : check_set(std::get<set_node>(work), function);
   if (status == cudaSuccess) into->graph->nodes.push_back(std::move(work));
@@ -710,7 +726,8 @@ set_node pitched_set(void* dst, size_t pitch, int value, size_t width, size_t he
 
 //! Launches `f` on `stream` after the runtime's checks: run now, or recorded with a copy of
 //! its arguments while the stream captures.
-cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shared, cudaStream_t stream) {
+cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shared, cudaStream_t stream,
+                   bool programmatic = false) {
   if (f == nullptr) return fail(cudaErrorInvalidDeviceFunction, "launch of a function that is not a registered kernel");
   CUstream_st* s = nullptr;
   if (const cudaError_t status = find_stream(stream, &s); status != cudaSuccess) return status;
@@ -718,12 +735,13 @@ cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shar
   if (const cudaError_t status = check_launch(*f, grid, block, shared, &info); status != cudaSuccess) return status;
   capture* into = nullptr;
   if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
-  if (into == nullptr) return run_kernel(*f, grid, block, shared, args);
+  if (into == nullptr) return run_kernel(*f, grid, block, shared, args, programmatic, *s);
   kernel_node k;
   k.function = f;
   k.grid = grid;
   k.block = block;
   k.shared = shared;
+  k.programmatic = programmatic;
   k.params.resize(info->param_bytes);
   for (size_t i = 0; i < info->params.size(); ++i) {
     std::memcpy(k.params.data() + info->params[i].offset, args[i], info->params[i].size);
@@ -1200,18 +1218,26 @@ cudaError_t cudaLaunchKernel(const void* func, dim3 gridDim, dim3 blockDim, void
   });
 }
 
-//! As cudaLaunchKernel; launch attributes other than cudaLaunchAttributeIgnore are not emulated.
+//! As cudaLaunchKernel, with the attributes cudaLaunchAttributeIgnore and
+//! cudaLaunchAttributeProgrammaticStreamSerialization (programmatic dependent launch: checked
+//! by the engine, see run_kernel); any other attribute is not emulated.
 cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t* config, const void* func, void** args) {
   return api([&] {
     if (config == nullptr) return null_argument("cudaLaunchKernelExC");
+    if (config->numAttrs > 0 && config->attrs == nullptr) return null_argument("cudaLaunchKernelExC");
+    bool programmatic = false;
     for (unsigned i = 0; i < config->numAttrs; ++i) {
-      if (config->attrs[i].id != cudaLaunchAttributeIgnore) {
-        return unsupported("cudaLaunchKernelExC", "launch attribute " + std::to_string(config->attrs[i].id));
+      const cudaLaunchAttribute& a = config->attrs[i];
+      if (a.id == cudaLaunchAttributeProgrammaticStreamSerialization) {
+        programmatic = a.val.programmaticStreamSerializationAllowed != 0;
+      } else if (a.id != cudaLaunchAttributeIgnore) {
+        return unsupported("cudaLaunchKernelExC", "launch attribute " + std::to_string(a.id));
       }
     }
     CUkern_st* f = find_function(func);
     if (f == nullptr) return not_a_kernel("cudaLaunchKernelExC", func);
-    return launch(f, config->gridDim, config->blockDim, args, config->dynamicSmemBytes, config->stream);
+    return launch(f, config->gridDim, config->blockDim, args, config->dynamicSmemBytes, config->stream,
+                  programmatic);
   });
 }
 
@@ -1867,7 +1893,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     for (node& work : graphExec->nodes) {
       if (into != nullptr) {
         into->graph->nodes.push_back(work);
-      } else if (const cudaError_t status = execute(work, "cudaGraphLaunch"); status != cudaSuccess) {
+      } else if (const cudaError_t status = execute(work, "cudaGraphLaunch", *s); status != cudaSuccess) {
         return status;
       }
     }

@@ -42,3 +42,12 @@ __host__ __device__ inline int last_start_at_or_below(const int32_t* starts, int
 inline size_t workspace_align(size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace beam::detail
+
+namespace beam::device {
+
+//! Bytes at the start of a workspace of route_decode, moe_forward or moe_experts_forward that
+//! hold completion counters: zero them once after allocating the workspace (or zero all of it);
+//! every call leaves them at zero, so that no call needs a memset.
+inline constexpr size_t workspace_counter_bytes = 256;
+
+}  // namespace beam::device

@@ -10,7 +10,6 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -141,25 +140,13 @@ template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTi
 
 }  // namespace beam::device
 
+#include "beam/core/launch.cuh"
 #include "beam/gemm/detail/grouped_gemm_hopper_kernel.cuh"
 #include "beam/gemm/detail/grouped_gemm_kernel.cuh"
 
 namespace beam::device {
 
 namespace detail {
-
-//! A positive int per device, computed once per `Tag` (e.g. a kernel) and device by
-//! `compute(int&)`: host queries that cost microseconds are not repeated on every call.
-template <class Tag, class Compute>
-cudaError_t per_device_memo(int device, int& value, const Compute& compute) {
-  constexpr int devices = 64;  // beyond: computed every time
-  static std::atomic<int> known[devices];  // 0: not yet known
-  const bool cached = device >= 0 && device < devices;
-  if (cached && (value = known[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
-  if (const cudaError_t status = compute(value); status != cudaSuccess) return status;
-  if (cached) known[device].store(value, std::memory_order_relaxed);
-  return cudaSuccess;
-}
 
 //! Memo tags: a kernel's resident blocks at a block size and shared memory; whether the
 //! Hopper kernel can run.
@@ -182,7 +169,7 @@ inline cudaError_t check_sm80_device() {
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
   enum verdict : int { unknown, usable, old_device, old_code };
   int known = unknown;
-  const cudaError_t status = per_device_memo<sm80_usable_tag>(device, known, [&](int& result) {
+  const cudaError_t status = beam::detail::per_device_memo<sm80_usable_tag>(device, known, [&](int& result) {
     int major = 0;
     if (const cudaError_t s = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
         s != cudaSuccess) {
@@ -242,7 +229,7 @@ cudaError_t launch_persistent(size_t smem, int64_t work_bound, cudaStream_t stre
   int device = 0, resident = 0;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
   const cudaError_t status =
-      per_device_memo<resident_blocks_tag<Kernel, Threads, SmemLimit>>(device, resident, [&](int& blocks) {
+      beam::detail::per_device_memo<resident_blocks_tag<Kernel, Threads, SmemLimit>>(device, resident, [&](int& blocks) {
     int sms = 0, per_sm = 0;
     if (const cudaError_t s = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device); s != cudaSuccess) {
       return s;
@@ -255,8 +242,8 @@ cudaError_t launch_persistent(size_t smem, int64_t work_bound, cudaStream_t stre
     return cudaSuccess;
   });
   if (status != cudaSuccess) return status;
-  Kernel<<<unsigned(work_bound < resident ? work_bound : resident), Threads, smem, stream>>>(args...);
-  return cudaGetLastError();
+  return beam::detail::launch_dependent(Kernel, unsigned(work_bound < resident ? work_bound : resident), Threads, smem,
+                                        stream, args...);
 }
 
 //! Work items of a BM × (output columns per tile) tiling: a bound on the row tiles (each
@@ -331,7 +318,7 @@ cudaError_t hopper_kernel_usable(int device, bool& usable) {
   constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
   enum verdict : int { unknown, yes, no };
   int known = unknown;
-  const cudaError_t status = per_device_memo<hopper_usable_tag<kernel>>(device, known, [&](int& result) {
+  const cudaError_t status = beam::detail::per_device_memo<hopper_usable_tag<kernel>>(device, known, [&](int& result) {
     cudaFuncAttributes attributes{};
     int smem_optin = 0;
     if (const cudaError_t s = cudaFuncGetAttributes(&attributes, kernel); s != cudaSuccess) return s;

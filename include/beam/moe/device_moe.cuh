@@ -60,6 +60,9 @@ struct moe_outputs {
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
 //! (from T, K and the shapes; it grows with T, so a size queried for the largest T serves
 //! every smaller one). A query checks only the sizes and the schedule: its pointers may be null.
+//! Its first `workspace_counter_bytes` hold completion counters: **zero them once** after
+//! allocating the workspace; every call leaves them at zero (so no call needs a memset), and
+//! nothing else may write them between calls (route_decode documents what happens if it does).
 //!
 //! @tparam T  __nv_bfloat16 or __half (activations and weights)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
@@ -102,18 +105,21 @@ inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
 
 //! The workspace of a layer: each array 256-byte aligned, in this order.
 struct moe_workspace {
-  size_t routing_ids, routing_weights, router, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
+  static constexpr size_t counter_bytes = workspace_counter_bytes;  //!< route_decode's counter
+  size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
       expert_rows, shared_activations, shared_rows, bytes;
 
   template <class T>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
     using beam::detail::workspace_align;
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
+    // The router region comes first, whatever T: its first 256 bytes are route_decode's
+    // completion counter, which no call of another T or of moe_experts_forward writes.
     const size_t router_bytes =
-        !routes ? 0
+        !routes ? counter_bytes
         : tokens <= max_decode_tokens && layer.experts <= max_decode_experts
             ? beam::detail::decode_workspace(tokens, layer.experts).bytes
-            : size_t(tokens) * 2 * size_t(router_columns(layer.experts)) * sizeof(float);
+            : counter_bytes + size_t(tokens) * 2 * size_t(router_columns(layer.experts)) * sizeof(float);
     const beam::detail::compact_plan plan(compaction_input{nullptr, tokens, top_k, layer.experts});
     size_t at = 0;
     const auto take = [&](size_t n) {
@@ -121,9 +127,9 @@ struct moe_workspace {
       at += workspace_align(n);
       return offset;
     };
+    router = take(router_bytes);
     routing_ids = take(routes ? P * sizeof(int32_t) : 0);
     routing_weights = take(routes ? P * sizeof(float) : 0);
-    router = take(router_bytes);
     counts = take(E * sizeof(int32_t));
     offsets = take((E + 1) * sizeof(int32_t));
     sorted_pairs = take(P * sizeof(int32_t));
@@ -289,13 +295,13 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
   const routing_outputs routing{topk_ids, topk_weights};
   void* router = w::at<void>(workspace, ws.router);
-  size_t router_bytes = ws.counts - ws.router;
+  size_t router_bytes = ws.routing_ids - ws.router;
   cudaError_t status;
   if (tokens <= max_decode_tokens && E <= max_decode_experts) {  // one launch: router GEMV + routing
     status = route_decode<T>(router, router_bytes, x, x_stride, tokens, H,
                              {layer.router, layer.mask_router, H, H}, E, options, routing, stream);
-  } else {  // router GEMMs into float logits [T, 2·E4] (r | z), then the routing
-    float* logits = static_cast<float*>(router);
+  } else {  // router GEMMs into float logits [T, 2·E4] (r | z), after the counter, then the routing
+    float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
     const gemm_groups all{nullptr, 1, tokens};
     status = grouped_gemm<T, float>({x, x_stride}, {layer.router, H, 0}, E, H, all, {logits, stride},

@@ -189,20 +189,28 @@ inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compa
     }
   }
   if (plan.single_launch()) {
-    bd::compact_single_kernel<><<<1, bd::compact_single_threads, 0, stream>>>(plan, out, layouts);
-    return cudaGetLastError();
+    return bd::launch_dependent(bd::compact_single_kernel<>, 1, bd::compact_single_threads, 0, stream, plan, out,
+                                layouts);
   }
   int32_t* unit_counts = layout.unit_counts(workspace);
   int32_t* totals = layout.totals(workspace);
   int32_t* padded_offsets = layout.padded_offsets(workspace);
   const unsigned unit_blocks = unsigned((plan.units + bd::compact_unit_warps - 1) / bd::compact_unit_warps);
-  bd::compact_count_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, out.invalid_ids);
-  bd::compact_row_scan_kernel<><<<unsigned(plan.local_experts), bd::compact_unit_threads, 0, stream>>>(plan, unit_counts,
-                                                                                                    totals);
-  bd::compact_plan_kernel<><<<1, bd::compact_plan_threads, 0, stream>>>(plan, totals, padded_offsets, out, layouts);
-  bd::compact_scatter_kernel<><<<unit_blocks, bd::compact_unit_threads, 0, stream>>>(plan, unit_counts, padded_offsets,
-                                                                                   out, layouts);
-  return cudaGetLastError();
+  cudaError_t status = bd::launch_dependent(bd::compact_count_kernel<>, unit_blocks, bd::compact_unit_threads, 0,
+                                            stream, plan, unit_counts, out.invalid_ids);
+  if (status == cudaSuccess) {
+    status = bd::launch_dependent(bd::compact_row_scan_kernel<>, unsigned(plan.local_experts),
+                                  bd::compact_unit_threads, 0, stream, plan, unit_counts, totals);
+  }
+  if (status == cudaSuccess) {
+    status = bd::launch_dependent(bd::compact_plan_kernel<>, 1, bd::compact_plan_threads, 0, stream, plan,
+                                  totals, padded_offsets, out, layouts);
+  }
+  if (status == cudaSuccess) {
+    status = bd::launch_dependent(bd::compact_scatter_kernel<>, unit_blocks, bd::compact_unit_threads, 0, stream,
+                                  plan, unit_counts, padded_offsets, out, layouts);
+  }
+  return status;
 }
 
 }  // namespace beam::device

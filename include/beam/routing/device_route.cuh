@@ -102,10 +102,10 @@ cudaError_t route_and_mask(const routing_logits<LogitT>& logits, int64_t tokens,
   }
   if (tokens == 0) return cudaSuccess;
   return beam::detail::dispatch_max_experts(num_experts, [&](auto max_experts) {
-    beam::detail::route_and_mask_kernel<decltype(max_experts)::value, LogitT>
-        <<<beam::detail::warp_per_item_grid(tokens, beam::detail::route_block_threads),
-           beam::detail::route_block_threads, 0, stream>>>(logits, tokens, num_experts, options, out);
-    return cudaGetLastError();
+    return beam::detail::launch_dependent(beam::detail::route_and_mask_kernel<decltype(max_experts)::value, LogitT>,
+                                          beam::detail::warp_per_item_grid(tokens, beam::detail::route_block_threads),
+                                          beam::detail::route_block_threads, 0, stream, logits, tokens, num_experts,
+                                          options, out);
   });
 }
 

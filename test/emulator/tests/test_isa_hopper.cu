@@ -882,6 +882,46 @@ void run_tma(uint32_t rank, const CUtensorMap& map, const tensor_coords& at, uin
   if (rank == 5) launch_tma<5>(map, at, bytes, out, info);
 }
 
+// ---- programmatic dependent launch (ISA 9.7.13.13 "griddepcontrol"; CUDA Programming Guide,
+// "Programmatic Dependent Launch and Synchronization") ----------------------------------------
+
+// The primary: writes produced[i] = 3i + 1, then lets its dependents launch.
+__global__ void k_pdl_primary(uint32_t* produced) {
+  produced[threadIdx.x] = 3 * threadIdx.x + 1;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// The secondary: reads `constant` (which the primary never writes) before griddepcontrol.wait, as a
+// dependent kernel's prologue may; reads the primary's output after it.
+__global__ void k_pdl_secondary(const uint32_t* constant, const uint32_t* produced, uint32_t* out) {
+  const uint32_t early = constant[threadIdx.x];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#else
+  __trap();
+#endif
+  out[threadIdx.x] = early + produced[threadIdx.x];
+}
+
+//! cudaLaunchKernelEx with programmatic stream serialization allowed (or not).
+cudaError_t launch_secondary(bool programmatic, cudaStream_t stream, const uint32_t* constant,
+                             const uint32_t* produced, uint32_t* out) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = programmatic ? 1 : 0;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(1);
+  config.blockDim = dim3(32);
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, k_pdl_secondary, constant, produced, out);
+}
+
 }  // namespace
 
 TEST_SUITE("emulator_isa_hopper") {
@@ -1292,6 +1332,41 @@ TEST_CASE("elect.sync: one leader per mask, every member gets its laneid, full a
     }
     CHECK_MESSAGE(leaders == 1, "mask ", hex(mask), ": ", leaders, " lanes got true");
   }
+}
+
+TEST_CASE("griddepcontrol.wait and .launch_dependents: a dependent launch that waits before it reads its primary's output") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  std::vector<uint32_t> constants(32);
+  for (uint32_t i = 0; i < 32; ++i) constants[i] = 1000 * i;
+  buffer<uint32_t> constant(constants), produced(32), out(32);
+  cudaStream_t stream;
+  ISA_CUDA(cudaStreamCreate(&stream));
+  const auto check = [&](const char* how) {
+    const auto o = out.host();
+    for (uint32_t i = 0; i < 32; ++i) CHECK_MESSAGE(o[i] == 1000 * i + 3 * i + 1, how, ": thread ", i);
+  };
+  for (bool programmatic : {true, false}) {  // a correct program runs either way
+    k_pdl_primary<<<1, 32, 0, stream>>>(produced.get());
+    ISA_CUDA(launch_secondary(programmatic, stream, constant.get(), produced.get(), out.get()));
+    ISA_CUDA(cudaStreamSynchronize(stream));
+    check(programmatic ? "eager, programmatic" : "eager, plain");
+  }
+  // Captured into a graph (the programmatic edge is kept) and replayed.
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ISA_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  k_pdl_primary<<<1, 32, 0, stream>>>(produced.get());
+  ISA_CUDA(launch_secondary(true, stream, constant.get(), produced.get(), out.get()));
+  ISA_CUDA(cudaStreamEndCapture(stream, &graph));
+  ISA_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  ISA_CUDA(cudaMemset(out.get(), 0, out.bytes()));
+  ISA_CUDA(cudaGraphLaunch(exec, stream));
+  ISA_CUDA(cudaStreamSynchronize(stream));
+  check("graph replay");
+  ISA_CUDA(cudaGraphExecDestroy(exec));
+  ISA_CUDA(cudaGraphDestroy(graph));
+  ISA_CUDA(cudaStreamDestroy(stream));
 }
 
 }  // TEST_SUITE

@@ -82,6 +82,8 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
   }
   static_assert(sizeof(typename row_tile_scan<geo::threads>::TempStorage) <= sizeof(T) * S * BM * BK,
                 "the scan's storage fits the idle ring");
+  wait_for_dependencies();  // the group offsets, the gathered rows: the kernels before wrote them
+  launch_dependents();
   number_row_tiles<geo::threads, BM>(p, a_ring, tile_starts);  // its __syncthreads publishes the barriers
 
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;

@@ -14,6 +14,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "beam/core/dtype.cuh"
+#include "beam/core/launch.cuh"
 #include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/gemm/tile_mma.cuh"
@@ -264,6 +265,8 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   int32_t* tile_starts = reinterpret_cast<int32_t*>(b_ring + S * BN * BK);
   static_assert(sizeof(typename row_tile_scan<threads>::TempStorage) <= sizeof(T) * S * BM * BK,
                 "the scan's storage fits the idle ring");
+  wait_for_dependencies();  // the group offsets, the gathered rows: the kernels before wrote them
+  launch_dependents();
   number_row_tiles<threads, BM>(p, smem, tile_starts);
   const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());

@@ -15,6 +15,7 @@
 
 #include <cub/block/block_scan.cuh>
 
+#include "beam/core/launch.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/permute/block_rank.cuh"
 #include "beam/permute/device_compact.cuh"
@@ -192,6 +193,8 @@ __device__ inline void add_invalid(unsigned long long* invalid_ids, unsigned lon
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_single_threads)
     compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::compaction_layouts layouts) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
   constexpr int items = int(device::single_launch_max_pairs / compact_single_threads);
   static_assert(items * compact_single_threads == device::single_launch_max_pairs, "every pair has an item");
   static_assert(compact_single_threads == compact_plan_threads, "the plan phase runs in this block");
@@ -230,6 +233,8 @@ __global__ void __launch_bounds__(compact_single_threads)
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_unit_threads)
     compact_count_kernel(compact_plan plan, int32_t* unit_counts, unsigned long long* invalid_ids) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
   __shared__ int32_t counters[compact_unit_warps][device::max_compact_experts];
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int unit = int(blockIdx.x) * compact_unit_warps + warp_index;
@@ -246,6 +251,8 @@ __global__ void __launch_bounds__(compact_unit_threads)
 template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_unit_threads)
     compact_row_scan_kernel(compact_plan plan, int32_t* unit_counts, int32_t* totals) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
   constexpr int items = int(compact_max_units / compact_unit_threads);
   using block_scan = cub::BlockScan<int32_t, compact_unit_threads, cub::BLOCK_SCAN_WARP_SCANS>;  // no bank conflicts (raking has some)
   __shared__ typename block_scan::TempStorage scan_storage;
@@ -266,6 +273,8 @@ template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_plan_threads)
     compact_plan_kernel(compact_plan plan, const int32_t* totals, int32_t* padded_offsets,
                         device::compaction_outputs out, device::compaction_layouts layouts) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
   __shared__ int32_t firsts[device::max_compact_experts + 1];
   const int e = int(threadIdx.x);
   plan_phase(plan, e < plan.local_experts ? totals[e] : 0, firsts, padded_offsets, out, layouts);
@@ -277,6 +286,8 @@ template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(compact_unit_threads)
     compact_scatter_kernel(compact_plan plan, const int32_t* unit_prefix, const int32_t* padded_offsets,
                            device::compaction_outputs out, device::compaction_layouts layouts) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
   __shared__ int32_t counters[compact_unit_warps][device::max_compact_experts];
   __shared__ int32_t firsts[device::max_compact_experts + 1];
   for (int e = int(threadIdx.x); e <= plan.local_experts; e += compact_unit_threads) firsts[e] = out.offsets[e];

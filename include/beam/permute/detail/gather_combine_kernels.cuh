@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "beam/core/launch.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/permute/detail/vector_rows.cuh"
 
@@ -60,6 +61,8 @@ __global__ void __launch_bounds__(combine_block_threads)
     combine_kernel(const T* __restrict__ yp, int64_t yp_stride, const int32_t* __restrict__ pair_to_row,
                    const float* __restrict__ topk_weights, int64_t tokens, int hidden, int top_k,
                    device::combine_addends<T> addends, T* out, int64_t out_stride) {
+  wait_for_dependencies();  // the expert rows, the addends: the kernels before wrote them
+  launch_dependents();
   constexpr int v = vector_elements<T>;
   const int vectors = hidden / v;
   const int64_t items = tokens * vectors;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "beam/core/launch.cuh"
 #include "beam/routing/device_route.cuh"
 #include "beam/routing/warp_route.cuh"
 
@@ -35,6 +36,8 @@ template <int MaxExperts, class LogitT>
 __global__ void __launch_bounds__(route_block_threads)
     route_and_mask_kernel(device::routing_logits<LogitT> logits, int64_t tokens, int num_experts,
                           routing_options options, device::routing_outputs out) {
+  wait_for_dependencies();  // the logits: the kernels before wrote them
+  launch_dependents();
   const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
     const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
