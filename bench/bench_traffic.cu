@@ -6,8 +6,8 @@
 // request, sector efficiency and bank conflicts, and the time those bytes take at the H100's
 // 3.35 TB/s (an estimate from counted bytes, not a measurement); and the latency side: per
 // launch the warps and the longest chain of dependent global round trips, per forward the
-// memsets and the latency estimated by layer_traffic.cuh's latency_model (as launched, and
-// as if every launch after the first used programmatic dependent launch).
+// memsets and the latency estimated by layer_traffic.cuh's latency_model (as launched, with
+// programmatic dependent launch where a launch had it, and as if every launch were plain).
 //
 //   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--avg-k K,K/2,1.23,0.56] [--schedule S]
 //                 [--out PREFIX]
@@ -102,14 +102,14 @@ int main(int argc, char** argv) {
   for (std::ofstream* f : {&csv, &kernels, &jsonl}) *f << std::setprecision(12);  // byte counts exact
   csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
          "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us,memsets,"
-         "round_trips,latency_estimate_us,latency_estimate_pdl_us\n";
+         "round_trips,latency_estimate_us,latency_estimate_plain_us\n";
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
              "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
-             "tensor_macs,thread_instructions,warps,round_trips,round_trip_line,latency_estimate_us\n";
+             "tensor_macs,thread_instructions,programmatic,warps,round_trips,round_trip_line,latency_estimate_us\n";
   std::printf("device model: %s; expert GEMM schedule: %s\n\n", prop.name, schedule_names[int(schedule)]);
   std::printf("| model | T | Avg.K target | Avg.K | routing | launches + memsets | active experts | distinct MB | "
               "ideal MB | ratio | requested read MB | inactive experts read | HBM estimate µs | round trips per "
-              "launch | latency estimate µs | with PDL µs |\n"
+              "launch | latency estimate µs | all plain launches µs |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<row> rows;
   for (int mi : models) {
@@ -129,8 +129,8 @@ int main(int argc, char** argv) {
         r.avg_k = t.pairs / double(T);
         const char* routing = r.masked ? "mask" : "dense Top-K";
         const double us = t.distinct_bytes / hbm_bytes_per_s * 1e6;
-        const double latency = latency_model::forward_us(t.launches, t.memsets, false),
-                     latency_pdl = latency_model::forward_us(t.launches, t.memsets, true);
+        const double latency = latency_model::forward_us(t.launches, t.memsets),
+                     latency_plain = latency_model::forward_us(t.launches, t.memsets, false);
         uint64_t round_trips = 0;
         std::string chains;
         for (const auto& l : t.launches) {
@@ -141,17 +141,17 @@ int main(int argc, char** argv) {
             << t.launches.size() << ',' << t.active_experts << ',' << t.distinct_bytes << ',' << t.ideal_bytes << ','
             << t.distinct_bytes / t.ideal_bytes << ',' << t.requested_read_bytes << ',' << t.inactive_experts_read << ','
             << t.active_experts_partly_read << ',' << us << ',' << t.memsets << ',' << round_trips << ','
-            << latency << ',' << latency_pdl << '\n';
+            << latency << ',' << latency_plain << '\n';
         std::printf("| %s | %d | %.2f | %.2f | %s | %zu + %llu | %d | %.3f | %.3f | %.4f | %.3f | %d | %.1f | %s | "
                     "%.1f | %.1f |\n",
                     r.model.c_str(), T, r.target, r.avg_k, routing, t.launches.size(),
                     static_cast<unsigned long long>(t.memsets), t.active_experts, t.distinct_bytes * 1e-6,
                     t.ideal_bytes * 1e-6, t.distinct_bytes / t.ideal_bytes, t.requested_read_bytes * 1e-6,
-                    t.inactive_experts_read, us, chains.c_str(), latency, latency_pdl);
+                    t.inactive_experts_read, us, chains.c_str(), latency, latency_plain);
         jsonl << "{\"model\":\"" << r.model << "\",\"T\":" << T << ",\"avg_k_target\":" << r.target
               << ",\"avg_k\":" << r.avg_k << ",\"routing\":\"" << routing << "\",\"distinct_bytes\":"
               << t.distinct_bytes << ",\"ideal_bytes\":" << t.ideal_bytes << ",\"memsets\":" << t.memsets
-              << ",\"latency_estimate_us\":" << latency << ",\"latency_estimate_pdl_us\":" << latency_pdl
+              << ",\"latency_estimate_us\":" << latency << ",\"latency_estimate_plain_us\":" << latency_plain
               << ",\"launches\":[";
         for (size_t i = 0; i < t.launches.size(); ++i) {
           const auto& l = t.launches[i];
@@ -164,8 +164,9 @@ int main(int argc, char** argv) {
                   << (reads.requests ? double(reads.sectors) / reads.requests : 0) << ',' << sector_efficiency(reads) << ','
                   << operand_reads(l).requests << ',' << sector_efficiency(operand_reads(l)) << ','
                   << l.shared_load.requests + l.shared_store.requests + l.shared_atomic.requests << ','
-                  << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << ',' << l.warps() << ','
-                  << l.round_trips << ',' << l.round_trip_line << ',' << latency_model::launch_us(l, false) << '\n';
+                  << bank_conflicts(l) << ',' << l.tensor_macs << ',' << instructions << ',' << l.programmatic << ','
+                  << l.warps() << ',' << l.round_trips << ',' << l.round_trip_line << ','
+                  << latency_model::launch_us(l) << '\n';
           jsonl << (i ? "," : "") << emu::profile::json(l);
         }
         jsonl << "]}\n";
@@ -206,7 +207,7 @@ int main(int argc, char** argv) {
   bool latency_rows = false;
   for (const row& r : rows) {
     if (r.T != 1) continue;
-    const double us = latency_model::forward_us(r.traffic.launches, r.traffic.memsets, false);
+    const double us = latency_model::forward_us(r.traffic.launches, r.traffic.memsets);
     if (r.masked && r.model == layer_models[0].name && r.target == 1.23) {
       worst_masked_us = std::max(worst_masked_us, us);
       latency_rows = true;

@@ -121,16 +121,17 @@ struct latency_model {
   static constexpr double operation_gap_us = 1.3;
   static constexpr double pdl_saving_us = 0.96;
 
-  //! One launch's estimate; `pdl`: launched with programmatic dependent launch after a kernel.
-  static double launch_us(const emu::profile::launch_record& r, bool pdl) {
+  //! One launch's estimate: as launched (`as_launched`: with programmatic dependent launch where
+  //! the record says it had one), or as a plain launch.
+  static double launch_us(const emu::profile::launch_record& r, bool as_launched = true) {
     const double body = std::max(r.round_trips * round_trip_us, double(r.distinct_bytes()) / hbm_bytes_per_us);
-    return operation_gap_us - (pdl ? pdl_saving_us : 0.0) + body;
+    return operation_gap_us - (as_launched && r.programmatic ? pdl_saving_us : 0.0) + body;
   }
-  //! A forward's estimate: its memsets, then its launches; with `pdl`, every launch but the
-  //! first follows a kernel with programmatic dependent launch.
-  static double forward_us(const std::vector<emu::profile::launch_record>& launches, uint64_t memsets, bool pdl) {
+  //! A forward's estimate: its memsets and its launches.
+  static double forward_us(const std::vector<emu::profile::launch_record>& launches, uint64_t memsets,
+                           bool as_launched = true) {
     double us = double(memsets) * operation_gap_us;
-    for (size_t i = 0; i < launches.size(); ++i) us += launch_us(launches[i], pdl && i > 0);
+    for (const auto& l : launches) us += launch_us(l, as_launched);
     return us;
   }
 };

@@ -109,3 +109,17 @@ TEST_CASE("decode latency: combine waits for two dependent round trips (the rows
     CHECK_EQ(combines, 1);
   }
 }
+
+TEST_CASE("decode latency: no memset; on sm_90 every launch after the first is a programmatic dependent launch") {
+  cudaDeviceProp prop{};
+  REQUIRE_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  traffic_problem problem(small_layer, tokens);
+  const layer_traffic t = problem.run(tokens, skewed_routing(tokens, small_layer.K, small_layer.E, 1.23), true);
+  CHECK_EQ(t.memsets, 0u);  // route_decode's counter resets itself
+  REQUIRE(t.launches.size() > 1);
+  CHECK_FALSE(t.launches[0].programmatic);  // route_decode follows a copy, not a kernel
+  for (size_t i = 1; i < t.launches.size(); ++i) {
+    CAPTURE(t.launches[i].kernel);
+    CHECK_EQ(t.launches[i].programmatic, prop.major >= 9);
+  }
+}

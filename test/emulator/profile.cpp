@@ -308,6 +308,7 @@ profile_launch* profile_launch_begin(const kernel& k, const launch_params& lp) {
   std::copy(g, g + 3, r.grid);
   std::copy(b, b + 3, r.block);
   r.dynamic_shared_bytes = lp.dynamic_shared_bytes;
+  r.programmatic = lp.predecessor != 0;
   return launch;
 }
 
@@ -475,7 +476,8 @@ std::string json(const launch_record& r) {
   o << ",\"local_requests\":" << r.local_requests << ",\"tensor_macs\":" << r.tensor_macs
     << ",\"barrier_arrivals\":" << r.barrier_arrivals << ",\"barrier_releases\":" << r.barrier_releases
     << ",\"mbarrier_waits\":" << r.mbarrier_waits << ",\"mbarrier_suspensions\":" << r.mbarrier_suspensions
-    << ",\"warps\":" << r.warps() << ",\"round_trips\":" << r.round_trips
+    << ",\"programmatic\":" << (r.programmatic ? "true" : "false") << ",\"warps\":" << r.warps()
+    << ",\"round_trips\":" << r.round_trips
     << ",\"round_trip_line\":" << r.round_trip_line << ",\"lines\":[";
   for (size_t i = 0; i < r.lines.size(); ++i) {
     const line_requests& l = r.lines[i];

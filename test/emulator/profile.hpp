@@ -107,6 +107,7 @@ struct launch_record {
   uint64_t mbarrier_waits = 0;    //!< mbarrier.try_wait executions
   uint64_t mbarrier_suspensions = 0;  //!< those that found their phase incomplete and waited
   std::vector<line_requests> lines;   //!< per memory instruction and kind, by PTX line
+  bool programmatic = false;     //!< a programmatic dependent launch after a kernel on its stream
   uint32_t round_trips = 0;      //!< the longest chain of dependent global round trips (above)
   uint32_t round_trip_line = 0;  //!< PTX line of the instruction that ends that chain
 

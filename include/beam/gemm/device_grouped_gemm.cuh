@@ -52,7 +52,7 @@ constexpr bool valid_schedule(gemm_schedule schedule) {
 //! Tile policies: BM × BN output tile (BN rows of B), K in steps of 64, warps_m × warps_n
 //! warps, `stages` tiles in flight (cp.async ring).
 struct decode_tiles {
-  static constexpr int block_rows = 16, block_cols = 64, warps_m = 1, warps_n = 4, stages = 6;
+  static constexpr int block_rows = 16, block_cols = 64, warps_m = 1, warps_n = 4, stages = 9;
 };
 struct prefill_tiles {
   static constexpr int block_rows = 128, block_cols = 128, warps_m = 2, warps_n = 4, stages = 3;

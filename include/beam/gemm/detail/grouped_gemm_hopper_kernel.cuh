@@ -125,6 +125,12 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
     const int lane = int(threadIdx.x % 32);
     for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
       const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
+      row_target<OutT> targets[2];  // the epilogue's rows, read while the loop runs
+#pragma unroll
+      for (int upper = 0; upper < 2; ++upper) {
+        const int64_t r = item.row0 + consumer * 64 + warp_in_group * 16 + lane / 4 + upper * 8;
+        targets[upper] = r < item.group_end ? target_of_row<Epilogue>(p, r) : row_target<OutT>{nullptr};
+      }
       float acc[1][BN / 8][4] = {};  // the warp's rows 16·warp_in_group + (g, g + 8) of the warpgroup's 64
       const auto release = [&](int slot) {
         __syncwarp();
@@ -165,10 +171,7 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles>::threads, 1)
 #endif
       const int column0 = swiglu ? item.column_tile * (BN / 2) : item.column_tile * BN;
 #pragma unroll
-      for (int upper = 0; upper < 2; ++upper) {
-        const int64_t r = item.row0 + consumer * 64 + warp_in_group * 16 + lane / 4 + upper * 8;
-        if (r < item.group_end) write_row<Epilogue, true>(p, acc[0], upper, r, column0);
-      }
+      for (int upper = 0; upper < 2; ++upper) write_row<Epilogue, true>(p, acc[0], upper, targets[upper], column0);
     }
   }
 #elif defined(__CUDA_ARCH__)

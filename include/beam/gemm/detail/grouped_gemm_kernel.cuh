@@ -128,8 +128,18 @@ template <int Threads, int BM, class T, class OutT>
 __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
                                         int32_t* tile_starts) {
   constexpr int items = (gemm_max_groups + Threads - 1) / Threads + 1;
-  if (p.offsets) {
-    for (int e = int(threadIdx.x); e <= p.groups; e += Threads) tile_starts[e] = p.offsets[e];
+  if (p.offsets) {  // every load in flight before the first store waits for one
+    int32_t offsets[items];
+#pragma unroll
+    for (int i = 0; i < items; ++i) {
+      const int e = int(threadIdx.x) + i * Threads;
+      offsets[i] = e <= p.groups ? p.offsets[e] : 0;
+    }
+#pragma unroll
+    for (int i = 0; i < items; ++i) {
+      const int e = int(threadIdx.x) + i * Threads;
+      if (e <= p.groups) tile_starts[e] = offsets[i];
+    }
   }
   __syncthreads();
   int32_t tiles[items], starts[items];
@@ -205,46 +215,63 @@ __device__ inline void copy_tile_rows(T* tile, const T* const (&rows)[Copies], c
   }
 }
 
+//! Where the epilogue puts output row r, and with what scale: read before the main loop, so
+//! that its dependent loads (a pair index, then the pair's scale) overlap the loop instead of
+//! following it (two dependent round trips fewer after the last stage).
+template <class OutT>
+struct row_target {
+  OutT* c_row = nullptr;  //!< null: the row adds nothing (scatter_add of a row that is no pair)
+  float scale = 1.0f;
+  bool zero = false;      //!< scale_rows of a row that names no pair: zeros, whatever acc holds (NaN, Inf)
+};
+
+template <device::gemm_epilogue Epilogue, class T, class OutT>
+__device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, OutT>& p, int64_t r) {
+  row_target<OutT> t;
+  t.c_row = p.c + r * p.c_stride;
+  if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
+    if (!p.scale_index) {
+      t.scale = p.row_scales[r];
+    } else {
+      const int32_t pair = p.scale_index[r];
+      t.zero = !valid_pair(pair, p.rows);
+      t.scale = t.zero ? 0.0f : p.row_scales[pair];
+    }
+  } else if constexpr (Epilogue == device::gemm_epilogue::scatter_add) {
+    const int32_t pair = p.scale_index[r];
+    if (!valid_pair(pair, p.rows)) return {nullptr};  // not a pair: nothing to add
+    t.scale = p.row_scales[pair];
+    t.c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
+  }
+  return t;
+}
+
 //! The epilogue for one accumulator row: `frags` are C fragments of 8 columns each, this
-//! thread's row g + 8·upper of them (g = lane / 4) is row r of C, and its columns start at
+//! thread's row g + 8·upper of them (g = lane / 4) goes to `target`, and its columns start at
 //! column0 + 2·(lane mod 4). For swiglu the gate and up fragments pair as (2i, 2i + 1)
 //! (`SwigluHalves` false: interleaved 8-row groups of B) or (i, i + Frags / 2) (true: the
 //! gate rows are the first half of the B tile, the up rows the second); output column
 //! column0 + 8i + 2·(lane mod 4).
 template <device::gemm_epilogue Epilogue, bool SwigluHalves, int Frags, class T, class OutT>
 __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const float (&frags)[Frags][4], int upper,
-                                 int64_t r, int column0) {
+                                 const row_target<OutT>& target, int column0) {
   constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
   const int column_in_fragment = 2 * int(threadIdx.x % 4);
-  float scale = 1.0f;
-  bool zero = false;  // scale_rows of a row that names no pair: zeros, whatever acc holds (NaN, Inf)
-  OutT* c_row = p.c + r * p.c_stride;
-  if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
-    if (!p.scale_index) {
-      scale = p.row_scales[r];
-    } else {
-      const int32_t pair = p.scale_index[r];
-      zero = !valid_pair(pair, p.rows);
-      scale = zero ? 0.0f : p.row_scales[pair];
-    }
-  } else if constexpr (scatter) {
-    const int32_t pair = p.scale_index[r];
-    if (!valid_pair(pair, p.rows)) return;  // not a pair: nothing to add
-    scale = p.row_scales[pair];
-    c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
-  }
+  if (!target.c_row) return;
   if constexpr (Epilogue == device::gemm_epilogue::swiglu) {
 #pragma unroll
     for (int i = 0; i < Frags / 2; ++i) {
       const float(&gate)[4] = frags[SwigluHalves ? i : 2 * i];
       const float(&up)[4] = frags[SwigluHalves ? i + Frags / 2 : 2 * i + 1];
-      store_columns<false>(c_row, column0 + 8 * i + column_in_fragment, p.n / 2,
+      store_columns<false>(target.c_row, column0 + 8 * i + column_in_fragment, p.n / 2,
                            silu(gate[2 * upper]) * up[2 * upper], silu(gate[2 * upper + 1]) * up[2 * upper + 1]);
     }
   } else {
+    const float scale = target.scale;
+    const bool zero = target.zero;
 #pragma unroll
     for (int nj = 0; nj < Frags; ++nj) {
-      store_columns<scatter>(c_row, column0 + 8 * nj + column_in_fragment, p.n,
+      store_columns<scatter>(target.c_row, column0 + 8 * nj + column_in_fragment, p.n,
                              zero ? 0.0f : scale * frags[nj][2 * upper], zero ? 0.0f : scale * frags[nj][2 * upper + 1]);
     }
   }
@@ -304,6 +331,17 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
       if (s < k_tiles) load_stage(s, s);
       block::copy_async_commit();
     }
+    // The epilogue's rows, read while the stages fly: after their copies, so that a branch on a
+    // pair index delays none of them.
+    row_target<OutT> targets[geo::m_frags][2];
+#pragma unroll
+    for (int mi = 0; mi < geo::m_frags; ++mi) {
+#pragma unroll
+      for (int upper = 0; upper < 2; ++upper) {
+        const int64_t r = item.row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
+        targets[mi][upper] = r < item.group_end ? target_of_row<Epilogue>(p, r) : row_target<OutT>{nullptr};
+      }
+    }
     for (int kt = 0; kt < k_tiles; ++kt) {
       block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
       __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
@@ -319,10 +357,7 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
 #pragma unroll
     for (int mi = 0; mi < geo::m_frags; ++mi) {
 #pragma unroll
-      for (int upper = 0; upper < 2; ++upper) {
-        const int64_t r = item.row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
-        if (r < item.group_end) write_row<Epilogue, false>(p, acc[mi], upper, r, column0);
-      }
+      for (int upper = 0; upper < 2; ++upper) write_row<Epilogue, false>(p, acc[mi], upper, targets[mi][upper], column0);
     }
   }
 }
