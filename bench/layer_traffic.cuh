@@ -1,6 +1,6 @@
 // The BEAM layer's memory traffic at decode, counted on the emulator (emu::profile): the layer
-// forward as route_decode (router and mask router, one launch) followed by
-// moe_experts_forward with a routing of chosen Avg.K, beside the bytes that must move.
+// forward, moe_forward, with a router that gives a routing of chosen Avg.K, beside the bytes
+// that must move.
 // Shared by bench_traffic (the report) and the traffic regression test. Runs only when linked
 // with beam::emulated_cudart.
 #pragma once
@@ -150,7 +150,11 @@ struct layer_traffic {
   double pairs = 0;           //!< kept (token, expert) pairs
 };
 
-//! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens.
+//! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens
+//! (max_tokens ≤ H). The forward is moe_forward itself, with a router made to give exactly the
+//! routing asked for: token t's hidden state is the unit vector e_t, so its logits are column t
+//! of W_r and W_m, which hold its K candidates' scores in order (others lower) and a mask logit
+//! of +1 for a kept pair, −1 for a masked one.
 class traffic_problem {
  public:
   using bf16 = __nv_bfloat16;
@@ -163,54 +167,44 @@ class traffic_problem {
         mask_router_(size_t(shape.E) * shape.H, 5, -0.05f, 0.05f),
         shared_w13_(size_t(2) * shape.I_s * shape.H, 6, -0.03f, 0.03f),
         shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f),
-        x_(size_t(max_tokens) * shape.H, 1, -1.0f, 1.0f), gates_(size_t(max_tokens) * shape.K, 8, 0.0f, 1.0f),
-        y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f), ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f),
-        route_ids_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f),
-        route_weights_(size_t(max_tokens) * shape.K, 12, 0.0f, 1.0f) {
-    traffic_try(beam::device::moe_experts_forward<bf16>(nullptr, experts_bytes_, x_.data(), m_.H, max_tokens, layer(),
-                                                        nullptr, nullptr, m_.K, {}),
-                "moe_experts_forward (workspace query)");
-    traffic_try(beam::device::route_decode<bf16>(nullptr, route_bytes_, x_.data(), m_.H, max_tokens, m_.H,
-                                                 {router_.data(), mask_router_.data(), m_.H, m_.H}, m_.E,
-                                                 options(true), {}),
-                "route_decode (workspace query)");
-    traffic_try(cudaMalloc(&experts_workspace_, experts_bytes_), "cudaMalloc");
-    traffic_try(cudaMalloc(&route_workspace_, route_bytes_), "cudaMalloc");
-    for (void* w : {experts_workspace_, route_workspace_}) {  // the completion counters, once
-      traffic_try(cudaMemset(w, 0, beam::device::workspace_counter_bytes), "cudaMemset");
-    }
+        x_(size_t(max_tokens) * shape.H, 1, 0.0f, 0.0f), y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f),
+        ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f), weights_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f) {
+    if (max_tokens > shape.H) throw std::invalid_argument("traffic_problem: more tokens than unit vectors");
+    std::vector<bf16> x(size_t(max_tokens) * shape.H, dtype_traits<bf16>::from_float(0.0f));
+    for (int64_t t = 0; t < max_tokens; ++t) x[size_t(t * shape.H + t)] = dtype_traits<bf16>::from_float(1.0f);
+    traffic_try(cudaMemcpy(x_.data(), x.data(), x.size() * sizeof(bf16), cudaMemcpyHostToDevice), "cudaMemcpy");
+    traffic_try(beam::device::moe_forward<bf16>(nullptr, workspace_bytes_, x_.data(), m_.H, max_tokens, layer(),
+                                                options(true), {}),
+                "moe_forward (workspace query)");
+    traffic_try(cudaMalloc(&workspace_, workspace_bytes_), "cudaMalloc");
+    traffic_try(cudaMemset(workspace_, 0, beam::device::workspace_counter_bytes), "cudaMemset");  // once
   }
-  ~traffic_problem() {
-    cudaFree(experts_workspace_);
-    cudaFree(route_workspace_);
-  }
+  ~traffic_problem() { cudaFree(workspace_); }
   traffic_problem(const traffic_problem&) = delete;
   traffic_problem& operator=(const traffic_problem&) = delete;
 
   const model_shape& shape() const { return m_; }
 
-  //! Counts the layer forward of T tokens with the routing `ids` `[T, K]` (−1 masked) given to
-  //! the experts; the router runs with the mask on (`mask`) or off (dense Top-K); the expert
-  //! GEMMs with `schedule`.
+  //! Counts moe_forward of T tokens whose router gives the routing `ids` `[T, K]` (−1: masked,
+  //! with the mask on: `mask`; without it, dense Top-K on the same candidates); the expert
+  //! GEMMs with `schedule`. Throws if the routing moe_forward exports is not `ids`.
   layer_traffic run(int64_t T, const std::vector<int32_t>& ids, bool mask,
                     beam::device::gemm_schedule schedule = beam::device::gemm_schedule::automatic) {
     if (T < 1 || T > max_tokens_ || ids.size() != size_t(T) * m_.K) throw std::invalid_argument("traffic_problem::run");
-    traffic_try(cudaMemcpy(ids_.data(), ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
-                "cudaMemcpy");
+    make_router(T, ids);
     emu::profile::start();
-    cudaError_t status = beam::device::route_decode<bf16>(
-        route_workspace_, route_bytes_, x_.data(), m_.H, T, m_.H, {router_.data(), mask_router_.data(), m_.H, m_.H},
-        m_.E, options(mask), {route_ids_.data(), route_weights_.data()});
-    if (status == cudaSuccess) {
-      status = beam::device::moe_experts_forward<bf16>(experts_workspace_, experts_bytes_, x_.data(), m_.H, T, layer(),
-                                                       ids_.data(), gates_.data(), m_.K, {y_.data(), m_.H},
-                                                       schedule);
-    }
+    cudaError_t status =
+        beam::device::moe_forward<bf16>(workspace_, workspace_bytes_, x_.data(), m_.H, T, layer(), options(mask),
+                                        {y_.data(), m_.H, nullptr, 0, ids_.data(), weights_.data()}, schedule);
     if (status == cudaSuccess) status = cudaDeviceSynchronize();
     layer_traffic t;
     t.launches = emu::profile::stop();
     t.memsets = emu::profile::memsets();
     traffic_try(status, "layer forward");
+    std::vector<int32_t> routed(ids.size());
+    traffic_try(cudaMemcpy(routed.data(), ids_.data(), routed.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
+                "cudaMemcpy");
+    if (routed != ids) throw std::logic_error("traffic_problem: the router did not give the routing asked for");
     for (const auto& r : t.launches) {
       t.distinct_bytes += double(r.distinct_bytes());
       t.requested_read_bytes += 32.0 * double(read_requests(r).sectors);
@@ -270,16 +264,45 @@ class traffic_problem {
     return o;
   }
 
+  //! W_r and W_m for the routing `ids` of T tokens (class comment): column t holds token t's
+  //! candidates' router logits 4, 3.75, 3.5, ... in slot order and −4 elsewhere, and mask
+  //! logits +1 (kept) or −1; a masked slot's candidate is an expert the token does not keep.
+  void make_router(int64_t T, const std::vector<int32_t>& ids) {
+    const auto bits = [](float v) { return dtype_traits<bf16>::from_float(v); };
+    std::vector<bf16> w_r(size_t(m_.E) * m_.H, bits(0.0f)), w_m(w_r.size(), bits(0.0f));
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t* row = ids.data() + t * m_.K;
+      std::vector<char> taken(size_t(m_.E), 0);
+      for (int k = 0; k < m_.K; ++k)
+        if (row[k] >= 0) taken[size_t(row[k])] = 1;
+      for (int e = 0; e < m_.E; ++e) {
+        w_r[size_t(e) * m_.H + size_t(t)] = bits(-4.0f);
+        w_m[size_t(e) * m_.H + size_t(t)] = bits(-1.0f);
+      }
+      int spare = 0;
+      for (int k = 0; k < m_.K; ++k) {
+        int32_t e = row[k];
+        if (e < 0) {  // masked: a candidate the mask switches off
+          while (taken[size_t(spare)]) ++spare;
+          taken[size_t(e = spare)] = 1;
+        } else {
+          w_m[size_t(e) * m_.H + size_t(t)] = bits(1.0f);
+        }
+        w_r[size_t(e) * m_.H + size_t(t)] = bits(4.0f - 0.25f * float(k));
+      }
+    }
+    traffic_try(cudaMemcpy(router_.data(), w_r.data(), w_r.size() * sizeof(bf16), cudaMemcpyHostToDevice), "cudaMemcpy");
+    traffic_try(cudaMemcpy(mask_router_.data(), w_m.data(), w_m.size() * sizeof(bf16), cudaMemcpyHostToDevice),
+                "cudaMemcpy");
+  }
+
   model_shape m_;
   int64_t max_tokens_;
-  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_;
-  filled_buffer<float> gates_;
-  filled_buffer<bf16> y_;
-  filled_buffer<int32_t> ids_, route_ids_;
-  filled_buffer<float> route_weights_;
-  size_t experts_bytes_ = 0, route_bytes_ = 0;
-  void* experts_workspace_ = nullptr;
-  void* route_workspace_ = nullptr;
+  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_, y_;
+  filled_buffer<int32_t> ids_;
+  filled_buffer<float> weights_;
+  size_t workspace_bytes_ = 0;
+  void* workspace_ = nullptr;
 };
 
 }  // namespace beam::bench

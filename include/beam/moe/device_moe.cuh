@@ -1,6 +1,7 @@
 //! @file
 //! The BEAM MoE layer forward on the device, composed of the stages of this library:
-//!   route     r = x·W_rᵀ, z = x·W_mᵀ, then route_and_mask (route_decode: T ≤ 64, E ≤ 256)
+//!   route     r = x·W_rᵀ, z = x·W_mᵀ, then route_and_mask (route_decode: T ≤ 64, E ≤ 256,
+//!             whose last block also compacts: one launch for routing and compaction)
 //!   compact   masked pairs get no row, experts with no rows no tile
 //!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
 //!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
@@ -197,24 +198,33 @@ inline cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const mo
   return status;
 }
 
-//! compact → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on checked arguments.
+//! Where the layer's compaction goes in its workspace (and the caller's status word).
+template <class T>
+compaction_outputs compaction_of(void* workspace, const moe_workspace& ws, const moe_outputs<T>& out) {
+  using w = moe_workspace;
+  return {w::at<int32_t>(workspace, ws.counts), w::at<int32_t>(workspace, ws.offsets),
+          w::at<int32_t>(workspace, ws.sorted_pairs), w::at<int32_t>(workspace, ws.pair_to_row), out.invalid_ids};
+}
+
+//! (compact, unless `compacted`) → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on
+//! checked arguments.
 template <class T>
 cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, int64_t x_stride, int64_t tokens,
                         const moe_layer<T>& layer, const int32_t* topk_ids, const float* topk_weights, int top_k,
-                        const moe_outputs<T>& out, gemm_schedule schedule, cudaStream_t stream) {
+                        const moe_outputs<T>& out, gemm_schedule schedule, bool compacted, cudaStream_t stream) {
   using w = moe_workspace;
   const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
   const int64_t P = tokens * top_k;
-  int32_t* offsets = w::at<int32_t>(workspace, ws.offsets);
-  int32_t* sorted_pairs = w::at<int32_t>(workspace, ws.sorted_pairs);
-  int32_t* pair_to_row = w::at<int32_t>(workspace, ws.pair_to_row);
+  const compaction_outputs compaction = compaction_of(workspace, ws, out);
+  int32_t* offsets = compaction.offsets;
+  int32_t* sorted_pairs = compaction.sorted_pairs;
+  int32_t* pair_to_row = compaction.pair_to_row;
   T* activations = w::at<T>(workspace, ws.activations);
   T* expert_rows = w::at<T>(workspace, ws.expert_rows);
   size_t compaction_bytes = ws.activations - ws.compaction;
-  cudaError_t status = compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
-                               {topk_ids, tokens, top_k, E}, {w::at<int32_t>(workspace, ws.counts), offsets,
-                                                              sorted_pairs, pair_to_row, out.invalid_ids},
-                               {}, stream);
+  cudaError_t status = compacted ? cudaSuccess
+                                 : compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
+                                           {topk_ids, tokens, top_k, E}, compaction, {}, stream);
   const gemm_groups experts{offsets, E, P};
   if (status == cudaSuccess) {
     status = grouped_gemm<T, T>({x, x_stride, sorted_pairs, top_k}, {layer.w13, H, int64_t(2) * I * H}, 2 * I, H,
@@ -267,7 +277,7 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
-                             stream);
+                             false, stream);
 }
 
 template <class T>
@@ -295,11 +305,18 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
   const routing_outputs routing{topk_ids, topk_weights};
   void* router = w::at<void>(workspace, ws.router);
-  size_t router_bytes = ws.routing_ids - ws.router;
   cudaError_t status;
-  if (tokens <= max_decode_tokens && E <= max_decode_experts) {  // one launch: router GEMV + routing
-    status = route_decode<T>(router, router_bytes, x, x_stride, tokens, H,
-                             {layer.router, layer.mask_router, H, H}, E, options, routing, stream);
+  const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;
+  if (decode) {  // one launch: router GEMV, routing and compaction
+    const router_weights<T> weights{layer.router, layer.mask_router, H, H};
+    status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
+    if (status == cudaSuccess && out.invalid_ids) {  // the status word, zeroed by each call
+      status = cudaMemsetAsync(out.invalid_ids, 0, sizeof(unsigned long long), stream);
+    }
+    if (status == cudaSuccess) {
+      status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
+                                                 detail::compaction_of(workspace, ws, out), stream);
+    }
   } else {  // router GEMMs into float logits [T, 2·E4] (r | z), after the counter, then the routing
     float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
@@ -316,7 +333,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   }
   if (status != cudaSuccess) return status;
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, options.top_k, out,
-                             schedule, stream);
+                             schedule, decode, stream);
 }
 
 }  // namespace beam::device

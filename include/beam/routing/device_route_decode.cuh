@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "beam/permute/device_compact.cuh"
 #include "beam/routing/device_route.cuh"
 #include "beam/routing/options.cuh"
 
@@ -103,16 +104,44 @@ cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, in
 
 }  // namespace detail
 
+namespace detail {
+
+//! route_decode's launch on checked arguments (T > 0); with `Compact` the last block also writes
+//! `compacted`, compact's outputs for the routing it made (single-block compaction, no layouts).
+template <bool Compact, class T>
+cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden_stride, int64_t tokens,
+                                int hidden_size, const router_weights<T>& weights, int num_experts,
+                                const routing_options& options, const routing_outputs& out,
+                                const compaction_outputs& compacted, cudaStream_t stream) {
+  namespace bd = beam::detail;
+  const bd::decode_workspace layout(tokens, num_experts);
+  const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
+  const dim3 grid(unsigned((rows + bd::decode_warps - 1) / bd::decode_warps),
+                  unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
+  const bd::compact_plan plan(compaction_input{out.topk_ids, tokens, options.top_k, num_experts});
+  return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
+    constexpr int bound = decltype(max_experts)::value;
+    if constexpr (bound > max_decode_experts) {
+      return cudaErrorInvalidValue;  // unreachable: E was checked
+    } else {
+      return bd::launch_dependent(bd::route_decode_kernel<bound, T, Compact>, grid, bd::decode_block_threads, 0,
+                                  stream, hidden, hidden_stride, tokens, hidden_size, weights, num_experts, options,
+                                  out, layout.logits(workspace), layout.arrivals(workspace), plan, compacted);
+    }
+  });
+}
+
+}  // namespace detail
+
 template <class T>
 cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidden, int64_t hidden_stride,
                          int64_t tokens, int hidden_size, const router_weights<T>& weights, int num_experts,
                          const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
-  namespace bd = beam::detail;
   if (const cudaError_t status = detail::check_route_decode_shape(tokens, hidden_size, num_experts, options);
       status != cudaSuccess) {
     return status;
   }
-  const bd::decode_workspace layout(tokens, num_experts);
+  const beam::detail::decode_workspace layout(tokens, num_experts);
   if (workspace == nullptr) {
     workspace_bytes = layout.bytes;
     return cudaSuccess;
@@ -127,19 +156,8 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
     return status;
   }
   if (tokens == 0) return cudaSuccess;
-  const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
-  const dim3 grid(unsigned((rows + bd::decode_warps - 1) / bd::decode_warps),
-                  unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
-  return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
-    constexpr int bound = decltype(max_experts)::value;
-    if constexpr (bound > max_decode_experts) {
-      return cudaErrorInvalidValue;  // unreachable: E was checked
-    } else {
-      return bd::launch_dependent(bd::route_decode_kernel<bound, T>, grid, bd::decode_block_threads, 0, stream,
-                                  hidden, hidden_stride, tokens, hidden_size, weights, num_experts, options, out,
-                                  layout.logits(workspace), layout.arrivals(workspace));
-    }
-  });
+  return detail::launch_route_decode<false>(workspace, hidden, hidden_stride, tokens, hidden_size, weights,
+                                            num_experts, options, out, {}, stream);
 }
 
 }  // namespace beam::device

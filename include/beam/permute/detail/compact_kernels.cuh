@@ -189,17 +189,19 @@ __device__ inline void add_invalid(unsigned long long* invalid_ids, unsigned lon
   if (invalid_ids && invalid && warp::lane_id() == 0) atomicAdd(invalid_ids, invalid);
 }
 
-//! Every phase in one block: thread t ranks the warp-striped pairs of block::expert_ranking.
-template <int = 0>  // a template: one definition across translation units
-__global__ void __launch_bounds__(compact_single_threads)
-    compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::compaction_layouts layouts) {
-  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
-  launch_dependents();
-  constexpr int items = int(device::single_launch_max_pairs / compact_single_threads);
-  static_assert(items * compact_single_threads == device::single_launch_max_pairs, "every pair has an item");
-  static_assert(compact_single_threads == compact_plan_threads, "the plan phase runs in this block");
-  using ranking = block::expert_ranking<compact_single_threads, items, device::max_compact_experts>;
-  __shared__ typename ranking::temp_storage rank_storage;
+constexpr int compact_block_items = int(device::single_launch_max_pairs / compact_single_threads);
+static_assert(compact_block_items * compact_single_threads == device::single_launch_max_pairs, "every pair has an item");
+static_assert(compact_single_threads == compact_plan_threads, "the plan phase runs in this block");
+using compact_ranking = block::expert_ranking<compact_single_threads, compact_block_items, device::max_compact_experts>;
+
+//! Every phase of compact in one block of compact_single_threads threads, for at most
+//! single_launch_max_pairs pairs: thread t ranks the warp-striped pairs of
+//! block::expert_ranking in `rank_storage` (the caller's shared memory, free again when this
+//! returns). Called by every thread of the block.
+__device__ inline void compact_in_block(const compact_plan& plan, const device::compaction_outputs& out,
+                                        const device::compaction_layouts& layouts,
+                                        compact_ranking::temp_storage& rank_storage) {
+  constexpr int items = compact_block_items;
   __shared__ int32_t counts[device::max_compact_experts], firsts[device::max_compact_experts + 1],
       padded_offsets[device::max_compact_experts];
   const int e = int(threadIdx.x), lane = int(warp::lane_id());
@@ -215,7 +217,7 @@ __global__ void __launch_bounds__(compact_single_threads)
     invalid += __popc(__ballot_sync(0xffffffffu, bad));
   }
   add_invalid(out.invalid_ids, invalid);
-  ranking(rank_storage).rank(experts, ranks, plan.local_experts, counts);
+  compact_ranking(rank_storage).rank(experts, ranks, plan.local_experts, counts);
   __syncthreads();
   plan_phase(plan, e < plan.local_experts ? counts[e] : 0, firsts, padded_offsets, out, layouts);
 #pragma unroll
@@ -227,6 +229,15 @@ __global__ void __launch_bounds__(compact_single_threads)
     }
   }
   pad_masked_slots(plan, firsts, layouts.deepgemm, threadIdx.x / 32, compact_single_threads / 32);
+}
+
+template <int = 0>  // a template: one definition across translation units
+__global__ void __launch_bounds__(compact_single_threads)
+    compact_single_kernel(compact_plan plan, device::compaction_outputs out, device::compaction_layouts layouts) {
+  wait_for_dependencies();  // the routing, the counts: the kernels before wrote them
+  launch_dependents();
+  __shared__ compact_ranking::temp_storage rank_storage;
+  compact_in_block(plan, out, layouts, rank_storage);
 }
 
 //! Count phase: C[e][u] for one unit per warp.

@@ -15,6 +15,7 @@
 
 #include "beam/core/launch.cuh"
 #include "beam/gemm/tile_mma.cuh"
+#include "beam/permute/detail/compact_kernels.cuh"
 #include "beam/routing/detail/route_kernel.cuh"
 #include "beam/routing/device_route_decode.cuh"
 #include "beam/routing/warp_route.cuh"
@@ -81,11 +82,17 @@ __device__ inline bool last_to_arrive(unsigned* arrivals) {
   return last;
 }
 
-template <int MaxExperts, class T>
+//! With `Compact` (moe_forward's decode path), the last block goes on to compact the routing
+//! it wrote (`compacted`: compact's outputs for plan = the routing's ids), so that the expert
+//! GEMMs follow it directly: no launch of compact.
+template <int MaxExperts, class T, bool Compact>
 __global__ void __launch_bounds__(decode_block_threads, 1)
     route_decode_kernel(const T* __restrict__ hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
                         device::router_weights<T> weights, int num_experts, routing_options options,
-                        device::routing_outputs out, float* logits, unsigned* arrivals) {
+                        device::routing_outputs out, float* logits, unsigned* arrivals, compact_plan plan,
+                        device::compaction_outputs compacted) {
+  static_assert(decode_block_threads == compact_single_threads, "the last block compacts as compact's single block");
+  static_assert(sizeof(compact_ranking::temp_storage) <= decode_slab_bytes, "the ranking reuses the slab");
   constexpr int64_t vector = decode_vector_elements<T>;
   constexpr int slab = decode_slab_elements<T>;
   static_assert(sizeof(float) * decode_warps * 2 * MaxExperts <= decode_slab_bytes, "the logits fit the slab");
@@ -171,6 +178,10 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
         warp::route_token<MaxExperts, float>(staged[warp_index][0], staged[warp_index][1], num_experts, options);
     store_routed_token(out, t, options.top_k, s);
     __syncwarp();
+  }
+  if constexpr (Compact) {
+    __syncthreads();  // every token's ids written (visible to the block), the staged logits done with
+    compact_in_block(plan, compacted, {}, *reinterpret_cast<compact_ranking::temp_storage*>(shared));
   }
 }
 
