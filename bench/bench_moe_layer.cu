@@ -4,7 +4,8 @@
 // moe_forward with its router; L2 flushed before every timed call. Counters: the masked /
 // dense speed-up next to the ideal one, the ratio of their roofline times, where a roofline
 // time is max(bytes that must move / copy ceiling, FLOPs / cuBLAS bf16 rate), and the masked
-// time against its roofline.
+// time against its roofline; and the rows of the decode latency record, moe_forward with a
+// router that gives exactly the record's routing.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K/2, 1.23, 0.56).
 #include <algorithm>
 #include <vector>
@@ -68,6 +69,27 @@ struct layer_problem {
         20, 3, [&] { l2.flush(stream); });
   }
 
+  //! Median seconds of moe_forward with `options`; the routing it made is left in `ids`.
+  double time_forward(const beam::routing_options& options) {
+    size_t bytes = 0;
+    BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(nullptr, bytes, x.data(), m.H, T, layer(), options, {y.data(), m.H}));
+    device_buffer<char> workspace(bytes);
+    BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
+    const beam::device::moe_outputs<bf16> out{y.data(), m.H, nullptr, 0, ids.data(), gates.data()};
+    return median_seconds(
+        stream,
+        [&] {
+          BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(workspace.data(), bytes, x.data(), m.H, T, layer(), options,
+                                                        out, beam::device::gemm_schedule::automatic, stream));
+        },
+        20, 3, [&] { l2.flush(stream); });
+  }
+  std::vector<int32_t> routed() const {
+    std::vector<int32_t> host(size_t(T) * m.K);
+    BEAM_CUDA_TRY(cudaMemcpy(host.data(), ids.data(), host.size() * 4, cudaMemcpyDeviceToHost));
+    return host;
+  }
+
   //! The roofline time: max(bytes / copy ceiling, FLOPs / cuBLAS bf16 rate).
   double roofline_seconds(const std::vector<int32_t>& host_ids) const {
     const ceilings& c = measured_ceilings();
@@ -121,25 +143,42 @@ void bm_moe_forward(benchmark::State& state) {
   beam::routing_options options;
   options.top_k = m.K;
   options.mask_enabled = state.range(2) != 0;
-  size_t bytes = 0;
-  BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(nullptr, bytes, p.x.data(), m.H, T, p.layer(), options,
-                                                {p.y.data(), m.H}));
-  device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));  // once
-  const beam::device::moe_outputs<bf16> out{p.y.data(), m.H, nullptr, 0, p.ids.data(), p.gates.data()};
-  const double s = median_seconds(
-      p.stream,
-      [&] {
-        BEAM_CUDA_TRY(beam::device::moe_forward<bf16>(workspace.data(), bytes, p.x.data(), m.H, T, p.layer(), options,
-                                                      out, beam::device::gemm_schedule::automatic, p.stream));
-      },
-      20, 3, [&] { p.l2.flush(p.stream); });
-  std::vector<int32_t> routed(size_t(T) * m.K);
-  BEAM_CUDA_TRY(cudaMemcpy(routed.data(), p.ids.data(), routed.size() * 4, cudaMemcpyDeviceToHost));
+  const double s = p.time_forward(options);
+  const std::vector<int32_t> routed = p.routed();
   double pairs = 0;
   for (int32_t id : routed) pairs += id >= 0;
   state.counters["avg_k"] = pairs / double(T);
   report(state, s, p.bytes(routed), p.flops(routed));
+}
+
+//! The rows of the decode latency record (bench/results/*-decode-latency.md, estimated there
+//! from the emulator's counts): moe_forward with a router that gives exactly the record's
+//! routing (router_for); range: model, T, routing (0: dense Top-K, the mask off; 1, 2, 3: the
+//! mask at Avg.K K, 1.23, 0).
+void bm_decode_layer(benchmark::State& state) {
+  const model_shape& m = layer_models[state.range(0)];
+  const int64_t T = state.range(1);
+  const int routing = int(state.range(2));
+  const auto ids = skewed_routing(T, m.K, m.E, routing <= 1 ? double(m.K) : routing == 2 ? 1.23 : 0.0);
+  layer_problem p(m, T);
+  const exact_router r = router_for(ids, T, m.K, m.E, m.H);
+  const auto upload = [](const device_buffer<bf16>& to, const std::vector<float>& values) {
+    std::vector<bf16> host(values.size());
+    for (size_t i = 0; i < values.size(); ++i) host[i] = __float2bfloat16(values[i]);
+    BEAM_CUDA_TRY(cudaMemcpy(to.data(), host.data(), host.size() * sizeof(bf16), cudaMemcpyHostToDevice));
+  };
+  upload(p.x, r.x);
+  upload(p.router, r.w_r);
+  upload(p.mask_router, r.w_m);
+  beam::routing_options options;
+  options.top_k = m.K;
+  options.mask_enabled = routing != 0;
+  const double s = p.time_forward(options);
+  if (p.routed() != ids) state.SkipWithError("the router did not give the record's routing");
+  double pairs = 0;
+  for (int32_t id : ids) pairs += id >= 0;
+  state.counters["avg_k"] = pairs / double(T);
+  report(state, s, p.bytes(ids), p.flops(ids));
 }
 
 void layer_args(benchmark::internal::Benchmark* b) {
@@ -149,6 +188,15 @@ void layer_args(benchmark::internal::Benchmark* b) {
     }
   }
   b->ArgNames({"model", "T", "avgk"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+void decode_args(benchmark::internal::Benchmark* b) {
+  for (int model : {0, 1, 2}) {
+    for (int64_t T : {1, 4, 16, 64}) {
+      for (int routing : {0, 1, 2, 3}) b->Args({model, T, routing});
+    }
+  }
+  b->ArgNames({"model", "T", "routing"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
 void forward_args(benchmark::internal::Benchmark* b) {
@@ -162,5 +210,6 @@ void forward_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(bm_layer_masked_vs_dense)->Apply(layer_args);
 BENCHMARK(bm_moe_forward)->Apply(forward_args);
+BENCHMARK(bm_decode_layer)->Apply(decode_args);
 
 BEAM_BENCHMARK_MAIN();

@@ -152,9 +152,7 @@ struct layer_traffic {
 
 //! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens
 //! (max_tokens ≤ H). The forward is moe_forward itself, with a router made to give exactly the
-//! routing asked for: token t's hidden state is the unit vector e_t, so its logits are column t
-//! of W_r and W_m, which hold its K candidates' scores in order (others lower) and a mask logit
-//! of +1 for a kept pair, −1 for a masked one.
+//! routing asked for (workloads.cuh: router_for).
 class traffic_problem {
  public:
   using bf16 = __nv_bfloat16;
@@ -169,10 +167,9 @@ class traffic_problem {
         shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f),
         x_(size_t(max_tokens) * shape.H, 1, 0.0f, 0.0f), y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f),
         ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f), weights_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f) {
-    if (max_tokens > shape.H) throw std::invalid_argument("traffic_problem: more tokens than unit vectors");
-    std::vector<bf16> x(size_t(max_tokens) * shape.H, dtype_traits<bf16>::from_float(0.0f));
-    for (int64_t t = 0; t < max_tokens; ++t) x[size_t(t * shape.H + t)] = dtype_traits<bf16>::from_float(1.0f);
-    traffic_try(cudaMemcpy(x_.data(), x.data(), x.size() * sizeof(bf16), cudaMemcpyHostToDevice), "cudaMemcpy");
+    // The unit vectors of router_for (the routing only sets the router).
+    upload(x_, router_for(std::vector<int32_t>(size_t(max_tokens) * shape.K, -1), max_tokens, shape.K, shape.E,
+                          shape.H).x);
     traffic_try(beam::device::moe_forward<bf16>(nullptr, workspace_bytes_, x_.data(), m_.H, max_tokens, layer(),
                                                 options(true), {}),
                 "moe_forward (workspace query)");
@@ -264,36 +261,16 @@ class traffic_problem {
     return o;
   }
 
-  //! W_r and W_m for the routing `ids` of T tokens (class comment): column t holds token t's
-  //! candidates' router logits 4, 3.75, 3.5, ... in slot order and −4 elsewhere, and mask
-  //! logits +1 (kept) or −1; a masked slot's candidate is an expert the token does not keep.
+  //! W_r and W_m that give the routing `ids` (router_for; x holds the unit vectors already).
   void make_router(int64_t T, const std::vector<int32_t>& ids) {
-    const auto bits = [](float v) { return dtype_traits<bf16>::from_float(v); };
-    std::vector<bf16> w_r(size_t(m_.E) * m_.H, bits(0.0f)), w_m(w_r.size(), bits(0.0f));
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t* row = ids.data() + t * m_.K;
-      std::vector<char> taken(size_t(m_.E), 0);
-      for (int k = 0; k < m_.K; ++k)
-        if (row[k] >= 0) taken[size_t(row[k])] = 1;
-      for (int e = 0; e < m_.E; ++e) {
-        w_r[size_t(e) * m_.H + size_t(t)] = bits(-4.0f);
-        w_m[size_t(e) * m_.H + size_t(t)] = bits(-1.0f);
-      }
-      int spare = 0;
-      for (int k = 0; k < m_.K; ++k) {
-        int32_t e = row[k];
-        if (e < 0) {  // masked: a candidate the mask switches off
-          while (taken[size_t(spare)]) ++spare;
-          taken[size_t(e = spare)] = 1;
-        } else {
-          w_m[size_t(e) * m_.H + size_t(t)] = bits(1.0f);
-        }
-        w_r[size_t(e) * m_.H + size_t(t)] = bits(4.0f - 0.25f * float(k));
-      }
-    }
-    traffic_try(cudaMemcpy(router_.data(), w_r.data(), w_r.size() * sizeof(bf16), cudaMemcpyHostToDevice), "cudaMemcpy");
-    traffic_try(cudaMemcpy(mask_router_.data(), w_m.data(), w_m.size() * sizeof(bf16), cudaMemcpyHostToDevice),
-                "cudaMemcpy");
+    const exact_router r = router_for(ids, T, m_.K, m_.E, m_.H);
+    upload(router_, r.w_r);
+    upload(mask_router_, r.w_m);
+  }
+  static void upload(const filled_buffer<bf16>& to, const std::vector<float>& values) {
+    std::vector<bf16> host(values.size());
+    for (size_t i = 0; i < values.size(); ++i) host[i] = dtype_traits<bf16>::from_float(values[i]);
+    traffic_try(cudaMemcpy(to.data(), host.data(), host.size() * sizeof(bf16), cudaMemcpyHostToDevice), "cudaMemcpy");
   }
 
   model_shape m_;

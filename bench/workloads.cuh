@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace beam::bench {
@@ -56,6 +57,45 @@ inline std::vector<int32_t> skewed_routing(int64_t T, int K, int E, double avg_k
   const auto kept = std::min<int64_t>(std::llround(avg_k * double(T)), int64_t(ids.size()));
   for (size_t i = size_t(std::max<int64_t>(kept, 0)); i < order.size(); ++i) ids[size_t(order[i])] = -1;
   return ids;
+}
+
+//! A router that gives exactly the routing `ids` `[T, K]` (−1: masked) to hidden states that
+//! are unit vectors, x_t = e_t (T ≤ H): token t's logits are column t of W_r and W_m `[E, H]`,
+//! which hold its candidates' router logits 4, 3.75, 3.5, ... in slot order and −4 elsewhere,
+//! and mask logits +1 (kept) or −1; a masked slot's candidate is an expert the token does not
+//! keep. Softmax Top-K with the mask then routes exactly `ids` (without the mask, the
+//! candidates). Values exact in bf16.
+struct exact_router {
+  std::vector<float> x, w_r, w_m;  //!< `[T, H]`, `[E, H]`, `[E, H]`
+};
+
+inline exact_router router_for(const std::vector<int32_t>& ids, int64_t T, int K, int E, int H) {
+  if (T > H || ids.size() != size_t(T) * size_t(K)) throw std::invalid_argument("router_for");
+  exact_router r{std::vector<float>(size_t(T) * H, 0.0f), std::vector<float>(size_t(E) * H, 0.0f),
+                 std::vector<float>(size_t(E) * H, 0.0f)};
+  for (int64_t t = 0; t < T; ++t) {
+    r.x[size_t(t * H + t)] = 1.0f;
+    const int32_t* row = ids.data() + t * K;
+    std::vector<char> taken(size_t(E), 0);
+    for (int k = 0; k < K; ++k)
+      if (row[k] >= 0) taken[size_t(row[k])] = 1;
+    for (int e = 0; e < E; ++e) {
+      r.w_r[size_t(e) * H + size_t(t)] = -4.0f;
+      r.w_m[size_t(e) * H + size_t(t)] = -1.0f;
+    }
+    int spare = 0;
+    for (int k = 0; k < K; ++k) {
+      int32_t e = row[k];
+      if (e < 0) {  // masked: a candidate the mask switches off
+        while (taken[size_t(spare)]) ++spare;
+        taken[size_t(e = spare)] = 1;
+      } else {
+        r.w_m[size_t(e) * H + size_t(t)] = 1.0f;
+      }
+      r.w_r[size_t(e) * H + size_t(t)] = 4.0f - 0.25f * float(k);
+    }
+  }
+  return r;
 }
 
 }  // namespace beam::bench
