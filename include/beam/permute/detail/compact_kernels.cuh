@@ -210,10 +210,15 @@ __device__ inline void compact_in_block(const compact_plan& plan, const device::
   int32_t ranks[items];
   unsigned long long invalid = 0;
 #pragma unroll
+  for (int i = 0; i < items; ++i) {  // every id in flight before a ballot waits for one
+    const int64_t pair = first_pair + 32 * i;
+    experts[i] = pair < plan.pairs ? plan.topk_ids[pair] : -1;
+  }
+#pragma unroll
   for (int i = 0; i < items; ++i) {
     const int64_t pair = first_pair + 32 * i;
     bool bad = false;
-    experts[i] = pair < plan.pairs ? local_expert_of(plan.topk_ids[pair], plan, bad) : -1;
+    experts[i] = pair < plan.pairs ? local_expert_of(experts[i], plan, bad) : -1;
     invalid += __popc(__ballot_sync(0xffffffffu, bad));
   }
   add_invalid(out.invalid_ids, invalid);
