@@ -175,9 +175,7 @@ void check_layer(const layer_case& c, uint64_t seed) {
   const moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
   size_t bytes = 0;
   REQUIRE(beam::device::moe_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
-  beam::test::device_vector<char> workspace(bytes);
-  workspace.poison();  // nothing but the counters needs zeroing
-  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+  const auto workspace = beam::test::device_vector<char>::workspace(bytes);
   REQUIRE(beam::device::moe_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out, c.schedule) ==
           cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
@@ -276,8 +274,7 @@ TEST_SUITE("gpu") {
       size_t bytes = 0;
       REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, opt, {graph_out.data(), H}) ==
               cudaSuccess);
-      beam::test::device_vector<char> workspace(bytes);
-      BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+      const auto workspace = beam::test::device_vector<char>::workspace(bytes);
       const auto run = [&](bf16* y, cudaStream_t stream) {
         REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, opt, {y, H},
                                                 gemm_schedule::automatic, stream) == cudaSuccess);
@@ -311,9 +308,7 @@ TEST_SUITE("gpu") {
     size_t bytes = 0;
     REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T_max, layer, opt, {first.data(), H}) ==
             cudaSuccess);
-    beam::test::device_vector<char> workspace(bytes);
-    workspace.poison();
-    BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+    const auto workspace = beam::test::device_vector<char>::workspace(bytes);
     for (const auto& call : {std::pair{T_decode, first.data()}, {T_max, prefill.data()}, {T_decode, again.data()}}) {
       CAPTURE(call.first);
       REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, call.first, layer, opt,

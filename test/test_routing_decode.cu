@@ -109,9 +109,7 @@ void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_optio
   const routing_outputs out{ids.data(), weights_out.data(), probs.data(), candidates.data(), counts.data(), active.data()};
   REQUIRE(beam::device::route_decode<T>(nullptr, bytes, d_x.data(), stride, tokens, H, weights, E, opt, out) ==
           cudaSuccess);
-  beam::test::device_vector<char> workspace(bytes);
-  workspace.poison();  // nothing but the counter needs zeroing
-  BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+  const auto workspace = beam::test::device_vector<char>::workspace(bytes);
   REQUIRE(beam::device::route_decode(workspace.data(), bytes, d_x.data(), stride, tokens, H, weights, E, opt, out) ==
           cudaSuccess);
   // Same workspace again: the first call leaves the counter at zero for the second.
@@ -183,8 +181,7 @@ TEST_SUITE("gpu") {
     size_t bytes = 0;
     REQUIRE(beam::device::route_decode<bf16>(nullptr, bytes, x.data(), H, T, H, weights, E, opt,
                                              {ids.data(), gates.data()}) == cudaSuccess);
-    beam::test::device_vector<char> workspace(bytes);
-    BEAM_CUDA_TRY(cudaMemset(workspace.data(), 0, beam::device::workspace_counter_bytes));
+    const auto workspace = beam::test::device_vector<char>::workspace(bytes);
     const beam::test::captured_graph graph([&](cudaStream_t stream) {
       REQUIRE(beam::device::route_decode(workspace.data(), bytes, x.data(), H, T, H, weights, E, opt,
                                          {ids.data(), gates.data()}, stream) == cudaSuccess);

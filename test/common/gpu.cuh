@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 #include <random>
@@ -13,6 +14,7 @@
 
 #include "beam/core/dtype.cuh"
 #include "beam/core/error.cuh"
+#include "beam/core/warp.cuh"
 
 namespace beam::test {
 
@@ -64,6 +66,16 @@ class device_vector {
 
   //! Fills every byte with 0xFF so elements a kernel fails to write show up (NaN for floats).
   void poison() { BEAM_CUDA_TRY(cudaMemset(data_, 0xFF, size_ * sizeof(T))); }
+
+  //! A workspace of route_decode / moe_forward as the API asks for it: its completion counters
+  //! (the first workspace_counter_bytes) zeroed once; every other byte poisoned, since nothing
+  //! else needs zeroing.
+  static device_vector workspace(size_t bytes) {
+    device_vector w(bytes);
+    w.poison();
+    BEAM_CUDA_TRY(cudaMemset(w.data_, 0, std::min(bytes, beam::device::workspace_counter_bytes)));
+    return w;
+  }
 
   std::vector<T> to_host() const {
     std::vector<T> host(size_);
