@@ -42,9 +42,10 @@ inline constexpr int max_decode_experts = 256;
 //! (from T and E alone; it grows with T, so a size queried for T = 64 serves every smaller T).
 //! Its first `workspace_counter_bytes` hold a completion counter: **zero them once** after
 //! allocating the workspace; every call leaves the counter at zero, so no call needs a memset.
-//! Nothing else may write them between calls. A counter that is not zero at a launch (never
-//! zeroed, or overwritten) is found by the kernel when it reaches the grid's size, and the
-//! launch then traps (cudaErrorLaunchFailure) rather than route from partial logits.
+//! Nothing else may write them between calls. A counter that was not zero at a launch (never
+//! zeroed, or overwritten) is caught when an arrival finds it at or above the grid's size: the
+//! launch then traps (cudaErrorLaunchFailure) rather than route from partial logits; a smaller
+//! stale value goes unnoticed.
 //!
 //! @tparam T  float, __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid

@@ -63,9 +63,10 @@ __device__ inline float dot16(const int4& a, const int4& b) {
 }
 
 //! Counts this block's arrival; true in the last block of the grid to arrive, which finds every
-//! other block's writes visible and leaves the counter at zero for the next launch. A counter
-//! that was not zero at the launch (a workspace never zeroed) traps rather than route with
-//! logits that are not all there.
+//! other block's writes visible and leaves the counter at zero for the next launch. An arrival
+//! that finds the counter at or above the grid's size (a workspace never zeroed) traps rather
+//! than route with logits that are not all there; a smaller stale value cannot be told from a
+//! real count, hence the contract to zero the counters once.
 __device__ inline bool last_to_arrive(unsigned* arrivals) {
   __shared__ bool last;
   __syncthreads();
