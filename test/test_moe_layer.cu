@@ -187,6 +187,54 @@ void check_layer(const layer_case& c, uint64_t seed) {
         beam::dtype_traits<T>::tolerance);
 }
 
+//! moe_experts_forward against the reference for a given routing with none, some and all pairs
+//! masked, an invalid id among them (skipped and counted).
+void check_experts_forward(int I_s, gemm_schedule schedule) {
+  const int64_t T = 33;
+  const int H = 64, I = 32, E = 8, K = 2;
+  const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
+  const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), 2, 0.125));
+  const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), 3, 0.125));
+  const auto s13 = rounded<bf16>(normal_values(size_t(2 * I_s * H), 4, 0.125));
+  const auto s2 = rounded<bf16>(normal_values(size_t(H * I_s), 5, 0.25));
+  for (double masked : {0.0, 0.4, 1.0}) {
+    CAPTURE(masked);
+    std::mt19937 rng{7u};
+    std::vector<int32_t> ids(size_t(T * K));
+    std::vector<float> gates(size_t(T * K));
+    for (int64_t t = 0; t < T; ++t) {
+      const int first = int(rng() % E);
+      for (int k = 0; k < K; ++k) {
+        ids[size_t(t * K + k)] = double(rng() % 1000) / 1000.0 < masked ? -1 : (first + k) % E;
+        gates[size_t(t * K + k)] = ids[size_t(t * K + k)] < 0 ? 0.0f : 0.25f + 0.5f * float(k);
+      }
+    }
+    std::vector<int32_t> device_ids = ids;  // one invalid id: skipped (as −1) and counted
+    device_ids[5] = E + 2;
+    ids[5] = -1;
+    const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()};
+    const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
+    beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
+        d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
+    beam::test::device_vector<int32_t> d_ids(device_ids);
+    beam::test::device_vector<float> d_gates(gates);
+    beam::test::device_vector<unsigned long long> invalid{1};
+    d_out.poison();
+    const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+    size_t bytes = 0;
+    REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
+                                                    d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
+    const auto workspace = beam::test::device_vector<char>::workspace(bytes);
+    REQUIRE(beam::device::moe_experts_forward<bf16>(
+                workspace.data(), bytes, d_x.data(), H, T, layer, d_ids.data(), d_gates.data(), K,
+                {d_out.data(), H, nullptr, 0, nullptr, nullptr, invalid.data()}, schedule) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    CHECK(invalid.to_host()[0] == 1ull);
+    CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected) <=
+          beam::dtype_traits<bf16>::tolerance);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("gpu") {
@@ -210,53 +258,16 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert alone)") {
+  TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert "
+            "alone, or no work item at all), both GEMM paths") {
     BEAM_REQUIRE_GPU();
-    const int64_t T = 33;
-    const int H = 64, I = 32, E = 8, K = 2, I_s = 16;
-    const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
-    const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), 2, 0.125));
-    const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), 3, 0.125));
-    const auto s13 = rounded<bf16>(normal_values(size_t(2 * I_s * H), 4, 0.125));
-    const auto s2 = rounded<bf16>(normal_values(size_t(H * I_s), 5, 0.25));
-    for (double masked : {0.0, 0.4, 1.0}) {
-      CAPTURE(masked);
-      std::mt19937 rng{7u};
-      std::vector<int32_t> ids(size_t(T * K));
-      std::vector<float> gates(size_t(T * K));
-      for (int64_t t = 0; t < T; ++t) {
-        const int first = int(rng() % E);
-        for (int k = 0; k < K; ++k) {
-          ids[size_t(t * K + k)] = double(rng() % 1000) / 1000.0 < masked ? -1 : (first + k) % E;
-          gates[size_t(t * K + k)] = ids[size_t(t * K + k)] < 0 ? 0.0f : 0.25f + 0.5f * float(k);
-        }
-      }
-      std::vector<int32_t> device_ids = ids;  // one invalid id: skipped (as −1) and counted
-      device_ids[5] = E + 2;
-      ids[5] = -1;
-      const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()};
-      const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
-      beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
-          d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
-      beam::test::device_vector<int32_t> d_ids(device_ids);
-      beam::test::device_vector<float> d_gates(gates);
-      beam::test::device_vector<unsigned long long> invalid{1};
-      d_out.poison();
-      const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
-      size_t bytes = 0;
-      REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
-                                                      d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
-      beam::test::device_vector<char> workspace(bytes);
-      REQUIRE(beam::device::moe_experts_forward<bf16>(
-                  workspace.data(), bytes, d_x.data(), H, T, layer, d_ids.data(), d_gates.data(), K,
-                  {d_out.data(), H, nullptr, 0, nullptr, nullptr, invalid.data()}) == cudaSuccess);
-      BEAM_CUDA_TRY(cudaDeviceSynchronize());
-      CHECK(invalid.to_host()[0] == 1ull);
-      CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected) <=
-            beam::dtype_traits<bf16>::tolerance);
+    for (const auto& run : {std::pair{16, gemm_schedule::automatic}, {0, gemm_schedule::automatic},
+                            {16, gemm_schedule::prefill}, {0, gemm_schedule::prefill_sm80}}) {
+      CAPTURE(run.first);
+      CAPTURE(int(run.second));
+      check_experts_forward(run.first, run.second);
     }
   }
-
   TEST_CASE("moe_forward replayed from a CUDA graph with new hidden states equals eager") {
     BEAM_REQUIRE_GPU();
     for (int64_t T : {16, 300}) {  // both router paths

@@ -70,7 +70,8 @@ TEST_CASE("decode traffic: every GEMM schedule streams full sectors without bank
       CHECK(beam::bench::sector_efficiency(beam::bench::operand_reads(l)) >= 0.95);
       CHECK_EQ(beam::bench::bank_conflicts(l), 0u);  // ldmatrix, cp.async writes, epilogue
     }
-    CHECK(gemms >= 4);  // GEMM 1 and 2 of the routed and of the shared expert
+    // GEMM 1 and 2 of the routed and of the shared expert: in two launches at decode, four else.
+    CHECK_EQ(gemms, schedule == gemm_schedule::decode ? 2 : 4);
   }
 }
 
@@ -94,11 +95,28 @@ TEST_CASE("decode traffic: the inactive-expert check sees the experts a routing 
   CHECK(switched_off_but_read > 0);
 }
 
+TEST_CASE("decode latency: three launches (routing and compaction, GEMM 1, GEMM 2 and the combine), shared expert included") {
+  traffic_problem problem(small_layer, tokens);
+  for (int64_t T : {int64_t(1), tokens}) {
+    for (double avg_k : {double(small_layer.K), 1.23, 0.0}) {
+      CAPTURE(T);
+      CAPTURE(avg_k);
+      const layer_traffic t = problem.run(T, skewed_routing(T, small_layer.K, small_layer.E, avg_k), avg_k < 4);
+      std::vector<std::string> kernels;
+      for (const auto& l : t.launches) kernels.push_back(beam::bench::kernel_short_name(l.kernel));
+      CHECK(kernels == std::vector<std::string>{"route_decode_kernel", "layer_gemm_kernel", "layer_gemm_kernel"});
+      CHECK_EQ(t.memsets, 0u);
+    }
+  }
+}
+
 TEST_CASE("decode latency: combine waits for two dependent round trips (the rows' indices, then the rows)") {
+  // The combine's own launch, where the GEMMs do not take the decode schedule.
   traffic_problem problem(small_layer, tokens);
   for (int64_t T : {int64_t(1), tokens}) {
     CAPTURE(T);
-    const layer_traffic t = problem.run(T, skewed_routing(T, small_layer.K, small_layer.E, 1.23), true);
+    const layer_traffic t = problem.run(T, skewed_routing(T, small_layer.K, small_layer.E, 1.23), true,
+                                        beam::device::gemm_schedule::prefill);
     int combines = 0;
     for (const auto& l : t.launches) {
       if (beam::bench::kernel_short_name(l.kernel) != "combine_kernel") continue;

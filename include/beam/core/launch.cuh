@@ -72,4 +72,26 @@ __device__ inline void launch_dependents() {
 #endif
 }
 
+//! A completion counter in global memory (zero between launches): counts this block's arrival
+//! and returns true in the block that brings it to `expected`, which then finds the writes of
+//! every block that arrived before it visible (each thread's writes are fenced before its
+//! block arrives) and leaves the counter at zero for the next launch. Call it from every thread
+//! of the block. An arrival that finds the counter at `expected` or above (a workspace never
+//! zeroed) traps rather than go on with data that is not all there; a smaller stale value
+//! cannot be told from a real count, hence the contract to zero the counters once.
+__device__ inline bool last_to_arrive(unsigned* counter, unsigned expected) {
+  __shared__ bool last;
+  __threadfence();  // this thread's writes, before its block counts as arrived
+  __syncthreads();
+  if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+    const unsigned before = atomicAdd(counter, 1u);
+    if (before >= expected) __trap();  // the counter was not zero at the launch
+    last = before == expected - 1;
+    if (last) *counter = 0u;  // every block has counted: nobody touches it again in this launch
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
 }  // namespace beam::detail

@@ -48,6 +48,6 @@ namespace beam::device {
 //! Bytes at the start of a workspace of route_decode, moe_forward or moe_experts_forward that
 //! hold completion counters: zero them once after allocating the workspace (or zero all of it);
 //! every call leaves them at zero, so that no call needs a memset.
-inline constexpr size_t workspace_counter_bytes = 256;
+inline constexpr size_t workspace_counter_bytes = 2048;
 
 }  // namespace beam::device

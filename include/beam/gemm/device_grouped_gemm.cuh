@@ -246,6 +246,20 @@ cudaError_t launch_persistent(size_t smem, int64_t work_bound, cudaStream_t stre
                                         stream, args...);
 }
 
+//! Whether `schedule` runs the decode kernel for `groups` (see gemm_schedule).
+inline bool decode_schedule(gemm_schedule schedule, const gemm_groups& groups) {
+  return schedule == gemm_schedule::decode ||
+         (schedule == gemm_schedule::automatic && groups.rows <= int64_t(16) * groups.count);
+}
+
+template <class T, class OutT>
+beam::detail::grouped_gemm_params<T, OutT> params_of(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
+                                                     const gemm_groups& groups, const gemm_output<OutT>& out) {
+  return {a.data,         a.stride,     a.gather_pairs,   a.top_k,         b.data,        b.stride,
+          b.expert_stride, groups.offsets, groups.count,  groups.rows,     n,             k,
+          0,              out.data,     out.stride,       out.row_scales,  out.scale_index, out.top_k};
+}
+
 //! Work items of a BM × (output columns per tile) tiling: a bound on the row tiles (each
 //! group may end in a partial tile) times params.column_tiles.
 template <class T, class OutT>
@@ -266,6 +280,29 @@ cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params
   return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(geo::smem_bytes(params.groups),
                                                                            work_bound(params, geo::bm), stream, params);
+}
+
+//! Column tiles a layer's fused combine can count: one completion counter each, after
+//! route_decode's in the workspace's counter bytes (H ≤ 448 · 64 = 28672 at BN = 64).
+constexpr int64_t layer_arrivals_offset = 256;
+constexpr int layer_max_column_tiles = int((device::workspace_counter_bytes - layer_arrivals_offset) / sizeof(unsigned));
+
+//! A layer's decode GEMM in one launch of layer_gemm_kernel (decode tiles): the grouped problem
+//! `p`, then `extras.dense` (rows 0: none), and with `extras.arrivals` the fused combine, which
+//! needs both problems' N equal and at most layer_max_column_tiles column tiles. The arguments
+//! are the layer's, checked by it as grouped_gemm and combine check theirs.
+template <class T, gemm_epilogue Epilogue>
+cudaError_t launch_layer_gemm(beam::detail::grouped_gemm_params<T, T> p, beam::detail::layer_gemm_extras<T> extras,
+                              cudaStream_t stream) {
+  using geo = beam::detail::gemm_geometry<decode_tiles>;
+  p.column_tiles = column_tiles(p, Epilogue, geo::bn);
+  extras.dense.column_tiles = column_tiles(extras.dense, Epilogue, geo::bn);
+  if (extras.arrivals && ((extras.dense.rows > 0 && extras.dense.n != p.n) || p.column_tiles > layer_max_column_tiles)) {
+    return cudaErrorInvalidValue;  // a combine over column tiles that do not match or cannot be counted
+  }
+  return launch_persistent<beam::detail::layer_gemm_kernel<T, decode_tiles, Epilogue>, geo::threads,
+                           geo::smem_bytes(beam::detail::gemm_max_groups)>(
+      geo::smem_bytes(p.groups), work_bound(p, geo::bm) + work_bound(extras.dense, geo::bm), stream, p, extras);
 }
 
 //! The driver's cuTensorMapEncodeTiled (through the runtime: no link to libcuda), or null.
@@ -382,11 +419,8 @@ cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, c
     return status;
   }
   if (groups.rows == 0) return cudaSuccess;
-  const beam::detail::grouped_gemm_params<T, OutT> params{
-      a.data, a.stride, a.gather_pairs, a.top_k, b.data, b.stride, b.expert_stride, groups.offsets, groups.count,
-      groups.rows, n, k, 0, out.data, out.stride, out.row_scales, out.scale_index, out.top_k};
-  const bool decode = schedule == gemm_schedule::decode ||
-                      (schedule == gemm_schedule::automatic && groups.rows <= int64_t(16) * groups.count);
+  const auto params = detail::params_of(a, b, n, k, groups, out);
+  const bool decode = detail::decode_schedule(schedule, groups);
   const bool sm80_only = schedule == gemm_schedule::prefill_sm80;
   switch (out.epilogue) {
     case gemm_epilogue::store:

@@ -6,6 +6,11 @@
 //!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
 //!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
 //!   combine   y_t = S(x_t) + Σ_k Yp[row(t, k)] + residual_t   (S: optional shared expert)
+//! At decode (the experts' GEMMs in the decode schedule: e.g. T ≤ 64 by default) the stages
+//! after routing are two launches: GEMM 1 of the routed and the shared experts, then GEMM 2 of
+//! both, whose block that completes a column tile combines it for every token (in combine's
+//! order: deterministic). With route_decode, a moe_forward at T ≤ 64 (E ≤ 256) is three
+//! launches and no memset.
 //! Everything stays on the device (buffers sized by T·K): no host synchronisation, and the
 //! whole layer can be captured in a CUDA graph and replayed with new inputs. With the mask
 //! off it is the dense Top-K layer through the same code. Matches reference::moe_forward.
@@ -106,7 +111,8 @@ inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
 
 //! The workspace of a layer: each array 256-byte aligned, in this order.
 struct moe_workspace {
-  static constexpr size_t counter_bytes = workspace_counter_bytes;  //!< route_decode's counter
+  //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
+  static constexpr size_t counter_bytes = workspace_counter_bytes;
   size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
       expert_rows, shared_activations, shared_rows, bytes;
 
@@ -114,8 +120,8 @@ struct moe_workspace {
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
     using beam::detail::workspace_align;
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
-    // The router region comes first, whatever T: its first 256 bytes are route_decode's
-    // completion counter, which no call of another T or of moe_experts_forward writes.
+    // The router region comes first, whatever T: its first counter_bytes are the completion
+    // counters, which no call of another T or of moe_experts_forward writes otherwise.
     const size_t router_bytes =
         !routes ? counter_bytes
         : tokens <= max_decode_tokens && layer.experts <= max_decode_experts
@@ -206,8 +212,10 @@ compaction_outputs compaction_of(void* workspace, const moe_workspace& ws, const
           w::at<int32_t>(workspace, ws.sorted_pairs), w::at<int32_t>(workspace, ws.pair_to_row), out.invalid_ids};
 }
 
-//! (compact, unless `compacted`) → GEMM 1 + SwiGLU → GEMM 2 · ĝ → (shared expert) → combine, on
-//! checked arguments.
+//! (compact, unless `compacted`) → GEMM 1 + SwiGLU → GEMM 2 · ĝ → combine, with the shared
+//! expert, on checked arguments. Where the experts' GEMMs take the decode schedule, two
+//! launches of layer_gemm_kernel: GEMM 1 of the routed and the shared experts, then GEMM 2 of
+//! both with the combine fused; else the stages one launch each.
 template <class T>
 cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, int64_t x_stride, int64_t tokens,
                         const moe_layer<T>& layer, const int32_t* topk_ids, const float* topk_weights, int top_k,
@@ -216,42 +224,56 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
   const int64_t P = tokens * top_k;
   const compaction_outputs compaction = compaction_of(workspace, ws, out);
-  int32_t* offsets = compaction.offsets;
-  int32_t* sorted_pairs = compaction.sorted_pairs;
-  int32_t* pair_to_row = compaction.pair_to_row;
-  T* activations = w::at<T>(workspace, ws.activations);
-  T* expert_rows = w::at<T>(workspace, ws.expert_rows);
   size_t compaction_bytes = ws.activations - ws.compaction;
   cudaError_t status = compacted ? cudaSuccess
                                  : compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
                                            {topk_ids, tokens, top_k, E}, compaction, {}, stream);
-  const gemm_groups experts{offsets, E, P};
-  if (status == cudaSuccess) {
-    status = grouped_gemm<T, T>({x, x_stride, sorted_pairs, top_k}, {layer.w13, H, int64_t(2) * I * H}, 2 * I, H,
-                                experts, {activations, I, gemm_epilogue::swiglu}, schedule, stream);
+  if (status != cudaSuccess) return status;
+  T* activations = w::at<T>(workspace, ws.activations);
+  T* expert_rows = w::at<T>(workspace, ws.expert_rows);
+  T* shared_activations = I_s > 0 ? w::at<T>(workspace, ws.shared_activations) : nullptr;
+  T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.shared_rows) : nullptr;
+  // GEMM 1 and GEMM 2 of the routed experts (rows of the compaction) and of the shared expert (every token).
+  const gemm_groups experts{compaction.offsets, E, P}, all{nullptr, 1, tokens};
+  const gemm_a<T> routed_x{x, x_stride, compaction.sorted_pairs, top_k}, shared_x{x, x_stride};
+  const gemm_b<T> w13{layer.w13, H, int64_t(2) * I * H}, w2{layer.w2, I, int64_t(H) * I};
+  const gemm_b<T> shared_w13{layer.shared_w13, H, 0}, shared_w2{layer.shared_w2, I_s, 0};
+  const gemm_output<T> routed_activations{activations, I, gemm_epilogue::swiglu},
+      routed_rows{expert_rows, H, gemm_epilogue::scale_rows, topk_weights, compaction.sorted_pairs},
+      shared_swiglu{shared_activations, I_s, gemm_epilogue::swiglu};
+  const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride};
+
+  const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
+  if (decode_schedule(schedule, experts) && column_tiles <= layer_max_column_tiles) {  // two launches
+    beam::detail::layer_gemm_extras<T> gemm1{}, gemm2{};
+    if (I_s > 0) {
+      gemm1.dense = params_of(shared_x, shared_w13, 2 * I_s, H, all, shared_swiglu);
+      gemm2.dense = params_of<T, T>({shared_activations, I_s}, shared_w2, H, I_s, all,
+                                    {shared_rows, H, gemm_epilogue::scale_rows});  // no scales: ×1
+    }
+    gemm2.arrivals = w::at<unsigned>(workspace, layer_arrivals_offset);
+    gemm2.combine = {expert_rows, H, compaction.pair_to_row, nullptr, tokens, H, top_k, addends, out.out,
+                     out.out_stride};
+    status = launch_layer_gemm<T, gemm_epilogue::swiglu>(params_of(routed_x, w13, 2 * I, H, experts, routed_activations),
+                                                         gemm1, stream);
+    if (status != cudaSuccess) return status;
+    return launch_layer_gemm<T, gemm_epilogue::scale_rows>(
+        params_of<T, T>({activations, I}, w2, H, I, experts, routed_rows), gemm2, stream);
   }
+  status = grouped_gemm<T, T>(routed_x, w13, 2 * I, H, experts, routed_activations, schedule, stream);
   if (status == cudaSuccess) {
-    status = grouped_gemm<T, T>({activations, I}, {layer.w2, I, int64_t(H) * I}, H, I, experts,
-                                {expert_rows, H, gemm_epilogue::scale_rows, topk_weights, sorted_pairs}, schedule,
-                                stream);
+    status = grouped_gemm<T, T>({activations, I}, w2, H, I, experts, routed_rows, schedule, stream);
   }
-  T* shared_rows = nullptr;
   if (status == cudaSuccess && I_s > 0) {  // the shared expert: a dense SwiGLU MLP over all tokens
-    T* shared_activations = w::at<T>(workspace, ws.shared_activations);
-    shared_rows = w::at<T>(workspace, ws.shared_rows);
-    const gemm_groups all{nullptr, 1, tokens};
-    status = grouped_gemm<T, T>({x, x_stride}, {layer.shared_w13, H, 0}, 2 * I_s, H, all,
-                                {shared_activations, I_s, gemm_epilogue::swiglu}, gemm_schedule::automatic, stream);
+    status = grouped_gemm<T, T>(shared_x, shared_w13, 2 * I_s, H, all, shared_swiglu, gemm_schedule::automatic, stream);
     if (status == cudaSuccess) {
-      status = grouped_gemm<T, T>({shared_activations, I_s}, {layer.shared_w2, I_s, 0}, H, I_s, all, {shared_rows, H},
+      status = grouped_gemm<T, T>({shared_activations, I_s}, shared_w2, H, I_s, all, {shared_rows, H},
                                   gemm_schedule::automatic, stream);
     }
   }
-  if (status == cudaSuccess) {
-    status = combine<T>(expert_rows, H, pair_to_row, nullptr, tokens, H, top_k,
-                        {shared_rows, H, out.residual, out.residual_stride}, out.out, out.out_stride, stream);
-  }
-  return status;
+  if (status != cudaSuccess) return status;
+  return combine<T>(expert_rows, H, compaction.pair_to_row, nullptr, tokens, H, top_k, addends, out.out,
+                    out.out_stride, stream);
 }
 
 }  // namespace detail

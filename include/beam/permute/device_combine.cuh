@@ -61,8 +61,9 @@ cudaError_t combine(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, 
   }
   const int64_t vectors = tokens * (hidden / bd::vector_elements<T>);
   return bd::launch_dependent(bd::combine_kernel<T>, bd::thread_per_item_grid(vectors, bd::combine_block_threads),
-                              bd::combine_block_threads, 0, stream, yp, yp_stride, pair_to_row, topk_weights, tokens,
-                              hidden, top_k, addends, out, out_stride);
+                              bd::combine_block_threads, 0, stream,
+                              bd::combine_rows<T>{yp, yp_stride, pair_to_row, topk_weights, tokens, hidden, top_k,
+                                                  addends, out, out_stride});
 }
 
 }  // namespace beam::device

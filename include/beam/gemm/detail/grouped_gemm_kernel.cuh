@@ -5,6 +5,8 @@
 //! finds its group by binary search. The main loop streams A and B tiles of 64 columns
 //! through a `stages`-deep cp.async ring into swizzled shared tiles, and each warp multiplies
 //! its WM × WN part with mma.sync. The epilogue writes pairs of adjacent columns.
+//! layer_gemm_kernel runs a layer's decode GEMM in one launch: the routed experts' grouped
+//! problem, the shared expert's dense one, and after GEMM 2 the combine.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,6 +20,7 @@
 #include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/gemm/tile_mma.cuh"
+#include "beam/permute/detail/gather_combine_kernels.cuh"
 
 namespace beam::device {
 enum class gemm_epilogue;
@@ -50,7 +53,7 @@ struct grouped_gemm_params {
   int column_tiles;  //!< ⌈output columns / tile output columns⌉
   OutT* c;
   int64_t c_stride;
-  const float* row_scales;
+  const float* row_scales;  //!< scale_rows without scale_index: null scales by 1 (a layer's shared expert)
   const int32_t* scale_index;
   int out_top_k;  //!< scatter_add: pairs per token
 };
@@ -162,7 +165,8 @@ __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, v
 }
 
 //! Work item w: row tile w / column_tiles (of group `group`, rows [row0, row0 + BM) ∩
-//! [.., group_end)), column tile w mod column_tiles.
+//! [.., group_end)), column tile w mod column_tiles. A problem without offsets (one group) needs
+//! no tile starts.
 struct gemm_work_item {
   int group, column_tile;
   int64_t row0, group_end;
@@ -174,10 +178,10 @@ __device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, O
   const int row_tile = int(w / p.column_tiles);
   gemm_work_item item;
   item.column_tile = int(w % p.column_tiles);
-  item.group = last_start_at_or_below(tile_starts, p.groups, row_tile);
+  item.group = p.offsets ? last_start_at_or_below(tile_starts, p.groups, row_tile) : 0;
   int64_t group_begin = 0;
   group_range(p, item.group, group_begin, item.group_end);
-  item.row0 = group_begin + int64_t(row_tile - tile_starts[item.group]) * BM;
+  item.row0 = group_begin + int64_t(row_tile - (p.offsets ? tile_starts[item.group] : 0)) * BM;
   return item;
 }
 
@@ -231,7 +235,7 @@ __device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, Ou
   t.c_row = p.c + r * p.c_stride;
   if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
     if (!p.scale_index) {
-      t.scale = p.row_scales[r];
+      t.scale = p.row_scales ? p.row_scales[r] : 1.0f;
     } else {
       const int32_t pair = p.scale_index[r];
       t.zero = !valid_pair(pair, p.rows);
@@ -277,88 +281,164 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const fl
   }
 }
 
-template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
-__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
-    grouped_gemm_kernel(grouped_gemm_params<T, OutT> p) {
+//! The shared memory of the sm_80 kernels: the stage ring, then the group tile starts.
+template <class T, class Tiles>
+struct gemm_smem {
+  T* a_ring;
+  T* b_ring;
+  int32_t* tile_starts;
+
+  __device__ explicit gemm_smem(void* smem)
+      : a_ring(static_cast<T*>(smem)),
+        b_ring(a_ring + Tiles::stages * Tiles::block_rows * gemm_block_k),
+        tile_starts(reinterpret_cast<int32_t*>(b_ring + Tiles::stages * Tiles::block_cols * gemm_block_k)) {}
+};
+
+//! One work item of problem `p`: the item's output tile, streamed through the block's stage ring.
+template <class Tiles, device::gemm_epilogue Epilogue, class T, class OutT>
+__device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
+                                              const gemm_smem<T, Tiles>& smem) {
   using geo = gemm_geometry<Tiles>;
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
+  T* const a_ring = smem.a_ring;
+  T* const b_ring = smem.b_ring;
+  const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
+  const int wm0 = warp_index / Tiles::warps_n * geo::wm, wn0 = warp_index % Tiles::warps_n * geo::wn;
+  // This thread's copy sources: row pointers fixed for the work item, columns per stage.
+  const T* a_src[geo::a_copies];
+  const T* b_src[geo::b_copies];
+#pragma unroll
+  for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (int(threadIdx.x) + i * threads) / 8);
+#pragma unroll
+  for (int i = 0; i < geo::b_copies; ++i) {
+    const int j = (int(threadIdx.x) + i * threads) / 8;  // B tile row
+    int weight_row;
+    if constexpr (swiglu) {  // 8-row groups alternate gate (W1) and up (W3) rows of the same columns
+      const int column = item.column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
+      weight_row = column >= p.n / 2 ? -1 : (j / 8) % 2 ? p.n / 2 + column : column;
+    } else {
+      weight_row = item.column_tile * BN + j < p.n ? item.column_tile * BN + j : -1;
+    }
+    b_src[i] = weight_row < 0 ? nullptr
+                              : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
+  }
+  const auto load_stage = [&](int k_tile, int slot) {
+    copy_tile_rows<threads>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
+    copy_tile_rows<threads>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
+  };
+
+  float acc[geo::m_frags][geo::n_frags][4] = {};
+  const int k_tiles = (p.k + BK - 1) / BK;
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) {
+    if (s < k_tiles) load_stage(s, s);
+    block::copy_async_commit();
+  }
+  // The epilogue's rows, read while the stages fly: after their copies, so that a branch on a
+  // pair index delays none of them.
+  row_target<OutT> targets[geo::m_frags][2];
+#pragma unroll
+  for (int mi = 0; mi < geo::m_frags; ++mi) {
+#pragma unroll
+    for (int upper = 0; upper < 2; ++upper) {
+      const int64_t r = item.row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
+      targets[mi][upper] = r < item.group_end ? target_of_row<Epilogue>(p, r) : row_target<OutT>{nullptr};
+    }
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
+    __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
+    if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
+    block::copy_async_commit();
+    warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
+  }
+  block::copy_async_wait<0>();
+  __syncthreads();  // every warp is done with the ring before the next work item refills it
+
+  // Epilogue: fragment (mi, nj) holds rows g and g + 8, columns 2q and 2q + 1.
+  const int column0 = swiglu ? item.column_tile * (BN / 2) + wn0 / 2 : item.column_tile * BN + wn0;
+#pragma unroll
+  for (int mi = 0; mi < geo::m_frags; ++mi) {
+#pragma unroll
+    for (int upper = 0; upper < 2; ++upper) write_row<Epilogue, false>(p, acc[mi], upper, targets[mi][upper], column0);
+  }
+}
+
+//! The start of both sm_80 kernels: waits for the kernel before (the group offsets, the gathered
+//! rows), lets the next one launch, and numbers the row tiles of `p`.
+template <class Tiles, class T, class OutT>
+__device__ inline gemm_smem<T, Tiles> begin_gemm(const grouped_gemm_params<T, OutT>& p, void* smem) {
+  static_assert(sizeof(typename row_tile_scan<gemm_geometry<Tiles>::threads>::TempStorage) <=
+                    sizeof(T) * Tiles::stages * Tiles::block_rows * gemm_block_k,
+                "the scan's storage fits the idle ring");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // mma.sync / cp.async / ldmatrix need sm_80: never run a build without them
 #endif
-  extern __shared__ int4 smem[];
-  T* a_ring = reinterpret_cast<T*>(smem);
-  T* b_ring = a_ring + S * BM * BK;
-  int32_t* tile_starts = reinterpret_cast<int32_t*>(b_ring + S * BN * BK);
-  static_assert(sizeof(typename row_tile_scan<threads>::TempStorage) <= sizeof(T) * S * BM * BK,
-                "the scan's storage fits the idle ring");
-  wait_for_dependencies();  // the group offsets, the gathered rows: the kernels before wrote them
+  const gemm_smem<T, Tiles> shared(smem);
+  wait_for_dependencies();
   launch_dependents();
-  number_row_tiles<threads, BM>(p, smem, tile_starts);
-  const int64_t work = int64_t(tile_starts[p.groups]) * p.column_tiles;
-  const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
-  const int wm0 = warp_index / Tiles::warps_n * geo::wm, wn0 = warp_index % Tiles::warps_n * geo::wn;
+  number_row_tiles<gemm_geometry<Tiles>::threads, Tiles::block_rows>(p, smem, shared.tile_starts);
+  return shared;
+}
 
+template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
+__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
+    grouped_gemm_kernel(grouped_gemm_params<T, OutT> p) {
+  extern __shared__ int4 smem[];
+  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);
+  const int64_t work = int64_t(shared.tile_starts[p.groups]) * p.column_tiles;
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
-    const gemm_work_item item = locate_work_item<BM>(p, tile_starts, w);
-    // This thread's copy sources: row pointers fixed for the work item, columns per stage.
-    const T* a_src[geo::a_copies];
-    const T* b_src[geo::b_copies];
-#pragma unroll
-    for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (int(threadIdx.x) + i * threads) / 8);
-#pragma unroll
-    for (int i = 0; i < geo::b_copies; ++i) {
-      const int j = (int(threadIdx.x) + i * threads) / 8;  // B tile row
-      int weight_row;
-      if constexpr (swiglu) {  // 8-row groups alternate gate (W1) and up (W3) rows of the same columns
-        const int column = item.column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
-        weight_row = column >= p.n / 2 ? -1 : (j / 8) % 2 ? p.n / 2 + column : column;
-      } else {
-        weight_row = item.column_tile * BN + j < p.n ? item.column_tile * BN + j : -1;
-      }
-      b_src[i] = weight_row < 0 ? nullptr
-                                : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
-    }
-    const auto load_stage = [&](int k_tile, int slot) {
-      copy_tile_rows<threads>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
-      copy_tile_rows<threads>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
-    };
+    run_work_item<Tiles, Epilogue>(p, locate_work_item<Tiles::block_rows>(p, shared.tile_starts, w), shared);
+  }
+}
 
-    float acc[geo::m_frags][geo::n_frags][4] = {};
-    const int k_tiles = (p.k + BK - 1) / BK;
-#pragma unroll
-    for (int s = 0; s < S - 1; ++s) {
-      if (s < k_tiles) load_stage(s, s);
-      block::copy_async_commit();
-    }
-    // The epilogue's rows, read while the stages fly: after their copies, so that a branch on a
-    // pair index delays none of them.
-    row_target<OutT> targets[geo::m_frags][2];
-#pragma unroll
-    for (int mi = 0; mi < geo::m_frags; ++mi) {
-#pragma unroll
-      for (int upper = 0; upper < 2; ++upper) {
-        const int64_t r = item.row0 + wm0 + mi * 16 + lane / 4 + upper * 8;
-        targets[mi][upper] = r < item.group_end ? target_of_row<Epilogue>(p, r) : row_target<OutT>{nullptr};
-      }
-    }
-    for (int kt = 0; kt < k_tiles; ++kt) {
-      block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
-      __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
-      if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
-      block::copy_async_commit();
-      warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
-    }
-    block::copy_async_wait<0>();
-    __syncthreads();  // every warp is done with the ring before the next work item refills it
+//! What a layer's decode launch adds to the grouped problem (layer_gemm_kernel).
+template <class T>
+struct layer_gemm_extras {
+  grouped_gemm_params<T, T> dense;  //!< a dense problem after the grouped one (the shared expert); rows 0: none
+  unsigned* arrivals;               //!< null: no combine; else a counter per column tile, zero between launches
+  combine_rows<T> combine;          //!< what the fused combine sums (rows of the grouped and dense problems)
+};
 
-    // Epilogue: fragment (mi, nj) holds rows g and g + 8, columns 2q and 2q + 1.
-    const int column0 = swiglu ? item.column_tile * (BN / 2) + wn0 / 2 : item.column_tile * BN + wn0;
-#pragma unroll
-    for (int mi = 0; mi < geo::m_frags; ++mi) {
-#pragma unroll
-      for (int upper = 0; upper < 2; ++upper) write_row<Epilogue, false>(p, acc[mi], upper, targets[mi][upper], column0);
+//! The grouped problem `p` (the routed experts) and `extras.dense` (the shared expert) in one
+//! persistent launch, the dense problem's work items after the grouped ones'. With `arrivals`
+//! (GEMM 2 of a layer: both problems have the same N, hence the same column tiles), the combine
+//! follows in the same launch, deterministically: each work item counts itself done for its
+//! column tile (last_to_arrive), and the block that completes a column tile combines those
+//! columns of every token (combine_columns), summing in the order of `combine`. With no work
+//! item at all (every pair masked, no shared expert) the blocks combine the column tiles in
+//! turn.
+template <class T, class Tiles, device::gemm_epilogue Epilogue>
+__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
+    layer_gemm_kernel(grouped_gemm_params<T, T> p, layer_gemm_extras<T> extras) {
+  constexpr int BM = Tiles::block_rows, BN = Tiles::block_cols;
+  extern __shared__ int4 smem[];
+  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);
+  const int32_t grouped_tiles = shared.tile_starts[p.groups];
+  const int64_t grouped_work = int64_t(grouped_tiles) * p.column_tiles;
+  const int64_t dense_tiles = (extras.dense.rows + BM - 1) / BM;
+  const int64_t work = grouped_work + dense_tiles * extras.dense.column_tiles;
+  const auto combine_tile = [&](int column_tile) {
+    const int c0 = column_tile * BN;
+    combine_columns(extras.combine, c0, min(c0 + BN, p.n));
+  };
+  for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
+    gemm_work_item item;
+    if (w < grouped_work) {
+      item = locate_work_item<BM>(p, shared.tile_starts, w);
+      run_work_item<Tiles, Epilogue>(p, item, shared);
+    } else {
+      item = locate_work_item<BM>(extras.dense, shared.tile_starts, w - grouped_work);
+      run_work_item<Tiles, Epilogue>(extras.dense, item, shared);
     }
+    if (extras.arrivals &&
+        last_to_arrive(extras.arrivals + item.column_tile, unsigned(grouped_tiles + dense_tiles))) {
+      combine_tile(item.column_tile);
+    }
+  }
+  if (extras.arrivals && work == 0) {
+    for (int j = int(blockIdx.x); j < p.column_tiles; j += int(gridDim.x)) combine_tile(j);
   }
 }
 

@@ -51,59 +51,93 @@ inline unsigned thread_per_item_grid(int64_t items, int block_threads) {
   return unsigned(blocks < 1 ? 1 : blocks < INT32_MAX ? blocks : INT32_MAX);
 }
 
-//! One thread per (token, 16-byte column vector), so that even one token spreads over H / 8
-//! threads. Built for latency: every load a thread needs is issued before the first FMA waits
-//! for one (the addends, then per group of 8 pairs the row indices and weights, then the rows
-//! they name), so a token costs two dependent round trips for K ≤ 8. The sum keeps the order of
-//! the documentation (bitwise deterministic).
+//! What `combine` sums (device::combine): out[t] = shared[t] + Σ_k ĝ[t,k] · Yp[pair_to_row[t·K+k]]
+//! + residual[t], as combine_kernel and a layer's fused GEMM 2 take it.
 template <class T>
-__global__ void __launch_bounds__(combine_block_threads)
-    combine_kernel(const T* __restrict__ yp, int64_t yp_stride, const int32_t* __restrict__ pair_to_row,
-                   const float* __restrict__ topk_weights, int64_t tokens, int hidden, int top_k,
-                   device::combine_addends<T> addends, T* out, int64_t out_stride) {
+struct combine_rows {
+  const T* yp;
+  int64_t yp_stride;
+  const int32_t* pair_to_row;
+  const float* topk_weights;  //!< null: the rows are already scaled by ĝ
+  int64_t tokens;
+  int hidden, top_k;
+  device::combine_addends<T> addends;
+  T* out;
+  int64_t out_stride;
+};
+
+//! The combine of the 16-byte vector at column c of token t, built for latency: every load is
+//! issued before the first FMA waits for one (the addends, then per group of 8 pairs the row
+//! indices and weights, then the rows they name), so a token costs two dependent round trips
+//! for K ≤ 8. The sum keeps the order of the documentation (bitwise deterministic). The rows
+//! and the shared addend are read at L2 (`ld.global.cg`): a fused GEMM 2 wrote them in the
+//! same launch, from other blocks.
+template <class T>
+__device__ inline void combine_vector(const combine_rows<T>& a, int64_t t, int c) {
+  constexpr int v = vector_elements<T>;
+  // Raw until the sum: converting a value waits for it, and so would every load after it.
+  int4 shared = {}, residual = {};
+  if (a.addends.shared) {
+    shared = __ldcg(reinterpret_cast<const int4*>(a.addends.shared + t * a.addends.shared_stride + c));
+  }
+  if (a.addends.residual) {
+    residual = *reinterpret_cast<const int4*>(a.addends.residual + t * a.addends.residual_stride + c);
+  }
+  float_vector<T> acc = {};
+  for (int k0 = 0; k0 < a.top_k; k0 += combine_group) {
+    int32_t row[combine_group];
+    float w[combine_group];
+    int4 y[combine_group];
+#pragma unroll
+    for (int j = 0; j < combine_group; ++j) {
+      const bool pair = k0 + j < a.top_k;
+      row[j] = pair ? a.pair_to_row[t * a.top_k + k0 + j] : -1;
+      w[j] = pair && a.topk_weights ? a.topk_weights[t * a.top_k + k0 + j] : 1.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < combine_group; ++j) {
+      y[j] = row[j] >= 0 ? __ldcg(reinterpret_cast<const int4*>(a.yp + row[j] * a.yp_stride + c)) : int4{};
+    }
+    if (k0 == 0 && a.addends.shared) acc = float_vector<T>::of(shared);  // K ≥ 1: the sum starts here
+#pragma unroll
+    for (int j = 0; j < combine_group; ++j) {  // skipped pairs (row −1) add nothing
+      if (row[j] < 0) continue;
+      const float_vector<T> y_j = float_vector<T>::of(y[j]);
+#pragma unroll
+      for (int i = 0; i < v; ++i) acc.v[i] = fmaf(w[j], y_j.v[i], acc.v[i]);
+    }
+  }
+  if (a.addends.residual) {
+    const float_vector<T> r = float_vector<T>::of(residual);
+#pragma unroll
+    for (int i = 0; i < v; ++i) acc.v[i] += r.v[i];
+  }
+  acc.store(a.out + t * a.out_stride + c);
+}
+
+//! combine_vector for every token and the vectors of columns [c0, c1) (multiples of the
+//! vector width), one per thread of the block, block-strided.
+template <class T>
+__device__ inline void combine_columns(const combine_rows<T>& a, int c0, int c1) {
+  constexpr int v = vector_elements<T>;
+  const int vectors = (c1 - c0) / v;
+  for (int64_t item = threadIdx.x; item < a.tokens * vectors; item += blockDim.x) {
+    combine_vector(a, item / vectors, c0 + int(item % vectors) * v);
+  }
+}
+
+//! One thread per (token, 16-byte column vector), so that even one token spreads over H / 8
+//! threads (combine_vector).
+template <class T>
+__global__ void __launch_bounds__(combine_block_threads) combine_kernel(combine_rows<T> a) {
   wait_for_dependencies();  // the expert rows, the addends: the kernels before wrote them
   launch_dependents();
   constexpr int v = vector_elements<T>;
-  const int vectors = hidden / v;
-  const int64_t items = tokens * vectors;
+  const int vectors = a.hidden / v;
+  const int64_t items = a.tokens * vectors;
   for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < items;
        item += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = item / vectors;
-    const int c = int(item % vectors) * v;
-    // Raw until the sum: converting a value waits for it, and so would every load after it.
-    int4 shared = {}, residual = {};
-    if (addends.shared) shared = *reinterpret_cast<const int4*>(addends.shared + t * addends.shared_stride + c);
-    if (addends.residual) residual = *reinterpret_cast<const int4*>(addends.residual + t * addends.residual_stride + c);
-    float_vector<T> acc = {};
-    for (int k0 = 0; k0 < top_k; k0 += combine_group) {
-      int32_t row[combine_group];
-      float w[combine_group];
-      int4 y[combine_group];
-#pragma unroll
-      for (int j = 0; j < combine_group; ++j) {
-        const bool pair = k0 + j < top_k;
-        row[j] = pair ? pair_to_row[t * top_k + k0 + j] : -1;
-        w[j] = pair && topk_weights ? topk_weights[t * top_k + k0 + j] : 1.0f;
-      }
-#pragma unroll
-      for (int j = 0; j < combine_group; ++j) {
-        y[j] = row[j] >= 0 ? __ldg(reinterpret_cast<const int4*>(yp + row[j] * yp_stride + c)) : int4{};
-      }
-      if (k0 == 0 && addends.shared) acc = float_vector<T>::of(shared);  // K ≥ 1: the sum starts here
-#pragma unroll
-      for (int j = 0; j < combine_group; ++j) {  // skipped pairs (row −1) add nothing
-        if (row[j] < 0) continue;
-        const float_vector<T> y_j = float_vector<T>::of(y[j]);
-#pragma unroll
-        for (int i = 0; i < v; ++i) acc.v[i] = fmaf(w[j], y_j.v[i], acc.v[i]);
-      }
-    }
-    if (addends.residual) {
-      const float_vector<T> r = float_vector<T>::of(residual);
-#pragma unroll
-      for (int i = 0; i < v; ++i) acc.v[i] += r.v[i];
-    }
-    acc.store(out + t * out_stride + c);
+    combine_vector(a, item / vectors, int(item % vectors) * v);
   }
 }
 

@@ -62,27 +62,6 @@ __device__ inline float dot16(const int4& a, const int4& b) {
   return sum;
 }
 
-//! Counts this block's arrival; true in the last block of the grid to arrive, which finds every
-//! other block's writes visible and leaves the counter at zero for the next launch. An arrival
-//! that finds the counter at or above the grid's size (a workspace never zeroed) traps rather
-//! than route with logits that are not all there; a smaller stale value cannot be told from a
-//! real count, hence the contract to zero the counters once.
-__device__ inline bool last_to_arrive(unsigned* arrivals) {
-  __shared__ bool last;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
-    __threadfence();
-    const unsigned before = atomicAdd(arrivals, 1u);
-    if (before >= blocks) __trap();  // the workspace's counter was not zero
-    last = before == blocks - 1;
-    if (last) *arrivals = 0u;  // every block has counted: nobody touches it again in this launch
-  }
-  __syncthreads();
-  if (last) __threadfence();
-  return last;
-}
-
 //! With `Compact` (moe_forward's decode path), the last block goes on to compact the routing
 //! it wrote (`compacted`: compact's outputs for plan = the routing's ids), so that the expert
 //! GEMMs follow it directly: no launch of compact.
@@ -152,7 +131,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
     }
   }
 
-  if (!last_to_arrive(arrivals)) return;
+  if (!last_to_arrive(arrivals, gridDim.x * gridDim.y * gridDim.z)) return;
 
   // Phase 2: route from the logits, staged per warp in shared memory (L2 reads: the other
   // blocks' writes are not in this block's L1), each lane's loads all in flight.
