@@ -184,14 +184,23 @@ class traffic_problem {
 
   //! Counts moe_forward of T tokens whose router gives the routing `ids` `[T, K]` (−1: masked,
   //! with the mask on: `mask`; without it, dense Top-K on the same candidates); the expert
-  //! GEMMs with `schedule`. Throws if the routing moe_forward exports is not `ids`.
-  layer_traffic run(int64_t T, const std::vector<int32_t>& ids, bool mask,
-                    beam::device::gemm_schedule schedule = beam::device::gemm_schedule::automatic) {
+  //! GEMMs with `schedule`. With `valid_tokens` ≥ 0, a padded batch: the tokens after the first
+  //! `valid_tokens` are padding (routing_options::valid_tokens), and their rows of `ids` count
+  //! as −1. Throws if the routing moe_forward exports is not that.
+  layer_traffic run(int64_t T, std::vector<int32_t> ids, bool mask,
+                    beam::device::gemm_schedule schedule = beam::device::gemm_schedule::automatic,
+                    int32_t valid_tokens = -1) {
     if (T < 1 || T > max_tokens_ || ids.size() != size_t(T) * m_.K) throw std::invalid_argument("traffic_problem::run");
-    make_router(T, ids);
+    make_router(T, ids);  // padding tokens included: without the count, they would route
+    routing_options o = options(mask);
+    if (valid_tokens >= 0) {
+      traffic_try(cudaMemcpy(valid_.data(), &valid_tokens, sizeof(int32_t), cudaMemcpyHostToDevice), "cudaMemcpy");
+      o.valid_tokens = valid_.data();
+      for (size_t i = std::min(size_t(valid_tokens) * m_.K, ids.size()); i < ids.size(); ++i) ids[i] = -1;
+    }
     emu::profile::start();
     cudaError_t status =
-        beam::device::moe_forward<bf16>(workspace_, workspace_bytes_, x_.data(), m_.H, T, layer(), options(mask),
+        beam::device::moe_forward<bf16>(workspace_, workspace_bytes_, x_.data(), m_.H, T, layer(), o,
                                         {y_.data(), m_.H, nullptr, 0, ids_.data(), weights_.data()}, schedule);
     if (status == cudaSuccess) status = cudaDeviceSynchronize();
     layer_traffic t;
@@ -276,7 +285,7 @@ class traffic_problem {
   model_shape m_;
   int64_t max_tokens_;
   filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_, y_;
-  filled_buffer<int32_t> ids_;
+  filled_buffer<int32_t> ids_, valid_{1, 12, 0.0f, 0.0f};
   filled_buffer<float> weights_;
   size_t workspace_bytes_ = 0;
   void* workspace_ = nullptr;

@@ -12,6 +12,7 @@
 #include "beam/moe/device_moe.cuh"
 #include "beam/reference/moe.cuh"
 #include "common/gpu.cuh"
+#include "common/routing_inputs.cuh"
 #include "common/testing.hpp"
 
 namespace ref = beam::reference;
@@ -127,6 +128,7 @@ struct layer_case {
   int H, I, E, K, I_s;
   bool mask, residual;
   gemm_schedule schedule;
+  int count_case;  //!< valid_token_count's case (0: no count)
 };
 
 template <class T>
@@ -156,7 +158,12 @@ void check_layer(const layer_case& c, uint64_t seed) {
   opt.mask_enabled = c.mask;
   const ref::moe_weights<float> ref_weights{c.H, c.I, c.E, w13.data(), w2.data(), c.I_s,
                                             c.I_s ? s13.data() : nullptr, c.I_s ? s2.data() : nullptr};
-  const auto expected = ref::moe_forward<float>(x.data(), T_, ref_weights, w_r.data(), w_m.data(), opt);
+  const beam::test::valid_token_count valid(T_, c.count_case);
+  CAPTURE(valid.given);
+  CAPTURE(valid.host);
+  const auto expected =
+      ref::moe_forward<float>(x.data(), T_, ref_weights, w_r.data(), w_m.data(), valid.on_host(opt));
+  opt = valid.on_device(opt);
   std::vector<float> expected_out = expected.out;
   if (c.residual) {
     for (size_t i = 0; i < expected_out.size(); ++i) expected_out[i] += residual[i];
@@ -238,7 +245,7 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
 }  // namespace
 
 TEST_SUITE("gpu") {
-  TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual") {
+  TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual, padding") {
     BEAM_REQUIRE_GPU();
     int n = 0;
     for (int64_t T : beam::test::sweep<int64_t>({0, 1, 3, 64, 65, 127, 1000}, {0, 1, 64, 65, 127})) {  // ≤ 64: route_decode; above: router GEMMs
@@ -249,7 +256,7 @@ TEST_SUITE("gpu") {
       for (auto [H, I, E, K, I_s] : {shape{64, 32, 6, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
         for (gemm_schedule schedule :
              {gemm_schedule::decode, gemm_schedule::prefill, gemm_schedule::prefill_sm80}) {
-          const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule};
+          const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule, n % 7};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
           ++n;

@@ -1,6 +1,7 @@
 // The routing reference: hand-worked cases, options, non-finite logits, and invariants.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -168,6 +169,39 @@ TEST_CASE("mask off is plain Top-K; zero mask logits keep every candidate; negat
     CHECK(all_masked.topk_weights[i] == 0.0f);
   }
   CHECK(all_masked.candidate_ids == dense.candidate_ids);
+}
+
+TEST_CASE("a count of valid tokens: the tokens after it are padding, every slot empty; the count is clamped") {
+  const int64_t T = 5, E = 8;
+  const auto r = beam::test::random_normal<float>(T * E, 33);
+  const auto z = beam::test::random_normal<float>(T * E, 34);
+  routing_options opt;
+  opt.top_k = 3;
+  const auto all = route_and_mask<float>({r.data(), T, E, E}, {z.data(), T, E, E}, opt);
+  for (const int32_t n : {2, 0, 5, 9, -1}) {
+    CAPTURE(n);
+    opt.valid_tokens = &n;
+    const auto padded = route_and_mask<float>({r.data(), T, E, E}, {z.data(), T, E, E}, opt);
+    const int64_t valid = std::clamp<int64_t>(n, 0, T);
+    for (int64_t slot = 0; slot < T * opt.top_k; ++slot) {
+      CAPTURE(slot);
+      const size_t s = size_t(slot);
+      if (slot < valid * opt.top_k) {  // routed as without a count
+        CHECK(padded.candidate_ids[s] == all.candidate_ids[s]);
+        CHECK(padded.topk_ids[s] == all.topk_ids[s]);
+        CHECK(padded.topk_weights[s] == all.topk_weights[s]);
+        CHECK(padded.mask_probs[s] == all.mask_probs[s]);
+      } else {
+        CHECK(padded.candidate_ids[s] == -1);
+        CHECK(padded.topk_ids[s] == -1);
+        CHECK(padded.gate_weights[s] == 0.0f);
+        CHECK(padded.topk_weights[s] == 0.0f);
+        CHECK(padded.mask_probs[s] == 0.0f);
+      }
+    }
+    if (valid < T) CHECK(padded.active_pairs() < all.active_pairs());  // the padding's pairs are gone
+    else CHECK(padded.active_pairs() == all.active_pairs());
+  }
 }
 
 TEST_CASE("random routing: invariants, and one [T, 2E] array equals two [T, E] arrays") {

@@ -11,6 +11,7 @@
 #include "beam/reference/routing.cuh"
 #include "beam/routing/device_route_decode.cuh"
 #include "common/gpu.cuh"
+#include "common/routing_inputs.cuh"
 
 namespace ref = beam::reference;
 using beam::device::router_weights;
@@ -78,7 +79,7 @@ std::vector<float> logits_of(const std::vector<T>& x, int64_t x_stride, const st
 
 template <class T>
 void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_options& options, bool padded,
-                  uint64_t seed) {
+                  uint64_t seed, int count_case) {
   CAPTURE(tokens);
   CAPTURE(E);
   CAPTURE(K);
@@ -92,7 +93,12 @@ void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_optio
   const auto r = logits_of(x, stride, w_r, stride, tokens, E, H), z = logits_of(x, stride, w_m, stride, tokens, E, H);
   beam::routing_options opt = options;
   opt.top_k = K;
-  const auto expected = ref::route_and_mask<float>({r.data(), tokens, E, E}, {z.data(), tokens, E, E}, opt);
+  const beam::test::valid_token_count valid(tokens, count_case);
+  CAPTURE(valid.given);
+  CAPTURE(valid.host);
+  const auto expected =
+      ref::route_and_mask<float>({r.data(), tokens, E, E}, {z.data(), tokens, E, E}, valid.on_host(opt));
+  opt = valid.on_device(opt);
   const auto expected_perm = ref::compact(expected.topk_ids.data(), tokens, K, E);
 
   beam::test::device_vector<T> d_x(x), d_wr(w_r), d_wm(w_m);
@@ -148,7 +154,7 @@ void decode_cases(uint64_t seed_base) {
           case 3: opt.scoring = beam::score_function::sigmoid; opt.renormalize = true; break;
           case 4: opt.routed_scaling_factor = 0.5f; break;
         }
-        check_decode<T>(tokens, E, K, H, opt, n % 2 == 1, seed_base + uint64_t(n));
+        check_decode<T>(tokens, E, K, H, opt, n % 2 == 1, seed_base + uint64_t(n), n % 7);
         ++n;
       }
     }

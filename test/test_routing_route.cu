@@ -57,8 +57,9 @@ struct route_case {
   bool fused_layout;  //!< one [T, 2E] array (+ padding) instead of two [T, E] arrays
 };
 
+//! `count_case`: the valid_token_count case (0: no count).
 template <class LogitT>
-void check_case(const route_case& c, const std::vector<LogitT>& r, const std::vector<LogitT>& z) {
+void check_case(const route_case& c, const std::vector<LogitT>& r, const std::vector<LogitT>& z, int count_case = 0) {
   const int64_t T = c.T;
   const int E = c.E, K = c.K;
   CAPTURE(T);
@@ -74,11 +75,15 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
   opt.top_k = K;
   std::vector<float> bias_host;
   if (opt.selection_bias) bias_host.assign(opt.selection_bias, opt.selection_bias + E);
-  const auto expected = ref::route_and_mask<float>(logits.r_view(T, E), logits.z_view(T, E), opt);
+  const beam::test::valid_token_count valid(T, count_case);
+  CAPTURE(valid.given);
+  CAPTURE(valid.host);
+  const auto expected = ref::route_and_mask<float>(logits.r_view(T, E), logits.z_view(T, E), valid.on_host(opt));
   const auto expected_perm = ref::compact(expected.topk_ids.data(), T, K, E);
 
   beam::test::device_vector<float> d_bias(bias_host.empty() ? std::vector<float>(1) : bias_host);
   if (opt.selection_bias) opt.selection_bias = d_bias.data();
+  opt = valid.on_device(opt);
   const size_t slots = size_t(std::max<int64_t>(T * K, 1));
   beam::test::device_vector<int32_t> ids(slots), candidates(slots), counts{size_t(E)};
   beam::test::device_vector<float> weights(slots), probs(slots);
@@ -132,7 +137,7 @@ void random_cases(uint64_t seed_base) {
         }
         const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
         check_case<LogitT>(c, beam::test::make_logits<LogitT>(size_t(T * E), seed, coarse),
-                           beam::test::make_logits<LogitT>(size_t(T * E), seed + 1000, false));
+                           beam::test::make_logits<LogitT>(size_t(T * E), seed + 1000, false), n % 7);
       }
     }
   }
@@ -148,7 +153,7 @@ TEST_SUITE("gpu") {
     random_cases<__nv_bfloat16>(300);
   }
 
-  TEST_CASE("route_and_mask: all masked, none masked, ties, NaN and ±Inf") {
+  TEST_CASE("route_and_mask: all masked, none masked, ties, NaN and ±Inf, padding after a count of valid tokens") {
     BEAM_REQUIRE_GPU();
     const int64_t T = 33;
     const int E = 64, K = 8;
@@ -171,6 +176,7 @@ TEST_SUITE("gpu") {
     check_case<float>(c, r, z_negative);  // all masked
     check_case<float>(c, r, z_zero);      // none masked (σ(0) = 0.5 keeps)
     check_case<float>(c, r, z_special);
+    for (int count_case = 1; count_case < 5; ++count_case) check_case<float>(c, r, z_zero, count_case);  // padding
   }
 
   TEST_CASE("route_and_mask replayed from a CUDA graph on new logits equals eager") {

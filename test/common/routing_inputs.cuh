@@ -62,4 +62,30 @@ struct device_logits {
   }
 };
 
+//! A count of valid tokens (routing_options::valid_tokens) for a test that cycles through its
+//! cases: none, half of T, 0, beyond T and negative (both clamped), in host memory for the
+//! reference and on the device for the device functions.
+struct valid_token_count {
+  int32_t host = 0;
+  device_vector<int32_t> device{1};
+  bool given = false;
+
+  valid_token_count(int64_t tokens, int n) : given(n % 5 != 0) {
+    const int32_t cases[5] = {0, int32_t(tokens / 2), 0, int32_t(tokens + 5), -3};
+    host = cases[n % 5];
+    BEAM_CUDA_TRY(cudaMemcpy(device.data(), &host, sizeof(int32_t), cudaMemcpyHostToDevice));
+  }
+  //! `options` with the count in host memory (for the reference), or without one.
+  routing_options on_host(routing_options options) const {
+    options.valid_tokens = given ? &host : nullptr;
+    return options;
+  }
+  //! `options` with the count in device memory, or without one.
+  routing_options on_device(routing_options options) const {
+    options.valid_tokens = given ? device.data() : nullptr;
+    return options;
+  }
+};
+
 }  // namespace beam::test
+

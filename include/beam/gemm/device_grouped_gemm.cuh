@@ -282,11 +282,6 @@ cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params
                                                                            work_bound(params, geo::bm), stream, params);
 }
 
-//! Column tiles a layer's fused combine can count: one completion counter each, after
-//! route_decode's in the workspace's counter bytes (H ≤ 448 · 64 = 28672 at BN = 64).
-constexpr int64_t layer_arrivals_offset = 256;
-constexpr int layer_max_column_tiles = int((device::workspace_counter_bytes - layer_arrivals_offset) / sizeof(unsigned));
-
 //! A layer's decode GEMM in one launch of layer_gemm_kernel (decode tiles): the grouped problem
 //! `p`, then `extras.dense` (rows 0: none), and with `extras.arrivals` the fused combine, which
 //! needs both problems' N equal and at most layer_max_column_tiles column tiles. The arguments
@@ -297,7 +292,8 @@ cudaError_t launch_layer_gemm(beam::detail::grouped_gemm_params<T, T> p, beam::d
   using geo = beam::detail::gemm_geometry<decode_tiles>;
   p.column_tiles = column_tiles(p, Epilogue, geo::bn);
   extras.dense.column_tiles = column_tiles(extras.dense, Epilogue, geo::bn);
-  if (extras.arrivals && ((extras.dense.rows > 0 && extras.dense.n != p.n) || p.column_tiles > layer_max_column_tiles)) {
+  const bool same_columns = extras.dense.rows == 0 || extras.dense.n == p.n;
+  if (extras.arrivals && (!same_columns || p.column_tiles > beam::detail::layer_max_column_tiles)) {
     return cudaErrorInvalidValue;  // a combine over column tiles that do not match or cannot be counted
   }
   return launch_persistent<beam::detail::layer_gemm_kernel<T, decode_tiles, Epilogue>, geo::threads,

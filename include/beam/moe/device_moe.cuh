@@ -244,14 +244,14 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride};
 
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
-  if (decode_schedule(schedule, experts) && column_tiles <= layer_max_column_tiles) {  // two launches
+  if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {  // two launches
     beam::detail::layer_gemm_extras<T> gemm1{}, gemm2{};
     if (I_s > 0) {
       gemm1.dense = params_of(shared_x, shared_w13, 2 * I_s, H, all, shared_swiglu);
       gemm2.dense = params_of<T, T>({shared_activations, I_s}, shared_w2, H, I_s, all,
                                     {shared_rows, H, gemm_epilogue::scale_rows});  // no scales: ×1
     }
-    gemm2.arrivals = w::at<unsigned>(workspace, layer_arrivals_offset);
+    gemm2.arrivals = w::at<unsigned>(workspace, beam::detail::layer_arrivals_offset);
     gemm2.combine = {expert_rows, H, compaction.pair_to_row, nullptr, tokens, H, top_k, addends, out.out,
                      out.out_stride};
     status = launch_layer_gemm<T, gemm_epilogue::swiglu>(params_of(routed_x, w13, 2 * I, H, experts, routed_activations),

@@ -9,6 +9,8 @@
 //!   mask        m_i = σ(z_{c_i}),  m̂_i = 1[z_{c_i} ≥ 0]
 //!   final       ĝ_i = g_i · m̂_i   (no renormalisation after masking)
 //!   ids         topk_id_i = m̂_i ? c_i : −1
+//! With a count of valid tokens n (routing_options::valid_tokens, host memory here), tokens
+//! t ≥ n are padding: every slot empty (c = topk_id = −1, g = ĝ = m = 0).
 //!
 //! Keys are computed in the logits' type (`float` for float logits: σ in float, the bias added
 //! in float), as a device kernel computes them, so ids compare exactly except where two keys
@@ -142,7 +144,8 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
   out.topk_weights.assign(slots, Real(0));
   out.active_count.assign(static_cast<size_t>(tokens), 0);
 
-  for (int64_t t = 0; t < tokens; ++t) {
+  const int64_t routed = options.valid_tokens ? std::clamp<int64_t>(*options.valid_tokens, 0, tokens) : tokens;
+  for (int64_t t = 0; t < routed; ++t) {  // the padding tokens after `routed` keep their empty slots
     const Real* r = &router_logits(t, 0);
     const std::vector<double> s = expert_scores(r, experts, options.scoring);
     std::vector<double> keys(static_cast<size_t>(experts));

@@ -2,6 +2,8 @@
 //! Routing options, shared by the device primitives and the host reference.
 #pragma once
 
+#include <cstdint>
+
 namespace beam {
 
 //! How router logits become expert scores.
@@ -20,6 +22,11 @@ struct routing_options {
   const float* selection_bias = nullptr;          //!< b[E] added to the selection key only
                                                   //!< (device memory for device functions)
   bool mask_enabled = true;                       //!< false: plain Top-K, m = m̂ = 1
+  const int32_t* valid_tokens = nullptr;          //!< optional n (device memory for device functions):
+                                                  //!< tokens t ≥ n, the padding of a batch padded to a
+                                                  //!< captured size, get empty slots (ids and candidates
+                                                  //!< −1, weights and mask probabilities 0), so that no
+                                                  //!< expert runs for them; n is clamped to [0, T]
 };
 
 }  // namespace beam

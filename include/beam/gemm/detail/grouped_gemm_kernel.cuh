@@ -20,7 +20,7 @@
 #include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/gemm/tile_mma.cuh"
-#include "beam/permute/detail/gather_combine_kernels.cuh"
+#include "beam/permute/device_combine.cuh"
 
 namespace beam::device {
 enum class gemm_epilogue;
@@ -165,8 +165,7 @@ __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, v
 }
 
 //! Work item w: row tile w / column_tiles (of group `group`, rows [row0, row0 + BM) ∩
-//! [.., group_end)), column tile w mod column_tiles. A problem without offsets (one group) needs
-//! no tile starts.
+//! [.., group_end)), column tile w mod column_tiles.
 struct gemm_work_item {
   int group, column_tile;
   int64_t row0, group_end;
@@ -178,11 +177,17 @@ __device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, O
   const int row_tile = int(w / p.column_tiles);
   gemm_work_item item;
   item.column_tile = int(w % p.column_tiles);
-  item.group = p.offsets ? last_start_at_or_below(tile_starts, p.groups, row_tile) : 0;
+  item.group = last_start_at_or_below(tile_starts, p.groups, row_tile);
   int64_t group_begin = 0;
   group_range(p, item.group, group_begin, item.group_end);
-  item.row0 = group_begin + int64_t(row_tile - (p.offsets ? tile_starts[item.group] : 0)) * BM;
+  item.row0 = group_begin + int64_t(row_tile - tile_starts[item.group]) * BM;
   return item;
+}
+
+//! Work item w of a problem without offsets (one group of `rows` rows): no tile starts needed.
+template <int BM, class T, class OutT>
+__device__ inline gemm_work_item locate_dense_item(const grouped_gemm_params<T, OutT>& p, int64_t w) {
+  return {0, int(w % p.column_tiles), w / p.column_tiles * BM, p.rows};
 }
 
 //! Whether `pair` is a pair index of [0, rows) (one unsigned comparison): −1 (a masked pair)
@@ -393,6 +398,11 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
   }
 }
 
+//! Column tiles a layer's fused combine can count: one completion counter each, after
+//! route_decode's in the workspace's counter bytes (H ≤ 448 · 64 = 28672 at BN = 64).
+constexpr size_t layer_arrivals_offset = 256;
+constexpr int layer_max_column_tiles = int((device::workspace_counter_bytes - layer_arrivals_offset) / sizeof(unsigned));
+
 //! What a layer's decode launch adds to the grouped problem (layer_gemm_kernel).
 template <class T>
 struct layer_gemm_extras {
@@ -403,42 +413,44 @@ struct layer_gemm_extras {
 
 //! The grouped problem `p` (the routed experts) and `extras.dense` (the shared expert) in one
 //! persistent launch, the dense problem's work items after the grouped ones'. With `arrivals`
-//! (GEMM 2 of a layer: both problems have the same N, hence the same column tiles), the combine
-//! follows in the same launch, deterministically: each work item counts itself done for its
-//! column tile (last_to_arrive), and the block that completes a column tile combines those
-//! columns of every token (combine_columns), summing in the order of `combine`. With no work
-//! item at all (every pair masked, no shared expert) the blocks combine the column tiles in
-//! turn.
+//! (GEMM 2 of a layer: both problems have the same N, hence the same column tiles, at most
+//! layer_max_column_tiles), the combine follows in the same launch, deterministically: each work
+//! item counts itself done for its column tile (last_to_arrive), and the block that completes a
+//! column tile combines those columns of every token (combine_columns) once its own work items
+//! are done, summing in the order of `combine`. With no work item at all (every pair masked, no
+//! shared expert) the blocks combine the column tiles in turn.
 template <class T, class Tiles, device::gemm_epilogue Epilogue>
 __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
     layer_gemm_kernel(grouped_gemm_params<T, T> p, layer_gemm_extras<T> extras) {
-  constexpr int BM = Tiles::block_rows, BN = Tiles::block_cols;
+  constexpr int BM = Tiles::block_rows, BN = Tiles::block_cols, words = (layer_max_column_tiles + 31) / 32;
   extern __shared__ int4 smem[];
-  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);
+  __shared__ unsigned completed[words];  // bit j: this block completed column tile j
+  for (int i = int(threadIdx.x); i < words; i += int(blockDim.x)) completed[i] = 0;
+  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);  // ends with a barrier
   const int32_t grouped_tiles = shared.tile_starts[p.groups];
   const int64_t grouped_work = int64_t(grouped_tiles) * p.column_tiles;
   const int64_t dense_tiles = (extras.dense.rows + BM - 1) / BM;
   const int64_t work = grouped_work + dense_tiles * extras.dense.column_tiles;
-  const auto combine_tile = [&](int column_tile) {
-    const int c0 = column_tile * BN;
-    combine_columns(extras.combine, c0, min(c0 + BN, p.n));
-  };
+  const unsigned work_items_per_tile = unsigned(grouped_tiles + dense_tiles);
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
     gemm_work_item item;
     if (w < grouped_work) {
       item = locate_work_item<BM>(p, shared.tile_starts, w);
       run_work_item<Tiles, Epilogue>(p, item, shared);
     } else {
-      item = locate_work_item<BM>(extras.dense, shared.tile_starts, w - grouped_work);
+      item = locate_dense_item<BM>(extras.dense, w - grouped_work);
       run_work_item<Tiles, Epilogue>(extras.dense, item, shared);
     }
-    if (extras.arrivals &&
-        last_to_arrive(extras.arrivals + item.column_tile, unsigned(grouped_tiles + dense_tiles))) {
-      combine_tile(item.column_tile);
+    if (extras.arrivals && last_to_arrive(extras.arrivals + item.column_tile, work_items_per_tile) &&
+        threadIdx.x == 0) {
+      completed[item.column_tile / 32] |= 1u << (item.column_tile % 32);
     }
   }
-  if (extras.arrivals && work == 0) {
-    for (int j = int(blockIdx.x); j < p.column_tiles; j += int(gridDim.x)) combine_tile(j);
+  if (!extras.arrivals) return;
+  __syncthreads();  // the marks
+  for (int j = 0; j < p.column_tiles; ++j) {
+    const bool mine = work == 0 ? j % int(gridDim.x) == int(blockIdx.x) : (completed[j / 32] >> (j % 32)) & 1u;
+    if (mine) combine_columns(extras.combine, j * BN, min(j * BN + BN, p.n));
   }
 }
 

@@ -131,6 +131,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
     }
   }
 
+  const int64_t routed = routed_tokens(options, tokens);  // in flight while the block arrives
   if (!last_to_arrive(arrivals, gridDim.x * gridDim.y * gridDim.z)) return;
 
   // Phase 2: route from the logits, staged per warp in shared memory (L2 reads: the other
@@ -138,6 +139,10 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
   constexpr int per_lane = MaxExperts / 32;
   auto staged = reinterpret_cast<float (*)[2][MaxExperts]>(shared);
   for (int64_t t = warp_index; t < tokens; t += decode_warps) {
+    if (t >= routed) {  // padding: empty slots
+      store_routed_token(out, t, options.top_k, warp::routed_slot{});
+      continue;
+    }
     float r[per_lane], z[per_lane];
 #pragma unroll
     for (int j = 0; j < per_lane; ++j) {

@@ -32,17 +32,28 @@ __device__ inline void store_routed_token(const device::routing_outputs& out, in
   }
 }
 
+//! Tokens to route: n = *options.valid_tokens clamped to [0, T], or T without a count; the
+//! tokens after them are padding (empty slots). Read after the kernel's wait: the kernels
+//! before may write the count.
+__device__ inline int64_t routed_tokens(const routing_options& options, int64_t tokens) {
+  if (!options.valid_tokens) return tokens;
+  const int64_t n = *options.valid_tokens;
+  return n < 0 ? 0 : n < tokens ? n : tokens;
+}
+
 template <int MaxExperts, class LogitT>
 __global__ void __launch_bounds__(route_block_threads)
     route_and_mask_kernel(device::routing_logits<LogitT> logits, int64_t tokens, int num_experts,
                           routing_options options, device::routing_outputs out) {
   wait_for_dependencies();  // the logits: the kernels before wrote them
   launch_dependents();
-  const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
+  const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32), routed = routed_tokens(options, tokens);
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
-    const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
-    const warp::routed_slot s =
-        warp::route_token<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options);
+    warp::routed_slot s;  // empty for padding
+    if (t < routed) {
+      const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
+      s = warp::route_token<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options);
+    }
     store_routed_token(out, t, options.top_k, s);
   }
 }
