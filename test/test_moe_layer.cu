@@ -11,6 +11,7 @@
 
 #include "beam/moe/device_moe.cuh"
 #include "beam/reference/moe.cuh"
+#include "beam/reference/permute.cuh"
 #include "common/gpu.cuh"
 #include "common/routing_inputs.cuh"
 #include "common/testing.hpp"
@@ -189,6 +190,20 @@ void check_layer(const layer_case& c, uint64_t seed) {
   if (T_ == 0) return;
   auto got_ids = ids.to_host();
   CHECK(got_ids == expected.routing.topk_ids);
+  {  // the compaction the GEMMs read (at decode: written by route_decode's last block), exactly
+    const beam::device::detail::moe_workspace ws(T_, c.K, layer, true);
+    const auto from_workspace = [&](size_t offset, size_t n) {
+      std::vector<int32_t> v(n);
+      BEAM_CUDA_TRY(cudaMemcpy(v.data(), workspace.data() + offset, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
+      return v;
+    };
+    const auto compaction = ref::compact(expected.routing.topk_ids.data(), T_, c.K, c.E);
+    const size_t active = size_t(compaction.offsets.back());
+    CHECK(from_workspace(ws.counts, size_t(c.E)) == compaction.counts);
+    CHECK(from_workspace(ws.offsets, size_t(c.E) + 1) == compaction.offsets);
+    CHECK(from_workspace(ws.sorted_pairs, active) == compaction.sorted_pairs);
+    CHECK(from_workspace(ws.pair_to_row, size_t(T_ * c.K)) == compaction.pair_to_row);
+  }
   CHECK(beam::test::relative_error(weights.to_host(), expected.routing.topk_weights) <= 1e-5);
   CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected_out) <=
         beam::dtype_traits<T>::tolerance);

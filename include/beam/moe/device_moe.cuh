@@ -62,13 +62,17 @@ struct moe_outputs {
 };
 
 //! y = the layer forward of x `[T, H]` (file comment) with `options` (K = options.top_k ≤ 16).
+//! A batch padded to a captured size passes its count of real tokens in
+//! `options.valid_tokens` (device memory): the padding tokens get no pairs, so they read no
+//! expert weights; their rows of y get the shared expert and the residual only.
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
 //! (from T, K and the shapes; it grows with T, so a size queried for the largest T serves
 //! every smaller one). A query checks only the sizes and the schedule: its pointers may be null.
 //! Its first `workspace_counter_bytes` hold completion counters: **zero them once** after
 //! allocating the workspace; every call leaves them at zero (so no call needs a memset), and
-//! nothing else may write them between calls (route_decode documents what happens if it does).
+//! nothing else may write them between calls (a counter found at or above its launch's count
+//! traps, a smaller stale one goes undetected: see last_to_arrive).
 //!
 //! @tparam T  __nv_bfloat16 or __half (activations and weights)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
@@ -244,7 +248,7 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride};
 
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
-  if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {  // two launches
+  if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {
     beam::detail::layer_gemm_extras<T> gemm1{}, gemm2{};
     if (I_s > 0) {
       gemm1.dense = params_of(shared_x, shared_w13, 2 * I_s, H, all, shared_swiglu);
