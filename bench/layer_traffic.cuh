@@ -201,7 +201,8 @@ class traffic_problem {
     emu::profile::start();
     cudaError_t status =
         beam::device::moe_forward<bf16>(workspace_, workspace_bytes_, x_.data(), m_.H, T, layer(), o,
-                                        {y_.data(), m_.H, nullptr, 0, ids_.data(), weights_.data()}, schedule);
+                                        {y_.data(), m_.H, nullptr, 0, ids_.data(), weights_.data(), invalid_.data()},
+                                        schedule);
     if (status == cudaSuccess) status = cudaDeviceSynchronize();
     layer_traffic t;
     t.launches = emu::profile::stop();
@@ -211,6 +212,9 @@ class traffic_problem {
     traffic_try(cudaMemcpy(routed.data(), ids_.data(), routed.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
                 "cudaMemcpy");
     if (routed != ids) throw std::logic_error("traffic_problem: the router did not give the routing asked for");
+    unsigned long long invalid = 1;
+    traffic_try(cudaMemcpy(&invalid, invalid_.data(), sizeof(invalid), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (invalid != 0) throw std::logic_error("traffic_problem: the layer's status word counts skipped ids");
     for (const auto& r : t.launches) {
       t.distinct_bytes += double(r.distinct_bytes());
       t.requested_read_bytes += 32.0 * double(read_requests(r).sectors);
@@ -286,6 +290,7 @@ class traffic_problem {
   int64_t max_tokens_;
   filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_, y_;
   filled_buffer<int32_t> ids_, valid_{1, 12, 0.0f, 0.0f};
+  filled_buffer<unsigned long long> invalid_{1, 13, 1.0f, 1.0f};  //!< the status word, zeroed by each run
   filled_buffer<float> weights_;
   size_t workspace_bytes_ = 0;
   void* workspace_ = nullptr;

@@ -336,10 +336,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   if (decode) {  // one launch: router GEMV, routing and compaction
     const router_weights<T> weights{layer.router, layer.mask_router, H, H};
     status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
-    if (status == cudaSuccess && out.invalid_ids) {  // the status word, zeroed by each call
-      status = cudaMemsetAsync(out.invalid_ids, 0, sizeof(unsigned long long), stream);
-    }
-    if (status == cudaSuccess) {
+    if (status == cudaSuccess) {  // its compaction stores the status word: no memset
       status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
                                                  detail::compaction_of(workspace, ws, out), stream);
     }

@@ -181,7 +181,8 @@ inline cudaError_t compact(void* workspace, size_t& workspace_bytes, const compa
   }
   if (const cudaError_t status = detail::check_compact_arrays(in, out, layouts); status != cudaSuccess) return status;
   if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
-  for (unsigned long long* word : {out.invalid_ids, layouts.deepgemm.dropped_pairs}) {
+  // The status words are counted with atomics; the one-launch path stores invalid_ids itself.
+  for (unsigned long long* word : {plan.single_launch() ? nullptr : out.invalid_ids, layouts.deepgemm.dropped_pairs}) {
     if (!word) continue;
     if (const cudaError_t status = cudaMemsetAsync(word, 0, sizeof(unsigned long long), stream);
         status != cudaSuccess) {

@@ -197,13 +197,15 @@ using compact_ranking = block::expert_ranking<compact_single_threads, compact_bl
 //! Every phase of compact in one block of compact_single_threads threads, for at most
 //! single_launch_max_pairs pairs: thread t ranks the warp-striped pairs of
 //! block::expert_ranking in `rank_storage` (the caller's shared memory, free again when this
-//! returns). Called by every thread of the block.
+//! returns). Called by every thread of the block. The status word of skipped ids is stored, not
+//! added to: it needs no zeroing before.
 __device__ inline void compact_in_block(const compact_plan& plan, const device::compaction_outputs& out,
                                         const device::compaction_layouts& layouts,
                                         compact_ranking::temp_storage& rank_storage) {
   constexpr int items = compact_block_items;
   __shared__ int32_t counts[device::max_compact_experts], firsts[device::max_compact_experts + 1],
       padded_offsets[device::max_compact_experts];
+  __shared__ unsigned long long warp_invalid[compact_single_threads / 32];
   const int e = int(threadIdx.x), lane = int(warp::lane_id());
   const int64_t first_pair = int64_t(threadIdx.x / 32) * 32 * items + lane;  // warp-striped
   int experts[items];
@@ -221,9 +223,14 @@ __device__ inline void compact_in_block(const compact_plan& plan, const device::
     experts[i] = pair < plan.pairs ? local_expert_of(experts[i], plan, bad) : -1;
     invalid += __popc(__ballot_sync(0xffffffffu, bad));
   }
-  add_invalid(out.invalid_ids, invalid);
+  if (lane == 0) warp_invalid[threadIdx.x / 32] = invalid;
   compact_ranking(rank_storage).rank(experts, ranks, plan.local_experts, counts);
   __syncthreads();
+  if (out.invalid_ids && threadIdx.x == 0) {
+    unsigned long long total = 0;
+    for (int w = 0; w < compact_single_threads / 32; ++w) total += warp_invalid[w];
+    *out.invalid_ids = total;
+  }
   plan_phase(plan, e < plan.local_experts ? counts[e] : 0, firsts, padded_offsets, out, layouts);
 #pragma unroll
   for (int i = 0; i < items; ++i) {
