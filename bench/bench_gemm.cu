@@ -94,7 +94,7 @@ template <beam::device::gemm_schedule Schedule>
 void bm_beam_experts(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
-  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P};
+  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
   const double s = median_seconds(p.stream, [&] {
     BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
         {p.x.data(), m.H, p.sorted.data(), m.K}, {p.w13.data(), m.H, int64_t(2) * m.I * m.H}, 2 * m.I, m.H, groups,

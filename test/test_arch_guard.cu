@@ -34,7 +34,7 @@ TEST_SUITE("gpu") {
     beam::test::device_vector<int32_t> offsets(offsets_host);
     y.poison();
 
-    const beam::device::gemm_groups groups{offsets.data(), E, T * K};
+    const beam::device::gemm_groups groups{offsets.data(), E, T * K, T * K};
     CHECK(beam::device::grouped_gemm<bf16, bf16>({x.data(), H}, {w2.data(), I, int64_t(H) * I}, H, H, groups,
                                                  {y.data(), H}) == cudaErrorInvalidDeviceFunction);
     const beam::device::moe_layer<bf16> layer{H, I, E, w13.data(), w2.data()};

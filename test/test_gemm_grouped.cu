@@ -30,7 +30,7 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   const int32_t* offsets = reinterpret_cast<const int32_t*>(0x2000);
   const beam::device::gemm_a<bf16> a{fake, 64};
   const beam::device::gemm_b<bf16> b{fake, 64, 64 * 128};
-  const beam::device::gemm_groups groups{offsets, 4, 100};
+  const beam::device::gemm_groups groups{offsets, 4, 100, 100};
   const beam::device::gemm_output<bf16> out{fake, 128};
   const auto call = [](const beam::device::gemm_a<bf16>& a_, const beam::device::gemm_b<bf16>& b_, int n, int k,
                        const beam::device::gemm_groups& g, const beam::device::gemm_output<bf16>& o) {
@@ -55,6 +55,15 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, b, 128, 64, groups, {fake, 128, gemm_epilogue::scatter_add, scales, offsets, 0}) ==
         cudaErrorInvalidValue);  // top_k 0
   CHECK(call({fake, 64, offsets, 0}, b, 128, 64, groups, out) == cudaErrorInvalidValue);              // top_k 0
+  // Pair indices need the pair count that bounds them, in [1, 2³¹].
+  for (int64_t pairs : {int64_t(0), int64_t(-1), int64_t(INT32_MAX) + 2}) {
+    CAPTURE(pairs);
+    CHECK(call({fake, 64, offsets, 2}, b, 128, 64, {offsets, 4, 100, pairs}, out) == cudaErrorInvalidValue);
+    CHECK(call(a, b, 128, 64, {offsets, 4, 100, pairs}, {fake, 128, gemm_epilogue::scale_rows, scales, offsets}) ==
+          cudaErrorInvalidValue);
+    CHECK(call(a, b, 128, 64, {offsets, 4, 100, pairs}, {fake, 128, gemm_epilogue::scatter_add, scales, offsets, 2}) ==
+          cudaErrorInvalidValue);
+  }
   CHECK(call({fake + 1, 64}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                      // misaligned
   CHECK(call({fake, 60}, b, 128, 64, groups, out) == cudaErrorInvalidValue);                          // stride < K
   CHECK(call(a, {fake, 68, 0}, 128, 64, groups, out) == cudaErrorInvalidValue);                       // stride % 8
@@ -257,7 +266,7 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   d_c.poison();
   const beam::device::gemm_a<T> ga{d_a.data(), a_stride, c.gather ? d_pairs.data() : nullptr, c.top_k};
   const beam::device::gemm_b<T> gb{d_b.data(), c.k, int64_t(c.n) * c.k};
-  const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound};
+  const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound, rows_bound};
   const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
   REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
               ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
@@ -313,7 +322,7 @@ TEST_SUITE("gpu") {
             beam::device::grouped_gemm<__nv_bfloat16, float, capture_decode_tiles, capture_prefill_tiles,
                                        capture_hopper_tiles>({d_x.data(), k, d_pairs.data(), K},
                                                              {d_b.data(), k, int64_t(n) * k}, n, k,
-                                                             {d_offsets.data(), E, T * K}, {d_c.data(), n}, schedule,
+                                                             {d_offsets.data(), E, T * K, T * K}, {d_c.data(), n}, schedule,
                                                              stream);
         cudaGraph_t graph = nullptr;
         const cudaError_t ended = cudaStreamEndCapture(stream, &graph);  // closed before any check can throw
@@ -334,68 +343,87 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("grouped_gemm: an index that names no pair (−1, a sentinel ≥ rows) is never dereferenced") {
+  TEST_CASE("grouped_gemm: pair indices are bounded by the pair count, not the rows (padded and short layouts)") {
     BEAM_REQUIRE_GPU();
-    // T = 6 tokens, K = 4: rows = T·K = 24 in 3 groups. Some indices inside the groups name no
-    // pair: −1 (a masked pair, which −1 / K would turn into row 0), T·K and 25 (row T of X,
-    // past its end), INT32_MAX. X holds exactly T rows, so reading through any of them is out
-    // of bounds (the emulator reports cudaErrorIllegalAddress). The rule: A's row is zeros,
-    // scale_rows scales by 0, scatter_add adds nothing.
-    const int64_t T = 6, rows = 24;
+    // T = 6 tokens, K = 4: P = 24 pairs in 3 groups, laid out three ways: rows = P (compact's
+    // rows); rows = 30 > P (a vLLM-style padded layout whose padding rows hold the sentinel
+    // P); rows = 18 < P (a DeepGEMM-style layout short of some pairs, whose indices ≥ rows
+    // still name pairs). Some indices name no pair: −1 (a masked pair, which −1 / K would turn
+    // into row 0), P and 25 (row T of X, past its end), INT32_MAX. X, the scales and C of
+    // scatter_add hold exactly T rows (P scales): reading through any of them is out of bounds
+    // (the emulator reports cudaErrorIllegalAddress). The rule: A's row is zeros, scale_rows
+    // scales by 0, scatter_add adds nothing; every index in [0, P) is used.
+    const int64_t T = 6, P = 24;
     const int K = 4, E = 3, n = 40, k = 48;
-    const std::vector<int32_t> offsets = {0, 9, 15, 24};
-    std::vector<int32_t> pairs(static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) pairs[size_t(r)] = int32_t(r * 7 % rows);  // a permutation
-    const int64_t bad_rows[] = {1, 4, 10, 16, 23};
-    const int32_t bad_pairs[] = {-1, int32_t(rows), INT32_MAX, -1, 25};
-    for (int i = 0; i < 5; ++i) pairs[size_t(bad_rows[i])] = bad_pairs[i];
-    const auto valid = [&](int64_t r) { return pairs[size_t(r)] >= 0 && pairs[size_t(r)] < rows; };
-    const auto x = beam::test::random_values<__nv_bfloat16>(size_t(T * k), 51);
-    const auto xp = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 52);  // contiguous A
-    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 53);
-    const auto scales = beam::test::random_normal<float>(size_t(rows), 54);
-    // Gathered: row T of x_zero is zeros, the source of the rows that name no pair.
-    std::vector<__nv_bfloat16> x_zero(x);
-    x_zero.resize(size_t((T + 1) * k), beam::from_float<__nv_bfloat16>(0.0f));
-    std::vector<int64_t> sources(static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) sources[size_t(r)] = valid(r) ? pairs[size_t(r)] / K : T;
-    const auto gathered = ref::grouped_matmul_nt(x_zero.data(), k, sources.data(), b.data(), n, k, offsets);
-    const auto acc = ref::grouped_matmul_nt(xp.data(), k, nullptr, b.data(), n, k, offsets);
-    std::vector<double> scaled(acc.size()), added(size_t(T * n), 0.0);
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int j = 0; j < n; ++j) {
-        const double v = valid(r) ? scales[size_t(pairs[size_t(r)])] * acc[size_t(r * n + j)] : 0.0;
-        scaled[size_t(r * n + j)] = v;
-        if (valid(r)) added[size_t(pairs[size_t(r)] / K * n + j)] += v;
+    struct layout {
+      int64_t rows;
+      std::vector<int32_t> offsets;
+    };
+    for (const layout& l : {layout{24, {0, 9, 15, 24}}, layout{30, {0, 9, 15, 30}}, layout{18, {0, 6, 12, 18}}}) {
+      const int64_t rows = l.rows;
+      CAPTURE(rows);
+      std::vector<int32_t> pairs(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) pairs[size_t(r)] = r < P ? int32_t(r * 7 % P) : int32_t(P);  // a permutation
+      std::vector<int64_t> bad_rows;
+      const int64_t candidates[] = {1, 4, 10, 16, 23};
+      const int32_t bad_pairs[] = {-1, int32_t(P), INT32_MAX, -1, 25};
+      for (int i = 0; i < 5; ++i) {
+        if (candidates[i] >= rows) continue;
+        pairs[size_t(candidates[i])] = bad_pairs[i];
+        bad_rows.push_back(candidates[i]);
       }
-    }
-    beam::test::device_vector<__nv_bfloat16> d_x(x), d_xp(xp), d_b(b);
-    beam::test::device_vector<int32_t> d_offsets(offsets), d_pairs(pairs);
-    beam::test::device_vector<float> d_scales(scales);
-    const beam::device::gemm_b<__nv_bfloat16> gb{d_b.data(), k, int64_t(n) * k};
-    const beam::device::gemm_groups groups{d_offsets.data(), E, rows};
-    for (gemm_schedule schedule : all_schedules) {
-      CAPTURE(int(schedule));
-      beam::test::device_vector<float> c_store{size_t(rows * n)}, c_scaled{size_t(rows * n)};
-      beam::test::device_vector<float> c_added(std::vector<float>(size_t(T * n), 0.0f));
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_x.data(), k, d_pairs.data(), K}, gb, n, k, groups,
-                                                               {c_store.data(), n}, schedule) == cudaSuccess);
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
-                  {d_xp.data(), k}, gb, n, k, groups,
-                  {c_scaled.data(), n, gemm_epilogue::scale_rows, d_scales.data(), d_pairs.data()}, schedule) ==
-              cudaSuccess);
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
-                  {d_xp.data(), k}, gb, n, k, groups,
-                  {c_added.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
-              cudaSuccess);
-      BEAM_CUDA_TRY(cudaDeviceSynchronize());  // an out-of-bounds read fails here
-      const auto stored = c_store.to_host(), scaled_rows = c_scaled.to_host();
-      CHECK(beam::test::relative_error(stored, gathered) <= 1e-5);
-      CHECK(beam::test::relative_error(scaled_rows, scaled) <= 1e-5);
-      CHECK(beam::test::relative_error(c_added.to_host(), added) <= 1e-5);
-      for (int64_t r : bad_rows) {  // exactly zero rows
+      for (int64_t r = P; r < rows; ++r) bad_rows.push_back(r);  // the padding's sentinels
+      const auto valid = [&](int64_t r) { return pairs[size_t(r)] >= 0 && pairs[size_t(r)] < P; };
+      int64_t beyond_rows = 0;  // valid indices ≥ rows: the old bound would have dropped them
+      for (int64_t r = 0; r < rows; ++r) beyond_rows += valid(r) && pairs[size_t(r)] >= rows;
+      CHECK(beyond_rows == (rows < P ? 4 : 0));
+      const auto x = beam::test::random_values<__nv_bfloat16>(size_t(T * k), 51);
+      const auto xp = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 52);  // contiguous A
+      const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 53);
+      const auto scales = beam::test::random_normal<float>(size_t(P), 54);
+      // Gathered: row T of x_zero is zeros, the source of the rows that name no pair.
+      std::vector<__nv_bfloat16> x_zero(x);
+      x_zero.resize(size_t((T + 1) * k), beam::from_float<__nv_bfloat16>(0.0f));
+      std::vector<int64_t> sources(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) sources[size_t(r)] = valid(r) ? pairs[size_t(r)] / K : T;
+      const auto gathered = ref::grouped_matmul_nt(x_zero.data(), k, sources.data(), b.data(), n, k, l.offsets);
+      const auto acc = ref::grouped_matmul_nt(xp.data(), k, nullptr, b.data(), n, k, l.offsets);
+      std::vector<double> scaled(acc.size()), added(size_t(T * n), 0.0);
+      for (int64_t r = 0; r < rows; ++r) {
         for (int j = 0; j < n; ++j) {
-          CHECK((stored[size_t(r * n + j)] == 0.0f && scaled_rows[size_t(r * n + j)] == 0.0f));
+          const double v = valid(r) ? scales[size_t(pairs[size_t(r)])] * acc[size_t(r * n + j)] : 0.0;
+          scaled[size_t(r * n + j)] = v;
+          if (valid(r)) added[size_t(pairs[size_t(r)] / K * n + j)] += v;
+        }
+      }
+      beam::test::device_vector<__nv_bfloat16> d_x(x), d_xp(xp), d_b(b);
+      beam::test::device_vector<int32_t> d_offsets(l.offsets), d_pairs(pairs);
+      beam::test::device_vector<float> d_scales(scales);
+      const beam::device::gemm_b<__nv_bfloat16> gb{d_b.data(), k, int64_t(n) * k};
+      const beam::device::gemm_groups groups{d_offsets.data(), E, rows, P};
+      for (gemm_schedule schedule : all_schedules) {
+        CAPTURE(int(schedule));
+        beam::test::device_vector<float> c_store{size_t(rows * n)}, c_scaled{size_t(rows * n)};
+        beam::test::device_vector<float> c_added(std::vector<float>(size_t(T * n), 0.0f));
+        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_x.data(), k, d_pairs.data(), K}, gb, n, k, groups,
+                                                                 {c_store.data(), n}, schedule) == cudaSuccess);
+        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+                    {d_xp.data(), k}, gb, n, k, groups,
+                    {c_scaled.data(), n, gemm_epilogue::scale_rows, d_scales.data(), d_pairs.data()}, schedule) ==
+                cudaSuccess);
+        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
+                    {d_xp.data(), k}, gb, n, k, groups,
+                    {c_added.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
+                cudaSuccess);
+        BEAM_CUDA_TRY(cudaDeviceSynchronize());  // an out-of-bounds read fails here
+        const auto stored = c_store.to_host(), scaled_rows = c_scaled.to_host();
+        CHECK(beam::test::relative_error(stored, gathered) <= 1e-5);
+        CHECK(beam::test::relative_error(scaled_rows, scaled) <= 1e-5);
+        CHECK(beam::test::relative_error(c_added.to_host(), added) <= 1e-5);
+        for (int64_t r : bad_rows) {  // exactly zero rows
+          for (int j = 0; j < n; ++j) {
+            CHECK((stored[size_t(r * n + j)] == 0.0f && scaled_rows[size_t(r * n + j)] == 0.0f));
+          }
         }
       }
     }
@@ -556,7 +584,7 @@ TEST_SUITE("gpu") {
     beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
     beam::test::device_vector<float> d_scales(scales);
     beam::test::device_vector<int32_t> d_offsets(perm.offsets), d_pairs(perm.sorted_pairs);
-    const beam::device::gemm_groups groups{d_offsets.data(), E, T * K};
+    const beam::device::gemm_groups groups{d_offsets.data(), E, T * K, T * K};
     const auto check = [&](auto zero, double tolerance, gemm_schedule schedule) {
       using OutT = decltype(zero);
       std::vector<OutT> host(start.size());

@@ -64,8 +64,9 @@ struct hopper_tiles {
 };
 
 //! A `[rows, K]`: row r is data[r] (contiguous, e.g. gathered rows Xp), or, with
-//! gather_pairs, data[gather_pairs[r] / top_k] (X `[T, H]` read through `sorted_pairs`: no
-//! gathered copy), a zero row where gather_pairs[r] is not a pair index (see grouped_gemm).
+//! gather_pairs, data[gather_pairs[r] / top_k] (X `[T, H]`, T = ⌈pairs / top_k⌉, read through
+//! `sorted_pairs`: no gathered copy), a zero row where gather_pairs[r] is not a pair index
+//! (see grouped_gemm).
 template <class T>
 struct gemm_a {
   const T* data = nullptr;
@@ -84,12 +85,16 @@ struct gemm_b {
 };
 
 //! The groups: `count` ranges given by `offsets[count + 1]` on the device, all within a
-//! static bound `rows` (e.g. T·K) that sizes the grid; or, with offsets null, one group of
-//! exactly `rows` rows (a dense GEMM: a router, a shared expert).
+//! static bound `rows` that sizes the grid (T·K for `compact`'s rows; an engine's padded layout
+//! may have more, e.g. vLLM's P + E·(block − 1)); or, with offsets null, one group of exactly
+//! `rows` rows (a dense GEMM: a router, a shared expert). `pairs` is the number of pairs P = T·K
+//! that pair indices (gather_pairs, scale_index) may name: required with either, whatever
+//! `rows` is, since an index p names a pair only when 0 ≤ p < P.
 struct gemm_groups {
   const int32_t* offsets = nullptr;
   int count = 1;
   int64_t rows = 0;
+  int64_t pairs = 0;
 };
 
 //! C `[rows, columns]` with its row stride, and the epilogue.
@@ -119,7 +124,8 @@ struct gemm_output {
 //!         one of its enumerators; rows < 0; count ∉ [1, 512], or
 //!         offsets null with count ≠ 1; N < 1 (swiglu: odd); K < 8 or not a multiple of 8;
 //!         rows > 0 and a null A, B or C (or row_scales for scale_rows; row_scales or
-//!         scale_index, or top_k < 1, for scatter_add),
+//!         scale_index, or top_k < 1, for scatter_add), or gather_pairs or scale_index with
+//!         pairs ∉ [1, 2³¹],
 //!         top_k < 1; a pointer not 16-byte aligned, a stride not a multiple of 8 elements or
 //!         shorter than its row (K for A and B, the output columns for C); the current
 //!         device older than sm_80; cudaErrorInvalidDeviceFunction, launching nothing, when
@@ -128,10 +134,11 @@ struct gemm_output {
 //!         launch or of its runtime queries.
 //!         rows = 0: success, nothing runs.
 //! Offsets must be non-decreasing with offsets[count] ≤ rows (as `compact` writes them).
-//! Pair indices: gather_pairs[r] and scale_index[r] name pair p ∈ [0, rows) (rows = T·K,
-//! sorted_pairs of `compact`), and with gather_pairs `a` holds ⌈rows / top_k⌉ rows (T). Any
-//! other value (−1 of a masked pair, a padding sentinel ≥ rows) is read as "no pair" and
-//! never dereferenced: A's row is zeros, scale_rows writes zeros, scatter_add adds nothing.
+//! Pair indices: gather_pairs[r] and scale_index[r] name pair p ∈ [0, pairs) (P = T·K; e.g.
+//! sorted_pairs of `compact`, or vLLM's sorted_token_ids), and with gather_pairs `a` holds
+//! ⌈pairs / top_k⌉ rows (T), as C does for scatter_add. Any other value (−1 of a masked pair,
+//! a padding sentinel ≥ P such as vLLM's P) is read as "no pair" and never dereferenced: A's
+//! row is zeros, scale_rows writes zeros, scatter_add adds nothing.
 template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
           class HopperTiles = hopper_tiles>
 [[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
@@ -203,6 +210,9 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   if (n < 1 || k < 8 || k % 8 != 0 || (swiglu && n % 2 != 0)) return cudaErrorInvalidValue;
   if (groups.rows == 0) return cudaSuccess;
   if (!a.data || !b.data || !out.data || a.top_k < 1) return cudaErrorInvalidValue;
+  if ((a.gather_pairs || out.scale_index) && (groups.pairs < 1 || groups.pairs > int64_t(INT32_MAX) + 1)) {
+    return cudaErrorInvalidValue;  // pair indices need the pair count that bounds them
+  }
   if (out.epilogue == gemm_epilogue::scale_rows && !out.row_scales) return cudaErrorInvalidValue;
   if (out.epilogue == gemm_epilogue::scatter_add && (!out.row_scales || !out.scale_index || out.top_k < 1)) {
     return cudaErrorInvalidValue;
@@ -255,9 +265,10 @@ inline bool decode_schedule(gemm_schedule schedule, const gemm_groups& groups) {
 template <class T, class OutT>
 beam::detail::grouped_gemm_params<T, OutT> params_of(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
                                                      const gemm_groups& groups, const gemm_output<OutT>& out) {
-  return {a.data,         a.stride,     a.gather_pairs,   a.top_k,         b.data,        b.stride,
-          b.expert_stride, groups.offsets, groups.count,  groups.rows,     n,             k,
-          0,              out.data,     out.stride,       out.row_scales,  out.scale_index, out.top_k};
+  return {a.data,         a.stride,       a.gather_pairs, a.top_k,     groups.pairs,   b.data,
+          b.stride,       b.expert_stride, groups.offsets, groups.count, groups.rows,    n,
+          k,              0,              out.data,       out.stride,   out.row_scales, out.scale_index,
+          out.top_k};
 }
 
 //! Work items of a BM × (output columns per tile) tiling: a bound on the row tiles (each

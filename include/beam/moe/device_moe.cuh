@@ -238,7 +238,7 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   T* shared_activations = I_s > 0 ? w::at<T>(workspace, ws.shared_activations) : nullptr;
   T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.shared_rows) : nullptr;
   // GEMM 1 and GEMM 2 of the routed experts (rows of the compaction) and of the shared expert (every token).
-  const gemm_groups experts{compaction.offsets, E, P}, all{nullptr, 1, tokens};
+  const gemm_groups experts{compaction.offsets, E, P, P}, all{nullptr, 1, tokens};
   const gemm_a<T> routed_x{x, x_stride, compaction.sorted_pairs, top_k}, shared_x{x, x_stride};
   const gemm_b<T> w13{layer.w13, H, int64_t(2) * I * H}, w2{layer.w2, I, int64_t(H) * I};
   const gemm_b<T> shared_w13{layer.shared_w13, H, 0}, shared_w2{layer.shared_w2, I_s, 0};

@@ -44,6 +44,7 @@ struct grouped_gemm_params {
   int64_t a_stride;
   const int32_t* gather_pairs;
   int top_k;
+  int64_t pairs;  //!< P: pair indices (gather_pairs, scale_index) name [0, P)
   const T* b;
   int64_t b_stride, b_expert_stride;
   const int32_t* offsets;  //!< null: one group of `rows` rows
@@ -190,9 +191,9 @@ __device__ inline gemm_work_item locate_dense_item(const grouped_gemm_params<T, 
   return {0, int(w % p.column_tiles), w / p.column_tiles * BM, p.rows};
 }
 
-//! Whether `pair` is a pair index of [0, rows) (one unsigned comparison): −1 (a masked pair)
-//! and padding sentinels ≥ rows (e.g. T·K) are not, and must not be dereferenced.
-__device__ inline bool valid_pair(int32_t pair, int64_t rows) { return uint64_t(int64_t(pair)) < uint64_t(rows); }
+//! Whether `pair` is a pair index of [0, P) (one unsigned comparison): −1 (a masked pair)
+//! and padding sentinels ≥ P (e.g. vLLM's P) are not, and must not be dereferenced.
+__device__ inline bool valid_pair(int32_t pair, int64_t pairs) { return uint64_t(int64_t(pair)) < uint64_t(pairs); }
 
 //! Source of row `tile_row` of the item's A tile: row r of A, or with gather_pairs row
 //! gather_pairs[r] / top_k; null (a zero row) past the group's end or for a gathered index
@@ -204,7 +205,7 @@ __device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, c
   if (r >= item.group_end) return nullptr;
   if (!p.gather_pairs) return p.a + r * p.a_stride;
   const int32_t pair = p.gather_pairs[r];
-  return valid_pair(pair, p.rows) ? p.a + int64_t(pair / p.top_k) * p.a_stride : nullptr;
+  return valid_pair(pair, p.pairs) ? p.a + int64_t(pair / p.top_k) * p.a_stride : nullptr;
 }
 
 //! Starts this thread's 16-byte copies into a `swizzled_offset` stage tile: `thread` (of
@@ -243,12 +244,12 @@ __device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, Ou
       t.scale = p.row_scales ? p.row_scales[r] : 1.0f;
     } else {
       const int32_t pair = p.scale_index[r];
-      t.zero = !valid_pair(pair, p.rows);
+      t.zero = !valid_pair(pair, p.pairs);
       t.scale = t.zero ? 0.0f : p.row_scales[pair];
     }
   } else if constexpr (Epilogue == device::gemm_epilogue::scatter_add) {
     const int32_t pair = p.scale_index[r];
-    if (!valid_pair(pair, p.rows)) return {nullptr};  // not a pair: nothing to add
+    if (!valid_pair(pair, p.pairs)) return {nullptr};  // not a pair: nothing to add
     t.scale = p.row_scales[pair];
     t.c_row = p.c + int64_t(pair / p.out_top_k) * p.c_stride;  // the pair's token
   }
