@@ -12,6 +12,7 @@
 
 #include "beam/core/warp.cuh"
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/permute/device_compact.cuh"
 #include "beam/reference/gemm.cuh"
 #include "beam/reference/permute.cuh"
 #include "common/gpu.cuh"
@@ -210,6 +211,73 @@ bool hopper_kernel_expected() {
   return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
 }
 
+//! grouped_gemm over `slots` (per row, a pair index or any value that names no pair; rows in the
+//! groups of `offsets`, the static row bound slots.size()), with P = T·K pairs and X, the P
+//! scales and scatter_add's C of exactly T rows, so that a dereferenced index outside [0, P) is
+//! out of bounds (cudaErrorIllegalAddress on the emulator): on every schedule, the gathered
+//! store, scale_rows and scatter_add against the reference, and the rows that name no pair
+//! exactly zero.
+void check_pair_slots(int64_t T, int K, const std::vector<int32_t>& offsets, const std::vector<int32_t>& slots,
+                      uint64_t seed) {
+  using bf16 = __nv_bfloat16;
+  const int64_t P = T * K, rows = int64_t(slots.size());
+  const int E = int(offsets.size()) - 1, n = 40, k = 48;
+  const auto valid = [&](int64_t r) { return slots[size_t(r)] >= 0 && slots[size_t(r)] < P; };
+  const auto x = beam::test::random_values<bf16>(size_t(T * k), seed);
+  const auto xp = beam::test::random_values<bf16>(size_t(rows * k), seed + 1);  // contiguous A
+  const auto b = beam::test::random_values<bf16>(size_t(E * n * k), seed + 2);
+  const auto scales = beam::test::random_normal<float>(size_t(P), seed + 3);
+  // Gathered: row T of x_zero is zeros, the source of the rows that name no pair.
+  std::vector<bf16> x_zero(x);
+  x_zero.resize(size_t((T + 1) * k), beam::from_float<bf16>(0.0f));
+  std::vector<int64_t> sources(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) sources[size_t(r)] = valid(r) ? slots[size_t(r)] / K : T;
+  const auto gathered = ref::grouped_matmul_nt(x_zero.data(), k, sources.data(), b.data(), n, k, offsets);
+  const auto acc = ref::grouped_matmul_nt(xp.data(), k, nullptr, b.data(), n, k, offsets);
+  const int64_t grouped = offsets.back();  // rows past the last group belong to none: unwritten
+  std::vector<double> scaled(acc.size()), added(size_t(T * n), 0.0);
+  for (int64_t r = 0; r < grouped; ++r) {
+    for (int j = 0; j < n; ++j) {
+      const double v = valid(r) ? scales[size_t(slots[size_t(r)])] * acc[size_t(r * n + j)] : 0.0;
+      scaled[size_t(r * n + j)] = v;
+      if (valid(r)) added[size_t(slots[size_t(r)] / K * n + j)] += v;
+    }
+  }
+  beam::test::device_vector<bf16> d_x(x), d_xp(xp), d_b(b);
+  beam::test::device_vector<int32_t> d_offsets(offsets), d_slots(slots);
+  beam::test::device_vector<float> d_scales(scales);
+  const beam::device::gemm_b<bf16> gb{d_b.data(), k, int64_t(n) * k};
+  const beam::device::gemm_groups groups{d_offsets.data(), E, rows, P};
+  for (gemm_schedule schedule : all_schedules) {
+    CAPTURE(int(schedule));
+    beam::test::device_vector<float> c_store{size_t(rows * n)}, c_scaled{size_t(rows * n)};
+    beam::test::device_vector<float> c_added(std::vector<float>(size_t(T * n), 0.0f));
+    REQUIRE(beam::device::grouped_gemm<bf16, float>({d_x.data(), k, d_slots.data(), K}, gb, n, k, groups,
+                                                    {c_store.data(), n}, schedule) == cudaSuccess);
+    REQUIRE(beam::device::grouped_gemm<bf16, float>(
+                {d_xp.data(), k}, gb, n, k, groups,
+                {c_scaled.data(), n, gemm_epilogue::scale_rows, d_scales.data(), d_slots.data()}, schedule) ==
+            cudaSuccess);
+    REQUIRE(beam::device::grouped_gemm<bf16, float>(
+                {d_xp.data(), k}, gb, n, k, groups,
+                {c_added.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_slots.data(), K}, schedule) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());  // an out-of-bounds read fails here
+    auto stored = c_store.to_host(), scaled_rows = c_scaled.to_host();
+    stored.resize(size_t(grouped * n));
+    scaled_rows.resize(size_t(grouped * n));
+    CHECK(beam::test::relative_error(stored, std::vector<double>(gathered.begin(), gathered.begin() + grouped * n)) <=
+          1e-5);
+    CHECK(beam::test::relative_error(scaled_rows, std::vector<double>(scaled.begin(), scaled.begin() + grouped * n)) <=
+          1e-5);
+    CHECK(beam::test::relative_error(c_added.to_host(), added) <= 1e-5);
+    for (int64_t r = 0; r < grouped; ++r) {  // rows that name no pair: exactly zero
+      if (valid(r)) continue;
+      for (int j = 0; j < n; ++j) CHECK((stored[size_t(r * n + j)] == 0.0f && scaled_rows[size_t(r * n + j)] == 0.0f));
+    }
+  }
+}
+
 template <class T, class OutT, class PrefillTiles = beam::device::prefill_tiles,
           class HopperTiles = beam::device::hopper_tiles>
 void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
@@ -349,84 +417,67 @@ TEST_SUITE("gpu") {
     // rows); rows = 30 > P (a vLLM-style padded layout whose padding rows hold the sentinel
     // P); rows = 18 < P (a DeepGEMM-style layout short of some pairs, whose indices ≥ rows
     // still name pairs). Some indices name no pair: −1 (a masked pair, which −1 / K would turn
-    // into row 0), P and 25 (row T of X, past its end), INT32_MAX. X, the scales and C of
-    // scatter_add hold exactly T rows (P scales): reading through any of them is out of bounds
-    // (the emulator reports cudaErrorIllegalAddress). The rule: A's row is zeros, scale_rows
-    // scales by 0, scatter_add adds nothing; every index in [0, P) is used.
+    // into row 0), P and 25 (row T of X, past its end), INT32_MAX.
     const int64_t T = 6, P = 24;
-    const int K = 4, E = 3, n = 40, k = 48;
+    const int K = 4;
     struct layout {
       int64_t rows;
       std::vector<int32_t> offsets;
     };
     for (const layout& l : {layout{24, {0, 9, 15, 24}}, layout{30, {0, 9, 15, 30}}, layout{18, {0, 6, 12, 18}}}) {
-      const int64_t rows = l.rows;
-      CAPTURE(rows);
-      std::vector<int32_t> pairs(static_cast<size_t>(rows));
-      for (int64_t r = 0; r < rows; ++r) pairs[size_t(r)] = r < P ? int32_t(r * 7 % P) : int32_t(P);  // a permutation
-      std::vector<int64_t> bad_rows;
-      const int64_t candidates[] = {1, 4, 10, 16, 23};
+      CAPTURE(l.rows);
+      std::vector<int32_t> slots(static_cast<size_t>(l.rows));
+      for (int64_t r = 0; r < l.rows; ++r) slots[size_t(r)] = r < P ? int32_t(r * 7 % P) : int32_t(P);  // a permutation
+      const int64_t bad_rows[] = {1, 4, 10, 16, 23};
       const int32_t bad_pairs[] = {-1, int32_t(P), INT32_MAX, -1, 25};
       for (int i = 0; i < 5; ++i) {
-        if (candidates[i] >= rows) continue;
-        pairs[size_t(candidates[i])] = bad_pairs[i];
-        bad_rows.push_back(candidates[i]);
+        if (bad_rows[i] < l.rows) slots[size_t(bad_rows[i])] = bad_pairs[i];
       }
-      for (int64_t r = P; r < rows; ++r) bad_rows.push_back(r);  // the padding's sentinels
-      const auto valid = [&](int64_t r) { return pairs[size_t(r)] >= 0 && pairs[size_t(r)] < P; };
-      int64_t beyond_rows = 0;  // valid indices ≥ rows: the old bound would have dropped them
-      for (int64_t r = 0; r < rows; ++r) beyond_rows += valid(r) && pairs[size_t(r)] >= rows;
-      CHECK(beyond_rows == (rows < P ? 4 : 0));
-      const auto x = beam::test::random_values<__nv_bfloat16>(size_t(T * k), 51);
-      const auto xp = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 52);  // contiguous A
-      const auto b = beam::test::random_values<__nv_bfloat16>(size_t(E * n * k), 53);
-      const auto scales = beam::test::random_normal<float>(size_t(P), 54);
-      // Gathered: row T of x_zero is zeros, the source of the rows that name no pair.
-      std::vector<__nv_bfloat16> x_zero(x);
-      x_zero.resize(size_t((T + 1) * k), beam::from_float<__nv_bfloat16>(0.0f));
-      std::vector<int64_t> sources(static_cast<size_t>(rows));
-      for (int64_t r = 0; r < rows; ++r) sources[size_t(r)] = valid(r) ? pairs[size_t(r)] / K : T;
-      const auto gathered = ref::grouped_matmul_nt(x_zero.data(), k, sources.data(), b.data(), n, k, l.offsets);
-      const auto acc = ref::grouped_matmul_nt(xp.data(), k, nullptr, b.data(), n, k, l.offsets);
-      std::vector<double> scaled(acc.size()), added(size_t(T * n), 0.0);
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int j = 0; j < n; ++j) {
-          const double v = valid(r) ? scales[size_t(pairs[size_t(r)])] * acc[size_t(r * n + j)] : 0.0;
-          scaled[size_t(r * n + j)] = v;
-          if (valid(r)) added[size_t(pairs[size_t(r)] / K * n + j)] += v;
-        }
-      }
-      beam::test::device_vector<__nv_bfloat16> d_x(x), d_xp(xp), d_b(b);
-      beam::test::device_vector<int32_t> d_offsets(l.offsets), d_pairs(pairs);
-      beam::test::device_vector<float> d_scales(scales);
-      const beam::device::gemm_b<__nv_bfloat16> gb{d_b.data(), k, int64_t(n) * k};
-      const beam::device::gemm_groups groups{d_offsets.data(), E, rows, P};
-      for (gemm_schedule schedule : all_schedules) {
-        CAPTURE(int(schedule));
-        beam::test::device_vector<float> c_store{size_t(rows * n)}, c_scaled{size_t(rows * n)};
-        beam::test::device_vector<float> c_added(std::vector<float>(size_t(T * n), 0.0f));
-        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_x.data(), k, d_pairs.data(), K}, gb, n, k, groups,
-                                                                 {c_store.data(), n}, schedule) == cudaSuccess);
-        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
-                    {d_xp.data(), k}, gb, n, k, groups,
-                    {c_scaled.data(), n, gemm_epilogue::scale_rows, d_scales.data(), d_pairs.data()}, schedule) ==
-                cudaSuccess);
-        REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>(
-                    {d_xp.data(), k}, gb, n, k, groups,
-                    {c_added.data(), n, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), K}, schedule) ==
-                cudaSuccess);
-        BEAM_CUDA_TRY(cudaDeviceSynchronize());  // an out-of-bounds read fails here
-        const auto stored = c_store.to_host(), scaled_rows = c_scaled.to_host();
-        CHECK(beam::test::relative_error(stored, gathered) <= 1e-5);
-        CHECK(beam::test::relative_error(scaled_rows, scaled) <= 1e-5);
-        CHECK(beam::test::relative_error(c_added.to_host(), added) <= 1e-5);
-        for (int64_t r : bad_rows) {  // exactly zero rows
-          for (int j = 0; j < n; ++j) {
-            CHECK((stored[size_t(r * n + j)] == 0.0f && scaled_rows[size_t(r * n + j)] == 0.0f));
-          }
-        }
-      }
+      int64_t beyond_rows = 0;  // valid indices ≥ rows: a bound by the rows would drop them
+      for (int32_t pair : slots) beyond_rows += pair >= l.rows && pair < P;
+      CHECK(beyond_rows == (l.rows < P ? 4 : 0));
+      check_pair_slots(T, K, l.offsets, slots, 51);
     }
+  }
+
+  TEST_CASE("grouped_gemm reads compact's engine layouts: vLLM's padded slots, DeepGEMM's masked slots") {
+    BEAM_REQUIRE_GPU();
+    // The README's example: T = 4, K = 2, E = 3, P = 8. vLLM's slots in blocks of 4 (rows
+    // P + E·3 = 17, padding slots hold P); DeepGEMM's with max_m = 2 (rows E·2 = 6 < P, expert
+    // 0's second slot holds pair 7, of the last token). X, the scales and scatter_add's C hold
+    // exactly T rows.
+    const int64_t T = 4, P = 8;
+    const int K = 2, E = 3, block = 4, max_m = 2;
+    const std::vector<int32_t> ids = {2, -1, 0, 2, -1, -1, 1, 0};
+    beam::test::device_vector<int32_t> d_ids(ids), counts{size_t(E)}, offsets{size_t(E) + 1}, sorted{size_t(P)},
+        rows{size_t(P)}, token_ids{size_t(P + E * (block - 1))}, block_experts{size_t(P + E * (block - 1)) / block + 1},
+        post_padded{1}, slot_pairs{size_t(E * max_m)}, masked_m{size_t(E)}, pair_to_slot{size_t(P)};
+    beam::device::compaction_layouts layouts;
+    layouts.vllm = {block, token_ids.data(), block_experts.data(), post_padded.data()};
+    layouts.deepgemm = {max_m, slot_pairs.data(), masked_m.data(), pair_to_slot.data()};
+    const beam::device::compaction_input in{d_ids.data(), T, K, E};
+    const beam::device::compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data()};
+    size_t bytes = 0;
+    REQUIRE(beam::device::compact(nullptr, bytes, in, out, layouts) == cudaSuccess);
+    beam::test::device_vector<char> workspace(bytes);
+    REQUIRE(beam::device::compact(workspace.data(), bytes, in, out, layouts) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto got_counts = counts.to_host();
+    REQUIRE(got_counts == std::vector<int32_t>{2, 1, 2});
+
+    // vLLM: expert e's slots are a run of ⌈counts[e] / block⌉ blocks.
+    std::vector<int32_t> vllm_offsets = {0};
+    for (int32_t c : got_counts) vllm_offsets.push_back(vllm_offsets.back() + (c + block - 1) / block * block);
+    REQUIRE(post_padded.to_host()[0] == vllm_offsets.back());
+    const auto vllm_slots = token_ids.to_host();  // P + E·(block − 1) slots: the static row bound
+    const auto sentinels = std::count(vllm_slots.begin(), vllm_slots.begin() + vllm_offsets.back(), int32_t(P));
+    CHECK(sentinels == vllm_offsets.back() - 5);  // every slot but the 5 kept pairs'
+    check_pair_slots(T, K, vllm_offsets, vllm_slots, 61);
+
+    // DeepGEMM: expert e's slots are [e·max_m, (e + 1)·max_m).
+    const auto deepgemm_slots = slot_pairs.to_host();
+    CHECK(deepgemm_slots == std::vector<int32_t>{2, 7, 6, int32_t(P), 0, 3});
+    check_pair_slots(T, K, {0, max_m, 2 * max_m, 3 * max_m}, deepgemm_slots, 62);
   }
 
   TEST_CASE("grouped_gemm equals the reference: schedules, epilogues, gather, dtypes, odd shapes") {
