@@ -101,11 +101,15 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
   xp.poison();
   out.poison();
   plain.poison();
-  REQUIRE(beam::device::gather_rows(d_x.data(), stride, T_, H, K, d_sorted.data(), d_n_active.data(), xp.data(),
-                                    xp_stride) == cudaSuccess);
+  REQUIRE(beam::test::with_pending_error([&] {
+            return beam::device::gather_rows(d_x.data(), stride, T_, H, K, d_sorted.data(), d_n_active.data(),
+                                             xp.data(), xp_stride);
+          }) == cudaSuccess);
   const combine_addends<T> addends{d_shared.data(), stride, d_residual.data(), stride};
-  REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends, out.data(),
-                                out_stride) == cudaSuccess);
+  REQUIRE(beam::test::with_pending_error([&] {
+            return beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends,
+                                         out.data(), out_stride);
+          }) == cudaSuccess);
   REQUIRE(beam::device::combine(d_yp.data(), stride, d_rows.data(), d_weights.data(), T_, H, K, addends,
                                 out_again.data(), out_stride) == cudaSuccess);
   REQUIRE(beam::device::combine<T>(d_yp.data(), stride, d_rows.data(), nullptr, T_, H, K, {}, plain.data(),

@@ -43,6 +43,19 @@ std::vector<T> sweep(std::initializer_list<T> full, std::initializer_list<T> emu
   return emulated_device() ? std::vector<T>(emulated) : std::vector<T>(full);
 }
 
+//! `call()`, an entry point that must succeed, made while an earlier runtime call's error is
+//! pending (an impossible cudaMalloc: cudaErrorMemoryAllocation, not sticky): an entry point
+//! returns its own status and leaves a pending error as it found it (checked here, then
+//! cleared), as the runtime's own calls do.
+template <class Call>
+cudaError_t with_pending_error(const Call& call) {
+  void* never = nullptr;
+  REQUIRE(cudaMalloc(&never, size_t(1) << 62) == cudaErrorMemoryAllocation);
+  const cudaError_t status = call();
+  CHECK(cudaGetLastError() == cudaErrorMemoryAllocation);  // neither reported nor cleared
+  return status;
+}
+
 //! Owning device array for tests.
 template <class T>
 class device_vector {

@@ -9,6 +9,13 @@
 //! Data-dependent problems found on the device are counted into a caller-visible status
 //! word and the offending item is skipped.
 //!
+//! A call reports its own failure only: an error an earlier runtime call left pending (the
+//! runtime's last error, not sticky) is neither returned nor cleared, as with the runtime's own
+//! calls (kernels are launched with cudaLaunchKernelEx, whose status is the launch's). One
+//! exception, once per process: where the driver lacks cuTensorMapEncodeTiled, grouped_gemm's
+//! lookup clears the last error its failure leaves. A sticky error (a kernel that faulted)
+//! makes every later launch fail with it, as in CUDA itself.
+//!
 //! `BEAM_CUDA_TRY` and `cuda_device_present` are for examples, tests and benchmarks only:
 //! the first turns a failing `cudaError_t` into a `beam::cuda_error` exception that names
 //! the call site.

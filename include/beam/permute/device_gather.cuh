@@ -55,10 +55,8 @@ cudaError_t launch_gather(const T* x, int64_t x_stride, int64_t tokens, int hidd
   if (!pairs || !x || !xp) return cudaErrorInvalidValue;
   if (!bd::vector_rows(x, x_stride, hidden) || !bd::vector_rows<T>(xp, xp_stride, hidden)) return cudaErrorInvalidValue;
   const unsigned grid = bd::warp_per_item_grid(row_bound, bd::row_block_threads);
-  bd::gather_rows_kernel<T><<<grid, bd::row_block_threads, 0, stream>>>(x, x_stride, hidden, top_k, pairs,
-                                                                       tokens * top_k, row_bound, n_rows, xp,
-                                                                       xp_stride);
-  return cudaGetLastError();
+  return bd::launch_dependent(bd::gather_rows_kernel<T>, grid, bd::row_block_threads, 0, stream, x, x_stride, hidden,
+                              top_k, pairs, tokens * top_k, row_bound, n_rows, xp, xp_stride);
 }
 
 }  // namespace detail

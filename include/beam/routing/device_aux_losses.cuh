@@ -85,15 +85,13 @@ cudaError_t aux_losses(void* workspace, size_t& workspace_bytes, const routing_l
   }
   const bd::aux_loss_partials partials = layout.partials(workspace);
   const cudaError_t status = bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
-    bd::aux_loss_partials_kernel<decltype(max_experts)::value, LogitT>
-        <<<layout.blocks, bd::aux_loss_block_threads, 0, stream>>>(logits, tokens, num_experts, options.top_k, l_reg,
-                                                                   candidate_ids, partials);
-    return cudaGetLastError();
+    return bd::launch_dependent(bd::aux_loss_partials_kernel<decltype(max_experts)::value, LogitT>, layout.blocks,
+                                bd::aux_loss_block_threads, 0, stream, logits, tokens, num_experts, options.top_k,
+                                l_reg, candidate_ids, partials);
   });
   if (status != cudaSuccess) return status;
-  bd::aux_loss_finish_kernel<><<<1, bd::aux_loss_finish_threads, 0, stream>>>(partials, layout.blocks, tokens,
-                                                                            num_experts, options.top_k, out);
-  return cudaGetLastError();
+  return bd::launch_dependent(bd::aux_loss_finish_kernel<>, 1, bd::aux_loss_finish_threads, 0, stream, partials,
+                              layout.blocks, tokens, num_experts, options.top_k, out);
 }
 
 }  // namespace beam::device

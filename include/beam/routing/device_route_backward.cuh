@@ -97,11 +97,10 @@ cudaError_t route_backward(const routing_logits<LogitT>& logits, int64_t tokens,
   scales.balance_scale = float(double(aux.balance) * num_experts / double(tokens));
   scales.balance_fractions = aux.balance_fractions;
   return beam::detail::dispatch_max_experts(num_experts, [&](auto max_experts) {
-    beam::detail::route_backward_kernel<decltype(max_experts)::value, LogitT, GradT>
-        <<<beam::detail::warp_per_item_grid(tokens, beam::detail::route_block_threads),
-           beam::detail::route_block_threads, 0, stream>>>(logits, tokens, num_experts, options, candidate_ids,
-                                                           d_topk_weights, scales, grads);
-    return cudaGetLastError();
+    return beam::detail::launch_dependent(beam::detail::route_backward_kernel<decltype(max_experts)::value, LogitT, GradT>,
+                                          beam::detail::warp_per_item_grid(tokens, beam::detail::route_block_threads),
+                                          beam::detail::route_block_threads, 0, stream, logits, tokens, num_experts,
+                                          options, candidate_ids, d_topk_weights, scales, grads);
   });
 }
 

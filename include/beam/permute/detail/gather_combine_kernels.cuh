@@ -27,6 +27,8 @@ __global__ void __launch_bounds__(row_block_threads)
     gather_rows_kernel(const T* __restrict__ x, int64_t x_stride, int hidden, int top_k,
                        const int32_t* __restrict__ pairs, int64_t num_pairs, int64_t row_bound,
                        const int32_t* __restrict__ n_rows, T* __restrict__ xp, int64_t xp_stride) {
+  wait_for_dependencies();  // the pairs, the row count, x: the kernels before wrote them
+  launch_dependents();
   constexpr int v = vector_elements<T>;
   const int lane = int(warp::lane_id());
   const int64_t rows = n_rows && *n_rows < row_bound ? *n_rows : row_bound;

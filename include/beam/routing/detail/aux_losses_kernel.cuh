@@ -10,6 +10,7 @@
 
 #include <cub/block/block_reduce.cuh>
 
+#include "beam/core/launch.cuh"
 #include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/routing/device_aux_losses.cuh"
@@ -51,6 +52,8 @@ template <int MaxExperts, class LogitT>
 __global__ void __launch_bounds__(aux_loss_block_threads)
     aux_loss_partials_kernel(device::routing_logits<LogitT> logits, int64_t tokens, int num_experts, int top_k,
                              bool l_reg, const int32_t* __restrict__ candidate_ids, aux_loss_partials partials) {
+  wait_for_dependencies();  // the logits, the candidates: the kernels before wrote them
+  launch_dependents();
   constexpr int warps = aux_loss_block_threads / 32, per_lane = MaxExperts / 32;
   __shared__ float warp_probs[warps][MaxExperts];
   __shared__ int32_t counts[MaxExperts];
@@ -101,6 +104,8 @@ template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(aux_loss_finish_threads)
     aux_loss_finish_kernel(aux_loss_partials partials, unsigned blocks, int64_t tokens, int num_experts, int top_k,
                            device::aux_loss_outputs out) {
+  wait_for_dependencies();  // the partials: the kernel before wrote them
+  launch_dependents();
   using block_reduce = cub::BlockReduce<float, aux_loss_finish_threads>;
   __shared__ typename block_reduce::TempStorage storage;
   const int e = int(threadIdx.x);

@@ -18,6 +18,8 @@ __global__ void __launch_bounds__(route_block_threads)
                           routing_options options, const int32_t* __restrict__ candidate_ids,
                           const float* __restrict__ d_topk_weights, warp::aux_grad_scales scales,
                           device::routing_gradients<GradT> grads) {
+  wait_for_dependencies();  // the logits, the candidates, ∂L/∂ĝ: the kernels before wrote them
+  launch_dependents();
   const int lane = int(warp::lane_id());
   const int K = options.top_k;
   const int64_t warps = int64_t(gridDim.x) * (route_block_threads / 32);
