@@ -6,11 +6,11 @@
 //!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
 //!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
 //!   combine   y_t = S(x_t) + Σ_k Yp[row(t, k)] + residual_t   (S: optional shared expert)
-//! At decode (the experts' GEMMs in the decode schedule: e.g. T ≤ 64 by default) the stages
-//! after routing are two launches: GEMM 1 of the routed and the shared experts, then GEMM 2 of
-//! both, whose block that completes a column tile combines it for every token (in combine's
-//! order: deterministic). With route_decode, a moe_forward at T ≤ 64 (E ≤ 256) is three
-//! launches and no memset.
+//! At decode (the experts' GEMMs in the decode schedule: `automatic` takes it while T·K ≤ 16·E,
+//! so at every T ≤ 64 when K ≤ E/4) the stages after routing are two launches: GEMM 1 of the
+//! routed and the shared experts, then GEMM 2 of both, whose block that completes a column
+//! tile combines it for every token (in combine's order: deterministic). With route_decode, a
+//! moe_forward at T ≤ 64 (E ≤ 256) is then three launches and no memset.
 //! Everything stays on the device (buffers sized by T·K): no host synchronisation, and the
 //! whole layer can be captured in a CUDA graph and replayed with new inputs. With the mask
 //! off it is the dense Top-K layer through the same code. Matches reference::moe_forward.
