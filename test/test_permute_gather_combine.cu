@@ -43,6 +43,10 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
   CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, 4, 64, 8, {nullptr, 0, fake, 8}, fake, 64) ==
         cudaErrorInvalidValue);
   CHECK(beam::device::combine<bf16>(nullptr, 0, nullptr, nullptr, 0, 64, 8, none, nullptr, 0) == cudaSuccess);
+  CHECK(beam::device::combine_masked<bf16>(fake, 64, nullptr, nullptr, 4, 64, 8, none, fake, 64) ==
+        cudaErrorInvalidValue);  // no ids
+  CHECK(beam::device::combine_masked<bf16>(fake, 64, rows, nullptr, 4, 60, 8, none, fake, 64) ==
+        cudaErrorInvalidValue);  // H not a multiple of 8
 }
 
 namespace {
@@ -213,6 +217,55 @@ TEST_SUITE("gpu") {
       CHECK(beam::test::relative_error(beam::test::as_float(out.to_host()), expected) <=
             beam::dtype_traits<bf16>::tolerance);
     }
+  }
+
+  TEST_CASE("combine_masked: an engine's [T, K, H] expert output whose masked rows hold NaN") {
+    BEAM_REQUIRE_GPU();
+    // An engine's fused MoE writes one row per kept pair of a [T, K, H] cache and leaves the rows
+    // of masked pairs (id −1) as they were: NaN here. The masked sum never reads them; a plain
+    // sum over all K rows (combine with pair_to_row = p for every pair) picks up the NaN.
+    using bf16 = __nv_bfloat16;
+    const int64_t T = 33;
+    const int H = 64, K = 4;
+    std::mt19937 rng(5u);
+    std::vector<int32_t> ids(size_t(T * K));
+    for (auto& id : ids) id = rng() % 3 == 0 ? -1 : int32_t(rng() % 16);
+    for (int k = 0; k < K; ++k) ids[size_t(2 * K + k)] = -1;  // token 2: no expert
+    const auto weights = beam::test::random_normal<float>(ids.size(), 6);
+    auto cache = beam::test::random_values<bf16>(size_t(T * K * H), 7);
+    const auto residual = beam::test::random_values<bf16>(size_t(T * H), 8);
+    for (size_t p = 0; p < ids.size(); ++p) {
+      if (ids[p] >= 0) continue;
+      for (int h = 0; h < H; ++h) cache[p * H + size_t(h)] = beam::from_float<bf16>(NAN);
+    }
+    std::vector<double> expected(size_t(T * H));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int h = 0; h < H; ++h) {
+        double sum = 0.0;
+        for (int k = 0; k < K; ++k) {
+          const size_t p = size_t(t * K + k);
+          if (ids[p] >= 0) sum += double(weights[p]) * double(beam::to_float(cache[p * H + size_t(h)]));
+        }
+        expected[size_t(t * H + h)] = sum + double(beam::to_float(residual[size_t(t * H + h)]));
+      }
+    }
+    std::vector<int32_t> every_row(ids.size());
+    for (size_t p = 0; p < ids.size(); ++p) every_row[p] = int32_t(p);
+    beam::test::device_vector<bf16> d_cache(cache), d_residual(residual), out{size_t(T * H)}, plain{size_t(T * H)};
+    beam::test::device_vector<int32_t> d_ids(ids), d_every_row(every_row);
+    beam::test::device_vector<float> d_weights(weights);
+    out.poison();
+    const beam::device::combine_addends<bf16> addends{nullptr, 0, d_residual.data(), H};
+    REQUIRE(beam::device::combine_masked(d_cache.data(), H, d_ids.data(), d_weights.data(), T, H, K, addends, out.data(),
+                                         H) == cudaSuccess);
+    REQUIRE(beam::device::combine(d_cache.data(), H, d_every_row.data(), d_weights.data(), T, H, K, addends,
+                                  plain.data(), H) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto got = beam::test::as_float(out.to_host()), unmasked = beam::test::as_float(plain.to_host());
+    CHECK(std::none_of(got.begin(), got.end(), [](float v) { return std::isnan(v); }));
+    CHECK(beam::test::relative_error(got, expected) <= beam::dtype_traits<bf16>::tolerance);
+    for (int h = 0; h < H; ++h) CHECK(got[size_t(2 * H + h)] == beam::to_float(residual[size_t(2 * H + h)]));  // token 2
+    CHECK(std::isnan(unmasked[size_t(2 * H)]));  // the plain sum adds the unwritten rows
   }
 
   TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {

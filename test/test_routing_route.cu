@@ -92,7 +92,10 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
   weights.poison();
   probs.poison();
   active.poison();
-  const routing_outputs out{ids.data(), weights.data(), probs.data(), candidates.data(), counts.data(), active.data()};
+  beam::test::device_vector<int32_t> ids_or_zero(slots);
+  ids_or_zero.poison();
+  routing_outputs out{ids.data(), weights.data(), probs.data(), candidates.data(), counts.data(), active.data()};
+  out.topk_ids_or_zero = ids_or_zero.data();
   REQUIRE(beam::device::route_and_mask(logits.view, T, E, opt, out) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
 
@@ -100,6 +103,9 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
   CHECK(counts.to_host() == expected_perm.counts);
   if (T == 0) return;
   CHECK(ids.to_host() == expected.topk_ids);
+  std::vector<int32_t> expected_or_zero = expected.topk_ids;  // −1 → expert 0 (weight 0)
+  for (int32_t& id : expected_or_zero) id = id < 0 ? 0 : id;
+  CHECK(ids_or_zero.to_host() == expected_or_zero);
   CHECK(candidates.to_host() == expected.candidate_ids);
   const auto w = weights.to_host(), m = probs.to_host();
   for (size_t s = 0; s < w.size(); ++s) {

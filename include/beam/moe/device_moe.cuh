@@ -59,6 +59,7 @@ struct moe_outputs {
   unsigned long long* invalid_ids = nullptr;  //!< optional status word, zeroed by each call: ids
                                               //!< < −1 or ≥ E skipped (a routing given to
                                               //!< moe_experts_forward)
+  int32_t* topk_ids_or_zero = nullptr;  //!< moe_forward: optional, see routing_outputs
 };
 
 //! y = the layer forward of x `[T, H]` (file comment) with `options` (K = options.top_k ≤ 16).
@@ -256,7 +257,7 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
                                     {shared_rows, H, gemm_epilogue::scale_rows});  // no scales: ×1
     }
     gemm2.arrivals = w::at<unsigned>(workspace, beam::detail::layer_arrivals_offset);
-    gemm2.combine = {expert_rows, H, compaction.pair_to_row, nullptr, tokens, H, top_k, addends, out.out,
+    gemm2.combine = {expert_rows, H, compaction.pair_to_row, nullptr, nullptr, tokens, H, top_k, addends, out.out,
                      out.out_stride};
     status = launch_layer_gemm<T, gemm_epilogue::swiglu>(params_of(routed_x, w13, 2 * I, H, experts, routed_activations),
                                                          gemm1, stream);
@@ -329,7 +330,8 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   const int E = layer.experts, H = layer.hidden;
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
-  const routing_outputs routing{topk_ids, topk_weights};
+  routing_outputs routing{topk_ids, topk_weights};
+  routing.topk_ids_or_zero = out.topk_ids_or_zero;
   void* router = w::at<void>(workspace, ws.router);
   cudaError_t status;
   const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;

@@ -38,32 +38,67 @@ template <class T>
                                   const combine_addends<T>& addends, T* out, int64_t out_stride,
                                   cudaStream_t stream = nullptr);
 
+//! The masked sum of an engine's own expert output indexed by pair, Yp `[T·K, H]` with row
+//! t·K + k for pair (t, k) (e.g. a fused MoE's `[T, K, H]` output):
+//!   out[t] = shared[t] + Σ_{k : topk_ids[t·K+k] ≥ 0} ĝ[t,k] · Yp[t·K + k] + residual[t],
+//! in that order, as vLLM's masked_moe_sum. The rows of masked pairs (id −1), which no expert
+//! writes, are never read: whatever they hold (NaN included) cannot reach out. Summing all K
+//! rows instead would add them. Same arguments, order and errors as combine, with topk_ids
+//! `[T, K]` in place of pair_to_row.
+template <class T>
+[[nodiscard]] cudaError_t combine_masked(const T* yp, int64_t yp_stride, const int32_t* topk_ids,
+                                         const float* topk_weights, int64_t tokens, int hidden, int top_k,
+                                         const combine_addends<T>& addends, T* out, int64_t out_stride,
+                                         cudaStream_t stream = nullptr);
+
 }  // namespace beam::device
 
 #include "beam/permute/detail/gather_combine_kernels.cuh"
 
 namespace beam::device {
 
+namespace detail {
+
+//! The checks of combine and combine_masked (`index`: pair_to_row or topk_ids), then the launch.
+template <class T>
+cudaError_t launch_combine(const beam::detail::combine_rows<T>& rows, const int32_t* index, cudaStream_t stream) {
+  namespace bd = beam::detail;
+  if (rows.tokens < 0 || rows.top_k < 1 || rows.hidden < 1) return cudaErrorInvalidValue;
+  if (rows.tokens == 0) return cudaSuccess;
+  if (!rows.yp || !index || !rows.out) return cudaErrorInvalidValue;
+  if (!bd::vector_rows(rows.yp, rows.yp_stride, rows.hidden) || !bd::vector_rows<T>(rows.out, rows.out_stride, rows.hidden)) {
+    return cudaErrorInvalidValue;
+  }
+  const combine_addends<T>& addends = rows.addends;
+  if (addends.shared && !bd::vector_rows(addends.shared, addends.shared_stride, rows.hidden)) {
+    return cudaErrorInvalidValue;
+  }
+  if (addends.residual && !bd::vector_rows(addends.residual, addends.residual_stride, rows.hidden)) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t vectors = rows.tokens * (rows.hidden / bd::vector_elements<T>);
+  return bd::launch_dependent(bd::combine_kernel<T>, bd::thread_per_item_grid(vectors, bd::combine_block_threads),
+                              bd::combine_block_threads, 0, stream, rows);
+}
+
+}  // namespace detail
+
 template <class T>
 cudaError_t combine(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, const float* topk_weights,
                     int64_t tokens, int hidden, int top_k, const combine_addends<T>& addends, T* out,
                     int64_t out_stride, cudaStream_t stream) {
-  namespace bd = beam::detail;
-  if (tokens < 0 || top_k < 1 || hidden < 1) return cudaErrorInvalidValue;
-  if (tokens == 0) return cudaSuccess;
-  if (!yp || !pair_to_row || !out) return cudaErrorInvalidValue;
-  if (!bd::vector_rows(yp, yp_stride, hidden) || !bd::vector_rows<T>(out, out_stride, hidden)) {
-    return cudaErrorInvalidValue;
-  }
-  if (addends.shared && !bd::vector_rows(addends.shared, addends.shared_stride, hidden)) return cudaErrorInvalidValue;
-  if (addends.residual && !bd::vector_rows(addends.residual, addends.residual_stride, hidden)) {
-    return cudaErrorInvalidValue;
-  }
-  const int64_t vectors = tokens * (hidden / bd::vector_elements<T>);
-  return bd::launch_dependent(bd::combine_kernel<T>, bd::thread_per_item_grid(vectors, bd::combine_block_threads),
-                              bd::combine_block_threads, 0, stream,
-                              bd::combine_rows<T>{yp, yp_stride, pair_to_row, topk_weights, tokens, hidden, top_k,
-                                                  addends, out, out_stride});
+  return detail::launch_combine<T>(
+      {yp, yp_stride, pair_to_row, nullptr, topk_weights, tokens, hidden, top_k, addends, out, out_stride}, pair_to_row,
+      stream);
+}
+
+template <class T>
+cudaError_t combine_masked(const T* yp, int64_t yp_stride, const int32_t* topk_ids, const float* topk_weights,
+                           int64_t tokens, int hidden, int top_k, const combine_addends<T>& addends, T* out,
+                           int64_t out_stride, cudaStream_t stream) {
+  return detail::launch_combine<T>(
+      {yp, yp_stride, nullptr, topk_ids, topk_weights, tokens, hidden, top_k, addends, out, out_stride}, topk_ids,
+      stream);
 }
 
 }  // namespace beam::device

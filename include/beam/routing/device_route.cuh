@@ -29,6 +29,9 @@ struct routing_outputs {
   int32_t* candidate_ids = nullptr;   //!< optional: c, masked candidates included (backward)
   int32_t* expert_counts = nullptr;   //!< optional telemetry `[E]`: kept pairs per expert
   unsigned long long* active_pairs = nullptr;  //!< optional telemetry: kept pairs in total
+  int32_t* topk_ids_or_zero = nullptr;  //!< optional: topk_ids with expert 0 for −1 (ĝ = 0 there), for
+                                        //!< an engine kernel that cannot take −1 ids (SGLang's
+                                        //!< convention); not for compact, which would give those pairs rows
 };
 
 //! Largest E and K `route_and_mask` supports.

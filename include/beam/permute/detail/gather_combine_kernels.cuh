@@ -59,7 +59,8 @@ template <class T>
 struct combine_rows {
   const T* yp;
   int64_t yp_stride;
-  const int32_t* pair_to_row;
+  const int32_t* pair_to_row;  //!< null: Yp is indexed by pair, summed where topk_ids ≥ 0
+  const int32_t* topk_ids;
   const float* topk_weights;  //!< null: the rows are already scaled by ĝ
   int64_t tokens;
   int hidden, top_k;
@@ -87,14 +88,15 @@ __device__ inline void combine_vector(const combine_rows<T>& a, int64_t t, int c
   }
   float_vector<T> acc = {};
   for (int k0 = 0; k0 < a.top_k; k0 += combine_group) {
-    int32_t row[combine_group];
+    int64_t row[combine_group];
     float w[combine_group];
     int4 y[combine_group];
 #pragma unroll
     for (int j = 0; j < combine_group; ++j) {
+      const int64_t p = t * a.top_k + k0 + j;
       const bool pair = k0 + j < a.top_k;
-      row[j] = pair ? a.pair_to_row[t * a.top_k + k0 + j] : -1;
-      w[j] = pair && a.topk_weights ? a.topk_weights[t * a.top_k + k0 + j] : 1.0f;
+      row[j] = !pair ? -1 : a.pair_to_row ? a.pair_to_row[p] : a.topk_ids[p] >= 0 ? p : -1;
+      w[j] = pair && a.topk_weights ? a.topk_weights[p] : 1.0f;
     }
 #pragma unroll
     for (int j = 0; j < combine_group; ++j) {

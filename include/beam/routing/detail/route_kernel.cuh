@@ -22,6 +22,7 @@ __device__ inline void store_routed_token(const device::routing_outputs& out, in
     const int64_t slot = t * top_k + lane;
     out.topk_ids[slot] = s.id();
     out.topk_weights[slot] = s.weight();
+    if (out.topk_ids_or_zero) out.topk_ids_or_zero[slot] = s.keep ? s.candidate : 0;
     if (out.mask_probs) out.mask_probs[slot] = s.mask_prob;
     if (out.candidate_ids) out.candidate_ids[slot] = s.candidate;
     if (out.expert_counts && s.keep) atomicAdd(out.expert_counts + s.candidate, 1);
