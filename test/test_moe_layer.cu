@@ -180,7 +180,9 @@ void check_layer(const layer_case& c, uint64_t seed) {
   if (!c.residual) d_out.poison();
   const moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
                            d_s13.data(), d_s2.data()};
-  const moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
+  beam::test::device_vector<int32_t> ids_or_zero{size_t(std::max<int64_t>(T_ * c.K, 1))};
+  moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
+  out.topk_ids_or_zero = ids_or_zero.data();
   size_t bytes = 0;
   REQUIRE(beam::device::moe_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
   const auto workspace = beam::test::device_vector<char>::workspace(bytes);
@@ -192,6 +194,9 @@ void check_layer(const layer_case& c, uint64_t seed) {
   if (T_ == 0) return;
   auto got_ids = ids.to_host();
   CHECK(got_ids == expected.routing.topk_ids);
+  std::vector<int32_t> expected_or_zero = expected.routing.topk_ids;  // −1 → expert 0
+  for (int32_t& id : expected_or_zero) id = std::max(id, 0);
+  CHECK(ids_or_zero.to_host() == expected_or_zero);
   {  // the compaction the GEMMs read (at decode: written by route_decode's last block), exactly
     const beam::device::detail::moe_workspace ws(T_, c.K, layer, true);
     const auto from_workspace = [&](size_t offset, size_t n) {
