@@ -3,6 +3,7 @@
 // logit is exact in float whatever the summation order: ids compare exactly, ties included.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -112,7 +113,10 @@ void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_optio
   probs.poison();
   active.poison();
   size_t bytes = 0;
-  const routing_outputs out{ids.data(), weights_out.data(), probs.data(), candidates.data(), counts.data(), active.data()};
+  beam::test::device_vector<int32_t> ids_or_zero{slots};
+  ids_or_zero.poison();
+  routing_outputs out{ids.data(), weights_out.data(), probs.data(), candidates.data(), counts.data(), active.data()};
+  out.topk_ids_or_zero = ids_or_zero.data();
   REQUIRE(beam::device::route_decode<T>(nullptr, bytes, d_x.data(), stride, tokens, H, weights, E, opt, out) ==
           cudaSuccess);
   const auto workspace = beam::test::device_vector<char>::workspace(bytes);
@@ -127,6 +131,9 @@ void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_optio
   CHECK(counts.to_host() == expected_perm.counts);
   if (tokens == 0) return;
   CHECK(ids.to_host() == expected.topk_ids);
+  std::vector<int32_t> expected_or_zero = expected.topk_ids;  // −1 → expert 0 (weight 0)
+  for (int32_t& id : expected_or_zero) id = std::max(id, 0);
+  CHECK(ids_or_zero.to_host() == expected_or_zero);
   CHECK(candidates.to_host() == expected.candidate_ids);
   const auto got_w = weights_out.to_host(), got_m = probs.to_host();
   for (size_t s = 0; s < got_w.size(); ++s) {
