@@ -66,7 +66,8 @@ cudaError_t launch_combine(const beam::detail::combine_rows<T>& rows, const int3
   if (rows.tokens < 0 || rows.top_k < 1 || rows.hidden < 1) return cudaErrorInvalidValue;
   if (rows.tokens == 0) return cudaSuccess;
   if (!rows.yp || !index || !rows.out) return cudaErrorInvalidValue;
-  if (!bd::vector_rows(rows.yp, rows.yp_stride, rows.hidden) || !bd::vector_rows<T>(rows.out, rows.out_stride, rows.hidden)) {
+  if (!bd::vector_rows(rows.yp, rows.yp_stride, rows.hidden) ||
+      !bd::vector_rows<T>(rows.out, rows.out_stride, rows.hidden)) {
     return cudaErrorInvalidValue;
   }
   const combine_addends<T>& addends = rows.addends;
