@@ -1,6 +1,7 @@
 // Routing benchmarks: route_and_mask (BEAM mask on, and the dense Top-K path with it off)
 // beside a CUB segmented sort of each token's logits; the fused decode path beside cuBLAS
-// GEMM + route_and_mask; the backward and the auxiliary losses. bf16 logits and weights.
+// GEMM + route_and_mask, and the batch-invariant router_logits + route_and_mask beside the
+// same baseline at prefill sizes; the backward and the auxiliary losses. bf16 logits and weights.
 #include <cub/device/device_segmented_sort.cuh>
 
 #include <vector>
@@ -9,6 +10,7 @@
 #include "beam/routing/device_route.cuh"
 #include "beam/routing/device_route_backward.cuh"
 #include "beam/routing/device_route_decode.cuh"
+#include "beam/routing/device_router_logits.cuh"
 #include "common.cuh"
 
 namespace {
@@ -127,6 +129,27 @@ void bm_route_decode(benchmark::State& state) {
   report(state, s, p.weight_bytes(), 2.0 * p.T * 2 * p.E * p.H);
 }
 
+//! router_logits into float [T, 2E] then route_and_mask: moe_forward's router above T = 64,
+//! batch-invariant (route_decode's summation order); range: T, H, E, K.
+void bm_router_logits_then_route(benchmark::State& state) {
+  decode_problem p(state.range(0), int(state.range(1)), int(state.range(2)), int(state.range(3)));
+  const beam::device::router_weights<bf16> weights{p.w.data(), p.w.data() + int64_t(p.E) * p.H, p.H, p.H};
+  device_buffer<float> logits(size_t(p.T) * 2 * p.E);
+  float* l = logits.data();
+  const int64_t stride = 2 * int64_t(p.E);
+  l2_flusher l2;
+  const double s = median_seconds(
+      p.stream,
+      [&] {
+        BEAM_CUDA_TRY(beam::device::router_logits(p.hidden.data(), p.H, p.T, p.H, weights, p.E, true,
+                                                  {l, l + p.E, stride, stride}, p.stream));
+        BEAM_CUDA_TRY(beam::device::route_and_mask<float>({l, l + p.E, stride, stride}, p.T, p.E, p.options(true),
+                                                          p.outputs(), p.stream));
+      },
+      20, 3, [&] { l2.flush(p.stream); });
+  report(state, s, p.weight_bytes(), 2.0 * p.T * 2 * p.E * p.H);
+}
+
 //! Baseline of the decode path: cuBLAS GEMM logits[T, 2E] = X · [W_r; W_m]ᵀ (bf16 out),
 //! then route_and_mask; range: T, H, E, K.
 void bm_cublas_gemm_then_route(benchmark::State& state) {
@@ -213,9 +236,17 @@ BENCHMARK(bm_route_decode)
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_router_logits_then_route)
+    ->ArgNames({"T", "H", "E", "K"})
+    ->ArgsProduct({{65, 512, 4096, 16384}, {2048}, {128}, {8}})
+    ->Args({4096, 7168, 256, 8})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_cublas_gemm_then_route)
     ->ArgNames({"T", "H", "E", "K"})
-    ->ArgsProduct({{1, 8, 16, 32, 64}, {2048}, {128}, {8}})
+    ->ArgsProduct({{1, 8, 16, 32, 64, 65, 512, 4096, 16384}, {2048}, {128}, {8}})
+    ->Args({4096, 7168, 256, 8})
     ->Args({1, 2048, 64, 6})
     ->Args({1, 7168, 256, 8})
     ->UseManualTime()

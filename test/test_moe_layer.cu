@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -326,6 +327,54 @@ TEST_SUITE("gpu") {
       run(eager_out.data(), graph.stream());
       BEAM_CUDA_TRY(cudaStreamSynchronize(graph.stream()));
       CHECK(beam::test::as_float(graph_out.to_host()) == beam::test::as_float(eager_out.to_host()));  // bitwise
+    }
+  }
+
+  TEST_CASE("moe_forward routes a token with the same bits alone and in batches of 64, 65 and 300 (both router paths)") {
+    BEAM_REQUIRE_GPU();
+    // Inexact logits (normal inputs): each router path must sum them in the one order.
+    const int H = 392, I = 32, E = 64, K = 6;
+    const int64_t pool = 300;
+    const auto x = to_storage<bf16>(normal_values(size_t(pool * H), 51, 1.0));
+    beam::test::device_vector<bf16> w13(to_storage<bf16>(normal_values(size_t(E * 2 * I * H), 52, 0.1))),
+        w2(to_storage<bf16>(normal_values(size_t(E * H * I), 53, 0.1))),
+        w_r(to_storage<bf16>(normal_values(size_t(E * H), 54, 1.0))),
+        w_m(to_storage<bf16>(normal_values(size_t(E * H), 55, 0.1)));
+    const moe_layer<bf16> layer{H, I, E, w13.data(), w2.data(), w_r.data(), w_m.data()};
+    beam::routing_options opt;
+    opt.top_k = K;
+    std::vector<int64_t> order(static_cast<size_t>(pool));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i * 7 % size_t(pool));  // 7 is prime to 300
+    // The batch of the first T tokens of `order`: each token's K ids and weights (as bits).
+    const auto route = [&](int64_t T) {
+      std::vector<bf16> batch(size_t(T * H));
+      for (int64_t i = 0; i < T; ++i) std::copy_n(x.begin() + order[size_t(i)] * H, H, batch.begin() + i * H);
+      beam::test::device_vector<bf16> d_x(batch), y{size_t(T * H)};
+      beam::test::device_vector<int32_t> ids{size_t(T * K)};
+      beam::test::device_vector<float> weights{size_t(T * K)};
+      moe_outputs<bf16> out{y.data(), H};
+      out.topk_ids = ids.data();
+      out.topk_weights = weights.data();
+      size_t bytes = 0;
+      REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, opt, out) == cudaSuccess);
+      const auto workspace = beam::test::device_vector<char>::workspace(bytes);
+      REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, opt, out) ==
+              cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      const auto w = weights.to_host();
+      std::vector<uint32_t> bits(w.size());
+      std::memcpy(bits.data(), w.data(), w.size() * sizeof(float));
+      return std::pair{ids.to_host(), bits};
+    };
+    const auto largest = route(pool);
+    for (int64_t T : {int64_t(1), int64_t(64), int64_t(65)}) {
+      CAPTURE(T);
+      const auto got = route(T);
+      for (size_t slot = 0; slot < got.first.size(); ++slot) {
+        CAPTURE(slot);
+        CHECK(got.first[slot] == largest.first[slot]);
+        CHECK(got.second[slot] == largest.second[slot]);
+      }
     }
   }
 

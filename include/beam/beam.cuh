@@ -13,9 +13,11 @@
 #include "beam/routing/device_route.cuh"
 #include "beam/routing/device_route_backward.cuh"
 #include "beam/routing/device_route_decode.cuh"
+#include "beam/routing/device_router_logits.cuh"
 #include "beam/routing/options.cuh"
 #include "beam/routing/warp_route.cuh"
 #include "beam/routing/warp_route_backward.cuh"
+#include "beam/routing/warp_router_logits.cuh"
 
 #include "beam/permute/block_rank.cuh"
 #include "beam/permute/device_combine.cuh"

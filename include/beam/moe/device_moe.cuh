@@ -1,7 +1,8 @@
 //! @file
 //! The BEAM MoE layer forward on the device, composed of the stages of this library:
-//!   route     r = x·W_rᵀ, z = x·W_mᵀ, then route_and_mask (route_decode: T ≤ 64, E ≤ 256,
-//!             whose last block also compacts: one launch for routing and compaction)
+//!   route     r = x·W_rᵀ, z = x·W_mᵀ (router_logits), then route_and_mask; route_decode at
+//!             T ≤ 64, E ≤ 256 (the same bits: batch-invariant), whose last block also compacts:
+//!             one launch for routing and compaction
 //!   compact   masked pairs get no row, experts with no rows no tile
 //!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
 //!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
@@ -110,7 +111,7 @@ namespace beam::device {
 
 namespace detail {
 
-//! Columns of each half of the router GEMMs' float logits [r | z]: E rounded up to 4, so that
+//! Columns of each half of router_logits' float output [r | z]: E rounded up to 4, so that
 //! the rows and the z half stay 16-byte aligned.
 inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
 
@@ -342,16 +343,11 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
       status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
                                                  detail::compaction_of(workspace, ws, out), stream);
     }
-  } else {  // router GEMMs into float logits [T, 2·E4] (r | z), after the counter, then the routing
+  } else {  // router_logits into float [T, 2·E4] (r | z), after the counter, then the routing
     float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
-    const gemm_groups all{nullptr, 1, tokens};
-    status = grouped_gemm<T, float>({x, x_stride}, {layer.router, H, 0}, E, H, all, {logits, stride},
-                                    gemm_schedule::automatic, stream);
-    if (status == cudaSuccess && options.mask_enabled) {
-      status = grouped_gemm<T, float>({x, x_stride}, {layer.mask_router, H, 0}, E, H, all, {logits + half, stride},
-                                      gemm_schedule::automatic, stream);
-    }
+    status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H}, E,
+                              options.mask_enabled, {logits, logits + half, stride, stride}, stream);
     if (status == cudaSuccess) {
       status = route_and_mask<float>({logits, logits + half, stride, stride}, tokens, E, options, routing, stream);
     }

@@ -1,5 +1,5 @@
 //! @file
-//! Decode fast path: the router GEMV [x·W_rᵀ | x·W_mᵀ] and `route_and_mask` in one kernel
+//! Decode fast path: the router logits [x·W_rᵀ | x·W_mᵀ] and `route_and_mask` in one kernel
 //! launch, for the few tokens of a decoding step.
 #pragma once
 
@@ -10,32 +10,25 @@
 
 #include "beam/permute/device_compact.cuh"
 #include "beam/routing/device_route.cuh"
+#include "beam/routing/device_router_logits.cuh"
 #include "beam/routing/options.cuh"
 
 namespace beam::device {
 
-//! The two router matrices, W_r and W_m, each `[E, H]` row-major (the layout of a linear
-//! layer's weight, out × in) with its row stride (elements).
-template <class WeightT>
-struct router_weights {
-  const WeightT* router = nullptr;
-  const WeightT* mask = nullptr;  //!< unused when the mask is off
-  int64_t router_stride = 0;
-  int64_t mask_stride = 0;
-};
-
-//! Largest T and E `route_decode` takes; larger batches use a GEMM and `route_and_mask`.
+//! Largest T and E `route_decode` takes; larger batches use `router_logits` and
+//! `route_and_mask`, which route every token exactly as route_decode does.
 inline constexpr int64_t max_decode_tokens = 64;
 inline constexpr int max_decode_experts = 256;
 
-//! Routes T ≤ 64 tokens from their hidden states x `[T, H]`: r = x·W_rᵀ and z = x·W_mᵀ
-//! (float accumulation), then exactly `route_and_mask` on the float logits r, z, with the
-//! same outputs. One kernel: one warp per weight row and tile of 8 tokens (blocks of 16 rows ×
-//! 8 tokens, so the grid grows with T), the tile's hidden states staged in shared memory and
-//! 16-byte weight loads all in flight, each row read from HBM once (and again from L2 for
-//! every further 8 tokens); the last block to finish routes every token. Latency: three
-//! dependent global round trips for H ≤ 2048 in 16-bit types and T ≤ 16 (one more per further
-//! 2048 elements of H, or 1024 in float, and per further 16 tokens).
+//! Routes T ≤ 64 tokens from their hidden states x `[T, H]`: r = x·W_rᵀ and z = x·W_mᵀ with
+//! the bits of `router_logits` (its summation order, so a token's routing is the same alone,
+//! in any batch, and through router_logits + route_and_mask), then exactly `route_and_mask` on
+//! the float logits r, z, with the same outputs. One kernel: blocks of 16 weight rows × 8
+//! tokens (the grid grows with T), whose 16 warps take one 128-element segment of H each on
+//! the tensor cores, the tile's hidden states staged in shared memory and 16-byte weight loads
+//! all in flight, each row read from HBM once (and again from L2 for every further 8 tokens);
+//! the last block to finish routes every token. Latency: three dependent global round trips
+//! for H ≤ 2048 and T ≤ 16 (one more per further 2048 elements of H and per further 16 tokens).
 //! Capturable in a CUDA graph; equal inputs give bitwise equal outputs.
 //!
 //! Two-phase workspace, as in CUB: with `workspace == nullptr` only `workspace_bytes` is set
@@ -47,7 +40,7 @@ inline constexpr int max_decode_experts = 256;
 //! launch then traps (cudaErrorLaunchFailure) rather than route from partial logits; a smaller
 //! stale value goes unnoticed.
 //!
-//! @tparam T  float, __half or __nv_bfloat16 (hidden states and weights)
+//! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid
 //!         as for route_and_mask; H < 1; T > 0 and null `hidden`, weights the options need,
 //!         `topk_ids` or `topk_weights`; a pointer not 16-byte aligned, or H or a row stride
@@ -91,21 +84,15 @@ cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, in
                                       const router_weights<T>& weights, const routing_options& options,
                                       const routing_outputs& out) {
   if (tokens == 0) return cudaSuccess;
-  constexpr int64_t vector = beam::detail::decode_vector_elements<T>;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const auto valid_matrix = [&](const T* data, int64_t stride) {
-    return data && aligned(data) && stride >= hidden_size && stride % vector == 0;
-  };
-  if (hidden_size % vector != 0 || !valid_matrix(hidden, hidden_stride)) return cudaErrorInvalidValue;
-  if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
-  if (options.mask_enabled && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
+  if (const cudaError_t status =
+          check_router_inputs(hidden, hidden_stride, hidden_size, weights, options.mask_enabled);
+      status != cudaSuccess) {
+    return status;
+  }
   if (!out.topk_ids || !out.topk_weights) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 
-}  // namespace detail
-
-namespace detail {
 
 //! route_decode's launch on checked arguments (T > 0); with `Compact` the last block also writes
 //! `compacted`, compact's outputs for the routing it made (single-block compaction, no layouts).
@@ -117,7 +104,7 @@ cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden
   namespace bd = beam::detail;
   const bd::decode_workspace layout(tokens, num_experts);
   const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
-  const dim3 grid(unsigned((rows + bd::decode_warps - 1) / bd::decode_warps),
+  const dim3 grid(unsigned((rows + bd::decode_rows - 1) / bd::decode_rows),
                   unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
   const bd::compact_plan plan(compaction_input{out.topk_ids, tokens, options.top_k, num_experts});
   return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
@@ -138,6 +125,7 @@ template <class T>
 cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidden, int64_t hidden_stride,
                          int64_t tokens, int hidden_size, const router_weights<T>& weights, int num_experts,
                          const routing_options& options, const routing_outputs& out, cudaStream_t stream) {
+  static_assert(sizeof(T) == 2, "16-bit hidden states and weights (the tensor cores' bf16 or fp16)");
   if (const cudaError_t status = detail::check_route_decode_shape(tokens, hidden_size, num_experts, options);
       status != cudaSuccess) {
     return status;

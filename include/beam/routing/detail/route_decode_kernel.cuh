@@ -1,11 +1,12 @@
 //! @file
 //! Kernel of beam::device::route_decode: block (i, j) holds 16 weight rows and the tokens of
-//! tile j (8 tokens); each warp computes its row's logits for those tokens. The last block to
-//! arrive routes every token from the finished logits. Built for latency: the tile's hidden
-//! states reach shared memory through cp.async while each lane has all its weight loads of a
-//! slab in flight (one dependent round trip per 32 KiB slab of the tile, one slab for H ≤ 2048
-//! in 16-bit types), then the arrival (one), then the logits of the last block's tokens (one
-//! per 16 tokens).
+//! tile j (8 tokens); its 16 warps take one 128-element segment of H each (in rounds of 16
+//! segments), each a chain of 8 mma.sync steps, and the block adds the segments' results in
+//! order: the summation of warp_router_logits.cuh, so the logits equal router_logits'. The last
+//! block to arrive routes every token from the finished logits. Built for latency: the tile's
+//! hidden states reach shared memory through cp.async while each lane has all its weight loads
+//! of a round in flight (one dependent round trip per 2048 elements of H), then the arrival
+//! (one), then the logits of the last block's tokens (one per 16 tokens).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,24 +18,23 @@
 #include "beam/gemm/tile_mma.cuh"
 #include "beam/permute/detail/compact_kernels.cuh"
 #include "beam/routing/detail/route_kernel.cuh"
+#include "beam/routing/detail/router_logits_kernel.cuh"
 #include "beam/routing/device_route_decode.cuh"
 #include "beam/routing/warp_route.cuh"
+#include "beam/routing/warp_router_logits.cuh"
 
 namespace beam::detail {
 
 constexpr int decode_block_threads = 512;
 constexpr int decode_warps = decode_block_threads / 32;
-constexpr int decode_token_tile = 8;  //!< tokens of a block (grid y), accumulated by each lane at once
-constexpr int decode_slab_bytes = 32768;  //!< shared memory: a slab of the tile's hidden states, later the logits
-constexpr int decode_slab_loads = decode_slab_bytes / decode_token_tile / 16 / 32;  //!< weight vectors per lane
-
-//! Elements of T in one 16-byte load.
-template <class T>
-inline constexpr int64_t decode_vector_elements = int64_t(16 / sizeof(T));
-
-//! Elements of a token's row in one slab: 2048 for 16-bit types, 1024 for float.
-template <class T>
-inline constexpr int decode_slab_elements = int(decode_slab_bytes / decode_token_tile / sizeof(T));
+constexpr int decode_rows = 16;       //!< weight rows of a block (grid x): one mma's M
+constexpr int decode_token_tile = 8;  //!< tokens of a block (grid y): one mma's N
+constexpr int decode_round = decode_warps * router_segment_elements;  //!< elements of H per round: 2048
+//! Row stride of the staged hidden states (elements): a round plus 64 bytes, so that the two
+//! tokens of a 16-byte load phase fall in distinct banks.
+constexpr int decode_slab_stride = decode_round + 32;
+//! Shared memory: the round's hidden states; later the staged logits, then compact's ranking.
+constexpr int decode_shared_bytes = decode_token_tile * decode_slab_stride * 2;
 
 //! Workspace of route_decode: an arrival counter (zero between calls) in the first
 //! workspace_counter_bytes, then the logits `[T, 2E]` (r | z) in float.
@@ -51,17 +51,6 @@ struct decode_workspace {
   }
 };
 
-//! Σ_i a_i·b_i over the elements of two 16-byte vectors of T, in float.
-template <class T>
-__device__ inline float dot16(const int4& a, const int4& b) {
-  const T* x = reinterpret_cast<const T*>(&a);
-  const T* y = reinterpret_cast<const T*>(&b);
-  float sum = 0.0f;
-#pragma unroll
-  for (int i = 0; i < int(16 / sizeof(T)); ++i) sum = fmaf(to_float(x[i]), to_float(y[i]), sum);
-  return sum;
-}
-
 //! With `Compact` (moe_forward's decode path), the last block goes on to compact the routing
 //! it wrote (`compacted`: compact's outputs for plan = the routing's ids), so that the expert
 //! GEMMs follow it directly: no launch of compact.
@@ -71,64 +60,73 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
                         device::router_weights<T> weights, int num_experts, routing_options options,
                         device::routing_outputs out, float* logits, unsigned* arrivals, compact_plan plan,
                         device::compaction_outputs compacted) {
+  static_assert(sizeof(T) == 2, "16-bit hidden states and weights");
   static_assert(decode_block_threads == compact_single_threads, "the last block compacts as compact's single block");
-  static_assert(sizeof(compact_ranking::temp_storage) <= decode_slab_bytes, "the ranking reuses the slab");
-  constexpr int64_t vector = decode_vector_elements<T>;
-  constexpr int slab = decode_slab_elements<T>;
-  static_assert(sizeof(float) * decode_warps * 2 * MaxExperts <= decode_slab_bytes, "the logits fit the slab");
-  __shared__ __align__(16) unsigned char shared[decode_slab_bytes];
-  T* x_slab = reinterpret_cast<T*>(shared);  // [token of the tile][slab]
+  static_assert(sizeof(compact_ranking::temp_storage) <= decode_shared_bytes, "the ranking reuses the slab");
+  static_assert(sizeof(float) * decode_warps * 2 * MaxExperts <= decode_shared_bytes, "the logits fit the slab");
+  static_assert(decode_rows * decode_token_tile <= decode_block_threads, "a thread per output adds the segments");
+  constexpr int outputs = decode_rows * decode_token_tile;
+  __shared__ __align__(16) unsigned char shared[decode_shared_bytes];
+  __shared__ float partial[decode_warps][outputs];  // [segment of the round][token][row]: s_j
+  T* x_slab = reinterpret_cast<T*>(shared);  // [token of the tile][decode_slab_stride]
   const int lane = int(warp::lane_id()), warp_index = int(threadIdx.x / 32);
+  const int g = lane / 4, q = lane % 4;
   const int64_t logits_stride = 2 * int64_t(num_experts);
 
-  // Phase 1: row `row` of [W_r; W_m] against tokens [t0, t0 + tile), slab by slab of H.
-  const int row = int(blockIdx.x) * decode_warps + warp_index;
+  // Phase 1: rows [r0, r0 + 16) of [W_r; W_m] against tokens [t0, t0 + tile), round by round.
+  const int r0 = int(blockIdx.x) * decode_rows;
   const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
   const int64_t t0 = int64_t(blockIdx.y) * decode_token_tile;
   const int tile = int(tokens - t0 < decode_token_tile ? tokens - t0 : decode_token_tile);
-  const T* w = row >= rows           ? nullptr
-               : row < num_experts ? weights.router + row * weights.router_stride
-                                   : weights.mask + (row - num_experts) * weights.mask_stride;
-  float acc[decode_token_tile] = {};
-  for (int s0 = 0; s0 < hidden_size; s0 += slab) {
-    const int vectors = int((hidden_size - s0 < slab ? hidden_size - s0 : slab) / vector);
-    int4 wv[decode_slab_loads];  // this lane's weight vectors of the slab, all in flight
+  const T* w_low = router_row(weights, num_experts, rows, r0 + g);
+  const T* w_high = router_row(weights, num_experts, rows, r0 + g + 8);
+  const int segments = (hidden_size + router_segment_elements - 1) / router_segment_elements;
+  float total = 0.0f;  // thread i < 128: output (token i / 16, row i mod 16)
+  for (int s0 = 0; s0 < segments; s0 += decode_warps) {
+    const int k0 = s0 * router_segment_elements;  // the round's first element
+    const int segment = s0 + warp_index;
+    int4 wv[2][router_segment_chunks];  // this lane's weight loads of its segment, all in flight
 #pragma unroll
-    for (int j = 0; j < decode_slab_loads; ++j) {
-      const int c = lane + 32 * j;
-      wv[j] = w && c < vectors ? __ldg(reinterpret_cast<const int4*>(w + s0 + c * vector)) : int4{};
+    for (int c = 0; c < router_segment_chunks; ++c) {
+      const int k = segment * router_segment_elements + c * router_chunk_elements + 8 * q;
+      wv[0][c] = w_low && k < hidden_size ? __ldg(reinterpret_cast<const int4*>(w_low + k)) : int4{};
+      wv[1][c] = w_high && k < hidden_size ? __ldg(reinterpret_cast<const int4*>(w_high + k)) : int4{};
     }
     // The hidden states (and everything this kernel writes) belong to the kernels before it;
     // the router weights, streaming already, do not.
     if (s0 == 0) wait_for_dependencies();
-    for (int i = int(threadIdx.x); i < tile * vectors; i += decode_block_threads) {
-      const int token = i / vectors, c = i % vectors;
-      block::copy_async_16(x_slab + token * slab + c * vector, hidden + (t0 + token) * hidden_stride + s0 + c * vector,
-                           true);
+    const int round_segments = segments - s0 < decode_warps ? segments - s0 : decode_warps;
+    const int vectors = round_segments * router_segment_elements / 8;  // zeros past H and past the tile
+    for (int i = int(threadIdx.x); i < decode_token_tile * vectors; i += decode_block_threads) {
+      const int token = i / vectors, k = k0 + (i % vectors) * 8;
+      const bool valid = token < tile && k < hidden_size;
+      block::copy_async_16(x_slab + token * decode_slab_stride + (k - k0),
+                           valid ? hidden + (t0 + token) * hidden_stride + k : hidden, valid);
     }
     block::copy_async_commit();
     block::copy_async_wait<0>();
     __syncthreads();
-    if (w) {
+    if (warp_index < round_segments) {
+      float acc[4] = {};
+      const T* x_row = x_slab + g * decode_slab_stride + warp_index * router_segment_elements + 8 * q;
 #pragma unroll
-      for (int i = 0; i < decode_token_tile; ++i) {
-        if (i >= tile) break;
-#pragma unroll
-        for (int j = 0; j < decode_slab_loads; ++j) {
-          const int c = lane + 32 * j;
-          if (c < vectors) acc[i] += dot16<T>(wv[j], *reinterpret_cast<const int4*>(x_slab + i * slab + c * vector));
-        }
+      for (int c = 0; c < router_segment_chunks; ++c) {
+        const int4 xv = *reinterpret_cast<const int4*>(x_row + c * router_chunk_elements);
+        warp::router_chunk_mma<T>(acc, wv[0][c], wv[1][c], xv);
       }
+      // C fragment: rows g (v = 0, 1) and g + 8 (v = 2, 3) × tokens 2q, 2q + 1.
+#pragma unroll
+      for (int v = 0; v < 4; ++v) partial[warp_index][(2 * q + v % 2) * decode_rows + g + (v / 2) * 8] = acc[v];
     }
-    __syncthreads();  // the next slab overwrites this one
+    __syncthreads();  // the partials are written; the next round overwrites the slab
+    if (threadIdx.x < outputs) {
+      for (int j = 0; j < round_segments; ++j) total += partial[j][threadIdx.x];  // in segment order
+    }
   }
   launch_dependents();
-  if (w) {
-#pragma unroll
-    for (int i = 0; i < decode_token_tile; ++i) {
-      const float sum = warp::detail::warp_sum(acc[i]);
-      if (lane == 0 && i < tile) logits[(t0 + i) * logits_stride + row] = sum;
-    }
+  if (threadIdx.x < outputs) {
+    const int token = int(threadIdx.x) / decode_rows, row = r0 + int(threadIdx.x) % decode_rows;
+    if (token < tile && row < rows) logits[(t0 + token) * logits_stride + row] = total;  // [r | z]: column = row
   }
 
   const int64_t routed = routed_tokens(options, tokens);  // in flight while the block arrives

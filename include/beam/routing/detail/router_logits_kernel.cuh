@@ -1,0 +1,141 @@
+//! @file
+//! Kernel of beam::device::router_logits: block (i, j) computes tokens [64·i, 64·i + 64) ×
+//! rows [64·j, 64·j + 64) of [W_r; W_m] (2 × 2 warps of 32 × 32), staging 64-deep slices of
+//! both operands through shared tiles with cp.async (two stages in flight), each lane
+//! loading 16-byte fragments for warp::router_chunk_mma; every 128 of H (two slices) the
+//! segment's chain is added into the total, as warp_router_logits.cuh orders it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "beam/core/launch.cuh"
+#include "beam/gemm/tile_mma.cuh"
+#include "beam/routing/device_router_logits.cuh"
+#include "beam/routing/warp_router_logits.cuh"
+
+namespace beam::detail {
+
+constexpr int router_tile = 64;          //!< tokens and rows of a block's output tile
+constexpr int router_tile_threads = 128;  //!< 2 × 2 warps of 32 rows × 32 tokens
+constexpr int router_slice = 64;          //!< elements of H per stage: half a segment
+
+//! Element offset of 16-byte chunk `chunk` of row `row` in a shared tile of 64-element rows:
+//! odd rows swap the halves of the row, so that the two rows of a 16-byte load phase (8 lanes:
+//! rows g, g + 1 × chunks 4c..4c+3) fall in distinct banks.
+__device__ constexpr int router_tile_offset(int row, int chunk) { return (row * 8 + (chunk ^ ((row & 1) << 2))) * 8; }
+
+//! Row `row` of [W_r; W_m] (rows ≥ E are the mask's), or null past the last row.
+template <class T>
+__device__ inline const T* router_row(const device::router_weights<T>& weights, int num_experts, int rows, int row) {
+  if (row >= rows) return nullptr;
+  return row < num_experts ? weights.router + int64_t(row) * weights.router_stride
+                           : weights.mask + int64_t(row - num_experts) * weights.mask_stride;
+}
+
+template <class T>
+__global__ void __launch_bounds__(router_tile_threads)
+    router_logits_kernel(const T* __restrict__ hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
+                         device::router_weights<T> weights, int num_experts, int rows, device::logits_outputs out) {
+  constexpr int chunks = router_slice / 8;  // 16-byte chunks per tile row
+  __shared__ __align__(16) T w_tile[2][router_tile * router_slice];
+  __shared__ __align__(16) T x_tile[2][router_tile * router_slice];
+  const int lane = int(threadIdx.x % 32), warp_index = int(threadIdx.x / 32);
+  const int g = lane / 4, q = lane % 4;
+  const int64_t t0 = int64_t(blockIdx.x) * router_tile;
+  const int r0 = int(blockIdx.y) * router_tile;
+  const int warp_row = (warp_index / 2) * 32, warp_token = (warp_index % 2) * 32;
+
+  // This thread's copies: tile rows threadIdx.x / 8 + 16·i, chunk threadIdx.x mod 8, for W and x.
+  const int copy_chunk = int(threadIdx.x % chunks), copy_row = int(threadIdx.x / chunks);
+  constexpr int copies = router_tile * chunks / router_tile_threads;
+  const T* w_rows[copies];
+  const T* x_rows[copies];
+#pragma unroll
+  for (int i = 0; i < copies; ++i) {
+    const int r = copy_row + i * (router_tile_threads / chunks);
+    w_rows[i] = router_row(weights, num_experts, rows, r0 + r);
+    x_rows[i] = t0 + r < tokens ? hidden + (t0 + r) * hidden_stride : nullptr;
+  }
+  const auto load_slice = [&](int slice, int stage) {
+    const int k = slice * router_slice + copy_chunk * 8;
+#pragma unroll
+    for (int i = 0; i < copies; ++i) {
+      const int r = copy_row + i * (router_tile_threads / chunks);
+      const int offset = router_tile_offset(r, copy_chunk);
+      const bool in_h = k < hidden_size;  // H is whole chunks: a chunk is all in or all out
+      block::copy_async_16(w_tile[stage] + offset, w_rows[i] && in_h ? w_rows[i] + k : hidden, w_rows[i] && in_h);
+      block::copy_async_16(x_tile[stage] + offset, x_rows[i] && in_h ? x_rows[i] + k : hidden, x_rows[i] && in_h);
+    }
+    block::copy_async_commit();
+  };
+
+  float total[2][4][4] = {}, segment[2][4][4] = {};
+  const int slices = (hidden_size + router_segment_elements - 1) / router_segment_elements * 2;
+  wait_for_dependencies();
+  load_slice(0, 0);
+  for (int slice = 0; slice < slices; ++slice) {
+    const int stage = slice % 2;
+    if (slice + 1 < slices) {
+      load_slice(slice + 1, 1 - stage);
+      block::copy_async_wait<1>();
+    } else {
+      block::copy_async_wait<0>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int c = 0; c < router_slice / router_chunk_elements; ++c) {
+      int4 w_low[2], w_high[2], x[4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int r = warp_row + 16 * mi + g;
+        w_low[mi] = *reinterpret_cast<const int4*>(w_tile[stage] + router_tile_offset(r, 4 * c + q));
+        w_high[mi] = *reinterpret_cast<const int4*>(w_tile[stage] + router_tile_offset(r + 8, 4 * c + q));
+      }
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+        x[ni] = *reinterpret_cast<const int4*>(x_tile[stage] + router_tile_offset(warp_token + 8 * ni + g, 4 * c + q));
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) warp::router_chunk_mma<T>(segment[mi][ni], w_low[mi], w_high[mi], x[ni]);
+      }
+    }
+    if (slice % 2 == 1) {  // a segment ends: s_j joins the total, the next chain starts from +0
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+#pragma unroll
+          for (int v = 0; v < 4; ++v) {
+            total[mi][ni][v] += segment[mi][ni][v];
+            segment[mi][ni][v] = 0.0f;
+          }
+        }
+      }
+    }
+    __syncthreads();  // the next load overwrites this stage
+  }
+  launch_dependents();
+
+  // C fragment: rows g (v = 0, 1) and g + 8 (v = 2, 3) × tokens 2q, 2q + 1.
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const int row = r0 + warp_row + 16 * mi + g + (v / 2) * 8;
+      if (row >= rows) continue;
+      float* column = row < num_experts ? out.router + row : out.mask + (row - num_experts);
+      const int64_t stride = row < num_experts ? out.router_stride : out.mask_stride;
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+        const int64_t token = t0 + warp_token + 8 * ni + 2 * q + v % 2;
+        if (token < tokens) column[token * stride] = total[mi][ni][v];
+      }
+    }
+  }
+}
+
+}  // namespace beam::detail

@@ -1,0 +1,108 @@
+//! @file
+//! Device-level router logits [x·W_rᵀ | x·W_mᵀ] for T tokens, in the one summation order of
+//! beam/routing/warp_router_logits.cuh that route_decode shares: batch-invariant routing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace beam::device {
+
+//! The two router matrices, W_r and W_m, each `[E, H]` row-major (the layout of a linear
+//! layer's weight, out × in) with its row stride (elements).
+template <class WeightT>
+struct router_weights {
+  const WeightT* router = nullptr;
+  const WeightT* mask = nullptr;  //!< unused when the mask is off
+  int64_t router_stride = 0;
+  int64_t mask_stride = 0;
+};
+
+//! Float router and mask logits `[T, E]` each with its own row stride (elements), e.g. both
+//! halves of one `[T, 2E]` array: `{logits, logits + E, 2 * E, 2 * E}`; route_and_mask reads
+//! them as `routing_logits<float>`.
+struct logits_outputs {
+  float* router = nullptr;
+  float* mask = nullptr;  //!< unused when the mask is off
+  int64_t router_stride = 0;
+  int64_t mask_stride = 0;
+};
+
+//! Largest E router_logits takes (its 2E rows tile a grid dimension of 2¹⁶ − 1 blocks).
+inline constexpr int max_router_experts = 1 << 20;
+
+//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ for T tokens, fp32 accumulation on the
+//! tensor cores in the order of warp_router_logits.cuh: a token's logits have the same bits
+//! whatever T, its place in the batch and the other tokens, and equal route_decode's (so its
+//! routing does too), on one architecture. One launch of 64 × 64 output tiles.
+//! Capturable in a CUDA graph.
+//!
+//! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H < 1; T > 0 and a null
+//!         `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
+//!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
+//!         output stride < E; else the launch's status. T = 0 writes nothing.
+//!
+//! @code
+//! // x [T, H], W_r and W_m [E, H] (bf16) → logits [T, 2E] (r | z), then the routing:
+//! beam::device::router_logits<__nv_bfloat16>(x, H, T, H, {w_r, w_m, H, H}, E, true,
+//!                                            {logits, logits + E, 2 * E, 2 * E}, stream);
+//! beam::device::route_and_mask<float>({logits, logits + E, 2 * E, 2 * E}, T, E, options, out, stream);
+//! @endcode
+template <class T>
+[[nodiscard]] cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
+                                        const router_weights<T>& weights, int num_experts, bool mask_enabled,
+                                        const logits_outputs& out, cudaStream_t stream = nullptr);
+
+}  // namespace beam::device
+
+#include "beam/routing/detail/router_logits_kernel.cuh"
+
+namespace beam::device {
+
+namespace detail {
+
+//! The router inputs both router_logits and route_decode take (T > 0): 16-byte aligned rows
+//! whose length and strides are whole 16-byte vectors.
+template <class T>
+cudaError_t check_router_inputs(const T* hidden, int64_t hidden_stride, int hidden_size,
+                                const router_weights<T>& weights, bool mask_enabled) {
+  constexpr int64_t vector = 16 / sizeof(T);
+  const auto valid_matrix = [&](const T* data, int64_t stride) {
+    return data && reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride >= hidden_size && stride % vector == 0;
+  };
+  if (hidden_size % vector != 0 || !valid_matrix(hidden, hidden_stride)) return cudaErrorInvalidValue;
+  if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
+  if (mask_enabled && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+}  // namespace detail
+
+template <class T>
+cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
+                          const router_weights<T>& weights, int num_experts, bool mask_enabled,
+                          const logits_outputs& out, cudaStream_t stream) {
+  static_assert(sizeof(T) == 2, "16-bit hidden states and weights (the tensor cores' bf16 or fp16)");
+  if (tokens < 0 || num_experts < 1 || num_experts > max_router_experts || hidden_size < 1) {
+    return cudaErrorInvalidValue;
+  }
+  if (tokens == 0) return cudaSuccess;
+  if (const cudaError_t status = detail::check_router_inputs(hidden, hidden_stride, hidden_size, weights, mask_enabled);
+      status != cudaSuccess) {
+    return status;
+  }
+  if (!out.router || out.router_stride < num_experts) return cudaErrorInvalidValue;
+  if (mask_enabled && (!out.mask || out.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  namespace bd = beam::detail;
+  const int64_t rows = mask_enabled ? 2 * int64_t(num_experts) : num_experts;
+  const int64_t token_tiles = (tokens + bd::router_tile - 1) / bd::router_tile;
+  const int64_t row_tiles = (rows + bd::router_tile - 1) / bd::router_tile;
+  if (token_tiles > 0x7fffffff) return cudaErrorInvalidValue;  // T > 2³⁷: beyond any device's memory
+  return bd::launch_dependent(bd::router_logits_kernel<T>, dim3(unsigned(token_tiles), unsigned(row_tiles)),
+                              bd::router_tile_threads, 0, stream, hidden, hidden_stride, tokens, hidden_size, weights,
+                              num_experts, int(rows), out);
+}
+
+}  // namespace beam::device
