@@ -45,6 +45,9 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, b, 128, 64, {nullptr, 4, 100}, out) == cudaErrorInvalidValue);  // no offsets: one group only
   CHECK(call(a, b, 128, 60, groups, out) == cudaErrorInvalidValue);               // K % 8
   CHECK(call(a, b, 0, 64, groups, out) == cudaErrorInvalidValue);
+  CHECK(call(a, b, beam::max_extent + 2, 64, groups, out) == cudaErrorInvalidValue);  // N, K ≤ 2³⁰
+  CHECK(call({fake, int64_t(beam::max_extent) + 8}, {fake, int64_t(beam::max_extent) + 8, 0}, 128,
+             beam::max_extent + 8, groups, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 25, 64, groups, {fake, 128, gemm_epilogue::swiglu}) == cudaErrorInvalidValue);  // odd N
   CHECK(call({nullptr, 64}, b, 128, 64, groups, out) == cudaErrorInvalidValue);
   CHECK(call(a, {nullptr, 64, 0}, 128, 64, groups, out) == cudaErrorInvalidValue);
@@ -660,6 +663,65 @@ TEST_SUITE("gpu") {
       check(__nv_bfloat16{}, 2e-2, schedule);  // rounded at each of up to K additions
       check(__half{}, 4e-3, schedule);
     }
+  }
+
+  TEST_CASE("grouped_gemm gathers A rows and scatter-adds C rows that start past 2³¹ elements") {
+    BEAM_REQUIRE_GPU();
+    // One bf16 array of `rows` rows of 4096 (4.3 GB; only the rows used are written): A of a
+    // gathered GEMM (K = 1: pair = token), then C of a scatter_add (its first 64 columns).
+    using bf16 = __nv_bfloat16;
+    const int k = 4096, n = 64;
+    const int64_t rows = (int64_t(1) << 31) / k + 4;
+    beam::test::device_vector<bf16> big(size_t(rows * k));
+    const std::vector<int32_t> pairs{int32_t(rows - 1), int32_t(rows - 3), 5};
+    std::vector<std::vector<bf16>> values;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      values.push_back(beam::test::random_values<bf16>(size_t(k), 60 + i));
+      BEAM_CUDA_TRY(cudaMemcpy(big.data() + int64_t(pairs[i]) * k, values.back().data(), size_t(k) * sizeof(bf16),
+                               cudaMemcpyHostToDevice));
+    }
+    const auto b = beam::test::random_values<bf16>(size_t(n * k), 63);
+    const auto small_a = beam::test::random_values<bf16>(size_t(3 * k), 64);
+    std::vector<float> scales(static_cast<size_t>(rows), 0.0f);
+    for (size_t i = 0; i < pairs.size(); ++i) scales[size_t(pairs[i])] = 0.5f + float(i);
+    beam::test::device_vector<bf16> d_b(b), d_small_a(small_a);
+    beam::test::device_vector<int32_t> d_pairs(pairs), offsets(std::vector<int32_t>{0, 3});
+    beam::test::device_vector<float> d_scales(scales), c{size_t(3 * n)};
+    const beam::device::gemm_groups groups{offsets.data(), 1, 3, rows};
+    const auto dot = [&](const bf16* a_row, int j) {
+      double sum = 0.0;
+      for (int h = 0; h < k; ++h) sum += double(beam::to_float(a_row[h])) * beam::to_float(b[size_t(j * k + h)]);
+      return sum;
+    };
+    std::vector<double> gathered(size_t(3 * n)), scattered(size_t(3 * n));
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < n; ++j) {
+        gathered[size_t(i * n + j)] = dot(values[size_t(i)].data(), j);
+        scattered[size_t(i * n + j)] = beam::to_float(values[size_t(i)][size_t(j)]) +
+                                       double(scales[size_t(pairs[size_t(i)])]) * dot(small_a.data() + i * k, j);
+      }
+    }
+    for (gemm_schedule schedule : all_schedules) {
+      CAPTURE(int(schedule));
+      c.poison();
+      REQUIRE(beam::device::grouped_gemm<bf16, float>({big.data(), k, d_pairs.data(), 1}, {d_b.data(), k, 0}, n, k,
+                                                      groups, {c.data(), n}, schedule) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      CHECK(beam::test::relative_error(c.to_host(), gathered) <= 1e-5);
+    }
+    // Rows of small_a added into C = big at the tokens of their pairs (scale 0.5, 1.5, 2.5).
+    REQUIRE(beam::device::grouped_gemm<bf16, bf16>(
+                {d_small_a.data(), k}, {d_b.data(), k, 0}, n, k, groups,
+                {big.data(), k, gemm_epilogue::scatter_add, d_scales.data(), d_pairs.data(), 1}) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    std::vector<float> got(size_t(3 * n));
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      std::vector<bf16> row(static_cast<size_t>(n));
+      BEAM_CUDA_TRY(cudaMemcpy(row.data(), big.data() + int64_t(pairs[i]) * k, size_t(n) * sizeof(bf16),
+                               cudaMemcpyDeviceToHost));
+      for (int j = 0; j < n; ++j) got[i * size_t(n) + size_t(j)] = beam::to_float(row[size_t(j)]);
+    }
+    CHECK(beam::test::relative_error(got, scattered) <= 2e-2);
   }
 
   TEST_CASE("grouped_gemm: NaN and Inf in A reach only their own rows") {

@@ -92,6 +92,40 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
   size_t bytes = large;
   CHECK(beam::device::moe_experts_forward<bf16>(workspace, bytes, fake, 2048, 64, layer, nullptr, nullptr, 8, out) ==
         cudaErrorInvalidValue);  // precomputed routing required
+  // Extents up to 2³⁰ (H) and 2²⁹ (I, I_s: GEMM 1's N is 2I), even in a query.
+  const int beyond_half = beam::max_extent / 2 + 8;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {2048, beyond_half, 128}, opt, {}) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {2048, 768, 128, nullptr, nullptr, nullptr,
+                                                                         nullptr, beyond_half}, opt, {}) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {beam::max_extent + 8, 768, 128}, opt, {}) ==
+        cudaErrorInvalidValue);
+}
+
+TEST_CASE("moe_forward: T·K·H beyond 2³¹ sizes the workspace in 64 bits; T·K beyond 2³¹ − 1 is refused") {
+  const moe_layer<bf16> shapes{7168, 2048, 256};  // DeepSeek-V3-like extents
+  beam::routing_options opt;
+  opt.top_k = 8;
+  const int64_t T = int64_t(1) << 20;  // P = T·K = 2²³ pairs: P·H = 2³⁵·1.75 elements
+  size_t bytes = 0;
+  REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, T, shapes, opt, {}) == cudaSuccess);
+  const uint64_t P = uint64_t(T) * 8;
+  // At least the activations [P, I] and the expert rows [P, H] (bf16) and the [P] int32 arrays.
+  CHECK(bytes >= P * (2048 + 7168) * sizeof(bf16) + 2 * P * sizeof(int32_t));
+  size_t experts_bytes = 0;
+  REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, experts_bytes, nullptr, 0, T, shapes, nullptr, nullptr, 8,
+                                                  {}) == cudaSuccess);
+  CHECK(experts_bytes >= P * (2048 + 7168) * sizeof(bf16));
+  // Pair and row numbers are int32: T·K = 2³¹ − 1 is taken, 2³¹ refused.
+  beam::routing_options one = opt;
+  one.top_k = 1;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, INT32_MAX, shapes, one, {}) == cudaSuccess);
+  CHECK(bytes >= uint64_t(INT32_MAX) * (2048 + 7168) * sizeof(bf16));
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, int64_t(INT32_MAX) + 1, shapes, one, {}) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, int64_t(1) << 28, shapes, opt, {}) ==
+        cudaErrorInvalidValue);  // 2²⁸ · 8 = 2³¹
 }
 
 namespace {

@@ -47,6 +47,16 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
         cudaErrorInvalidValue);  // no ids
   CHECK(beam::device::combine_masked<bf16>(fake, 64, rows, nullptr, 4, 60, 8, none, fake, 64) ==
         cudaErrorInvalidValue);  // H not a multiple of 8
+  // K and H up to 2³⁰ (beam::max_extent): their loop steps stay in int.
+  const int beyond = beam::max_extent + 8;
+  CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, beyond, rows, rows, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_rows<bf16>(fake, beyond, 4, beyond, 8, rows, rows, fake, beyond) == cudaErrorInvalidValue);
+  CHECK(beam::device::gather_slots<bf16>(fake, 64, 4, 64, beyond, rows, 16, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, 64, rows, nullptr, 4, 64, beyond, none, fake, 64) == cudaErrorInvalidValue);
+  CHECK(beam::device::combine<bf16>(fake, beyond, rows, nullptr, 4, beyond, 8, none, fake, beyond) ==
+        cudaErrorInvalidValue);
+  CHECK(beam::device::combine_masked<bf16>(fake, 64, rows, nullptr, 4, 64, beyond, none, fake, 64) ==
+        cudaErrorInvalidValue);
 }
 
 namespace {
@@ -266,6 +276,46 @@ TEST_SUITE("gpu") {
     CHECK(beam::test::relative_error(got, expected) <= beam::dtype_traits<bf16>::tolerance);
     for (int h = 0; h < H; ++h) CHECK(got[size_t(2 * H + h)] == beam::to_float(residual[size_t(2 * H + h)]));  // token 2
     CHECK(std::isnan(unmasked[size_t(2 * H)]));  // the plain sum adds the unwritten rows
+  }
+
+  TEST_CASE("gather_rows and combine reach rows that start past 2³¹ elements (64-bit row offsets)") {
+    BEAM_REQUIRE_GPU();
+    // One array of `rows` rows of H = 4096 (4.3 GB; only the rows used are written): X for
+    // gather_rows (K = 1: pair = token) and Yp for combine. Its last rows start past 2³¹ elements.
+    using bf16 = __nv_bfloat16;
+    const int H = 4096;
+    const int64_t rows = (int64_t(1) << 31) / H + 4;
+    beam::test::device_vector<bf16> big(size_t(rows * H));
+    const int64_t used[3] = {rows - 1, rows - 3, 5};
+    std::vector<std::vector<bf16>> values;
+    for (int i = 0; i < 3; ++i) {
+      values.push_back(beam::test::random_values<bf16>(size_t(H), 90 + uint64_t(i)));
+      BEAM_CUDA_TRY(cudaMemcpy(big.data() + used[i] * H, values.back().data(), size_t(H) * sizeof(bf16),
+                               cudaMemcpyHostToDevice));
+    }
+    beam::test::device_vector<int32_t> pairs(std::vector<int32_t>{int32_t(used[0]), int32_t(used[1]), int32_t(used[2])});
+    beam::test::device_vector<int32_t> n_active(std::vector<int32_t>{3});
+    beam::test::device_vector<bf16> xp{size_t(3 * H)}, y{size_t(2 * H)};
+    xp.poison();
+    y.poison();
+    REQUIRE(beam::device::gather_rows<bf16>(big.data(), H, rows, H, 1, pairs.data(), n_active.data(), xp.data(), H) ==
+            cudaSuccess);
+    // combine: two tokens, K = 2: y_0 = 0.5·row(used 0), y_1 = −1.25·row(5) + 2·row(used 1).
+    const std::vector<float> weights{0.5f, 7.0f, -1.25f, 2.0f};
+    beam::test::device_vector<int32_t> pair_to_row(
+        std::vector<int32_t>{int32_t(used[0]), -1, int32_t(used[2]), int32_t(used[1])});
+    beam::test::device_vector<float> d_weights(weights);
+    REQUIRE(beam::device::combine<bf16>(big.data(), H, pair_to_row.data(), d_weights.data(), 2, H, 2, {}, y.data(), H) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto gathered = beam::test::as_float(xp.to_host()), combined = beam::test::as_float(y.to_host());
+    std::vector<double> expected(size_t(2 * H));
+    for (int h = 0; h < H; ++h) {
+      for (int i = 0; i < 3; ++i) CHECK(gathered[size_t(i * H + h)] == beam::to_float(values[size_t(i)][size_t(h)]));
+      expected[size_t(h)] = 0.5 * beam::to_float(values[0][size_t(h)]);
+      expected[size_t(H + h)] = -1.25 * beam::to_float(values[2][size_t(h)]) + 2.0 * beam::to_float(values[1][size_t(h)]);
+    }
+    CHECK(beam::test::relative_error(combined, expected) <= beam::dtype_traits<bf16>::tolerance);
   }
 
   TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {

@@ -1,8 +1,10 @@
 // The compaction reference: a hand-worked case, bad ids, expert ranges, random invariants,
-// and gather/combine.
+// gather/combine (also past 2³¹ elements) and the int32 limits of the engine layouts.
 #include <doctest/doctest.h>
+#include <sys/mman.h>
 
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "beam/reference/permute.cuh"
@@ -175,4 +177,82 @@ TEST_CASE("gather and combine: weighted, pre-scaled, shared, and tokens with no 
     CHECK(out[1 * H + h] == 0.0);  // exactly zero, not stale
     CHECK(out_shared[1 * H + h] == shared[1 * H + h]);
   }
+}
+
+namespace {
+
+//! n elements of host memory reserved, not committed (MAP_NORESERVE): a page costs memory only
+//! once written and reads as zeros before, so an array past 2³¹ elements fits a test that
+//! writes a few rows of it.
+template <class T>
+class sparse_array {
+ public:
+  explicit sparse_array(size_t n) : bytes_(n * sizeof(T)) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    data_ = static_cast<T*>(p);
+  }
+  sparse_array(const sparse_array&) = delete;
+  sparse_array& operator=(const sparse_array&) = delete;
+  ~sparse_array() { munmap(data_, bytes_); }
+  T* data() const { return data_; }
+
+ private:
+  size_t bytes_;
+  T* data_ = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("gather and combine index rows that start past 2³¹ elements (T·K·H > 2³¹)") {
+  // X [T, H] and Yp [rows, H] in float, 4.3 GB each, of which a few rows are written.
+  const int64_t H = 4096, T = (int64_t(1) << 31) / H + 4;
+  const int K = 2;
+  sparse_array<float> x(size_t(T * H)), yp(size_t(T * H));
+  const int64_t tokens[3] = {T - 1, T - 3, 5};
+  for (int i = 0; i < 3; ++i) {
+    for (int64_t h = 0; h < H; ++h) {
+      x.data()[tokens[i] * H + h] = float(i + 1) + float(h) / 8.0f;
+      yp.data()[tokens[i] * H + h] = float(10 * (i + 1)) - float(h) / 4.0f;
+    }
+  }
+  // Rows 0, 1, 2: pairs (T − 1, 1), (T − 3, 0), (5, 1).
+  beam::reference::compaction c;
+  c.tokens = T;
+  c.top_k = K;
+  c.counts = {3};
+  c.offsets = {0, 3};
+  c.sorted_pairs = {int32_t(tokens[0] * K + 1), int32_t(tokens[1] * K), int32_t(tokens[2] * K + 1)};
+  c.n_active = 3;
+  const auto xp = beam::reference::gather_rows(x.data(), H, c);
+  REQUIRE(xp.size() == size_t(3 * H));
+  for (int i = 0; i < 3; ++i) {
+    for (int64_t h = 0; h < H; ++h) CHECK(xp[size_t(i * H + h)] == float(i + 1) + float(h) / 8.0f);
+  }
+  // Two tokens, K = 2, whose pairs name rows T − 1, none; 5 and T − 3 of Yp.
+  beam::reference::compaction two;
+  two.tokens = 2;
+  two.top_k = K;
+  two.pair_to_row = {int32_t(tokens[0]), -1, int32_t(tokens[2]), int32_t(tokens[1])};
+  const std::vector<float> w = {0.5f, 3.0f, 2.0f, -1.0f};
+  const auto y = beam::reference::combine(yp.data(), H, two, w.data(), nullptr);
+  for (int64_t h = 0; h < H; ++h) {
+    CHECK(y[size_t(h)] == 0.5f * (10.0f - float(h) / 4.0f));
+    CHECK(y[size_t(H + h)] == 2.0f * (30.0f - float(h) / 4.0f) - (20.0f - float(h) / 4.0f));
+  }
+}
+
+TEST_CASE("vLLM and DeepGEMM layouts refuse slot numbers past 2³¹ − 1") {
+  beam::reference::compaction c;
+  c.tokens = int64_t(1) << 30;
+  c.top_k = 2;  // T·K = 2³¹: no padding slot fits
+  c.counts = {0};
+  c.offsets = {0, 0};
+  CHECK_THROWS_AS(beam::reference::align_blocks(c, 1), std::invalid_argument);
+  c.tokens = 1 << 20;
+  c.counts.assign(3, 0);
+  c.offsets.assign(4, 0);
+  CHECK_NOTHROW(beam::reference::align_blocks(c, 64));
+  CHECK_THROWS_AS(beam::reference::align_blocks(c, 1 << 30), std::invalid_argument);  // E·(bs − 1) > 2³¹
+  CHECK_THROWS_AS(beam::reference::mask_slots(c, 1 << 30), std::invalid_argument);    // E·max_m > 2³¹
 }

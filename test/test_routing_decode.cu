@@ -38,6 +38,9 @@ TEST_CASE("route_decode: workspace query and bad arguments, before touching the 
   CHECK(call(fake, 64, -1, 64, w, 128, opt, out, full) == cudaErrorInvalidValue);
   CHECK(call(fake, 64, 4, 64, w, 257, opt, out, full) == cudaErrorInvalidValue);    // E > 256
   CHECK(call(fake, 64, 4, 60, w, 128, opt, out, full) == cudaErrorInvalidValue);    // H % 8
+  const int64_t beyond = beam::max_extent + 8;  // H ≤ 2³⁰
+  CHECK(call(fake, beyond, 4, int(beyond), {fake, fake, beyond, beyond}, 128, opt, out, full) ==
+        cudaErrorInvalidValue);
   CHECK(call(fake, 60, 4, 56, w, 128, opt, out, full) == cudaErrorInvalidValue);    // stride % 8
   CHECK(call(fake, 32, 4, 64, w, 128, opt, out, full) == cudaErrorInvalidValue);    // stride < H
   CHECK(call(fake + 4, 64, 4, 64, w, 128, opt, out, full) == cudaErrorInvalidValue);  // x misaligned

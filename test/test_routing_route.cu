@@ -44,6 +44,9 @@ TEST_CASE("route_and_mask rejects bad arguments before touching the device") {
   CHECK(call({fake, fake, 7, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);      // stride < E
   CHECK(call(logits, 4, 8, opt, {nullptr, weights}) == cudaErrorInvalidValue);
   CHECK(call(logits, 4, 8, opt, {ids, nullptr}) == cudaErrorInvalidValue);
+  routing_outputs counted{ids, weights};
+  counted.expert_counts = ids;  // int32 counts: T ≤ 2³¹ − 1
+  CHECK(call(logits, int64_t(INT32_MAX) + 1, 8, opt, counted) == cudaErrorInvalidValue);
   // T = 0 without telemetry: success, and no CUDA call is made.
   CHECK(call({nullptr, nullptr, 0, 0}, 0, 8, opt, {}) == cudaSuccess);
 }

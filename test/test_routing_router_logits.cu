@@ -36,6 +36,8 @@ TEST_CASE("router_logits: bad arguments, before touching the device") {
   CHECK(call(fake, 64, 4, 64, w, beam::device::max_router_experts + 1, true, o) == cudaErrorInvalidValue);
   CHECK(call(fake, 64, 4, 0, w, 8, true, o) == cudaErrorInvalidValue);
   CHECK(call(fake, 64, 4, 60, w, 8, true, o) == cudaErrorInvalidValue);   // H % 8
+  const int64_t beyond = beam::max_extent + 8;
+  CHECK(call(fake, beyond, 4, int(beyond), {fake, fake, beyond, beyond}, 8, true, o) == cudaErrorInvalidValue);
   CHECK(call(fake, 60, 4, 56, w, 8, true, o) == cudaErrorInvalidValue);   // stride % 8
   CHECK(call(fake, 32, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);   // stride < H
   CHECK(call(fake + 4, 64, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);  // x misaligned

@@ -16,6 +16,11 @@
 //! lookup clears the last error its failure leaves. A sticky error (a kernel that faulted)
 //! makes every later launch fail with it, as in CUDA itself.
 //!
+//! Sizes: counts that grow with the batch (T, T·K, rows) are int64_t and every index product
+//! that scales with them is 64-bit; pair and row numbers are int32 (T·K ≤ 2³¹ − 1, checked
+//! where they are made). Matrix extents (H, I, a GEMM's N and K) and a gather's or combine's K
+//! are at most `max_extent`, so that their round-ups and loop steps stay in int.
+//!
 //! `BEAM_CUDA_TRY` and `cuda_device_present` are for examples, tests and benchmarks only:
 //! the first turns a failing `cudaError_t` into a `beam::cuda_error` exception that names
 //! the call site.
@@ -27,6 +32,10 @@
 #include <string>
 
 namespace beam {
+
+//! Largest matrix extent (H, I, a GEMM's N or K) and gather/combine K an entry point takes:
+//! 2³⁰, far beyond any model, with room for rounding up to tiles in int.
+inline constexpr int max_extent = 1 << 30;
 
 //! Thrown by `BEAM_CUDA_TRY` (examples, tests, benchmarks; never by the library).
 class cuda_error : public std::runtime_error {

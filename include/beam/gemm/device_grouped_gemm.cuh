@@ -122,7 +122,8 @@ struct gemm_output {
 //! @param n  N, rows of each B_e (2I for swiglu); k: K, the reduction length
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule or the epilogue is not
 //!         one of its enumerators; rows < 0; count ∉ [1, 512], or
-//!         offsets null with count ≠ 1; N < 1 (swiglu: odd); K < 8 or not a multiple of 8;
+//!         offsets null with count ≠ 1; N ∉ [1, 2³⁰] (swiglu: odd); K ∉ [8, 2³⁰] or not a
+//!         multiple of 8;
 //!         rows > 0 and a null A, B or C (or row_scales for scale_rows; row_scales or
 //!         scale_index, or top_k < 1, for scatter_add), or gather_pairs or scale_index with
 //!         pairs ∉ [1, 2³¹],
@@ -147,6 +148,7 @@ template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTi
 
 }  // namespace beam::device
 
+#include "beam/core/error.cuh"
 #include "beam/core/launch.cuh"
 #include "beam/gemm/detail/grouped_gemm_hopper_kernel.cuh"
 #include "beam/gemm/detail/grouped_gemm_kernel.cuh"
@@ -207,7 +209,9 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   }
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
   if (!groups.offsets && groups.count != 1) return cudaErrorInvalidValue;
-  if (n < 1 || k < 8 || k % 8 != 0 || (swiglu && n % 2 != 0)) return cudaErrorInvalidValue;
+  if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0)) {
+    return cudaErrorInvalidValue;
+  }
   if (groups.rows == 0) return cudaSuccess;
   if (!a.data || !b.data || !out.data || a.top_k < 1) return cudaErrorInvalidValue;
   if ((a.gather_pairs || out.scale_index) && (groups.pairs < 1 || groups.pairs > int64_t(INT32_MAX) + 1)) {

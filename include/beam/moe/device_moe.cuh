@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "beam/core/error.cuh"
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
@@ -80,7 +81,7 @@ struct moe_outputs {
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
-//!         multiple of 8 (I_s may be 0); E ∉ [1, 512]; K ∉ [1, min(16, E)]; (not a query) T > 0 and a null
+//!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; K ∉ [1, min(16, E)]; (not a query) T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
@@ -169,6 +170,10 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k
   }
   if (layer.experts < 1 || layer.experts > max_compact_experts || top_k < 1 || top_k > max_route_top_k ||
       top_k > layer.experts || tokens > INT32_MAX / top_k) {
+    return cudaErrorInvalidValue;
+  }
+  // 2I and 2I_s are GEMM 1's N
+  if (layer.hidden > max_extent || layer.intermediate > max_extent / 2 || layer.shared_intermediate > max_extent / 2) {
     return cudaErrorInvalidValue;
   }
   return cudaSuccess;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "beam/core/error.cuh"
 #include "beam/permute/detail/vector_rows.cuh"
 
 namespace beam::device {
@@ -29,7 +30,7 @@ struct combine_addends {
 //! residual update (each element is read before the same thread writes it).
 //!
 //! @tparam T  float, __half or __nv_bfloat16 (Yp, addends, out)
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, H < 1; T > 0 and null
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K or H ∉ [1, 2³⁰]; T > 0 and null
 //!         yp, pair_to_row or out; a given array not 16-byte aligned, or H or a row stride not
 //!         a multiple of 16 bytes' worth of elements (or < H); else the launch's status.
 template <class T>
@@ -63,7 +64,9 @@ namespace detail {
 template <class T>
 cudaError_t launch_combine(const beam::detail::combine_rows<T>& rows, const int32_t* index, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (rows.tokens < 0 || rows.top_k < 1 || rows.hidden < 1) return cudaErrorInvalidValue;
+  if (rows.tokens < 0 || rows.top_k < 1 || rows.top_k > max_extent || rows.hidden < 1 || rows.hidden > max_extent) {
+    return cudaErrorInvalidValue;
+  }
   if (rows.tokens == 0) return cudaSuccess;
   if (!rows.yp || !index || !rows.out) return cudaErrorInvalidValue;
   if (!bd::vector_rows(rows.yp, rows.yp_stride, rows.hidden) ||

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "beam/core/error.cuh"
 #include "beam/permute/detail/vector_rows.cuh"
 
 namespace beam::device {
@@ -16,7 +17,7 @@ namespace beam::device {
 //! is sized by the bound T·K and threads past n_active exit: no host synchronisation.
 //!
 //! @tparam T  float, __half or __nv_bfloat16
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, H < 1; T > 0 and a
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K or H ∉ [1, 2³⁰]; T > 0 and a
 //!         null pointer; x or xp not 16-byte aligned, or H or a row stride not a multiple of
 //!         16 bytes' worth of elements (or < H); else the launch's status. T = 0: success.
 template <class T>
@@ -30,7 +31,7 @@ template <class T>
 //! `[E_local, max_m, H]` input. Same warp-per-slot copy, grid and checks as gather_rows.
 //!
 //! @tparam T  float, __half or __nv_bfloat16
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, H < 1, num_slots < 0;
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K or H ∉ [1, 2³⁰], num_slots < 0;
 //!         T > 0, num_slots > 0 and a null pointer or a misaligned array or stride (as
 //!         gather_rows); else the launch's status. T = 0 or num_slots = 0: success.
 template <class T>
@@ -50,7 +51,9 @@ template <class T>
 cudaError_t launch_gather(const T* x, int64_t x_stride, int64_t tokens, int hidden, int top_k, const int32_t* pairs,
                           int64_t row_bound, const int32_t* n_rows, T* xp, int64_t xp_stride, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (tokens < 0 || top_k < 1 || hidden < 1 || row_bound < 0) return cudaErrorInvalidValue;
+  if (tokens < 0 || top_k < 1 || top_k > max_extent || hidden < 1 || hidden > max_extent || row_bound < 0) {
+    return cudaErrorInvalidValue;
+  }
   if (tokens == 0 || row_bound == 0) return cudaSuccess;
   if (!pairs || !x || !xp) return cudaErrorInvalidValue;
   if (!bd::vector_rows(x, x_stride, hidden) || !bd::vector_rows<T>(xp, xp_stride, hidden)) return cudaErrorInvalidValue;

@@ -100,9 +100,9 @@ inline tiles tile_schedule(const compaction& perm, int block_rows) {
   if (block_rows < 1) throw std::invalid_argument("tile_schedule: block_rows must be ≥ 1");
   tiles out;
   for (size_t e = 0; e < perm.counts.size(); ++e) {
-    for (int32_t row = 0; row < perm.counts[e]; row += block_rows) {
+    for (int64_t row = 0; row < perm.counts[e]; row += block_rows) {
       out.experts.push_back(int32_t(e));
-      out.rows.push_back(perm.offsets[e] + row);
+      out.rows.push_back(int32_t(perm.offsets[e] + row));
     }
   }
   return out;
@@ -118,11 +118,14 @@ struct aligned_blocks {
 
 inline aligned_blocks align_blocks(const compaction& perm, int block_size) {
   if (block_size < 1) throw std::invalid_argument("align_blocks: block_size must be ≥ 1");
+  if (perm.tokens * perm.top_k + int64_t(perm.counts.size()) * (block_size - 1) > INT32_MAX) {
+    throw std::invalid_argument("align_blocks: T·K + E·(block_size − 1) must be ≤ 2³¹ − 1 (int32 slots)");
+  }
   aligned_blocks out;
   const auto sentinel = int32_t(perm.tokens * perm.top_k);
   for (size_t e = 0; e < perm.counts.size(); ++e) {
-    const int32_t count = perm.counts[e], blocks = (count + block_size - 1) / block_size;
-    for (int32_t j = 0; j < blocks * block_size; ++j) {
+    const int64_t count = perm.counts[e], blocks = (count + block_size - 1) / block_size;
+    for (int64_t j = 0; j < blocks * block_size; ++j) {
       out.sorted_token_ids.push_back(j < count ? perm.sorted_pairs[perm.offsets[e] + j] : sentinel);
     }
     out.expert_ids.insert(out.expert_ids.end(), size_t(blocks), int32_t(e));
@@ -141,8 +144,11 @@ struct masked_slots {
 
 inline masked_slots mask_slots(const compaction& perm, int max_m) {
   if (max_m < 1) throw std::invalid_argument("mask_slots: max_m must be ≥ 1");
-  masked_slots out;
   const size_t experts = perm.counts.size();
+  if (int64_t(experts) * max_m > INT32_MAX) {
+    throw std::invalid_argument("mask_slots: E·max_m must be ≤ 2³¹ − 1 (int32 slots)");
+  }
+  masked_slots out;
   out.slot_pairs.assign(experts * size_t(max_m), int32_t(perm.tokens * perm.top_k));
   out.pair_to_slot.assign(perm.pair_to_row.size(), -1);
   for (size_t e = 0; e < experts; ++e) {

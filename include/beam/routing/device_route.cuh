@@ -45,7 +45,8 @@ inline constexpr int max_route_top_k = 16;
 //! @tparam LogitT  float, __half or __nv_bfloat16
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0; E ∉ [1, 512]; K ∉ [1, min(E, 16)];
 //!         T > 0 and a null router pointer, a null mask pointer with the mask on, or a null
-//!         `topk_ids` / `topk_weights`; a row stride < E; else the launch's status.
+//!         `topk_ids` / `topk_weights`; a row stride < E; `expert_counts` (int32) with
+//!         T > 2³¹ − 1; else the launch's status.
 //!         T = 0 succeeds (telemetry zeroed).
 //!
 //! @code
@@ -76,6 +77,7 @@ cudaError_t check_route_arguments(const routing_logits<LogitT>& logits, int64_t 
   if (!logits.router || logits.router_stride < num_experts) return cudaErrorInvalidValue;
   if (options.mask_enabled && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
   if (!out.topk_ids || !out.topk_weights) return cudaErrorInvalidValue;
+  if (out.expert_counts && tokens > INT32_MAX) return cudaErrorInvalidValue;  // a count reaches T
   return cudaSuccess;
 }
 

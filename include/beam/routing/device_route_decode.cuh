@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "beam/core/error.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/routing/device_route.cuh"
 #include "beam/routing/device_router_logits.cuh"
@@ -42,7 +43,7 @@ inline constexpr int max_decode_experts = 256;
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid
-//!         as for route_and_mask; H < 1; T > 0 and null `hidden`, weights the options need,
+//!         as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
 //!         `topk_ids` or `topk_weights`; a pointer not 16-byte aligned, or H or a row stride
 //!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
 //!         below the queried size (a query checks T, E, K and H only); else the launch's status.
@@ -72,7 +73,7 @@ namespace detail {
 inline cudaError_t check_route_decode_shape(int64_t tokens, int hidden_size, int num_experts,
                                            const routing_options& options) {
   if (tokens < 0 || tokens > max_decode_tokens || num_experts < 1 || num_experts > max_decode_experts ||
-      hidden_size < 1) {
+      hidden_size < 1 || hidden_size > max_extent) {
     return cudaErrorInvalidValue;
   }
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "beam/core/error.cuh"
+
 namespace beam::device {
 
 //! The two router matrices, W_r and W_m, each `[E, H]` row-major (the layout of a linear
@@ -39,7 +41,7 @@ inline constexpr int max_router_experts = 1 << 20;
 //! Capturable in a CUDA graph.
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H < 1; T > 0 and a null
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰]; T > 0 and a null
 //!         `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
 //!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
 //!         output stride < E; else the launch's status. T = 0 writes nothing.
@@ -85,7 +87,8 @@ cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens
                           const router_weights<T>& weights, int num_experts, bool mask_enabled,
                           const logits_outputs& out, cudaStream_t stream) {
   static_assert(sizeof(T) == 2, "16-bit hidden states and weights (the tensor cores' bf16 or fp16)");
-  if (tokens < 0 || num_experts < 1 || num_experts > max_router_experts || hidden_size < 1) {
+  if (tokens < 0 || num_experts < 1 || num_experts > max_router_experts || hidden_size < 1 ||
+      hidden_size > max_extent) {
     return cudaErrorInvalidValue;
   }
   if (tokens == 0) return cudaSuccess;

@@ -57,7 +57,7 @@ __device__ inline uint32_t ordered_key(float key) {
 //!
 //! @code
 //! // One warp per token inside a user kernel:
-//! const int t = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+//! const int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // 64-bit: t·2E grows
 //! const beam::warp::routed_slot s =
 //!     beam::warp::route_token<128>(logits + t * 2 * E, logits + t * 2 * E + E, E, options);
 //! if (threadIdx.x % 32 < options.top_k) ids[t * options.top_k + threadIdx.x % 32] = s.id();

@@ -46,7 +46,7 @@ struct aux_grad_scales {
 //! @param d_mask_row   ∂L/∂z[E]; may be null when the mask is off (nothing is written then)
 //!
 //! @code
-//! // Inside a user kernel, one warp per token, after the forward saved candidate_ids:
+//! // Inside a user kernel, one warp per token t (int64_t), after the forward saved candidate_ids:
 //! const int k = threadIdx.x % 32;
 //! const bool slot = k < options.top_k;
 //! beam::warp::route_token_backward<128>(r + t * E, z + t * E, E, options,

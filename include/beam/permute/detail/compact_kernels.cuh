@@ -116,7 +116,8 @@ __device__ inline void plan_phase(const compact_plan& plan, int32_t count, int32
     block_scan(scan_storage).ExclusiveSum(e < E ? per_expert : 0, start, items);
     if (e < E) starts[e] = start;
     __syncthreads();
-    for (int32_t i = int32_t(threadIdx.x); i < items; i += compact_plan_threads) {
+    for (int64_t step = threadIdx.x; step < items; step += compact_plan_threads) {  // 64-bit: items may near 2³¹
+      const auto i = int32_t(step);
       const int owner = last_start_at_or_below(starts, E, i);
       write(i, owner, i - starts[owner]);
     }
@@ -179,7 +180,7 @@ __device__ inline void pad_masked_slots(const compact_plan& plan, const int32_t*
   if (masked.max_m == 0) return;
   for (int64_t e = first_warp; e < plan.local_experts; e += warp_stride) {
     int32_t* slots = masked.slot_pairs + e * masked.max_m;
-    for (int32_t j = offsets[e + 1] - offsets[e] + int32_t(warp::lane_id()); j < masked.max_m; j += 32) {
+    for (int64_t j = offsets[e + 1] - offsets[e] + int32_t(warp::lane_id()); j < masked.max_m; j += 32) {
       slots[j] = int32_t(plan.pairs);
     }
   }
