@@ -43,6 +43,9 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, b, 128, 64, {offsets, 0, 100}, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, {offsets, 513, 100}, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, 128, 64, {nullptr, 4, 100}, out) == cudaErrorInvalidValue);  // no offsets: one group only
+  CHECK(call(a, b, 128, 64, {offsets, 4, 100, 0, offsets, 25}, out) == cudaErrorInvalidValue);  // offsets and counts
+  CHECK(call(a, b, 128, 64, {nullptr, 4, 100, 0, offsets, 0}, out) == cudaErrorInvalidValue);   // packed: M ≥ 1
+  CHECK(call(a, b, 128, 64, {nullptr, 4, 99, 0, offsets, 25}, out) == cudaErrorInvalidValue);   // rows < count·M
   CHECK(call(a, b, 128, 60, groups, out) == cudaErrorInvalidValue);               // K % 8
   CHECK(call(a, b, 0, 64, groups, out) == cudaErrorInvalidValue);
   CHECK(call(a, b, beam::max_extent + 2, 64, groups, out) == cudaErrorInvalidValue);  // N, K ≤ 2³⁰
@@ -440,6 +443,59 @@ TEST_SUITE("gpu") {
       for (int32_t pair : slots) beyond_rows += pair >= l.rows && pair < P;
       CHECK(beyond_rows == (l.rows < P ? 4 : 0));
       check_pair_slots(T, K, l.offsets, slots, 51);
+    }
+  }
+
+  TEST_CASE("grouped_gemm on packed groups (DeepEP's low-latency [E_local, M, H] and counts): padding untouched") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    const int E = 5, M = 13, k = 72, n = 48;
+    const std::vector<int32_t> counts{0, 13, 7, 20, -3};  // 20 and −3 clamp to M and 0
+    auto a = beam::test::random_values<bf16>(size_t(E * M * k), 81);
+    std::vector<int64_t> sources;  // the packed rows of each group, in order
+    std::vector<int32_t> offsets{0};
+    std::vector<bool> valid(size_t(E * M), false);
+    for (int e = 0; e < E; ++e) {
+      const int rows = std::clamp(counts[size_t(e)], 0, M);
+      for (int j = 0; j < rows; ++j) {
+        sources.push_back(int64_t(e) * M + j);
+        valid[size_t(e * M + j)] = true;
+      }
+      offsets.push_back(offsets.back() + rows);
+    }
+    for (size_t r = 0; r < valid.size(); ++r) {  // padding rows: NaN, never to be read
+      if (!valid[r]) std::fill_n(a.begin() + int64_t(r) * k, k, beam::from_float<bf16>(NAN));
+    }
+    const auto b = beam::test::random_values<bf16>(size_t(E * n * k), 82);
+    const auto acc = ref::grouped_matmul_nt(beam::test::as_float(a).data(), k, sources.data(),
+                                            beam::test::as_float(b).data(), n, k, offsets);
+    const auto gated = ref::swiglu_columns(acc, n);
+    beam::test::device_vector<bf16> d_a(a), d_b(b);
+    beam::test::device_vector<int32_t> d_counts(counts);
+    const beam::device::gemm_groups packed{nullptr, E, int64_t(E) * M, 0, d_counts.data(), M};
+    for (gemm_schedule schedule : all_schedules) {
+      CAPTURE(int(schedule));
+      for (bool swiglu : {false, true}) {
+        CAPTURE(swiglu);
+        const int columns = swiglu ? n / 2 : n;
+        beam::test::device_vector<float> c{size_t(E * M * columns)};
+        c.poison();
+        REQUIRE(beam::device::grouped_gemm<bf16, float>(
+                    {d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k, packed,
+                    {c.data(), columns, swiglu ? gemm_epilogue::swiglu : gemm_epilogue::store}, schedule) ==
+                cudaSuccess);
+        BEAM_CUDA_TRY(cudaDeviceSynchronize());
+        const auto got = c.to_host();
+        std::vector<float> rows_got;
+        for (size_t r = 0; r < valid.size(); ++r) {
+          for (int j = 0; j < columns; ++j) {
+            const float v = got[r * size_t(columns) + size_t(j)];
+            if (valid[r]) rows_got.push_back(v);
+            else CHECK(std::isnan(v));  // the poison: padding rows are not written
+          }
+        }
+        CHECK(beam::test::relative_error(rows_got, swiglu ? gated : acc) <= 1e-5);
+      }
     }
   }
 

@@ -58,6 +58,7 @@ TEST_CASE("compact: workspace query and bad arguments, before touching the devic
   CHECK(call({fake, int64_t(1) << 29, 8, 128}, out, {}, huge) == cudaErrorInvalidValue);  // T·K > int32
   CHECK(call({fake, 64, 8, 0}, out, {}, huge) == cudaErrorInvalidValue);
   CHECK(call({fake, 64, 8, 1024}, out, {}, huge) == cudaErrorInvalidValue);                // E_local > 512
+  CHECK(call({fake, 64, 8, 128, 4, 36, fake}, out, {}, huge) == cudaErrorInvalidValue);   // a map: begin 0
   CHECK(call({fake, 64, 8, 128, 64, 32}, out, {}, huge) == cudaErrorInvalidValue);          // empty range
   CHECK(call({fake, 64, 8, 128, 0, 129}, out, {}, huge) == cudaErrorInvalidValue);          // past E
   CHECK(call({fake, 64, 8, 128, -1, 8}, out, {}, huge) == cudaErrorInvalidValue);
@@ -124,7 +125,21 @@ struct compact_case {
   int begin, end;  //!< local range (end −1: E)
   int block_rows, block_size, max_m;
   unsigned layouts = 7;  //!< bits: 1 tile schedule, 2 vLLM, 4 DeepGEMM (the rest left out)
+  int map_ranks = 0;     //!< > 0: rank 1 of that many through an expert_map (round-robin experts)
 };
+
+//! Rank `rank`'s expert_map of a round-robin placement over `ranks` (global e on rank e mod R as
+//! local e / R), with two corrupt entries (local ids past E_local and below −1) when `corrupt`.
+std::vector<int32_t> round_robin_map(int E, int ranks, int rank, bool corrupt, int& local) {
+  std::vector<int32_t> map(static_cast<size_t>(E));
+  local = 0;
+  for (int e = 0; e < E; ++e) map[size_t(e)] = e % ranks == rank ? local++ : -1;
+  if (corrupt && E >= 4) {
+    map[size_t(E - 1)] = local + 2;
+    map[size_t(E - 2)] = -5;
+  }
+  return map;
+}
 
 void check_compact(const compact_case& c, uint64_t seed) {
   CAPTURE(c.T);
@@ -137,9 +152,13 @@ void check_compact(const compact_case& c, uint64_t seed) {
   CAPTURE(c.layouts);
   CAPTURE(c.max_m);
   const bool with_tiles = c.layouts & 1, with_vllm = c.layouts & 2, with_deepgemm = c.layouts & 4;
+  CAPTURE(c.map_ranks);
   const auto ids = make_routing(c.T, c.K, c.E, c.masked, c.skewed, c.invalid, seed);
-  const ref::compaction expected = ref::compact(ids.data(), c.T, c.K, c.E, c.begin, c.end);
-  const int local = (c.end < 0 ? c.E : c.end) - c.begin;
+  int local = (c.end < 0 ? c.E : c.end) - c.begin;
+  const std::vector<int32_t> map =
+      c.map_ranks > 0 ? round_robin_map(c.E, c.map_ranks, 1, c.invalid, local) : std::vector<int32_t>{};
+  const ref::compaction expected = c.map_ranks > 0 ? ref::compact(ids.data(), c.T, c.K, c.E, map, local)
+                                                   : ref::compact(ids.data(), c.T, c.K, c.E, c.begin, c.end);
   const int64_t P = c.T * c.K;
   const ref::tiles expected_tiles = ref::tile_schedule(expected, c.block_rows);
   const ref::aligned_blocks expected_aligned = ref::align_blocks(expected, c.block_size);
@@ -160,7 +179,9 @@ void check_compact(const compact_case& c, uint64_t seed) {
     v->poison();
   }
   status.poison();
-  const compaction_input in{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
+  beam::test::device_vector<int32_t> d_map(map.empty() ? std::vector<int32_t>(1) : map);
+  const compaction_input in = c.map_ranks > 0 ? compaction_input{d_ids.data(), c.T, c.K, c.E, 0, local, d_map.data()}
+                                              : compaction_input{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
   const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), status.data()};
   compaction_layouts layouts;
   if (with_tiles) layouts.tiles = {c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()};
@@ -230,6 +251,8 @@ TEST_SUITE("gpu") {
           if (n % 7 == 0 && E >= 8) {  // an expert-parallel rank owning the middle quarter
             c.begin = E / 4;
             c.end = E / 2;
+          } else if (n % 7 == 3 && E >= 8) {  // a rank of 2 or 4 whose experts an expert_map names
+            c.map_ranks = n % 2 ? 2 : 4;
           }
           check_compact(c, 10000 + uint64_t(n));
           ++n;

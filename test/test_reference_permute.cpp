@@ -256,3 +256,26 @@ TEST_CASE("vLLM and DeepGEMM layouts refuse slot numbers past 2³¹ − 1") {
   CHECK_THROWS_AS(beam::reference::align_blocks(c, 1 << 30), std::invalid_argument);  // E·(bs − 1) > 2³¹
   CHECK_THROWS_AS(beam::reference::mask_slots(c, 1 << 30), std::invalid_argument);    // E·max_m > 2³¹
 }
+
+TEST_CASE("an expert_map keeps this rank's experts under their local ids; a range is the map of a block") {
+  // E = 6 on 2 ranks round-robin: rank 1 holds 1, 3, 5 as local 0, 1, 2.
+  const std::vector<int32_t> ids = {1, 0, -1, 5, 3, 1, 2, 4, 7, 5};  // 7 ≥ E: invalid
+  const std::vector<int32_t> map = {-1, 0, -1, 1, -1, 2};
+  const auto c = compact(ids.data(), 5, 2, 6, map, 3);
+  CHECK(c.counts == std::vector<int32_t>{2, 1, 2});
+  CHECK(c.sorted_pairs == std::vector<int32_t>{0, 5, 4, 3, 9});
+  CHECK(c.pair_to_row == std::vector<int32_t>{0, -1, -1, 3, 2, 1, -1, -1, -1, 4});
+  CHECK(c.invalid_ids == 1);
+  // A map with a value outside [−1, E_local) skips and counts that id's pairs.
+  const auto bad = compact(ids.data(), 5, 2, 6, {-1, 0, -1, 3, -1, 2}, 3);
+  CHECK(bad.counts == std::vector<int32_t>{2, 0, 2});
+  CHECK(bad.invalid_ids == 2);
+  // The range [2, 4) is the map {−1, −1, 0, 1, −1, −1}.
+  const auto range = compact(ids.data(), 5, 2, 6, 2, 4);
+  const auto mapped = compact(ids.data(), 5, 2, 6, {-1, -1, 0, 1, -1, -1}, 2);
+  CHECK(range.counts == mapped.counts);
+  CHECK(range.sorted_pairs == mapped.sorted_pairs);
+  CHECK(range.pair_to_row == mapped.pair_to_row);
+  CHECK_THROWS_AS(compact(ids.data(), 5, 2, 6, map, 0), std::invalid_argument);
+  CHECK_THROWS_AS(compact(ids.data(), 5, 2, 6, std::vector<int32_t>(5, -1), 3), std::invalid_argument);
+}

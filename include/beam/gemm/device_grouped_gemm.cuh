@@ -90,11 +90,17 @@ struct gemm_b {
 //! `rows` rows (a dense GEMM: a router, a shared expert). `pairs` is the number of pairs P = T·K
 //! that pair indices (gather_pairs, scale_index) may name: required with either, whatever
 //! `rows` is, since an index p names a pair only when 0 ≤ p < P.
+//! Packed groups instead of offsets (DeepEP's low-latency dispatch output `[E_local, M, H]` with
+//! its per-expert counts, DeepGEMM's masked layout): `counts[count]` on the device and
+//! `group_stride` M, group e being rows [e·M, e·M + counts[e]) (counts clamped to [0, M]; the
+//! padding rows are neither read nor written), within rows ≥ count·M.
 struct gemm_groups {
   const int32_t* offsets = nullptr;
   int count = 1;
   int64_t rows = 0;
   int64_t pairs = 0;
+  const int32_t* counts = nullptr;
+  int64_t group_stride = 0;
 };
 
 //! C `[rows, columns]` with its row stride, and the epilogue.
@@ -122,7 +128,8 @@ struct gemm_output {
 //! @param n  N, rows of each B_e (2I for swiglu); k: K, the reduction length
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule or the epilogue is not
 //!         one of its enumerators; rows < 0; count ∉ [1, 512], or
-//!         offsets null with count ≠ 1; N ∉ [1, 2³⁰] (swiglu: odd); K ∉ [8, 2³⁰] or not a
+//!         offsets and counts null with count ≠ 1; counts with offsets, group_stride < 1
+//!         or rows < count·group_stride; N ∉ [1, 2³⁰] (swiglu: odd); K ∉ [8, 2³⁰] or not a
 //!         multiple of 8;
 //!         rows > 0 and a null A, B or C (or row_scales for scale_rows; row_scales or
 //!         scale_index, or top_k < 1, for scatter_add), or gather_pairs or scale_index with
@@ -208,7 +215,11 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
     return cudaErrorInvalidValue;
   }
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
-  if (!groups.offsets && groups.count != 1) return cudaErrorInvalidValue;
+  if (!groups.offsets && !groups.counts && groups.count != 1) return cudaErrorInvalidValue;
+  if (groups.counts && (groups.offsets || groups.group_stride < 1 ||
+                        groups.rows < int64_t(groups.count) * groups.group_stride)) {
+    return cudaErrorInvalidValue;  // packed groups: offsets or counts, M ≥ 1, rows ≥ count·M
+  }
   if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0)) {
     return cudaErrorInvalidValue;
   }
@@ -270,7 +281,7 @@ template <class T, class OutT>
 beam::detail::grouped_gemm_params<T, OutT> params_of(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
                                                      const gemm_groups& groups, const gemm_output<OutT>& out) {
   return {a.data,         a.stride,       a.gather_pairs, a.top_k,     groups.pairs,   b.data,
-          b.stride,       b.expert_stride, groups.offsets, groups.count, groups.rows,    n,
+          b.stride,       b.expert_stride, groups.offsets, groups.counts, groups.group_stride, groups.count, groups.rows, n,
           k,              0,              out.data,       out.stride,   out.row_scales, out.scale_index,
           out.top_k};
 }
@@ -279,7 +290,8 @@ beam::detail::grouped_gemm_params<T, OutT> params_of(const gemm_a<T>& a, const g
 //! group may end in a partial tile) times params.column_tiles.
 template <class T, class OutT>
 int64_t work_bound(const beam::detail::grouped_gemm_params<T, OutT>& params, int bm) {
-  const int64_t row_tiles = (params.rows + bm - 1) / bm + (params.offsets ? params.groups : 0);
+  const int64_t row_tiles =
+      (params.rows + bm - 1) / bm + (params.offsets || params.group_counts ? params.groups : 0);
   return row_tiles * params.column_tiles;
 }
 

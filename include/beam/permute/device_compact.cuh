@@ -11,9 +11,10 @@
 
 namespace beam::device {
 
-//! The routing to compact: `topk_ids[T, K]` (−1 = masked) over E experts, of which the
-//! local range [expert_begin, expert_end) is kept (expert parallelism; −1 = E). Local
-//! expert e is global id expert_begin + e; every output below uses local indices.
+//! The routing to compact: `topk_ids[T, K]` (−1 = masked) over E experts, of which this rank
+//! keeps (expert parallelism) either the range [expert_begin, expert_end) (−1 = E; local
+//! expert e is global id expert_begin + e) or, with `expert_map`, the experts the map gives a
+//! local id. Every output below uses local indices.
 struct compaction_input {
   const int32_t* topk_ids = nullptr;
   int64_t tokens = 0;
@@ -21,6 +22,11 @@ struct compaction_input {
   int num_experts = 1;
   int expert_begin = 0;
   int expert_end = -1;
+  //! Optional device `[E]`: the local id in [0, E_local) of each global id, −1 for an expert
+  //! of another rank (vLLM's `expert_map`; with EPLB replicas, over physical ids). With it,
+  //! E_local = expert_end (expert_begin 0), and a pair whose map value is outside [−1, E_local)
+  //! is skipped and counted as an invalid id.
+  const int32_t* expert_map = nullptr;
 };
 
 //! The permutation, with E_local = expert_end − expert_begin and P = T·K; every buffer is
@@ -105,7 +111,8 @@ inline constexpr int64_t single_launch_max_pairs = 4096;
 //! checks only the sizes, and its arrays may be null.
 //!
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
-//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512]; (not a query) a null counts,
+//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512], an expert_map with
+//!         expert_begin ≠ 0; (not a query) a null counts,
 //!         offsets, or array of a requested schedule or layout (pair_to_slot only when
 //!         T > 0); T > 0 and a null topk_ids, sorted_pairs or pair_to_row;
 //!         block_rows, block_size or max_m < 0; P + E_local·(block_size − 1) or
@@ -134,7 +141,7 @@ inline cudaError_t check_compact_sizes(const compaction_input& in, const compact
     return cudaErrorInvalidValue;
   }
   if (in.expert_begin < 0 || end > in.num_experts || end - in.expert_begin < 1 ||
-      end - in.expert_begin > max_compact_experts) {
+      end - in.expert_begin > max_compact_experts || (in.expert_map && in.expert_begin != 0)) {
     return cudaErrorInvalidValue;
   }
   if (tiles.block_rows < 0 || aligned.block_size < 0 || masked.max_m < 0) return cudaErrorInvalidValue;

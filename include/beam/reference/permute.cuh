@@ -36,6 +36,52 @@ struct compaction {
   [[nodiscard]] int64_t token_of_row(int64_t r) const { return sorted_pairs[r] / top_k; }
 };
 
+namespace detail {
+
+//! The compaction of `local` experts, `local_of(id)` giving a pair's local expert (−1: skipped)
+//! and whether its id is invalid.
+template <class LocalOf>
+compaction compact_local(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t local, int32_t expert_begin,
+                         LocalOf&& local_of) {
+  const int64_t pairs = tokens * top_k;
+  compaction c;
+  c.tokens = tokens;
+  c.top_k = top_k;
+  c.expert_begin = expert_begin;
+  c.counts.assign(static_cast<size_t>(local), 0);
+  c.pair_to_row.assign(static_cast<size_t>(pairs), -1);
+  std::vector<int32_t> expert_of(static_cast<size_t>(pairs));
+  for (int64_t p = 0; p < pairs; ++p) {
+    bool invalid = false;
+    expert_of[size_t(p)] = local_of(topk_ids[p], invalid);
+    if (invalid) ++c.invalid_ids;
+    if (expert_of[size_t(p)] >= 0) ++c.counts[size_t(expert_of[size_t(p)])];
+  }
+  c.offsets.assign(static_cast<size_t>(local) + 1, 0);
+  for (int32_t e = 0; e < local; ++e) c.offsets[e + 1] = c.offsets[e] + c.counts[e];
+  c.n_active = c.offsets[local];
+
+  c.sorted_pairs.assign(static_cast<size_t>(c.n_active), -1);
+  std::vector<int32_t> next(c.offsets.begin(), c.offsets.end() - 1);
+  for (int64_t p = 0; p < pairs; ++p) {  // ascending p: token order inside each expert
+    const int32_t e = expert_of[size_t(p)];
+    if (e < 0) continue;
+    const int32_t row = next[e]++;
+    c.sorted_pairs[row] = int32_t(p);
+    c.pair_to_row[p] = row;
+  }
+  return c;
+}
+
+inline void check_compact(const int32_t* topk_ids, int64_t tokens, int top_k) {
+  if (top_k < 1 || tokens < 0 || tokens * top_k > std::numeric_limits<int32_t>::max() ||
+      (tokens > 0 && topk_ids == nullptr)) {
+    throw std::invalid_argument("compact: bad K, T·K or topk_ids");
+  }
+}
+
+}  // namespace detail
+
 //! Compacts `topk_ids[T, K]` (−1 = masked) into the permutation above.
 //!
 //! Ids in [0, num_experts) outside [expert_begin, expert_end) are skipped like −1 (expert
@@ -53,41 +99,36 @@ struct compaction {
 inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t num_experts,
                           int32_t expert_begin = 0, int32_t expert_end = -1) {
   if (expert_end < 0) expert_end = num_experts;
-  if (top_k < 1 || expert_begin < 0 || expert_begin > expert_end || expert_end > num_experts ||
-      tokens < 0 || tokens * top_k > std::numeric_limits<int32_t>::max() ||
-      (tokens > 0 && topk_ids == nullptr)) {
-    throw std::invalid_argument("compact: bad K, expert range, T·K or topk_ids");
+  detail::check_compact(topk_ids, tokens, top_k);
+  if (expert_begin < 0 || expert_begin > expert_end || expert_end > num_experts) {
+    throw std::invalid_argument("compact: expert range outside [0, num_experts]");
   }
-  const int32_t local = expert_end - expert_begin;
-  const int64_t pairs = tokens * top_k;
-  compaction c;
-  c.tokens = tokens;
-  c.top_k = top_k;
-  c.expert_begin = expert_begin;
-  c.counts.assign(static_cast<size_t>(local), 0);
-  c.pair_to_row.assign(static_cast<size_t>(pairs), -1);
+  return detail::compact_local(topk_ids, tokens, top_k, expert_end - expert_begin, expert_begin,
+                               [&](int32_t id, bool& invalid) {
+                                 invalid = id < -1 || id >= num_experts;
+                                 return id >= expert_begin && id < expert_end ? id - expert_begin : -1;
+                               });
+}
 
-  auto local_expert = [&](int32_t id) { return id >= expert_begin && id < expert_end ? id - expert_begin : -1; };
-  for (int64_t p = 0; p < pairs; ++p) {
-    const int32_t id = topk_ids[p];
-    if (id < -1 || id >= num_experts) ++c.invalid_ids;
-    const int32_t e = local_expert(id);
-    if (e >= 0) ++c.counts[e];
+//! Compacts for one rank of an expert-parallel group that holds the experts `expert_map`
+//! gives a local id in [0, local_experts) (−1: another rank's; vLLM's `expert_map`). Ids
+//! < −1 or ≥ E, and map values outside [−1, local_experts), are skipped and counted in
+//! `invalid_ids`. expert_begin is 0: local expert e is whichever global ids map to e.
+//! @throws std::invalid_argument for a map of another size than num_experts, local_experts
+//!         < 1, K < 1, T·K over the int32 range, or null ids with T > 0
+inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t num_experts,
+                          const std::vector<int32_t>& expert_map, int32_t local_experts) {
+  detail::check_compact(topk_ids, tokens, top_k);
+  if (expert_map.size() != size_t(num_experts) || local_experts < 1) {
+    throw std::invalid_argument("compact: expert_map must have num_experts entries, local_experts ≥ 1");
   }
-  c.offsets.assign(static_cast<size_t>(local) + 1, 0);
-  for (int32_t e = 0; e < local; ++e) c.offsets[e + 1] = c.offsets[e] + c.counts[e];
-  c.n_active = c.offsets[local];
-
-  c.sorted_pairs.assign(static_cast<size_t>(c.n_active), -1);
-  std::vector<int32_t> next(c.offsets.begin(), c.offsets.end() - 1);
-  for (int64_t p = 0; p < pairs; ++p) {  // ascending p: token order inside each expert
-    const int32_t e = local_expert(topk_ids[p]);
-    if (e < 0) continue;
-    const int32_t row = next[e]++;
-    c.sorted_pairs[row] = int32_t(p);
-    c.pair_to_row[p] = row;
-  }
-  return c;
+  return detail::compact_local(topk_ids, tokens, top_k, local_experts, 0, [&](int32_t id, bool& invalid) {
+    invalid = id < -1 || id >= num_experts;
+    if (invalid || id < 0) return int32_t(-1);
+    const int32_t e = expert_map[size_t(id)];
+    invalid = e < -1 || e >= local_experts;
+    return invalid ? int32_t(-1) : e;
+  });
 }
 
 //! Tile schedule of a grouped GEMM with tiles of `block_rows` rows: (expert, first row) of

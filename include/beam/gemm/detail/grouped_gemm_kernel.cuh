@@ -47,7 +47,9 @@ struct grouped_gemm_params {
   int64_t pairs;  //!< P: pair indices (gather_pairs, scale_index) name [0, P)
   const T* b;
   int64_t b_stride, b_expert_stride;
-  const int32_t* offsets;  //!< null: one group of `rows` rows
+  const int32_t* offsets;  //!< null (and no group_counts): one group of `rows` rows
+  const int32_t* group_counts;  //!< packed groups: group e is rows [e·stride, e·stride + counts[e])
+  int64_t group_stride;
   int groups;
   int64_t rows;
   int n, k;
@@ -112,10 +114,19 @@ __device__ inline void clamp_range(int64_t first, int64_t last, int64_t rows, in
   end = min(max(last, begin), rows);
 }
 
-//! Rows of group e: [offsets[e], offsets[e + 1]) clamped, or [0, rows) for one group.
+//! Rows of packed group e: [e·stride, e·stride + count) with the count clamped to [0, stride].
+__device__ inline void packed_range(int e, int32_t count, int64_t stride, int64_t rows, int64_t& begin,
+                                    int64_t& end) {
+  const int64_t first = int64_t(e) * stride;
+  clamp_range(first, first + min(max(int64_t(count), int64_t(0)), stride), rows, begin, end);
+}
+
+//! Rows of group e: [offsets[e], offsets[e + 1]) clamped, the packed range, or [0, rows) for
+//! one group.
 template <class T, class OutT>
 __device__ inline void group_range(const grouped_gemm_params<T, OutT>& p, int e, int64_t& begin, int64_t& end) {
   if (p.offsets) clamp_range(p.offsets[e], p.offsets[e + 1], p.rows, begin, end);
+  else if (p.group_counts) packed_range(e, p.group_counts[e], p.group_stride, p.rows, begin, end);
   else begin = 0, end = p.rows;
 }
 
@@ -125,19 +136,21 @@ using row_tile_scan = cub::BlockScan<int32_t, Threads, cub::BLOCK_SCAN_WARP_SCAN
 
 //! Numbers the row tiles of every group: tile_starts[e] = Σ_{e' < e} ⌈rows_e' / BM⌉ for
 //! e ≤ groups (a blocked block scan; `scan_memory` holds its storage, free again on return).
-//! The offsets are read once, coalesced, into tile_starts, and each thread takes its
+//! The offsets (or packed counts) are read once, coalesced, into tile_starts, and each thread takes its
 //! consecutive groups from there (a stride of `items` words: free of bank conflicts when odd,
 //! as for the kernels' 128, 256 and 384 threads: 5, 3, 3).
 template <int Threads, int BM, class T, class OutT>
 __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
                                         int32_t* tile_starts) {
   constexpr int items = (gemm_max_groups + Threads - 1) / Threads + 1;
-  if (p.offsets) {  // every load in flight before the first store waits for one
+  if (p.offsets || p.group_counts) {  // every load in flight before the first store waits for one
+    const int32_t* source = p.offsets ? p.offsets : p.group_counts;
+    const int last = p.offsets ? p.groups : p.groups - 1;
     int32_t offsets[items];
 #pragma unroll
     for (int i = 0; i < items; ++i) {
       const int e = int(threadIdx.x) + i * Threads;
-      offsets[i] = e <= p.groups ? p.offsets[e] : 0;
+      offsets[i] = e <= last ? source[e] : 0;
     }
 #pragma unroll
     for (int i = 0; i < items; ++i) {
@@ -152,6 +165,7 @@ __device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, v
     const int e = int(threadIdx.x) * items + i;
     int64_t begin = 0, end = p.rows;  // rows of group e, as group_range gives them
     if (p.offsets && e < p.groups) clamp_range(tile_starts[e], tile_starts[e + 1], p.rows, begin, end);
+    if (p.group_counts && e < p.groups) packed_range(e, tile_starts[e], p.group_stride, p.rows, begin, end);
     tiles[i] = e < p.groups ? int32_t((end - begin + BM - 1) / BM) : 0;
   }
   __syncthreads();  // every offset read before the starts overwrite them

@@ -35,6 +35,7 @@ struct compact_plan {
   const int32_t* topk_ids;
   int64_t pairs;  //!< P = T·K
   int num_experts, expert_begin, local_experts;
+  const int32_t* expert_map;  //!< null: the range
   int64_t unit_pairs;  //!< S: a multiple of 32
   int units;           //!< U = ⌈P/S⌉ (at least 1)
 
@@ -43,7 +44,8 @@ struct compact_plan {
         pairs(in.tokens * in.top_k),
         num_experts(in.num_experts),
         expert_begin(in.expert_begin),
-        local_experts((in.expert_end < 0 ? in.num_experts : in.expert_end) - in.expert_begin) {
+        local_experts((in.expert_end < 0 ? in.num_experts : in.expert_end) - in.expert_begin),
+        expert_map(in.expert_map) {
     const int64_t even = (pairs + compact_max_units - 1) / compact_max_units;
     unit_pairs = even > compact_min_unit_pairs ? (even + 31) / 32 * 32 : compact_min_unit_pairs;
     units = int(pairs > 0 ? (pairs + unit_pairs - 1) / unit_pairs : 1);
@@ -53,11 +55,18 @@ struct compact_plan {
   __host__ __device__ int64_t cells() const { return int64_t(local_experts) * units; }
 };
 
-//! Local expert of id, or −1 (masked, another rank's, or invalid: `invalid` says which).
+//! Local expert of id, or −1 (masked, another rank's, or invalid: `invalid` says which; an
+//! expert_map value outside [−1, E_local) is invalid too).
 __device__ inline int local_expert_of(int32_t id, const compact_plan& plan, bool& invalid) {
   invalid = id < -1 || id >= plan.num_experts;
-  const int e = id >= 0 ? id - plan.expert_begin : -1;  // no overflow for any id
-  return !invalid && e >= 0 && e < plan.local_experts ? e : -1;
+  if (invalid || id < 0) return -1;
+  if (plan.expert_map) {
+    const int32_t e = __ldg(plan.expert_map + id);
+    invalid = e < -1 || e >= plan.local_experts;
+    return invalid ? -1 : e;
+  }
+  const int e = id - plan.expert_begin;  // no overflow for any id
+  return e >= 0 && e < plan.local_experts ? e : -1;
 }
 
 //! Ranks unit u's pairs by expert in batches of 32 (whole warp): `visit(pair, expert, row)`
