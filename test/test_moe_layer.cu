@@ -101,6 +101,22 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
         cudaErrorInvalidValue);
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {beam::max_extent + 8, 768, 128}, opt, {}) ==
         cudaErrorInvalidValue);
+  // Expert parallelism: routed_experts and expert_map both or neither, E ≤ E_routed ≤ 512.
+  moe_layer<bf16> rank{2048, 768, 32};
+  rank.routed_experts = 128;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaErrorInvalidValue);
+  rank.expert_map = fake_ids();
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaSuccess);
+  rank.routed_experts = 16;  // fewer than the rank's 32
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaErrorInvalidValue);
+  rank.routed_experts = 513;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaErrorInvalidValue);
+  rank.routed_experts = 0;  // a map without E_routed
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaErrorInvalidValue);
+  rank = {2048, 768, 4};  // K = 8 > E = 4, but ≤ E_routed = 64 with a map
+  rank.routed_experts = 64;
+  rank.expert_map = fake_ids();
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaSuccess);
 }
 
 TEST_CASE("moe_forward: T·K·H beyond 2³¹ sizes the workspace in 64 bits; T·K beyond 2³¹ − 1 is refused") {
@@ -299,9 +315,121 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
   }
 }
 
+//! The layer on `ranks` simulated ranks of an expert-parallel group, experts placed round-robin
+//! (global g on rank g mod R as local g / R): each rank's moe_forward (the router replicated,
+//! expert_map naming its experts; the shared expert on rank 0) gives its part of y, and the
+//! parts sum to the reference layer. Then DeepEP's low-latency path: each rank's packed input
+//! [E_local, M = T, H] (its experts' kept pairs in token order, as the dispatch delivers them)
+//! through the two grouped GEMMs on packed groups, combined on the host with ĝ, sums to the
+//! reference layer without the shared expert.
+void check_expert_parallel(int ranks, int64_t T, gemm_schedule schedule, uint64_t seed) {
+  CAPTURE(ranks);
+  CAPTURE(T);
+  CAPTURE(int(schedule));
+  const int H = 64, I = 32, E = 16, K = 4, I_s = 32, E_local = E / ranks;
+  const auto x = grid_values(size_t(T * H), seed);
+  const auto w_r = grid_values(size_t(E * H), seed + 1, 64.0f), w_m = grid_values(size_t(E * H), seed + 2, 64.0f);
+  const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), seed + 3, 0.125));
+  const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), seed + 4, 0.125));
+  const auto s13 = rounded<bf16>(normal_values(size_t(2 * I_s * H), seed + 5, 0.125));
+  const auto s2 = rounded<bf16>(normal_values(size_t(H * I_s), seed + 6, 0.25));
+  beam::routing_options opt;
+  opt.top_k = K;
+  const auto expected = ref::moe_forward<float>(
+      x.data(), T, ref::moe_weights<float>{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()}, w_r.data(),
+      w_m.data(), opt);
+  const auto expected_routed =
+      ref::moe_forward<float>(x.data(), T, ref::moe_weights<float>{H, I, E, w13.data(), w2.data()}, w_r.data(),
+                              w_m.data(), opt);
+  const auto& ids = expected.routing.topk_ids;
+  const auto& gates = expected.routing.topk_weights;
+
+  beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w_r(to_storage<bf16>(w_r)),
+      d_w_m(to_storage<bf16>(w_m)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2));
+  std::vector<double> sum(size_t(T * H), 0.0), packed_sum(size_t(T * H), 0.0);
+  for (int rank = 0; rank < ranks; ++rank) {
+    CAPTURE(rank);
+    std::vector<int32_t> map(size_t(E), -1);
+    std::vector<float> local_w13, local_w2;
+    for (int g = rank; g < E; g += ranks) {
+      map[size_t(g)] = g / ranks;
+      local_w13.insert(local_w13.end(), w13.begin() + int64_t(g) * 2 * I * H, w13.begin() + int64_t(g + 1) * 2 * I * H);
+      local_w2.insert(local_w2.end(), w2.begin() + int64_t(g) * H * I, w2.begin() + int64_t(g + 1) * H * I);
+    }
+    beam::test::device_vector<bf16> d_w13(to_storage<bf16>(local_w13)), d_w2(to_storage<bf16>(local_w2)),
+        y{size_t(T * H)};
+    beam::test::device_vector<int32_t> d_map(map), got_ids{size_t(T * K)};
+    moe_layer<bf16> layer{H, I, E_local, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data()};
+    if (rank == 0) {
+      layer.shared_intermediate = I_s;
+      layer.shared_w13 = d_s13.data();
+      layer.shared_w2 = d_s2.data();
+    }
+    layer.routed_experts = E;
+    layer.expert_map = d_map.data();
+    moe_outputs<bf16> out{y.data(), H};
+    out.topk_ids = got_ids.data();
+    size_t bytes = 0;
+    REQUIRE(beam::device::moe_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, opt, out) == cudaSuccess);
+    const auto workspace = beam::test::device_vector<char>::workspace(bytes);
+    REQUIRE(beam::device::moe_forward<bf16>(workspace.data(), bytes, d_x.data(), H, T, layer, opt, out, schedule) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    CHECK(got_ids.to_host() == ids);  // every rank routes alike (global ids)
+    const auto part = beam::test::as_float(y.to_host());
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += part[i];
+
+    // DeepEP low-latency: slot j of local expert e holds the j-th kept pair of expert g(e).
+    const int64_t M = T;
+    std::vector<float> packed(size_t(E_local * M * H), 0.0f);
+    std::vector<int32_t> counts(size_t(E_local), 0);
+    std::vector<std::pair<int64_t, float>> slot_source(size_t(E_local * M), {-1, 0.0f});  // token, ĝ
+    for (int64_t t = 0; t < T; ++t) {
+      for (int k = 0; k < K; ++k) {
+        const int32_t g = ids[size_t(t * K + k)];
+        if (g < 0 || map[size_t(g)] < 0) continue;
+        const int64_t slot = int64_t(map[size_t(g)]) * M + counts[size_t(map[size_t(g)])]++;
+        std::copy_n(x.begin() + t * H, H, packed.begin() + slot * H);
+        slot_source[size_t(slot)] = {t, gates[size_t(t * K + k)]};
+      }
+    }
+    beam::test::device_vector<bf16> d_packed(to_storage<bf16>(packed)), activations{size_t(E_local * M * I)},
+        packed_y{size_t(E_local * M * H)};
+    beam::test::device_vector<int32_t> d_counts(counts);
+    const beam::device::gemm_groups groups{nullptr, E_local, E_local * M, 0, d_counts.data(), M};
+    REQUIRE(beam::device::grouped_gemm<bf16, bf16>({d_packed.data(), H}, {d_w13.data(), H, int64_t(2) * I * H}, 2 * I,
+                                                   H, groups, {activations.data(), I, beam::device::gemm_epilogue::swiglu},
+                                                   schedule) == cudaSuccess);
+    REQUIRE(beam::device::grouped_gemm<bf16, bf16>({activations.data(), I}, {d_w2.data(), I, int64_t(H) * I}, H, I,
+                                                   groups, {packed_y.data(), H}, schedule) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto rows = beam::test::as_float(packed_y.to_host());
+    for (size_t slot = 0; slot < slot_source.size(); ++slot) {  // DeepEP's combine: Σ ĝ · row, per token
+      const auto [t, gate] = slot_source[slot];
+      if (t < 0) continue;
+      for (int h = 0; h < H; ++h) packed_sum[size_t(t * H + h)] += double(gate) * rows[slot * size_t(H) + size_t(h)];
+    }
+  }
+  CHECK(beam::test::relative_error(sum, expected.out) <= beam::dtype_traits<bf16>::tolerance);
+  CHECK(beam::test::relative_error(packed_sum, expected_routed.out) <= beam::dtype_traits<bf16>::tolerance);
+}
+
 }  // namespace
 
 TEST_SUITE("gpu") {
+  TEST_CASE("expert parallelism on 2 and 4 simulated ranks: expert_map layers and DeepEP's packed layout sum to the layer") {
+    BEAM_REQUIRE_GPU();
+    uint64_t seed = 900;
+    for (int ranks : {2, 4}) {
+      for (int64_t T : {int64_t(5), int64_t(70)}) {  // route_decode with its fused compaction; router_logits
+        for (gemm_schedule schedule : {gemm_schedule::automatic, gemm_schedule::prefill}) {
+          check_expert_parallel(ranks, T, schedule, seed);
+          seed += 10;
+        }
+      }
+    }
+  }
+
   TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual, padding") {
     BEAM_REQUIRE_GPU();
     int n = 0;

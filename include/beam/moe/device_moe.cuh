@@ -38,14 +38,21 @@ template <class T>
 struct moe_layer {
   int hidden = 0;        //!< H, a multiple of 8
   int intermediate = 0;  //!< I, a multiple of 8
-  int experts = 0;       //!< E ≤ 512
+  int experts = 0;       //!< E ≤ 512: the experts whose weights are here (this rank's, with expert_map)
   const T* w13 = nullptr;          //!< `[E, 2I, H]`: rows [0, I) W1 (gate), rows [I, 2I) W3 (up)
   const T* w2 = nullptr;           //!< `[E, H, I]`
-  const T* router = nullptr;       //!< W_r `[E, H]` (moe_forward only)
-  const T* mask_router = nullptr;  //!< W_m `[E, H]` (moe_forward with the mask on)
+  const T* router = nullptr;       //!< W_r `[E_routed, H]` (moe_forward only)
+  const T* mask_router = nullptr;  //!< W_m `[E_routed, H]` (moe_forward with the mask on)
   int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8; 0 = none
   const T* shared_w13 = nullptr;   //!< `[2 I_s, H]`
   const T* shared_w2 = nullptr;    //!< `[H, I_s]`
+  //! Expert parallelism (the layer on one rank): the routing's ids range over E_routed =
+  //! `routed_experts` ≤ 512 experts (the router's rows), of which `expert_map` (device
+  //! `[E_routed]`, vLLM's) gives the E local ones their local id, −1 for another rank's. Both
+  //! or neither: without them E_routed = E. The rank's y holds its experts' part of the sum;
+  //! give the shared expert and the residual to one rank only.
+  int routed_experts = 0;
+  const int32_t* expert_map = nullptr;
 };
 
 //! Where the layer writes: y `[T, H]`, optionally + a residual `[T, H]` (may be y itself:
@@ -81,7 +88,8 @@ struct moe_outputs {
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
-//!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; K ∉ [1, min(16, E)]; (not a query) T > 0 and a null
+//!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
+//!         or both absent, or E_routed ∉ [E, 512]; K ∉ [1, min(16, E_routed)]; (not a query) T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
@@ -112,6 +120,18 @@ namespace beam::device {
 
 namespace detail {
 
+//! E_routed: the range of the routing's ids.
+template <class T>
+int routed_experts_of(const moe_layer<T>& layer) {
+  return layer.expert_map ? layer.routed_experts : layer.experts;
+}
+
+//! compact's input for the layer's routing: the ids over E_routed, this rank's E experts.
+template <class T>
+compaction_input compaction_input_of(const moe_layer<T>& layer, const int32_t* topk_ids, int64_t tokens, int top_k) {
+  return {topk_ids, tokens, top_k, routed_experts_of(layer), 0, layer.experts, layer.expert_map};
+}
+
 //! Columns of each half of router_logits' float output [r | z]: E rounded up to 4, so that
 //! the rows and the z half stay 16-byte aligned.
 inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
@@ -129,12 +149,13 @@ struct moe_workspace {
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
     // The router region comes first, whatever T: its first counter_bytes are the completion
     // counters, which no call of another T or of moe_experts_forward writes otherwise.
+    const int routed = routed_experts_of(layer);
     const size_t router_bytes =
         !routes ? counter_bytes
-        : tokens <= max_decode_tokens && layer.experts <= max_decode_experts
-            ? beam::detail::decode_workspace(tokens, layer.experts).bytes
-            : counter_bytes + size_t(tokens) * 2 * size_t(router_columns(layer.experts)) * sizeof(float);
-    const beam::detail::compact_plan plan(compaction_input{nullptr, tokens, top_k, layer.experts});
+        : tokens <= max_decode_tokens && routed <= max_decode_experts
+            ? beam::detail::decode_workspace(tokens, routed).bytes
+            : counter_bytes + size_t(tokens) * 2 * size_t(router_columns(routed)) * sizeof(float);
+    const beam::detail::compact_plan plan(compaction_input_of(layer, nullptr, tokens, top_k));
     size_t at = 0;
     const auto take = [&](size_t n) {
       const size_t offset = at;
@@ -168,8 +189,11 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k
       layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
     return cudaErrorInvalidValue;
   }
-  if (layer.experts < 1 || layer.experts > max_compact_experts || top_k < 1 || top_k > max_route_top_k ||
-      top_k > layer.experts || tokens > INT32_MAX / top_k) {
+  if ((layer.expert_map == nullptr) != (layer.routed_experts == 0)) return cudaErrorInvalidValue;  // both or neither
+  const int routed = routed_experts_of(layer);
+  if (layer.experts < 1 || layer.experts > max_compact_experts || routed < layer.experts ||
+      routed > max_route_experts || top_k < 1 || top_k > max_route_top_k || top_k > routed ||
+      tokens > INT32_MAX / top_k) {
     return cudaErrorInvalidValue;
   }
   // 2I and 2I_s are GEMM 1's N
@@ -238,7 +262,7 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   size_t compaction_bytes = ws.activations - ws.compaction;
   cudaError_t status = compacted ? cudaSuccess
                                  : compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
-                                           {topk_ids, tokens, top_k, E}, compaction, {}, stream);
+                                           compaction_input_of(layer, topk_ids, tokens, top_k), compaction, {}, stream);
   if (status != cudaSuccess) return status;
   T* activations = w::at<T>(workspace, ws.activations);
   T* expert_rows = w::at<T>(workspace, ws.expert_rows);
@@ -333,7 +357,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   }
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
-  const int E = layer.experts, H = layer.hidden;
+  const int E = detail::routed_experts_of(layer), H = layer.hidden;  // the router's experts
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
   routing_outputs routing{topk_ids, topk_weights};
@@ -346,6 +370,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
     status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
     if (status == cudaSuccess) {  // its compaction stores the status word: no memset
       status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
+                                                 detail::compaction_input_of(layer, topk_ids, tokens, options.top_k),
                                                  detail::compaction_of(workspace, ws, out), stream);
     }
   } else {  // router_logits into float [T, 2·E4] (r | z), after the counter, then the routing

@@ -96,18 +96,20 @@ cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, in
 
 
 //! route_decode's launch on checked arguments (T > 0); with `Compact` the last block also writes
-//! `compacted`, compact's outputs for the routing it made (single-block compaction, no layouts).
+//! `compacted`, compact's outputs for `compaction` (the routing it made, out.topk_ids: its
+//! local experts; single-block compaction, no layouts).
 template <bool Compact, class T>
 cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden_stride, int64_t tokens,
                                 int hidden_size, const router_weights<T>& weights, int num_experts,
                                 const routing_options& options, const routing_outputs& out,
-                                const compaction_outputs& compacted, cudaStream_t stream) {
+                                const compaction_input& compaction, const compaction_outputs& compacted,
+                                cudaStream_t stream) {
   namespace bd = beam::detail;
   const bd::decode_workspace layout(tokens, num_experts);
   const int rows = options.mask_enabled ? 2 * num_experts : num_experts;
   const dim3 grid(unsigned((rows + bd::decode_rows - 1) / bd::decode_rows),
                   unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
-  const bd::compact_plan plan(compaction_input{out.topk_ids, tokens, options.top_k, num_experts});
+  const bd::compact_plan plan(compaction);
   return bd::dispatch_max_experts(num_experts, [&](auto max_experts) {
     constexpr int bound = decltype(max_experts)::value;
     if constexpr (bound > max_decode_experts) {
@@ -147,7 +149,7 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
   }
   if (tokens == 0) return cudaSuccess;
   return detail::launch_route_decode<false>(workspace, hidden, hidden_stride, tokens, hidden_size, weights,
-                                            num_experts, options, out, {}, stream);
+                                            num_experts, options, out, {}, {}, stream);
 }
 
 }  // namespace beam::device
