@@ -279,3 +279,17 @@ TEST_CASE("an expert_map keeps this rank's experts under their local ids; a rang
   CHECK_THROWS_AS(compact(ids.data(), 5, 2, 6, map, 0), std::invalid_argument);
   CHECK_THROWS_AS(compact(ids.data(), 5, 2, 6, std::vector<int32_t>(5, -1), 3), std::invalid_argument);
 }
+
+TEST_CASE("hand-worked replica choice and dispatch layout") {
+  // Logical 0 has physical replicas {0, 4}, logical 1 only {1}: pair p takes replica p mod count.
+  const std::vector<int32_t> ids = {0, 1, 0, -1, 9, 0};
+  const auto physical = beam::reference::select_replicas(ids, 2, {0, 4, 1, 1}, {2, 1}, 2);
+  CHECK(physical == std::vector<int32_t>{0, 1, 0, -1, -2, 4});
+  // 3 tokens, K = 2, E = 4 on 2 ranks (experts 0, 1 | 2, 3).
+  const std::vector<int32_t> routed = {0, 1, 3, -1, -1, -1};
+  const auto d = beam::reference::dispatch_layout(routed.data(), 3, 2, 4, 2);
+  CHECK(d.tokens_per_rank == std::vector<int32_t>{1, 1});  // token 0 counts once on rank 0; token 2 nowhere
+  CHECK(d.pairs_per_expert == std::vector<int32_t>{1, 1, 0, 1});
+  CHECK(d.token_in_rank == std::vector<uint8_t>{1, 0, 0, 1, 0, 0});
+  CHECK_THROWS_AS(beam::reference::dispatch_layout(routed.data(), 3, 2, 4, 3), std::invalid_argument);
+}

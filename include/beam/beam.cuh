@@ -23,6 +23,7 @@
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/permute/device_gather.cuh"
+#include "beam/permute/device_placement.cuh"
 #include "beam/permute/warp_rank.cuh"
 
 #include "beam/gemm/device_grouped_gemm.cuh"

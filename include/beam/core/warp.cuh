@@ -28,6 +28,13 @@ inline unsigned warp_per_item_grid(int64_t items, int block_threads) {
   return unsigned(blocks < 1 ? 1 : blocks < 65535 ? blocks : 65535);
 }
 
+//! Blocks of `block_threads` for one thread per item over `items` (at least 1, at most 2³¹ − 1:
+//! the kernels grid-stride beyond).
+inline unsigned thread_per_item_grid(int64_t items, int block_threads) {
+  const int64_t blocks = (items + block_threads - 1) / block_threads;
+  return unsigned(blocks < 1 ? 1 : blocks < INT32_MAX ? blocks : INT32_MAX);
+}
+
 //! Index of the last of `n` non-decreasing starts that is ≤ value (starts[0] = 0 ≤ value).
 __host__ __device__ inline int last_start_at_or_below(const int32_t* starts, int n, int32_t value) {
   int lo = 0, hi = n;  // answer in [lo, hi)

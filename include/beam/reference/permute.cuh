@@ -204,6 +204,52 @@ inline masked_slots mask_slots(const compaction& perm, int max_m) {
   return out;
 }
 
+//! EPLB's replica choice (device::select_replicas): pair p with logical id e ≥ 0 goes to
+//! physical[e·max_replicas + p mod counts[e]]; −1 stays −1; a bad id or count gives −2.
+inline std::vector<int32_t> select_replicas(const std::vector<int32_t>& topk_ids, int32_t num_logical_experts,
+                                            const std::vector<int32_t>& physical, const std::vector<int32_t>& counts,
+                                            int max_replicas) {
+  std::vector<int32_t> out(topk_ids.size());
+  for (size_t p = 0; p < topk_ids.size(); ++p) {
+    const int32_t e = topk_ids[p];
+    out[p] = e == -1 ? -1 : -2;
+    if (e >= 0 && e < num_logical_experts && counts[size_t(e)] >= 1 && counts[size_t(e)] <= max_replicas) {
+      out[p] = physical[size_t(e) * size_t(max_replicas) + p % size_t(counts[size_t(e)])];
+    }
+  }
+  return out;
+}
+
+//! What an all-to-all sends (device::dispatch_layout), experts in equal contiguous ranges over
+//! `num_ranks` ranks: tokens per rank, kept pairs per expert, and whether token t goes to rank r.
+struct dispatch_counts {
+  std::vector<int32_t> tokens_per_rank, pairs_per_expert;
+  std::vector<uint8_t> token_in_rank;  //!< `[T, R]`
+};
+
+//! @throws std::invalid_argument unless K ≥ 1, R ≥ 1 and E a positive multiple of R
+inline dispatch_counts dispatch_layout(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t num_experts,
+                                       int32_t num_ranks) {
+  if (top_k < 1 || num_ranks < 1 || num_experts < 1 || num_experts % num_ranks != 0 || tokens < 0) {
+    throw std::invalid_argument("dispatch_layout: bad K, R or E (a multiple of R)");
+  }
+  dispatch_counts d;
+  d.tokens_per_rank.assign(size_t(num_ranks), 0);
+  d.pairs_per_expert.assign(size_t(num_experts), 0);
+  d.token_in_rank.assign(size_t(tokens) * size_t(num_ranks), 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int k = 0; k < top_k; ++k) {
+      const int32_t e = topk_ids[t * top_k + k];
+      if (e < 0 || e >= num_experts) continue;
+      ++d.pairs_per_expert[size_t(e)];
+      uint8_t& goes = d.token_in_rank[size_t(t * num_ranks + e / (num_experts / num_ranks))];
+      if (!goes) ++d.tokens_per_rank[size_t(e / (num_experts / num_ranks))];
+      goes = 1;
+    }
+  }
+  return d;
+}
+
 //! Xp[r] = X[token_of_row(r)]: the input row of every active pair, `[n_active, H]`.
 template <class Real>
 std::vector<Real> gather_rows(const Real* x, int64_t hidden, const compaction& perm) {

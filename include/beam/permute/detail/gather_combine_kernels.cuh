@@ -46,13 +46,6 @@ constexpr int combine_block_threads = 128;
 //! Pairs of a token whose rows `combine_kernel` has in flight at once.
 constexpr int combine_group = 8;
 
-//! Blocks of `block_threads` for one thread per item over `items` (at least 1, at most 2³¹ − 1:
-//! the kernel grid-strides beyond).
-inline unsigned thread_per_item_grid(int64_t items, int block_threads) {
-  const int64_t blocks = (items + block_threads - 1) / block_threads;
-  return unsigned(blocks < 1 ? 1 : blocks < INT32_MAX ? blocks : INT32_MAX);
-}
-
 //! What `combine` sums (device::combine): out[t] = shared[t] + Σ_k ĝ[t,k] · Yp[pair_to_row[t·K+k]]
 //! + residual[t], as combine_kernel and a layer's fused GEMM 2 take it.
 template <class T>
