@@ -69,7 +69,7 @@ inline cudaError_t select_replicas(const int32_t* topk_ids, int64_t tokens, int 
   if (tokens == 0) return cudaSuccess;
   if (!topk_ids || !replicas.physical || !replicas.counts || !physical_ids) return cudaErrorInvalidValue;
   const int64_t pairs = tokens * top_k;
-  return bd::launch_dependent(bd::select_replicas_kernel, bd::thread_per_item_grid(pairs, bd::placement_threads),
+  return bd::launch_dependent(bd::select_replicas_kernel<>, bd::thread_per_item_grid(pairs, bd::placement_threads),
                               bd::placement_threads, 0, stream, topk_ids, pairs, num_logical_experts, replicas,
                               physical_ids);
 }
@@ -93,7 +93,7 @@ inline cudaError_t dispatch_layout(const int32_t* topk_ids, int64_t tokens, int 
     }
   }
   if (tokens == 0) return cudaSuccess;
-  return bd::launch_dependent(bd::dispatch_layout_kernel, bd::warp_per_item_grid(tokens, bd::placement_threads),
+  return bd::launch_dependent(bd::dispatch_layout_kernel<>, bd::warp_per_item_grid(tokens, bd::placement_threads),
                               bd::placement_threads, 0, stream, topk_ids, tokens, top_k, num_experts, num_ranks, out);
 }
 

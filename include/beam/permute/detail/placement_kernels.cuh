@@ -15,6 +15,7 @@ namespace beam::detail {
 
 constexpr int placement_threads = 256;
 
+template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(placement_threads)
     select_replicas_kernel(const int32_t* topk_ids, int64_t pairs, int num_logical_experts,
                            device::replica_table replicas, int32_t* physical_ids) {
@@ -34,6 +35,7 @@ __global__ void __launch_bounds__(placement_threads)
   }
 }
 
+template <int = 0>  // a template: one definition across translation units
 __global__ void __launch_bounds__(placement_threads)
     dispatch_layout_kernel(const int32_t* topk_ids, int64_t tokens, int top_k, int num_experts, int num_ranks,
                            device::dispatch_counts out) {
