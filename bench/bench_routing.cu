@@ -109,7 +109,7 @@ struct decode_problem : routing_problem {
   double weight_bytes() const { return 2.0 * E * H * sizeof(bf16) + double(T) * H * sizeof(bf16); }
 };
 
-//! route_decode (GEMV + route in one launch); range: T, H, E, K.
+//! route_decode (router logits + route in one launch); range: T, H, E, K.
 void bm_route_decode(benchmark::State& state) {
   decode_problem p(state.range(0), int(state.range(1)), int(state.range(2)), int(state.range(3)));
   const beam::device::router_weights<bf16> weights{p.w.data(), p.w.data() + int64_t(p.E) * p.H, p.H, p.H};
@@ -150,10 +150,13 @@ void bm_router_logits_then_route(benchmark::State& state) {
   report(state, s, p.weight_bytes(), 2.0 * p.T * 2 * p.E * p.H);
 }
 
-//! Baseline of the decode path: cuBLAS GEMM logits[T, 2E] = X · [W_r; W_m]ᵀ (bf16 out),
-//! then route_and_mask; range: T, H, E, K.
+//! Baseline of both router paths: cuBLAS GEMM logits[T, 2E] = X · [W_r; W_m]ᵀ (float out, as
+//! route_decode and router_logits keep them), then route_and_mask; range: T, H, E, K.
 void bm_cublas_gemm_then_route(benchmark::State& state) {
   decode_problem p(state.range(0), int(state.range(1)), int(state.range(2)), int(state.range(3)));
+  device_buffer<float> logits(size_t(p.T) * 2 * p.E);
+  float* l = logits.data();
+  const int64_t stride = 2 * int64_t(p.E);
   const cublas_handle owner(p.stream);
   const cublasHandle_t handle = owner.handle;
   const float alpha = 1.0f, beta = 0.0f;
@@ -164,10 +167,11 @@ void bm_cublas_gemm_then_route(benchmark::State& state) {
       [&] {
         // Column-major: logitsᵀ[2E, T] = W[2E, H] · Xᵀ[H, T].
         cublas_try(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, p.w.data(), CUDA_R_16BF, k,
-                                p.hidden.data(), CUDA_R_16BF, k, &beta, p.logits.data(), CUDA_R_16BF, n,
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                p.hidden.data(), CUDA_R_16BF, k, &beta, l, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
                    "cublasGemmEx");
-        BEAM_CUDA_TRY(beam::device::route_and_mask(p.view(), p.T, p.E, p.options(true), p.outputs(), p.stream));
+        BEAM_CUDA_TRY(beam::device::route_and_mask<float>({l, l + p.E, stride, stride}, p.T, p.E, p.options(true),
+                                                          p.outputs(), p.stream));
       },
       20, 3, [&] { l2.flush(p.stream); });
   report(state, s, p.weight_bytes(), 2.0 * p.T * 2 * p.E * p.H);

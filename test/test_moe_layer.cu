@@ -433,7 +433,7 @@ TEST_SUITE("gpu") {
   TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual, padding") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t T : beam::test::sweep<int64_t>({0, 1, 3, 64, 65, 127, 1000}, {0, 1, 64, 65, 127})) {  // ≤ 64: route_decode; above: router GEMMs
+    for (int64_t T : beam::test::sweep<int64_t>({0, 1, 3, 64, 65, 127, 1000}, {0, 1, 64, 65, 127})) {  // ≤ 64: route_decode; above: router_logits
       struct shape {
         int H, I, E, K, I_s;
       };

@@ -29,7 +29,8 @@ TEST_CASE("select_replicas and dispatch_layout reject bad arguments before touch
   CHECK(beam::device::select_replicas(nullptr, 0, 4, 8, {}, nullptr) == cudaSuccess);  // T = 0
   const dispatch_counts out{fake, fake, nullptr};
   CHECK(beam::device::dispatch_layout(fake, -1, 4, 8, 2, out) == cudaErrorInvalidValue);
-  CHECK(beam::device::dispatch_layout(fake, int64_t(INT32_MAX) + 1, 4, 8, 2, out) == cudaErrorInvalidValue);
+  CHECK(beam::device::dispatch_layout(fake, int64_t(1) << 29, 4, 8, 2, out) == cudaErrorInvalidValue);  // T·K = 2³¹
+  CHECK(beam::device::select_replicas(fake, int64_t(1) << 29, 4, 8, table, fake) == cudaErrorInvalidValue);
   CHECK(beam::device::dispatch_layout(fake, 4, 33, 64, 2, out) == cudaErrorInvalidValue);  // K > 32
   CHECK(beam::device::dispatch_layout(fake, 4, 4, 0, 1, out) == cudaErrorInvalidValue);
   CHECK(beam::device::dispatch_layout(fake, 4, 4, 8, 0, out) == cudaErrorInvalidValue);

@@ -155,7 +155,11 @@ void decode_cases(uint64_t seed_base) {
     for (int E : {8, 60, 128, 256}) {
       for (int K : beam::test::sweep({1, 4, 8, 16}, {1, 8, 16})) {
         if (K > E) continue;
-        const int H = n % 3 == 0 ? (beam::test::emulated_device() ? 520 : 2048) : n % 3 == 1 ? 200 : 8;
+        // 2176 and 7168: more than one round of 2048 (the segments' order across rounds).
+        const int H = n % 3 == 0 ? (beam::test::emulated_device() ? 520 : 2048)
+                      : n % 3 == 1 ? 200
+                      : n % 9 == 2 ? (beam::test::emulated_device() ? 2176 : 7168)
+                                   : 8;
         beam::routing_options opt;
         switch (n % 5) {
           case 0: break;

@@ -215,6 +215,12 @@ void check_invariance(int64_t pool, int E, int K, int H, const beam::routing_opt
   const routing_bits reference = route_order(all);
   std::vector<int64_t> slot_of(static_cast<size_t>(pool));  // pool token → its place in `all`
   for (size_t i = 0; i < all.size(); ++i) slot_of[size_t(all[i])] = int64_t(i);
+  for (int k = 0; k < K; ++k) {  // the two equal tokens, 2 and 3, route alike
+    const size_t two = size_t(slot_of[2] * K + k), three = size_t(slot_of[3] * K + k);
+    CHECK(reference.ids[two] == reference.ids[three]);
+    CHECK(reference.weights[two] == reference.weights[three]);
+    CHECK(reference.mask_probs[two] == reference.mask_probs[three]);
+  }
 
   const auto check_same = [&](const routing_bits& got, size_t place, int64_t token) {
     CAPTURE(token);
@@ -278,5 +284,8 @@ TEST_SUITE("gpu") {
     sigmoid.renormalize = true;
     sigmoid.routed_scaling_factor = 2.5f;
     check_invariance<__half>(beam::test::emulated_device() ? 300 : 4096, 200, 5, 200, sigmoid, 42);
+    // H past one round of route_decode (2048): rounds add their segments in order too.
+    check_invariance<__nv_bfloat16>(beam::test::emulated_device() ? 300 : 4096, 32, 4,
+                                    beam::test::emulated_device() ? 2176 : 7168, softmax, 43);
   }
 }

@@ -104,8 +104,8 @@ int main(int argc, char** argv) {
   BEAM_CUDA_TRY(cudaMalloc(&workspace, bytes));
   BEAM_CUDA_TRY(cudaMemset(workspace, 0, beam::device::workspace_counter_bytes));  // once: the completion counters
 
-  // Verify: T = verify_tokens (route_decode: router GEMV and routing in one kernel) and T = 65
-  // (router GEMMs, then route_and_mask).
+  // Verify: T = verify_tokens (route_decode: router logits and routing in one kernel) and T = 65
+  // (router_logits, then route_and_mask).
   for (const int64_t T : {verify_tokens, int64_t(65)}) {
     const auto x_t = values(size_t(T * H), seed + 5, 1.0f);  // the first rows equal x
     const auto want = T == verify_tokens

@@ -93,7 +93,9 @@ struct gemm_b {
 //! Packed groups instead of offsets (DeepEP's low-latency dispatch output `[E_local, M, H]` with
 //! its per-expert counts, DeepGEMM's masked layout): `counts[count]` on the device and
 //! `group_stride` M, group e being rows [e·M, e·M + counts[e]) (counts clamped to [0, M]; the
-//! padding rows are neither read nor written), within rows ≥ count·M.
+//! padding rows are neither read nor written), within rows ≥ count·M. `automatic` chooses the
+//! schedule from the static rows (count·M): pass `decode` where the counts are known to be
+//! small (a low-latency dispatch at decode).
 struct gemm_groups {
   const int32_t* offsets = nullptr;
   int count = 1;
@@ -216,8 +218,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   }
   if (groups.rows < 0 || groups.count < 1 || groups.count > beam::detail::gemm_max_groups) return cudaErrorInvalidValue;
   if (!groups.offsets && !groups.counts && groups.count != 1) return cudaErrorInvalidValue;
-  if (groups.counts && (groups.offsets || groups.group_stride < 1 ||
-                        groups.rows < int64_t(groups.count) * groups.group_stride)) {
+  if (groups.counts && (groups.offsets || groups.group_stride < 1 || groups.group_stride > groups.rows / groups.count)) {
     return cudaErrorInvalidValue;  // packed groups: offsets or counts, M ≥ 1, rows ≥ count·M
   }
   if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0)) {

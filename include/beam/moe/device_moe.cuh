@@ -66,7 +66,8 @@ struct moe_outputs {
   int32_t* topk_ids = nullptr;    //!< moe_forward: optional copy-free export (else in the workspace)
   float* topk_weights = nullptr;  //!< moe_forward: optional, ĝ
   unsigned long long* invalid_ids = nullptr;  //!< optional status word, zeroed by each call: ids
-                                              //!< < −1 or ≥ E skipped (a routing given to
+                                              //!< < −1 or ≥ E_routed, or mapped outside [−1, E)
+                                              //!< by expert_map, skipped (a routing given to
                                               //!< moe_experts_forward)
   int32_t* topk_ids_or_zero = nullptr;  //!< moe_forward: optional, see routing_outputs
 };
@@ -104,7 +105,7 @@ template <class T>
                                       cudaStream_t stream = nullptr);
 
 //! The experts and the combine for a routing made elsewhere (an engine that routes itself):
-//! `topk_ids` `[T, K]` (−1 = masked; ids ≥ E or < −1 are skipped) and ĝ = `topk_weights`
+//! `topk_ids` `[T, K]` (−1 = masked; ids ≥ E_routed or < −1 are skipped) and ĝ = `topk_weights`
 //! `[T, K]`. Router fields of `layer` and `out.topk_ids` / `out.topk_weights` are not used. Same
 //! workspace convention and errors as moe_forward (plus null topk_ids or topk_weights).
 template <class T>
@@ -365,7 +366,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   void* router = w::at<void>(workspace, ws.router);
   cudaError_t status;
   const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;
-  if (decode) {  // one launch: router GEMV, routing and compaction
+  if (decode) {  // one launch: router logits, routing and compaction
     const router_weights<T> weights{layer.router, layer.mask_router, H, H};
     status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
     if (status == cudaSuccess) {  // its compaction stores the status word: no memset

@@ -27,8 +27,8 @@ struct replica_table {
 //! count); −1 (masked) stays −1; an id outside [−1, E_logical), or a replica count outside
 //! [1, max_replicas], gives −2, which compact skips and counts as invalid. In place
 //! (physical_ids == topk_ids) is allowed. One thread per pair. Capturable in a CUDA graph.
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K ∉ [1, 2³⁰], E_logical < 1,
-//!         max_replicas < 1; T > 0 and a null array; else the launch's status.
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K ∉ [1, 2³⁰], T·K > 2³¹ − 1,
+//!         E_logical < 1, max_replicas < 1; T > 0 and a null array; else the launch's status.
 [[nodiscard]] inline cudaError_t select_replicas(const int32_t* topk_ids, int64_t tokens, int top_k,
                                                  int num_logical_experts, const replica_table& replicas,
                                                  int32_t* physical_ids, cudaStream_t stream = nullptr);
@@ -47,7 +47,7 @@ struct dispatch_counts {
 //! Masked pairs and ids outside [0, E) count nowhere. The counts are zeroed first (one memset
 //! each), then one warp per token adds with one atomic per kept pair and per token-rank.
 //! Capturable in a CUDA graph.
-//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 2³¹ − 1], K ∉ [1, 32], E < 1,
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K ∉ [1, 32], T·K > 2³¹ − 1, E < 1,
 //!         R < 1 or E not a multiple of R; a null tokens_per_rank; T > 0 and null ids; else
 //!         the status of the memsets and the launch.
 [[nodiscard]] inline cudaError_t dispatch_layout(const int32_t* topk_ids, int64_t tokens, int top_k, int num_experts,
@@ -63,7 +63,8 @@ namespace beam::device {
 inline cudaError_t select_replicas(const int32_t* topk_ids, int64_t tokens, int top_k, int num_logical_experts,
                                    const replica_table& replicas, int32_t* physical_ids, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (tokens < 0 || top_k < 1 || top_k > max_extent || num_logical_experts < 1 || replicas.max_replicas < 1) {
+  if (tokens < 0 || top_k < 1 || top_k > max_extent || tokens > INT32_MAX / top_k || num_logical_experts < 1 ||
+      replicas.max_replicas < 1) {
     return cudaErrorInvalidValue;
   }
   if (tokens == 0) return cudaSuccess;
@@ -77,7 +78,7 @@ inline cudaError_t select_replicas(const int32_t* topk_ids, int64_t tokens, int 
 inline cudaError_t dispatch_layout(const int32_t* topk_ids, int64_t tokens, int top_k, int num_experts, int num_ranks,
                                    const dispatch_counts& out, cudaStream_t stream) {
   namespace bd = beam::detail;
-  if (tokens < 0 || tokens > INT32_MAX || top_k < 1 || top_k > 32 || num_experts < 1 || num_ranks < 1 ||
+  if (tokens < 0 || top_k < 1 || top_k > 32 || tokens > INT32_MAX / top_k || num_experts < 1 || num_ranks < 1 ||
       num_experts % num_ranks != 0 || !out.tokens_per_rank) {
     return cudaErrorInvalidValue;
   }
