@@ -64,6 +64,26 @@ void bm_route_and_mask(benchmark::State& state) {
   report(state, s, p.route_bytes(mask), 0);
 }
 
+//! route_and_mask with DeepSeek-V3's routing: σ keys with a correction bias, group-limited
+//! Top-K (8 groups, the best 4), renormalised and scaled, the BEAM mask on; range: T.
+void bm_route_deepseek_v3(benchmark::State& state) {
+  routing_problem p(state.range(0), 256, 8);
+  device_buffer<float> bias(256);
+  fill_uniform(bias.data(), bias.size(), 16, -0.05f, 0.05f, p.stream);
+  beam::routing_options options = p.options(true);
+  options.scoring = beam::score_function::sigmoid;
+  options.selection_bias = bias.data();
+  options.num_groups = 8;
+  options.top_groups = 4;
+  options.renormalize = true;
+  options.routed_scaling_factor = 2.5f;
+  l2_flusher l2;
+  const double s = median_seconds(
+      p.stream, [&] { BEAM_CUDA_TRY(beam::device::route_and_mask(p.view(), p.T, p.E, options, p.outputs(), p.stream)); },
+      20, 3, [&] { l2.flush(p.stream); });
+  report(state, s, p.route_bytes(true), 0);
+}
+
 //! CUB baseline: DeviceSegmentedSort::SortPairsDescending of each token's E router logits
 //! with their expert ids (the first K of each segment are its Top-K); range: T, E, K.
 void bm_cub_segmented_sort(benchmark::State& state) {
@@ -223,6 +243,12 @@ void bm_aux_losses(benchmark::State& state) {
 BENCHMARK(bm_route_and_mask)
     ->ArgNames({"T", "E", "K", "mask"})
     ->ArgsProduct({{1, 8, 64, 512, 4096, 32768}, {64, 128, 256}, {6, 8}, {0, 1}})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_route_deepseek_v3)
+    ->ArgName("T")
+    ->Arg(1)->Arg(64)->Arg(4096)->Arg(32768)
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);

@@ -269,3 +269,31 @@ TEST_CASE("bad arguments throw") {
   opt.mask_enabled = true;  // mask on needs mask logits
   CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
 }
+
+TEST_CASE("group-limited Top-K (DeepSeek-V3): candidates from the best groups by the sum of their two best keys") {
+  // E = 8 in 4 groups of 2, the 2 best groups, K = 3. Keys (softmax: r): group sums 4, 6, 4, 3:
+  // groups 1 (6) and 0 (4, tied with group 2: the lower wins), so c = {0, 2, 3}; without groups
+  // the best three keys are experts 0, 4, 2.
+  const std::vector<float> r = {5, -1, 3, 3, 4, 0, 1, 2};
+  beam::routing_options opt;
+  opt.top_k = 3;
+  opt.mask_enabled = false;
+  const beam::reference::matrix_view<float> rv{r.data(), 1, 8, 8}, none{nullptr, 0, 0, 0};
+  CHECK(beam::reference::route_and_mask<float>(rv, none, opt).candidate_ids == std::vector<int32_t>{0, 4, 2});
+  opt.num_groups = 4;
+  opt.top_groups = 2;
+  CHECK(beam::reference::route_and_mask<float>(rv, none, opt).candidate_ids == std::vector<int32_t>{0, 2, 3});
+  opt.top_groups = 4;  // every group: no limit
+  CHECK(beam::reference::route_and_mask<float>(rv, none, opt).candidate_ids == std::vector<int32_t>{0, 4, 2});
+  // A NaN key: its group scores its one key (group 0: −1 → the worst), so groups 1 and 2 win.
+  std::vector<float> with_nan = r;
+  with_nan[0] = std::nanf("");
+  opt.top_groups = 2;
+  const beam::reference::matrix_view<float> nv{with_nan.data(), 1, 8, 8};
+  CHECK(beam::reference::route_and_mask<float>(nv, none, opt).candidate_ids == std::vector<int32_t>{4, 2, 3});
+  opt.top_groups = 1;  // K = 3 > the 2 experts of one group
+  CHECK_THROWS_AS(beam::reference::route_and_mask<float>(rv, none, opt), std::invalid_argument);
+  opt.num_groups = 3;  // does not divide E
+  opt.top_groups = 2;
+  CHECK_THROWS_AS(beam::reference::route_and_mask<float>(rv, none, opt), std::invalid_argument);
+}

@@ -165,7 +165,14 @@ void decode_cases(uint64_t seed_base) {
           case 0: break;
           case 1: opt.renormalize = true; opt.routed_scaling_factor = 2.5f; break;
           case 2: opt.mask_enabled = false; break;
-          case 3: opt.scoring = beam::score_function::sigmoid; opt.renormalize = true; break;
+          case 3:  // DeepSeek-V3-like: σ keys, renormalised, group-limited where K fits two of four groups
+            opt.scoring = beam::score_function::sigmoid;
+            opt.renormalize = true;
+            opt.top_k = K;
+            opt.num_groups = 4;
+            opt.top_groups = 2;
+            if (!beam::valid_groups(opt, E)) opt.num_groups = 1;
+            break;
           case 4: opt.routed_scaling_factor = 0.5f; break;
         }
         check_decode<T>(tokens, E, K, H, opt, n % 2 == 1, seed_base + uint64_t(n), n % 7);

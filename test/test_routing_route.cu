@@ -44,6 +44,21 @@ TEST_CASE("route_and_mask rejects bad arguments before touching the device") {
   CHECK(call({fake, fake, 7, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);      // stride < E
   CHECK(call(logits, 4, 8, opt, {nullptr, weights}) == cudaErrorInvalidValue);
   CHECK(call(logits, 4, 8, opt, {ids, nullptr}) == cudaErrorInvalidValue);
+  beam::routing_options grouped = opt;  // groups: G | E, G ≤ 32, top_groups ∈ [1, G], K ≤ top_groups·E/G
+  grouped.num_groups = 3;
+  CHECK(call(logits, 4, 8, grouped, out) == cudaErrorInvalidValue);
+  grouped.num_groups = 4;
+  grouped.top_groups = 0;
+  CHECK(call(logits, 4, 8, grouped, out) == cudaErrorInvalidValue);
+  grouped.top_groups = 5;
+  CHECK(call(logits, 4, 8, grouped, out) == cudaErrorInvalidValue);
+  grouped.top_groups = 1;
+  grouped.top_k = 3;  // more than the 2 experts of one group
+  CHECK(call(logits, 4, 8, grouped, out) == cudaErrorInvalidValue);
+  grouped.num_groups = 64;
+  grouped.top_groups = 1;
+  grouped.top_k = 1;
+  CHECK(call({fake, fake + 64, 128, 128}, 4, 64, grouped, out) == cudaErrorInvalidValue);  // G > 32
   routing_outputs counted{ids, weights};
   counted.expert_counts = ids;  // int32 counts: T ≤ 2³¹ − 1
   CHECK(call(logits, int64_t(INT32_MAX) + 1, 8, opt, counted) == cudaErrorInvalidValue);
@@ -186,6 +201,39 @@ TEST_SUITE("gpu") {
     check_case<float>(c, r, z_zero);      // none masked (σ(0) = 0.5 keeps)
     check_case<float>(c, r, z_special);
     for (int count_case = 1; count_case < 5; ++count_case) check_case<float>(c, r, z_zero, count_case);  // padding
+  }
+
+  TEST_CASE("group-limited Top-K (DeepSeek-V3) equals the reference: random, ties, all groups equal, NaN, "
+            "a group with one key") {
+    BEAM_REQUIRE_GPU();
+    const std::vector<float> bias = beam::test::random_normal<float>(256, 8, 0.0, 0.05);
+    int n = 0;
+    struct shape {
+      int E, groups, top_groups, K;
+    };
+    for (auto [E, G, top, K] : {shape{256, 8, 4, 8}, shape{64, 4, 1, 4}, shape{60, 6, 2, 6}, shape{32, 32, 3, 3},
+                                shape{16, 2, 2, 4}}) {
+      for (int64_t T : beam::test::sweep<int64_t>({1, 7, 300}, {1, 7, 65})) {
+        route_case c{T, E, K, {}, n % 2 == 0};
+        c.opt.num_groups = G;
+        c.opt.top_groups = top;
+        if (n % 2 == 0) {  // DeepSeek-V3: σ keys with a correction bias, renormalised and scaled
+          c.opt.scoring = beam::score_function::sigmoid;
+          c.opt.selection_bias = bias.data();
+          c.opt.renormalize = true;
+          c.opt.routed_scaling_factor = 2.5f;
+        }
+        auto r = beam::test::make_logits<float>(size_t(T * E), 600 + uint64_t(n), true);  // coarse: ties
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        for (int e = 0; e < E; ++e) {
+          r[size_t(e)] = 0.5f;  // token 0: every key equal, so are the groups: the lowest groups win
+          if (T > 2) r[size_t(E + e)] = e % (E / G) == 0 ? r[size_t(E + e)] : nan;  // token 1: one key per group
+          if (T > 3) r[size_t(2 * E + e)] = e < E / G ? nan : r[size_t(2 * E + e)];  // token 2: group 0 all NaN
+        }
+        check_case<float>(c, r, beam::test::make_logits<float>(size_t(T * E), 700 + uint64_t(n), false), n % 5);
+        ++n;
+      }
+    }
   }
 
   TEST_CASE("route_and_mask replayed from a CUDA graph on new logits equals eager") {

@@ -90,7 +90,8 @@ struct moe_outputs {
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
-//!         or both absent, or E_routed ∉ [E, 512]; K ∉ [1, min(16, E_routed)]; (not a query) T > 0 and a null
+//!         or both absent, or E_routed ∉ [E, 512]; K ∉ [1, min(16, E_routed)]; groups that do
+//!         not fit E_routed (moe_forward: `valid_groups`); (not a query) T > 0 and a null
 //!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
@@ -347,6 +348,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
       status != cudaSuccess) {
     return status;
   }
+  if (!valid_groups(options, detail::routed_experts_of(layer))) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer, true);
   if (workspace == nullptr) {  // a query: the sizes suffice
     workspace_bytes = ws.bytes;

@@ -4,7 +4,11 @@
 //! For one token with router logits r (E values) and mask logits z (E values):
 //!   scores      s = softmax(r)  or  s = σ(r)                  (score_function)
 //!   candidates  c = the K largest keys, key_e = r_e + b_e (softmax) or s_e + b_e (sigmoid),
-//!               b = optional selection bias; ties → lower expert index; NaN never selected
+//!               b = optional selection bias; ties → lower expert index; NaN never selected;
+//!               with G groups (DeepSeek-V3's group-limited Top-K), only from the top_groups
+//!               groups of E/G contiguous experts whose two largest keys sum highest (in float;
+//!               a group's score is its one key if it has one non-NaN key, −∞ with none; ties
+//!               and NaN sums → lower group index first, NaN last)
 //!   gate        g_i = λ · s_{c_i} / (renormalize ? Σ_j s_{c_j} : 1)   (λ: routed scaling)
 //!   mask        m_i = σ(z_{c_i}),  m̂_i = 1[z_{c_i} ≥ 0]
 //!   final       ĝ_i = g_i · m̂_i   (no renormalisation after masking)
@@ -22,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -91,6 +96,37 @@ std::vector<double> expert_scores(const Real* logits, int64_t experts, score_fun
   return s;
 }
 
+//! Group-limited Top-K (DeepSeek-V3): the keys of experts outside the `top_groups` best of
+//! `num_groups` contiguous groups become NaN (never selected). A group's score is the float sum
+//! of its two largest non-NaN keys (ties → lower index), its one key if it has only one, −∞ if
+//! none; groups are ranked by score, ties → lower group, NaN scores last.
+inline void limit_to_top_groups(std::vector<double>& keys, int num_groups, int top_groups) {
+  if (num_groups <= 1 || top_groups >= num_groups) return;
+  const size_t size = keys.size() / size_t(num_groups);
+  std::vector<float> score(static_cast<size_t>(num_groups));
+  for (size_t g = 0; g < score.size(); ++g) {
+    std::vector<double> members;
+    for (size_t e = g * size; e < (g + 1) * size; ++e) {
+      if (!std::isnan(keys[e])) members.push_back(keys[e]);
+    }
+    std::sort(members.begin(), members.end(), std::greater<double>());
+    score[g] = members.empty() ? -std::numeric_limits<float>::infinity()
+               : members.size() == 1 ? float(members[0])
+                                     : float(members[0]) + float(members[1]);
+  }
+  std::vector<int> order(score.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    if (std::isnan(score[a]) || std::isnan(score[b])) return !std::isnan(score[a]) && std::isnan(score[b]);
+    return score[a] > score[b];
+  });
+  std::vector<bool> chosen(score.size(), false);
+  for (int i = 0; i < top_groups; ++i) chosen[size_t(order[size_t(i)])] = true;
+  for (size_t e = 0; e < keys.size(); ++e) {
+    if (!chosen[e / size]) keys[e] = std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
 //! The K candidates of one token: indices of the K largest non-NaN keys, ties to the lower
 //! index, best first; −1 fills slots beyond the number of non-NaN keys.
 inline std::vector<int32_t> top_k_candidates(const std::vector<double>& keys, int top_k) {
@@ -127,6 +163,9 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
   const int64_t experts = router_logits.cols;
   const int top_k = options.top_k;
   if (top_k < 1 || top_k > experts) throw std::invalid_argument("route_and_mask: K must be in [1, E]");
+  if (!valid_groups(options, experts)) {
+    throw std::invalid_argument("route_and_mask: groups must divide E, top_groups ∈ [1, G], K ≤ top_groups·E/G");
+  }
   if (tokens < 0) throw std::invalid_argument("route_and_mask: negative T");
   check_view(router_logits, tokens, experts, "route_and_mask: router_logits");
   if (options.mask_enabled) check_view(mask_logits, tokens, experts, "route_and_mask: mask_logits");
@@ -154,6 +193,7 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
       if (options.selection_bias) key = Real(key + Real(options.selection_bias[e]));
       keys[e] = double(key);
     }
+    limit_to_top_groups(keys, options.num_groups, options.top_groups);
     const std::vector<int32_t> c = top_k_candidates(keys, top_k);
 
     double norm = 1.0;

@@ -45,7 +45,8 @@ inline constexpr int max_route_top_k = 16;
 //! @tparam LogitT  float, __half or __nv_bfloat16
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0; E ∉ [1, 512]; K ∉ [1, min(E, 16)];
 //!         T > 0 and a null router pointer, a null mask pointer with the mask on, or a null
-//!         `topk_ids` / `topk_weights`; a row stride < E; `expert_counts` (int32) with
+//!         `topk_ids` / `topk_weights`; a row stride < E; groups that do not fit E
+//!         (`valid_groups`); `expert_counts` (int32) with
 //!         T > 2³¹ − 1; else the launch's status.
 //!         T = 0 succeeds (telemetry zeroed).
 //!
@@ -73,6 +74,7 @@ cudaError_t check_route_arguments(const routing_logits<LogitT>& logits, int64_t 
                                   const routing_options& options, const routing_outputs& out) {
   if (tokens < 0 || num_experts < 1 || num_experts > max_route_experts) return cudaErrorInvalidValue;
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
+  if (!valid_groups(options, num_experts)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (!logits.router || logits.router_stride < num_experts) return cudaErrorInvalidValue;
   if (options.mask_enabled && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;

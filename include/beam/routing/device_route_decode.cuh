@@ -42,8 +42,8 @@ inline constexpr int max_decode_experts = 256;
 //! stale value goes unnoticed.
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
-//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K invalid
-//!         as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
+//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K or groups
+//!         invalid as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
 //!         `topk_ids` or `topk_weights`; a pointer not 16-byte aligned, or H or a row stride
 //!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
 //!         below the queried size (a query checks T, E, K and H only); else the launch's status.
@@ -77,6 +77,7 @@ inline cudaError_t check_route_decode_shape(int64_t tokens, int hidden_size, int
     return cudaErrorInvalidValue;
   }
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
+  if (!valid_groups(options, num_experts)) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 

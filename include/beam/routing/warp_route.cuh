@@ -37,6 +37,64 @@ __device__ inline uint32_t ordered_key(float key) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
+//! The float value of an ordered key (inverse of ordered_key; key 0, NaN, is not asked for).
+__device__ inline float key_value(uint32_t key) {
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+//! Packs (key, expert) for an arg-max: larger key first, then the lower expert; 0 for NaN.
+__device__ inline unsigned long long packed_key(uint32_t key, int expert) {
+  return key == 0u ? 0ull : (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - unsigned(expert));
+}
+
+//! Expert of a packed key.
+__device__ inline int packed_expert(unsigned long long packed) { return int(0xffffffffu - unsigned(packed & 0xffffffffu)); }
+
+//! Group-limited Top-K (DeepSeek-V3, reference::limit_to_top_groups): the keys of experts
+//! outside the `top_groups` best of G ≤ 32 contiguous groups become 0 (NaN: never selected).
+//! Each group's two largest keys by two warp arg-maxes, their float sum its score, held by lane
+//! g; then `top_groups` warp arg-maxes over the lanes' scores (ties → lower group, NaN last).
+template <int PerLane>
+__device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, const routing_options& options) {
+  const int lane = int(lane_id()), size = num_experts / options.num_groups;
+  uint32_t my_group_key = 0u;  // lane g: the ordered key of group g's score
+  for (int g = 0; g < options.num_groups; ++g) {
+    unsigned long long first = 0ull;
+#pragma unroll
+    for (int j = 0; j < PerLane; ++j) {
+      const int e = lane + 32 * j;
+      const unsigned long long packed = e / size == g ? packed_key(key[j], e) : 0ull;
+      first = packed > first ? packed : first;
+    }
+    first = warp_max(first);
+    unsigned long long second = 0ull;  // the largest below the group's first
+#pragma unroll
+    for (int j = 0; j < PerLane; ++j) {
+      const int e = lane + 32 * j;
+      const unsigned long long packed = e / size == g ? packed_key(key[j], e) : 0ull;
+      second = packed < first && packed > second ? packed : second;
+    }
+    second = warp_max(second);
+    const float score = first == 0ull    ? -INFINITY
+                        : second == 0ull ? key_value(uint32_t(first >> 32))
+                                         : key_value(uint32_t(first >> 32)) + key_value(uint32_t(second >> 32));
+    if (lane == g) my_group_key = ordered_key(score);
+  }
+  uint32_t chosen = 0u;  // bit g: group g keeps its experts
+  for (int r = 0; r < options.top_groups; ++r) {
+    // (key + 1, −g): a NaN score (key 0) still ranks, after every other group.
+    const bool open = lane < options.num_groups && !(chosen >> lane & 1u);
+    const unsigned long long packed =
+        open ? (static_cast<unsigned long long>(my_group_key) + 1ull) << 32 | (0xffffffffu - unsigned(lane)) : 0ull;
+    chosen |= 1u << packed_expert(warp_max(packed));
+  }
+#pragma unroll
+  for (int j = 0; j < PerLane; ++j) {
+    const int e = lane + 32 * j;
+    if (e < num_experts && !(chosen >> (e / size) & 1u)) key[j] = 0u;
+  }
+}
+
 }  // namespace detail
 
 //! Routes one token with one warp: all 32 lanes call it with the same arguments (uniform
@@ -89,6 +147,9 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
     if (options.selection_bias != nullptr && e < num_experts) k = k + options.selection_bias[e];
     key[j] = detail::ordered_key(k);
   }
+  if (options.num_groups > 1 && options.top_groups < options.num_groups) {
+    detail::limit_to_top_groups(key, num_experts, options);
+  }
 
   // K rounds of a warp-wide arg-max over (key, −index).
   routed_slot slot;
@@ -97,13 +158,12 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
     unsigned long long best = 0ull;
 #pragma unroll
     for (int j = 0; j < per_lane; ++j) {
-      const unsigned long long packed =
-          key[j] == 0u ? 0ull : (static_cast<unsigned long long>(key[j]) << 32) | (0xffffffffu - unsigned(lane + 32 * j));
+      const unsigned long long packed = detail::packed_key(key[j], lane + 32 * j);
       best = packed > best ? packed : best;
     }
     best = detail::warp_max(best);
     if (best == 0ull) break;  // no non-NaN key left: the remaining slots stay empty
-    const int winner = int(0xffffffffu - unsigned(best & 0xffffffffu));
+    const int winner = detail::packed_expert(best);
     const int owner = winner % 32, owner_slot = winner / 32;
     float winner_score = 0.0f;
 #pragma unroll
