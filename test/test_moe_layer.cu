@@ -101,6 +101,9 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
         cudaErrorInvalidValue);
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {beam::max_extent + 8, 768, 128}, opt, {}) ==
         cudaErrorInvalidValue);
+  moe_layer<bf16> gated{2048, 768, 128};  // a shared expert gate without a shared expert
+  gated.shared_gate = fake;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, gated, opt, {}) == cudaErrorInvalidValue);
   // Expert parallelism: routed_experts and expert_map both or neither, E ≤ E_routed ≤ 512.
   moe_layer<bf16> rank{2048, 768, 32};
   rank.routed_experts = 128;
@@ -204,12 +207,23 @@ void check_layer(const layer_case& c, uint64_t seed) {
   const auto s13 = rounded<T>(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
   const auto s2 = rounded<T>(normal_values(size_t(H * c.I_s), seed + 6, 1.0 / std::sqrt(double(std::max(c.I_s, 1)))));
   const auto residual = rounded<T>(normal_values(size_t(T_ * H), seed + 7, 1.0));
+  // Qwen2-MoE's shared expert gate w_g on every other layer with a shared expert.
+  const bool gated = c.I_s > 0 && seed % 2 == 1;
+  CAPTURE(gated);
+  const auto gate = rounded<T>(normal_values(size_t(H), seed + 8, 1.0 / std::sqrt(double(H))));
 
   beam::routing_options opt;
   opt.top_k = c.K;
   opt.mask_enabled = c.mask;
-  const ref::moe_weights<float> ref_weights{c.H, c.I, c.E, w13.data(), w2.data(), c.I_s,
-                                            c.I_s ? s13.data() : nullptr, c.I_s ? s2.data() : nullptr};
+  const ref::moe_weights<float> ref_weights{c.H,
+                                            c.I,
+                                            c.E,
+                                            w13.data(),
+                                            w2.data(),
+                                            c.I_s,
+                                            c.I_s ? s13.data() : nullptr,
+                                            c.I_s ? s2.data() : nullptr,
+                                            gated ? gate.data() : nullptr};
   const beam::test::valid_token_count valid(T_, c.count_case);
   CAPTURE(valid.given);
   CAPTURE(valid.host);
@@ -225,12 +239,13 @@ void check_layer(const layer_case& c, uint64_t seed) {
     return beam::test::device_vector<T>(v.empty() ? std::vector<T>(8) : to_storage<T>(v));
   };
   auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_w13 = d(w13), d_w2 = d(w2), d_s13 = d(s13), d_s2 = d(s2),
-       d_out = d(residual);  // the residual is updated in place when requested
+       d_gate = d(gate), d_out = d(residual);  // the residual is updated in place when requested
   beam::test::device_vector<int32_t> ids{size_t(std::max<int64_t>(T_ * c.K, 1))};
   beam::test::device_vector<float> weights{size_t(std::max<int64_t>(T_ * c.K, 1))};
   if (!c.residual) d_out.poison();
-  const moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
-                           d_s13.data(), d_s2.data()};
+  moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
+                     d_s13.data(), d_s2.data()};
+  if (gated) layer.shared_gate = d_gate.data();
   beam::test::device_vector<int32_t> ids_or_zero{size_t(std::max<int64_t>(T_ * c.K, 1))};
   moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
   out.topk_ids_or_zero = ids_or_zero.data();
@@ -292,7 +307,9 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
     std::vector<int32_t> device_ids = ids;  // one invalid id: skipped (as −1) and counted
     device_ids[5] = E + 2;
     ids[5] = -1;
-    const ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, s13.data(), s2.data()};
+    const auto gate = rounded<bf16>(normal_values(size_t(H), 6, 0.125));  // w_g: gated when I_s > 0
+    const ref::moe_weights<float> ref_weights{H,          I,          E,   w13.data(), w2.data(), I_s,
+                                              s13.data(), s2.data(), I_s ? gate.data() : nullptr};
     const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
     beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
         d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
@@ -300,7 +317,9 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
     beam::test::device_vector<float> d_gates(gates);
     beam::test::device_vector<unsigned long long> invalid{1};
     d_out.poison();
-    const moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+    beam::test::device_vector<bf16> d_gate(to_storage<bf16>(gate));
+    moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+    if (I_s > 0) layer.shared_gate = d_gate.data();
     size_t bytes = 0;
     REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
                                                     d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);

@@ -38,6 +38,7 @@ TEST_CASE("route_decode: workspace query and bad arguments, before touching the 
   CHECK(call(fake, 64, -1, 64, w, 128, opt, out, full) == cudaErrorInvalidValue);
   CHECK(call(fake, 64, 4, 64, w, 257, opt, out, full) == cudaErrorInvalidValue);    // E > 256
   CHECK(call(fake, 64, 4, 60, w, 128, opt, out, full) == cudaErrorInvalidValue);    // H % 8
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake}, 128, opt, out, full) == cudaErrorInvalidValue);  // a gate
   const int64_t beyond = beam::max_extent + 8;  // H ≤ 2³⁰
   CHECK(call(fake, beyond, 4, int(beyond), {fake, fake, beyond, beyond}, 128, opt, out, full) ==
         cudaErrorInvalidValue);

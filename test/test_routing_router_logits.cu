@@ -38,6 +38,9 @@ TEST_CASE("router_logits: bad arguments, before touching the device") {
   CHECK(call(fake, 64, 4, 60, w, 8, true, o) == cudaErrorInvalidValue);   // H % 8
   const int64_t beyond = beam::max_extent + 8;
   CHECK(call(fake, beyond, 4, int(beyond), {fake, fake, beyond, beyond}, 8, true, o) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake}, 8, true, o) == cudaErrorInvalidValue);  // a gate, no output
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake + 1}, 8, true, {out, out + 8, 16, 16, out}) ==
+        cudaErrorInvalidValue);  // a misaligned gate row
   CHECK(call(fake, 60, 4, 56, w, 8, true, o) == cudaErrorInvalidValue);   // stride % 8
   CHECK(call(fake, 32, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);   // stride < H
   CHECK(call(fake + 4, 64, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);  // x misaligned
@@ -77,14 +80,30 @@ void check_logits(int64_t tokens, int E, int H, bool mask, uint64_t seed) {
     x[size_t(x_stride) + size_t(H / 2)] = beam::from_float<T>(std::nanf(""));  // token 1: a NaN
     x[size_t(2 * x_stride)] = beam::from_float<T>(inf);                     // token 2: an infinity
   }
-  beam::test::device_vector<T> d_x(x), d_wr(w_r), d_wm(w_m);
-  beam::test::device_vector<float> d_r(size_t(tokens * out_stride)), d_z(size_t(tokens * out_stride));
+  const auto w_g = beam::test::random_values<T>(size_t(H), seed + 3);  // a shared expert gate row
+  beam::test::device_vector<T> d_x(x), d_wr(w_r), d_wm(w_m), d_wg(w_g);
+  beam::test::device_vector<float> d_r(size_t(tokens * out_stride)), d_z(size_t(tokens * out_stride)),
+      d_g{static_cast<size_t>(tokens)};
   d_r.poison();
   d_z.poison();
-  REQUIRE(beam::device::router_logits<T>(d_x.data(), x_stride, tokens, H, {d_wr.data(), d_wm.data(), w_stride, w_stride},
-                                         E, mask, {d_r.data(), d_z.data(), out_stride, out_stride}) == cudaSuccess);
+  d_g.poison();
+  REQUIRE(beam::device::router_logits<T>(
+              d_x.data(), x_stride, tokens, H, {d_wr.data(), d_wm.data(), w_stride, w_stride, d_wg.data()}, E, mask,
+              {d_r.data(), d_z.data(), out_stride, out_stride, d_g.data()}) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
-  const auto r = d_r.to_host(), z = d_z.to_host();
+  const auto r = d_r.to_host(), z = d_z.to_host(), gate = d_g.to_host();
+  for (int64_t t = 0; t < tokens; ++t) {  // x·w_g, as a logit
+    CAPTURE(t);
+    double sum = 0.0, magnitude = 0.0;
+    for (int h = 0; h < H; ++h) {
+      const double product = double(beam::to_float(x[size_t(t * x_stride + h)])) * beam::to_float(w_g[size_t(h)]);
+      sum += product;
+      magnitude += std::abs(product);
+    }
+    if (std::isnan(sum)) CHECK(std::isnan(gate[size_t(t)]));
+    else if (std::isinf(sum)) CHECK(gate[size_t(t)] == float(sum));
+    else CHECK(std::abs(double(gate[size_t(t)]) - sum) <= std::ldexp(magnitude, -18) + 1e-30);
+  }
   for (int half = 0; half < (mask ? 2 : 1); ++half) {
     const auto& w = half == 0 ? w_r : w_m;
     const auto& got = half == 0 ? r : z;

@@ -46,6 +46,8 @@ struct moe_layer {
   int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8; 0 = none
   const T* shared_w13 = nullptr;   //!< `[2 I_s, H]`
   const T* shared_w2 = nullptr;    //!< `[H, I_s]`
+  const T* shared_gate = nullptr;  //!< optional w_g `[H]` (Qwen2-MoE): the shared expert's output
+                                   //!< enters y scaled by σ(x·w_g); needs I_s > 0
   //! Expert parallelism (the layer on one rank): the routing's ids range over E_routed =
   //! `routed_experts` ≤ 512 experts (the router's rows), of which `expert_map` (device
   //! `[E_routed]`, vLLM's) gives the E local ones their local id, −1 for another rank's. Both
@@ -143,7 +145,7 @@ struct moe_workspace {
   //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
   static constexpr size_t counter_bytes = workspace_counter_bytes;
   size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
-      expert_rows, shared_activations, shared_rows, bytes;
+      expert_rows, shared_activations, shared_rows, shared_gate, bytes;
 
   template <class T>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
@@ -176,6 +178,7 @@ struct moe_workspace {
     expert_rows = take(P * H * sizeof(T));
     shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
     shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
+    shared_gate = take(layer.shared_gate ? size_t(tokens) * sizeof(float) : 0);
     bytes = at;
   }
   template <class U>
@@ -192,6 +195,7 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k
     return cudaErrorInvalidValue;
   }
   if ((layer.expert_map == nullptr) != (layer.routed_experts == 0)) return cudaErrorInvalidValue;  // both or neither
+  if (layer.shared_gate && layer.shared_intermediate == 0) return cudaErrorInvalidValue;  // a gate needs its expert
   const int routed = routed_experts_of(layer);
   if (layer.experts < 1 || layer.experts > max_compact_experts || routed < layer.experts ||
       routed > max_route_experts || top_k < 1 || top_k > max_route_top_k || top_k > routed ||
@@ -222,6 +226,7 @@ cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const m
   if (layer.shared_intermediate > 0 && (!aligned(layer.shared_w13) || !aligned(layer.shared_w2))) {
     return cudaErrorInvalidValue;
   }
+  if (layer.shared_gate && !aligned(layer.shared_gate)) return cudaErrorInvalidValue;
   if (routes && (!aligned(layer.router) || (mask && !aligned(layer.mask_router)))) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
@@ -278,7 +283,8 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const gemm_output<T> routed_activations{activations, I, gemm_epilogue::swiglu},
       routed_rows{expert_rows, H, gemm_epilogue::scale_rows, topk_weights, compaction.sorted_pairs},
       shared_swiglu{shared_activations, I_s, gemm_epilogue::swiglu};
-  const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride};
+  const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride,
+                                   layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr};
 
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
   if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {
@@ -335,6 +341,15 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
+  if (layer.shared_gate) {  // x·w_g: router_logits with w_g as its one router row
+    float* gate = detail::moe_workspace::at<float>(workspace, ws.shared_gate);
+    if (const cudaError_t status = router_logits<T>(x, x_stride, tokens, layer.hidden, {layer.shared_gate, nullptr,
+                                                                                         layer.hidden, 0},
+                                                    1, false, {gate, nullptr, 1, 0}, stream);
+        status != cudaSuccess) {
+      return status;
+    }
+  }
   return detail::run_experts(workspace, ws, x, x_stride, tokens, layer, topk_ids, topk_weights, top_k, out, schedule,
                              false, stream);
 }
@@ -366,21 +381,22 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   routing_outputs routing{topk_ids, topk_weights};
   routing.topk_ids_or_zero = out.topk_ids_or_zero;
   void* router = w::at<void>(workspace, ws.router);
+  float* shared_gate = layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr;  // x·w_g
   cudaError_t status;
   const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;
   if (decode) {  // one launch: router logits, routing and compaction
-    const router_weights<T> weights{layer.router, layer.mask_router, H, H};
+    const router_weights<T> weights{layer.router, layer.mask_router, H, H, layer.shared_gate};
     status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
     if (status == cudaSuccess) {  // its compaction stores the status word: no memset
       status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
                                                  detail::compaction_input_of(layer, topk_ids, tokens, options.top_k),
-                                                 detail::compaction_of(workspace, ws, out), stream);
+                                                 detail::compaction_of(workspace, ws, out), shared_gate, stream);
     }
   } else {  // router_logits into float [T, 2·E4] (r | z), after the counter, then the routing
     float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
-    status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H}, E,
-                              options.mask_enabled, {logits, logits + half, stride, stride}, stream);
+    status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H, layer.shared_gate}, E,
+                              options.mask_enabled, {logits, logits + half, stride, stride, shared_gate}, stream);
     if (status == cudaSuccess) {
       status = route_and_mask<float>({logits, logits + half, stride, stride}, tokens, E, options, routing, stream);
     }

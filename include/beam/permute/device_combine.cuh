@@ -18,9 +18,12 @@ struct combine_addends {
   int64_t shared_stride = 0;
   const T* residual = nullptr;  //!< residual stream
   int64_t residual_stride = 0;
+  const float* shared_gate = nullptr;  //!< optional `[T]` gate logits ℓ: the shared output enters as
+                                       //!< σ(ℓ_t) · shared[t] (Qwen2-MoE's shared expert gate)
 };
 
-//! out[t] = shared[t] + Σ_{k=0}^{K−1} ĝ[t,k] · Yp[pair_to_row[t·K+k]] + residual[t], in float,
+//! out[t] = shared[t] + Σ_{k=0}^{K−1} ĝ[t,k] · Yp[pair_to_row[t·K+k]] + residual[t], in float
+//! (shared[t] scaled by σ(ℓ_t) with the addends' shared_gate),
 //! in exactly that order (bitwise deterministic); skipped pairs (row −1) add nothing, so a
 //! token with no active expert gets exact zeros plus its addends. With `topk_weights` null
 //! the rows of Yp are taken as already scaled by ĝ. One thread per 16-byte vector of a token,

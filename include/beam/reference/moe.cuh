@@ -4,7 +4,8 @@
 //!   logits  [r | z] = X · [W_r | W_m]ᵀ                  (one `[T, 2E]` product)
 //!   routing topk_ids, ĝ = route_and_mask(r, z)          (routing.cuh)
 //!   expert  E_e(x) = W2_e · (silu(W1_e x) ⊙ (W3_e x))   (SwiGLU)
-//!   output  y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t)     (S: optional shared expert)
+//!   output  y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t)     (S: optional shared expert,
+//!           S(x) = σ(x·w_g) · SwiGLU_s(x) with Qwen2-MoE's shared expert gate w_g)
 //! computed as the device computes it: compact → gather → experts per row → combine.
 //! With the mask off this is plain (dense) Top-K.
 #pragma once
@@ -33,6 +34,7 @@ struct moe_weights {
   int shared_intermediate = 0;      //!< I_s of the shared expert; 0 = none
   const Real* shared_w13 = nullptr; //!< `[2 I_s, H]`
   const Real* shared_w2 = nullptr;  //!< `[H, I_s]`
+  const Real* shared_gate = nullptr; //!< optional w_g `[H]`: S scaled by σ(x·w_g) (Qwen2-MoE)
 };
 
 //! y = W2 · (silu(W1 x) ⊙ (W3 x)) for one row x `[H]`, with `w13` `[2I, H]` (W1 on top of
@@ -66,7 +68,8 @@ template <class Real>
 void check_weights(const moe_weights<Real>& w) {
   if (w.hidden < 1 || w.intermediate < 1 || w.experts < 1 || !w.w13 || !w.w2 ||
       w.shared_intermediate < 0 ||
-      (w.shared_intermediate > 0 && (!w.shared_w13 || !w.shared_w2))) {
+      (w.shared_intermediate > 0 && (!w.shared_w13 || !w.shared_w2)) ||
+      (w.shared_gate && w.shared_intermediate == 0)) {
     throw std::invalid_argument("moe: bad shapes or null weights");
   }
 }
@@ -93,6 +96,11 @@ std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_w
     shared.resize(static_cast<size_t>(tokens * H));
     for (int64_t t = 0; t < tokens; ++t) {
       swiglu_mlp(x + t * H, w.shared_w13, w.shared_w2, H, w.shared_intermediate, &shared[t * H]);
+      if (!w.shared_gate) continue;
+      double logit = 0.0;
+      for (int64_t h = 0; h < H; ++h) logit += double(x[t * H + h]) * double(w.shared_gate[h]);
+      const double gate = sigmoid(logit);
+      for (int64_t h = 0; h < H; ++h) shared[t * H + h] = Real(gate * double(shared[t * H + h]));
     }
   }
   return combine(yp.data(), H, perm, topk_weights, shared.empty() ? nullptr : shared.data());

@@ -19,6 +19,8 @@ struct router_weights {
   const WeightT* mask = nullptr;  //!< unused when the mask is off
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
+  const WeightT* shared_gate = nullptr;  //!< optional w_g `[H]`: Qwen2-MoE's shared expert gate,
+                                         //!< one more row (router_logits and moe_forward only)
 };
 
 //! Float router and mask logits `[T, E]` each with its own row stride (elements), e.g. both
@@ -29,12 +31,13 @@ struct logits_outputs {
   float* mask = nullptr;  //!< unused when the mask is off
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
+  float* shared_gate = nullptr;  //!< `[T]`: x·w_g, with router_weights::shared_gate
 };
 
 //! Largest E router_logits takes (its 2E rows tile a grid dimension of 2¹⁶ − 1 blocks).
 inline constexpr int max_router_experts = 1 << 20;
 
-//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ for T tokens, fp32 accumulation on the
+//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ (and x·w_g with a shared gate) for T tokens, fp32 accumulation on the
 //! tensor cores in the order of warp_router_logits.cuh: a token's logits have the same bits
 //! whatever T, its place in the batch and the other tokens, and equal route_decode's (so its
 //! routing does too), on one architecture. One launch of 64 × 64 output tiles.
@@ -44,7 +47,8 @@ inline constexpr int max_router_experts = 1 << 20;
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰]; T > 0 and a null
 //!         `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
 //!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
-//!         output stride < E; else the launch's status. T = 0 writes nothing.
+//!         output stride < E; a shared gate not 16-byte aligned or without its output; else
+//!         the launch's status. T = 0 writes nothing.
 //!
 //! @code
 //! // x [T, H], W_r and W_m [E, H] (bf16) → logits [T, 2E] (r | z), then the routing:
@@ -77,6 +81,7 @@ cudaError_t check_router_inputs(const T* hidden, int64_t hidden_stride, int hidd
   if (hidden_size % vector != 0 || !valid_matrix(hidden, hidden_stride)) return cudaErrorInvalidValue;
   if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
   if (mask_enabled && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
+  if (weights.shared_gate && reinterpret_cast<uintptr_t>(weights.shared_gate) % 16 != 0) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 
@@ -98,14 +103,16 @@ cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens
   }
   if (!out.router || out.router_stride < num_experts) return cudaErrorInvalidValue;
   if (mask_enabled && (!out.mask || out.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (weights.shared_gate && !out.shared_gate) return cudaErrorInvalidValue;
   namespace bd = beam::detail;
-  const int64_t rows = mask_enabled ? 2 * int64_t(num_experts) : num_experts;
+  const int mask_rows = mask_enabled ? num_experts : 0;
+  const int64_t rows = int64_t(num_experts) + mask_rows + (weights.shared_gate ? 1 : 0);
   const int64_t token_tiles = (tokens + bd::router_tile - 1) / bd::router_tile;
   const int64_t row_tiles = (rows + bd::router_tile - 1) / bd::router_tile;
   if (token_tiles > 0x7fffffff) return cudaErrorInvalidValue;  // T > 2³⁷: beyond any device's memory
   return bd::launch_dependent(bd::router_logits_kernel<T>, dim3(unsigned(token_tiles), unsigned(row_tiles)),
                               bd::router_tile_threads, 0, stream, hidden, hidden_stride, tokens, hidden_size, weights,
-                              num_experts, int(rows), out);
+                              num_experts, mask_rows, int(rows), out);
 }
 
 }  // namespace beam::device

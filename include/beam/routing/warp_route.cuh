@@ -59,11 +59,12 @@ __device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, c
   const int lane = int(lane_id()), size = num_experts / options.num_groups;
   uint32_t my_group_key = 0u;  // lane g: the ordered key of group g's score
   for (int g = 0; g < options.num_groups; ++g) {
+    const int begin = g * size, end = begin + size;  // no integer division: a compare per slot
     unsigned long long first = 0ull;
 #pragma unroll
     for (int j = 0; j < PerLane; ++j) {
       const int e = lane + 32 * j;
-      const unsigned long long packed = e / size == g ? packed_key(key[j], e) : 0ull;
+      const unsigned long long packed = e >= begin && e < end ? packed_key(key[j], e) : 0ull;
       first = packed > first ? packed : first;
     }
     first = warp_max(first);
@@ -71,7 +72,7 @@ __device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, c
 #pragma unroll
     for (int j = 0; j < PerLane; ++j) {
       const int e = lane + 32 * j;
-      const unsigned long long packed = e / size == g ? packed_key(key[j], e) : 0ull;
+      const unsigned long long packed = e >= begin && e < end ? packed_key(key[j], e) : 0ull;
       second = packed < first && packed > second ? packed : second;
     }
     second = warp_max(second);
@@ -88,10 +89,13 @@ __device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, c
         open ? (static_cast<unsigned long long>(my_group_key) + 1ull) << 32 | (0xffffffffu - unsigned(lane)) : 0ull;
     chosen |= 1u << packed_expert(warp_max(packed));
   }
+  for (int g = 0; g < options.num_groups; ++g) {
+    if (chosen >> g & 1u) continue;
 #pragma unroll
-  for (int j = 0; j < PerLane; ++j) {
-    const int e = lane + 32 * j;
-    if (e < num_experts && !(chosen >> (e / size) & 1u)) key[j] = 0u;
+    for (int j = 0; j < PerLane; ++j) {
+      const int e = lane + 32 * j;
+      if (e >= g * size && e < (g + 1) * size) key[j] = 0u;
+    }
   }
 }
 

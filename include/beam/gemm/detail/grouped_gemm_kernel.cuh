@@ -428,7 +428,7 @@ struct layer_gemm_extras {
 
 //! The grouped problem `p` (the routed experts) and `extras.dense` (the shared expert) in one
 //! persistent launch, the dense problem's work items after the grouped ones'. With `arrivals`
-//! (GEMM 2 of a layer: both problems have the same N, hence the same column tiles, at most
+//! (GEMM 2 of a layer, epilogue scale_rows; ignored by the other epilogues: both problems have the same N, hence the same column tiles, at most
 //! layer_max_column_tiles), the combine follows in the same launch, deterministically: each work
 //! item counts itself done for its column tile (last_to_arrive), and the block that completes a
 //! column tile combines those columns of every token (combine_columns) once its own work items
@@ -438,6 +438,8 @@ template <class T, class Tiles, device::gemm_epilogue Epilogue>
 __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
     layer_gemm_kernel(grouped_gemm_params<T, T> p, layer_gemm_extras<T> extras) {
   constexpr int BM = Tiles::block_rows, BN = Tiles::block_cols, words = (layer_max_column_tiles + 31) / 32;
+  // Only GEMM 2 (scale_rows) fuses the combine: the other epilogues compile without it.
+  constexpr bool fuses_combine = Epilogue == device::gemm_epilogue::scale_rows;
   extern __shared__ int4 smem[];
   __shared__ unsigned completed[words];  // bit j: this block completed column tile j
   for (int i = int(threadIdx.x); i < words; i += int(blockDim.x)) completed[i] = 0;
@@ -456,12 +458,12 @@ __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
       item = locate_dense_item<BM>(extras.dense, w - grouped_work);
       run_work_item<Tiles, Epilogue>(extras.dense, item, shared);
     }
-    if (extras.arrivals && last_to_arrive(extras.arrivals + item.column_tile, work_items_per_tile) &&
-        threadIdx.x == 0) {
+    if (fuses_combine && extras.arrivals &&
+        last_to_arrive(extras.arrivals + item.column_tile, work_items_per_tile) && threadIdx.x == 0) {
       completed[item.column_tile / 32] |= 1u << (item.column_tile % 32);
     }
   }
-  if (!extras.arrivals) return;
+  if (!fuses_combine || !extras.arrivals) return;
   __syncthreads();  // the marks
   for (int j = 0; j < p.column_tiles; ++j) {
     const bool mine = work == 0 ? j % int(gridDim.x) == int(blockIdx.x) : (completed[j / 32] >> (j % 32)) & 1u;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "beam/core/launch.cuh"
+#include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/permute/detail/vector_rows.cuh"
 
@@ -95,7 +96,14 @@ __device__ inline void combine_vector(const combine_rows<T>& a, int64_t t, int c
     for (int j = 0; j < combine_group; ++j) {
       y[j] = row[j] >= 0 ? __ldcg(reinterpret_cast<const int4*>(a.yp + row[j] * a.yp_stride + c)) : int4{};
     }
-    if (k0 == 0 && a.addends.shared) acc = float_vector<T>::of(shared);  // K ≥ 1: the sum starts here
+    if (k0 == 0 && a.addends.shared) {  // K ≥ 1: the sum starts here, σ(ℓ_t) · shared[t] with a gate
+      acc = float_vector<T>::of(shared);
+      if (a.addends.shared_gate) {  // loaded here, beside the rows in flight: one register less
+        const float gate = sigmoid(__ldcg(a.addends.shared_gate + t));
+#pragma unroll
+        for (int i = 0; i < v; ++i) acc.v[i] *= gate;
+      }
+    }
 #pragma unroll
     for (int j = 0; j < combine_group; ++j) {  // skipped pairs (row −1) add nothing
       if (row[j] < 0) continue;

@@ -1,6 +1,6 @@
 //! @file
 //! Kernel of beam::device::router_logits: block (i, j) computes tokens [64·i, 64·i + 64) ×
-//! rows [64·j, 64·j + 64) of [W_r; W_m] (2 × 2 warps of 32 × 32), staging 64-deep slices of
+//! rows [64·j, 64·j + 64) of [W_r; W_m; w_g] (2 × 2 warps of 32 × 32), staging 64-deep slices of
 //! both operands through shared tiles with cp.async (two stages in flight), each lane
 //! loading 16-byte fragments for warp::router_chunk_mma; every 128 of H (two slices) the
 //! segment's chain is added into the total, as warp_router_logits.cuh orders it.
@@ -26,18 +26,22 @@ constexpr int router_slice = 64;          //!< elements of H per stage: half a s
 //! rows g, g + 1 × chunks 4c..4c+3) fall in distinct banks.
 __device__ constexpr int router_tile_offset(int row, int chunk) { return (row * 8 + (chunk ^ ((row & 1) << 2))) * 8; }
 
-//! Row `row` of [W_r; W_m] (rows ≥ E are the mask's), or null past the last row.
+//! Row `row` of [W_r; W_m; w_g] (E router rows, `mask_rows` mask rows, then the shared gate's
+//! row if any: `rows` in all), or null past the last row.
 template <class T>
-__device__ inline const T* router_row(const device::router_weights<T>& weights, int num_experts, int rows, int row) {
+__device__ inline const T* router_row(const device::router_weights<T>& weights, int num_experts, int mask_rows,
+                                      int rows, int row) {
   if (row >= rows) return nullptr;
-  return row < num_experts ? weights.router + int64_t(row) * weights.router_stride
-                           : weights.mask + int64_t(row - num_experts) * weights.mask_stride;
+  if (row < num_experts) return weights.router + int64_t(row) * weights.router_stride;
+  if (row < num_experts + mask_rows) return weights.mask + int64_t(row - num_experts) * weights.mask_stride;
+  return weights.shared_gate;
 }
 
 template <class T>
 __global__ void __launch_bounds__(router_tile_threads)
     router_logits_kernel(const T* __restrict__ hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
-                         device::router_weights<T> weights, int num_experts, int rows, device::logits_outputs out) {
+                         device::router_weights<T> weights, int num_experts, int mask_rows, int rows,
+                         device::logits_outputs out) {
   constexpr int chunks = router_slice / 8;  // 16-byte chunks per tile row
   __shared__ __align__(16) T w_tile[2][router_tile * router_slice];
   __shared__ __align__(16) T x_tile[2][router_tile * router_slice];
@@ -55,7 +59,7 @@ __global__ void __launch_bounds__(router_tile_threads)
 #pragma unroll
   for (int i = 0; i < copies; ++i) {
     const int r = copy_row + i * (router_tile_threads / chunks);
-    w_rows[i] = router_row(weights, num_experts, rows, r0 + r);
+    w_rows[i] = router_row(weights, num_experts, mask_rows, rows, r0 + r);
     x_rows[i] = t0 + r < tokens ? hidden + (t0 + r) * hidden_stride : nullptr;
   }
   const auto load_slice = [&](int slice, int stage) {
@@ -127,8 +131,13 @@ __global__ void __launch_bounds__(router_tile_threads)
     for (int v = 0; v < 4; ++v) {
       const int row = r0 + warp_row + 16 * mi + g + (v / 2) * 8;
       if (row >= rows) continue;
-      float* column = row < num_experts ? out.router + row : out.mask + (row - num_experts);
-      const int64_t stride = row < num_experts ? out.router_stride : out.mask_stride;
+      // r, z, or the shared gate's [T]
+      float* column = row < num_experts               ? out.router + row
+                      : row < num_experts + mask_rows ? out.mask + (row - num_experts)
+                                                      : out.shared_gate;
+      const int64_t stride = row < num_experts               ? out.router_stride
+                             : row < num_experts + mask_rows ? out.mask_stride
+                                                             : 1;
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni) {
         const int64_t token = t0 + warp_token + 8 * ni + 2 * q + v % 2;
