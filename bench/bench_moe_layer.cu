@@ -22,7 +22,7 @@ using bf16 = __nv_bfloat16;
 struct layer_problem {
   model_shape m;
   int64_t T;
-  device_buffer<bf16> x, y, w13, w2, router, mask_router, shared_w13, shared_w2;
+  device_buffer<bf16> x, y, w13, w2, router, mask_router, shared_w13, shared_w2, shared_gate;
   device_buffer<int32_t> ids;
   device_buffer<float> gates;
   cudaStream_t stream;
@@ -33,7 +33,8 @@ struct layer_problem {
         w13(size_t(shape.E) * 2 * shape.I * shape.H), w2(size_t(shape.E) * shape.H * shape.I),
         router(size_t(shape.E) * shape.H), mask_router(size_t(shape.E) * shape.H),
         shared_w13(std::max<size_t>(size_t(2) * shape.I_s * shape.H, 8)),
-        shared_w2(std::max<size_t>(size_t(shape.H) * shape.I_s, 8)), ids(size_t(tokens) * shape.K),
+        shared_w2(std::max<size_t>(size_t(shape.H) * shape.I_s, 8)), shared_gate(size_t(shape.H)),
+        ids(size_t(tokens) * shape.K),
         gates(size_t(tokens) * shape.K) {
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
     fill_uniform(x.data(), x.size(), 1, -1, 1, stream);
@@ -43,12 +44,15 @@ struct layer_problem {
     fill_uniform(mask_router.data(), mask_router.size(), 5, -0.05f, 0.05f, stream);
     fill_uniform(shared_w13.data(), shared_w13.size(), 6, -0.03f, 0.03f, stream);
     fill_uniform(shared_w2.data(), shared_w2.size(), 7, -0.03f, 0.03f, stream);
+    fill_uniform(shared_gate.data(), shared_gate.size(), 9, -0.05f, 0.05f, stream);
     fill_uniform(gates.data(), gates.size(), 8, 0, 1, stream);
   }
   ~layer_problem() { cudaStreamDestroy(stream); }
   beam::device::moe_layer<bf16> layer() const {
-    return {m.H, m.I, m.E, w13.data(), w2.data(), router.data(), mask_router.data(), m.I_s, shared_w13.data(),
-            shared_w2.data()};
+    beam::device::moe_layer<bf16> l{m.H, m.I, m.E, w13.data(), w2.data(), router.data(), mask_router.data(), m.I_s,
+                                    shared_w13.data(), shared_w2.data()};
+    if (m.shared_gate) l.shared_gate = shared_gate.data();
+    return l;
   }
 
   //! Median seconds of moe_experts_forward with the routing `host_ids`.

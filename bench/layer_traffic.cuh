@@ -164,7 +164,7 @@ class traffic_problem {
         router_(size_t(shape.E) * shape.H, 4, -0.05f, 0.05f),
         mask_router_(size_t(shape.E) * shape.H, 5, -0.05f, 0.05f),
         shared_w13_(size_t(2) * shape.I_s * shape.H, 6, -0.03f, 0.03f),
-        shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f),
+        shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f), shared_gate_(size_t(shape.H), 13, -0.05f, 0.05f),
         x_(size_t(max_tokens) * shape.H, 1, 0.0f, 0.0f), y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f),
         ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f), weights_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f) {
     // The unit vectors of router_for (the routing only sets the router).
@@ -250,13 +250,13 @@ class traffic_problem {
   }
 
   //! Bytes that must move: each distinct active expert's W13 and W2 once, the router's (and
-  //! with the mask the mask router's) weights, the shared expert's, x in and y out, and the
-  //! routing arrays (ids and weights, written by the router and read by the experts).
+  //! with the mask the mask router's) weights, the shared expert's (and its gate row), x in and
+  //! y out, and the routing arrays (ids and weights, written by the router and read by the experts).
   double ideal_bytes(int64_t T, int active_experts, bool mask) const {
     const double e = sizeof(bf16);
     const double experts = double(active_experts) * 3.0 * m_.I * m_.H * e;
     const double routers = (mask ? 2.0 : 1.0) * m_.E * m_.H * e;
-    const double shared = 3.0 * m_.I_s * m_.H * e;
+    const double shared = (3.0 * m_.I_s + (m_.shared_gate ? 1.0 : 0.0)) * m_.H * e;
     const double activations = 2.0 * double(T) * m_.H * e;
     const double routing = 2.0 * double(T) * m_.K * (sizeof(int32_t) + sizeof(float));
     return experts + routers + shared + activations + routing;
@@ -264,8 +264,10 @@ class traffic_problem {
 
  private:
   beam::device::moe_layer<bf16> layer() const {
-    return {m_.H, m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(), m_.I_s,
-            shared_w13_.data(), shared_w2_.data()};
+    beam::device::moe_layer<bf16> l{m_.H, m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(),
+                                    m_.I_s, shared_w13_.data(), shared_w2_.data()};
+    if (m_.shared_gate) l.shared_gate = shared_gate_.data();
+    return l;
   }
   routing_options options(bool mask) const {
     routing_options o;
@@ -288,7 +290,7 @@ class traffic_problem {
 
   model_shape m_;
   int64_t max_tokens_;
-  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, x_, y_;
+  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, shared_gate_, x_, y_;
   filled_buffer<int32_t> ids_, valid_{1, 12, 0.0f, 0.0f};
   filled_buffer<unsigned long long> invalid_{1, 13, 1.0f, 1.0f};  //!< the status word, zeroed by each run
   filled_buffer<float> weights_;

@@ -13,17 +13,19 @@
 namespace beam::bench {
 
 //! One MoE layer's shape: hidden H, expert intermediate I, E routed experts, Top-K, shared
-//! expert intermediate I_s (0: none; several shared experts merged into one).
+//! expert intermediate I_s (0: none; several shared experts merged into one), and whether the
+//! shared expert has Qwen2-MoE's gate σ(x·w_g).
 struct model_shape {
   const char* name;
   int H, I, E, K;
   int I_s = 0;
+  bool shared_gate = false;
 };
 
 //! The layers of the layer benchmarks and the traffic report.
 inline constexpr model_shape layer_models[] = {{"Qwen3-30B-A3B", 2048, 768, 128, 8, 0},
                                                {"DeepSeek-V2-Lite", 2048, 1408, 64, 6, 2 * 1408},
-                                               {"Qwen1.5-MoE-A2.7B", 2048, 1408, 60, 4, 5632}};
+                                               {"Qwen1.5-MoE-A2.7B", 2048, 1408, 60, 4, 5632, true}};
 
 //! Avg.K targets by index: K (dense Top-K), K/2, 1.23, 0.56 (the paper's operating points).
 inline double target_avg_k(int index, int K) {

@@ -17,7 +17,7 @@ using beam::bench::skewed_routing;
 using beam::bench::traffic_problem;
 
 // A small layer with a shared expert: H = 256, I = 128, E = 16, K = 4, I_s = 128.
-constexpr model_shape small_layer{"small", 256, 128, 16, 4, 128};
+constexpr model_shape small_layer{"small", 256, 128, 16, 4, 128, true};  // a gated shared expert
 constexpr int64_t tokens = 4;
 
 void check_within_ideal(const layer_traffic& t) {
