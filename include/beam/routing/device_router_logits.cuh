@@ -37,15 +37,15 @@ struct logits_outputs {
 //! Largest E router_logits takes (its 2E rows tile a grid dimension of 2¹⁶ − 1 blocks).
 inline constexpr int max_router_experts = 1 << 20;
 
-//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ (and x·w_g with a shared gate) for T tokens, fp32 accumulation on the
-//! tensor cores in the order of warp_router_logits.cuh: a token's logits have the same bits
+//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ (and x·w_g with a shared gate) for T
+//! tokens, fp32 accumulation on the tensor cores in the order of warp_router_logits.cuh: a token's logits have the same bits
 //! whatever T, its place in the batch and the other tokens, and equal route_decode's (so its
 //! routing does too), on one architecture. One launch of 64 × 64 output tiles.
 //! Capturable in a CUDA graph.
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
-//! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰]; T > 0 and a null
-//!         `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰];
+//!         T > 0 and a null `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
 //!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
 //!         output stride < E; a shared gate not 16-byte aligned or without its output; else
 //!         the launch's status. T = 0 writes nothing.
