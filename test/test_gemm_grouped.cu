@@ -500,6 +500,20 @@ TEST_SUITE("gpu") {
         }
         CHECK(beam::test::relative_error(rows_got, swiglu ? gated : acc) <= 1e-5);
       }
+      // Every count zero (a dispatch that delivered nothing): no row read or written.
+      beam::test::device_vector<int32_t> none(std::vector<int32_t>(size_t(E), 0));
+      beam::test::device_vector<float> c{size_t(E * M * n)};
+      c.poison();
+      REQUIRE(beam::device::grouped_gemm<bf16, float>({d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k,
+                                                      {nullptr, E, int64_t(E) * M, 0, none.data(), M},
+                                                      {c.data(), n}, schedule) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      const auto untouched = c.to_host();
+      CHECK(std::all_of(untouched.begin(), untouched.end(), [](float v) {
+        uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        return bits == 0xFFFFFFFFu;
+      }));
     }
   }
 

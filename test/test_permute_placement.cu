@@ -130,6 +130,12 @@ TEST_SUITE("gpu") {
                                           d_ids.data()) == cudaSuccess);  // in place
     BEAM_CUDA_TRY(cudaDeviceSynchronize());
     CHECK(d_ids.to_host() == ref::select_replicas(ids, E, physical, bad_counts, max_replicas));
+    // All pairs masked: every id stays −1.
+    beam::test::device_vector<int32_t> masked(std::vector<int32_t>(ids.size(), -1));
+    REQUIRE(beam::device::select_replicas(masked.data(), T, K, E, {d_table.data(), d_counts.data(), max_replicas},
+                                          masked.data()) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    CHECK(masked.to_host() == std::vector<int32_t>(ids.size(), -1));
 
     // dispatch_layout over the physical ids, and each rank's compaction of its range.
     beam::test::device_vector<int32_t> d_physical(expected), per_rank{size_t(R)}, per_expert{size_t(P_E)};
