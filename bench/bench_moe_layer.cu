@@ -146,7 +146,7 @@ void bm_moe_forward(benchmark::State& state) {
   layer_problem p(m, T);
   beam::routing_options options;
   options.top_k = m.K;
-  options.mask_enabled = state.range(2) != 0;
+  options.rule = state.range(2) != 0 ? beam::routing_rule::mask : beam::routing_rule::top_k;
   const double s = p.time_forward(options);
   const std::vector<int32_t> routed = p.routed();
   double pairs = 0;
@@ -176,7 +176,7 @@ void bm_decode_layer(benchmark::State& state) {
   upload(p.mask_router, r.w_m);
   beam::routing_options options;
   options.top_k = m.K;
-  options.mask_enabled = routing != 0;
+  options.rule = routing != 0 ? beam::routing_rule::mask : beam::routing_rule::top_k;
   const double s = p.time_forward(options);
   if (p.routed() != ids) state.SkipWithError("the router did not give the record's routing");
   double pairs = 0;

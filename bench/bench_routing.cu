@@ -1,5 +1,5 @@
-// Routing benchmarks: route_and_mask (BEAM mask on, and the dense Top-K path with it off)
-// beside a CUB segmented sort of each token's logits; the fused decode path beside cuBLAS
+// Routing benchmarks: route_and_mask (the BEAM mask, the dense Top-K path, and the rules beside
+// the mask: top-p, threshold, a cap) beside a CUB segmented sort of each token's logits; the fused decode path beside cuBLAS
 // GEMM + route_and_mask, and the batch-invariant router_logits + route_and_mask beside the
 // same baseline at prefill sizes; the backward and the auxiliary losses. bf16 logits and weights.
 #include <cub/device/device_segmented_sort.cuh>
@@ -38,10 +38,18 @@ struct routing_problem {
   beam::device::routing_logits<bf16> view() const {
     return {logits.data(), logits.data() + E, 2 * int64_t(E), 2 * int64_t(E)};
   }
-  beam::routing_options options(bool mask) const {
+  beam::routing_options options(bool mask) const { return options_for_rule(mask ? 1 : 0); }
+  //! The rule of a benchmark row: 0 dense Top-K, 1 the BEAM mask, 2 top-p (p = 0.5),
+  //! 3 threshold (τ = 0.1), 4 the mask with a cap of K / 2.
+  beam::routing_options options_for_rule(int rule) const {
+    const beam::routing_rule rules[] = {beam::routing_rule::top_k, beam::routing_rule::mask, beam::routing_rule::top_p,
+                                        beam::routing_rule::threshold, beam::routing_rule::mask};
     beam::routing_options o;
     o.top_k = K;
-    o.mask_enabled = mask;
+    o.rule = rules[rule];
+    o.top_p = 0.5f;
+    o.threshold = 0.1f;
+    o.max_active = rule == 4 ? K / 2 : 0;
     return o;
   }
   beam::device::routing_outputs outputs() const {
@@ -53,15 +61,16 @@ struct routing_problem {
   }
 };
 
-//! route_and_mask; range: T, E, K, mask (0: dense Top-K, 1: BEAM).
+//! route_and_mask; range: T, E, K, rule (routing_problem::options_for_rule: 0 dense Top-K,
+//! 1 BEAM, 2 top-p, 3 threshold, 4 BEAM with a cap).
 void bm_route_and_mask(benchmark::State& state) {
   routing_problem p(state.range(0), int(state.range(1)), int(state.range(2)));
-  const bool mask = state.range(3) != 0;
+  const beam::routing_options options = p.options_for_rule(int(state.range(3)));
   l2_flusher l2;
   const double s = median_seconds(
-      p.stream, [&] { BEAM_CUDA_TRY(beam::device::route_and_mask(p.view(), p.T, p.E, p.options(mask), p.outputs(), p.stream)); },
+      p.stream, [&] { BEAM_CUDA_TRY(beam::device::route_and_mask(p.view(), p.T, p.E, options, p.outputs(), p.stream)); },
       20, 3, [&] { l2.flush(p.stream); });
-  report(state, s, p.route_bytes(mask), 0);
+  report(state, s, p.route_bytes(beam::uses_mask(options)), 0);
 }
 
 //! route_and_mask with DeepSeek-V3's routing: σ keys with a correction bias, group-limited
@@ -241,8 +250,9 @@ void bm_aux_losses(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(bm_route_and_mask)
-    ->ArgNames({"T", "E", "K", "mask"})
+    ->ArgNames({"T", "E", "K", "rule"})
     ->ArgsProduct({{1, 8, 64, 512, 4096, 32768}, {64, 128, 256}, {6, 8}, {0, 1}})
+    ->ArgsProduct({{1, 4096, 32768}, {128}, {8}, {2, 3, 4}})
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);

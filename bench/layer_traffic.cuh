@@ -272,7 +272,7 @@ class traffic_problem {
   routing_options options(bool mask) const {
     routing_options o;
     o.top_k = m_.K;
-    o.mask_enabled = mask;
+    o.rule = mask ? routing_rule::mask : routing_rule::top_k;
     return o;
   }
 

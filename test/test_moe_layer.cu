@@ -101,6 +101,11 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
         cudaErrorInvalidValue);
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, {beam::max_extent + 8, 768, 128}, opt, {}) ==
         cudaErrorInvalidValue);
+  for (const beam::routing_options& bad : beam::test::malformed_rules(opt)) {  // even in a query
+    CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, shapes, bad, {}) == cudaErrorInvalidValue);
+    size_t enough = large;
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, layer, bad, out) == cudaErrorInvalidValue);
+  }
   moe_layer<bf16> gated{2048, 768, 128};  // a shared expert gate without a shared expert
   gated.shared_gate = fake;
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, gated, opt, {}) == cudaErrorInvalidValue);
@@ -181,7 +186,8 @@ std::vector<float> rounded(const std::vector<float>& v) {
 struct layer_case {
   int64_t T;
   int H, I, E, K, I_s;
-  bool mask, residual;
+  beam::routing_rule rule;  //!< top-p at p = 0.5, threshold at τ = 0.2
+  bool residual;
   gemm_schedule schedule;
   int count_case;  //!< valid_token_count's case (0: no count)
 };
@@ -194,7 +200,7 @@ void check_layer(const layer_case& c, uint64_t seed) {
   CAPTURE(c.E);
   CAPTURE(c.K);
   CAPTURE(c.I_s);
-  CAPTURE(c.mask);
+  CAPTURE(int(c.rule));
   CAPTURE(int(c.schedule));
   CAPTURE(beam::dtype_traits<T>::name);
   const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
@@ -214,7 +220,9 @@ void check_layer(const layer_case& c, uint64_t seed) {
 
   beam::routing_options opt;
   opt.top_k = c.K;
-  opt.mask_enabled = c.mask;
+  opt.rule = c.rule;
+  opt.top_p = 0.5f;
+  opt.threshold = 0.2f;
   const ref::moe_weights<float> ref_weights{c.H,
                                             c.I,
                                             c.E,
@@ -449,7 +457,8 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("moe_forward equals the reference: router paths, schedules, mask on/off, shared expert, residual, padding") {
+  TEST_CASE("moe_forward equals the reference: router paths, schedules, routing rules, shared expert, residual, "
+            "padding") {
     BEAM_REQUIRE_GPU();
     int n = 0;
     for (int64_t T : beam::test::sweep<int64_t>({0, 1, 3, 64, 65, 127, 1000}, {0, 1, 64, 65, 127})) {  // ≤ 64: route_decode; above: router_logits
@@ -460,7 +469,10 @@ TEST_SUITE("gpu") {
       for (auto [H, I, E, K, I_s] : {shape{64, 32, 6, 2, 0}, shape{200, 24, 60, 4, 32}, shape{256, 64, 128, 8, 0}}) {
         for (gemm_schedule schedule :
              {gemm_schedule::decode, gemm_schedule::prefill, gemm_schedule::prefill_sm80}) {
-          const layer_case c{T, H, I, E, K, I_s, n % 3 != 2, n % 2 == 0, schedule, n % 7};
+          // Five rules against three schedules: every pairing within 15 cases.
+          const beam::routing_rule rules[] = {beam::routing_rule::mask, beam::routing_rule::mask, beam::routing_rule::top_k,
+                                              beam::routing_rule::top_p, beam::routing_rule::threshold};
+          const layer_case c{T, H, I, E, K, I_s, rules[n % 5], n % 2 == 0, schedule, n % 7};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
           ++n;

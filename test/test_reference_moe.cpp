@@ -104,7 +104,7 @@ TEST_CASE("moe_forward: a zero-initialised mask router reproduces plain Top-K ex
   ref::routing_options opt;
   opt.top_k = 2;
   const auto masked = ref::moe_forward(x.data(), T, w, w_router.data(), w_mask_zero.data(), opt);
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto dense = ref::moe_forward(x.data(), T, w, w_router.data(), nullptr, opt);
   CHECK(masked.out == dense.out);
   CHECK(masked.routing.avg_k() == 2.0);

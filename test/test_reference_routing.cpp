@@ -57,7 +57,7 @@ TEST_CASE("ties go to the lower expert index") {
   const std::vector<float> r = {1, 1, 1, 1, 1};
   routing_options opt;
   opt.top_k = 3;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto out = route_and_mask(one_token(r), matrix_view<float>{}, opt);
   CHECK(out.candidate_ids == std::vector<int32_t>{0, 1, 2});
   for (float g : out.gate_weights) CHECK(g == doctest::Approx(0.2));
@@ -66,7 +66,7 @@ TEST_CASE("ties go to the lower expert index") {
 TEST_CASE("NaN logits are never selected; infinities are values") {
   routing_options opt;
   opt.top_k = 3;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   SUBCASE("some NaN: fewer candidates than K, no duplicates") {
     const std::vector<float> r = {quiet_nan, 0, quiet_nan, -1};
     const auto out = route_and_mask(one_token(r), matrix_view<float>{}, opt);
@@ -99,7 +99,7 @@ TEST_CASE("NaN logits are never selected; infinities are values") {
     const std::vector<float> r = {4, 3, 2, 1};
     const std::vector<float> z = {-0.0f, quiet_nan, infinity, -infinity};
     opt.top_k = 4;
-    opt.mask_enabled = true;
+    opt.rule = beam::routing_rule::mask;
     const auto out = route_and_mask(one_token(r), one_token(z), opt);
     CHECK(out.topk_ids == std::vector<int32_t>{0, -1, 2, -1});
     CHECK(std::isnan(out.mask_probs[1]));
@@ -115,7 +115,7 @@ TEST_CASE("sigmoid scoring with selection bias, renormalisation and routed scali
   opt.top_k = 2;
   opt.scoring = score_function::sigmoid;
   opt.selection_bias = bias.data();
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto s = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
   const auto plain = route_and_mask(one_token(r), matrix_view<float>{}, opt);
   CHECK(plain.candidate_ids == std::vector<int32_t>{0, 3});  // the bias selects expert 0
@@ -134,7 +134,7 @@ TEST_CASE("softmax scoring with a selection bias: the bias moves the selection, 
   routing_options opt;
   opt.top_k = 2;
   opt.selection_bias = bias.data();
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto out = route_and_mask(one_token(r), matrix_view<float>{}, opt);
   const double denom = std::exp(2.0) + std::exp(1.0) + std::exp(0.0) + std::exp(-1.0);
   CHECK(out.candidate_ids == std::vector<int32_t>{2, 0});
@@ -148,13 +148,13 @@ TEST_CASE("mask off is plain Top-K; zero mask logits keep every candidate; negat
   const matrix_view<float> rv{r.data(), T, E, E};
   routing_options opt;
   opt.top_k = 6;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto dense = route_and_mask(rv, matrix_view<float>{}, opt);
   CHECK(dense.topk_ids == dense.candidate_ids);
   CHECK(dense.topk_weights == dense.gate_weights);
   CHECK(dense.active_pairs() == T * 6);
 
-  opt.mask_enabled = true;
+  opt.rule = beam::routing_rule::mask;
   const std::vector<float> zero(T * E, 0.0f);  // a zero-initialised mask router
   const auto none_masked = route_and_mask(rv, {zero.data(), T, E, E}, opt);
   CHECK(none_masked.topk_ids == dense.topk_ids);
@@ -260,13 +260,13 @@ TEST_CASE("random routing: invariants, and one [T, 2E] array equals two [T, E] a
 TEST_CASE("bad arguments throw") {
   const std::vector<float> r = {1, 2, 3};
   routing_options opt;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   opt.top_k = 4;
   CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
   opt.top_k = 0;
   CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
   opt.top_k = 1;
-  opt.mask_enabled = true;  // mask on needs mask logits
+  opt.rule = beam::routing_rule::mask;  // mask on needs mask logits
   CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
 }
 
@@ -277,7 +277,7 @@ TEST_CASE("group-limited Top-K (DeepSeek-V3): candidates from the best groups by
   const std::vector<float> r = {5, -1, 3, 3, 4, 0, 1, 2};
   beam::routing_options opt;
   opt.top_k = 3;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const beam::reference::matrix_view<float> rv{r.data(), 1, 8, 8}, none{nullptr, 0, 0, 0};
   CHECK(beam::reference::route_and_mask<float>(rv, none, opt).candidate_ids == std::vector<int32_t>{0, 4, 2});
   opt.num_groups = 4;
@@ -296,4 +296,81 @@ TEST_CASE("group-limited Top-K (DeepSeek-V3): candidates from the best groups by
   opt.num_groups = 3;  // does not divide E
   opt.top_groups = 2;
   CHECK_THROWS_AS(beam::reference::route_and_mask<float>(rv, none, opt), std::invalid_argument);
+}
+
+TEST_CASE("routing rules: top-p, threshold and a cap keep the slots their formulas give") {
+  // Probabilities q = {1/2, 1/4, 1/8, 1/8} for experts {0, 1, 2, 3}: r = ln{4, 2, 1, 1}.
+  const std::vector<float> r = {std::log(4.0f), std::log(2.0f), 0.0f, 0.0f};
+  const std::vector<float> z = {-1.0f, 1.0f, 1.0f, 1.0f};  // the mask drops expert 0
+  routing_options opt;
+  opt.top_k = 4;
+  const auto kept_ids = [&](const routing_options& o) { return route_and_mask(one_token(r), one_token(z), o).topk_ids; };
+  opt.rule = beam::routing_rule::top_p;
+  opt.top_p = 0.6f;  // masses before each slot: 0, 1/2, 3/4, 7/8
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, 1, -1, -1});
+  opt.top_p = 0.4f;  // slot 0 only
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, -1, -1, -1});
+  opt.top_p = 1.0f;  // 7/8 < 1: every slot
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, 1, 2, 3});
+  opt.top_p = 1e-30f;  // still slot 0: top-p keeps at least one expert
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, -1, -1, -1});
+  opt.rule = beam::routing_rule::threshold;
+  opt.threshold = 0.2f;
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, 1, -1, -1});
+  opt.threshold = 0.125f;  // inclusive
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, 1, 2, 3});
+  opt.threshold = 0.6f;  // none: the token runs no expert
+  const auto none = route_and_mask(one_token(r), one_token(z), opt);
+  CHECK(none.topk_ids == std::vector<int32_t>{-1, -1, -1, -1});
+  CHECK(none.candidate_ids == std::vector<int32_t>{0, 1, 2, 3});
+  CHECK(none.active_pairs() == 0);
+  CHECK(none.topk_weights == std::vector<float>(4, 0.0f));
+  CHECK(none.mask_probs == std::vector<float>(4, 1.0f));  // m = 1 for the rules other than the mask
+  CHECK(none.gate_weights[0] == doctest::Approx(0.5));   // g is kept for the backward
+  opt.rule = beam::routing_rule::mask;  // the mask drops slot 0; a cap of 2 keeps slots 1 and 2
+  opt.max_active = 2;
+  CHECK(kept_ids(opt) == std::vector<int32_t>{-1, 1, 2, -1});
+  opt.rule = beam::routing_rule::top_k;
+  opt.max_active = 1;
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, -1, -1, -1});
+  opt.rule = beam::routing_rule::top_p;
+  opt.top_p = 1.0f;
+  opt.max_active = 3;
+  CHECK(kept_ids(opt) == std::vector<int32_t>{0, 1, 2, -1});
+
+  // Renormalised and scaled (K = 2): q = {2/3, 1/3} whatever λ; g = λ q.
+  opt = routing_options{};
+  opt.top_k = 2;
+  opt.renormalize = true;
+  opt.routed_scaling_factor = 2.5f;
+  opt.rule = beam::routing_rule::threshold;
+  opt.threshold = 0.5f;
+  const auto scaled = route_and_mask(one_token(r), one_token(z), opt);
+  CHECK(scaled.topk_ids == std::vector<int32_t>{0, -1});
+  CHECK(scaled.topk_weights[0] == doctest::Approx(2.5 * 2.0 / 3.0));
+}
+
+TEST_CASE("routing rules: malformed rule options throw") {
+  const std::vector<float> r = {1, 2, 3};
+  routing_options opt;
+  opt.top_k = 2;
+  opt.rule = beam::routing_rule::top_p;
+  for (float p : {0.0f, -0.5f, quiet_nan}) {
+    opt.top_p = p;
+    CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
+  }
+  opt.top_p = 0.5f;
+  CHECK_NOTHROW(route_and_mask(one_token(r), matrix_view<float>{}, opt));
+  opt.rule = beam::routing_rule::threshold;
+  opt.threshold = quiet_nan;
+  CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
+  opt.threshold = -infinity;  // keeps every candidate; well formed
+  CHECK(route_and_mask(one_token(r), matrix_view<float>{}, opt).active_pairs() == 2);
+  for (int cap : {-1, 3}) {
+    opt.max_active = cap;
+    CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
+  }
+  opt.max_active = 0;
+  opt.rule = static_cast<beam::routing_rule>(7);
+  CHECK_THROWS_AS(route_and_mask(one_token(r), matrix_view<float>{}, opt), std::invalid_argument);
 }

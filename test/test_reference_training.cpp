@@ -81,7 +81,7 @@ std::vector<ref::routing_options> option_grid(int K, const float* bias) {
     opt.renormalize = renormalize;
     opt.routed_scaling_factor = lambda;
     opt.selection_bias = b;
-    opt.mask_enabled = mask;
+    opt.rule = mask ? beam::routing_rule::mask : beam::routing_rule::top_k;
     grid.push_back(opt);
   };
   for (auto scoring : {ref::score_function::softmax, ref::score_function::sigmoid}) {
@@ -128,7 +128,7 @@ TEST_CASE("routing backward: score function, renormalisation, scaling, bias, mas
       CAPTURE(int(opt.scoring));
       CAPTURE(opt.renormalize);
       CAPTURE(opt.routed_scaling_factor);
-      CAPTURE(opt.mask_enabled);
+      CAPTURE(int(opt.rule));
       CAPTURE(opt.selection_bias != nullptr);
       const auto fwd = p.route(router, p.z, opt);
       const auto grads = ref::routing_backward(fwd, p.view(router), p.view(p.z), upstream.data());
@@ -147,7 +147,7 @@ TEST_CASE("routing backward: score function, renormalisation, scaling, bias, mas
         return loss;
       });
       check_close(grads.d_router_logits, d_router);
-      if (!opt.mask_enabled) {
+      if (!beam::uses_mask(opt)) {
         CHECK(grads.d_mask_logits == std::vector<double>(p.T * p.E, 0.0));
         continue;
       }
@@ -208,7 +208,7 @@ TEST_CASE("whole chain: L = ⟨∂L/∂y, y⟩ + α·L_bal + β·L_reg, to route
   const double alpha = 0.02, beta = 0.1;
   const auto bias = beam::test::random_normal<float>(p.E, 89, 0.0, 0.5);
   for (const auto& opt : option_grid(p.K, bias.data())) {
-    if (!opt.mask_enabled) continue;  // the chain to z needs the mask
+    if (!beam::uses_mask(opt)) continue;  // the chain to z needs the mask
     CAPTURE(int(opt.scoring));
     CAPTURE(opt.renormalize);
     const auto fwd = p.route(p.r, p.z, opt);
@@ -260,7 +260,7 @@ TEST_CASE("mask off: L_reg is 0 and adds no gradient") {
   const problem p;
   ref::routing_options opt;
   opt.top_k = p.K;
-  opt.mask_enabled = false;
+  opt.rule = beam::routing_rule::top_k;
   const auto fwd = ref::route_and_mask<double>(p.view(p.r), {}, opt);
   CHECK(ref::l_reg(fwd) == 0.0);
   std::vector<double> d_mask(p.T * p.E, 0.0);

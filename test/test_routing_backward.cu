@@ -50,10 +50,13 @@ TEST_CASE("route_backward rejects bad arguments before touching the device") {
   CHECK(call(logits, 4, 8, opt, candidates, fake, {0.1f, 0.0f, nullptr}, grads) == cudaErrorInvalidValue);  // α, no f
   const float nan = std::numeric_limits<float>::quiet_NaN();
   CHECK(call(logits, 4, 8, opt, candidates, fake, {0.0f, nan, nullptr}, grads) == cudaErrorInvalidValue);
+  for (const beam::routing_options& bad : beam::test::malformed_rules(opt)) {
+    CHECK(call(logits, 4, 8, bad, candidates, fake, none, grads) == cudaErrorInvalidValue);
+  }
   // T = 0: success without a CUDA call; the mask off needs no z and no ∂L/∂z.
   CHECK(call({nullptr, nullptr, 0, 0}, 0, 8, opt, nullptr, nullptr, none, {}) == cudaSuccess);
   beam::routing_options mask_off = opt;
-  mask_off.mask_enabled = false;
+  mask_off.rule = beam::routing_rule::top_k;
   CHECK(call({nullptr, nullptr, 0, 0}, 0, 8, mask_off, nullptr, nullptr, none, {}) == cudaSuccess);
 }
 
@@ -118,7 +121,7 @@ void check_backward(const backward_case& c, const std::vector<LogitT>& r, const 
   CAPTURE(beam::dtype_traits<GradT>::name);
   CAPTURE(int(c.opt.scoring));
   CAPTURE(c.opt.renormalize);
-  CAPTURE(c.opt.mask_enabled);
+  CAPTURE(int(c.opt.rule));
   CAPTURE(c.fused_layout);
   const beam::test::device_logits<LogitT> logits(r, z, T, E, c.fused_layout);
   beam::routing_options opt = c.opt;
@@ -162,7 +165,7 @@ void check_backward(const backward_case& c, const std::vector<LogitT>& r, const 
   CHECK(beam::test::relative_error(got_r, stored(expected.d_router_logits)) <= tolerance);
   // Bitwise deterministic.
   CHECK(unpad(d_router_again.to_host(), T, E, stride) == got_r);
-  if (!opt.mask_enabled) {  // ∂L/∂z is not written at all
+  if (!beam::uses_mask(opt)) {  // ∂L/∂z is not written at all
     const auto untouched = d_mask.to_host();
     CHECK(std::all_of(untouched.begin(), untouched.end(), [](GradT g) { return std::isnan(beam::to_float(g)); }));
     return;
@@ -194,10 +197,16 @@ void random_backward_cases(uint64_t seed_base) {
           case 0: break;
           case 1: c.opt.renormalize = true; c.opt.routed_scaling_factor = 2.5f;
                   c.opt.selection_bias = bias.data(); break;
-          case 2: c.opt.mask_enabled = false; break;
+          case 2: c.opt.rule = beam::routing_rule::top_k; break;
           case 3: c.opt.scoring = beam::score_function::sigmoid; c.opt.renormalize = true; break;
-          case 4: c.opt.routed_scaling_factor = 0.5f; break;  // λ without renormalisation
-          case 5: c.opt.scoring = beam::score_function::sigmoid; c.opt.mask_enabled = false; break;
+          case 4:  // λ without renormalisation, under the rules beside the mask (no ∂L/∂z)
+            c.opt.routed_scaling_factor = 0.5f;
+            c.opt.rule = (n / 6) % 2 == 0 ? beam::routing_rule::top_p : beam::routing_rule::threshold;
+            c.opt.top_p = 0.6f;
+            c.opt.threshold = 0.05f;
+            c.opt.max_active = (n / 12) % 2 == 0 ? 0 : 1;
+            break;
+          case 5: c.opt.scoring = beam::score_function::sigmoid; c.opt.rule = beam::routing_rule::top_k; break;
         }
         const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
         check_backward<LogitT, GradT>(c, beam::test::make_logits<LogitT>(size_t(T * E), seed, coarse),
@@ -214,7 +223,7 @@ void check_aux_losses(int64_t T, int E, int K, const beam::routing_options& opti
   CAPTURE(E);
   CAPTURE(K);
   CAPTURE(beam::dtype_traits<LogitT>::name);
-  CAPTURE(options.mask_enabled);
+  CAPTURE(int(options.rule));
   CAPTURE(int(options.scoring));
   const beam::test::device_logits<LogitT> logits(r, z, T, E, fused_layout);
   beam::routing_options opt = options;
@@ -323,7 +332,7 @@ TEST_SUITE("gpu") {
           if (K > E) continue;
           if (beam::test::emulated_device() && T * E > 64000 && E > 8) continue;  // scale only
           beam::routing_options opt;
-          opt.mask_enabled = n % 3 != 2;
+          opt.rule = n % 3 != 2 ? beam::routing_rule::mask : beam::routing_rule::top_k;
           opt.scoring = n % 2 ? beam::score_function::sigmoid : beam::score_function::softmax;
           const auto random = [&](auto zero, uint64_t seed) {
             using LogitT = decltype(zero);
@@ -355,7 +364,7 @@ TEST_SUITE("gpu") {
     const auto z = beam::test::make_logits<float>(size_t(T * E), 48, false);
     for (bool mask : {true, false}) {
       beam::routing_options opt;
-      opt.mask_enabled = mask;
+      opt.rule = mask ? beam::routing_rule::mask : beam::routing_rule::top_k;
       check_aux_losses<float>(T, E, K, opt, mask, r, z);  // L_bal, f and P stay finite, as in the reference
     }
   }

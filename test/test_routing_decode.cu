@@ -53,6 +53,9 @@ TEST_CASE("route_decode: workspace query and bad arguments, before touching the 
   beam::routing_options k_big = opt;
   k_big.top_k = 17;
   CHECK(call(fake, 64, 4, 64, w, 128, k_big, out, full) == cudaErrorInvalidValue);
+  for (const beam::routing_options& bad : beam::test::malformed_rules(opt)) {
+    CHECK(call(fake, 64, 4, 64, w, 128, bad, out, full) == cudaErrorInvalidValue);
+  }
 }
 
 namespace {
@@ -90,7 +93,7 @@ void check_decode(int64_t tokens, int E, int K, int H, const beam::routing_optio
   CAPTURE(K);
   CAPTURE(H);
   CAPTURE(beam::dtype_traits<T>::name);
-  CAPTURE(options.mask_enabled);
+  CAPTURE(int(options.rule));
   CAPTURE(padded);
   const int64_t stride = H + (padded ? int64_t(16 / sizeof(T)) : 0);
   const auto x = grid_values<T>(size_t(tokens * stride) + 1, seed);
@@ -165,7 +168,7 @@ void decode_cases(uint64_t seed_base) {
         switch (n % 5) {
           case 0: break;
           case 1: opt.renormalize = true; opt.routed_scaling_factor = 2.5f; break;
-          case 2: opt.mask_enabled = false; break;
+          case 2: opt.rule = beam::routing_rule::top_k; break;
           case 3:  // DeepSeek-V3-like: σ keys, renormalised, group-limited where K fits two of four groups
             opt.scoring = beam::score_function::sigmoid;
             opt.renormalize = true;
@@ -174,7 +177,17 @@ void decode_cases(uint64_t seed_base) {
             opt.top_groups = 2;
             if (!beam::valid_groups(opt, E)) opt.num_groups = 1;
             break;
-          case 4: opt.routed_scaling_factor = 0.5f; break;
+          case 4:  // λ with the rules beside the mask: top-p with a cap, or a threshold
+            opt.routed_scaling_factor = 0.5f;
+            if ((n / 5) % 2 == 0) {
+              opt.rule = beam::routing_rule::top_p;
+              opt.top_p = 0.6f;
+              opt.max_active = (K + 1) / 2;
+            } else {
+              opt.rule = beam::routing_rule::threshold;
+              opt.threshold = 0.05f;
+            }
+            break;
         }
         check_decode<T>(tokens, E, K, H, opt, n % 2 == 1, seed_base + uint64_t(n), n % 7);
         ++n;

@@ -44,6 +44,9 @@ TEST_CASE("route_and_mask rejects bad arguments before touching the device") {
   CHECK(call({fake, fake, 7, 16}, 4, 8, opt, out) == cudaErrorInvalidValue);      // stride < E
   CHECK(call(logits, 4, 8, opt, {nullptr, weights}) == cudaErrorInvalidValue);
   CHECK(call(logits, 4, 8, opt, {ids, nullptr}) == cudaErrorInvalidValue);
+  for (const beam::routing_options& bad : beam::test::malformed_rules(opt)) {
+    CHECK(call(logits, 4, 8, bad, out) == cudaErrorInvalidValue);
+  }
   beam::routing_options grouped = opt;  // groups: G | E, G ≤ 32, top_groups ∈ [1, G], K ≤ top_groups·E/G
   grouped.num_groups = 3;
   CHECK(call(logits, 4, 8, grouped, out) == cudaErrorInvalidValue);
@@ -75,9 +78,9 @@ struct route_case {
   bool fused_layout;  //!< one [T, 2E] array (+ padding) instead of two [T, E] arrays
 };
 
-//! `count_case`: the valid_token_count case (0: no count).
+//! `count_case`: the valid_token_count case (0: no count). Returns the reference's kept pairs.
 template <class LogitT>
-void check_case(const route_case& c, const std::vector<LogitT>& r, const std::vector<LogitT>& z, int count_case = 0) {
+int64_t check_case(const route_case& c, const std::vector<LogitT>& r, const std::vector<LogitT>& z, int count_case = 0) {
   const int64_t T = c.T;
   const int E = c.E, K = c.K;
   CAPTURE(T);
@@ -86,7 +89,7 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
   CAPTURE(beam::dtype_traits<LogitT>::name);
   CAPTURE(int(c.opt.scoring));
   CAPTURE(c.opt.renormalize);
-  CAPTURE(c.opt.mask_enabled);
+  CAPTURE(int(c.opt.rule));
   CAPTURE(c.fused_layout);
   const beam::test::device_logits<LogitT> logits(r, z, T, E, c.fused_layout);
   beam::routing_options opt = c.opt;
@@ -119,7 +122,7 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
 
   CHECK(active.to_host()[0] == static_cast<unsigned long long>(expected.active_pairs()));
   CHECK(counts.to_host() == expected_perm.counts);
-  if (T == 0) return;
+  if (T == 0) return 0;
   CHECK(ids.to_host() == expected.topk_ids);
   std::vector<int32_t> expected_or_zero = expected.topk_ids;  // −1 → expert 0 (weight 0)
   for (int32_t& id : expected_or_zero) id = id < 0 ? 0 : id;
@@ -140,6 +143,7 @@ void check_case(const route_case& c, const std::vector<LogitT>& r, const std::ve
   const routing_outputs again{ids.data(), weights_again.data()};
   REQUIRE(beam::device::route_and_mask(logits.view, T, E, opt, again) == cudaSuccess);
   CHECK(weights_again.to_host() == w);
+  return expected.active_pairs();
 }
 
 template <class LogitT>
@@ -156,7 +160,7 @@ void random_cases(uint64_t seed_base) {
           case 0: break;
           case 1: c.opt.renormalize = true; c.opt.routed_scaling_factor = 2.5f;
                   c.opt.selection_bias = bias.data(); break;  // key r + b: one float add on both sides
-          case 2: c.opt.mask_enabled = false; break;
+          case 2: c.opt.rule = beam::routing_rule::top_k; break;
           case 3: c.opt.scoring = beam::score_function::sigmoid; c.opt.renormalize = true; break;
         }
         const bool coarse = c.opt.scoring == beam::score_function::sigmoid;
@@ -233,6 +237,54 @@ TEST_SUITE("gpu") {
         check_case<float>(c, r, beam::test::make_logits<float>(size_t(T * E), 700 + uint64_t(n), false), n % 5);
         ++n;
       }
+    }
+  }
+
+  TEST_CASE("routing rules equal the reference: top-p, threshold, a cap on the mask and on top-p; ties, NaN/Inf, "
+            "tokens keeping none") {
+    BEAM_REQUIRE_GPU();
+    const std::vector<float> bias = beam::test::random_normal<float>(256, 9, 0.0, 0.05);
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    int n = 0;
+    int64_t kept[6] = {}, slots[6] = {};  // per variant: each keeps some pairs and drops some
+    for (int E : {8, 60, 256}) {
+      for (int K : {1, 4, 8}) {
+        for (int variant = 0; variant < 6; ++variant) {
+          const int64_t T = beam::test::sweep<int64_t>({300}, {65})[0];
+          route_case c{T, E, K, {}, n % 2 == 0};
+          switch (variant) {
+            case 0: c.opt.rule = beam::routing_rule::top_p; c.opt.top_p = 0.5f; break;
+            case 1: c.opt.rule = beam::routing_rule::top_p; c.opt.top_p = 0.9f; c.opt.renormalize = true; break;
+            case 2: c.opt.rule = beam::routing_rule::threshold; c.opt.threshold = 0.1f; break;
+            case 3:  // DeepSeek-V3-like: σ scores, bias, renormalised and scaled; q = g / λ
+              c.opt.rule = beam::routing_rule::threshold;
+              c.opt.threshold = 0.3f;
+              c.opt.scoring = beam::score_function::sigmoid;
+              c.opt.selection_bias = bias.data();
+              c.opt.renormalize = true;
+              c.opt.routed_scaling_factor = 2.5f;
+              break;
+            case 4: c.opt.rule = beam::routing_rule::mask; c.opt.max_active = (K + 1) / 2; break;
+            case 5: c.opt.rule = beam::routing_rule::top_p; c.opt.top_p = 0.95f; c.opt.max_active = 1; break;
+          }
+          CAPTURE(variant);
+          auto r = beam::test::make_logits<float>(size_t(T * E), 800 + uint64_t(n), variant == 3);
+          for (int e = 0; e < E; ++e) {
+            r[size_t(e)] = 1.0f;                                             // token 0: all tied
+            r[size_t(E + e)] = e % 3 == 0 ? nan : r[size_t(E + e)];          // token 1: NaN logits
+            r[size_t(2 * E + e)] = e == E - 1 ? inf : r[size_t(2 * E + e)];  // token 2: one +∞ takes all
+            r[size_t(3 * E + e)] = nan;                                      // token 3: no candidate
+          }
+          kept[variant] += check_case<float>(c, r, beam::test::make_logits<float>(size_t(T * E), 900 + uint64_t(n), false));
+          slots[variant] += T * K;
+          ++n;
+        }
+      }
+    }
+    for (int variant = 0; variant < 6; ++variant) {
+      CAPTURE(variant);
+      CHECK(kept[variant] > 0);
+      CHECK(kept[variant] < slots[variant]);
     }
   }
 

@@ -189,7 +189,7 @@ void route_batch(const T* x, int64_t tokens, int H, const router_weights<T>& wei
   }
   beam::test::device_vector<float> logits(size_t(tokens) * 2 * size_t(E));
   float* l = logits.data();
-  REQUIRE(beam::device::router_logits(x, H, tokens, H, weights, E, options.mask_enabled, {l, l + E, 2 * E, 2 * E}) ==
+  REQUIRE(beam::device::router_logits(x, H, tokens, H, weights, E, beam::uses_mask(options), {l, l + E, 2 * E, 2 * E}) ==
           cudaSuccess);
   REQUIRE(beam::device::route_and_mask<float>({l, l + E, 2 * E, 2 * E}, tokens, E, options, out) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());

@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
 
   ref::routing_options options;
   options.top_k = K;
-  options.mask_enabled = false;
+  options.rule = ref::routing_rule::top_k;
   const auto dense = ref::moe_forward(x.data(), tokens, weights, w_router.data(), nullptr, options);
-  options.mask_enabled = true;
+  options.rule = ref::routing_rule::mask;
   const auto zero_init = ref::moe_forward(x.data(), tokens, weights, w_router.data(), w_mask_zero.data(), options);
   const auto masked = ref::moe_forward(x.data(), tokens, weights, w_router.data(), w_mask.data(), options);
 

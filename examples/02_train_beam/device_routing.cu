@@ -51,7 +51,7 @@ class device_routing final : public routing_backend {
     const int64_t B = r.rows;
     const int E = int(r.cols), K = options.top_k;
     upload(r, r_.reserve(size_t(B * E)));
-    if (options.mask_enabled) upload(z, z_.reserve(size_t(B * E)));
+    if (beam::uses_mask(options)) upload(z, z_.reserve(size_t(B * E)));
     const size_t slots = size_t(B) * K;
     BEAM_CUDA_TRY(beam::device::route_and_mask<float>(
         logits(E), B, E, options,
@@ -64,8 +64,9 @@ class device_routing final : public routing_backend {
     out.candidate_ids = download(candidates_.data(), slots);
     out.topk_ids = download(ids_.data(), slots);
     out.topk_weights = download(weights_.data(), slots);
-    out.mask_probs = options.mask_enabled ? download(probs_.data(), slots) : std::vector<float>(slots, 1.0f);
-    if (!options.mask_enabled) out.gate_weights = out.topk_weights;  // ĝ = g without the mask
+    out.mask_probs = beam::uses_mask(options) ? download(probs_.data(), slots) : std::vector<float>(slots, 1.0f);
+    // g where the rule keeps (ĝ; the device outputs no g of a dropped slot, and nothing here reads it)
+    if (!beam::uses_mask(options)) out.gate_weights = out.topk_weights;
     out.active_count.assign(size_t(B), 0);
     for (size_t s = 0; s < slots; ++s) out.active_count[s / size_t(K)] += out.topk_ids[s] >= 0;
     return out;
@@ -83,7 +84,7 @@ class device_routing final : public routing_backend {
     BEAM_CUDA_TRY(beam::device::aux_losses<float>(workspace_.reserve(bytes), bytes, logits(E), B, E, routing.options,
                                                   candidates_.data(), out));
     const std::vector<float> host = download(values, 2);
-    l_reg = routing.options.mask_enabled ? host[0] : 0.0;
+    l_reg = beam::uses_mask(routing.options) ? host[0] : 0.0;
     l_bal = host[1];
   }
 
@@ -100,7 +101,7 @@ class device_routing final : public routing_backend {
                                                       {float(alpha), float(beta), fractions_.data()}, grads));
     ref::routing_grads<float> out;
     out.d_router_logits = download(d_router_.data(), cells);
-    out.d_mask_logits = routing.options.mask_enabled ? download(d_mask_.data(), cells) : std::vector<float>(cells, 0.0f);
+    out.d_mask_logits = beam::uses_mask(routing.options) ? download(d_mask_.data(), cells) : std::vector<float>(cells, 0.0f);
     return out;
   }
 

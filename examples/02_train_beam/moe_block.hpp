@@ -36,15 +36,15 @@ struct routing_setup {
   double beta = 0.0;    //!< L_reg coefficient
 };
 
-//! The routing backend of the Top-k and BEAM modes: the CPU reference unless `main` installs
-//! the GPU one (the soft-mask, top-p and threshold modes need the gate weights g: always the
-//! reference).
+//! The routing backend: the CPU reference unless `main` installs the GPU one, which routes every
+//! mode but the soft-mask ablation (it needs the gates g of masked candidates, which the device
+//! routing does not output: always the reference). Top-p and threshold are routing rules of the
+//! library (routing_options::rule), on either backend.
 inline routing_backend* device_routing_backend = nullptr;
 
 inline routing_backend& routing_for(routing_mode mode) {
   static reference_routing cpu;
-  const bool device_mode = mode == routing_mode::top_k || mode == routing_mode::beam;
-  return device_mode && device_routing_backend ? *device_routing_backend : cpu;
+  return mode != routing_mode::soft_mask && device_routing_backend ? *device_routing_backend : cpu;
 }
 
 //! One trainable tensor with its gradient and Adam moments.
@@ -199,32 +199,22 @@ inline void moe_forward(const moe_parameters& p, const float* u, int rows, const
   const ref::matrix_view<float> rv{pass.logits.data(), rows, E, 2 * E}, zv{pass.logits.data() + E, rows, E, 2 * E};
   ref::routing_options opt;
   opt.top_k = K;
-  opt.mask_enabled = masked_mode;
+  opt.rule = masked_mode                          ? ref::routing_rule::mask
+             : rs.mode == routing_mode::top_p     ? ref::routing_rule::top_p
+             : rs.mode == routing_mode::threshold ? ref::routing_rule::threshold
+                                                  : ref::routing_rule::top_k;
+  opt.top_p = float(rs.level);
+  opt.threshold = float(rs.level);
   routing_backend& backend = routing_for(rs.mode);
   pass.routing = backend.route(rv, zv, opt);
   const ref::routing_result<float>& routing = pass.routing;
 
-  // Weights the forward uses: ĝ (hard mask) for BEAM; g·σ(z) for the soft ablation at
-  // training; the top-p prefix for top-p; the gates at or above τ for threshold.
+  // Weights the forward uses: ĝ of the routing rule (BEAM: the hard mask; top-p, threshold),
+  // or g·σ(z) for the soft ablation at training.
   std::vector<float>& weight = pass.weight;
   weight = routing.topk_weights;
   if (rs.mode == routing_mode::soft_mask && train) {
     for (size_t s = 0; s < weight.size(); ++s) weight[s] = routing.gate_weights[s] * routing.mask_probs[s];
-  }
-  if (rs.mode == routing_mode::top_p) {
-    for (int b = 0; b < rows; ++b) {
-      double cumulative = 0.0;
-      for (int k = 0; k < K; ++k) {
-        const size_t s = size_t(b) * K + k;
-        if (cumulative >= rs.level) weight[s] = 0.0f;
-        cumulative += routing.gate_weights[s];
-      }
-    }
-  }
-  if (rs.mode == routing_mode::threshold) {
-    for (size_t s = 0; s < weight.size(); ++s) {
-      if (routing.gate_weights[s] < rs.level) weight[s] = 0.0f;
-    }
   }
   const bool run_all_candidates = train && masked_mode;
 
@@ -294,10 +284,10 @@ inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* d
     // ĝ = g·m: ∂L/∂g = ∂L/∂ĝ·m, ∂L/∂z = ∂L/∂ĝ·g·σ'(z).
     std::vector<float> d_gate(d_weight.size());
     for (size_t s = 0; s < d_gate.size(); ++s) d_gate[s] = d_weight[s] * routing.mask_probs[s];
-    routing.options.mask_enabled = false;  // the router part as for dense routing...
+    routing.options.rule = ref::routing_rule::top_k;  // the router part as for dense routing...
     routing.topk_ids = routing.candidate_ids;
     rg = ref::routing_backward(routing, rv, zv, d_gate.data());
-    routing.options.mask_enabled = true;  // ...and the mask part by hand, for L_reg below
+    routing.options.rule = ref::routing_rule::mask;  // ...and the mask part by hand, for L_reg below
     for (size_t s = 0; s < d_weight.size(); ++s) {
       const int e = routing.candidate_ids[s];
       if (e >= 0) {

@@ -40,14 +40,14 @@ struct reference_routing final : routing_backend {
   void losses(const ref::routing_result<float>& routing, const ref::matrix_view<float>& r,
               const ref::matrix_view<float>&, double& l_bal, double& l_reg) override {
     l_bal = ref::balance_loss(r, routing);
-    l_reg = routing.options.mask_enabled ? ref::l_reg(routing) : 0.0;
+    l_reg = beam::uses_mask(routing.options) ? ref::l_reg(routing) : 0.0;
   }
   ref::routing_grads<float> backward(const ref::routing_result<float>& routing, const ref::matrix_view<float>& r,
                                      const ref::matrix_view<float>& z, const float* d_weight, double alpha,
                                      double beta) override {
     ref::routing_grads<float> g = ref::routing_backward(routing, r, z, d_weight);
     if (alpha > 0) ref::add_balance_loss_grad(r, routing, alpha, g.d_router_logits);
-    if (routing.options.mask_enabled && beta > 0) ref::add_l_reg_grad(routing, z, beta, g.d_mask_logits);
+    if (beam::uses_mask(routing.options) && beta > 0) ref::add_l_reg_grad(routing, z, beta, g.d_mask_logits);
     return g;
   }
 };

@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   };
   const auto time_layer = [&](int64_t T, bool mask) {
     beam::routing_options o = options;
-    o.mask_enabled = mask;
+    o.rule = mask ? beam::routing_rule::mask : beam::routing_rule::top_k;
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     BEAM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));

@@ -2,6 +2,7 @@
 // [T, E] arrays or one padded [T, 2E + 3] array, with their float values for the reference.
 #pragma once
 
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -24,6 +25,21 @@ std::vector<LogitT> make_logits(size_t n, uint64_t seed, bool coarse) {
   std::uniform_int_distribution<int> grid(-256, 256);
   for (auto& x : v) x = beam::from_float<LogitT>(coarse ? float(grid(rng)) / 64.0f : normal(rng));
   return v;
+}
+
+//! Rule options that `valid_rule` refuses, each otherwise `base`: an unknown rule, top-p with
+//! p = 0 or NaN, a NaN threshold, a cap below 0 or above K.
+inline std::vector<routing_options> malformed_rules(const routing_options& base) {
+  std::vector<routing_options> bad(6, base);
+  bad[0].rule = static_cast<routing_rule>(7);
+  bad[1].rule = bad[2].rule = routing_rule::top_p;
+  bad[1].top_p = 0.0f;
+  bad[2].top_p = std::numeric_limits<float>::quiet_NaN();
+  bad[3].rule = routing_rule::threshold;
+  bad[3].threshold = std::numeric_limits<float>::quiet_NaN();
+  bad[4].max_active = -1;
+  bad[5].max_active = base.top_k + 1;
+  return bad;
 }
 
 //! Router and mask logits r, z `[T, E]` on the device, in one of the two layouts

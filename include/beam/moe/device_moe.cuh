@@ -42,7 +42,7 @@ struct moe_layer {
   const T* w13 = nullptr;          //!< `[E, 2I, H]`: rows [0, I) W1 (gate), rows [I, 2I) W3 (up)
   const T* w2 = nullptr;           //!< `[E, H, I]`
   const T* router = nullptr;       //!< W_r `[E_routed, H]` (moe_forward only)
-  const T* mask_router = nullptr;  //!< W_m `[E_routed, H]` (moe_forward with the mask on)
+  const T* mask_router = nullptr;  //!< W_m `[E_routed, H]` (moe_forward under the mask rule)
   int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8; 0 = none
   const T* shared_w13 = nullptr;   //!< `[2 I_s, H]`
   const T* shared_w2 = nullptr;    //!< `[H, I_s]`
@@ -93,8 +93,8 @@ struct moe_outputs {
 //!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
 //!         or both absent, or E_routed ∉ [E, 512]; K ∉ [1, min(16, E_routed)]; groups that do
-//!         not fit E_routed (moe_forward: `valid_groups`); (not a query) T > 0 and a null
-//!         x, w13, w2, router, mask_router (mask on), shared weights (I_s > 0) or out; a
+//!         not fit E_routed (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a query) T > 0 and a null
+//!         x, w13, w2, router, mask_router (mask rule), shared weights (I_s > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
@@ -364,12 +364,13 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
     return status;
   }
   if (!valid_groups(options, detail::routed_experts_of(layer))) return cudaErrorInvalidValue;
+  if (!valid_rule(options)) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer, true);
   if (workspace == nullptr) {  // a query: the sizes suffice
     workspace_bytes = ws.bytes;
     return cudaSuccess;
   }
-  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, true, options.mask_enabled);
+  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, true, uses_mask(options));
       status != cudaSuccess) {
     return status;
   }
@@ -396,7 +397,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
     float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
     status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H, layer.shared_gate}, E,
-                              options.mask_enabled, {logits, logits + half, stride, stride, shared_gate}, stream);
+                              uses_mask(options), {logits, logits + half, stride, stride, shared_gate}, stream);
     if (status == cudaSuccess) {
       status = route_and_mask<float>({logits, logits + half, stride, stride}, tokens, E, options, routing, stream);
     }

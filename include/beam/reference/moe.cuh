@@ -7,7 +7,7 @@
 //!   output  y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t)     (S: optional shared expert,
 //!           S(x) = σ(x·w_g) · SwiGLU_s(x) with Qwen2-MoE's shared expert gate w_g)
 //! computed as the device computes it: compact → gather → experts per row → combine.
-//! With the mask off this is plain (dense) Top-K.
+//! routing_rule::top_k is plain (dense) Top-K; the other rules keep a subset of the candidates.
 #pragma once
 
 #include <cstdint>
@@ -110,31 +110,31 @@ std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_w
 template <class Real>
 struct moe_forward_result {
   std::vector<Real> out;          //!< y `[T, H]`
-  std::vector<Real> logits;       //!< [r | z] `[T, 2E]` (`[T, E]` with the mask off)
+  std::vector<Real> logits;       //!< [r | z] `[T, 2E]` (`[T, E]` unless the rule is the mask)
   routing_result<Real> routing;
 };
 
 //! The whole layer forward from hidden states X `[T, H]` (formulas in the file comment).
 //!
 //! @param router_weights  W_r `[E, H]`
-//! @param mask_weights    W_m `[E, H]`; unused (may be null) when `options.mask_enabled` is false
+//! @param mask_weights    W_m `[E, H]`; unused (may be null) when `uses_mask(options)` is false
 template <class Real>
 moe_forward_result<Real> moe_forward(const Real* x, int64_t tokens, const moe_weights<Real>& w,
                                      const Real* router_weights, const non_deduced<Real>* mask_weights,
                                      const routing_options& options) {
   check_weights(w);
-  if (!router_weights || (options.mask_enabled && !mask_weights) || (tokens > 0 && !x)) {
+  if (!router_weights || (uses_mask(options) && !mask_weights) || (tokens > 0 && !x)) {
     throw std::invalid_argument("moe_forward: null input or router weights");
   }
   const int64_t E = w.experts, H = w.hidden;
-  const int64_t logit_cols = options.mask_enabled ? 2 * E : E;
+  const int64_t logit_cols = uses_mask(options) ? 2 * E : E;
   std::vector<Real> stacked(router_weights, router_weights + E * H);  // [W_r | W_m]ᵀ
-  if (options.mask_enabled) stacked.insert(stacked.end(), mask_weights, mask_weights + E * H);
+  if (uses_mask(options)) stacked.insert(stacked.end(), mask_weights, mask_weights + E * H);
 
   moe_forward_result<Real> result;
   result.logits = matmul_nt(x, stacked.data(), tokens, H, logit_cols);
   const matrix_view<Real> r{result.logits.data(), tokens, E, logit_cols};
-  const matrix_view<Real> z = options.mask_enabled
+  const matrix_view<Real> z = uses_mask(options)
                                   ? matrix_view<Real>{result.logits.data() + E, tokens, E, logit_cols}
                                   : matrix_view<Real>{};
   result.routing = route_and_mask(r, z, options);

@@ -1,5 +1,6 @@
 //! @file
-//! Host reference of routing: Top-K candidates, their gate weights, and the BEAM mask.
+//! Host reference of routing: Top-K candidates, their gate weights, and the routing rule that
+//! keeps some of them (the BEAM mask, top-p, a threshold, a per-token cap).
 //!
 //! For one token with router logits r (E values) and mask logits z (E values):
 //!   scores      s = softmax(r)  or  s = σ(r)                  (score_function)
@@ -10,16 +11,23 @@
 //!               a group's score is its one key if it has one non-NaN key, −∞ with none; ties
 //!               and NaN sums → lower group index first, NaN last)
 //!   gate        g_i = λ · s_{c_i} / (renormalize ? Σ_j s_{c_j} : 1)   (λ: routed scaling)
-//!   mask        m_i = σ(z_{c_i}),  m̂_i = 1[z_{c_i} ≥ 0]
-//!   final       ĝ_i = g_i · m̂_i   (no renormalisation after masking)
+//!   rule        m̂_i by routing_options::rule, with q_i = g_i / λ, in float:
+//!                 mask (BEAM)  m̂_i = 1[z_{c_i} ≥ 0],  m_i = σ(z_{c_i})
+//!                 top_k        m̂_i = 1
+//!                 top_p        m̂_i = 1[Σ_{j<i} q_j < p]   (the sum slot by slot in float)
+//!                 threshold    m̂_i = 1[q_i ≥ τ]
+//!               (m_i = 1 for the rules other than the mask); with a cap k_max, only the first
+//!               k_max slots the rule keeps stay kept
+//!   final       ĝ_i = g_i · m̂_i   (no renormalisation after the rule)
 //!   ids         topk_id_i = m̂_i ? c_i : −1
 //! With a count of valid tokens n (routing_options::valid_tokens, host memory here), tokens
 //! t ≥ n are padding: every slot empty (c = topk_id = −1, g = ĝ = m = 0).
 //!
 //! Keys are computed in the logits' type (`float` for float logits: σ in float, the bias added
 //! in float), as a device kernel computes them, so ids compare exactly except where two keys
-//! differ only by the rounding of σ. Saturated keys tie: in float σ(r) = 1 for r ≳ 17, and
-//! ties go to the lower index. A NaN mask logit masks its expert (m̂ = 0) and gives m = NaN,
+//! differ only by the rounding of σ, or where a top-p mass or a threshold probability q lies
+//! within the rounding of the device's float softmax from p or τ. Saturated keys tie: in float
+//! σ(r) = 1 for r ≳ 17, and ties go to the lower index. A NaN mask logit masks its expert (m̂ = 0) and gives m = NaN,
 //! which propagates into L_reg: bad inputs show in the loss rather than being hidden.
 #pragma once
 
@@ -39,6 +47,7 @@
 namespace beam::reference {
 
 using beam::routing_options;
+using beam::routing_rule;
 using beam::score_function;
 
 //! Routing of T tokens; every `[T, K]` array is row-major, slot k = 0 is the best candidate.
@@ -51,7 +60,7 @@ struct routing_result {
   routing_options options;             //!< the options of the forward (the backward uses them)
   std::vector<int32_t> candidate_ids;  //!< c, `[T, K]`
   std::vector<Real> gate_weights;      //!< g, `[T, K]`
-  std::vector<Real> mask_probs;        //!< m = σ(z_c), `[T, K]` (1 with the mask off)
+  std::vector<Real> mask_probs;        //!< m = σ(z_c), `[T, K]` (1 unless the rule is the mask)
   std::vector<int32_t> topk_ids;       //!< c where m̂ = 1, else −1, `[T, K]`
   std::vector<Real> topk_weights;      //!< ĝ = g · m̂, `[T, K]`
   std::vector<int32_t> active_count;   //!< Σ_k m̂ per token, `[T]`
@@ -143,11 +152,36 @@ inline std::vector<int32_t> top_k_candidates(const std::vector<double>& keys, in
   return order;
 }
 
-//! Routes T tokens: Top-K candidates, gate weights and the BEAM mask (formulas in the file
+//! m̂ of token t's candidate slots `c` under the routing rule and the cap (routing_rule), from
+//! its scores s and renormalisation divisor S: q_k = s_{c_k} / S in float; top-p adds the q in
+//! slot order in float, as the device does.
+template <class Real>
+std::vector<bool> rule_keeps(const std::vector<int32_t>& c, const std::vector<double>& s, double norm, int64_t t,
+                             const matrix_view<Real>& mask_logits, const routing_options& options) {
+  std::vector<bool> keep(c.size(), false);
+  float mass_before = 0.0f;
+  int kept = 0;
+  for (size_t k = 0; k < c.size(); ++k) {
+    if (c[k] < 0) break;  // empty slots come last
+    const float q = float(s[size_t(c[k])] / norm);
+    switch (options.rule) {
+      case routing_rule::top_k: keep[k] = true; break;
+      case routing_rule::mask: keep[k] = mask_keeps(double(mask_logits(t, c[k]))); break;
+      case routing_rule::top_p: keep[k] = mass_before < options.top_p; break;
+      case routing_rule::threshold: keep[k] = q >= options.threshold; break;
+    }
+    mass_before += q;
+    if (options.max_active > 0 && kept == options.max_active) keep[k] = false;
+    kept += keep[k] ? 1 : 0;
+  }
+  return keep;
+}
+
+//! Routes T tokens: Top-K candidates, gate weights and the routing rule (formulas in the file
 //! comment).
 //!
 //! @param router_logits  r, a `T × E` view (e.g. the first half of a `[T, 2E]` array)
-//! @param mask_logits    z, a `T × E` view; ignored (may be empty) when the mask is off
+//! @param mask_logits    z, a `T × E` view; ignored (may be empty) unless the rule is the mask
 //! @throws std::invalid_argument for K ∉ [1, E], T < 0 or mismatched views
 //!
 //! @code
@@ -166,9 +200,12 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
   if (!valid_groups(options, experts)) {
     throw std::invalid_argument("route_and_mask: groups must divide E, top_groups ∈ [1, G], K ≤ top_groups·E/G");
   }
+  if (!valid_rule(options)) {
+    throw std::invalid_argument("route_and_mask: unknown rule, top_p ≤ 0, NaN threshold or max_active ∉ [0, K]");
+  }
   if (tokens < 0) throw std::invalid_argument("route_and_mask: negative T");
   check_view(router_logits, tokens, experts, "route_and_mask: router_logits");
-  if (options.mask_enabled) check_view(mask_logits, tokens, experts, "route_and_mask: mask_logits");
+  if (uses_mask(options)) check_view(mask_logits, tokens, experts, "route_and_mask: mask_logits");
 
   routing_result<Real> out;
   out.tokens = tokens;
@@ -202,19 +239,18 @@ routing_result<Real> route_and_mask(const matrix_view<Real>& router_logits,
       for (int32_t e : c) sum += e >= 0 ? s[e] : 0.0;
       norm = sum > 0.0 ? sum : 1.0;  // all-zero candidate scores keep g = 0
     }
+    const std::vector<bool> keep = rule_keeps(c, s, norm, t, mask_logits, options);
     for (int k = 0; k < top_k; ++k) {
       const size_t slot = static_cast<size_t>(t * top_k + k);
       const int32_t e = c[k];
       out.candidate_ids[slot] = e;
       if (e < 0) continue;
       const double g = double(options.routed_scaling_factor) * s[e] / norm;
-      const double z = options.mask_enabled ? double(mask_logits(t, e)) : 0.0;
-      const bool keep = !options.mask_enabled || mask_keeps(z);
       out.gate_weights[slot] = Real(g);
-      out.mask_probs[slot] = options.mask_enabled ? Real(sigmoid(z)) : Real(1);
-      out.topk_ids[slot] = keep ? e : -1;
-      out.topk_weights[slot] = keep ? Real(g) : Real(0);
-      out.active_count[t] += keep ? 1 : 0;
+      out.mask_probs[slot] = uses_mask(options) ? Real(sigmoid(double(mask_logits(t, e)))) : Real(1);
+      out.topk_ids[slot] = keep[k] ? e : -1;
+      out.topk_weights[slot] = keep[k] ? Real(g) : Real(0);
+      out.active_count[t] += keep[k] ? 1 : 0;
     }
   }
   return out;

@@ -33,7 +33,7 @@ struct routing_grads {
   std::vector<Real> d_gate;           //!< ∂L/∂g `[T, K]`
   std::vector<Real> d_mask;           //!< ∂L/∂m̂ `[T, K]`
   std::vector<Real> d_router_logits;  //!< ∂L/∂r `[T, E]`
-  std::vector<Real> d_mask_logits;    //!< ∂L/∂z `[T, E]` (zero with the mask off)
+  std::vector<Real> d_mask_logits;    //!< ∂L/∂z `[T, E]` (zero unless the rule is the mask)
 };
 
 //! Throws `std::invalid_argument` unless `fwd` is a well-formed routing of T tokens over E
@@ -64,7 +64,7 @@ void check_grad(const routing_result<Real>& fwd, const std::vector<Real>& grad, 
 //! and ∂L/∂g, ∂L/∂m̂, ∂L/∂z as in the file comment. The selection (and its bias) is
 //! piecewise constant and has no gradient.
 //!
-//! @param mask_logits  z, a `T × E` view; ignored (may be empty) when the mask was off
+//! @param mask_logits  z, a `T × E` view; ignored (may be empty) unless the rule was the mask
 //! @throws std::invalid_argument for mismatched views, a malformed `fwd` or null ∂L/∂ĝ
 template <class Real>
 routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
@@ -73,7 +73,7 @@ routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
                                      const non_deduced<Real>* d_topk_weights) {
   const routing_options& options = fwd.options;
   check_routing(fwd, &router_logits, "routing_backward: router_logits");
-  if (options.mask_enabled) check_routing(fwd, &mask_logits, "routing_backward: mask_logits");
+  if (uses_mask(options)) check_routing(fwd, &mask_logits, "routing_backward: mask_logits");
   if (fwd.tokens > 0 && !d_topk_weights) throw std::invalid_argument("routing_backward: null ∂L/∂ĝ");
   const int64_t T = fwd.tokens, E = fwd.experts;
   const int K = fwd.top_k;
@@ -98,7 +98,7 @@ routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
       const double d_mask = d_hat * double(fwd.gate_weights[slot]);
       grads.d_gate[slot] = Real(d_gate);
       grads.d_mask[slot] = Real(d_mask);
-      if (options.mask_enabled) {
+      if (uses_mask(options)) {
         grads.d_mask_logits[t * E + e] = Real(ste_backward(d_mask, double(mask_logits(t, e))));
       }
       d_score[e] = lambda * d_gate;
@@ -125,21 +125,21 @@ routing_grads<Real> routing_backward(const routing_result<Real>& fwd,
   return grads;
 }
 
-//! L_reg = (1/(T·K)) Σ_{t,k} m_{t,k} over the candidate slots; 0 when T = 0 or the mask is off.
+//! L_reg = (1/(T·K)) Σ_{t,k} m_{t,k} over the candidate slots; 0 when T = 0 or the rule is not the mask.
 template <class Real>
 double l_reg(const routing_result<Real>& fwd) {
-  if (fwd.tokens == 0 || !fwd.options.mask_enabled) return 0.0;
+  if (fwd.tokens == 0 || !uses_mask(fwd.options)) return 0.0;
   double sum = 0.0;
   for (Real m : fwd.mask_probs) sum += double(m);
   return sum / double(fwd.tokens * fwd.top_k);
 }
 
 //! d_mask_logits[t, c] += β · σ'(z_{t,c}) / (T·K) for every candidate c (∂(β·L_reg)/∂z);
-//! nothing when the mask is off.
+//! nothing unless the rule is the mask.
 template <class Real>
 void add_l_reg_grad(const routing_result<Real>& fwd, const matrix_view<Real>& mask_logits,
                     double beta, std::vector<Real>& d_mask_logits) {
-  if (!fwd.options.mask_enabled) return;
+  if (!uses_mask(fwd.options)) return;
   check_routing(fwd, &mask_logits, "add_l_reg_grad: mask_logits");
   check_grad(fwd, d_mask_logits, "add_l_reg_grad");
   const int64_t T = fwd.tokens, E = fwd.experts;

@@ -17,7 +17,7 @@ namespace beam::device {
 
 //! Outputs of `aux_losses`, all optional, in device memory.
 struct aux_loss_outputs {
-  float* l_reg = nullptr;              //!< L_reg (0 when the mask is off)
+  float* l_reg = nullptr;              //!< L_reg (0 unless the rule is the mask)
   float* balance_loss = nullptr;       //!< L_bal
   float* balance_fractions = nullptr;  //!< f `[E]`: the input of route_backward's balance term
   float* mean_probs = nullptr;         //!< P `[E]`
@@ -33,8 +33,8 @@ struct aux_loss_outputs {
 //!
 //! @tparam LogitT  float, __half or __nv_bfloat16
 //! @return cudaErrorInvalidValue, writing nothing, when E, K or T are invalid as for
-//!         route_and_mask; T > 0 and a null or narrow logit array that is needed (z only with
-//!         the mask on and `l_reg` requested) or null `candidate_ids`; `workspace_bytes` below
+//!         route_and_mask; T > 0 and a null or narrow logit array that is needed (z only under
+//!         the mask rule with `l_reg` requested) or null `candidate_ids`; `workspace_bytes` below
 //!         the queried size; else the status of the launches.
 template <class LogitT>
 [[nodiscard]] cudaError_t aux_losses(void* workspace, size_t& workspace_bytes, const routing_logits<LogitT>& logits,
@@ -62,7 +62,7 @@ cudaError_t aux_losses(void* workspace, size_t& workspace_bytes, const routing_l
     return cudaSuccess;
   }
   if (workspace_bytes < layout.bytes) return cudaErrorInvalidValue;
-  const bool l_reg = options.mask_enabled && out.l_reg;
+  const bool l_reg = uses_mask(options) && out.l_reg;
   if (tokens > 0) {
     if (!logits.router || logits.router_stride < num_experts || !candidate_ids) return cudaErrorInvalidValue;
     if (l_reg && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;

@@ -16,7 +16,7 @@ namespace beam::device {
 template <class LogitT>
 struct routing_logits {
   const LogitT* router = nullptr;
-  const LogitT* mask = nullptr;  //!< unused when the mask is off
+  const LogitT* mask = nullptr;  //!< unused unless the rule is the mask
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
 };
@@ -38,15 +38,16 @@ struct routing_outputs {
 inline constexpr int max_route_experts = 512;
 inline constexpr int max_route_top_k = 16;
 
-//! Routes T tokens: Top-K candidates, gate weights and the BEAM mask, one warp per token.
+//! Routes T tokens: Top-K candidates, gate weights and the routing rule (the BEAM mask, top-p,
+//! threshold, a cap), one warp per token.
 //! Telemetry outputs, when given, are zeroed first and then counted on the device (no host
 //! synchronisation; capturable in a CUDA graph). Equal inputs give bitwise equal outputs.
 //!
 //! @tparam LogitT  float, __half or __nv_bfloat16
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0; E ∉ [1, 512]; K ∉ [1, min(E, 16)];
-//!         T > 0 and a null router pointer, a null mask pointer with the mask on, or a null
+//!         T > 0 and a null router pointer, a null mask pointer under the mask rule, or a null
 //!         `topk_ids` / `topk_weights`; a row stride < E; groups that do not fit E
-//!         (`valid_groups`); `expert_counts` (int32) with
+//!         (`valid_groups`); a malformed rule (`valid_rule`); `expert_counts` (int32) with
 //!         T > 2³¹ − 1; else the launch's status.
 //!         T = 0 succeeds (telemetry zeroed).
 //!
@@ -75,9 +76,10 @@ cudaError_t check_route_arguments(const routing_logits<LogitT>& logits, int64_t 
   if (tokens < 0 || num_experts < 1 || num_experts > max_route_experts) return cudaErrorInvalidValue;
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
   if (!valid_groups(options, num_experts)) return cudaErrorInvalidValue;
+  if (!valid_rule(options)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (!logits.router || logits.router_stride < num_experts) return cudaErrorInvalidValue;
-  if (options.mask_enabled && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (uses_mask(options) && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
   if (!out.topk_ids || !out.topk_weights) return cudaErrorInvalidValue;
   if (out.expert_counts && tokens > INT32_MAX) return cudaErrorInvalidValue;  // a count reaches T
   return cudaSuccess;

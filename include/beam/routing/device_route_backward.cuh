@@ -25,7 +25,7 @@ struct routing_gradients {
 //! The auxiliary losses of L = L_task + α·L_bal + β·L_reg whose gradients the backward adds.
 struct aux_loss_terms {
   float balance = 0.0f;                      //!< α
-  float l_reg = 0.0f;                        //!< β (ignored when the mask is off)
+  float l_reg = 0.0f;                        //!< β (ignored unless the rule is the mask)
   const float* balance_fractions = nullptr;  //!< f[E] from `aux_losses`; required when α ≠ 0
 };
 
@@ -42,7 +42,7 @@ struct aux_loss_terms {
 //! @tparam LogitT  float, __half or __nv_bfloat16
 //! @tparam GradT   float, __half or __nv_bfloat16
 //! @param options  the forward's options
-//! @return cudaErrorInvalidValue, writing nothing, when E, K or T are invalid as for
+//! @return cudaErrorInvalidValue, writing nothing, when E, K, T or the rule are invalid as for
 //!         route_and_mask; T > 0 and a null or narrow (stride < E) logit or gradient array
 //!         that the options need, null `candidate_ids` or `d_topk_weights`, α ≠ 0 without
 //!         `balance_fractions`, or a non-finite α or β; else the launch's status.
@@ -70,11 +70,12 @@ cudaError_t check_route_backward_arguments(const routing_logits<LogitT>& logits,
   if (tokens < 0 || num_experts < 1 || num_experts > max_route_experts) return cudaErrorInvalidValue;
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
   if (!std::isfinite(aux.balance) || !std::isfinite(aux.l_reg)) return cudaErrorInvalidValue;
+  if (!valid_rule(options)) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (!logits.router || logits.router_stride < num_experts) return cudaErrorInvalidValue;
   if (!grads.d_router || grads.d_router_stride < num_experts) return cudaErrorInvalidValue;
-  if (options.mask_enabled && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
-  if (options.mask_enabled && (!grads.d_mask || grads.d_mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (uses_mask(options) && (!logits.mask || logits.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (uses_mask(options) && (!grads.d_mask || grads.d_mask_stride < num_experts)) return cudaErrorInvalidValue;
   if (!candidate_ids || !d_topk_weights) return cudaErrorInvalidValue;
   if (aux.balance != 0.0f && !aux.balance_fractions) return cudaErrorInvalidValue;
   return cudaSuccess;
@@ -93,7 +94,7 @@ cudaError_t route_backward(const routing_logits<LogitT>& logits, int64_t tokens,
     return status;
   }
   warp::aux_grad_scales scales;
-  scales.l_reg_scale = options.mask_enabled ? float(double(aux.l_reg) / (double(tokens) * options.top_k)) : 0.0f;
+  scales.l_reg_scale = uses_mask(options) ? float(double(aux.l_reg) / (double(tokens) * options.top_k)) : 0.0f;
   scales.balance_scale = float(double(aux.balance) * num_experts / double(tokens));
   scales.balance_fractions = aux.balance_fractions;
   return beam::detail::dispatch_max_experts(num_experts, [&](auto max_experts) {

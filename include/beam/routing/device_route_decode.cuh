@@ -42,8 +42,8 @@ inline constexpr int max_decode_experts = 256;
 //! stale value goes unnoticed.
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
-//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K or groups
-//!         invalid as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
+//! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K, groups or
+//!         rule invalid as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
 //!         `topk_ids` or `topk_weights`; a shared gate (router_logits and moe_forward compute
 //!         it); a pointer not 16-byte aligned, or H or a row stride
 //!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
@@ -79,6 +79,7 @@ inline cudaError_t check_route_decode_shape(int64_t tokens, int hidden_size, int
   }
   if (options.top_k < 1 || options.top_k > max_route_top_k || options.top_k > num_experts) return cudaErrorInvalidValue;
   if (!valid_groups(options, num_experts)) return cudaErrorInvalidValue;
+  if (!valid_rule(options)) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 
@@ -88,7 +89,7 @@ cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, in
                                       const routing_outputs& out) {
   if (tokens == 0) return cudaSuccess;
   if (const cudaError_t status =
-          check_router_inputs(hidden, hidden_stride, hidden_size, weights, options.mask_enabled);
+          check_router_inputs(hidden, hidden_stride, hidden_size, weights, uses_mask(options));
       status != cudaSuccess) {
     return status;
   }
@@ -109,7 +110,7 @@ cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden
                                 float* shared_gate_logits, cudaStream_t stream) {
   namespace bd = beam::detail;
   const bd::decode_workspace layout(tokens, num_experts);
-  const int rows = (options.mask_enabled ? 2 * num_experts : num_experts) + (weights.shared_gate ? 1 : 0);
+  const int rows = (uses_mask(options) ? 2 * num_experts : num_experts) + (weights.shared_gate ? 1 : 0);
   const dim3 grid(unsigned((rows + bd::decode_rows - 1) / bd::decode_rows),
                   unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
   const bd::compact_plan plan(compaction);

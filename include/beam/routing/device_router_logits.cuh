@@ -16,7 +16,7 @@ namespace beam::device {
 template <class WeightT>
 struct router_weights {
   const WeightT* router = nullptr;
-  const WeightT* mask = nullptr;  //!< unused when the mask is off
+  const WeightT* mask = nullptr;  //!< unused unless the rule is the mask
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
   const WeightT* shared_gate = nullptr;  //!< optional w_g `[H]`: Qwen2-MoE's shared expert gate,
@@ -28,7 +28,7 @@ struct router_weights {
 //! them as `routing_logits<float>`.
 struct logits_outputs {
   float* router = nullptr;
-  float* mask = nullptr;  //!< unused when the mask is off
+  float* mask = nullptr;  //!< unused unless the rule is the mask
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
   float* shared_gate = nullptr;  //!< `[T]`: x·w_g, with router_weights::shared_gate
@@ -37,10 +37,11 @@ struct logits_outputs {
 //! Largest E router_logits takes (its 2E rows tile a grid dimension of 2¹⁶ − 1 blocks).
 inline constexpr int max_router_experts = 1 << 20;
 
-//! r = x·W_rᵀ and, with `mask_enabled`, z = x·W_mᵀ (and x·w_g with a shared gate) for T
-//! tokens, fp32 accumulation on the tensor cores in the order of warp_router_logits.cuh: a token's logits have the same bits
-//! whatever T, its place in the batch and the other tokens, and equal route_decode's (so its
-//! routing does too), on one architecture. One launch of 64 × 64 output tiles.
+//! r = x·W_rᵀ and, `with_mask` (`uses_mask(options)`), z = x·W_mᵀ (and x·w_g with a shared
+//! gate) for T tokens, fp32 accumulation on the tensor cores in the order of
+//! warp_router_logits.cuh: a token's logits have the same bits whatever T, its place in the
+//! batch and the other tokens, and equal route_decode's (so its routing does too), on one
+//! architecture. One launch of 64 × 64 output tiles.
 //! Capturable in a CUDA graph.
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
@@ -58,7 +59,7 @@ inline constexpr int max_router_experts = 1 << 20;
 //! @endcode
 template <class T>
 [[nodiscard]] cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
-                                        const router_weights<T>& weights, int num_experts, bool mask_enabled,
+                                        const router_weights<T>& weights, int num_experts, bool with_mask,
                                         const logits_outputs& out, cudaStream_t stream = nullptr);
 
 }  // namespace beam::device
@@ -73,14 +74,14 @@ namespace detail {
 //! whose length and strides are whole 16-byte vectors.
 template <class T>
 cudaError_t check_router_inputs(const T* hidden, int64_t hidden_stride, int hidden_size,
-                                const router_weights<T>& weights, bool mask_enabled) {
+                                const router_weights<T>& weights, bool with_mask) {
   constexpr int64_t vector = 16 / sizeof(T);
   const auto valid_matrix = [&](const T* data, int64_t stride) {
     return data && reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride >= hidden_size && stride % vector == 0;
   };
   if (hidden_size % vector != 0 || !valid_matrix(hidden, hidden_stride)) return cudaErrorInvalidValue;
   if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
-  if (mask_enabled && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
+  if (with_mask && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
   if (weights.shared_gate && reinterpret_cast<uintptr_t>(weights.shared_gate) % 16 != 0) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
@@ -89,7 +90,7 @@ cudaError_t check_router_inputs(const T* hidden, int64_t hidden_stride, int hidd
 
 template <class T>
 cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
-                          const router_weights<T>& weights, int num_experts, bool mask_enabled,
+                          const router_weights<T>& weights, int num_experts, bool with_mask,
                           const logits_outputs& out, cudaStream_t stream) {
   static_assert(sizeof(T) == 2, "16-bit hidden states and weights (the tensor cores' bf16 or fp16)");
   if (tokens < 0 || num_experts < 1 || num_experts > max_router_experts || hidden_size < 1 ||
@@ -97,15 +98,15 @@ cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens
     return cudaErrorInvalidValue;
   }
   if (tokens == 0) return cudaSuccess;
-  if (const cudaError_t status = detail::check_router_inputs(hidden, hidden_stride, hidden_size, weights, mask_enabled);
+  if (const cudaError_t status = detail::check_router_inputs(hidden, hidden_stride, hidden_size, weights, with_mask);
       status != cudaSuccess) {
     return status;
   }
   if (!out.router || out.router_stride < num_experts) return cudaErrorInvalidValue;
-  if (mask_enabled && (!out.mask || out.mask_stride < num_experts)) return cudaErrorInvalidValue;
+  if (with_mask && (!out.mask || out.mask_stride < num_experts)) return cudaErrorInvalidValue;
   if (weights.shared_gate && !out.shared_gate) return cudaErrorInvalidValue;
   namespace bd = beam::detail;
-  const int mask_rows = mask_enabled ? num_experts : 0;
+  const int mask_rows = with_mask ? num_experts : 0;
   const int64_t rows = int64_t(num_experts) + mask_rows + (weights.shared_gate ? 1 : 0);
   const int64_t token_tiles = (tokens + bd::router_tile - 1) / bd::router_tile;
   const int64_t row_tiles = (rows + bd::router_tile - 1) / bd::router_tile;

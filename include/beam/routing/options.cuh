@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "beam/core/macros.cuh"
+
 namespace beam {
 
 //! How router logits become expert scores.
@@ -12,7 +14,18 @@ enum class score_function {
   sigmoid,  //!< s_e = σ(r_e) (DeepSeek-V3, usually with a selection bias and renormalize)
 };
 
-//! Routing options; the defaults are plain softmax Top-K with the BEAM mask on.
+//! Which of a token's K candidates it keeps (m̂_k = 1: the pair gets GEMM rows and ĝ_k = g_k;
+//! m̂_k = 0: no rows, ĝ_k = 0). q_k = g_k / λ is slot k's probability (s_{c_k}, divided by the
+//! candidates' sum when renormalising); slots are in candidate order, best key first.
+enum class routing_rule {
+  top_k,      //!< m̂_k = 1: every candidate (plain Top-K)
+  mask,       //!< BEAM: m̂_k = 1[z_{c_k} ≥ 0], z the mask router's logits
+  top_p,      //!< m̂_k = 1[Σ_{j<k} q_j < p]: the shortest prefix whose mass reaches p (top-p routing,
+              //!< Huang et al. 2024); keeps slot 0 (p > 0)
+  threshold,  //!< m̂_k = 1[q_k ≥ τ]; may keep none
+};
+
+//! Routing options; the defaults are plain softmax Top-K with the BEAM mask.
 //! (Formulas: beam/reference/routing.cuh.)
 struct routing_options {
   int top_k = 1;                                  //!< K, 1 ≤ K ≤ E
@@ -21,7 +34,11 @@ struct routing_options {
   float routed_scaling_factor = 1.0f;             //!< λ
   const float* selection_bias = nullptr;          //!< b[E] added to the selection key only
                                                   //!< (device memory for device functions)
-  bool mask_enabled = true;                       //!< false: plain Top-K, m = m̂ = 1
+  routing_rule rule = routing_rule::mask;         //!< which candidates are kept (one code path for all)
+  float top_p = 1.0f;                             //!< p of routing_rule::top_p, > 0
+  float threshold = 0.0f;                         //!< τ of routing_rule::threshold, not NaN
+  int max_active = 0;                             //!< k_max ∈ [1, K]: a token keeps at most the first
+                                                  //!< k_max slots that its rule keeps; 0 = no cap
   int num_groups = 1;                             //!< G: experts in G contiguous groups of E / G
                                                   //!< (DeepSeek-V3: 8); 1 = no groups
   int top_groups = 1;                             //!< candidates only from the `top_groups` groups
@@ -34,6 +51,27 @@ struct routing_options {
                                                   //!< −1, weights and mask probabilities 0), so that no
                                                   //!< expert runs for them; n is clamped to [0, T]
 };
+
+//! Whether the BEAM mask router is used (its logits z are read; m = σ(z)).
+BEAM_HOST_DEVICE inline bool uses_mask(const routing_options& options) { return options.rule == routing_rule::mask; }
+
+//! Whether the rule options are well formed: a known rule, p > 0, τ not NaN, k_max ∈ [0, K].
+inline bool valid_rule(const routing_options& options) {
+  switch (options.rule) {
+    case routing_rule::top_k:
+    case routing_rule::mask:
+      break;
+    case routing_rule::top_p:
+      if (!(options.top_p > 0.0f)) return false;
+      break;
+    case routing_rule::threshold:
+      if (options.threshold != options.threshold) return false;
+      break;
+    default:
+      return false;
+  }
+  return options.max_active >= 0 && options.max_active <= options.top_k;
+}
 
 //! Largest G (`routing_options::num_groups`).
 inline constexpr int max_route_groups = 32;

@@ -1,5 +1,6 @@
 //! @file
-//! Warp-level routing of one token: Top-K candidates, gate weights and the BEAM mask, with
+//! Warp-level routing of one token: Top-K candidates, gate weights and the routing rule (the
+//! BEAM mask, top-p, threshold, a cap), with
 //! the formulas, tie and NaN/Inf rules of beam/reference/routing.cuh.
 #pragma once
 
@@ -18,8 +19,8 @@ namespace beam::warp {
 struct routed_slot {
   int32_t candidate = -1;  //!< c_k; −1 when the token has fewer than k + 1 non-NaN keys
   float gate = 0.0f;       //!< g_k
-  float mask_prob = 0.0f;  //!< m_k = σ(z_{c_k}) (1 with the mask off, 0 for an empty slot)
-  bool keep = false;       //!< m̂_k = 1[z_{c_k} ≥ 0] (true with the mask off)
+  float mask_prob = 0.0f;  //!< m_k = σ(z_{c_k}) (1 under a rule other than the mask, 0 for an empty slot)
+  bool keep = false;       //!< m̂_k of the routing rule (the mask: 1[z_{c_k} ≥ 0])
 
   //! topk_id: c_k if kept, else −1.
   __device__ int32_t id() const { return keep ? candidate : -1; }
@@ -102,7 +103,8 @@ __device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, c
 }  // namespace detail
 
 //! Routes one token with one warp: all 32 lanes call it with the same arguments (uniform
-//! control flow), and lane k < K receives candidate slot k; other lanes get an empty slot.
+//! control flow), and lane k < K receives candidate slot k, kept or not by `options.rule`;
+//! other lanes get an empty slot.
 //!
 //! Keys (r + b for softmax, σ(r) + b for sigmoid, in float) are compared as order-preserving
 //! integers with the expert index as the tie-break (lower wins); NaN keys are never selected.
@@ -113,9 +115,10 @@ __device__ void limit_to_top_groups(uint32_t (&key)[PerLane], int num_experts, c
 //!                     MaxExperts / 32 logits in registers)
 //! @tparam LogitT      float, __half or __nv_bfloat16
 //! @param router_row   r[E] of this token
-//! @param mask_row     z[E] of this token; unused when `options.mask_enabled` is false
+//! @param mask_row     z[E] of this token; unused under a rule other than the mask
 //! @param num_experts  E ≤ MaxExperts
-//! @param options      K ≤ 32 and the score function, renormalisation, scaling, bias, mask
+//! @param options      K ≤ 32 and the score function, renormalisation, scaling, bias, groups,
+//!                     rule (`valid_rule`)
 //!
 //! @code
 //! // One warp per token inside a user kernel:
@@ -187,16 +190,13 @@ __device__ routed_slot route_token(const LogitT* router_row, const LogitT* mask_
   const bool holds = lane < options.top_k && slot.candidate >= 0;
   const float sum = detail::renormalization_sum(my_score, holds, options);
   const float norm = sum > 0.0f ? sum : 1.0f;  // all-zero candidate scores keep g = 0
+  const bool masked = uses_mask(options);
+  const float z = holds && masked ? to_float(mask_row[slot.candidate]) : 0.0f;
+  const float probability = holds ? my_score / norm : 0.0f;
+  slot.keep = detail::rule_keeps(holds, probability, z, options);
   if (holds) {
     slot.gate = options.routed_scaling_factor * my_score / norm;
-    if (options.mask_enabled) {
-      const float z = to_float(mask_row[slot.candidate]);
-      slot.mask_prob = sigmoid(z);
-      slot.keep = mask_keeps(z);
-    } else {
-      slot.mask_prob = 1.0f;
-      slot.keep = true;
-    }
+    slot.mask_prob = masked ? sigmoid(z) : 1.0f;
   }
   return slot;
 }

@@ -1,5 +1,5 @@
 //! @file
-//! Warp-level backward of one token's routing through the BEAM mask (STE), with the
+//! Warp-level backward of one token's routing through its rule (the BEAM mask: the STE), with the
 //! gradients of the auxiliary losses folded in. Formulas: beam/reference/training.cuh.
 #pragma once
 
@@ -26,8 +26,9 @@ struct aux_grad_scales {
 
 //! Backward of `route_token` for one token with one warp: all 32 lanes call it with the same
 //! row pointers, and lane k < K passes slot k's candidate c_k (from the forward) and ∂L/∂ĝ_k.
-//! The scores, gates and hard mask are recomputed from the logits exactly as the forward
-//! computed them, then
+//! The scores, gates and the rule's m̂ are recomputed from the logits exactly as the forward
+//! computed them, then (the ∂L/∂z term for the mask rule only; the other rules' m̂ is a step
+//! function of g with no gradient)
 //!   ∂L/∂g_k = ∂L/∂ĝ_k · m̂_k,   ∂L/∂m̂_k = ∂L/∂ĝ_k · g_k,   ∂L/∂z_{c_k} = ∂L/∂m̂_k · σ'(z_{c_k})
 //!   ∂L/∂s_{c_k} = λ ∂L/∂g_k, or λ(∂L/∂g_k − Σ_i ∂L/∂g_i s_i)/S when renormalised (S > 0,
 //!   s_i = score_i/S)
@@ -43,7 +44,8 @@ struct aux_grad_scales {
 //! @tparam GradT       storage type of the gradients
 //! @param candidate    lane k < K: c_k (−1 for an empty slot); other lanes: ignored
 //! @param d_weight     lane k < K: ∂L/∂ĝ_k (every candidate, masked ones included)
-//! @param d_mask_row   ∂L/∂z[E]; may be null when the mask is off (nothing is written then)
+//! @param d_mask_row   ∂L/∂z[E]; may be null under a rule other than the mask (nothing is
+//!                     written then)
 //!
 //! @code
 //! // Inside a user kernel, one warp per token t (int64_t), after the forward saved candidate_ids:
@@ -76,23 +78,24 @@ __device__ void route_token_backward(const LogitT* router_row, const LogitT* mas
 
   // Slot k on lane k: the forward's score, gate and mask decision, recomputed bit for bit.
   const bool holds = lane < K && candidate >= 0 && candidate < num_experts;
+  const bool masked = uses_mask(options);
   float score = 0.0f, z = 0.0f;
   if (holds) {
     const float r = to_float(router_row[candidate]);
     score = softmax ? detail::softmax_numerator(r, max_logit) / denominator : sigmoid(r);
-    if (options.mask_enabled) z = to_float(mask_row[candidate]);
+    if (masked) z = to_float(mask_row[candidate]);
   }
   const float sum = detail::renormalization_sum(score, holds, options);
   const float norm = sum > 0.0f ? sum : 1.0f;
   const float lambda = options.routed_scaling_factor;
   const float gate = lambda * score / norm;
-  const bool keep = !options.mask_enabled || mask_keeps(z);
-  const float d_gate = holds && keep ? d_weight : 0.0f;
+  const bool keep = detail::rule_keeps(holds, holds ? score / norm : 0.0f, z, options);
+  const float d_gate = keep ? d_weight : 0.0f;
   // Renormalised: λ(∂L/∂g_k − Σ_i ∂L/∂g_i s_i)/S with the shares s_i = score_i/S, which sum to 1
   // exactly for K = 1, so that the routing term is exactly 0 there (g ≡ λ has no gradient).
   float d_score = lambda * d_gate;
   if (sum > 0.0f) d_score = lambda * (d_gate - detail::warp_sum(d_gate * (score / sum))) / sum;
-  const float d_z = holds && options.mask_enabled
+  const float d_z = holds && masked
                         ? ste_backward(d_weight * gate, z) + l_reg_term_grad(z, aux.l_reg_scale)
                         : 0.0f;
   const float p_dot_d = softmax ? detail::warp_sum(holds ? score * d_score : 0.0f) : 0.0f;

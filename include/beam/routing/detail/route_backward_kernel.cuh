@@ -27,8 +27,8 @@ __global__ void __launch_bounds__(route_block_threads)
     const bool slot = lane < K;
     const int32_t candidate = slot ? candidate_ids[t * K + lane] : -1;
     const float d_weight = slot ? d_topk_weights[t * K + lane] : 0.0f;
-    const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
-    GradT* d_mask_row = options.mask_enabled ? grads.d_mask + t * grads.d_mask_stride : nullptr;
+    const LogitT* mask_row = uses_mask(options) ? logits.mask + t * logits.mask_stride : nullptr;
+    GradT* d_mask_row = uses_mask(options) ? grads.d_mask + t * grads.d_mask_stride : nullptr;
     warp::route_token_backward<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options,
                                            candidate, d_weight, scales, grads.d_router + t * grads.d_router_stride,
                                            d_mask_row);

@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
 
   // Phase 1: rows [r0, r0 + 16) of [W_r; W_m] against tokens [t0, t0 + tile), round by round.
   const int r0 = int(blockIdx.x) * decode_rows;
-  const int mask_rows = options.mask_enabled ? num_experts : 0;
+  const int mask_rows = uses_mask(options) ? num_experts : 0;
   const int rows = num_experts + mask_rows + (weights.shared_gate ? 1 : 0);
   const int64_t t0 = int64_t(blockIdx.y) * decode_token_tile;
   const int tile = int(tokens - t0 < decode_token_tile ? tokens - t0 : decode_token_tile);
@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
     for (int j = 0; j < per_lane; ++j) {
       const int e = lane + 32 * j;
       r[j] = e < num_experts ? __ldcg(logits + t * logits_stride + e) : 0.0f;
-      z[j] = e < num_experts && options.mask_enabled ? __ldcg(logits + t * logits_stride + num_experts + e) : 0.0f;
+      z[j] = e < num_experts && uses_mask(options) ? __ldcg(logits + t * logits_stride + num_experts + e) : 0.0f;
     }
 #pragma unroll
     for (int j = 0; j < per_lane; ++j) {

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(route_block_threads)
   for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < tokens; t += warps) {
     warp::routed_slot s;  // empty for padding
     if (t < routed) {
-      const LogitT* mask_row = options.mask_enabled ? logits.mask + t * logits.mask_stride : nullptr;
+      const LogitT* mask_row = uses_mask(options) ? logits.mask + t * logits.mask_stride : nullptr;
       s = warp::route_token<MaxExperts>(logits.router + t * logits.router_stride, mask_row, num_experts, options);
     }
     store_routed_token(out, t, options.top_k, s);

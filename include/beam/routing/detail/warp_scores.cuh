@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "beam/core/dtype.cuh"
+#include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/routing/options.cuh"
 
@@ -71,6 +72,32 @@ __device__ float softmax_numerators(const float (&logit)[PerLane], float max_log
 //! double-precision reference still renormalises.
 __device__ inline float renormalization_sum(float score, bool holds, const routing_options& options) {
   return options.renormalize ? warp_sum(holds ? score : 0.0f) : 0.0f;
+}
+
+//! m̂ of the slot on this lane under `options.rule` and the cap k_max (routing_rule); warp-uniform.
+//! `holds`: the lane is a slot k < K with a candidate; `probability`: its q = s_c / S (0 when it
+//! holds none); `mask_logit`: its z (the mask rule only). Top-p's Σ_{j<k} q_j adds slot by slot
+//! in slot order, in float.
+__device__ inline bool rule_keeps(bool holds, float probability, float mask_logit, const routing_options& options) {
+  bool keep = holds;
+  if (options.rule == routing_rule::mask) {
+    keep = holds && mask_keeps(mask_logit);
+  } else if (options.rule == routing_rule::threshold) {
+    keep = holds && probability >= options.threshold;
+  } else if (options.rule == routing_rule::top_p) {
+    const int lane = int(lane_id());
+    float mass_before = 0.0f;
+    for (int k = 0; k < options.top_k; ++k) {
+      const float q = __shfl_sync(0xffffffffu, probability, k);
+      if (k < lane) mass_before += q;
+    }
+    keep = holds && mass_before < options.top_p;
+  }
+  if (options.max_active > 0) {
+    const unsigned before = __ballot_sync(0xffffffffu, keep) & ((1u << lane_id()) - 1u);
+    keep = keep && __popc(before) < options.max_active;
+  }
+  return keep;
 }
 
 }  // namespace beam::warp::detail
