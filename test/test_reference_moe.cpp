@@ -150,3 +150,52 @@ TEST_CASE("bad layer arguments throw") {
   w.w2 = nullptr;
   CHECK_THROWS_AS(ref::moe_experts_forward(x.data(), 1, w, bad_ids.data(), g.data(), 1), std::invalid_argument);
 }
+
+TEST_CASE("hand-worked zero-computation experts: zero, identity and constant terms join the sum; no rows") {
+  // The layer of the hand-worked case (E = 2) plus one zero (id 2), one identity (3) and one
+  // constant expert (4): W_c = [[1, 0], [0, 0]] gives ℓ = (x0, 0), v = {10, 20}.
+  const std::vector<double> w13 = {1, 0, 0, 1, /* expert 1 */ 0, 1, 1, 1};
+  const std::vector<double> w2 = {1, 2, /* expert 1 */ -1, 0.5};
+  const std::vector<double> w_c = {1, 0, 0, 0}, v = {10, 20};
+  ref::moe_weights<double> w{2, 1, 2, w13.data(), w2.data()};
+  w.zero_experts = w.identity_experts = w.constant_experts = 1;
+  w.constant_gate = w_c.data();
+  w.constant_vectors = v.data();
+  const std::vector<double> x = {1, 2, /* token 1 */ -1, 3};
+  const std::vector<int32_t> ids = {2, 3, 4, /* token 1 */ 0, 3, -1};
+  const std::vector<double> g = {0.5, 0.25, 2.0, 0.75, 0.5, 0.1};
+  const auto y = ref::moe_experts_forward(x.data(), 2, w, ids.data(), g.data(), 3);
+  const double a1 = 1.0 / (1.0 + std::exp(-1.0)), a2 = 1.0 - a1;  // softmax(1, 0)
+  CHECK(y[0] == doctest::Approx(0.25 * 1 + 2.0 * (a1 * 1 + a2 * 10)));  // the zero expert adds nothing
+  CHECK(y[1] == doctest::Approx(0.25 * 2 + 2.0 * (a1 * 2 + a2 * 20)));
+  const double a = silu(-1) * 3;  // token 1: expert 0, then x
+  CHECK(y[2] == doctest::Approx(0.75 * a + 0.5 * -1));
+  CHECK(y[3] == doctest::Approx(0.75 * 2 * a + 0.5 * 3));
+  // Every pair a zero-computation expert: no expert row at all.
+  const std::vector<int32_t> only = {2, 3, 4, 3, 2, 4};
+  CHECK(ref::compact(only.data(), 2, 3, 5, 0, 2).n_active == 0);
+  const auto z = ref::moe_experts_forward(x.data(), 2, w, only.data(), g.data(), 3);
+  const double b1 = 1.0 / (1.0 + std::exp(1.0)), b2 = 1.0 - b1;  // token 1: softmax(−1, 0)
+  CHECK(z[2] == doctest::Approx(0.75 * -1 + 0.1 * (b1 * -1 + b2 * 10)));
+  // An id past E + Z throws; so do negative counts and a constant expert without W_c.
+  const std::vector<int32_t> past = {5, -1, -1, -1, -1, -1};
+  CHECK_THROWS_AS(ref::moe_experts_forward(x.data(), 2, w, past.data(), g.data(), 3), std::invalid_argument);
+  ref::moe_weights<double> bad = w;
+  bad.constant_gate = nullptr;
+  CHECK_THROWS_AS(ref::moe_experts_forward(x.data(), 2, bad, ids.data(), g.data(), 3), std::invalid_argument);
+  bad = w;
+  bad.identity_experts = -1;
+  CHECK_THROWS_AS(ref::moe_experts_forward(x.data(), 2, bad, ids.data(), g.data(), 3), std::invalid_argument);
+
+  // moe_forward routes over E + Z = 5 router rows: a router that prefers the identity expert
+  // sends every token there, and y = ĝ · x.
+  std::vector<double> router(5 * 2, 0.0);
+  router[3 * 2 + 0] = router[3 * 2 + 1] = 1.0;  // expert 3's logit x0 + x1
+  ref::routing_options opt;
+  opt.top_k = 1;
+  opt.rule = beam::routing_rule::top_k;
+  const std::vector<double> positive = {1, 2, 0.5, 3};
+  const auto layer = ref::moe_forward(positive.data(), 2, w, router.data(), nullptr, opt);
+  CHECK(layer.routing.topk_ids == std::vector<int32_t>{3, 3});
+  for (int i = 0; i < 4; ++i) CHECK(layer.out[i] == doctest::Approx(layer.routing.topk_weights[i / 2] * positive[i]));
+}

@@ -70,26 +70,31 @@ struct problem {
   }
 };
 
-//! Every combination of scoring, renormalisation and routed scaling, plus the mask off and a
-//! selection bias.
+//! Every combination of scoring, renormalisation and routed scaling, plus a selection bias and
+//! the rules other than the mask (plain Top-K, top-p, threshold).
 std::vector<ref::routing_options> option_grid(int K, const float* bias) {
+  using rule = beam::routing_rule;
   std::vector<ref::routing_options> grid;
-  const auto add = [&](ref::score_function scoring, bool renormalize, float lambda, const float* b, bool mask) {
+  const auto add = [&](ref::score_function scoring, bool renormalize, float lambda, const float* b, rule r) {
     ref::routing_options opt;
     opt.top_k = K;
     opt.scoring = scoring;
     opt.renormalize = renormalize;
     opt.routed_scaling_factor = lambda;
     opt.selection_bias = b;
-    opt.rule = mask ? beam::routing_rule::mask : beam::routing_rule::top_k;
+    opt.rule = r;
+    opt.top_p = 0.6f;
+    opt.threshold = 0.15f;
     grid.push_back(opt);
   };
   for (auto scoring : {ref::score_function::softmax, ref::score_function::sigmoid}) {
     for (bool renormalize : {false, true}) {
-      for (float lambda : {1.0f, 2.5f}) add(scoring, renormalize, lambda, nullptr, true);
+      for (float lambda : {1.0f, 2.5f}) add(scoring, renormalize, lambda, nullptr, rule::mask);
     }
-    add(scoring, true, 1.0f, bias, true);       // selection bias
-    add(scoring, false, 1.0f, nullptr, false);  // mask off
+    add(scoring, true, 1.0f, bias, rule::mask);  // selection bias
+    add(scoring, false, 1.0f, nullptr, rule::top_k);
+    add(scoring, true, 2.5f, nullptr, rule::top_p);
+    add(scoring, false, 1.0f, nullptr, rule::threshold);
   }
   return grid;
 }
@@ -119,7 +124,7 @@ TEST_CASE("∂L/∂ĝ = ⟨∂L/∂y, E_c(x)⟩ for every candidate, masked ones
   check_close(analytic, numeric);
 }
 
-TEST_CASE("routing backward: score function, renormalisation, scaling, bias, mask off, STE") {
+TEST_CASE("routing backward: score function, renormalisation, scaling, bias, rules, STE") {
   const problem p;
   const auto upstream = beam::test::random_normal<double>(p.T * p.K, 87);  // ∂L/∂ĝ
   const auto bias = beam::test::random_normal<float>(p.E, 88, 0.0, 0.5);
@@ -266,4 +271,34 @@ TEST_CASE("mask off: L_reg is 0 and adds no gradient") {
   std::vector<double> d_mask(p.T * p.E, 0.0);
   ref::add_l_reg_grad<double>(fwd, {}, 1.0, d_mask);
   CHECK(d_mask == std::vector<double>(p.T * p.E, 0.0));
+}
+
+TEST_CASE("∂L/∂ĝ of zero-computation experts: ⟨∂L/∂y, E(x)⟩ with E(x) = 0, x or α₁x + α₂v") {
+  problem p;
+  p.E = 4;  // FFN experts 0..3; zero 4, identity 5 and 6, constant 7 and 8
+  ref::moe_weights<double> w = p.weights();
+  w.zero_experts = 1;
+  w.identity_experts = 2;
+  w.constant_experts = 2;
+  const std::vector<double> w_c = beam::test::random_normal<double>(2 * 2 * size_t(p.H), 87, 0, 0.5);
+  const std::vector<double> v = beam::test::random_normal<double>(2 * size_t(p.H), 88);
+  w.constant_gate = w_c.data();
+  w.constant_vectors = v.data();
+  const int64_t routed = p.E + w.zero_compute();
+  const std::vector<double> r = beam::test::random_normal<double>(size_t(p.T * routed), 89);
+  ref::routing_options opt;
+  opt.top_k = 6;
+  opt.rule = beam::routing_rule::top_k;
+  const auto fwd = ref::route_and_mask<double>({r.data(), p.T, routed, routed}, {}, opt);
+  int zero_compute_slots = 0;
+  for (int32_t c : fwd.candidate_ids) zero_compute_slots += c >= p.E;
+  REQUIRE(zero_compute_slots > 5);
+  const auto analytic = ref::topk_weight_grad(p.x.data(), w, fwd, p.dy.data());
+  const auto numeric = numeric_gradient(fwd.gate_weights, [&](const std::vector<double>& g_hat) {
+    return dot(p.dy, ref::moe_experts_forward(p.x.data(), p.T, w, fwd.candidate_ids.data(), g_hat.data(), 6));
+  });
+  check_close(analytic, numeric);
+  for (size_t s = 0; s < analytic.size(); ++s) {
+    if (fwd.candidate_ids[s] == 4) CHECK(analytic[s] == 0.0);  // the zero expert
+  }
 }

@@ -6,7 +6,8 @@
 //!   compact   masked pairs get no row, experts with no rows no tile
 //!   GEMM 1    A = silu(X W1ᵀ) ⊙ (X W3ᵀ) per expert, X rows gathered through sorted_pairs
 //!   GEMM 2    Yp = ĝ · A W2ᵀ per expert
-//!   combine   y_t = S(x_t) + Σ_k Yp[row(t, k)] + residual_t   (S: optional shared expert)
+//!   combine   y_t = S(x_t) + Σ_k Yp[row(t, k)] + residual_t   (S: optional shared expert; a
+//!             zero-computation expert's term, zero_compute_addends, in place of its row)
 //! At decode (the experts' GEMMs in the decode schedule: `automatic` takes it while T·K ≤ 16·E,
 //! so at every T ≤ 64 when K ≤ E/4) the stages after routing are two launches: GEMM 1 of the
 //! routed and the shared experts, then GEMM 2 of both, whose block that completes a column
@@ -55,6 +56,18 @@ struct moe_layer {
   //! give the shared expert and the residual to one rank only.
   int routed_experts = 0;
   const int32_t* expert_map = nullptr;
+  //! Zero-computation experts (MoE++, LongCat-Flash; device::zero_compute_addends): the
+  //! router's ids [E_routed, E_routed + Z), Z = zero + identity + constant, after the FFN
+  //! experts': no weights rows, no GEMM rows; the combine adds their terms. W_r (and W_m) then
+  //! have E_routed + Z ≤ 512 rows, and routing (the mask included) treats them as any expert.
+  int zero_experts = 0;                 //!< add nothing
+  int identity_experts = 0;             //!< add ĝ · x
+  int constant_experts = 0;             //!< C: add ĝ · (α₁ x + α₂ v_j), [α₁, α₂] = softmax(W_c[2j, 2j+1] · x)
+  const T* constant_gate = nullptr;     //!< W_c `[2C, H]`
+  const T* constant_vectors = nullptr;  //!< v `[C, H]`
+  //! Whether this call adds the zero-computation terms: under expert parallelism every rank
+  //! routes over them and exactly one adds them (as with the shared expert and the residual).
+  bool zero_compute_terms = true;
 };
 
 //! Where the layer writes: y `[T, H]`, optionally + a residual `[T, H]` (may be y itself:
@@ -68,7 +81,7 @@ struct moe_outputs {
   int32_t* topk_ids = nullptr;    //!< moe_forward: optional copy-free export (else in the workspace)
   float* topk_weights = nullptr;  //!< moe_forward: optional, ĝ
   unsigned long long* invalid_ids = nullptr;  //!< optional status word, zeroed by each call: ids
-                                              //!< < −1 or ≥ E_routed, or mapped outside [−1, E)
+                                              //!< < −1 or ≥ E_routed + Z, or mapped outside [−1, E)
                                               //!< by expert_map, skipped (a routing given to
                                               //!< moe_experts_forward)
   int32_t* topk_ids_or_zero = nullptr;  //!< moe_forward: optional, see routing_outputs
@@ -92,9 +105,11 @@ struct moe_outputs {
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
-//!         or both absent, or E_routed ∉ [E, 512]; K ∉ [1, min(16, E_routed)]; groups that do
-//!         not fit E_routed (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a query) T > 0 and a null
-//!         x, w13, w2, router, mask_router (mask rule), shared weights (I_s > 0) or out; a
+//!         or both absent, or E_routed ∉ [E, 512]; a negative count of zero-computation experts
+//!         or E_routed + Z > 512; K ∉ [1, min(16, E_routed + Z)]; groups that do not fit
+//!         E_routed + Z (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a
+//!         query) T > 0 and a null x, w13, w2, router, mask_router (mask rule), shared weights
+//!         (I_s > 0), constant_gate or constant_vectors (C > 0) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
@@ -108,8 +123,9 @@ template <class T>
                                       cudaStream_t stream = nullptr);
 
 //! The experts and the combine for a routing made elsewhere (an engine that routes itself):
-//! `topk_ids` `[T, K]` (−1 = masked; ids ≥ E_routed or < −1 are skipped) and ĝ = `topk_weights`
-//! `[T, K]`. Router fields of `layer` and `out.topk_ids` / `out.topk_weights` are not used. Same
+//! `topk_ids` `[T, K]` (−1 = masked; [E_routed, E_routed + Z): zero-computation experts; ids
+//! ≥ E_routed + Z or < −1 are skipped) and ĝ = `topk_weights` `[T, K]`. Router fields of
+//! `layer` (but constant_gate) and `out.topk_ids` / `out.topk_weights` are not used. Same
 //! workspace convention and errors as moe_forward (plus null topk_ids or topk_weights).
 template <class T>
 [[nodiscard]] cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
@@ -124,16 +140,29 @@ namespace beam::device {
 
 namespace detail {
 
-//! E_routed: the range of the routing's ids.
+//! E_routed: the range of the routing's FFN expert ids.
 template <class T>
 int routed_experts_of(const moe_layer<T>& layer) {
   return layer.expert_map ? layer.routed_experts : layer.experts;
 }
 
-//! compact's input for the layer's routing: the ids over E_routed, this rank's E experts.
+//! Z: the zero-computation experts after them.
+template <class T>
+int64_t zero_compute_experts_of(const moe_layer<T>& layer) {
+  return int64_t(layer.zero_experts) + layer.identity_experts + layer.constant_experts;
+}
+
+//! The router's experts (its rows, the range of the routing's ids): E_routed + Z.
+template <class T>
+int router_experts_of(const moe_layer<T>& layer) {
+  return int(routed_experts_of(layer) + zero_compute_experts_of(layer));
+}
+
+//! compact's input for the layer's routing: the ids over E_routed + Z, this rank's E experts.
 template <class T>
 compaction_input compaction_input_of(const moe_layer<T>& layer, const int32_t* topk_ids, int64_t tokens, int top_k) {
-  return {topk_ids, tokens, top_k, routed_experts_of(layer), 0, layer.experts, layer.expert_map};
+  return {topk_ids, tokens,           top_k, routed_experts_of(layer), 0, layer.experts, layer.expert_map,
+          int(zero_compute_experts_of(layer))};
 }
 
 //! Columns of each half of router_logits' float output [r | z]: E rounded up to 4, so that
@@ -145,7 +174,7 @@ struct moe_workspace {
   //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
   static constexpr size_t counter_bytes = workspace_counter_bytes;
   size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
-      expert_rows, shared_activations, shared_rows, shared_gate, bytes;
+      expert_rows, shared_activations, shared_rows, shared_gate, constant_logits, bytes;
 
   template <class T>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
@@ -153,7 +182,7 @@ struct moe_workspace {
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
     // The router region comes first, whatever T: its first counter_bytes are the completion
     // counters, which no call of another T or of moe_experts_forward writes otherwise.
-    const int routed = routed_experts_of(layer);
+    const int routed = router_experts_of(layer);
     const size_t router_bytes =
         !routes ? counter_bytes
         : tokens <= max_decode_tokens && routed <= max_decode_experts
@@ -179,6 +208,7 @@ struct moe_workspace {
     shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
     shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
     shared_gate = take(layer.shared_gate ? size_t(tokens) * sizeof(float) : 0);
+    constant_logits = take(size_t(tokens) * 2 * size_t(layer.constant_experts) * sizeof(float));
     bytes = at;
   }
   template <class U>
@@ -196,10 +226,11 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k
   }
   if ((layer.expert_map == nullptr) != (layer.routed_experts == 0)) return cudaErrorInvalidValue;  // both or neither
   if (layer.shared_gate && layer.shared_intermediate == 0) return cudaErrorInvalidValue;  // a gate needs its expert
+  if (layer.zero_experts < 0 || layer.identity_experts < 0 || layer.constant_experts < 0) return cudaErrorInvalidValue;
   const int routed = routed_experts_of(layer);
   if (layer.experts < 1 || layer.experts > max_compact_experts || routed < layer.experts ||
-      routed > max_route_experts || top_k < 1 || top_k > max_route_top_k || top_k > routed ||
-      tokens > INT32_MAX / top_k) {
+      routed + zero_compute_experts_of(layer) > max_route_experts || top_k < 1 || top_k > max_route_top_k ||
+      top_k > router_experts_of(layer) || tokens > INT32_MAX / top_k) {
     return cudaErrorInvalidValue;
   }
   // 2I and 2I_s are GEMM 1's N
@@ -227,6 +258,9 @@ cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const m
     return cudaErrorInvalidValue;
   }
   if (layer.shared_gate && !aligned(layer.shared_gate)) return cudaErrorInvalidValue;
+  if (layer.constant_experts > 0 && (!aligned(layer.constant_gate) || !aligned(layer.constant_vectors))) {
+    return cudaErrorInvalidValue;
+  }
   if (routes && (!aligned(layer.router) || (mask && !aligned(layer.mask_router)))) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
@@ -283,8 +317,14 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const gemm_output<T> routed_activations{activations, I, gemm_epilogue::swiglu},
       routed_rows{expert_rows, H, gemm_epilogue::scale_rows, topk_weights, compaction.sorted_pairs},
       shared_swiglu{shared_activations, I_s, gemm_epilogue::swiglu};
-  const combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride,
-                                   layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr};
+  combine_addends<T> addends{shared_rows, H, out.residual, out.residual_stride,
+                             layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr};
+  if (layer.zero_compute_terms) {
+    addends.zero_compute = {routed_experts_of(layer), layer.zero_experts,        layer.identity_experts,
+                            layer.constant_experts,   topk_ids,                  topk_weights,
+                            x,                        x_stride,                  layer.constant_vectors,
+                            w::at<float>(workspace, ws.constant_logits)};
+  }
 
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
   if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {
@@ -341,11 +381,16 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
-  if (layer.shared_gate) {  // x·w_g: router_logits with w_g as its one router row
+  if (layer.shared_gate || layer.constant_experts > 0) {  // x·w_g and x·W_cᵀ: router_logits' extra rows
+    const int H = layer.hidden, C = layer.constant_experts;
+    // router_logits needs router rows: W_c's, else w_g's (then no shared gate row beside it).
+    const router_weights<T> rows = C > 0 ? router_weights<T>{layer.constant_gate, nullptr, H, 0, layer.shared_gate}
+                                         : router_weights<T>{layer.shared_gate, nullptr, H, 0};
     float* gate = detail::moe_workspace::at<float>(workspace, ws.shared_gate);
-    if (const cudaError_t status = router_logits<T>(x, x_stride, tokens, layer.hidden, {layer.shared_gate, nullptr,
-                                                                                         layer.hidden, 0},
-                                                    1, false, {gate, nullptr, 1, 0}, stream);
+    float* constant = detail::moe_workspace::at<float>(workspace, ws.constant_logits);
+    const logits_outputs logits = C > 0 ? logits_outputs{constant, nullptr, 2 * C, 0, gate}
+                                        : logits_outputs{gate, nullptr, 1, 0};
+    if (const cudaError_t status = router_logits<T>(x, x_stride, tokens, H, rows, C > 0 ? 2 * C : 1, false, logits, stream);
         status != cudaSuccess) {
       return status;
     }
@@ -363,7 +408,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
       status != cudaSuccess) {
     return status;
   }
-  if (!valid_groups(options, detail::routed_experts_of(layer))) return cudaErrorInvalidValue;
+  if (!valid_groups(options, detail::router_experts_of(layer))) return cudaErrorInvalidValue;
   if (!valid_rule(options)) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer, true);
   if (workspace == nullptr) {  // a query: the sizes suffice
@@ -376,28 +421,31 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   }
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
-  const int E = detail::routed_experts_of(layer), H = layer.hidden;  // the router's experts
+  const int E = detail::router_experts_of(layer), H = layer.hidden;  // the router's experts
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);
   routing_outputs routing{topk_ids, topk_weights};
   routing.topk_ids_or_zero = out.topk_ids_or_zero;
   void* router = w::at<void>(workspace, ws.router);
-  float* shared_gate = layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr;  // x·w_g
+  // x·w_g and x·W_cᵀ: the extra rows of the router
+  const logits_outputs extras{nullptr, nullptr, 0, 0, layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr,
+                              w::at<float>(workspace, ws.constant_logits)};
+  const router_weights<T> weights{layer.router,      layer.mask_router, H, H, layer.shared_gate, layer.constant_gate,
+                                  layer.constant_experts};
   cudaError_t status;
   const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;
   if (decode) {  // one launch: router logits, routing and compaction
-    const router_weights<T> weights{layer.router, layer.mask_router, H, H, layer.shared_gate};
     status = detail::check_route_decode_arrays(x, x_stride, tokens, H, weights, options, routing);
     if (status == cudaSuccess) {  // its compaction stores the status word: no memset
       status = detail::launch_route_decode<true>(router, x, x_stride, tokens, H, weights, E, options, routing,
                                                  detail::compaction_input_of(layer, topk_ids, tokens, options.top_k),
-                                                 detail::compaction_of(workspace, ws, out), shared_gate, stream);
+                                                 detail::compaction_of(workspace, ws, out), extras, stream);
     }
   } else {  // router_logits into float [T, 2·E4] (r | z), after the counter, then the routing
     float* logits = w::at<float>(router, w::counter_bytes);
     const int64_t half = detail::router_columns(E), stride = 2 * half;
-    status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H, layer.shared_gate}, E,
-                              uses_mask(options), {logits, logits + half, stride, stride, shared_gate}, stream);
+    status = router_logits<T>(x, x_stride, tokens, H, weights, E, uses_mask(options),
+                              {logits, logits + half, stride, stride, extras.shared_gate, extras.constant_gate}, stream);
     if (status == cudaSuccess) {
       status = route_and_mask<float>({logits, logits + half, stride, stride}, tokens, E, options, routing, stream);
     }

@@ -27,6 +27,9 @@ struct compaction_input {
   //! E_local = expert_end (expert_begin 0), and a pair whose map value is outside [−1, E_local)
   //! is skipped and counted as an invalid id.
   const int32_t* expert_map = nullptr;
+  //! Z ≥ 0: ids [E, E + Z) name zero-computation experts (device::zero_compute_addends), which
+  //! get no rows and are not invalid (nor looked up in the map).
+  int zero_compute_experts = 0;
 };
 
 //! The permutation, with E_local = expert_end − expert_begin and P = T·K; every buffer is
@@ -38,7 +41,7 @@ struct compaction_outputs {
   int32_t* sorted_pairs = nullptr;  //!< required `[P]`: pair t·K + k of each row (first
                                     //!< n_active valid), grouped by expert, token order inside
   int32_t* pair_to_row = nullptr;   //!< required `[P]`: row of each pair, −1 if skipped
-  unsigned long long* invalid_ids = nullptr;  //!< optional status word: ids < −1 or ≥ E,
+  unsigned long long* invalid_ids = nullptr;  //!< optional status word: ids < −1 or ≥ E + Z,
                                               //!< skipped and counted (zeroed first)
 };
 
@@ -111,7 +114,7 @@ inline constexpr int64_t single_launch_max_pairs = 4096;
 //! checks only the sizes, and its arrays may be null.
 //!
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, K < 1, T·K > INT32_MAX,
-//!         E < 1, the local range is not within [0, E] or E_local ∉ [1, 512], an expert_map with
+//!         E < 1, Z < 0 or E + Z > INT32_MAX, the local range is not within [0, E] or E_local ∉ [1, 512], an expert_map with
 //!         expert_begin ≠ 0; (not a query) a null counts,
 //!         offsets, or array of a requested schedule or layout (pair_to_slot only when
 //!         T > 0); T > 0 and a null topk_ids, sorted_pairs or pair_to_row;
@@ -140,6 +143,7 @@ inline cudaError_t check_compact_sizes(const compaction_input& in, const compact
   if (in.tokens < 0 || in.top_k < 1 || in.tokens > INT32_MAX / in.top_k || in.num_experts < 1) {
     return cudaErrorInvalidValue;
   }
+  if (in.zero_compute_experts < 0 || in.zero_compute_experts > INT32_MAX - in.num_experts) return cudaErrorInvalidValue;
   if (in.expert_begin < 0 || end > in.num_experts || end - in.expert_begin < 1 ||
       end - in.expert_begin > max_compact_experts || (in.expert_map && in.expert_begin != 0)) {
     return cudaErrorInvalidValue;

@@ -6,6 +6,13 @@
 //!   expert  E_e(x) = W2_e · (silu(W1_e x) ⊙ (W3_e x))   (SwiGLU)
 //!   output  y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t)     (S: optional shared expert,
 //!           S(x) = σ(x·w_g) · SwiGLU_s(x) with Qwen2-MoE's shared expert gate w_g)
+//! Zero-computation experts (MoE++, LongCat-Flash) take the ids [E, E + Z) after the E FFN
+//! experts, Z = zero + identity + constant, in that order; expert i = id − E is
+//!   zero      E_id(x) = 0
+//!   identity  E_id(x) = x
+//!   constant  E_id(x) = α₁ x + α₂ v_j, [α₁, α₂] = softmax(W_c[2j] · x, W_c[2j+1] · x),
+//!             j = i − zero − identity
+//! and gets no row: its term joins the sum directly.
 //! computed as the device computes it: compact → gather → experts per row → combine.
 //! routing_rule::top_k is plain (dense) Top-K; the other rules keep a subset of the candidates.
 #pragma once
@@ -35,6 +42,16 @@ struct moe_weights {
   const Real* shared_w13 = nullptr; //!< `[2 I_s, H]`
   const Real* shared_w2 = nullptr;  //!< `[H, I_s]`
   const Real* shared_gate = nullptr; //!< optional w_g `[H]`: S scaled by σ(x·w_g) (Qwen2-MoE)
+  //! Zero-computation experts, ids [E, E + Z) after the FFN experts' (file comment); the
+  //! router then has E + Z rows.
+  int zero_experts = 0;
+  int identity_experts = 0;
+  int constant_experts = 0;                //!< C
+  const Real* constant_gate = nullptr;     //!< W_c `[2C, H]`
+  const Real* constant_vectors = nullptr;  //!< v `[C, H]`
+
+  //! Z.
+  [[nodiscard]] int zero_compute() const { return zero_experts + identity_experts + constant_experts; }
 };
 
 //! y = W2 · (silu(W1 x) ⊙ (W3 x)) for one row x `[H]`, with `w13` `[2I, H]` (W1 on top of
@@ -72,17 +89,43 @@ void check_weights(const moe_weights<Real>& w) {
       (w.shared_gate && w.shared_intermediate == 0)) {
     throw std::invalid_argument("moe: bad shapes or null weights");
   }
+  if (w.zero_experts < 0 || w.identity_experts < 0 || w.constant_experts < 0 ||
+      (w.constant_experts > 0 && (!w.constant_gate || !w.constant_vectors))) {
+    throw std::invalid_argument("moe: bad zero-computation experts");
+  }
+}
+
+//! acc[H] += ĝ · E_id(x) of a zero-computation expert, id ∈ [E, E + Z) (file comment), in double.
+template <class Real>
+void add_zero_compute_term(const Real* x, const moe_weights<Real>& w, int32_t id, double weight, double* acc) {
+  const int64_t H = w.hidden;
+  const int i = id - w.experts, j = i - w.zero_experts - w.identity_experts;
+  if (i < w.zero_experts) return;
+  double on_x = weight, on_v = 0.0;
+  if (j >= 0) {
+    double logit[2] = {0.0, 0.0};
+    for (int c = 0; c < 2; ++c) {
+      for (int64_t h = 0; h < H; ++h) logit[c] += double(w.constant_gate[(2 * j + c) * H + h]) * double(x[h]);
+    }
+    on_x = weight * sigmoid(logit[0] - logit[1]);
+    on_v = weight * sigmoid(logit[1] - logit[0]);
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    acc[h] += on_x * double(x[h]) + (j >= 0 ? on_v * double(w.constant_vectors[j * H + h]) : 0.0);
+  }
 }
 
 //! The routed experts and the combine for a given routing (engines that route themselves):
-//! y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t), with id −1 = masked. Output `[T, H]`.
+//! y_t = S(x_t) + Σ_k ĝ_tk · E_{id_tk}(x_t), with id −1 = masked and ids in [E, E + Z) the
+//! zero-computation experts (file comment). Output `[T, H]`.
 template <class Real>
 std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_weights<Real>& w,
                                       const int32_t* topk_ids, const Real* topk_weights,
                                       int top_k) {
   check_weights(w);
   const int64_t H = w.hidden, I = w.intermediate;
-  const compaction perm = compact(topk_ids, tokens, top_k, w.experts);
+  // Rows for the FFN experts [0, E) only: a zero-computation id is in range but gets none.
+  const compaction perm = compact(topk_ids, tokens, top_k, w.experts + w.zero_compute(), 0, w.experts);
   if (perm.invalid_ids != 0) throw std::invalid_argument("moe_experts_forward: expert id out of range");
   const std::vector<Real> xp = gather_rows(x, H, perm);
   std::vector<Real> yp(static_cast<size_t>(perm.n_active * H));
@@ -91,33 +134,43 @@ std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_w
       swiglu_mlp(&xp[r * H], w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, &yp[r * H]);
     }
   }
-  std::vector<Real> shared;
-  if (w.shared_intermediate > 0) {
-    shared.resize(static_cast<size_t>(tokens * H));
+  // The addend of each token: S(x_t) plus its zero-computation terms, in double.
+  std::vector<Real> addend;
+  if (w.shared_intermediate > 0 || w.zero_compute() > 0) {
+    addend.assign(static_cast<size_t>(tokens * H), Real(0));
+    std::vector<Real> s(static_cast<size_t>(H));
+    std::vector<double> acc(static_cast<size_t>(H));
     for (int64_t t = 0; t < tokens; ++t) {
-      swiglu_mlp(x + t * H, w.shared_w13, w.shared_w2, H, w.shared_intermediate, &shared[t * H]);
-      if (!w.shared_gate) continue;
-      double logit = 0.0;
-      for (int64_t h = 0; h < H; ++h) logit += double(x[t * H + h]) * double(w.shared_gate[h]);
-      const double gate = sigmoid(logit);
-      for (int64_t h = 0; h < H; ++h) shared[t * H + h] = Real(gate * double(shared[t * H + h]));
+      std::fill(acc.begin(), acc.end(), 0.0);
+      if (w.shared_intermediate > 0) {
+        swiglu_mlp(x + t * H, w.shared_w13, w.shared_w2, H, w.shared_intermediate, s.data());
+        double logit = 0.0;
+        for (int64_t h = 0; h < H && w.shared_gate; ++h) logit += double(x[t * H + h]) * double(w.shared_gate[h]);
+        const double gate = w.shared_gate ? sigmoid(logit) : 1.0;
+        for (int64_t h = 0; h < H; ++h) acc[h] = gate * double(s[h]);
+      }
+      for (int k = 0; k < top_k; ++k) {
+        const int32_t id = topk_ids[t * top_k + k];
+        if (id >= w.experts) add_zero_compute_term(x + t * H, w, id, double(topk_weights[t * top_k + k]), acc.data());
+      }
+      for (int64_t h = 0; h < H; ++h) addend[t * H + h] = Real(acc[h]);
     }
   }
-  return combine(yp.data(), H, perm, topk_weights, shared.empty() ? nullptr : shared.data());
+  return combine(yp.data(), H, perm, topk_weights, addend.empty() ? nullptr : addend.data());
 }
 
 //! Layer output and the routing that produced it.
 template <class Real>
 struct moe_forward_result {
   std::vector<Real> out;          //!< y `[T, H]`
-  std::vector<Real> logits;       //!< [r | z] `[T, 2E]` (`[T, E]` unless the rule is the mask)
+  std::vector<Real> logits;       //!< [r | z] `[T, 2(E + Z)]` (`[T, E + Z]` unless the rule is the mask)
   routing_result<Real> routing;
 };
 
 //! The whole layer forward from hidden states X `[T, H]` (formulas in the file comment).
 //!
-//! @param router_weights  W_r `[E, H]`
-//! @param mask_weights    W_m `[E, H]`; unused (may be null) when `uses_mask(options)` is false
+//! @param router_weights  W_r `[E + Z, H]`
+//! @param mask_weights    W_m `[E + Z, H]`; unused (may be null) when `uses_mask(options)` is false
 template <class Real>
 moe_forward_result<Real> moe_forward(const Real* x, int64_t tokens, const moe_weights<Real>& w,
                                      const Real* router_weights, const non_deduced<Real>* mask_weights,
@@ -126,7 +179,7 @@ moe_forward_result<Real> moe_forward(const Real* x, int64_t tokens, const moe_we
   if (!router_weights || (uses_mask(options) && !mask_weights) || (tokens > 0 && !x)) {
     throw std::invalid_argument("moe_forward: null input or router weights");
   }
-  const int64_t E = w.experts, H = w.hidden;
+  const int64_t E = w.experts + w.zero_compute(), H = w.hidden;  // the router's experts
   const int64_t logit_cols = uses_mask(options) ? 2 * E : E;
   std::vector<Real> stacked(router_weights, router_weights + E * H);  // [W_r | W_m]ᵀ
   if (uses_mask(options)) stacked.insert(stacked.end(), mask_weights, mask_weights + E * H);

@@ -15,6 +15,7 @@
 //! it, so a backward cannot disagree with its forward.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -197,26 +198,35 @@ void add_balance_loss_grad(const matrix_view<Real>& router_logits, const routing
 }
 
 //! ∂L/∂ĝ `[T, K]` from ∂L/∂y `[T, H]`: ⟨∂L/∂y_t, E_{c_tk}(x_t)⟩ for every candidate slot,
-//! masked candidates included (training computes all K experts so the STE has a signal);
-//! 0 for empty slots.
+//! masked candidates included (training computes all K experts so the STE has a signal),
+//! zero-computation experts with their E(x) of moe.cuh (0, x or α₁x + α₂v); 0 for empty slots.
 template <class Real>
 std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
                                    const routing_result<Real>& fwd, const Real* d_out) {
   check_weights(w);
   check_routing<Real>(fwd, nullptr, "topk_weight_grad");
   if (fwd.tokens > 0 && (!x || !d_out)) throw std::invalid_argument("topk_weight_grad: null x or ∂L/∂y");
-  if (fwd.experts > w.experts) throw std::invalid_argument("topk_weight_grad: more experts routed than weighted");
+  if (fwd.experts > w.experts + w.zero_compute()) {
+    throw std::invalid_argument("topk_weight_grad: more experts routed than weighted");
+  }
   const int64_t T = fwd.tokens, H = w.hidden, I = w.intermediate;
   const int K = fwd.top_k;
   std::vector<Real> d_hat(static_cast<size_t>(T * K), Real(0));
   std::vector<Real> y(static_cast<size_t>(H));
+  std::vector<double> term(static_cast<size_t>(H));
   for (int64_t t = 0; t < T; ++t) {
     for (int k = 0; k < K; ++k) {
       const int32_t e = fwd.candidate_ids[t * K + k];
       if (e < 0) continue;
-      swiglu_mlp(x + t * H, w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, y.data());
+      if (e < w.experts) {
+        swiglu_mlp(x + t * H, w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, y.data());
+        for (int64_t h = 0; h < H; ++h) term[h] = double(y[h]);
+      } else {
+        std::fill(term.begin(), term.end(), 0.0);
+        add_zero_compute_term(x + t * H, w, e, 1.0, term.data());
+      }
       double dot = 0.0;
-      for (int64_t h = 0; h < H; ++h) dot += double(d_out[t * H + h]) * double(y[h]);
+      for (int64_t h = 0; h < H; ++h) dot += double(d_out[t * H + h]) * term[h];
       d_hat[t * K + k] = Real(dot);
     }
   }

@@ -44,7 +44,7 @@ inline constexpr int max_decode_experts = 256;
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T ∉ [0, 64]; E ∉ [1, 256]; K, groups or
 //!         rule invalid as for route_and_mask; H ∉ [1, 2³⁰]; T > 0 and null `hidden`, weights the options need,
-//!         `topk_ids` or `topk_weights`; a shared gate (router_logits and moe_forward compute
+//!         `topk_ids` or `topk_weights`; a shared or constant gate (router_logits and moe_forward compute
 //!         it); a pointer not 16-byte aligned, or H or a row stride
 //!         not a multiple of 16 bytes' worth of elements (or a stride < H); `workspace_bytes`
 //!         below the queried size (a query checks T, E, K and H only); else the launch's status.
@@ -100,17 +100,17 @@ cudaError_t check_route_decode_arrays(const T* hidden, int64_t hidden_stride, in
 
 //! route_decode's launch on checked arguments (T > 0); with `Compact` the last block also writes
 //! `compacted`, compact's outputs for `compaction` (the routing it made, out.topk_ids: its
-//! local experts; single-block compaction, no layouts); a shared gate row's logits go to
-//! `shared_gate_logits` `[T]`.
+//! local experts; single-block compaction, no layouts); the extra rows' logits (a shared gate,
+//! constant experts) go to `extras`.
 template <bool Compact, class T>
 cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden_stride, int64_t tokens,
                                 int hidden_size, const router_weights<T>& weights, int num_experts,
                                 const routing_options& options, const routing_outputs& out,
                                 const compaction_input& compaction, const compaction_outputs& compacted,
-                                float* shared_gate_logits, cudaStream_t stream) {
+                                const logits_outputs& extras, cudaStream_t stream) {
   namespace bd = beam::detail;
   const bd::decode_workspace layout(tokens, num_experts);
-  const int rows = (uses_mask(options) ? 2 * num_experts : num_experts) + (weights.shared_gate ? 1 : 0);
+  const int rows = (uses_mask(options) ? 2 * num_experts : num_experts) + bd::extra_router_rows(weights);
   const dim3 grid(unsigned((rows + bd::decode_rows - 1) / bd::decode_rows),
                   unsigned((tokens + bd::decode_token_tile - 1) / bd::decode_token_tile));
   const bd::compact_plan plan(compaction);
@@ -121,7 +121,7 @@ cudaError_t launch_route_decode(void* workspace, const T* hidden, int64_t hidden
     } else {
       return bd::launch_dependent(bd::route_decode_kernel<bound, T, Compact>, grid, bd::decode_block_threads, 0,
                                   stream, hidden, hidden_stride, tokens, hidden_size, weights, num_experts, options,
-                                  out, layout.logits(workspace), shared_gate_logits, layout.arrivals(workspace), plan,
+                                  out, layout.logits(workspace), extras, layout.arrivals(workspace), plan,
                                   compacted);
     }
   });
@@ -138,7 +138,7 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
       status != cudaSuccess) {
     return status;
   }
-  if (weights.shared_gate) return cudaErrorInvalidValue;  // router_logits' and moe_forward's
+  if (beam::detail::extra_router_rows(weights) != 0) return cudaErrorInvalidValue;  // router_logits' and moe_forward's
   const beam::detail::decode_workspace layout(tokens, num_experts);
   if (workspace == nullptr) {
     workspace_bytes = layout.bytes;
@@ -155,7 +155,7 @@ cudaError_t route_decode(void* workspace, size_t& workspace_bytes, const T* hidd
   }
   if (tokens == 0) return cudaSuccess;
   return detail::launch_route_decode<false>(workspace, hidden, hidden_stride, tokens, hidden_size, weights,
-                                            num_experts, options, out, {}, {}, nullptr, stream);
+                                            num_experts, options, out, {}, {}, {}, stream);
 }
 
 }  // namespace beam::device

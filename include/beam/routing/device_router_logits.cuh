@@ -21,6 +21,9 @@ struct router_weights {
   int64_t mask_stride = 0;
   const WeightT* shared_gate = nullptr;  //!< optional w_g `[H]`: Qwen2-MoE's shared expert gate,
                                          //!< one more row (router_logits and moe_forward only)
+  const WeightT* constant_gate = nullptr;  //!< optional W_c `[2C, H]` (rows H apart): the C constant
+                                           //!< experts' α logits, 2C more rows (likewise)
+  int constant_experts = 0;                //!< C
 };
 
 //! Float router and mask logits `[T, E]` each with its own row stride (elements), e.g. both
@@ -31,14 +34,15 @@ struct logits_outputs {
   float* mask = nullptr;  //!< unused unless the rule is the mask
   int64_t router_stride = 0;
   int64_t mask_stride = 0;
-  float* shared_gate = nullptr;  //!< `[T]`: x·w_g, with router_weights::shared_gate
+  float* shared_gate = nullptr;    //!< `[T]`: x·w_g, with router_weights::shared_gate
+  float* constant_gate = nullptr;  //!< `[T, 2C]` (row stride 2C): x·W_cᵀ, with router_weights::constant_gate
 };
 
 //! Largest E router_logits takes (its 2E rows tile a grid dimension of 2¹⁶ − 1 blocks).
 inline constexpr int max_router_experts = 1 << 20;
 
 //! r = x·W_rᵀ and, `with_mask` (`uses_mask(options)`), z = x·W_mᵀ (and x·w_g with a shared
-//! gate) for T tokens, fp32 accumulation on the tensor cores in the order of
+//! gate, x·W_cᵀ with constant experts) for T tokens, fp32 accumulation on the tensor cores in the order of
 //! warp_router_logits.cuh: a token's logits have the same bits whatever T, its place in the
 //! batch and the other tokens, and equal route_decode's (so its routing does too), on one
 //! architecture. One launch of 64 × 64 output tiles.
@@ -48,7 +52,8 @@ inline constexpr int max_router_experts = 1 << 20;
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰];
 //!         T > 0 and a null `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
 //!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
-//!         output stride < E; a shared gate not 16-byte aligned or without its output; else
+//!         output stride < E; a shared gate not 16-byte aligned or without its output; C ∉
+//!         [0, 2²⁰], or C > 0 with W_c null or not 16-byte aligned or without its output; else
 //!         the launch's status. T = 0 writes nothing.
 //!
 //! @code
@@ -83,6 +88,10 @@ cudaError_t check_router_inputs(const T* hidden, int64_t hidden_stride, int hidd
   if (!valid_matrix(weights.router, weights.router_stride)) return cudaErrorInvalidValue;
   if (with_mask && !valid_matrix(weights.mask, weights.mask_stride)) return cudaErrorInvalidValue;
   if (weights.shared_gate && reinterpret_cast<uintptr_t>(weights.shared_gate) % 16 != 0) return cudaErrorInvalidValue;
+  if (weights.constant_experts < 0 || weights.constant_experts > max_router_experts ||
+      (weights.constant_experts > 0 && !valid_matrix(weights.constant_gate, hidden_size))) {
+    return cudaErrorInvalidValue;
+  }
   return cudaSuccess;
 }
 
@@ -105,9 +114,10 @@ cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens
   if (!out.router || out.router_stride < num_experts) return cudaErrorInvalidValue;
   if (with_mask && (!out.mask || out.mask_stride < num_experts)) return cudaErrorInvalidValue;
   if (weights.shared_gate && !out.shared_gate) return cudaErrorInvalidValue;
+  if (weights.constant_experts > 0 && !out.constant_gate) return cudaErrorInvalidValue;
   namespace bd = beam::detail;
   const int mask_rows = with_mask ? num_experts : 0;
-  const int64_t rows = int64_t(num_experts) + mask_rows + (weights.shared_gate ? 1 : 0);
+  const int64_t rows = int64_t(num_experts) + mask_rows + bd::extra_router_rows(weights);
   const int64_t token_tiles = (tokens + bd::router_tile - 1) / bd::router_tile;
   const int64_t row_tiles = (rows + bd::router_tile - 1) / bd::router_tile;
   if (token_tiles > 0x7fffffff) return cudaErrorInvalidValue;  // T > 2³⁷: beyond any device's memory

@@ -36,6 +36,7 @@ struct compact_plan {
   int64_t pairs;  //!< P = T·K
   int num_experts, expert_begin, local_experts;
   const int32_t* expert_map;  //!< null: the range
+  int zero_compute_experts;   //!< Z: ids [E, E + Z) have no rows and are valid
   int64_t unit_pairs;  //!< S: a multiple of 32
   int units;           //!< U = ⌈P/S⌉ (at least 1)
 
@@ -45,7 +46,8 @@ struct compact_plan {
         num_experts(in.num_experts),
         expert_begin(in.expert_begin),
         local_experts((in.expert_end < 0 ? in.num_experts : in.expert_end) - in.expert_begin),
-        expert_map(in.expert_map) {
+        expert_map(in.expert_map),
+        zero_compute_experts(in.zero_compute_experts) {
     const int64_t even = (pairs + compact_max_units - 1) / compact_max_units;
     unit_pairs = even > compact_min_unit_pairs ? (even + 31) / 32 * 32 : compact_min_unit_pairs;
     units = int(pairs > 0 ? (pairs + unit_pairs - 1) / unit_pairs : 1);
@@ -55,11 +57,11 @@ struct compact_plan {
   __host__ __device__ int64_t cells() const { return int64_t(local_experts) * units; }
 };
 
-//! Local expert of id, or −1 (masked, another rank's, or invalid: `invalid` says which; an
-//! expert_map value outside [−1, E_local) is invalid too).
+//! Local expert of id, or −1 (masked, another rank's, a zero-computation expert's, or invalid:
+//! `invalid` says which; an expert_map value outside [−1, E_local) is invalid too).
 __device__ inline int local_expert_of(int32_t id, const compact_plan& plan, bool& invalid) {
-  invalid = id < -1 || id >= plan.num_experts;
-  if (invalid || id < 0) return -1;
+  invalid = id < -1 || id - plan.num_experts >= plan.zero_compute_experts;  // E + Z ≤ 2³¹ − 1: no overflow
+  if (invalid || id < 0 || id >= plan.num_experts) return -1;
   if (plan.expert_map) {
     const int32_t e = __ldg(plan.expert_map + id);
     invalid = e < -1 || e >= plan.local_experts;

@@ -15,6 +15,8 @@
 namespace beam::device {
 template <class T>
 struct combine_addends;
+template <class T>
+struct zero_compute_addends;
 }  // namespace beam::device
 
 namespace beam::detail {
@@ -68,33 +70,48 @@ struct combine_rows {
 //! indices and weights, then the rows they name), so a token costs two dependent round trips
 //! for K ≤ 8. The sum keeps the order of the documentation (bitwise deterministic). The rows
 //! and the shared addend are read at L2 (`ld.global.cg`): a fused GEMM 2 wrote them in the
-//! same launch, from other blocks.
+//! same launch, from other blocks. A zero-computation expert's pair (device::zero_compute_addends)
+//! has no row: its id and ĝ come with the row indices, its x_t, v_j and ℓ with the rows.
 template <class T>
 __device__ inline void combine_vector(const combine_rows<T>& a, int64_t t, int c) {
   constexpr int v = vector_elements<T>;
+  const device::zero_compute_addends<T>& zc = a.addends.zero_compute;
+  const int zero_compute = zc.count();
   // Raw until the sum: converting a value waits for it, and so would every load after it.
-  int4 shared = {}, residual = {};
+  int4 shared = {}, residual = {}, x = {};
   if (a.addends.shared) {
     shared = __ldcg(reinterpret_cast<const int4*>(a.addends.shared + t * a.addends.shared_stride + c));
   }
   if (a.addends.residual) {
     residual = *reinterpret_cast<const int4*>(a.addends.residual + t * a.addends.residual_stride + c);
   }
+  if (zc.identity + zc.constant > 0) x = *reinterpret_cast<const int4*>(zc.hidden + t * zc.hidden_stride + c);
   float_vector<T> acc = {};
   for (int k0 = 0; k0 < a.top_k; k0 += combine_group) {
     int64_t row[combine_group];
-    float w[combine_group];
+    float w[combine_group], g[combine_group];
+    int zid[combine_group];  // i = id − first of a zero-computation expert, else −1
     int4 y[combine_group];
+    float2 alpha_logits[combine_group];
 #pragma unroll
     for (int j = 0; j < combine_group; ++j) {
       const int64_t p = t * a.top_k + k0 + j;
       const bool pair = k0 + j < a.top_k;
       row[j] = !pair ? -1 : a.pair_to_row ? a.pair_to_row[p] : a.topk_ids[p] >= 0 ? p : -1;
       w[j] = pair && a.topk_weights ? a.topk_weights[p] : 1.0f;
+      const unsigned i = pair && zero_compute ? unsigned(zc.topk_ids[p]) - unsigned(zc.first) : ~0u;
+      zid[j] = i < unsigned(zero_compute) ? int(i) : -1;
+      g[j] = pair && zero_compute ? zc.topk_weights[p] : 0.0f;
     }
 #pragma unroll
     for (int j = 0; j < combine_group; ++j) {
-      y[j] = row[j] >= 0 ? __ldcg(reinterpret_cast<const int4*>(a.yp + row[j] * a.yp_stride + c)) : int4{};
+      if (zid[j] >= 0) row[j] = -1;  // no row (combine_masked's ids name the expert too)
+      const int constant = zid[j] - zc.zero - zc.identity;  // j of a constant expert, else < 0
+      y[j] = row[j] >= 0   ? __ldcg(reinterpret_cast<const int4*>(a.yp + row[j] * a.yp_stride + c))
+             : constant >= 0 ? __ldg(reinterpret_cast<const int4*>(zc.constant_vectors + int64_t(constant) * a.hidden + c))
+                             : int4{};
+      alpha_logits[j] = constant >= 0 ? *reinterpret_cast<const float2*>(zc.constant_logits + t * 2 * zc.constant + 2 * constant)
+                                      : float2{};
     }
     if (k0 == 0 && a.addends.shared) {  // K ≥ 1: the sum starts here, σ(ℓ_t) · shared[t] with a gate
       acc = float_vector<T>::of(shared);
@@ -105,11 +122,19 @@ __device__ inline void combine_vector(const combine_rows<T>& a, int64_t t, int c
       }
     }
 #pragma unroll
-    for (int j = 0; j < combine_group; ++j) {  // skipped pairs (row −1) add nothing
-      if (row[j] < 0) continue;
-      const float_vector<T> y_j = float_vector<T>::of(y[j]);
+    for (int j = 0; j < combine_group; ++j) {  // skipped pairs (row −1) and zero experts add nothing
+      if (row[j] >= 0) {
+        const float_vector<T> y_j = float_vector<T>::of(y[j]);
 #pragma unroll
-      for (int i = 0; i < v; ++i) acc.v[i] = fmaf(w[j], y_j.v[i], acc.v[i]);
+        for (int i = 0; i < v; ++i) acc.v[i] = fmaf(w[j], y_j.v[i], acc.v[i]);
+      } else if (zid[j] >= zc.zero) {  // ĝ · x_t, or ĝ · (α₁ x_t + α₂ v_j)
+        const bool constant = zid[j] >= zc.zero + zc.identity;
+        const float on_x = constant ? g[j] * sigmoid(alpha_logits[j].x - alpha_logits[j].y) : g[j];
+        const float on_v = constant ? g[j] * sigmoid(alpha_logits[j].y - alpha_logits[j].x) : 0.0f;
+        const float_vector<T> x_t = float_vector<T>::of(x), v_j = float_vector<T>::of(y[j]);
+#pragma unroll
+        for (int i = 0; i < v; ++i) acc.v[i] = fmaf(on_v, v_j.v[i], fmaf(on_x, x_t.v[i], acc.v[i]));
+      }
     }
   }
   if (a.addends.residual) {

@@ -53,13 +53,13 @@ struct decode_workspace {
 
 //! With `Compact` (moe_forward's decode path), the last block goes on to compact the routing
 //! it wrote (`compacted`: compact's outputs for plan = the routing's ids), so that the expert
-//! GEMMs follow it directly: no launch of compact. With a shared gate row (moe_forward), its
-//! logit x·w_g goes to `shared_gate_logits[T]`.
+//! GEMMs follow it directly: no launch of compact. The logits of extra rows (moe_forward's
+//! shared gate x·w_g and constant experts' x·W_cᵀ) go to `extras`' shared_gate and constant_gate.
 template <int MaxExperts, class T, bool Compact>
 __global__ void __launch_bounds__(decode_block_threads, 1)
     route_decode_kernel(const T* __restrict__ hidden, int64_t hidden_stride, int64_t tokens, int hidden_size,
                         device::router_weights<T> weights, int num_experts, routing_options options,
-                        device::routing_outputs out, float* logits, float* shared_gate_logits,
+                        device::routing_outputs out, float* logits, device::logits_outputs extras,
                         unsigned* arrivals, compact_plan plan, device::compaction_outputs compacted) {
   static_assert(sizeof(T) == 2, "16-bit hidden states and weights");
   static_assert(decode_block_threads == compact_single_threads, "the last block compacts as compact's single block");
@@ -77,11 +77,11 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
   // Phase 1: rows [r0, r0 + 16) of [W_r; W_m] against tokens [t0, t0 + tile), round by round.
   const int r0 = int(blockIdx.x) * decode_rows;
   const int mask_rows = uses_mask(options) ? num_experts : 0;
-  const int rows = num_experts + mask_rows + (weights.shared_gate ? 1 : 0);
+  const int rows = num_experts + mask_rows + extra_router_rows(weights);
   const int64_t t0 = int64_t(blockIdx.y) * decode_token_tile;
   const int tile = int(tokens - t0 < decode_token_tile ? tokens - t0 : decode_token_tile);
-  const T* w_low = router_row(weights, num_experts, mask_rows, rows, r0 + g);
-  const T* w_high = router_row(weights, num_experts, mask_rows, rows, r0 + g + 8);
+  const T* w_low = router_row(weights, num_experts, mask_rows, rows, r0 + g, hidden_size);
+  const T* w_high = router_row(weights, num_experts, mask_rows, rows, r0 + g + 8, hidden_size);
   const int segments = (hidden_size + router_segment_elements - 1) / router_segment_elements;
   float total = 0.0f;  // thread i < 128: output (token i / 16, row i mod 16)
   for (int s0 = 0; s0 < segments; s0 += decode_warps) {
@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(decode_block_threads, 1)
     if (token < tile && row < num_experts + mask_rows) {
       logits[(t0 + token) * logits_stride + row] = total;  // [r | z]: column = row
     } else if (token < tile && row < rows) {
-      shared_gate_logits[t0 + token] = total;
+      *extra_logit(weights, extras, row - num_experts - mask_rows, t0 + token) = total;
     }
   }
 

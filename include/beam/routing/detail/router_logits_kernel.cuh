@@ -26,15 +26,32 @@ constexpr int router_slice = 64;          //!< elements of H per stage: half a s
 //! rows g, g + 1 × chunks 4c..4c+3) fall in distinct banks.
 __device__ constexpr int router_tile_offset(int row, int chunk) { return (row * 8 + (chunk ^ ((row & 1) << 2))) * 8; }
 
-//! Row `row` of [W_r; W_m; w_g] (E router rows, `mask_rows` mask rows, then the shared gate's
-//! row if any: `rows` in all), or null past the last row.
+//! Rows after the E router and mask rows: the shared gate's, then the constant experts' 2C.
+template <class T>
+__host__ __device__ inline int extra_router_rows(const device::router_weights<T>& weights) {
+  return (weights.shared_gate ? 1 : 0) + 2 * weights.constant_experts;
+}
+
+//! Row `row` of [W_r; W_m; w_g; W_c] (E router rows, `mask_rows` mask rows, then the shared
+//! gate's row and W_c's rows if any: `rows` in all), or null past the last row.
 template <class T>
 __device__ inline const T* router_row(const device::router_weights<T>& weights, int num_experts, int mask_rows,
-                                      int rows, int row) {
+                                      int rows, int row, int hidden_size) {
   if (row >= rows) return nullptr;
   if (row < num_experts) return weights.router + int64_t(row) * weights.router_stride;
   if (row < num_experts + mask_rows) return weights.mask + int64_t(row - num_experts) * weights.mask_stride;
-  return weights.shared_gate;
+  int extra = row - num_experts - mask_rows;
+  if (weights.shared_gate && extra-- == 0) return weights.shared_gate;
+  return weights.constant_gate + int64_t(extra) * hidden_size;
+}
+
+//! Where token t's logit of an extra row (row − E − mask_rows = `extra`: the shared gate's, then
+//! W_c's) goes.
+template <class T>
+__device__ inline float* extra_logit(const device::router_weights<T>& weights, const device::logits_outputs& out,
+                                     int extra, int64_t t) {
+  if (weights.shared_gate && extra-- == 0) return out.shared_gate + t;
+  return out.constant_gate + t * 2 * weights.constant_experts + extra;
 }
 
 template <class T>
@@ -59,7 +76,7 @@ __global__ void __launch_bounds__(router_tile_threads)
 #pragma unroll
   for (int i = 0; i < copies; ++i) {
     const int r = copy_row + i * (router_tile_threads / chunks);
-    w_rows[i] = router_row(weights, num_experts, mask_rows, rows, r0 + r);
+    w_rows[i] = router_row(weights, num_experts, mask_rows, rows, r0 + r, hidden_size);
     x_rows[i] = t0 + r < tokens ? hidden + (t0 + r) * hidden_stride : nullptr;
   }
   const auto load_slice = [&](int slice, int stage) {
@@ -131,17 +148,14 @@ __global__ void __launch_bounds__(router_tile_threads)
     for (int v = 0; v < 4; ++v) {
       const int row = r0 + warp_row + 16 * mi + g + (v / 2) * 8;
       if (row >= rows) continue;
-      // r, z, or the shared gate's [T]
-      float* column = row < num_experts               ? out.router + row
-                      : row < num_experts + mask_rows ? out.mask + (row - num_experts)
-                                                      : out.shared_gate;
-      const int64_t stride = row < num_experts               ? out.router_stride
-                             : row < num_experts + mask_rows ? out.mask_stride
-                                                             : 1;
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni) {
         const int64_t token = t0 + warp_token + 8 * ni + 2 * q + v % 2;
-        if (token < tokens) column[token * stride] = total[mi][ni][v];
+        if (token >= tokens) continue;
+        float* logit = row < num_experts               ? out.router + token * out.router_stride + row
+                       : row < num_experts + mask_rows ? out.mask + token * out.mask_stride + (row - num_experts)
+                                                       : extra_logit(weights, out, row - num_experts - mask_rows, token);
+        *logit = total[mi][ni][v];
       }
     }
   }
