@@ -58,6 +58,8 @@ TEST_CASE("compact: workspace query and bad arguments, before touching the devic
   CHECK(call({fake, int64_t(1) << 29, 8, 128}, out, {}, huge) == cudaErrorInvalidValue);  // T·K > int32
   CHECK(call({fake, 64, 8, 0}, out, {}, huge) == cudaErrorInvalidValue);
   CHECK(call({fake, 64, 8, 1024}, out, {}, huge) == cudaErrorInvalidValue);                // E_local > 512
+  CHECK(call({fake, 64, 8, 128, 0, -1, nullptr, -1}, out, {}, huge) == cudaErrorInvalidValue);         // Z < 0
+  CHECK(call({fake, 64, 8, 128, 0, -1, nullptr, INT32_MAX}, out, {}, huge) == cudaErrorInvalidValue);  // E + Z
   CHECK(call({fake, 64, 8, 128, 4, 36, fake}, out, {}, huge) == cudaErrorInvalidValue);   // a map: begin 0
   CHECK(call({fake, 64, 8, 128, 64, 32}, out, {}, huge) == cudaErrorInvalidValue);          // empty range
   CHECK(call({fake, 64, 8, 128, 0, 129}, out, {}, huge) == cudaErrorInvalidValue);          // past E
@@ -126,6 +128,7 @@ struct compact_case {
   int block_rows, block_size, max_m;
   unsigned layouts = 7;  //!< bits: 1 tile schedule, 2 vLLM, 4 DeepGEMM (the rest left out)
   int map_ranks = 0;     //!< > 0: rank 1 of that many through an expert_map (round-robin experts)
+  int zero_compute = 0;  //!< Z: a fifth of the routed pairs go to zero-computation experts [E, E + Z)
 };
 
 //! Rank `rank`'s expert_map of a round-robin placement over `ranks` (global e on rank e mod R as
@@ -153,12 +156,18 @@ void check_compact(const compact_case& c, uint64_t seed) {
   CAPTURE(c.max_m);
   const bool with_tiles = c.layouts & 1, with_vllm = c.layouts & 2, with_deepgemm = c.layouts & 4;
   CAPTURE(c.map_ranks);
-  const auto ids = make_routing(c.T, c.K, c.E, c.masked, c.skewed, c.invalid, seed);
+  CAPTURE(c.zero_compute);
+  auto ids = make_routing(c.T, c.K, c.E, c.masked, c.skewed, c.invalid, seed);
+  for (size_t p = 0; p < ids.size() && c.zero_compute > 0; p += 5) {
+    if (ids[p] >= 0 && ids[p] < c.E) ids[p] = c.E + int32_t(p / 5 % size_t(c.zero_compute));
+  }
   int local = (c.end < 0 ? c.E : c.end) - c.begin;
   const std::vector<int32_t> map =
       c.map_ranks > 0 ? round_robin_map(c.E, c.map_ranks, 1, c.invalid, local) : std::vector<int32_t>{};
-  const ref::compaction expected = c.map_ranks > 0 ? ref::compact(ids.data(), c.T, c.K, c.E, map, local)
-                                                   : ref::compact(ids.data(), c.T, c.K, c.E, c.begin, c.end);
+  // The range form: ids [E, E + Z) are in range and outside the local experts.
+  const ref::compaction expected =
+      c.map_ranks > 0 ? ref::compact(ids.data(), c.T, c.K, c.E, map, local, c.zero_compute)
+                      : ref::compact(ids.data(), c.T, c.K, c.E + c.zero_compute, c.begin, c.end < 0 ? c.E : c.end);
   const int64_t P = c.T * c.K;
   const ref::tiles expected_tiles = ref::tile_schedule(expected, c.block_rows);
   const ref::aligned_blocks expected_aligned = ref::align_blocks(expected, c.block_size);
@@ -180,8 +189,9 @@ void check_compact(const compact_case& c, uint64_t seed) {
   }
   status.poison();
   beam::test::device_vector<int32_t> d_map(map.empty() ? std::vector<int32_t>(1) : map);
-  const compaction_input in = c.map_ranks > 0 ? compaction_input{d_ids.data(), c.T, c.K, c.E, 0, local, d_map.data()}
-                                              : compaction_input{d_ids.data(), c.T, c.K, c.E, c.begin, c.end};
+  const compaction_input in = c.map_ranks > 0
+                                  ? compaction_input{d_ids.data(), c.T, c.K, c.E, 0, local, d_map.data(), c.zero_compute}
+                                  : compaction_input{d_ids.data(), c.T, c.K, c.E, c.begin, c.end, nullptr, c.zero_compute};
   const compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data(), status.data()};
   compaction_layouts layouts;
   if (with_tiles) layouts.tiles = {c.block_rows, tile_experts.data(), tile_rows.data(), scalars.data()};
@@ -254,6 +264,7 @@ TEST_SUITE("gpu") {
           } else if (n % 7 == 3 && E >= 8) {  // a rank of 2 or 4 whose experts an expert_map names
             c.map_ranks = n % 2 ? 2 : 4;
           }
+          if (n % 3 == 1) c.zero_compute = n % 2 ? 1 : 9;  // zero-computation ids: no rows, not invalid
           check_compact(c, 10000 + uint64_t(n));
           ++n;
         }

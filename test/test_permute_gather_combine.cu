@@ -10,6 +10,7 @@
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/permute/device_gather.cuh"
+#include "beam/reference/moe.cuh"
 #include "beam/reference/permute.cuh"
 #include "common/gpu.cuh"
 #include "common/testing.hpp"
@@ -47,6 +48,32 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
         cudaErrorInvalidValue);  // no ids
   CHECK(beam::device::combine_masked<bf16>(fake, 64, rows, nullptr, 4, 60, 8, none, fake, 64) ==
         cudaErrorInvalidValue);  // H not a multiple of 8
+  // Zero-computation experts: counts ≥ 0, ids within int32, and the arrays their kinds need.
+  const auto zero_compute = [&](const beam::device::zero_compute_addends<bf16>& zc, int64_t T) {
+    combine_addends<bf16> a{};
+    a.zero_compute = zc;
+    return beam::device::combine<bf16>(fake, 64, rows, nullptr, T, 64, 8, a, fake, 64);
+  };
+  const float* fake_weights = reinterpret_cast<const float*>(0x3000);
+  const beam::device::zero_compute_addends<bf16> full{8, 1, 1, 1, rows, fake_weights, fake, 64, fake, fake_weights};
+  CHECK(zero_compute(full, 0) == cudaSuccess);  // (the full form runs in the GPU suite)
+  for (int field = 0; field < 9; ++field) {
+    CAPTURE(field);
+    beam::device::zero_compute_addends<bf16> bad = full;
+    switch (field) {
+      case 0: bad.identity = -1; break;
+      case 1: bad.first = -1; break;
+      case 2: bad.first = INT32_MAX - 1; break;  // first + Z past int32
+      case 3: bad.topk_ids = nullptr; break;
+      case 4: bad.topk_weights = nullptr; break;
+      case 5: bad.hidden = nullptr; break;
+      case 6: bad.hidden_stride = 60; break;
+      case 7: bad.constant_vectors = fake + 1; break;
+      case 8: bad.constant_logits = reinterpret_cast<const float*>(0x3004); break;  // ℓ pairs: 8 bytes
+    }
+    CHECK(zero_compute(bad, 4) == cudaErrorInvalidValue);
+    if (field >= 3) CHECK(zero_compute(bad, 0) == cudaSuccess);  // T = 0 reads no array
+  }
   // K and H up to 2³⁰ (beam::max_extent): their loop steps stay in int.
   const int beyond = beam::max_extent + 8;
   CHECK(beam::device::gather_rows<bf16>(fake, 64, 4, 64, beyond, rows, rows, fake, 64) == cudaErrorInvalidValue);
@@ -316,6 +343,93 @@ TEST_SUITE("gpu") {
       expected[size_t(H + h)] = -1.25 * beam::to_float(values[2][size_t(h)]) + 2.0 * beam::to_float(values[1][size_t(h)]);
     }
     CHECK(beam::test::relative_error(combined, expected) <= beam::dtype_traits<bf16>::tolerance);
+  }
+
+  TEST_CASE("combine and combine_masked add zero-computation experts' terms in their slots: zero, identity, "
+            "constant; every pair one of them; NaN in rows they must not read") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    struct shape {
+      int64_t T;
+      int K, H;
+      double share;  //!< of the pairs given to zero-computation experts
+    };
+    for (const shape c : {shape{7, 6, 72, 0.5}, shape{33, 13, 24, 0.3}, shape{5, 4, 64, 1.0}}) {
+      const int64_t T = c.T;
+      const int K = c.K, H = c.H;
+      const double share = c.share;
+      CAPTURE(T);
+      CAPTURE(K);
+      CAPTURE(share);
+      const int E = 16, zero = 1, identity = 2, constant = 3, Z = zero + identity + constant;
+      std::mt19937 rng{uint32_t(T * K)};
+      std::vector<int32_t> ids(size_t(T * K));
+      for (int32_t& id : ids) {  // a share of zero-computation experts; the rest FFN experts or masked
+        id = std::uniform_real_distribution<double>(0, 1)(rng) < share ? E + int32_t(rng() % Z)
+             : rng() % 6 == 0                                           ? -1
+                                                                       : int32_t(rng() % E);
+      }
+      const ref::compaction perm = ref::compact(ids.data(), T, K, E + Z, 0, E);
+      REQUIRE(perm.invalid_ids == 0);
+      const auto x = beam::test::random_values<bf16>(size_t(T * H), 61);
+      const auto v = beam::test::random_values<bf16>(size_t(constant * H), 62);
+      const auto w_c = beam::test::random_values<bf16>(size_t(2 * constant * H), 63);
+      const auto weights = beam::test::random_normal<float>(size_t(T * K), 64);
+      const auto yp = beam::test::random_values<bf16>(size_t(std::max<int64_t>(perm.n_active, 1) * H), 65);
+      const auto f = [](const std::vector<bf16>& a) { return beam::test::as_float(a); };
+      const std::vector<float> x_f = f(x), v_f = f(v), w_c_f = f(w_c);
+      // ℓ = x W_cᵀ on the host; the reference recomputes it from W_c in double.
+      std::vector<float> logits(size_t(T * 2 * constant));
+      for (int64_t t = 0; t < T; ++t) {
+        for (int r = 0; r < 2 * constant; ++r) {
+          double acc = 0.0;
+          for (int h = 0; h < H; ++h) acc += double(x_f[t * H + h]) * w_c_f[r * H + h];
+          logits[t * 2 * constant + r] = float(acc);
+        }
+      }
+      ref::moe_weights<float> w{H, 8, E};
+      w.zero_experts = zero;
+      w.identity_experts = identity;
+      w.constant_experts = constant;
+      w.constant_gate = w_c_f.data();
+      w.constant_vectors = v_f.data();
+      std::vector<float> addend(size_t(T * H), 0.0f);
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<double> acc(size_t(H), 0.0);
+        for (int k = 0; k < K; ++k) {
+          const int32_t id = ids[t * K + k];
+          if (id >= E) ref::add_zero_compute_term(&x_f[t * H], w, id, double(weights[t * K + k]), acc.data());
+        }
+        for (int h = 0; h < H; ++h) addend[t * H + h] = float(acc[h]);
+      }
+      const std::vector<float> expected = ref::combine(f(yp).data(), H, perm, weights.data(), addend.data());
+
+      beam::test::device_vector<bf16> d_x(x), d_v(v), d_yp(yp), out{size_t(T * H)}, out_masked{size_t(T * H)};
+      beam::test::device_vector<int32_t> d_ids(ids), d_rows(perm.pair_to_row);
+      beam::test::device_vector<float> d_weights(weights), d_logits(logits);
+      combine_addends<bf16> addends{};
+      addends.zero_compute = {E, zero, identity, constant, d_ids.data(), d_weights.data(), d_x.data(), H, d_v.data(),
+                              d_logits.data()};
+      out.poison();
+      REQUIRE(beam::device::combine<bf16>(d_yp.data(), H, d_rows.data(), d_weights.data(), T, H, K, addends, out.data(),
+                                          H) == cudaSuccess);
+      // combine_masked over Yp [T·K, H] by pair: the rows of masked and zero-computation pairs hold NaN.
+      std::vector<bf16> by_pair(size_t(T * K * H), beam::from_float<bf16>(std::nanf("")));
+      for (int64_t p = 0; p < T * K; ++p) {
+        if (perm.pair_to_row[p] < 0) continue;
+        std::copy_n(yp.begin() + perm.pair_to_row[p] * H, H, by_pair.begin() + p * H);
+      }
+      beam::test::device_vector<bf16> d_by_pair(by_pair);
+      out_masked.poison();
+      REQUIRE(beam::device::combine_masked<bf16>(d_by_pair.data(), H, d_ids.data(), d_weights.data(), T, H, K, addends,
+                                                 out_masked.data(), H) == cudaSuccess);
+      BEAM_CUDA_TRY(cudaDeviceSynchronize());
+      const std::vector<float> got = f(out.to_host());
+      CHECK(beam::test::relative_error(got, expected) <= beam::dtype_traits<bf16>::tolerance);
+      CHECK(f(out_masked.to_host()) == got);  // the same sum in the same order: the same bits
+      // Without the addends the zero-computation pairs contribute nothing: the result differs.
+      CHECK(beam::test::relative_error(ref::combine(f(yp).data(), H, perm, weights.data(), nullptr), expected) > 0.01);
+    }
   }
 
   TEST_CASE("gather_rows and combine equal the reference: fp32, fp16, bf16") {

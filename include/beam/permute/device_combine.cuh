@@ -46,7 +46,7 @@ struct combine_addends {
   int64_t residual_stride = 0;
   const float* shared_gate = nullptr;  //!< optional `[T]` gate logits ℓ: the shared output enters as
                                        //!< σ(ℓ_t) · shared[t] (Qwen2-MoE's shared expert gate)
-  zero_compute_addends<T> zero_compute;  //!< optional: the terms of zero-computation experts
+  zero_compute_addends<T> zero_compute = {};  //!< optional: the terms of zero-computation experts
 };
 
 //! out[t] = shared[t] + Σ_{k=0}^{K−1} ĝ[t,k] · Yp[pair_to_row[t·K+k]] + residual[t], in float

@@ -112,19 +112,21 @@ inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, in
 
 //! Compacts for one rank of an expert-parallel group that holds the experts `expert_map`
 //! gives a local id in [0, local_experts) (−1: another rank's; vLLM's `expert_map`). Ids
-//! < −1 or ≥ E, and map values outside [−1, local_experts), are skipped and counted in
+//! [E, E + Z) name zero-computation experts (no rows, not looked up, not invalid); ids < −1 or
+//! ≥ E + Z, and map values outside [−1, local_experts), are skipped and counted in
 //! `invalid_ids`. expert_begin is 0: local expert e is whichever global ids map to e.
 //! @throws std::invalid_argument for a map of another size than num_experts, local_experts
-//!         < 1, K < 1, T·K over the int32 range, or null ids with T > 0
+//!         < 1, Z < 0, K < 1, T·K over the int32 range, or null ids with T > 0
 inline compaction compact(const int32_t* topk_ids, int64_t tokens, int top_k, int32_t num_experts,
-                          const std::vector<int32_t>& expert_map, int32_t local_experts) {
+                          const std::vector<int32_t>& expert_map, int32_t local_experts,
+                          int32_t zero_compute_experts = 0) {
   detail::check_compact(topk_ids, tokens, top_k);
-  if (expert_map.size() != size_t(num_experts) || local_experts < 1) {
-    throw std::invalid_argument("compact: expert_map must have num_experts entries, local_experts ≥ 1");
+  if (expert_map.size() != size_t(num_experts) || local_experts < 1 || zero_compute_experts < 0) {
+    throw std::invalid_argument("compact: expert_map must have num_experts entries, local_experts ≥ 1, Z ≥ 0");
   }
   return detail::compact_local(topk_ids, tokens, top_k, local_experts, 0, [&](int32_t id, bool& invalid) {
-    invalid = id < -1 || id >= num_experts;
-    if (invalid || id < 0) return int32_t(-1);
+    invalid = id < -1 || int64_t(id) >= int64_t(num_experts) + zero_compute_experts;
+    if (invalid || id < 0 || id >= num_experts) return int32_t(-1);
     const int32_t e = expert_map[size_t(id)];
     invalid = e < -1 || e >= local_experts;
     return invalid ? int32_t(-1) : e;
