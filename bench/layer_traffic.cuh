@@ -144,10 +144,10 @@ struct layer_traffic {
   double ideal_bytes = 0;     //!< see traffic_problem::ideal_bytes
   double requested_read_bytes = 0;  //!< Σ over read requests (read_requests) of their sectors · 32:
                                     //!< what the SMs ask of L2 (above distinct_bytes where tiles re-read)
-  int active_experts = 0;     //!< experts with at least one kept pair
+  int active_experts = 0;     //!< FFN experts with at least one kept pair
   int inactive_experts_read = 0;   //!< experts without a pair of which some weight sector was read
   int active_experts_partly_read = 0;  //!< active experts of which some weight sector was not read
-  double pairs = 0;           //!< kept (token, expert) pairs
+  double pairs = 0;           //!< kept (token, FFN expert) pairs: the GEMM rows
 };
 
 //! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens
@@ -161,15 +161,15 @@ class traffic_problem {
       : m_(shape), max_tokens_(max_tokens),
         w13_(size_t(shape.E) * 2 * shape.I * shape.H, 2, -0.03f, 0.03f),
         w2_(size_t(shape.E) * shape.H * shape.I, 3, -0.03f, 0.03f),
-        router_(size_t(shape.E) * shape.H, 4, -0.05f, 0.05f),
-        mask_router_(size_t(shape.E) * shape.H, 5, -0.05f, 0.05f),
+        router_(size_t(router_experts()) * shape.H, 4, -0.05f, 0.05f),
+        mask_router_(size_t(router_experts()) * shape.H, 5, -0.05f, 0.05f),
         shared_w13_(size_t(2) * shape.I_s * shape.H, 6, -0.03f, 0.03f),
         shared_w2_(size_t(shape.H) * shape.I_s, 7, -0.03f, 0.03f), shared_gate_(size_t(shape.H), 13, -0.05f, 0.05f),
         x_(size_t(max_tokens) * shape.H, 1, 0.0f, 0.0f), y_(size_t(max_tokens) * shape.H, 9, -1.0f, 1.0f),
         ids_(size_t(max_tokens) * shape.K, 10, 0.0f, 1.0f), weights_(size_t(max_tokens) * shape.K, 11, 0.0f, 1.0f) {
     // The unit vectors of router_for (the routing only sets the router).
-    upload(x_, router_for(std::vector<int32_t>(size_t(max_tokens) * shape.K, -1), max_tokens, shape.K, shape.E,
-                          shape.H).x);
+    upload(x_, router_for(std::vector<int32_t>(size_t(max_tokens) * shape.K, -1), max_tokens, shape.K,
+                          router_experts(), shape.H).x);
     traffic_try(beam::device::moe_forward<bf16>(nullptr, workspace_bytes_, x_.data(), m_.H, max_tokens, layer(),
                                                 options(true), {}),
                 "moe_forward (workspace query)");
@@ -181,6 +181,8 @@ class traffic_problem {
   traffic_problem& operator=(const traffic_problem&) = delete;
 
   const model_shape& shape() const { return m_; }
+  //! The router's experts: the FFN experts, then the zero-computation ones.
+  int router_experts() const { return m_.E + m_.identity_experts; }
 
   //! Counts moe_forward of T tokens whose router gives the routing `ids` `[T, K]` (−1: masked,
   //! with the mask on: `mask`; without it, dense Top-K on the same candidates); the expert
@@ -221,7 +223,7 @@ class traffic_problem {
     }
     std::vector<char> active(size_t(m_.E), 0);
     for (int32_t e : ids) {
-      if (e >= 0) {
+      if (e >= 0 && e < m_.E) {  // a zero-computation expert's pair has no rows and no weights
         active[size_t(e)] = 1;
         ++t.pairs;
       }
@@ -250,12 +252,13 @@ class traffic_problem {
   }
 
   //! Bytes that must move: each distinct active expert's W13 and W2 once, the router's (and
-  //! with the mask the mask router's) weights, the shared expert's (and its gate row), x in and
-  //! y out, and the routing arrays (ids and weights, written by the router and read by the experts).
+  //! with the mask the mask router's) weights over E + Z experts, the shared expert's (and its
+  //! gate row), x in and y out, and the routing arrays (ids and weights, written by the router
+  //! and read by the experts).
   double ideal_bytes(int64_t T, int active_experts, bool mask) const {
     const double e = sizeof(bf16);
     const double experts = double(active_experts) * 3.0 * m_.I * m_.H * e;
-    const double routers = (mask ? 2.0 : 1.0) * m_.E * m_.H * e;
+    const double routers = (mask ? 2.0 : 1.0) * router_experts() * m_.H * e;
     const double shared = (3.0 * m_.I_s + (m_.shared_gate ? 1.0 : 0.0)) * m_.H * e;
     const double activations = 2.0 * double(T) * m_.H * e;
     const double routing = 2.0 * double(T) * m_.K * (sizeof(int32_t) + sizeof(float));
@@ -267,6 +270,7 @@ class traffic_problem {
     beam::device::moe_layer<bf16> l{m_.H, m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(),
                                     m_.I_s, shared_w13_.data(), shared_w2_.data()};
     if (m_.shared_gate) l.shared_gate = shared_gate_.data();
+    l.identity_experts = m_.identity_experts;
     return l;
   }
   routing_options options(bool mask) const {
@@ -278,7 +282,7 @@ class traffic_problem {
 
   //! W_r and W_m that give the routing `ids` (router_for; x holds the unit vectors already).
   void make_router(int64_t T, const std::vector<int32_t>& ids) {
-    const exact_router r = router_for(ids, T, m_.K, m_.E, m_.H);
+    const exact_router r = router_for(ids, T, m_.K, router_experts(), m_.H);
     upload(router_, r.w_r);
     upload(mask_router_, r.w_m);
   }

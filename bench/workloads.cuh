@@ -20,6 +20,7 @@ struct model_shape {
   int H, I, E, K;
   int I_s = 0;
   bool shared_gate = false;
+  int identity_experts = 0;  //!< zero-computation experts (LongCat-Flash's), router ids [E, E + Z)
 };
 
 //! The layers of the layer benchmarks and the traffic report.

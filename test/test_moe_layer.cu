@@ -106,6 +106,28 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
     size_t enough = large;
     CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, layer, bad, out) == cudaErrorInvalidValue);
   }
+  // Zero-computation experts: counts ≥ 0, E_routed + Z ≤ 512, K ≤ E_routed + Z, W_c and v given.
+  moe_layer<bf16> zero_compute{2048, 768, 128};
+  zero_compute.identity_experts = -1;
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, zero_compute, opt, {}) == cudaErrorInvalidValue);
+  zero_compute.identity_experts = 385;  // 128 + 385 > 512
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, zero_compute, opt, {}) == cudaErrorInvalidValue);
+  zero_compute = {2048, 768, 4};
+  zero_compute.zero_experts = 4;  // K = 8 ≤ E + Z = 8: routing may pick every kind
+  CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, zero_compute, opt, {}) == cudaSuccess);
+  zero_compute = layer;
+  zero_compute.constant_experts = 2;  // without W_c and v
+  {
+    size_t enough = large + (size_t(1) << 20);
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, zero_compute, opt, out) ==
+          cudaErrorInvalidValue);
+    zero_compute.constant_gate = fake;
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, zero_compute, opt, out) ==
+          cudaErrorInvalidValue);
+    zero_compute.constant_vectors = fake + 1;  // misaligned
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, zero_compute, opt, out) ==
+          cudaErrorInvalidValue);
+  }
   moe_layer<bf16> gated{2048, 768, 128};  // a shared expert gate without a shared expert
   gated.shared_gate = fake;
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, gated, opt, {}) == cudaErrorInvalidValue);
@@ -190,6 +212,24 @@ struct layer_case {
   bool residual;
   gemm_schedule schedule;
   int count_case;  //!< valid_token_count's case (0: no count)
+  bool zero_compute = false;  //!< plus 1 zero, 2 identity and 2 constant experts (router rows E + 5)
+};
+
+//! The zero-computation experts of a layer_case, for the reference and the device layer.
+struct zero_compute_weights {
+  static constexpr int zero = 1, identity = 2, constant = 2, count = zero + identity + constant;
+  std::vector<float> gate, vectors;  //!< W_c `[2C, H]`, v `[C, H]`
+  zero_compute_weights(int H, uint64_t seed)
+      : gate(rounded<bf16>(normal_values(size_t(2 * constant * H), seed, 1.0 / std::sqrt(double(H))))),
+        vectors(rounded<bf16>(normal_values(size_t(constant * H), seed + 1, 1.0))) {}
+  template <class W, class P>
+  void describe(W& layer, const P* gate_data, const P* vectors_data) const {
+    layer.zero_experts = zero;
+    layer.identity_experts = identity;
+    layer.constant_experts = constant;
+    layer.constant_gate = gate_data;
+    layer.constant_vectors = vectors_data;
+  }
 };
 
 template <class T>
@@ -201,13 +241,16 @@ void check_layer(const layer_case& c, uint64_t seed) {
   CAPTURE(c.K);
   CAPTURE(c.I_s);
   CAPTURE(int(c.rule));
+  CAPTURE(c.zero_compute);
   CAPTURE(int(c.schedule));
   CAPTURE(beam::dtype_traits<T>::name);
   const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
+  const int64_t routed = E + (c.zero_compute ? zero_compute_weights::count : 0);  // the router's rows
   const auto x = grid_values(size_t(T_ * H), seed);
-  const auto w_r = grid_values(size_t(E * H), seed + 1, 64.0f);
+  const auto w_r = grid_values(size_t(routed * H), seed + 1, 64.0f);
   // W_m on the grid too: z is symmetric about 0, so about half the candidates are kept.
-  const auto w_m = grid_values(size_t(E * H), seed + 2, 64.0f);
+  const auto w_m = grid_values(size_t(routed * H), seed + 2, 64.0f);
+  const zero_compute_weights zc(c.H, seed + 9);
   const auto w13 = rounded<T>(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))));
   const auto w2 = rounded<T>(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))));
   const auto s13 = rounded<T>(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
@@ -223,15 +266,16 @@ void check_layer(const layer_case& c, uint64_t seed) {
   opt.rule = c.rule;
   opt.top_p = 0.5f;
   opt.threshold = 0.2f;
-  const ref::moe_weights<float> ref_weights{c.H,
-                                            c.I,
-                                            c.E,
-                                            w13.data(),
-                                            w2.data(),
-                                            c.I_s,
-                                            c.I_s ? s13.data() : nullptr,
-                                            c.I_s ? s2.data() : nullptr,
-                                            gated ? gate.data() : nullptr};
+  ref::moe_weights<float> ref_weights{c.H,
+                                      c.I,
+                                      c.E,
+                                      w13.data(),
+                                      w2.data(),
+                                      c.I_s,
+                                      c.I_s ? s13.data() : nullptr,
+                                      c.I_s ? s2.data() : nullptr,
+                                      gated ? gate.data() : nullptr};
+  if (c.zero_compute) zc.describe(ref_weights, zc.gate.data(), zc.vectors.data());
   const beam::test::valid_token_count valid(T_, c.count_case);
   CAPTURE(valid.given);
   CAPTURE(valid.host);
@@ -248,12 +292,14 @@ void check_layer(const layer_case& c, uint64_t seed) {
   };
   auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_w13 = d(w13), d_w2 = d(w2), d_s13 = d(s13), d_s2 = d(s2),
        d_gate = d(gate), d_out = d(residual);  // the residual is updated in place when requested
+  auto d_w_c = d(zc.gate), d_v = d(zc.vectors);
   beam::test::device_vector<int32_t> ids{size_t(std::max<int64_t>(T_ * c.K, 1))};
   beam::test::device_vector<float> weights{size_t(std::max<int64_t>(T_ * c.K, 1))};
   if (!c.residual) d_out.poison();
   moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
                      d_s13.data(), d_s2.data()};
   if (gated) layer.shared_gate = d_gate.data();
+  if (c.zero_compute) zc.describe(layer, d_w_c.data(), d_v.data());
   beam::test::device_vector<int32_t> ids_or_zero{size_t(std::max<int64_t>(T_ * c.K, 1))};
   moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
   out.topk_ids_or_zero = ids_or_zero.data();
@@ -278,7 +324,7 @@ void check_layer(const layer_case& c, uint64_t seed) {
       BEAM_CUDA_TRY(cudaMemcpy(v.data(), workspace.data() + offset, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
       return v;
     };
-    const auto compaction = ref::compact(expected.routing.topk_ids.data(), T_, c.K, c.E);
+    const auto compaction = ref::compact(expected.routing.topk_ids.data(), T_, c.K, int32_t(routed), 0, c.E);
     const size_t active = size_t(compaction.offsets.back());
     CHECK(from_workspace(ws.counts, size_t(c.E)) == compaction.counts);
     CHECK(from_workspace(ws.offsets, size_t(c.E) + 1) == compaction.offsets);
@@ -291,8 +337,9 @@ void check_layer(const layer_case& c, uint64_t seed) {
 }
 
 //! moe_experts_forward against the reference for a given routing with none, some and all pairs
-//! masked, an invalid id among them (skipped and counted).
-void check_experts_forward(int I_s, gemm_schedule schedule) {
+//! masked, an invalid id among them (skipped and counted); with `zero_compute`, every pair that
+//! is not masked goes to a zero-computation expert (no GEMM row at all).
+void check_experts_forward(int I_s, gemm_schedule schedule, bool zero_compute = false) {
   const int64_t T = 33;
   const int H = 64, I = 32, E = 8, K = 2;
   const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
@@ -308,16 +355,20 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
     for (int64_t t = 0; t < T; ++t) {
       const int first = int(rng() % E);
       for (int k = 0; k < K; ++k) {
-        ids[size_t(t * K + k)] = double(rng() % 1000) / 1000.0 < masked ? -1 : (first + k) % E;
+        ids[size_t(t * K + k)] = double(rng() % 1000) / 1000.0 < masked ? -1
+                                 : zero_compute ? E + (first + k) % zero_compute_weights::count
+                                                : (first + k) % E;
         gates[size_t(t * K + k)] = ids[size_t(t * K + k)] < 0 ? 0.0f : 0.25f + 0.5f * float(k);
       }
     }
     std::vector<int32_t> device_ids = ids;  // one invalid id: skipped (as −1) and counted
-    device_ids[5] = E + 2;
+    device_ids[5] = E + zero_compute_weights::count + 2;
     ids[5] = -1;
     const auto gate = rounded<bf16>(normal_values(size_t(H), 6, 0.125));  // w_g: gated when I_s > 0
-    const ref::moe_weights<float> ref_weights{H,          I,          E,   w13.data(), w2.data(), I_s,
-                                              s13.data(), s2.data(), I_s ? gate.data() : nullptr};
+    ref::moe_weights<float> ref_weights{H,          I,          E,   w13.data(), w2.data(), I_s,
+                                        s13.data(), s2.data(), I_s ? gate.data() : nullptr};
+    const zero_compute_weights zc(H, 8);
+    if (zero_compute) zc.describe(ref_weights, zc.gate.data(), zc.vectors.data());
     const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
     beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
         d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
@@ -328,6 +379,8 @@ void check_experts_forward(int I_s, gemm_schedule schedule) {
     beam::test::device_vector<bf16> d_gate(to_storage<bf16>(gate));
     moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
     if (I_s > 0) layer.shared_gate = d_gate.data();
+    beam::test::device_vector<bf16> d_w_c(to_storage<bf16>(zc.gate)), d_v(to_storage<bf16>(zc.vectors));
+    if (zero_compute) zc.describe(layer, d_w_c.data(), d_v.data());
     size_t bytes = 0;
     REQUIRE(beam::device::moe_experts_forward<bf16>(nullptr, bytes, d_x.data(), H, T, layer, d_ids.data(),
                                                     d_gates.data(), K, {d_out.data(), H}) == cudaSuccess);
@@ -472,7 +525,7 @@ TEST_SUITE("gpu") {
           // Five rules against three schedules: every pairing within 15 cases.
           const beam::routing_rule rules[] = {beam::routing_rule::mask, beam::routing_rule::mask, beam::routing_rule::top_k,
                                               beam::routing_rule::top_p, beam::routing_rule::threshold};
-          const layer_case c{T, H, I, E, K, I_s, rules[n % 5], n % 2 == 0, schedule, n % 7};
+          const layer_case c{T, H, I, E, K, I_s, rules[n % 5], n % 2 == 0, schedule, n % 7, n % 4 == 1};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
           ++n;
@@ -482,13 +535,14 @@ TEST_SUITE("gpu") {
   }
 
   TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert "
-            "alone, or no work item at all), both GEMM paths") {
+            "alone, or no work item at all), both GEMM paths; every pair a zero-computation expert") {
     BEAM_REQUIRE_GPU();
     for (const auto& run : {std::pair{16, gemm_schedule::automatic}, {0, gemm_schedule::automatic},
                             {16, gemm_schedule::prefill}, {0, gemm_schedule::prefill_sm80}}) {
       CAPTURE(run.first);
       CAPTURE(int(run.second));
       check_experts_forward(run.first, run.second);
+      check_experts_forward(run.first, run.second, true);
     }
   }
   TEST_CASE("moe_forward replayed from a CUDA graph with new hidden states equals eager") {

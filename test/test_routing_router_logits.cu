@@ -41,6 +41,15 @@ TEST_CASE("router_logits: bad arguments, before touching the device") {
   CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake}, 8, true, o) == cudaErrorInvalidValue);  // a gate, no output
   CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake + 1}, 8, true, {out, out + 8, 16, 16, out}) ==
         cudaErrorInvalidValue);  // a misaligned gate row
+  // Constant experts' W_c: C ∈ [0, 2²⁰], W_c given and aligned, and its output.
+  const logits_outputs with_constant{out, out + 8, 16, 16, nullptr, out};
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, nullptr, fake, 2}, 8, true, o) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, nullptr, nullptr, 2}, 8, true, with_constant) ==
+        cudaErrorInvalidValue);
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, nullptr, fake + 1, 2}, 8, true, with_constant) ==
+        cudaErrorInvalidValue);
+  CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, nullptr, fake, -1}, 8, true, with_constant) ==
+        cudaErrorInvalidValue);
   CHECK(call(fake, 60, 4, 56, w, 8, true, o) == cudaErrorInvalidValue);   // stride % 8
   CHECK(call(fake, 32, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);   // stride < H
   CHECK(call(fake + 4, 64, 4, 64, w, 8, true, o) == cudaErrorInvalidValue);  // x misaligned
@@ -81,28 +90,36 @@ void check_logits(int64_t tokens, int E, int H, bool mask, uint64_t seed) {
     x[size_t(2 * x_stride)] = beam::from_float<T>(inf);                     // token 2: an infinity
   }
   const auto w_g = beam::test::random_values<T>(size_t(H), seed + 3);  // a shared expert gate row
-  beam::test::device_vector<T> d_x(x), d_wr(w_r), d_wm(w_m), d_wg(w_g);
+  const int C = 3;  // constant experts: W_c [2C, H], rows H apart
+  const auto w_c = beam::test::random_values<T>(size_t(2 * C * H), seed + 4);
+  beam::test::device_vector<T> d_x(x), d_wr(w_r), d_wm(w_m), d_wg(w_g), d_wc(w_c);
   beam::test::device_vector<float> d_r(size_t(tokens * out_stride)), d_z(size_t(tokens * out_stride)),
-      d_g{static_cast<size_t>(tokens)};
+      d_g{static_cast<size_t>(tokens)}, d_c{size_t(tokens * 2 * C)};
   d_r.poison();
   d_z.poison();
   d_g.poison();
+  d_c.poison();
   REQUIRE(beam::device::router_logits<T>(
-              d_x.data(), x_stride, tokens, H, {d_wr.data(), d_wm.data(), w_stride, w_stride, d_wg.data()}, E, mask,
-              {d_r.data(), d_z.data(), out_stride, out_stride, d_g.data()}) == cudaSuccess);
+              d_x.data(), x_stride, tokens, H,
+              {d_wr.data(), d_wm.data(), w_stride, w_stride, d_wg.data(), d_wc.data(), C}, E, mask,
+              {d_r.data(), d_z.data(), out_stride, out_stride, d_g.data(), d_c.data()}) == cudaSuccess);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
-  const auto r = d_r.to_host(), z = d_z.to_host(), gate = d_g.to_host();
-  for (int64_t t = 0; t < tokens; ++t) {  // x·w_g, as a logit
-    CAPTURE(t);
+  const auto r = d_r.to_host(), z = d_z.to_host(), gate = d_g.to_host(), constant = d_c.to_host();
+  const auto check_extra_row = [&](int64_t t, const T* w, float got) {  // x·w of an extra row, as a logit
     double sum = 0.0, magnitude = 0.0;
     for (int h = 0; h < H; ++h) {
-      const double product = double(beam::to_float(x[size_t(t * x_stride + h)])) * beam::to_float(w_g[size_t(h)]);
+      const double product = double(beam::to_float(x[size_t(t * x_stride + h)])) * beam::to_float(w[h]);
       sum += product;
       magnitude += std::abs(product);
     }
-    if (std::isnan(sum)) CHECK(std::isnan(gate[size_t(t)]));
-    else if (std::isinf(sum)) CHECK(gate[size_t(t)] == float(sum));
-    else CHECK(std::abs(double(gate[size_t(t)]) - sum) <= std::ldexp(magnitude, -18) + 1e-30);
+    if (std::isnan(sum)) CHECK(std::isnan(got));
+    else if (std::isinf(sum)) CHECK(got == float(sum));
+    else CHECK(std::abs(double(got) - sum) <= std::ldexp(magnitude, -18) + 1e-30);
+  };
+  for (int64_t t = 0; t < tokens; ++t) {  // x·w_g, then x·W_cᵀ
+    CAPTURE(t);
+    check_extra_row(t, w_g.data(), gate[size_t(t)]);
+    for (int j = 0; j < 2 * C; ++j) check_extra_row(t, w_c.data() + j * H, constant[size_t(t * 2 * C + j)]);
   }
   for (int half = 0; half < (mask ? 2 : 1); ++half) {
     const auto& w = half == 0 ? w_r : w_m;

@@ -95,6 +95,34 @@ TEST_CASE("decode traffic: every GEMM schedule streams full sectors without bank
   }
 }
 
+TEST_CASE("decode traffic: zero-computation experts read no FFN weight sector, with some pairs or every pair theirs") {
+  // The small layer with four identity experts (LongCat-Flash's zero-computation experts), ids
+  // 16..19: every token's even slots go to them, then every slot.
+  model_shape shape = small_layer;
+  shape.identity_experts = 4;
+  traffic_problem problem(shape, tokens);
+  auto some = skewed_routing(tokens, shape.K, shape.E, shape.K), all = some;
+  for (size_t p = 0; p < some.size(); ++p) {
+    const int k = int(p % size_t(shape.K));
+    if (k % 2 == 0) some[p] = shape.E + k;
+    all[p] = shape.E + k;
+  }
+  for (bool mask : {false, true}) {
+    CAPTURE(mask);
+    const layer_traffic partly = problem.run(tokens, some, mask);
+    REQUIRE(partly.active_experts > 0);
+    CHECK_EQ(partly.inactive_experts_read, 0);  // the FFN experts of no pair: not one sector
+    CHECK_EQ(partly.active_experts_partly_read, 0);
+    check_within_ideal(partly);
+    const layer_traffic none = problem.run(tokens, all, mask);  // every pair a zero-computation expert
+    CHECK_EQ(none.active_experts, 0);
+    CHECK_EQ(none.pairs, 0.0);
+    CHECK_EQ(none.inactive_experts_read, 0);
+    check_within_ideal(none);
+    CHECK(none.distinct_bytes < partly.distinct_bytes);
+  }
+}
+
 TEST_CASE("decode traffic: the inactive-expert check sees the experts a routing reads") {
   // The dense Top-K forward reads experts that the masked routing switched off: counted against
   // the masked routing's inactive set, they are reads of inactive experts. (The check is the
