@@ -31,7 +31,8 @@ struct layer_problem {
   layer_problem(const model_shape& shape, int64_t tokens)
       : m(shape), T(tokens), x(size_t(tokens) * shape.H), y(size_t(tokens) * shape.H),
         w13(size_t(shape.E) * 2 * shape.I * shape.H), w2(size_t(shape.E) * shape.H * shape.I),
-        router(size_t(shape.E) * shape.H), mask_router(size_t(shape.E) * shape.H),
+        router(size_t(shape.E + shape.identity_experts) * shape.H),
+        mask_router(size_t(shape.E + shape.identity_experts) * shape.H),
         shared_w13(std::max<size_t>(size_t(2) * shape.I_s * shape.H, 8)),
         shared_w2(std::max<size_t>(size_t(shape.H) * shape.I_s, 8)), shared_gate(size_t(shape.H)),
         ids(size_t(tokens) * shape.K),
@@ -52,6 +53,7 @@ struct layer_problem {
     beam::device::moe_layer<bf16> l{m.H, m.I, m.E, w13.data(), w2.data(), router.data(), mask_router.data(), m.I_s,
                                     shared_w13.data(), shared_w2.data()};
     if (m.shared_gate) l.shared_gate = shared_gate.data();
+    l.identity_experts = m.identity_experts;
     return l;
   }
 
@@ -100,19 +102,19 @@ struct layer_problem {
     return std::max(bytes(host_ids) / c.copy_bytes_per_s, flops(host_ids) / c.gemm_flops_per_s);
   }
 
-  //! Bytes that must move: the distinct active experts' weights (+ the shared expert's), the
-  //! activations in and out.
+  //! Bytes that must move: the distinct active FFN experts' weights (+ the shared expert's),
+  //! the activations in and out.
   double bytes(const std::vector<int32_t>& host_ids) const {
     std::vector<char> used(size_t(m.E), 0);
     for (int32_t id : host_ids) {
-      if (id >= 0) used[size_t(id)] = 1;
+      if (id >= 0 && id < m.E) used[size_t(id)] = 1;
     }
     const double experts = double(std::count(used.begin(), used.end(), 1));
     return (experts * 3.0 * m.I + 3.0 * m.I_s) * m.H * 2 + 2.0 * double(T) * m.H * 2;
   }
   double flops(const std::vector<int32_t>& host_ids) const {
-    double pairs = 0;
-    for (int32_t id : host_ids) pairs += id >= 0;
+    double pairs = 0;  // FFN pairs: a zero-computation expert's term is O(H)
+    for (int32_t id : host_ids) pairs += id >= 0 && id < m.E;
     return 6.0 * m.H * (pairs * m.I + double(T) * m.I_s);
   }
 };
@@ -136,6 +138,23 @@ void bm_layer_masked_vs_dense(benchmark::State& state) {
   state.counters["roofline_us"] = roofline_s * 1e6;
   state.counters["%roofline"] = 100.0 * roofline_s / masked_s;
   report(state, masked_s, p.bytes(masked_ids), p.flops(masked_ids));
+}
+
+//! moe_experts_forward with zero-computation experts (LongCat-Flash's: identity, E/2 of them)
+//! taking every other slot, beside dense Top-K on the FFN experts of the same draw; range: T.
+void bm_layer_zero_compute(benchmark::State& state) {
+  model_shape m = layer_models[0];
+  m.identity_experts = m.E / 2;
+  const int64_t T = state.range(0);
+  layer_problem p(m, T);
+  const auto dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
+  auto ids = dense_ids;
+  for (size_t i = 0; i < ids.size(); i += 2) ids[i] = m.E + int32_t(i / 2 % size_t(m.identity_experts));
+  const double dense_s = p.time_experts(dense_ids), s = p.time_experts(ids);
+  state.counters["dense_us"] = dense_s * 1e6;
+  state.counters["speedup"] = dense_s / s;
+  state.counters["ideal"] = p.roofline_seconds(dense_ids) / p.roofline_seconds(ids);
+  report(state, s, p.bytes(ids), p.flops(ids));
 }
 
 //! The whole moe_forward (router, routing with the mask, experts, combine); range: model, T,
@@ -213,6 +232,11 @@ void forward_args(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(bm_layer_masked_vs_dense)->Apply(layer_args);
+BENCHMARK(bm_layer_zero_compute)
+    ->ArgName("T")
+    ->Arg(1)->Arg(64)->Arg(4096)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_moe_forward)->Apply(forward_args);
 BENCHMARK(bm_decode_layer)->Apply(decode_args);
 
