@@ -302,3 +302,34 @@ TEST_CASE("∂L/∂ĝ of zero-computation experts: ⟨∂L/∂y, E(x)⟩ with E(
     if (fwd.candidate_ids[s] == 4) CHECK(analytic[s] == 0.0);  // the zero expert
   }
 }
+
+TEST_CASE("constant experts' W_c and v gradients against central differences") {
+  problem p;
+  p.E = 3;  // FFN experts 0..2; identity 3; constant 4 and 5
+  ref::moe_weights<double> w = p.weights();
+  w.identity_experts = 1;
+  w.constant_experts = 2;
+  std::vector<double> w_c = beam::test::random_normal<double>(2 * 2 * size_t(p.H), 90, 0, 0.5);
+  std::vector<double> v = beam::test::random_normal<double>(2 * size_t(p.H), 91);
+  w.constant_gate = w_c.data();
+  w.constant_vectors = v.data();
+  std::vector<int32_t> ids(size_t(p.T * p.K));
+  for (size_t s = 0; s < ids.size(); ++s) ids[s] = int32_t(s % 7 == 6 ? -1 : s % 6);  // every kind, a masked slot
+  const std::vector<double> g = beam::test::random_normal<double>(ids.size(), 92, 0.5, 0.2);
+  const auto analytic = ref::constant_expert_backward(p.x.data(), p.T, w, ids.data(), g.data(), p.K, p.dy.data());
+  const auto loss = [&] { return dot(p.dy, ref::moe_experts_forward(p.x.data(), p.T, w, ids.data(), g.data(), p.K)); };
+  check_close(analytic.d_gate, numeric_gradient(w_c, [&](const std::vector<double>& value) {
+                const std::vector<double> saved = w_c;
+                std::copy(value.begin(), value.end(), w_c.begin());  // in place: w points at it
+                const double l = loss();
+                std::copy(saved.begin(), saved.end(), w_c.begin());
+                return l;
+              }));
+  check_close(analytic.d_vectors, numeric_gradient(v, [&](const std::vector<double>& value) {
+                const std::vector<double> saved = v;
+                std::copy(value.begin(), value.end(), v.begin());  // in place: w points at it
+                const double l = loss();
+                std::copy(saved.begin(), saved.end(), v.begin());
+                return l;
+              }));
+}

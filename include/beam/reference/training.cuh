@@ -1,11 +1,14 @@
 //! @file
-//! Host reference of BEAM's training math: the backward of routing through the STE, the
-//! auxiliary losses and their gradients, and ∂L/∂ĝ of the layer output.
+//! Host reference of BEAM's training math: the backward of routing through its rule (the STE
+//! for the mask), the auxiliary losses and their gradients, ∂L/∂ĝ of the layer output, and the
+//! gradients of the constant experts' parameters.
 //!
 //!   L = L_task + α · L_bal + β · L_reg
 //!   ∂L/∂ĝ_i = ⟨∂L/∂y, E_{c_i}(x)⟩           (for every candidate, masked ones included)
-//!   ∂L/∂g_i = ∂L/∂ĝ_i · m̂_i,    ∂L/∂m̂_i = ∂L/∂ĝ_i · g_i
-//!   ∂L/∂z_{c_i} = ∂L/∂m̂_i · σ'(z_{c_i})      (STE: the threshold is the identity backward)
+//!   ∂L/∂g_i = ∂L/∂ĝ_i · m̂_i,    ∂L/∂m̂_i = ∂L/∂ĝ_i · g_i   (m̂ of the rule)
+//!   ∂L/∂z_{c_i} = ∂L/∂m̂_i · σ'(z_{c_i})      (STE: the threshold is the identity backward; the
+//!                                             mask rule only: top-p's and the threshold's m̂
+//!                                             are step functions of g, with no gradient)
 //!   L_reg = (1/(T·K)) Σ_t Σ_i σ(z_{t,c_i})   (L1 on the continuous mask probabilities)
 //!   L_bal = E · Σ_e f_e · P_e,  f_e = #{slots with c = e}/(T·K) (not differentiated),
 //!           P_e = (1/T) Σ_t softmax(r_t)_e   (the Switch/GShard definition, whatever the
@@ -231,6 +234,56 @@ std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
     }
   }
   return d_hat;
+}
+
+//! Gradients of the constant experts' parameters (MoE++), W_c `[2C, H]` and v `[C, H]`.
+template <class Real>
+struct constant_expert_grads {
+  std::vector<double> d_gate;     //!< ∂L/∂W_c `[2C, H]`
+  std::vector<double> d_vectors;  //!< ∂L/∂v `[C, H]`
+};
+
+//! ∂L/∂W_c and ∂L/∂v from ∂L/∂y `[T, H]` for the layer output of moe.cuh with the routing
+//! `topk_ids`, ĝ = `topk_weights` `[T, K]`: for each pair on constant expert j (term
+//! ĝ (α₁ x + α₂ v_j), α = softmax(ℓ), ℓ_c = W_c[2j + c] · x), with d = ∂L/∂y_t,
+//!   ∂L/∂v_j += ĝ α₂ d,   ∂L/∂α = ĝ (⟨d, x⟩, ⟨d, v_j⟩),   ∂L/∂ℓ = α ⊙ (∂L/∂α − ⟨α, ∂L/∂α⟩),
+//!   ∂L/∂W_c[2j + c] += ∂L/∂ℓ_c · x.
+template <class Real>
+constant_expert_grads<Real> constant_expert_backward(const Real* x, int64_t tokens, const moe_weights<Real>& w,
+                                                     const int32_t* topk_ids, const Real* topk_weights, int top_k,
+                                                     const Real* d_out) {
+  check_weights(w);
+  if (tokens > 0 && (!x || !topk_ids || !topk_weights || !d_out)) {
+    throw std::invalid_argument("constant_expert_backward: null input");
+  }
+  const int64_t H = w.hidden, C = w.constant_experts;
+  const int first = w.experts + w.zero_experts + w.identity_experts;
+  constant_expert_grads<Real> g;
+  g.d_gate.assign(size_t(2 * C * H), 0.0);
+  g.d_vectors.assign(size_t(C * H), 0.0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const Real* x_t = x + t * H;
+    const Real* d = d_out + t * H;
+    for (int k = 0; k < top_k; ++k) {
+      const int64_t j = int64_t(topk_ids[t * top_k + k]) - first;
+      if (j < 0 || j >= C) continue;
+      const double weight = double(topk_weights[t * top_k + k]);
+      double logit[2] = {0.0, 0.0}, d_x = 0.0, d_v = 0.0;
+      for (int64_t h = 0; h < H; ++h) {
+        for (int c = 0; c < 2; ++c) logit[c] += double(w.constant_gate[(2 * j + c) * H + h]) * double(x_t[h]);
+        d_x += double(d[h]) * double(x_t[h]);
+        d_v += double(d[h]) * double(w.constant_vectors[j * H + h]);
+      }
+      const double a1 = sigmoid(logit[0] - logit[1]), a2 = sigmoid(logit[1] - logit[0]);
+      const double da1 = weight * d_x, da2 = weight * d_v, mean = a1 * da1 + a2 * da2;
+      const double dl[2] = {a1 * (da1 - mean), a2 * (da2 - mean)};
+      for (int64_t h = 0; h < H; ++h) {
+        g.d_vectors[size_t(j * H + h)] += weight * a2 * double(d[h]);
+        for (int c = 0; c < 2; ++c) g.d_gate[size_t((2 * j + c) * H + h)] += dl[c] * double(x_t[h]);
+      }
+    }
+  }
+  return g;
 }
 
 }  // namespace beam::reference
