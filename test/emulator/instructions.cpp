@@ -620,6 +620,9 @@ void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
   const uint64_t sign = uint64_t(1) << (total - 1);
   const auto one = [&](uint64_t v, uint64_t, uint64_t) {
     v = truncate(v, total / 8);
+    // ISA (abs): "For abs.f64, NaN input is passed through unchanged" (neg.f64 too, by the CUDA
+    // Programming Guide's floating-point notes); other NaN results are unspecified NaNs.
+    if (s == ptype::f64 && is_nan(v, f)) return v;
     if (in.ftz) v = flush_subnormal(v, f);
     return in.aux == 0 ? v & ~sign : v ^ sign;  // abs : neg
   };
@@ -642,7 +645,15 @@ void exec_float_special(block_state& b, thread_state& t, const instruction& in) 
     const double y = in.aux == f_div ? static_cast<double>(operand_float(value(b, t, in.ops[2]), type, in.ftz)) : 0;
     double r;
     switch (in.aux) {
-      case f_div: r = f64 ? x / y : double(float(x) / float(y)); break;
+      case f_div:
+        // ISA (div): "For 2^126 < |b| < 2^128, if a is infinity, div.approx.f32 returns NaN,
+        // otherwise it returns a sign-preserving zero" (not .full, which covers the full range).
+        if (!f64 && in.aux2 && std::fabs(y) > 0x1p126 && std::fabs(y) < 0x1p128) {
+          r = x * std::copysign(0.0, y);  // a · (1/b) with 1/b flushed: NaN for an infinite (or NaN) a
+        } else {
+          r = f64 ? x / y : double(float(x) / float(y));
+        }
+        break;
       case f_rcp: r = f64 ? 1.0 / x : double(1.0f / float(x)); break;
       case f_sqrt: r = f64 ? std::sqrt(x) : double(std::sqrt(float(x))); break;
       case f_rsqrt: r = f64 ? 1.0 / std::sqrt(x) : double(1.0f / std::sqrt(float(x))); break;
@@ -724,7 +735,8 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
     }
     return truncate(static_cast<uint64_t>(s), dw);
   }
-  const bool plain = (in.round == rounding::none || in.round == rounding::rn) && !in.sat && !in.ftz && !in.relu;
+  const bool plain =
+      (in.round == rounding::none || in.round == rounding::rn) && !in.sat && !in.ftz && !in.relu && !in.aux2;  // aux2: .satfinite
   if (plain && dst == ptype::f32) {  // exact or round-to-nearest host conversions
     switch (src) {
       case ptype::s32: case ptype::s16: case ptype::s8: return bits(static_cast<float>(sign_extend(raw, sw)));
@@ -901,7 +913,8 @@ void exec_st(block_state& b, thread_state& t, const instruction& in) {
 
 enum atom_op : uint32_t { a_add, a_min, a_max, a_inc, a_dec, a_and, a_or, a_xor, a_exch, a_cas };
 
-uint64_t atom_apply(const instruction& in, uint64_t old, uint64_t x, uint64_t y) {
+//! The new value of an atom/red on `old`; `in_shared`: the address lies in shared memory.
+uint64_t atom_apply(const instruction& in, uint64_t old, uint64_t x, uint64_t y, bool in_shared) {
   const ptype type = in.type;
   const int w = type_bytes(type);
   if (is_pair(type) || type_float(type)) {
@@ -909,7 +922,10 @@ uint64_t atom_apply(const instruction& in, uint64_t old, uint64_t x, uint64_t y)
     const auto one = [&](uint64_t o, uint64_t v, uint64_t) -> uint64_t {
       if (in.aux == a_add) {
         float_mode m;
-        m.ftz = s == ptype::f32 && !in.noftz;  // atom.add.f32 flushes subnormals
+        // ISA (atom): "atom.add.f32 on global memory flushes subnormal inputs and results to
+        // sign-preserving zero; whereas atom.add.f32 on shared memory supports subnormal inputs
+        // and results" (red likewise); the f16/bf16 forms take .noftz and never flush.
+        m.ftz = s == ptype::f32 && !in_shared;
         return float_arith(op_add, m, s, o, v, 0);
       }
       if (in.aux == a_exch) return v;
@@ -945,7 +961,8 @@ void exec_atom(block_state& b, thread_state& t, const instruction& in) {
   std::memcpy(&old, p, w);
   const uint64_t x = value(b, t, in.ops[red ? 1 : 2]);
   const uint64_t y = in.aux == a_cas ? value(b, t, in.ops[3]) : 0;
-  const uint64_t r = atom_apply(in, old, x, y);
+  const bool in_shared = p >= b.shared.data() && p < b.shared.data() + b.shared.size();
+  const uint64_t r = atom_apply(in, old, x, y, in_shared);
   std::memcpy(p, &r, w);
   if (!red) set(t, in.ops[0], type_signed(in.type) ? static_cast<uint64_t>(sign_extend(old, w)) & (w == 8 ? ~0ull : 0xFFFFFFFFull) : old);
 }
@@ -1352,6 +1369,7 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "div" && flt) {
     if (!has(in, "approx") && !has(in, "full") && in.round == rounding::none) unsupported(in, "no rounding");
     in.aux = f_div;
+    in.aux2 = has(in, "approx");  // .approx's range rule
     in.exec = exec_float_special;
     return;
   }

@@ -95,6 +95,7 @@ CVT(k_rn_satfinite_f16_f32, "cvt.rn.satfinite.f16.f32", uint16_t, uint32_t, "h",
 CVT(k_rn_bf16_f32, "cvt.rn.bf16.f32", uint16_t, uint32_t, "h", "r")
 CVT(k_rz_bf16_f32, "cvt.rz.bf16.f32", uint16_t, uint32_t, "h", "r")
 CVT(k_rn_relu_bf16_f32, "cvt.rn.relu.bf16.f32", uint16_t, uint32_t, "h", "r")
+CVT(k_rn_satfinite_bf16_f32, "cvt.rn.satfinite.bf16.f32", uint16_t, uint32_t, "h", "r")
 CVT(k_f32_f16, "cvt.f32.f16", uint32_t, uint16_t, "r", "h")
 CVT(k_f32_bf16, "cvt.f32.bf16", uint32_t, uint16_t, "r", "h")
 CVT(k_f64_f16, "cvt.f64.f16", uint64_t, uint16_t, "l", "h")
@@ -309,6 +310,13 @@ TEST_CASE("f32 -> bf16: ties-to-even, overflow, .rz, .relu, NaN") {
   check_unary<uint16_t, uint32_t>("cvt.rz.bf16.f32", k_rz_bf16_f32, in, {0x3f80, 0x3f81, 0xbf80, 0x7f7f, 0x3dcc, 0x0001, 0xff80});
   check_unary<uint16_t, uint32_t>("cvt.rn.relu.bf16.f32", k_rn_relu_bf16_f32, {0xbf800000u, 0x40490fdbu /*pi*/}, {0x0000, 0x4049});
   check_nan<uint16_t, uint32_t>("cvt.rn.bf16.f32 NaN", k_rn_bf16_f32, {kNaN, 0xff800001u}, nanbf16);
+  // .satfinite: "If the absolute value of input (ignoring sign) is greater than MAX_NORM of the
+  // specified destination format, then the result is sign-preserved MAX_NORM" (±inf included:
+  // 0x7f7f / 0xff7f); "if the input value is NaN, then the result is NaN".
+  check_unary<uint16_t, uint32_t>("cvt.rn.satfinite.bf16.f32", k_rn_satfinite_bf16_f32,
+                                  {kInf, kNegInf, 0x7f7fffffu /*FLT_MAX*/, 0x3f808000u, 0x80000000u /*-0*/},
+                                  {0x7f7f, 0xff7f, 0x7f7f, 0x3f80, 0x8000});
+  check_nan<uint16_t, uint32_t>("cvt.rn.satfinite.bf16.f32 NaN", k_rn_satfinite_bf16_f32, {kNaN}, nanbf16);
 }
 
 // Description: "the value converted from input a is stored in the upper half of d and the value

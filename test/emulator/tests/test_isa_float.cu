@@ -349,6 +349,11 @@ TEST_CASE("min/max: NaN operands, signed zeros, .NaN") {
   check_unary<uint32_t, uint32_t>("neg.f32", k_neg_f32, {kPosZero, kNegZero, kFive, kInf}, {kNegZero, kPosZero, kMinusFive, kNegInf});
   check_unary<uint64_t, uint64_t>("abs.f64", k_abs_f64, {dNegZero, dMinusFive}, {0, dFive});
   check_unary<uint64_t, uint64_t>("neg.f64", k_neg_f64, {0, dFive}, {dNegZero, dMinusFive});
+  // ISA (abs): "For abs.f64, NaN input is passed through unchanged" — sign and payload (neg.f64
+  // too: the CUDA Programming Guide's floating-point notes pass f64 NaNs through negation).
+  check_unary<uint64_t, uint64_t>("abs.f64 NaN", k_abs_f64, {0xfff8000000000123ull, 0x7ff4000000000001ull},
+                                  {0xfff8000000000123ull, 0x7ff4000000000001ull});
+  check_unary<uint64_t, uint64_t>("neg.f64 NaN", k_neg_f64, {0xfff8000000000123ull}, {0xfff8000000000123ull});
   // copysign: "Copy sign bit of a into value of b".
   check_binary<uint32_t>("copysign.f32", k_copysign_f32, {{kMinusOne, kTwo, 0xc0000000u}, {kOne, 0xc0000000u, kTwo}, {kNegZero, kInf, kNegInf}});
 }
@@ -533,6 +538,29 @@ TEST_CASE(".approx: documented error bounds and special values") {
       CHECK_MESSAGE(isa::ulp_distance(as_f32(df.host()[i]), exact) <= 2, "div.full ", na[i], "/", nb[i]);
       CHECK_MESSAGE(isa::ulp_distance(as_f32(dx.host()[i]), exact) <= 2, "div.approx ", na[i], "/", nb[i]);
     }
+  }
+
+  // ISA (div): "For 2^126 < |b| < 2^128, if a is infinity, div.approx.f32 returns NaN, otherwise
+  // it returns a sign-preserving zero"; div.full covers the full range (1 / 2^127 = 2^-127, a
+  // subnormal, within 2 ulp).
+  check_binary<uint32_t>("div.approx.f32, 2^126 < |b| < 2^128", k_div_approx,
+                         {{kOne, 0x7f000000u /*2^127*/, kPosZero},
+                          {kMinusOne, 0x7f000000u, kNegZero},
+                          {kOne, 0xff000000u /*-2^127*/, kNegZero},
+                          {0x7f000000u, 0x7f7fffffu /*FLT_MAX*/, kPosZero}});
+  {
+    buffer<uint32_t> da(std::vector<uint32_t>{kInf, kNegInf}), db(std::vector<uint32_t>{0x7f000000u, 0x7e800001u}),
+        dd(2);
+    k_div_approx<<<1, 2>>>(da.get(), db.get(), dd.get(), 2);
+    ISA_SYNC();
+    CHECK(isa::is_nan_f32(dd.host()[0]));  // an infinite a: NaN
+    CHECK(isa::is_nan_f32(dd.host()[1]));
+  }
+  {
+    buffer<uint32_t> da(std::vector<uint32_t>{kOne}), db(std::vector<uint32_t>{0x7f000000u}), dd(1);
+    k_div_full<<<1, 1>>>(da.get(), db.get(), dd.get(), 1);
+    ISA_SYNC();
+    CHECK(isa::ulp_distance(as_f32(dd.host()[0]), std::ldexp(1.0f, -127)) <= 2);  // not the .approx rule
   }
 
   // Corner-case tables, exact.
