@@ -15,6 +15,7 @@
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "decode.hpp"
 #include "machine.hpp"
@@ -1307,10 +1308,140 @@ uint32_t signature_of(const instruction& in) {
   return ids.emplace(name, static_cast<uint32_t>(ids.size())).first->second;
 }
 
+namespace {
+
+//! The dotted qualifiers each opcode's handler implements, beside its types (parse_type) and
+//! state spaces (space_of), which the handlers check: a qualifier outside its opcode's row is
+//! refused at load, naming it, rather than dropped (e.g. max.xorsign.abs, cvt.pack,
+//! st.async, lop3.or). Memory ordering, scope and cache qualifiers are implemented as the
+//! emulator's sequential model makes them: every access is visible at once.
+const std::unordered_map<std::string, std::unordered_set<std::string>>& implemented_qualifiers() {
+  using set = std::unordered_set<std::string>;
+  static const set float_round = {"rn", "rz", "rm", "rp"};
+  const auto with = [](set base, std::initializer_list<const char*> more) {
+    for (const char* m : more) base.insert(m);
+    return base;
+  };
+  static const set comparisons_and_bool = {"eq",  "ne",  "lt",  "le",  "gt",  "ge",  "lo",  "ls",  "hi",
+                                           "hs",  "equ", "neu", "ltu", "leu", "gtu", "geu", "num", "nan",
+                                           "and", "or",  "xor", "ftz"};
+  static const set order_scope = {"weak", "relaxed", "acquire", "release", "acq_rel", "volatile", "sc",
+                                  "cta",  "cluster", "gpu",     "sys"};
+  static const set cache_hints = {"L1::evict_normal", "L1::evict_unchanged", "L1::evict_first", "L1::evict_last",
+                                  "L1::no_allocate",  "L2::evict_normal",    "L2::evict_first", "L2::evict_last",
+                                  "L2::cache_hint",   "L2::64B",             "L2::128B",        "L2::256B"};
+  const auto memory = [&](std::initializer_list<const char*> more) {
+    set s = order_scope;
+    s.insert(cache_hints.begin(), cache_hints.end());
+    for (const char* m : more) s.insert(m);
+    return s;
+  };
+  static const std::unordered_map<std::string, set> table = {
+      {"add", with(float_round, {"ftz", "sat", "cc"})},
+      {"sub", with(float_round, {"ftz", "sat", "cc"})},
+      {"addc", {"cc"}},
+      {"subc", {"cc"}},
+      {"mul", with(float_round, {"ftz", "sat", "hi", "lo", "wide"})},
+      {"mad", with(float_round, {"ftz", "sat", "hi", "lo", "wide", "cc"})},
+      {"madc", {"hi", "lo", "cc"}},
+      {"fma", with(float_round, {"ftz", "sat", "relu"})},
+      {"mul24", {"hi", "lo"}},
+      {"mad24", {"hi", "lo"}},
+      {"sad", {}},
+      {"slct", {}},
+      {"div", with(float_round, {"approx", "full", "ftz"})},
+      {"rem", {}},
+      {"abs", {"ftz"}},
+      {"neg", {"ftz"}},
+      {"not", {}},
+      {"cnot", {}},
+      {"popc", {}},
+      {"clz", {}},
+      {"brev", {}},
+      {"bfind", {"shiftamt"}},
+      {"min", {"NaN", "ftz", "relu"}},
+      {"max", {"NaN", "ftz", "relu"}},
+      {"and", {}},
+      {"or", {}},
+      {"xor", {}},
+      {"shl", {}},
+      {"shr", {}},
+      {"shf", {"l", "r", "clamp", "wrap"}},
+      {"bfe", {}},
+      {"bfi", {}},
+      {"prmt", {"f4e", "b4e", "rc8", "ecl", "ecr", "rc16"}},
+      {"lop3", {}},
+      {"setp", comparisons_and_bool},
+      {"set", comparisons_and_bool},
+      {"selp", {}},
+      {"rcp", with(float_round, {"approx", "ftz"})},
+      {"sqrt", with(float_round, {"approx", "ftz"})},
+      {"rsqrt", {"approx", "ftz"}},
+      {"ex2", {"approx", "ftz"}},
+      {"lg2", {"approx", "ftz"}},
+      {"sin", {"approx", "ftz"}},
+      {"cos", {"approx", "ftz"}},
+      {"tanh", {"approx"}},
+      {"testp", {"finite", "infinite", "number", "notanumber", "normal", "subnormal"}},
+      {"copysign", {}},
+      {"cvt", with(float_round, {"rna", "rni", "rzi", "rmi", "rpi", "ftz", "sat", "relu", "satfinite", "tf32"})},
+      {"mov", {}},
+      {"cvta", {"to"}},
+      {"isspacep", {}},
+      {"ld", memory({"ca", "cg", "cs", "lu", "cv", "nc", "v2", "v4"})},
+      {"ldu", memory({"v2", "v4"})},
+      {"st", memory({"wb", "cg", "cs", "wt", "v2", "v4"})},
+      {"atom", memory({"add", "min", "max", "inc", "dec", "and", "or", "xor", "exch", "cas", "noftz"})},
+      {"red", memory({"add", "min", "max", "inc", "dec", "and", "or", "xor", "noftz"})},
+      {"cp", {"async", "ca", "cg", "commit_group", "wait_group", "wait_all", "L2::cache_hint", "L2::64B", "L2::128B",
+              "L2::256B"}},
+      {"bra", {"uni"}},
+      {"ret", {"uni"}},
+      {"exit", {}},
+      {"trap", {}},
+      {"griddepcontrol", {"wait", "launch_dependents"}},
+      {"membar", {"cta", "gl", "sys"}},
+      {"fence", with(order_scope, {"proxy", "async", "alias", "mbarrier_init", "tensormap", "generic", "release",
+                                   "acquire", "to_async"})},
+      {"nanosleep", {}},
+      {"prefetch", {"L1", "L2", "L2::evict_last", "L2::evict_normal", "tensormap"}},
+      {"prefetchu", {"L1"}},
+      {"pmevent", {"mask"}},
+      {"createpolicy", {"fractional", "range", "cvt", "L2::evict_last", "L2::evict_normal", "L2::evict_first",
+                        "L2::evict_unchanged"}},
+      {"bar", {"sync", "arrive", "red", "popc", "and", "or", "warp", "aligned", "cta"}},
+      {"barrier", {"sync", "arrive", "red", "popc", "and", "or", "aligned", "cta"}},
+      {"shfl", {"sync", "up", "down", "bfly", "idx"}},
+      {"vote", {"sync", "all", "any", "uni", "ballot"}},
+      {"match", {"sync", "any", "all"}},
+      {"redux", {"sync", "add", "min", "max", "and", "or", "xor"}},
+      {"activemask", {}},
+      {"ldmatrix", {"sync", "aligned", "m8n8", "x1", "x2", "x4", "trans"}},
+      {"mma", {"sync", "aligned", "m16n8k16", "row", "col"}},
+  };
+  return table;
+}
+
+//! Refuses, naming it, an opcode without a handler or a qualifier its handler does not implement.
+void check_qualifiers(const instruction& in) {
+  const auto row = implemented_qualifiers().find(in.opcode);
+  if (row == implemented_qualifiers().end()) unsupported(in, "unknown opcode " + in.opcode);
+  for (const std::string& m : in.modifiers) {
+    ptype t;
+    bool is_space = false;
+    space_of(m, &is_space);
+    if (parse_type(m, &t) || is_space || row->second.count(m)) continue;
+    unsupported(in, "qualifier ." + m + " of " + in.opcode + " is not implemented");
+  }
+}
+
+}  // namespace
+
 void decode_instruction(instruction& in, const kernel& k) {
   in.signature = signature_of(in);
   in.aligned = has(in, "aligned");
   if (decode_hopper_instruction(in, k)) return;
+  check_qualifiers(in);
   const std::string& op = in.opcode;
   const auto cmp_of = [&]() {
     for (const std::string& m : in.modifiers) {
@@ -1447,7 +1578,11 @@ void decode_instruction(instruction& in, const kernel& k) {
     in.exec = exec_cvt;
     return;
   }
-  if (op == "mov") { in.exec = exec_mov; return; }
+  if (op == "mov") {
+    if (in.type == ptype::b128) unsupported(in, "128-bit registers");
+    in.exec = exec_mov;
+    return;
+  }
   if (op == "cvta") {
     in.aux = has(in, "to") ? 1 : 0;
     if (in.state == space::param && in.aux == 1) unsupported(in, "cvta.to.param");
