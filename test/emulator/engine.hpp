@@ -53,8 +53,12 @@ struct kernel_info {
   size_t param_bytes = 0;
   size_t static_shared_bytes = 0;
   size_t local_bytes = 0;            //!< per thread (.local depots)
-  int registers = 0;                 //!< an estimate: virtual registers are not allocated
+  int registers = 0;                 //!< virtual registers (capped at 255): an estimate, as PTX
+                                     //!< allocates none; the runtime caps it by the bounds below
   int max_threads_per_block = 1024;  //!< .maxntid product, or the model's limit
+  bool bounded_threads = false;      //!< a .maxntid / .reqntid directive gave max_threads_per_block
+  int max_registers = 0;             //!< .maxnreg, 0 if none
+  int min_blocks_per_sm = 0;         //!< .minnctapersm, 0 if none
   int ptx_version = 80;              //!< from .target (80 for sm_80, 90 for sm_90a)
 };
 

@@ -688,8 +688,10 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
       do {
         max_threads *= std::stoi(toks[pos++].text);
       } while (toks[pos].text == "," && ++pos);
-    } else if (d == ".minnctapersm" || d == ".maxnreg" || d == ".maxnctapersm" || d == ".reqnctapercluster" ||
-               d == ".maxclusterrank") {
+    } else if (d == ".minnctapersm" || d == ".maxnreg") {
+      (d == ".maxnreg" ? k->info.max_registers : k->info.min_blocks_per_sm) = std::stoi(toks[++pos].text);
+      ++pos;
+    } else if (d == ".maxnctapersm" || d == ".reqnctapercluster" || d == ".maxclusterrank") {
       ++pos;
       do { ++pos; } while (toks[pos].text == "," && ++pos);
     } else if (d == ".noreturn" || d == ".explicitcluster") {
@@ -700,6 +702,7 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
   }
   fp.parse_body();
   k->info.max_threads_per_block = limited ? max_threads : 1024;
+  k->info.bounded_threads = limited;
   k->info.static_shared_bytes = k->static_shared_bytes;
   k->info.local_bytes = k->local_bytes;
   k->info.registers = static_cast<int>(std::min<uint32_t>(k->register_count, 255));

@@ -471,10 +471,26 @@ cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void*
   return status;
 }
 
+//! Registers per thread as ptxas would allocate them at most: the virtual-register estimate,
+//! capped by what ptxas must honour — .maxnreg, and with .maxntid (or .reqntid) N a register
+//! count at which .minnctapersm blocks (at least one) of N threads fit the SM's register file
+//! (per thread a multiple of 8, so that warps allocate whole units of 256).
+int register_estimate(const emu::kernel_info& info) {
+  int registers = std::min(info.registers, 255);
+  if (info.max_registers > 0) registers = std::min(registers, info.max_registers);
+  if (info.bounded_threads) {
+    const emu::device_model& m = model();
+    const int warps = (info.max_threads_per_block + m.warp_size - 1) / m.warp_size;
+    const int blocks = std::max(info.min_blocks_per_sm, 1);
+    registers = std::min(registers, m.registers_per_sm / (blocks * warps * m.warp_size) / 8 * 8);
+  }
+  return registers;
+}
+
 //! Resident blocks per SM as the CUDA occupancy calculator counts them: limited by the
-//! device's blocks and warps per SM, registers (allocated per warp in units of 256; an
-//! estimate above 255 per thread counts as 255) and shared memory (static + dynamic + the
-//! reserved per-block part, in units of 128 bytes). 0 where such a block cannot launch.
+//! device's blocks and warps per SM, registers (register_estimate, allocated per warp in units
+//! of 256) and shared memory (static + dynamic + the reserved per-block part, in units of 128
+//! bytes). 0 where such a block cannot launch.
 int resident_blocks(const CUkern_st& f, const emu::kernel_info& info, int threads, size_t dynamic_shared) {
   const emu::device_model& m = model();
   if (threads > info.max_threads_per_block || threads > m.max_threads_per_block ||
@@ -483,8 +499,8 @@ int resident_blocks(const CUkern_st& f, const emu::kernel_info& info, int thread
   }
   const int warps = (threads + m.warp_size - 1) / m.warp_size;
   int blocks = std::min(m.max_blocks_per_sm, m.max_threads_per_sm / m.warp_size / warps);
-  if (info.registers > 0) {
-    const int per_warp = (std::min(info.registers, 255) * m.warp_size + 255) / 256 * 256;
+  if (const int registers = register_estimate(info); registers > 0) {
+    const int per_warp = (registers * m.warp_size + 255) / 256 * 256;
     blocks = std::min(blocks, m.registers_per_sm / per_warp / warps);
   }
   const size_t shared = (info.static_shared_bytes + dynamic_shared + m.reserved_shared_per_block + 127) / 128 * 128;
@@ -1256,7 +1272,7 @@ cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes* attr, const void* f
     attr->sharedSizeBytes = info->static_shared_bytes;
     attr->localSizeBytes = info->local_bytes;
     attr->maxThreadsPerBlock = std::min(info->max_threads_per_block, model().max_threads_per_block);
-    attr->numRegs = info->registers;
+    attr->numRegs = register_estimate(*info);
     attr->ptxVersion = info->ptx_version;
     attr->binaryVersion = info->ptx_version;
     attr->maxDynamicSharedSizeBytes = int(max_dynamic_shared(*f, *info));

@@ -151,6 +151,19 @@ __global__ void k_fences(uint32_t* g, uint32_t* out) {
   out[0] = a, out[1] = b, out[2] = c, out[3] = d;
 }
 
+// Many live values (hundreds of PTX virtual registers) under __launch_bounds__(384, MinBlocks):
+// .maxntid 384 and .minnctapersm MinBlocks, which ptxas must honour.
+template <int MinBlocks>
+__global__ void __launch_bounds__(384, MinBlocks) k_many_registers(const float* in, float* out) {
+  float v[192];
+#pragma unroll
+  for (int i = 0; i < 192; ++i) v[i] = in[threadIdx.x + i * 384];
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 192; ++i) s = fmaf(v[i], v[191 - i], s);
+  out[threadIdx.x] = s;
+}
+
 }  // namespace
 
 TEST_SUITE("emulator_isa_block") {
@@ -245,3 +258,29 @@ TEST_CASE("bar.sync 0 completes when the rest of the CTA has exited") {
 }
 
 }  // TEST_SUITE
+
+// PTX ISA "Performance-Tuning Directives": .maxntid declares the largest block the kernel is
+// launched with and .minnctapersm the blocks per SM to fit, bounds the register allocation must
+// honour; so a block of 384 threads is resident (at least MinBlocks of them), and the registers
+// cudaFuncGetAttributes reports fit that: 65536 / (MinBlocks · 384) per thread at most.
+TEST_CASE("launch bounds: occupancy and numRegs honour .maxntid and .minnctapersm") {
+  ISA_REQUIRE_DEVICE();
+  const auto check = [](const void* kernel, int min_blocks) {
+    CAPTURE(min_blocks);
+    int blocks = 0;
+    ISA_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, 384, 0));
+    CHECK(blocks >= min_blocks);
+    cudaFuncAttributes attributes{};
+    ISA_CUDA(cudaFuncGetAttributes(&attributes, kernel));
+    CHECK(attributes.numRegs >= 1);
+    CHECK(attributes.numRegs <= 65536 / (min_blocks * 384));
+    CHECK(attributes.maxThreadsPerBlock == 384);
+  };
+  check(reinterpret_cast<const void*>(&k_many_registers<1>), 1);
+  check(reinterpret_cast<const void*>(&k_many_registers<2>), 2);
+  // And it runs: out[t] = Σ_i in[t + 384 i] · in[t + 384 (191 − i)] with in = 1.
+  buffer<float> in(std::vector<float>(192 * 384, 1.0f)), out(384);
+  k_many_registers<1><<<1, 384>>>(in.get(), out.get());
+  ISA_SYNC();
+  CHECK(out.host()[100] == 192.0f);
+}
