@@ -8,11 +8,16 @@
 
 namespace emu {
 
-//! A tiled tensor map as the emulator encodes it into a CUtensorMap (fits its 128 bytes).
+//! A tiled tensor map as the emulator encodes it into a CUtensorMap (fits its 128 bytes). Its
+//! layout survives what public code does to the opaque map: CUTLASS (4.3.4 and later, for
+//! drivers ≤ 13.1 and tensors under 128 KiB) clears bit 21 of the second 64-bit word after
+//! encoding, which here is the tag's, and the tag has that bit clear (the address, in the first
+//! word, is untouched).
 struct tensor_map {
   static constexpr uint64_t tag = 0x50414d54'4d414542ull;  //!< "BEAMTMAP": written by cuTensorMapEncodeTiled
-  uint64_t magic;
+  static_assert((tag >> 21 & 1) == 0, "CUTLASS's workaround clears bit 21 of the second word");
   uint64_t global_address;
+  uint64_t magic;
   uint64_t strides[5];          //!< bytes between consecutive elements of each dimension (strides[0]: the element size)
   uint64_t dims[5];             //!< elements per dimension
   uint16_t box[5];              //!< box elements traversed per dimension

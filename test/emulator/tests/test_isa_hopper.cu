@@ -1174,6 +1174,51 @@ TEST_CASE("cp.async.bulk.tensor.1d-5d tile: box across the tensor edges, zero fi
   }
 }
 
+// CUTLASS (4.3.4 and later) clears bit 21 of the opaque map's second 64-bit word after
+// cuTensorMapEncodeTiled (a workaround for drivers ≤ 13.1 and tensors under 128 KiB). A copy
+// through such a map must still read the tensor: here one at an address with bit 21 set, in an
+// allocation whose every 32-bit word holds its own index, so reading anywhere else shows.
+// Emulator only: on a GPU the bit's meaning belongs to the driver.
+TEST_CASE("cp.async.bulk.tensor through a map whose bit 21 of word 1 public code cleared (CUTLASS's workaround)") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  if (!isa::emulated()) {
+    MESSAGE("skipped: the map's private layout is the emulator's (on a GPU the bit belongs to the driver)");
+    return;
+  }
+  const auto encode_fn = tensor_map_encoder();
+  constexpr size_t words = size_t(3) << 20;  // 12 MiB: a 2 MiB-aligned window with bit 21 set lies inside
+  std::vector<uint32_t> host(words);
+  for (size_t i = 0; i < words; ++i) host[i] = uint32_t(i);
+  buffer<uint32_t> dg(host);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(dg.get());
+  const uintptr_t start = ((base + (uintptr_t(1) << 21)) | (uintptr_t(1) << 21)) & ~((uintptr_t(1) << 21) - 1);
+  const size_t first = (start - base) / 4;  // the tensor's first word, at an address with bit 21 set
+  REQUIRE((start >> 21 & 1) == 1);
+  REQUIRE(first + 64 <= words);
+  CUtensorMap map{};
+  const cuuint64_t dims[1] = {64};
+  const cuuint32_t box[1] = {32}, estr[1] = {1};
+  REQUIRE(encode_fn(&map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 1, reinterpret_cast<void*>(start), dims, nullptr, box, estr,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
+  uint64_t word[16];
+  std::memcpy(word, &map, sizeof word);
+  word[1] &= ~(uint64_t(1) << 21);  // what CUTLASS does
+  std::memcpy(&map, word, sizeof word);
+  tensor_coords at{};
+  at.c[0] = 8;
+  std::vector<uint8_t> out;
+  std::vector<uint32_t> info;
+  run_tma(1, map, at, 32 * 4, out, info);
+  CHECK(info[1] == 1u);
+  for (int i = 0; i < 32; ++i) {
+    uint32_t v;
+    std::memcpy(&v, &out[size_t(i) * 4], 4);
+    CHECK_MESSAGE(v == uint32_t(first + 8 + size_t(i)), "element ", i);
+  }
+}
+
 // ISA 5.5 "Swizzling Modes": with the destination 1024-byte aligned, the 16-byte chunk that would land
 // at shared address A without swizzle lands at A with bits [4, 4+b) XORed with bits [7, 7+b):
 // b = 1 (32B: the pattern repeats every 256 bytes), 2 (64B, 512 bytes), 3 (128B, 1024 bytes). The box's
