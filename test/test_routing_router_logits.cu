@@ -41,6 +41,12 @@ TEST_CASE("router_logits: bad arguments, before touching the device") {
   CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake}, 8, true, o) == cudaErrorInvalidValue);  // a gate, no output
   CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake + 1}, 8, true, {out, out + 8, 16, 16, out}) ==
         cudaErrorInvalidValue);  // a misaligned gate row
+  // 2E + 1 + 2C rows past 2²² − 64 (65535 tiles of 64): refused before the launch.
+  {
+    const int E = beam::device::max_router_experts;
+    CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, fake, fake, E}, E, true, {out, out, E, E, out, out}) ==
+          cudaErrorInvalidValue);
+  }
   // Constant experts' W_c: C ∈ [0, 2²⁰], W_c given and aligned, and its output.
   const logits_outputs with_constant{out, out + 8, 16, 16, nullptr, out};
   CHECK(call(fake, 64, 4, 64, {fake, fake, 64, 64, nullptr, fake, 2}, 8, true, o) == cudaErrorInvalidValue);

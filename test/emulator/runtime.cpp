@@ -473,15 +473,18 @@ cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void*
 
 //! Registers per thread as ptxas would allocate them at most: the virtual-register estimate,
 //! capped by what ptxas must honour — .maxnreg, and with .maxntid (or .reqntid) N a register
-//! count at which .minnctapersm blocks (at least one) of N threads fit the SM's register file
-//! (per thread a multiple of 8, so that warps allocate whole units of 256).
+//! count at which .minnctapersm blocks of N threads fit the SM's register file (one block where
+//! the hint is absent or cannot be met by the SM's thread and block limits: ptxas ignores it
+//! then), per thread a multiple of 8, so that warps allocate whole units of 256.
 int register_estimate(const emu::kernel_info& info) {
   int registers = std::min(info.registers, 255);
   if (info.max_registers > 0) registers = std::min(registers, info.max_registers);
   if (info.bounded_threads) {
     const emu::device_model& m = model();
     const int warps = (info.max_threads_per_block + m.warp_size - 1) / m.warp_size;
-    const int blocks = std::max(info.min_blocks_per_sm, 1);
+    const bool feasible = info.min_blocks_per_sm <= m.max_blocks_per_sm &&
+                          int64_t(info.min_blocks_per_sm) * info.max_threads_per_block <= m.max_threads_per_sm;
+    const int blocks = feasible ? std::max(info.min_blocks_per_sm, 1) : 1;
     registers = std::min(registers, m.registers_per_sm / (blocks * warps * m.warp_size) / 8 * 8);
   }
   return registers;

@@ -109,7 +109,7 @@ struct moe_outputs {
 //!         or E_routed + Z > 512; K ∉ [1, min(16, E_routed + Z)]; groups that do not fit
 //!         E_routed + Z (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a
 //!         query) T > 0 and a null x, w13, w2, router, mask_router (mask rule), shared weights
-//!         (I_s > 0), constant_gate or constant_vectors (C > 0) or out; a
+//!         (I_s > 0), constant_gate or constant_vectors (C > 0, terms added here) or out; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
@@ -139,6 +139,12 @@ template <class T>
 namespace beam::device {
 
 namespace detail {
+
+//! C of the constant experts whose terms this call adds (their W_c rows run only then).
+template <class T>
+int added_constant_experts(const moe_layer<T>& layer) {
+  return layer.zero_compute_terms ? layer.constant_experts : 0;
+}
 
 //! E_routed: the range of the routing's FFN expert ids.
 template <class T>
@@ -258,7 +264,7 @@ cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const m
     return cudaErrorInvalidValue;
   }
   if (layer.shared_gate && !aligned(layer.shared_gate)) return cudaErrorInvalidValue;
-  if (layer.constant_experts > 0 && (!aligned(layer.constant_gate) || !aligned(layer.constant_vectors))) {
+  if (added_constant_experts(layer) > 0 && (!aligned(layer.constant_gate) || !aligned(layer.constant_vectors))) {
     return cudaErrorInvalidValue;
   }
   if (routes && (!aligned(layer.router) || (mask && !aligned(layer.mask_router)))) return cudaErrorInvalidValue;
@@ -381,8 +387,9 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   bool run = false;
   if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
-  if (layer.shared_gate || layer.constant_experts > 0) {  // x·w_g and x·W_cᵀ: router_logits' extra rows
-    const int H = layer.hidden, C = layer.constant_experts;
+  const int C = detail::added_constant_experts(layer);
+  if (layer.shared_gate || C > 0) {  // x·w_g and x·W_cᵀ: router_logits' extra rows
+    const int H = layer.hidden;
     // router_logits needs router rows: W_c's, else w_g's (then no shared gate row beside it).
     const router_weights<T> rows = C > 0 ? router_weights<T>{layer.constant_gate, nullptr, H, 0, layer.shared_gate}
                                          : router_weights<T>{layer.shared_gate, nullptr, H, 0};
@@ -431,7 +438,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   const logits_outputs extras{nullptr, nullptr, 0, 0, layer.shared_gate ? w::at<float>(workspace, ws.shared_gate) : nullptr,
                               w::at<float>(workspace, ws.constant_logits)};
   const router_weights<T> weights{layer.router,      layer.mask_router, H, H, layer.shared_gate, layer.constant_gate,
-                                  layer.constant_experts};
+                                  detail::added_constant_experts(layer)};
   cudaError_t status;
   const bool decode = tokens <= max_decode_tokens && E <= max_decode_experts;
   if (decode) {  // one launch: router logits, routing and compaction

@@ -11,7 +11,7 @@
 //!               a group's score is its one key if it has one non-NaN key, −∞ with none; ties
 //!               and NaN sums → lower group index first, NaN last)
 //!   gate        g_i = λ · s_{c_i} / (renormalize ? Σ_j s_{c_j} : 1)   (λ: routed scaling)
-//!   rule        m̂_i by routing_options::rule, with q_i = g_i / λ, in float:
+//!   rule        m̂_i by routing_options::rule, with q_i = s_{c_i} / S (g_i = λ q_i), in float:
 //!                 mask (BEAM)  m̂_i = 1[z_{c_i} ≥ 0],  m_i = σ(z_{c_i})
 //!                 top_k        m̂_i = 1
 //!                 top_p        m̂_i = 1[Σ_{j<i} q_j < p]   (the sum slot by slot in float)

@@ -50,6 +50,7 @@ inline constexpr int max_router_experts = 1 << 20;
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰];
+//!         more than 2²² − 64 rows in all (E, E mask rows, the gates' 1 + 2C);
 //!         T > 0 and a null `hidden`, weight matrix the mask needs or output; a hidden or weight pointer not
 //!         16-byte aligned, or H or a row stride not a multiple of 8 (or a stride < H); an
 //!         output stride < E; a shared gate not 16-byte aligned or without its output; C ∉
@@ -121,6 +122,7 @@ cudaError_t router_logits(const T* hidden, int64_t hidden_stride, int64_t tokens
   const int64_t token_tiles = (tokens + bd::router_tile - 1) / bd::router_tile;
   const int64_t row_tiles = (rows + bd::router_tile - 1) / bd::router_tile;
   if (token_tiles > 0x7fffffff) return cudaErrorInvalidValue;  // T > 2³⁷: beyond any device's memory
+  if (row_tiles > 0xffff) return cudaErrorInvalidValue;         // grid y: 2E + 1 + 2C rows ≤ 2²² − 64
   return bd::launch_dependent(bd::router_logits_kernel<T>, dim3(unsigned(token_tiles), unsigned(row_tiles)),
                               bd::router_tile_threads, 0, stream, hidden, hidden_stride, tokens, hidden_size, weights,
                               num_experts, mask_rows, int(rows), out);

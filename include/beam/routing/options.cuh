@@ -15,8 +15,9 @@ enum class score_function {
 };
 
 //! Which of a token's K candidates it keeps (m̂_k = 1: the pair gets GEMM rows and ĝ_k = g_k;
-//! m̂_k = 0: no rows, ĝ_k = 0). q_k = g_k / λ is slot k's probability (s_{c_k}, divided by the
-//! candidates' sum when renormalising); slots are in candidate order, best key first.
+//! m̂_k = 0: no rows, ĝ_k = 0). q_k = s_{c_k} / S is slot k's probability (S: the candidates'
+//! score sum when renormalising, else 1; so g_k = λ q_k); slots are in candidate order, best
+//! key first.
 enum class routing_rule {
   top_k,      //!< m̂_k = 1: every candidate (plain Top-K)
   mask,       //!< BEAM: m̂_k = 1[z_{c_k} ≥ 0], z the mask router's logits

@@ -147,17 +147,20 @@ __global__ void k_fences(uint32_t* g, uint32_t* out) {
   asm volatile("fence.sc.cta;" ::: "memory");
   asm volatile("fence.acq_rel.gpu;" ::: "memory");
   asm volatile("fence.acq_rel.sys;" ::: "memory");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // the tensormap proxy fence (CUTLASS, cuda::ptx): sm_90
+  asm volatile("fence.proxy.tensormap::generic.release.gpu;" ::: "memory");
+#endif
   d = g[0];
   out[0] = a, out[1] = b, out[2] = c, out[3] = d;
 }
 
-// Many live values (hundreds of PTX virtual registers) under __launch_bounds__(384, MinBlocks):
-// .maxntid 384 and .minnctapersm MinBlocks, which ptxas must honour.
-template <int MinBlocks>
-__global__ void __launch_bounds__(384, MinBlocks) k_many_registers(const float* in, float* out) {
+// Many live values (hundreds of PTX virtual registers) under __launch_bounds__(Threads, MinBlocks):
+// .maxntid Threads and .minnctapersm MinBlocks, which ptxas must honour.
+template <int Threads, int MinBlocks>
+__global__ void __launch_bounds__(Threads, MinBlocks) k_many_registers(const float* in, float* out) {
   float v[192];
 #pragma unroll
-  for (int i = 0; i < 192; ++i) v[i] = in[threadIdx.x + i * 384];
+  for (int i = 0; i < 192; ++i) v[i] = in[threadIdx.x + i * Threads];
   float s = 0.0f;
 #pragma unroll
   for (int i = 0; i < 192; ++i) s = fmaf(v[i], v[191 - i], s);
@@ -216,7 +219,7 @@ TEST_CASE("bar.red.popc / .and / .or, negated predicate, register barrier, threa
   }
 }
 
-TEST_CASE("membar.cta/gl/sys and fence.sc/acq_rel are accepted and keep program order") {
+TEST_CASE("membar.cta/gl/sys, fence.sc/acq_rel (and fence.proxy.tensormap::generic on sm_90) keep program order") {
   ISA_REQUIRE_DEVICE();
   buffer<uint32_t> g(1), out(4);
   k_fences<<<1, 1>>>(g.get(), out.get());
@@ -276,11 +279,11 @@ TEST_CASE("launch bounds: occupancy and numRegs honour .maxntid and .minnctapers
     CHECK(attributes.numRegs <= 65536 / (min_blocks * 384));
     CHECK(attributes.maxThreadsPerBlock == 384);
   };
-  check(reinterpret_cast<const void*>(&k_many_registers<1>), 1);
-  check(reinterpret_cast<const void*>(&k_many_registers<2>), 2);
+  check(reinterpret_cast<const void*>(&k_many_registers<384, 1>), 1);
+  check(reinterpret_cast<const void*>(&k_many_registers<384, 2>), 2);
   // And it runs: out[t] = Σ_i in[t + 384 i] · in[t + 384 (191 − i)] with in = 1.
   buffer<float> in(std::vector<float>(192 * 384, 1.0f)), out(384);
-  k_many_registers<1><<<1, 384>>>(in.get(), out.get());
+  k_many_registers<384, 1><<<1, 384>>>(in.get(), out.get());
   ISA_SYNC();
   CHECK(out.host()[100] == 192.0f);
 }

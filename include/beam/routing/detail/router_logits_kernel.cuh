@@ -1,6 +1,6 @@
 //! @file
 //! Kernel of beam::device::router_logits: block (i, j) computes tokens [64·i, 64·i + 64) ×
-//! rows [64·j, 64·j + 64) of [W_r; W_m; w_g] (2 × 2 warps of 32 × 32), staging 64-deep slices of
+//! rows [64·j, 64·j + 64) of [W_r; W_m; w_g; W_c] (2 × 2 warps of 32 × 32), staging 64-deep slices of
 //! both operands through shared tiles with cp.async (two stages in flight), each lane
 //! loading 16-byte fragments for warp::router_chunk_mma; every 128 of H (two slices) the
 //! segment's chain is added into the total, as warp_router_logits.cuh orders it.
