@@ -352,6 +352,21 @@ void exec_bfi(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], r);
 }
 
+// bmsk.{clamp,wrap}.b32 d, a, b: a mask of b bits from bit a (ISA "bmsk" Semantics; aux = clamp).
+void exec_bmsk(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t a = static_cast<uint32_t>(value(b, t, in.ops[1])), w = static_cast<uint32_t>(value(b, t, in.ops[2]));
+  const uint32_t a1 = a & 0x1f, b1 = w & 0x1f, sum = a1 + b1;
+  uint64_t mask0 = (~uint64_t(0) << a1) & 0xFFFFFFFFu, mask1 = (~uint64_t(0) << sum) & 0xFFFFFFFFu;
+  bool overflow = sum >= 32;
+  if (in.aux) {  // .clamp
+    if (a >= 32) mask0 = 0, overflow = true;
+    if (w >= 32) overflow = true;
+  }
+  if (overflow) mask1 = 0;
+  else if (b1 == 0) mask1 = 0xFFFFFFFFu;
+  set(t, in.ops[0], mask0 & ~mask1 & 0xFFFFFFFFu);
+}
+
 // prmt.b32{.mode} d, a, b, c: bytes of {b, a} selected by c.
 void exec_prmt(block_state& b, thread_state& t, const instruction& in) {
   const uint64_t bytes = (value(b, t, in.ops[2]) & 0xFFFFFFFFu) << 32 | (value(b, t, in.ops[1]) & 0xFFFFFFFFu);
@@ -1368,6 +1383,7 @@ const std::unordered_map<std::string, std::unordered_set<std::string>>& implemen
       {"shr", {}},
       {"shf", {"l", "r", "clamp", "wrap"}},
       {"bfe", {}},
+      {"bmsk", {"clamp", "wrap"}},
       {"bfi", {}},
       {"prmt", {"f4e", "b4e", "rc8", "ecl", "ecr", "rc16"}},
       {"lop3", {}},
@@ -1529,6 +1545,12 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "shl" || op == "shr") { in.aux = op == "shr"; in.exec = exec_shift; return; }
   if (op == "shf") { in.aux = has(in, "clamp"); in.aux2 = has(in, "l"); in.exec = exec_shf; return; }
   if (op == "bfe") { in.exec = exec_bfe; return; }
+  if (op == "bmsk") {
+    if (has(in, "clamp") == has(in, "wrap")) unsupported(in, "needs one of .clamp and .wrap");
+    in.aux = has(in, "clamp");
+    in.exec = exec_bmsk;
+    return;
+  }
   if (op == "bfi") { in.exec = exec_bfi; return; }
   if (op == "prmt") {
     static const char* modes[] = {"f4e", "b4e", "rc8", "ecl", "ecr", "rc16"};

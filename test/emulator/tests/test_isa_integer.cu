@@ -157,6 +157,8 @@ TERNARY_KERNEL(k_bfe_s32, "bfe.s32", uint32_t, "r")
 TERNARY_KERNEL(k_prmt_b32, "prmt.b32", uint32_t, "r")
 
 // Logic and shift (ISA 9.7.8 "Logic and Shift Instructions").
+B32(k_bmsk_clamp, "bmsk.clamp.b32")
+B32(k_bmsk_wrap, "bmsk.wrap.b32")
 B32(k_and_b32, "and.b32")
 B32(k_or_b32, "or.b32")
 B32(k_xor_b32, "xor.b32")
@@ -855,6 +857,20 @@ TEST_CASE("setp.lt.{and,or,xor}.s32 p|q with c and !c") {
   // with !c (true): p.and=1 q.and=0 p.or=1 q.or=1 p.xor=0 q.xor=1.
   CHECK(cases[0].expect == (0b010100u | (0b101101u << 6)));
   check_ternary<uint32_t>("setp.lt.bop", k_setp_bool, cases);
+}
+
+// ISA "Integer Arithmetic Instructions: bmsk" (PTX 7.6, sm_70): a mask of width b from bit a,
+// worked from its Semantics: "bmsk.wrap.b32 rd, 1, 2; // Creates a bitmask of 0x00000006"; 0 when
+// a ≥ 32 under .clamp, or when b (wrapped: b & 31) is 0; a + b past 32 keeps the bits from a up;
+// .clamp takes b ≥ 32 as "to the top", .wrap takes b mod 32.
+TEST_CASE("bmsk.clamp / bmsk.wrap: position, width, zero width, overflow of a, b and a + b") {
+  ISA_REQUIRE_DEVICE();
+  check_binary<uint32_t>("bmsk.wrap.b32", k_bmsk_wrap,
+                         {{1, 2, 0x00000006u}, {0, 32, 0x00000000u}, {4, 0, 0u}, {28, 8, 0xf0000000u},
+                          {36, 2, 0x00000030u}, {0, 31, 0x7fffffffu}, {31, 1, 0x80000000u}, {8, 33, 0x00000100u}});
+  check_binary<uint32_t>("bmsk.clamp.b32", k_bmsk_clamp,
+                         {{1, 2, 0x00000006u}, {0, 32, 0xffffffffu}, {4, 0, 0u}, {28, 8, 0xf0000000u},
+                          {36, 2, 0u}, {32, 0, 0u}, {8, 40, 0xffffff00u}, {0, 31, 0x7fffffffu}});
 }
 
 // ISA "Comparison and Selection Instructions: selp, slct" and predicate logic
