@@ -317,19 +317,16 @@ TEST_CASE("constant experts' W_c and v gradients against central differences") {
   for (size_t s = 0; s < ids.size(); ++s) ids[s] = int32_t(s % 7 == 6 ? -1 : s % 6);  // every kind, a masked slot
   const std::vector<double> g = beam::test::random_normal<double>(ids.size(), 92, 0.5, 0.2);
   const auto analytic = ref::constant_expert_backward(p.x.data(), p.T, w, ids.data(), g.data(), p.K, p.dy.data());
-  const auto loss = [&] { return dot(p.dy, ref::moe_experts_forward(p.x.data(), p.T, w, ids.data(), g.data(), p.K)); };
-  check_close(analytic.d_gate, numeric_gradient(w_c, [&](const std::vector<double>& value) {
-                const std::vector<double> saved = w_c;
-                std::copy(value.begin(), value.end(), w_c.begin());  // in place: w points at it
-                const double l = loss();
-                std::copy(saved.begin(), saved.end(), w_c.begin());
-                return l;
-              }));
-  check_close(analytic.d_vectors, numeric_gradient(v, [&](const std::vector<double>& value) {
-                const std::vector<double> saved = v;
-                std::copy(value.begin(), value.end(), v.begin());  // in place: w points at it
-                const double l = loss();
-                std::copy(saved.begin(), saved.end(), v.begin());
-                return l;
-              }));
+  // L with `param` (which w points at) replaced by `value`, in place.
+  const auto loss_with = [&](std::vector<double>& param) {
+    return [&](const std::vector<double>& value) {
+      const std::vector<double> saved = param;
+      std::copy(value.begin(), value.end(), param.begin());
+      const double l = dot(p.dy, ref::moe_experts_forward(p.x.data(), p.T, w, ids.data(), g.data(), p.K));
+      std::copy(saved.begin(), saved.end(), param.begin());
+      return l;
+    };
+  };
+  check_close(analytic.d_gate, numeric_gradient(w_c, loss_with(w_c)));
+  check_close(analytic.d_vectors, numeric_gradient(v, loss_with(v)));
 }
