@@ -65,21 +65,21 @@ uint64_t saturate(uint64_t b, float_format f) {
 //! The rounding-relevant modifiers of a floating-point operation.
 struct float_mode {
   rounding round = rounding::rn;
-  bool ftz = false, sat = false, relu = false;
+  bool ftz = false, sat = false, relu = false, satfinite = false;
 };
 float_mode mode_of(const instruction& in) {
   return {in.round == rounding::none ? rounding::rn : in.round, in.ftz, in.sat, in.relu};
 }
 
-// An f32/f64/f16/bf16 result from the exact (or round-to-odd) long double value.
-uint64_t finish(long double v, ptype t, const float_mode& m) {
-  const float_format f = format_of(t);
-  uint64_t b = encode_float(v, f, m.round);
+// A result in format f from the exact (or round-to-odd) long double value.
+uint64_t finish(long double v, float_format f, const float_mode& m) {
+  uint64_t b = encode_float(v, f, m.round, m.satfinite);
   if (m.ftz) b = flush_subnormal(b, f);
   if (m.sat) b = saturate(b, f);
   if (m.relu && !is_nan(b, f) && std::signbit(decode_float(b, f))) b = 0;
   return b;
 }
+uint64_t finish(long double v, ptype t, const float_mode& m) { return finish(v, format_of(t), m); }
 
 long double operand_float(uint64_t raw, ptype t, bool ftz) {
   const float_format f = format_of(t);
@@ -790,18 +790,10 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
     float_mode m = mode_of(in);
     if (integral) m.round = rounding::rn;
     m.ftz = in.ftz && dst == ptype::f32;
-    if (in.aux == cvt_tf32) {  // tf32: 10 fraction bits in an f32 encoding, the low 13 bits zero
-      uint64_t r = encode_float(v, float_format{10, 8}, m.round);
-      if (in.aux2 && (r & 0x3FC00u) == 0x3FC00u && !std::isnan(v)) r = (r & 0x40000u) | 0x3FBFFu;  // .satfinite
-      return r << 13;
-    }
-    uint64_t r = finish(v, dst, m);
-    if (in.aux2 && !std::isnan(v)) {  // .satfinite: ±inf and overflow to the largest finite value
-      const float_format f = format_of(dst);
-      const uint64_t infinity = ((uint64_t(1) << f.exponent_bits) - 1) << f.mantissa_bits;
-      if ((r & infinity) == infinity) r = (r & ~((uint64_t(1) << (f.mantissa_bits + f.exponent_bits)) - 1)) | (infinity - 1);
-    }
-    return r;
+    m.satfinite = in.aux2;  // ±inf and overflow to the largest finite value
+    // tf32: 10 fraction bits in an f32 encoding, the low 13 bits zero.
+    if (in.aux == cvt_tf32) return encode_float(v, float_format{10, 8}, m.round, m.satfinite) << 13;
+    return finish(v, dst, m);
   }
   // Float to integer: round to integral, saturate to the destination range. NaN gives 0, or
   // 1 << (width - 1) from an .f64 source or into a 64-bit destination (ISA: Integer Notes).
@@ -815,6 +807,34 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
   }
   const long double hi = std::ldexp(1.0L, 8 * dw) - 1;
   return static_cast<uint64_t>(std::clamp(v, 0.0L, hi));
+}
+
+// cvt.rn.satfinite{.relu}.{e4m3x2,e5m2x2}.f32 d, a, b; cvt.rn.satfinite{.relu}.{e4m3x2,e5m2x2}.f16x2
+// d, a; cvt.rn{.relu}.f16x2.{e4m3x2,e5m2x2} d, a (PTX ISA 7.8 / 8.1, sm_89): a (a's upper half, a's
+// upper byte) goes to the upper byte (half) of d. To fp8, .satfinite being mandatory: NaN gives the
+// canonical NaN 0x7f (the ISA leaves its bits open), ±inf and overflow the sign-preserved
+// MAX_NORM (e4m3 448, e5m2 57344). To f16 exactly; a NaN gives 0x7fff. .relu: negative results
+// to +0, NaN to the canonical NaN.
+constexpr uint32_t cvt_e4m3 = 2, cvt_e5m2 = 3;  // instruction::aux of the fp8 forms
+
+void exec_cvt_fp8(block_state& b, thread_state& t, const instruction& in) {
+  const float_format f8 = in.aux == cvt_e5m2 ? e5m2_format : e4m3_format;
+  float_mode m;
+  m.relu = in.relu;
+  if (in.type2 == ptype::b16) {  // from fp8x2
+    const uint64_t a = value(b, t, in.ops[1]);
+    const uint64_t hi = finish(decode_float(a >> 8 & 0xFF, f8), f16_format, m);
+    const uint64_t lo = finish(decode_float(a & 0xFF, f8), f16_format, m);
+    set(t, in.ops[0], hi << 16 | lo);
+    return;
+  }
+  m.satfinite = true;
+  const bool pair = in.type2 == ptype::f16x2;
+  const uint64_t a = value(b, t, in.ops[1]);
+  const uint64_t upper = pair ? a >> 16 : a, lower = pair ? a : value(b, t, in.ops[2]);
+  const ptype s = scalar_of(in.type2);
+  const uint64_t hi = finish(operand_float(upper, s, false), f8, m), lo = finish(operand_float(lower, s, false), f8, m);
+  set(t, in.ops[0], hi << 8 | lo);
 }
 
 void exec_cvt(block_state& b, thread_state& t, const instruction& in) {
@@ -1400,7 +1420,8 @@ const std::unordered_map<std::string, std::unordered_set<std::string>>& implemen
       {"tanh", {"approx"}},
       {"testp", {"finite", "infinite", "number", "notanumber", "normal", "subnormal"}},
       {"copysign", {}},
-      {"cvt", with(float_round, {"rna", "rni", "rzi", "rmi", "rpi", "ftz", "sat", "relu", "satfinite", "tf32"})},
+      {"cvt", with(float_round, {"rna", "rni", "rzi", "rmi", "rpi", "ftz", "sat", "relu", "satfinite", "tf32", "e4m3x2",
+                                   "e5m2x2"})},
       {"mov", {}},
       {"cvta", {"to"}},
       {"isspacep", {}},
@@ -1449,6 +1470,38 @@ void check_qualifiers(const instruction& in) {
     if (parse_type(m, &t) || is_space || row->second.count(m)) continue;
     unsupported(in, "qualifier ." + m + " of " + in.opcode + " is not implemented");
   }
+}
+
+//! The fp8 forms of cvt (exec_cvt_fp8), the ISA's three alone: the one type of the modifiers is
+//! the source when the fp8 pair precedes it. in.type / in.type2 become d's and a's types.
+void decode_cvt_fp8(instruction& in) {
+  const bool e5m2 = has(in, "e5m2x2");
+  if (e5m2 && has(in, "e4m3x2")) unsupported(in, "two fp8 types");
+  const std::string fp8 = e5m2 ? "e5m2x2" : "e4m3x2";
+  int types = 0;
+  bool to_fp8 = false;
+  for (const std::string& m : in.modifiers) {
+    ptype t;
+    if (m == fp8) to_fp8 = types == 0;
+    else if (parse_type(m, &t)) ++types;
+  }
+  if (types != 1) unsupported(in, "an fp8 conversion names one other type");
+  if (in.round != rounding::rn) unsupported(in, "fp8 conversions need .rn");
+  if (in.ftz || in.sat) unsupported(in, "no .ftz or .sat on fp8 conversions");
+  if (to_fp8) {
+    if (!in.aux2) unsupported(in, ".satfinite is mandatory for conversions to ." + fp8);
+    if (in.type != ptype::f32 && in.type != ptype::f16x2) unsupported(in, "to ." + fp8 + " only from .f32 or .f16x2");
+    need_operands(in, in.type == ptype::f32 ? 3 : 2);
+    in.type2 = in.type;
+    in.type = ptype::b16;
+  } else {
+    if (in.aux2) unsupported(in, "no .satfinite on conversions from ." + fp8);
+    if (in.type != ptype::f16x2) unsupported(in, "from ." + fp8 + " only to .f16x2");
+    need_operands(in, 2);
+    in.type2 = ptype::b16;
+  }
+  in.aux = e5m2 ? cvt_e5m2 : cvt_e4m3;
+  in.exec = exec_cvt_fp8;
 }
 
 }  // namespace
@@ -1587,6 +1640,10 @@ void decode_instruction(instruction& in, const kernel& k) {
   if (op == "copysign") { in.exec = exec_copysign; return; }
   if (op == "cvt") {
     in.aux2 = has(in, "satfinite");
+    if (has(in, "e4m3x2") || has(in, "e5m2x2")) {
+      decode_cvt_fp8(in);
+      return;
+    }
     if (has(in, "tf32")) {  // cvt.rna[.satfinite].tf32.f32: "tf32" is no ptype; the result is an f32 encoding
       if (in.type != ptype::f32 || in.type2 != ptype::none || in.round != rounding::rna)
         unsupported(in, "tf32 only from f32 with .rna");

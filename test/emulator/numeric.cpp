@@ -31,7 +31,9 @@ long double decode_generic(uint64_t bits, float_format f) {
   const uint64_t fraction = bits & ((uint64_t(1) << m) - 1);
   const int bias = (1 << (e - 1)) - 1;
   long double v;
-  if (exponent == (uint64_t(1) << e) - 1) {
+  if (f.finite_only && exponent == (uint64_t(1) << e) - 1 && fraction == (uint64_t(1) << m) - 1) {
+    v = NAN;
+  } else if (exponent == (uint64_t(1) << e) - 1 && !f.finite_only) {
     v = fraction ? NAN : INFINITY;
   } else if (exponent == 0) {
     v = std::ldexp(static_cast<long double>(fraction), 1 - bias - m);
@@ -72,12 +74,15 @@ long double decode_float(uint64_t bits, float_format f) {
   return decode_generic(bits, f);
 }
 
-uint64_t encode_float(long double x, float_format f, rounding r) {
+uint64_t encode_float(long double x, float_format f, rounding r, bool satfinite) {
   const int m = f.mantissa_bits, e = f.exponent_bits;
   const uint64_t sign = std::signbit(x) ? uint64_t(1) << (m + e) : 0;
-  const uint64_t infinity = ((uint64_t(1) << e) - 1) << m;
-  if (std::isnan(x)) return infinity | ((uint64_t(1) << m) - 1);
-  if (std::isinf(x)) return sign | infinity;
+  const uint64_t infinity = ((uint64_t(1) << e) - 1) << m, nan = infinity | ((uint64_t(1) << m) - 1);
+  // The first magnitude beyond the largest finite value: infinity, or a finite-only format's NaN.
+  const uint64_t beyond = f.finite_only ? nan : infinity;
+  const uint64_t overflow = f.finite_only ? nan : sign | infinity;
+  if (std::isnan(x)) return nan;
+  if (std::isinf(x)) return satfinite ? sign | (beyond - 1) : overflow;
   if (x == 0) return sign;
   // |x| = significand * 2^(exp2 - 64), the significand's top bit set: the x87 extended format
   // holds exactly that (64-bit significand, 15-bit exponent biased by 16383).
@@ -122,10 +127,10 @@ uint64_t encode_float(long double x, float_format f, rounding r) {
   // The encoding is monotonic in the value: a carry out of the fraction moves to the exponent,
   // and a subnormal (exponent == emin, n < 2^m) encodes as n itself.
   const uint64_t magnitude = n < (uint64_t(1) << m) ? n : (static_cast<uint64_t>(exponent + bias) << m) + n - (uint64_t(1) << m);
-  if (magnitude >= infinity) {
-    const bool to_infinity = r == rounding::rn || r == rounding::rna || r == rounding::none ||
-                             (r == rounding::rp && !sign) || (r == rounding::rm && sign);
-    return sign | (to_infinity ? infinity : infinity - 1);
+  if (magnitude >= beyond) {
+    const bool to_infinity = !satfinite && (r == rounding::rn || r == rounding::rna || r == rounding::none ||
+                                            (r == rounding::rp && !sign) || (r == rounding::rm && sign));
+    return to_infinity ? overflow : sign | (beyond - 1);
   }
   return sign | magnitude;
 }
@@ -137,8 +142,10 @@ uint64_t flush_subnormal(uint64_t bits, float_format f) {
 }
 
 bool is_nan(uint64_t bits, float_format f) {
+  const uint64_t fraction_mask = (uint64_t(1) << f.mantissa_bits) - 1;
   const uint64_t exponent_mask = ((uint64_t(1) << f.exponent_bits) - 1) << f.mantissa_bits;
-  return (bits & exponent_mask) == exponent_mask && (bits & ((uint64_t(1) << f.mantissa_bits) - 1)) != 0;
+  if (f.finite_only) return (bits & (exponent_mask | fraction_mask)) == (exponent_mask | fraction_mask);
+  return (bits & exponent_mask) == exponent_mask && (bits & fraction_mask) != 0;
 }
 
 namespace {

@@ -12,8 +12,13 @@ namespace emu {
 
 struct float_format {
   int mantissa_bits, exponent_bits;
+  //! No infinity: the all-ones exponent holds normal values, all ones in exponent and fraction
+  //! is the only NaN (e4m3: PTX ISA "Alternate Floating-Point Data Formats").
+  bool finite_only = false;
 };
 constexpr float_format f16_format{10, 5}, bf16_format{7, 8}, f32_format{23, 8}, f64_format{52, 11};
+//! The 8-bit formats of .e4m3x2 / .e5m2x2 (and wgmma's .e4m3 / .e5m2).
+constexpr float_format e4m3_format{3, 4, true}, e5m2_format{2, 5};
 
 //! The format of a floating-point ptype (f16, bf16, f32, f64).
 float_format format_of(ptype t);
@@ -22,9 +27,10 @@ float_format format_of(ptype t);
 long double decode_float(uint64_t bits, float_format f);
 
 //! Rounds x to the format with rounding rn (ties to even), rz, rm, rp or rna (ties away):
-//! subnormals kept, overflow to infinity or the largest finite value as the mode directs,
-//! NaN to the canonical NaN (all exponent and fraction bits set, sign clear).
-uint64_t encode_float(long double x, float_format f, rounding r);
+//! subnormals kept, overflow to infinity (a finite-only format: NaN) or the largest finite value
+//! as the mode directs, NaN to the canonical NaN (all exponent and fraction bits set, sign
+//! clear). `satfinite`: ±infinity and every overflow give the sign-preserved largest finite value.
+uint64_t encode_float(long double x, float_format f, rounding r, bool satfinite = false);
 
 //! Sign-preserving flush of a subnormal encoding to zero (.ftz).
 uint64_t flush_subnormal(uint64_t bits, float_format f);

@@ -3,10 +3,12 @@
 // that lie between two representable results, saturation of out-of-range float-to-integer
 // conversions (clamped by default), NaN to integer, integer narrowing with and without .sat,
 // f32 -> f16/bf16 ties-to-even, overflow, .relu/.satfinite, the operand order of the packed
-// .f16x2/.bf16x2 forms, and the exact widening conversions.
+// .f16x2/.bf16x2 forms, the exact widening conversions, and the fp8 forms (.e4m3x2/.e5m2x2 from
+// .f32 and .f16x2, and to .f16x2; sm_89: skipped, saying so, where the code that runs is sm_80's).
 #include "isa_test.cuh"
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -149,6 +151,112 @@ constexpr uint32_t u32(int64_t v) { return uint32_t(v); }
 constexpr uint64_t u64(int64_t v) { return uint64_t(v); }
 constexpr uint32_t kNaN = 0x7fc00000u, kInf = 0x7f800000u, kNegInf = 0xff800000u;
 constexpr uint64_t dNaN = 0x7ff8000000000000ull;
+
+// ---- fp8 (sm_89, PTX ISA 7.8 / 8.1) ----------------------------------------------------------
+// The kernels hold the instructions only in the code compiled for sm_89 and later (here the
+// sm_90a code); the sm_80 code, which lacks them, writes 0 and reports itself through k_fp8_code.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#define FP8_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define FP8_ASM(...) (void)0
+#endif
+
+__global__ void k_fp8_code(uint32_t* d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  *d = 1;
+#else
+  *d = 0;
+#endif
+}
+
+// Thread i converts a[i] (and b[i], for the two-source .f32 forms) into d[i].
+#define FP8_CVT2(NAME, INSTR)                                                          \
+  __global__ void NAME(const uint32_t* a, const uint32_t* b, uint32_t* d, int n) {     \
+    const int i = threadIdx.x;                                                         \
+    if (i >= n) return;                                                                \
+    uint16_t r = 0;                                                                    \
+    FP8_ASM(INSTR " %0, %1, %2;" : "=h"(r) : "r"(a[i]), "r"(b[i]));                    \
+    d[i] = r;                                                                          \
+  }
+#define FP8_CVT1(NAME, INSTR, TD, TA, DC, AC)                                          \
+  __global__ void NAME(const uint32_t* a, uint32_t* d, int n) {                        \
+    const int i = threadIdx.x;                                                         \
+    if (i >= n) return;                                                                \
+    TD r = 0;                                                                          \
+    FP8_ASM(INSTR " %0, %1;" : "=" DC(r) : AC(TA(a[i])));                              \
+    d[i] = r;                                                                          \
+  }
+FP8_CVT2(k_e4m3x2_f32, "cvt.rn.satfinite.e4m3x2.f32")
+FP8_CVT2(k_relu_e4m3x2_f32, "cvt.rn.satfinite.relu.e4m3x2.f32")
+FP8_CVT2(k_e5m2x2_f32, "cvt.rn.satfinite.e5m2x2.f32")
+FP8_CVT2(k_relu_e5m2x2_f32, "cvt.rn.satfinite.relu.e5m2x2.f32")
+FP8_CVT1(k_e4m3x2_f16x2, "cvt.rn.satfinite.e4m3x2.f16x2", uint16_t, uint32_t, "h", "r")
+FP8_CVT1(k_relu_e4m3x2_f16x2, "cvt.rn.satfinite.relu.e4m3x2.f16x2", uint16_t, uint32_t, "h", "r")
+FP8_CVT1(k_e5m2x2_f16x2, "cvt.rn.satfinite.e5m2x2.f16x2", uint16_t, uint32_t, "h", "r")
+FP8_CVT1(k_relu_e5m2x2_f16x2, "cvt.rn.satfinite.relu.e5m2x2.f16x2", uint16_t, uint32_t, "h", "r")
+FP8_CVT1(k_f16x2_e4m3x2, "cvt.rn.f16x2.e4m3x2", uint32_t, uint16_t, "r", "h")
+FP8_CVT1(k_relu_f16x2_e4m3x2, "cvt.rn.relu.f16x2.e4m3x2", uint32_t, uint16_t, "r", "h")
+FP8_CVT1(k_f16x2_e5m2x2, "cvt.rn.f16x2.e5m2x2", uint32_t, uint16_t, "r", "h")
+FP8_CVT1(k_relu_f16x2_e5m2x2, "cvt.rn.relu.f16x2.e5m2x2", uint32_t, uint16_t, "r", "h")
+
+//! Whether the code this device runs has the fp8 conversions: the sm_90a model's and a compute
+//! capability 9.0 GPU's do; the sm_80 model's, and any other GPU's (sm_80 SASS, or the compute_80
+//! PTX JIT-compiled), do not.
+bool fp8_code() {
+  buffer<uint32_t> d(1);
+  k_fp8_code<<<1, 1>>>(d.get());
+  ISA_SYNC();
+  const bool fp8 = d.host()[0] == 1;
+  if (isa::emulated()) REQUIRE_MESSAGE(fp8 == (isa::compute_capability() >= 90), "the model ran the wrong PTX");
+  return fp8;
+}
+// After ISA_REQUIRE_DEVICE(): without the fp8 code the case reports the skip and returns.
+#define ISA_REQUIRE_FP8()                                                                  \
+  do {                                                                                     \
+    if (!fp8_code()) {                                                                     \
+      MESSAGE("skipped: the fp8 conversions need sm_89, and this device runs the sm_80 code"); \
+      return;                                                                              \
+    }                                                                                      \
+  } while (false)
+
+// Expected fields: a bit pattern, or `any_nan` (any NaN of the format: the ISA leaves its bits open).
+constexpr int any_nan = -1;
+struct fp8x2_case {
+  uint32_t a, b;  // b: the .f32 forms' second source (unused by the one-source forms)
+  int hi, lo;     // d's upper and lower byte (half, for .f16x2 results)
+};
+//! A field of d against its expected value in `format`: "e4m3" (NaN S.1111.111), "e5m2" (NaN
+//! S.11111.{01,10,11}) or "f16".
+bool field_matches(uint32_t field, int want, const std::string& format) {
+  if (want != any_nan) return field == uint32_t(want);
+  if (format == "f16") return isa::is_nan_f16(uint16_t(field));
+  return format == "e5m2" ? (field & 0x7cu) == 0x7cu && (field & 3u) != 0 : (field & 0x7fu) == 0x7fu;
+}
+
+//! Runs a kernel of FP8_CVT2 (two sources) or FP8_CVT1 and checks d's two fields: bytes of the
+//! fp8 `format`, or f16 halves when `format` is "f16".
+template <class K>
+void check_fp8x2(const char* what, K kernel, const char* format, const std::vector<fp8x2_case>& cases) {
+  std::vector<uint32_t> a, b;
+  for (const fp8x2_case& c : cases) a.push_back(c.a), b.push_back(c.b);
+  buffer<uint32_t> da(a), db(b), dd(cases.size());
+  const int n = int(cases.size());
+  if constexpr (std::is_invocable_v<K, const uint32_t*, const uint32_t*, uint32_t*, int>)
+    kernel<<<1, unsigned(n)>>>(da.get(), db.get(), dd.get(), n);
+  else
+    kernel<<<1, unsigned(n)>>>(da.get(), dd.get(), n);
+  ISA_SYNC();
+  const auto d = dd.host();
+  const int bits = format == std::string("f16") ? 16 : 8;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const fp8x2_case& c = cases[i];
+    const uint32_t hi = d[i] >> bits, lo = d[i] & ((1u << bits) - 1);
+    const bool ok = field_matches(hi, c.hi, format) && field_matches(lo, c.lo, format);
+    CHECK_MESSAGE(ok, std::string(what), " a=", hex(c.a), " b=", hex(c.b), " got ", hex(d[i]), " want ",
+                  c.hi == any_nan ? std::string("NaN") : hex(uint32_t(c.hi)), ":",
+                  c.lo == any_nan ? std::string("NaN") : hex(uint32_t(c.lo)));
+  }
+}
 
 }  // namespace
 
@@ -383,6 +491,127 @@ TEST_CASE("cvt.{rni,rzi,rmi,rpi}.f32.f32 / .f64.f64, cvt.sat.f32.f32, cvt.rna.tf
     CHECK((d[1] & 0xffffe000u) == 0x3f800000u);
     CHECK((d[2] & 0xffffe000u) == 0xbf802000u);
   }
+}
+
+
+// fp8: "When converting two .f32 inputs to .e4m3x2/.e5m2x2, ... the value converted from input a is
+// stored in the upper 8 bits of d and the value converted from input b is stored in the lower 8 bits
+// of d"; ".satfinite modifier is required"; with it "If the absolute value of input (ignoring sign) is
+// greater than MAX_NORM of the specified destination format, then the result is sign-preserved
+// MAX_NORM" and NaN stays NaN; .relu "clamps the result to 0 if negative".
+// e4m3 (bias 7): no infinity, S.1111.111 the only NaN, MAX_NORM S.1111.110 = 448 = 0x7e; 256 is
+// S.1111.000 = 0x78; subnormals k·2^-9 (k = 1..7), the smallest normal 2^-6 = 0x08.
+TEST_CASE("cvt.rn.satfinite{.relu}.e4m3x2.f32: byte order, ties to even, MAX_NORM and overflow, inf, NaN, subnormals") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_FP8();
+  using isa::bits;
+  check_fp8x2("cvt.rn.satfinite.e4m3x2.f32", k_e4m3x2_f32, "e4m3",
+              {{bits(1.0f), bits(-2.0f), 0x38, 0xc0},      // a -> bits 15:8, b -> bits 7:0
+               {bits(-2.0f), bits(1.0f), 0xc0, 0x38},
+               {bits(1.0625f), bits(1.1875f), 0x38, 0x3a},  // ties between 1, 1.125, 1.25: to the even 1, 1.25
+               {bits(1.9375f), bits(0x1.10001p0f), 0x40, 0x39},  // tie 1.875|2 up into the next binade; above a tie
+               {bits(448.0f), bits(-448.0f), 0x7e, 0xfe},   // ±MAX_NORM
+               {bits(240.0f), bits(416.0f), 0x77, 0x7d},    // 1.875·2^7; 1.625·2^8 (exponent field 1111)
+               {bits(256.0f), bits(0x1p-6f), 0x78, 0x08},   // 2^8 (S.1111.000 is a number); the smallest normal
+               {bits(464.0f), bits(1e6f), 0x7e, 0x7e},      // 464: tie 448|480, even 448; beyond: MAX_NORM
+               {bits(480.0f), bits(-1e6f), 0x7e, 0xfe},
+               {kInf, kNegInf, 0x7e, 0xfe},                 // ±inf -> ±MAX_NORM
+               {kNaN, bits(1.0f), any_nan, 0x38},
+               {bits(1.0f), 0xffc00000u, 0x38, any_nan},
+               {bits(0x1p-9f), bits(0x7p-9f), 0x01, 0x07},   // the smallest and the largest subnormal
+               {bits(0x1p-10f), bits(0x3p-11f), 0x00, 0x01}, // half the smallest: tie to 0; 0.75·2^-9 up to it
+               {bits(0x3p-10f), bits(0xfp-10f), 0x02, 0x08}, // 1.5·2^-9: tie to 2·2^-9; 7.5·2^-9: tie up to 2^-6
+               {0x80000000u, bits(-0x1p-11f), 0x80, 0x80},  // -0; a negative underflow keeps its sign
+               {0x00000001u, 0x80000001u, 0x00, 0x80}});    // f32 subnormals round to ±0
+  check_fp8x2("cvt.rn.satfinite.relu.e4m3x2.f32", k_relu_e4m3x2_f32, "e4m3",
+              {{bits(-1.0f), bits(1.0f), 0x00, 0x38},
+               {kNegInf, kInf, 0x00, 0x7e},
+               {kNaN, bits(-1e6f), any_nan, 0x00},
+               {bits(-0x1p-9f), bits(0x1p-9f), 0x00, 0x01}});
+}
+
+// e5m2 (bias 15): IEEE-like, infinity S.11111.00, MAX_NORM S.11110.11 = 57344 = 0x7b (the midpoint
+// to 2^16 is 61440); subnormals k·2^-16 (k = 1..3), the smallest normal 2^-14 = 0x04.
+TEST_CASE("cvt.rn.satfinite{.relu}.e5m2x2.f32: byte order, ties to even, MAX_NORM and overflow, inf, NaN, subnormals") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_FP8();
+  using isa::bits;
+  check_fp8x2("cvt.rn.satfinite.e5m2x2.f32", k_e5m2x2_f32, "e5m2",
+              {{bits(1.0f), bits(-2.0f), 0x3c, 0xc0},
+               {bits(-2.0f), bits(1.0f), 0xc0, 0x3c},
+               {bits(1.125f), bits(1.375f), 0x3c, 0x3e},   // ties 1|1.25 and 1.25|1.5: to the even 1, 1.5
+               {bits(1.875f), bits(0x1.20001p0f), 0x40, 0x3d},  // tie 1.75|2 up into the next binade; above a tie
+               {bits(57344.0f), bits(-57344.0f), 0x7b, 0xfb},
+               {bits(61440.0f), bits(60000.0f), 0x7b, 0x7b},  // the midpoint rounds to 2^16 (inf): MAX_NORM; below it
+               {bits(1e6f), bits(-65536.0f), 0x7b, 0xfb},
+               {kInf, kNegInf, 0x7b, 0xfb},
+               {kNaN, bits(3.0f), any_nan, 0x42},
+               {bits(0x1p-16f), bits(0x3p-16f), 0x01, 0x03},   // the smallest and the largest subnormal
+               {bits(0x1p-17f), bits(0x3p-18f), 0x00, 0x01},   // half the smallest: tie to 0; 0.75·2^-16 up to it
+               {bits(0x3p-17f), bits(0x7p-17f), 0x02, 0x04},   // 1.5·2^-16: tie to 2·2^-16; 3.5·2^-16: tie up to 2^-14
+               {0x80000000u, bits(0x1p-14f), 0x80, 0x04}});
+  check_fp8x2("cvt.rn.satfinite.relu.e5m2x2.f32", k_relu_e5m2x2_f32, "e5m2",
+              {{bits(-57344.0f), bits(3.0f), 0x00, 0x42},
+               {kNaN, bits(-0.5f), any_nan, 0x00},
+               {kNegInf, kInf, 0x00, 0x7b}});
+}
+
+// "When converting an .f16x2 input to .e4m3x2/.e5m2x2, ... the value converted from the upper 16
+// bits of input a is stored in the upper 8 bits of d". e5m2 is the upper byte of an f16, rounded.
+TEST_CASE("cvt.rn.satfinite{.relu}.{e4m3x2,e5m2x2}.f16x2: upper half to the upper byte, rounding, saturation") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_FP8();
+  check_fp8x2("cvt.rn.satfinite.e4m3x2.f16x2", k_e4m3x2_f16x2, "e4m3",
+              {{0x3c00c000u, 0, 0x38, 0xc0},  // {1, -2}
+               {0xc0003c00u, 0, 0xc0, 0x38},
+               {0x3c403cc0u, 0, 0x38, 0x3a},  // {1.0625, 1.1875}: ties to even
+               {0x5f007bffu, 0, 0x7e, 0x7e},  // {448, 65504}
+               {0x5f408000u, 0, 0x7e, 0x80},  // {464 (tie to 448), -0}
+               {0x7c00fc00u, 0, 0x7e, 0xfe},  // {inf, -inf}
+               {0x18001400u, 0, 0x01, 0x00},  // {2^-9, 2^-10 (tie to 0)}
+               {0x00011a00u, 0, 0x00, 0x02},  // {2^-24, 1.5·2^-9 (tie to 2·2^-9)}
+               {0x7e003c00u, 0, any_nan, 0x38}});
+  check_fp8x2("cvt.rn.satfinite.relu.e4m3x2.f16x2", k_relu_e4m3x2_f16x2, "e4m3",
+              {{0xbc003c00u, 0, 0x00, 0x38}, {0xfc007e00u, 0, 0x00, any_nan}});
+  check_fp8x2("cvt.rn.satfinite.e5m2x2.f16x2", k_e5m2x2_f16x2, "e5m2",
+              {{0x3c00c000u, 0, 0x3c, 0xc0},
+               {0x3c803d80u, 0, 0x3c, 0x3e},  // {1.125, 1.375}: ties to even
+               {0x3f803c81u, 0, 0x40, 0x3d},  // {1.875 (tie up to 2), just above 1.125}
+               {0x7b007bffu, 0, 0x7b, 0x7b},  // {57344, 65504 (beyond the midpoint 61440)}
+               {0x7c00fc00u, 0, 0x7b, 0xfb},
+               {0x01000080u, 0, 0x01, 0x00},  // {2^-16, 2^-17 (tie to 0)}
+               {0x01800380u, 0, 0x02, 0x04},  // {1.5·2^-16, 3.5·2^-16}: ties to even
+               {0x7e008000u, 0, any_nan, 0x80}});
+  check_fp8x2("cvt.rn.satfinite.relu.e5m2x2.f16x2", k_relu_e5m2x2_f16x2, "e5m2",
+              {{0xbc004200u, 0, 0x00, 0x42}, {0x7e00fc00u, 0, any_nan, 0x00}});
+}
+
+// "cvt.rn{.relu}.f16x2.f8x2type d, a": every e4m3 and e5m2 value is an f16 value, so the conversion
+// is exact; a's upper byte goes to d's upper half (as for the other packed forms). e4m3's exponent
+// field 1111 holds numbers (256 = 0x78), e5m2's holds ±inf and NaNs.
+TEST_CASE("cvt.rn{.relu}.f16x2.{e4m3x2,e5m2x2}: exact, upper byte to the upper half, inf, NaN") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_FP8();
+  check_fp8x2("cvt.rn.f16x2.e4m3x2", k_f16x2_e4m3x2, "f16",
+              {{0x38c0u, 0, 0x3c00, 0xc000},   // {1, -2}
+               {0xc038u, 0, 0xc000, 0x3c00},
+               {0x7e01u, 0, 0x5f00, 0x1800},   // {448, 2^-9}
+               {0x0778u, 0, 0x2300, 0x5c00},   // {7·2^-9, 256}
+               {0x7d77u, 0, 0x5e80, 0x5b80},   // {416, 240}
+               {0x8008u, 0, 0x8000, 0x2400},   // {-0, 2^-6}
+               {0x7f3fu, 0, any_nan, 0x3f80},  // {NaN, 1.875}
+               {0x38ffu, 0, 0x3c00, any_nan}});
+  check_fp8x2("cvt.rn.relu.f16x2.e4m3x2", k_relu_f16x2_e4m3x2, "f16",
+              {{0xc038u, 0, 0x0000, 0x3c00}, {0x81ffu, 0, 0x0000, any_nan}});
+  check_fp8x2("cvt.rn.f16x2.e5m2x2", k_f16x2_e5m2x2, "f16",
+              {{0x3cc0u, 0, 0x3c00, 0xc000},
+               {0x7b01u, 0, 0x7b00, 0x0100},   // {57344, 2^-16}
+               {0x7cfcu, 0, 0x7c00, 0xfc00},   // {inf, -inf}
+               {0x8003u, 0, 0x8000, 0x0300},   // {-0, 3·2^-16}
+               {0x7d3cu, 0, any_nan, 0x3c00},
+               {0x3cffu, 0, 0x3c00, any_nan}});
+  check_fp8x2("cvt.rn.relu.f16x2.e5m2x2", k_relu_f16x2_e5m2x2, "f16",
+              {{0xfc42u, 0, 0x0000, 0x4200}, {0xbc7fu, 0, 0x0000, any_nan}});
 }
 
 }  // TEST_SUITE
