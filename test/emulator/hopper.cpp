@@ -12,7 +12,9 @@
 // that is reported.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "decode.hpp"
@@ -226,13 +228,14 @@ struct matrix_descriptor {
         base_offset(uint32_t(d >> 49 & 7)),
         swizzle_bits(d >> 62 == 1 ? 3 : d >> 62 == 2 ? 2 : d >> 62 == 3 ? 1 : 0) {}
 
-  //! Shared address of element (row, k) of a K-major operand of 16-bit elements, in the
-  //! canonical layouts: without swizzle 8 × 16-byte core matrices, rows 16 bytes apart, the
-  //! K halves `leading` apart; swizzled, rows of 16·2^b bytes with both K chunks in them, then
-  //! bits [4, 4+b) of the address XORed with bits [7, 7+b); 8-row groups `stride` apart.
-  uint32_t element(uint32_t row, uint32_t k) const {
-    if (swizzle_bits == 0) return start + row / 8 * stride + k / 8 * leading + row % 8 * 16 + k % 8 * 2;
-    const uint32_t a = start + row / 8 * stride + row % 8 * (16u << swizzle_bits) + k * 2;
+  //! Shared address of byte `kb` along K of row `row` of a K-major operand (32 bytes of K: 16
+  //! 16-bit or 32 8-bit elements), in the canonical layouts: without swizzle 8 × 16-byte core
+  //! matrices, rows 16 bytes apart, the two 16-byte K chunks `leading` apart; swizzled, rows of
+  //! 16·2^b bytes with both K chunks in them, then bits [4, 4+b) of the address XORed with bits
+  //! [7, 7+b); 8-row groups `stride` apart.
+  uint32_t element(uint32_t row, uint32_t kb) const {
+    if (swizzle_bits == 0) return start + row / 8 * stride + kb / 16 * leading + row % 8 * 16 + kb % 16;
+    const uint32_t a = start + row / 8 * stride + row % 8 * (16u << swizzle_bits) + kb;
     return a ^ ((a >> 7 & ((1u << swizzle_bits) - 1)) << 4);
   }
 };
@@ -248,50 +251,81 @@ void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask
                 in.opcode + " needs all 32 lanes of the warp");
 }
 
-// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16} d, a-desc, b-desc, scale-d,
-// imm-scale-a, imm-scale-b, imm-trans-a, imm-trans-b: D = A·B + (scale-d ? D : 0), A 64 × 16 and
-// B (N × 16, K-major) from shared memory. Warp w of the warpgroup owns rows 16w + g and
-// 16w + g + 8 (g = lane / 4, q = lane % 4): d[4i + j] is row 16w + g + 8·(j / 2), column
-// 8i + 2q + j % 2. Each element is accumulated in double and rounded once to f32.
+//! wgmma operand element types (instruction::aux2 bits 0-1: A's, bits 2-3: B's) and flags.
+enum wgmma_type : uint32_t { wgmma_f16, wgmma_bf16, wgmma_e4m3, wgmma_e5m2 };
+constexpr uint32_t wgmma_negate_a = 16, wgmma_negate_b = 32, wgmma_f16_accumulators = 64, wgmma_a_registers = 128;
+
+//! The value of a wgmma operand element of type `type` in the low bits of `v`, exactly.
+double element_value(uint32_t v, uint32_t type) {
+  if (type == wgmma_e4m3 || type == wgmma_e5m2)
+    return static_cast<double>(decode_float(v & 0xFF, type == wgmma_e4m3 ? e4m3_format : e5m2_format));
+  return half_value(v, type == wgmma_bf16);
+}
+
+// wgmma.mma_async.sync.aligned.m64nNk16.{f32,f16}.{bf16,f16}.{bf16,f16} d, a-desc | a, b-desc, scale-d,
+// imm-scale-a, imm-scale-b[, imm-trans-a], imm-trans-b and (PTX ISA 8.0) m64nNk32.{f32,f16}.{e4m3,e5m2}.
+// {e4m3,e5m2} d, a-desc | a, b-desc, scale-d, imm-scale-a, imm-scale-b: D = A·B + (scale-d ? D : 0), A
+// 64 × K (K = 32 bytes of elements) and B (N × K, K-major) from shared memory, or A from four
+// registers per thread ("Register Fragments"): register r of lane l (g = l / 4, q = l % 4) holds the
+// e = 4 / (element bytes) elements of row 16w + g + 8 (r % 2), columns e·q + (K / 2)(r / 2) onwards,
+// the first in its low bits. Warp w of the warpgroup owns rows 16w + g and 16w + g + 8: element
+// 4i + j of its accumulators is row 16w + g + 8·(j / 2), column 8i + 2q + j % 2, one .f32 register
+// each, or two to an .f16x2 register (the lower-numbered in the low half). Each element is
+// accumulated in double and rounded once to f32 (or f16).
 void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   require_full_warp(b, lanes, mask, in);
   thread_state& first = *lanes[0];
   if ((first.warp / 4) * 4 + 3 >= b.warp_count)
     fail_launch(b, &first, &in, cudaErrorLaunchFailure, "collective mismatch",
                 "wgmma needs the four warps of a warpgroup; the block has " + std::to_string(b.warp_count) + " warps");
-  const uint64_t a_bits = value(b, first, in.ops[1]), b_bits = value(b, first, in.ops[2]);
+  const bool a_registers = in.aux2 & wgmma_a_registers;
+  const uint64_t a_bits = a_registers ? 0 : value(b, first, in.ops[1]), b_bits = value(b, first, in.ops[2]);
   for (int l = 1; l < 32; ++l)
-    if (value(b, *lanes[l], in.ops[1]) != a_bits || value(b, *lanes[l], in.ops[2]) != b_bits)
+    if ((!a_registers && value(b, *lanes[l], in.ops[1]) != a_bits) || value(b, *lanes[l], in.ops[2]) != b_bits)
       fail_launch(b, lanes[l], &in, cudaErrorLaunchFailure, "collective mismatch",
                   "lanes of a warp pass different wgmma descriptors");
   const matrix_descriptor da(a_bits), db(b_bits);
   if (da.base_offset != 0 || db.base_offset != 0)
     fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "a matrix descriptor with a base offset");
   const int n = static_cast<int>(in.aux);
-  if (b.profile) b.profile->record.tensor_macs += 16 * uint64_t(n) * 16;  // this warp's 16 rows of m64nNk16
-  const bool bf16 = in.aux2 & 1;
-  const double sa = in.aux2 & 2 ? -1.0 : 1.0, sb = in.aux2 & 4 ? -1.0 : 1.0;
+  const uint32_t a_type = in.aux2 & 3, b_type = in.aux2 >> 2 & 3;
+  const uint32_t bytes = a_type >= wgmma_e4m3 ? 1 : 2, k_count = 32 / bytes;
+  if (b.profile) b.profile->record.tensor_macs += 16 * uint64_t(n) * k_count;  // this warp's 16 rows
+  const double sa = in.aux2 & wgmma_negate_a ? -1.0 : 1.0, sb = in.aux2 & wgmma_negate_b ? -1.0 : 1.0;
   std::vector<uint32_t> operand_reads;  // racecheck: recorded when the group retires
-  const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k) {
-    const uint32_t address = d.element(row, k);
-    if (uint64_t(address) + 2 > b.shared.size())
+  const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k, uint32_t type) {
+    const uint32_t address = d.element(row, k * bytes);
+    if (uint64_t(address) + bytes > b.shared.size())
       fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
                   "wgmma operand element at shared " + hex(address) + " beyond the block's " +
                       std::to_string(b.shared.size()) + " bytes");
-    if (b.race) operand_reads.push_back(address);
-    uint16_t v;
-    std::memcpy(&v, b.shared.data() + address, 2);
-    return half_value(v, bf16);
+    if (b.race && address % 2 == 0) operand_reads.push_back(address);  // 2 bytes: one element or an 8-bit pair
+    uint16_t v = 0;
+    std::memcpy(&v, b.shared.data() + address, bytes);
+    return element_value(v, type);
   };
   const uint32_t row0 = 16 * (first.warp % 4);
-  double A[16][16];
-  std::vector<double> B(size_t(n) * 16);
-  for (uint32_t r = 0; r < 16; ++r)
-    for (uint32_t k = 0; k < 16; ++k) A[r][k] = sa * load(da, row0 + r, k);
+  double A[16][32];
+  std::vector<double> B(size_t(n) * k_count);
+  if (a_registers) {
+    const uint32_t per_register = 4 / bytes;
+    for (int l = 0; l < 32; ++l)
+      for (uint32_t r = 0; r < 4; ++r) {
+        const uint64_t v = value(b, *lanes[l], b.k.vector_elements[in.ops[1].first + r]);
+        for (uint32_t e = 0; e < per_register; ++e)
+          A[l / 4 + 8 * (r % 2)][per_register * (l % 4) + k_count / 2 * (r / 2) + e] =
+              sa * element_value(uint32_t(v >> (8 * bytes * e)), a_type);
+      }
+  } else {
+    for (uint32_t r = 0; r < 16; ++r)
+      for (uint32_t k = 0; k < k_count; ++k) A[r][k] = sa * load(da, row0 + r, k, a_type);
+  }
   for (int c = 0; c < n; ++c)
-    for (uint32_t k = 0; k < 16; ++k) B[size_t(c) * 16 + k] = sb * load(db, uint32_t(c), k);
+    for (uint32_t k = 0; k < k_count; ++k) B[size_t(c) * k_count + k] = sb * load(db, uint32_t(c), k, b_type);
+  const bool f16_d = in.aux2 & wgmma_f16_accumulators;
   const operand& d = in.ops[0];
   const auto& ve = b.k.vector_elements;
+  std::vector<uint64_t> out(d.count);
   for (int l = 0; l < 32; ++l) {
     thread_state& t = *lanes[l];
     const bool scale_d = predicate(b, t, in.ops[3]);
@@ -306,18 +340,23 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
     pending_accumulators& group = t.wgmma_groups.back();
     if (l == 0) group.operand_reads.insert(group.operand_reads.end(), operand_reads.begin(), operand_reads.end());
     const int g = l / 4, q = l % 4;
-    for (int i = 0; i < n / 8; ++i)
-      for (int j = 0; j < 4; ++j) {
-        const int32_t slot = ve[d.first + 4 * i + j].reg;
-        const int row = g + 8 * (j / 2), col = 8 * i + 2 * q + j % 2;
-        double sum = scale_d ? double(as_f32(accumulator(t, slot))) : 0.0;
-        for (int k = 0; k < 16; ++k) sum += A[row][k] * B[size_t(col) * 16 + k];
-        const uint64_t v = bits(static_cast<float>(sum));
-        group.writes.emplace_back(slot, v);
-        t.wgmma_latest[size_t(slot)] = v;
-        ++t.wgmma_writes[size_t(slot)];
-        ++t.wgmma_in_flight;
-      }
+    std::fill(out.begin(), out.end(), 0);
+    for (int e = 0; e < n / 2; ++e) {
+      const int row = g + 8 * (e % 4 / 2), col = 8 * (e / 4) + 2 * q + e % 2;
+      const int32_t slot = ve[d.first + (f16_d ? e / 2 : e)].reg;
+      const uint64_t current = accumulator(t, slot);
+      double sum = !scale_d ? 0.0 : f16_d ? half_value(current >> (16 * (e % 2)), false) : double(as_f32(current));
+      for (uint32_t k = 0; k < k_count; ++k) sum += A[row][k] * B[size_t(col) * k_count + k];
+      if (f16_d) out[size_t(e / 2)] |= encode_float(sum, f16_format, rounding::rn) << (16 * (e % 2));
+      else out[size_t(e)] = bits(static_cast<float>(sum));
+    }
+    for (uint32_t i = 0; i < d.count; ++i) {
+      const int32_t slot = ve[d.first + i].reg;
+      group.writes.emplace_back(slot, out[i]);
+      t.wgmma_latest[size_t(slot)] = out[i];
+      ++t.wgmma_writes[size_t(slot)];
+      ++t.wgmma_in_flight;
+    }
   }
 }
 
@@ -566,34 +605,61 @@ bool decode_hopper_instruction(instruction& in, const kernel& k) {
     }
     if (!has(in, "mma_async")) unsupported(in);
     if (has(in, "sp")) unsupported(in, "sparse operands");
-    int n = 0;
-    for (const std::string& m : in.modifiers)
-      if (m.size() > 7 && m.compare(0, 4, "m64n") == 0 && m.compare(m.size() - 3, 3, "k16") == 0)
-        n = std::stoi(m.substr(4, m.size() - 7));
-    std::vector<ptype> types;
+    // Shape m64nNk16 (16-bit A and B) or m64nNk32 (fp8), then .dtype, .atype, .btype.
+    static const std::map<std::string, uint32_t> element_types = {
+        {"f16", wgmma_f16}, {"bf16", wgmma_bf16}, {"e4m3", wgmma_e4m3}, {"e5m2", wgmma_e5m2}};
+    int n = 0, k_count = 0;
+    std::vector<std::string> types;
     for (const std::string& m : in.modifiers) {
-      ptype t;
-      if (parse_type(m, &t)) types.push_back(t);
+      if (m == "mma_async" || m == "sync" || m == "aligned") continue;
+      if (m == "f32" || m == "s32" || m == "tf32" || m == "s8" || m == "u8" || m == "b1" || element_types.count(m)) {
+        types.push_back(m);
+      } else if (m.compare(0, 4, "m64n") == 0 && m.find('k') != std::string::npos) {
+        n = std::atoi(m.c_str() + 4);
+        k_count = std::atoi(m.c_str() + m.find('k') + 1);
+      } else {
+        unsupported(in, "qualifier ." + m + " of wgmma.mma_async is not implemented");
+      }
     }
-    if (n < 8 || n > 256 || n % 8 != 0 || types.size() != 3 || types[0] != ptype::f32 ||
-        (types[1] != ptype::bf16 && types[1] != ptype::f16) || types[2] != types[1])
-      unsupported(in, "only m64nNk16 with f32 accumulators of bf16 or f16 products");
-    if (in.op_count != 8 || in.ops[0].k != operand::kind::vector || in.ops[0].count != uint32_t(n / 2))
-      unsupported(in, "operands: N/2 accumulators, two descriptors, scale-d and four immediates");
+    if (types.size() != 3 || !element_types.count(types[1]) || !element_types.count(types[2]) ||
+        (types[0] != "f32" && types[0] != "f16"))
+      unsupported(in, "only .f32 or .f16 accumulators of f16, bf16, e4m3 or e5m2 products");
+    const uint32_t a_type = element_types.at(types[1]), b_type = element_types.at(types[2]);
+    const bool fp8 = a_type >= wgmma_e4m3;
+    if (fp8 ? b_type < wgmma_e4m3 : b_type != a_type)
+      unsupported(in, ".atype and .btype differ outside the fp8 types");
+    if (a_type == wgmma_bf16 && types[0] == "f16") unsupported(in, "bf16 products accumulate in .f32 only");
+    if (n < 8 || n > 256 || n % 8 != 0 || k_count != (fp8 ? 32 : 16))
+      unsupported(in, fp8 ? "fp8 shapes are m64nNk32" : "16-bit shapes are m64nNk16");
+    const bool a_registers = in.op_count > 1 && in.ops[1].k == operand::kind::vector;
+    // Operands: d, a-desc | a, b-desc, scale-d, imm-scale-a, imm-scale-b, then the 16-bit types' imm-trans-a
+    // (A from shared memory alone) and imm-trans-b.
+    const int operands = 6 + (fp8 ? 0 : a_registers ? 1 : 2);
+    const uint32_t accumulators = uint32_t(types[0] == "f32" ? n / 2 : n / 4);
+    if (in.op_count != operands || in.ops[0].k != operand::kind::vector || in.ops[0].count != accumulators)
+      unsupported(in, "operands: " + std::to_string(accumulators) + " accumulators, A, the B descriptor, scale-d and " +
+                          std::to_string(operands - 4) + " immediates");
     for (uint32_t i = 0; i < in.ops[0].count; ++i)
       if (k.vector_elements[in.ops[0].first + i].k != operand::kind::reg) unsupported(in, "accumulators must be registers");
-    if (in.ops[1].k == operand::kind::vector) unsupported(in, "A from registers");
-    for (int i = 4; i < 8; ++i)
+    if (a_registers) {
+      if (in.ops[1].count != 4) unsupported(in, "A from four registers");
+      for (uint32_t i = 0; i < 4; ++i)
+        if (k.vector_elements[in.ops[1].first + i].k != operand::kind::reg) unsupported(in, "A from four registers");
+    }
+    for (int i = 4; i < operands; ++i)
       if (in.ops[i].k != operand::kind::imm) unsupported(in, "scale and transpose operands must be immediates");
     const auto scale = [&](int i) {
       if (in.ops[i].imm == 1) return 0u;
       if (in.ops[i].imm == ~uint64_t(0)) return 1u;
       unsupported(in, "imm-scale must be 1 or -1");
     };
-    if (in.ops[6].imm > 1 || in.ops[7].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
-    if (in.ops[6].imm == 1 || in.ops[7].imm == 1) unsupported(in, "transposed (MN-major) operands");
+    for (int i = 6; i < operands; ++i) {
+      if (in.ops[i].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
+      if (in.ops[i].imm == 1) unsupported(in, "transposed (MN-major) operands");
+    }
     in.aux = uint32_t(n);
-    in.aux2 = (types[1] == ptype::bf16 ? 1u : 0u) | scale(4) << 1 | scale(5) << 2;
+    in.aux2 = a_type | b_type << 2 | (scale(4) ? wgmma_negate_a : 0) | (scale(5) ? wgmma_negate_b : 0) |
+              (types[0] == "f16" ? wgmma_f16_accumulators : 0) | (a_registers ? wgmma_a_registers : 0);
     in.warp_exec = warp_wgmma;
     return true;
   }

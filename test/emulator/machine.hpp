@@ -33,7 +33,8 @@ struct pending_accumulators {
   std::vector<std::pair<int32_t, uint64_t>> writes;
   uint32_t line = 0;  //!< PTX line of its first wgmma.mma_async
   std::vector<uint32_t> operand_reads;  //!< racecheck, lane 0 of the warp: shared addresses of the
-                                        //!< 16-bit operand elements, read as of the retiring wait
+                                        //!< operands' 2-byte units (a 16-bit element or two 8-bit
+                                        //!< ones), read as of the retiring wait
 };
 
 struct thread_state {

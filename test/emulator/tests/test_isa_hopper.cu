@@ -16,7 +16,9 @@
 //     "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"): 9.7.15.5.1.1.1 "Matrix
 //     Fragments for wgmma.mma_async.m64nNk16" (Figure 149, accumulator D), 9.7.15.5.1.2.1.3 "Canonical
 //     Layouts" (K-major), 9.7.15.5.1.2.2 "Matrix Descriptor Format", wgmma.fence / commit_group /
-//     wait_group, scale-d and imm-scale-a/-b.
+//     wait_group, scale-d and imm-scale-a/-b; m64n16k32.{f32,f16}.{e4m3,e5m2}.{e4m3,e5m2} (the fp8 formats of
+//     ISA "Alternate Floating-Point Data Formats", NaN and infinite operands), A from registers (the
+//     "Register Fragments" of A for m64nNk16 and m64nNk32) and .f16 accumulators.
 //   elect.sync (ISA 9.7.13 "Parallel Synchronization and Communication Instructions: elect.sync") and
 //     fence.proxy.async.shared::cta (ISA 9.7.13.4 "membar/fence").
 //
@@ -28,9 +30,11 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -293,6 +297,7 @@ __device__ __forceinline__ void wgmma_wait0() {
 }
 // Keeps the compiler from moving accesses of an accumulator register across the wgmma fences.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+__device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
 
 // wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16} d, a-desc, b-desc, scale-d, imm-scale-a,
 // imm-scale-b, imm-trans-a = 0, imm-trans-b = 0 (both K-major).
@@ -352,6 +357,59 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_
   else static_assert(N == 8 || N == 64 || N == 128 || N == 256, "N");
 #else
   (void)d, (void)da, (void)db, (void)scale_d;
+  __trap();
+#endif
+}
+
+// The forms beyond wgmma_ss, at N = 16 (8 .f32 or 4 .f16x2 accumulators): fp8 products (m64n16k32, PTX
+// ISA 8.0), A from four registers ("rs": d, a, b-desc, scale-d, imm-scale-a, imm-scale-b[, imm-trans-b])
+// or a descriptor ("ss": d, a-desc, b-desc, scale-d, imm-scale-a, imm-scale-b[, imm-trans-a, imm-trans-b];
+// the fp8 forms have no imm-trans), and .f16 accumulators.
+enum class wg16 {
+  ss_f32_e4m3_e4m3, ss_f32_e5m2_e5m2, ss_f32_e4m3_e5m2, ss_f32_e5m2_e4m3, rs_f32_e4m3_e4m3,
+  ss_f16_e4m3_e4m3, rs_f16_e5m2_e4m3, rs_f32_bf16_bf16, ss_f16_f16_f16
+};
+__host__ __device__ constexpr bool wg16_f16_d(wg16 f) {
+  return f == wg16::ss_f16_e4m3_e4m3 || f == wg16::rs_f16_e5m2_e4m3 || f == wg16::ss_f16_f16_f16;
+}
+__host__ __device__ constexpr int wg16_registers(wg16 f) { return wg16_f16_d(f) ? 4 : 8; }
+
+#define WG16_HEAD(P) "{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %" #P ", 0;\n\twgmma.mma_async.sync.aligned.m64n16"
+#define WG16_IN "l"(db), "r"(scale_d), "n"(SA), "n"(SB)
+#define WG16_A "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
+// .f32: d %0-%7; ss: a-desc %8, b-desc %9, scale-d %10, scales %11 %12; rs: a %8-%11, b-desc %12, scale-d %13.
+#define WG16_F32_SS(FORM, TRANS)                                                                          \
+  asm volatile(WG16_HEAD(10) FORM " {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, %11, %12" TRANS ";\n\t}" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]) \
+               : "l"(da), WG16_IN : "memory")
+#define WG16_F32_RS(FORM, TRANS)                                                                                      \
+  asm volatile(WG16_HEAD(13) FORM " {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, p, %14, %15" TRANS \
+               ";\n\t}"                                                                                             \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])     \
+               : WG16_A, WG16_IN : "memory")
+// .f16: d %0-%3 (.f16x2); ss: a-desc %4, b-desc %5, scale-d %6, scales %7 %8; rs: a %4-%7, b-desc %8, scale-d %9.
+#define WG16_F16_SS(FORM, TRANS)                                                       \
+  asm volatile(WG16_HEAD(6) FORM " {%0, %1, %2, %3}, %4, %5, p, %7, %8" TRANS ";\n\t}" \
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]) : "l"(da), WG16_IN : "memory")
+#define WG16_F16_RS(FORM, TRANS)                                                                       \
+  asm volatile(WG16_HEAD(9) FORM " {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, %10, %11" TRANS ";\n\t}" \
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]) : WG16_A, WG16_IN : "memory")
+
+template <wg16 F, int SA, int SB, class T>
+__device__ __forceinline__ void wgmma16(T (&d)[wg16_registers(F)], const uint32_t (&a)[4], uint64_t da, uint64_t db,
+                                        uint32_t scale_d) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (F == wg16::ss_f32_e4m3_e4m3) WG16_F32_SS("k32.f32.e4m3.e4m3", "");
+  else if constexpr (F == wg16::ss_f32_e5m2_e5m2) WG16_F32_SS("k32.f32.e5m2.e5m2", "");
+  else if constexpr (F == wg16::ss_f32_e4m3_e5m2) WG16_F32_SS("k32.f32.e4m3.e5m2", "");
+  else if constexpr (F == wg16::ss_f32_e5m2_e4m3) WG16_F32_SS("k32.f32.e5m2.e4m3", "");
+  else if constexpr (F == wg16::rs_f32_e4m3_e4m3) WG16_F32_RS("k32.f32.e4m3.e4m3", "");
+  else if constexpr (F == wg16::ss_f16_e4m3_e4m3) WG16_F16_SS("k32.f16.e4m3.e4m3", "");
+  else if constexpr (F == wg16::rs_f16_e5m2_e4m3) WG16_F16_RS("k32.f16.e5m2.e4m3", "");
+  else if constexpr (F == wg16::rs_f32_bf16_bf16) WG16_F32_RS("k16.f32.bf16.bf16", ", 0");
+  else WG16_F16_SS("k16.f16.f16.f16", ", 0, 0");
+#else
+  (void)d, (void)a, (void)da, (void)db, (void)scale_d;
   __trap();
 #endif
 }
@@ -622,6 +680,47 @@ __global__ void __launch_bounds__(128)
   if (t == 0) addr[0] = smem_addr(sh_a), addr[1] = smem_addr(sh_b);
 }
 
+// k_wgmma for the wg16 forms: A from the image (ss) or from a_regs[t * 4 + r] (rs), and the accumulator
+// registers as bits: c[t * R + r] in, out[t * R + r] out (R = 8 .f32 or 4 .f16x2 registers).
+template <wg16 F, int SA, int SB>
+__global__ void __launch_bounds__(128)
+    k_wgmma16(const uint4* img_a, int a_chunks, const uint4* img_b, int b_chunks, uint64_t desc_a_hi,
+              uint32_t a_start, uint64_t desc_b_hi, uint32_t b_start, const uint32_t* a_regs, uint32_t scale_d,
+              const uint32_t* c, uint32_t* out) {
+  __shared__ __align__(1024) uint8_t sh_a[kTileA];
+  __shared__ __align__(1024) uint8_t sh_b[kTileB];
+  const int t = threadIdx.x;
+  uint4* a4 = reinterpret_cast<uint4*>(sh_a);
+  uint4* b4 = reinterpret_cast<uint4*>(sh_b);
+  for (int i = t; i < a_chunks; i += 128) a4[i] = img_a[i];
+  for (int i = t; i < b_chunks; i += 128) b4[i] = img_b[i];
+  fence_proxy_async();
+  __syncthreads();
+  const uint32_t a_addr = smem_addr(sh_a) + a_start, b_addr = smem_addr(sh_b) + b_start;
+  const uint64_t da = desc_a_hi | ((a_addr & 0x3FFFFu) >> 4), db = desc_b_hi | ((b_addr & 0x3FFFFu) >> 4);
+  constexpr int R = wg16_registers(F);
+  using acc = std::conditional_t<wg16_f16_d(F), uint32_t, float>;
+  const uint32_t a[4] = {a_regs[4 * t], a_regs[4 * t + 1], a_regs[4 * t + 2], a_regs[4 * t + 3]};
+  acc d[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const uint32_t v = c[t * R + r];
+    std::memcpy(&d[r], &v, 4);
+    fence_operand(d[r]);
+  }
+  wgmma_fence();
+  wgmma16<F, SA, SB>(d, a, da, db, scale_d);
+  wgmma_commit();
+  wgmma_wait0();
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    fence_operand(d[r]);
+    uint32_t v;
+    std::memcpy(&v, &d[r], 4);
+    out[t * R + r] = v;
+  }
+}
+
 // ---- host helpers -------------------------------------------------------------------------------
 
 uint16_t to_bf16(int v) {  // exact for the small integers used here
@@ -644,10 +743,11 @@ uint16_t to_f16(int v) {  // exact integers of at most 11 significant bits, |v| 
 }
 
 uint32_t lcg_state = 12345;
-int small_random() {  // -3..3
+uint32_t random_below(uint32_t n) {
   lcg_state = lcg_state * 1103515245u + 12345u;
-  return int((lcg_state >> 16) % 7) - 3;
+  return (lcg_state >> 16) % n;
 }
+int small_random() { return int(random_below(7)) - 3; }  // -3..3
 
 // The CUTLASS Swizzle<b,4,3> functor that both the tensor copy's swizzling modes and the wgmma
 // canonical layouts apply to a shared-memory byte address: address bits [4, 4+b) XOR bits [7, 7+b).
@@ -703,11 +803,12 @@ gmma_layout make_layout(gmma_mode mode, int rows, bool operand_a, int slice) {
   return L;
 }
 
-// Byte offset of element (row, k), from the 1024-byte aligned tile base.
-size_t element_offset(const gmma_layout& L, int row, int k) {
+// Byte offset of byte kb along K of row `row` (K = 32 bytes: 16 16-bit or 32 8-bit elements), from the
+// 1024-byte aligned tile base.
+size_t element_offset(const gmma_layout& L, int row, int kb) {
   if (L.mode == gmma_mode::none)
-    return L.start + size_t(row / 8) * L.sbo + size_t(k / 8) * L.lbo + size_t(row % 8) * 16 + size_t(k % 8) * 2;
-  const size_t logical = L.start + size_t(row / 8) * L.sbo + size_t(row % 8) * swizzle_span(L.mode) + size_t(k) * 2;
+    return L.start + size_t(row / 8) * L.sbo + size_t(kb / 16) * L.lbo + size_t(row % 8) * 16 + size_t(kb % 16);
+  const size_t logical = L.start + size_t(row / 8) * L.sbo + size_t(row % 8) * swizzle_span(L.mode) + size_t(kb);
   return swizzle(logical, swizzle_bits(L.mode));
 }
 
@@ -718,17 +819,18 @@ uint64_t descriptor_hi(const gmma_layout& L) {
          (uint64_t(static_cast<uint32_t>(L.mode)) << 62);
 }
 
-// The shared-memory image: every byte not holding an element is 0xFF (a NaN in bf16 and f16), so an
-// element read from the wrong place poisons the result. value(row, k) -> encoded element.
+// The shared-memory image of elements of `bytes` bytes: every byte not holding an element is 0xFF (a NaN
+// in bf16, f16, e4m3 and e5m2), so an element read from the wrong place poisons the result.
+// value(row, k) -> encoded element.
 template <class F>
-std::vector<uint8_t> build_image(const gmma_layout& L, int rows, F value) {
+std::vector<uint8_t> build_image(const gmma_layout& L, int rows, int bytes, F value) {
   std::vector<uint8_t> img(L.bytes, 0xFF);
   for (int r = 0; r < rows; ++r)
-    for (int k = 0; k < 16; ++k) {
-      const size_t o = element_offset(L, r, k);
-      REQUIRE(o + 2 <= img.size());
+    for (int k = 0; k < 32 / bytes; ++k) {
+      const size_t o = element_offset(L, r, k * bytes);
+      REQUIRE(o + size_t(bytes) <= img.size());
       const uint16_t v = value(r, k);
-      img[o] = uint8_t(v), img[o + 1] = uint8_t(v >> 8);
+      for (int i = 0; i < bytes; ++i) img[o + size_t(i)] = uint8_t(v >> (8 * i));
     }
   return img;
 }
@@ -769,8 +871,8 @@ void launch_wgmma(const gmma_problem& p, const gmma_run& run, std::vector<float>
   REQUIRE(la.bytes <= size_t(kTileA));
   REQUIRE(lb.bytes <= size_t(kTileB));
   auto enc = [](int v) { return BF16 ? to_bf16(v) : to_f16(v); };
-  const auto img_a = build_image(la, 64, [&](int m, int k) { return enc(p.a[m * 16 + k]); });
-  const auto img_b = build_image(lb, N, [&](int col, int k) { return enc(p.b[k * N + col]); });
+  const auto img_a = build_image(la, 64, 2, [&](int m, int k) { return enc(p.a[m * 16 + k]); });
+  const auto img_b = build_image(lb, N, 2, [&](int col, int k) { return enc(p.b[k * N + col]); });
   std::vector<float> c(128 * (N / 2));
   for (int t = 0; t < 128; ++t)
     for (int r = 0; r < N / 2; ++r) {
@@ -844,6 +946,202 @@ gmma_problem random_problem(int n, bool nan_c) {
   for (int m = 0; m < 64; ++m)
     for (int col = 0; col < n; ++col) p.c[m * n + col] = nan_c ? isa::as_f32(0x7fc00000u) : float((m * 7 + col * 3) % 41 - 20);
   return p;
+}
+
+// ---- wgmma host side: the wg16 forms ---------------------------------------------------------------
+
+// What a wg16 form multiplies: A's and B's element types, whether D is .f16, whether A is in registers.
+enum class elem { f16, bf16, e4m3, e5m2 };
+struct wg16_info {
+  const char* name;
+  elem a, b;
+  bool f16_d, registers;
+};
+wg16_info info_of(wg16 f) {
+  switch (f) {
+    case wg16::ss_f32_e4m3_e4m3: return {"m64n16k32.f32.e4m3.e4m3 (A: descriptor)", elem::e4m3, elem::e4m3, false, false};
+    case wg16::ss_f32_e5m2_e5m2: return {"m64n16k32.f32.e5m2.e5m2 (A: descriptor)", elem::e5m2, elem::e5m2, false, false};
+    case wg16::ss_f32_e4m3_e5m2: return {"m64n16k32.f32.e4m3.e5m2 (A: descriptor)", elem::e4m3, elem::e5m2, false, false};
+    case wg16::ss_f32_e5m2_e4m3: return {"m64n16k32.f32.e5m2.e4m3 (A: descriptor)", elem::e5m2, elem::e4m3, false, false};
+    case wg16::rs_f32_e4m3_e4m3: return {"m64n16k32.f32.e4m3.e4m3 (A: registers)", elem::e4m3, elem::e4m3, false, true};
+    case wg16::ss_f16_e4m3_e4m3: return {"m64n16k32.f16.e4m3.e4m3 (A: descriptor)", elem::e4m3, elem::e4m3, true, false};
+    case wg16::rs_f16_e5m2_e4m3: return {"m64n16k32.f16.e5m2.e4m3 (A: registers)", elem::e5m2, elem::e4m3, true, true};
+    case wg16::rs_f32_bf16_bf16: return {"m64n16k16.f32.bf16.bf16 (A: registers)", elem::bf16, elem::bf16, false, true};
+    default: return {"m64n16k16.f16.f16.f16 (A: descriptor)", elem::f16, elem::f16, true, false};
+  }
+}
+int bytes_of(elem e) { return e == elem::e4m3 || e == elem::e5m2 ? 1 : 2; }
+
+// The value of an 8-bit code (ISA "Alternate Floating-Point Data Formats"): e4m3 sign, 4 exponent bits
+// biased by 7, 3 fraction bits, no infinity, S.1111.111 NaN; e5m2 sign, 5 exponent bits biased by 15,
+// 2 fraction bits, S.11111.00 infinity, S.11111.{01,10,11} NaN. Exponent field 0: subnormal.
+double fp8_value(uint32_t code, elem e) {
+  const bool e5m2 = e == elem::e5m2;
+  const int m = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7, exponent = int(code >> m) & (e5m2 ? 31 : 15);
+  const int fraction = int(code) & ((1 << m) - 1);
+  const double sign = code & 0x80u ? -1.0 : 1.0;
+  if (e5m2 && exponent == 31) return fraction ? NAN : sign * INFINITY;
+  if (!e5m2 && exponent == 15 && fraction == 7) return NAN;
+  const double significand = exponent ? double(fraction + (1 << m)) : double(fraction);
+  return sign * std::ldexp(significand, (exponent ? exponent : 1) - bias - m);
+}
+
+// The encoding of v in the element type: v is an integer (f16, bf16), or exactly representable (fp8,
+// ±inf in e5m2); NaN gives the NaN S.1111.111 (e4m3) or S.11111.11 (e5m2).
+uint16_t encode(double v, elem e) {
+  if (e == elem::f16) return to_f16(int(v));
+  if (e == elem::bf16) return to_bf16(int(v));
+  if (std::isnan(v)) return 0x7f;
+  for (uint32_t code = 0; code < 256; ++code)
+    if (fp8_value(code, e) == v) return uint16_t(code);
+  FAIL("no exact ", e == elem::e5m2 ? "e5m2" : "e4m3", " encoding of ", v);
+  return 0;
+}
+
+// A 64 x K (K = 32 / element bytes), B K x 16, C 64 x 16, the values exact in their types.
+struct wg16_problem {
+  std::vector<double> a;  // a[m * K + k]
+  std::vector<double> b;  // b[k * 16 + col]
+  std::vector<double> c;  // c[m * 16 + col]
+};
+
+struct wg16_run {
+  int scale_a, scale_b;
+  bool scale_d;
+  gmma_mode mode_a, mode_b;
+  int slice_a, slice_b;
+};
+
+// ISA "Register Fragments" of A for warp w, lane l (g = l / 4, q = l % 4), element a_i:
+//   m64nNk16 (a0..a7, two per register):  row 16w + g (+ 8 for a2, a3, a6, a7), column 2q + (i & 1) (+ 8 for i >= 4)
+//   m64nNk32 (a0..a15, four per register): row 16w + g (+ 8 for a4..a7, a12..a15), column 4q + (i & 3) (+ 16 for i >= 8)
+// Element i sits in register i / (elements per register), the lowest-numbered in the low bits.
+std::vector<uint32_t> a_fragments(const wg16_problem& p, elem type) {
+  const int bytes = bytes_of(type), per = 4 / bytes, k_count = 32 / bytes;
+  std::vector<uint32_t> regs(128 * 4, 0);
+  for (int t = 0; t < 128; ++t) {
+    const int w = t / 32, g = t % 32 / 4, q = t % 4;
+    for (int i = 0; i < 4 * per; ++i) {
+      const int row = 16 * w + g + (bytes == 2 ? (i % 4 >= 2 ? 8 : 0) : (i % 8 >= 4 ? 8 : 0));
+      const int col = bytes == 2 ? 2 * q + (i & 1) + (i >= 4 ? 8 : 0) : 4 * q + (i & 3) + (i >= 8 ? 16 : 0);
+      regs[size_t(4 * t + i / per)] |= uint32_t(encode(p.a[size_t(row * k_count + col)], type)) << (8 * bytes * (i % per));
+    }
+  }
+  return regs;
+}
+
+template <wg16 F, int SA, int SB>
+std::vector<uint32_t> launch_wgmma16(const wg16_problem& p, const wg16_run& run) {
+  const wg16_info f = info_of(F);
+  const int ka = 32 / bytes_of(f.a);
+  const gmma_layout la = make_layout(run.mode_a, 64, true, run.slice_a), lb = make_layout(run.mode_b, 16, false, run.slice_b);
+  const auto img_a = f.registers ? std::vector<uint8_t>() : build_image(la, 64, bytes_of(f.a), [&](int m, int k) {
+    return encode(p.a[size_t(m * ka + k)], f.a);
+  });
+  const auto img_b = build_image(lb, 16, bytes_of(f.b), [&](int col, int k) { return encode(p.b[size_t(k * 16 + col)], f.b); });
+  constexpr int R = wg16_registers(F);
+  std::vector<uint32_t> c(128 * R);
+  for (int t = 0; t < 128; ++t)
+    for (int r = 0; r < R; ++r) {
+      int row, col;
+      if (f.f16_d) {  // .f16x2: elements 2r (low half) and 2r + 1
+        uint32_t v = 0;
+        for (int h = 0; h < 2; ++h) {
+          d_element(t, 2 * r + h, row, col);
+          v |= uint32_t(to_f16(int(p.c[size_t(row * 16 + col)]))) << (16 * h);
+        }
+        c[size_t(t * R + r)] = v;
+      } else {
+        d_element(t, r, row, col);
+        c[size_t(t * R + r)] = isa::bits(float(p.c[size_t(row * 16 + col)]));
+      }
+    }
+  buffer<uint4> da(to_chunks(img_a)), db(to_chunks(img_b));
+  buffer<uint32_t> dregs(f.registers ? a_fragments(p, f.a) : std::vector<uint32_t>(128 * 4, 0));
+  buffer<uint32_t> dc(c), dd(128 * R);
+  k_wgmma16<F, SA, SB><<<1, 128>>>(da.get(), int(img_a.size() / 16), db.get(), int(db.size()), descriptor_hi(la), la.start,
+                                   descriptor_hi(lb), lb.start, dregs.get(), run.scale_d ? 1u : 0u, dc.get(), dd.get());
+  ISA_SYNC();
+  return dd.host();
+}
+
+// D[row][col] (64 x 16) as bits from each thread's registers, placed by d_element: .f32 elements, or
+// the .f16 halves of the .f16x2 registers (element 2r in the low half of register r).
+template <wg16 F, int SA, int SB>
+std::vector<uint32_t> run_wgmma16(const wg16_problem& p, const wg16_run& run) {
+  const std::vector<uint32_t> out = launch_wgmma16<F, SA, SB>(p, run);
+  std::vector<uint32_t> d(64 * 16);
+  constexpr int R = wg16_registers(F);
+  for (int t = 0; t < 128; ++t)
+    for (int r = 0; r < R; ++r) {
+      int row, col;
+      for (int h = 0; h < (wg16_f16_d(F) ? 2 : 1); ++h) {
+        d_element(t, wg16_f16_d(F) ? 2 * r + h : r, row, col);
+        d[size_t(row * 16 + col)] = wg16_f16_d(F) ? out[size_t(t * R + r)] >> (16 * h) & 0xffffu : out[size_t(t * R + r)];
+      }
+    }
+  return d;
+}
+
+// Compares D with D = (scale_a A)(scale_b B) + (scale_d ? C : 0) computed in double: the values keep
+// every sum exact in f32 (integers below 2^11 for the .f16 forms); NaN matches any NaN, and a zero
+// either zero.
+void check_wgmma16(const std::string& what, wg16 form, const wg16_problem& p, const wg16_run& run,
+                   const std::vector<uint32_t>& d) {
+  const wg16_info f = info_of(form);
+  const int k_count = 32 / bytes_of(f.a);
+  const std::string name = what + " " + f.name + ", A " + mode_name(run.mode_a) + " slice " +
+                           std::to_string(run.slice_a) + ", B " + mode_name(run.mode_b) + " slice " +
+                           std::to_string(run.slice_b) + ", scale-d " + std::to_string(int(run.scale_d)) +
+                           ", imm-scale-a " + std::to_string(run.scale_a) + ", imm-scale-b " + std::to_string(run.scale_b);
+  int bad = 0;
+  for (int row = 0; row < 64; ++row)
+    for (int col = 0; col < 16; ++col) {
+      double s = 0;
+      for (int k = 0; k < k_count; ++k) s += p.a[size_t(row * k_count + k)] * p.b[size_t(k * 16 + col)];
+      s *= double(run.scale_a) * double(run.scale_b);
+      if (run.scale_d) s += p.c[size_t(row * 16 + col)];
+      const uint32_t got = d[size_t(row * 16 + col)];
+      bool ok;  // the sign of an exact zero is left open
+      if (f.f16_d) {
+        REQUIRE(s == std::trunc(s));
+        ok = s == 0 ? (got & 0x7fffu) == 0 : got == to_f16(int(s));
+      } else {
+        ok = std::isnan(s) ? std::isnan(isa::as_f32(got)) : s == 0 ? isa::as_f32(got) == 0.0f : got == isa::bits(float(s));
+      }
+      if (!ok && ++bad <= 8) CHECK_MESSAGE(false, name, ": D[", row, "][", col, "] = ", hex(got), ", want ", s);
+    }
+  CHECK_MESSAGE(bad == 0, name, ": ", bad, " wrong elements");
+}
+
+// Integers exact in e4m3 and e5m2 (at most 3 significant bits): every partial sum of the 32 products,
+// and D, is an integer below 2^11, exact however the tensor core orders and aligns the additions.
+wg16_problem fp8_problem(bool nan_c) {
+  static const double values[] = {-6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6};
+  wg16_problem p{std::vector<double>(64 * 32), std::vector<double>(32 * 16), std::vector<double>(64 * 16)};
+  for (double& v : p.a) v = values[random_below(11)];
+  for (double& v : p.b) v = values[random_below(11)];
+  for (int i = 0; i < 64 * 16; ++i) p.c[size_t(i)] = nan_c ? NAN : (i * 7) % 41 - 20;
+  return p;
+}
+
+// Small integers for the .f16 accumulators (sums of 16 or 32 products of -3..3 below 2^11) and bf16.
+wg16_problem integer_problem(int k_count) {
+  wg16_problem p{std::vector<double>(size_t(64 * k_count)), std::vector<double>(size_t(k_count * 16)),
+                 std::vector<double>(64 * 16)};
+  for (double& v : p.a) v = small_random();
+  for (double& v : p.b) v = small_random();
+  for (int i = 0; i < 64 * 16; ++i) p.c[size_t(i)] = (i * 5) % 41 - 20;
+  return p;
+}
+
+// Runs form F with imm-scale-a/-b SA, SB (run's own scale fields are set from them) and checks D.
+template <wg16 F, int SA = 1, int SB = 1>
+std::vector<uint32_t> wgmma16_case(const std::string& what, const wg16_problem& p, wg16_run run) {
+  run.scale_a = SA, run.scale_b = SB;
+  const std::vector<uint32_t> d = run_wgmma16<F, SA, SB>(p, run);
+  check_wgmma16(what, F, p, run, d);
+  return d;
 }
 
 // ---- tensor copy host side ------------------------------------------------------------------------
@@ -1340,6 +1638,163 @@ TEST_CASE("wgmma.mma_async m64nNk16 .f32.bf16/.f16: K-major 32B/64B/128B swizzle
       const gmma_problem p = random_problem(64, false);
       check_wgmma("mixed", p, gmma_run{true, 1, 1, true, ma, mb, last_slice(ma), last_slice(mb)});
     }
+}
+
+// fp8 products (m64n16k32, 9.7.15.5.1.1 "Register Fragments" of A for m64nNk32, the accumulator layout of
+// m64nNk16), each element of A and B at most 3 significant bits so that D is exact: every register of
+// every thread against the double-precision product. scale-d 0 with a NaN accumulator; imm-scale -1.
+TEST_CASE("wgmma.mma_async m64n16k32 .f32.{e4m3,e5m2}.{e4m3,e5m2}: A from shared memory or registers, scale-d, imm-scale-a/-b") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  // The fragment formula, worked by hand: thread 37 (warp 1, lane 5: g = 1, q = 1), a14 (register 3,
+  // byte 2) is row 16 + 1 + 8 = 25, column 4 + 2 + 16 = 22.
+  {
+    wg16_problem one{std::vector<double>(64 * 32, 0.0), {}, {}};
+    one.a[25 * 32 + 22] = 6;  // e4m3 0x4c
+    const std::vector<uint32_t> regs = a_fragments(one, elem::e4m3);
+    CHECK(regs[37 * 4 + 3] == 0x4cu << 16);
+    int nonzero = 0;
+    for (uint32_t r : regs) nonzero += r != 0;
+    CHECK(nonzero == 1);
+  }
+  for (bool sd : {true, false}) {
+    const wg16_problem p = fp8_problem(!sd);  // scale-d 0: the NaN accumulator must not matter
+    const wg16_run run{1, 1, sd, gmma_mode::none, gmma_mode::none, 0, 0};
+    wgmma16_case<wg16::ss_f32_e4m3_e4m3>("random", p, run);
+    wgmma16_case<wg16::ss_f32_e5m2_e5m2>("random", p, run);
+    wgmma16_case<wg16::ss_f32_e4m3_e5m2>("random", p, run);
+    wgmma16_case<wg16::ss_f32_e5m2_e4m3>("random", p, run);
+    wgmma16_case<wg16::rs_f32_e4m3_e4m3>("random", p, run);
+  }
+  const wg16_problem p = fp8_problem(false);
+  const wg16_run run{1, 1, true, gmma_mode::none, gmma_mode::none, 0, 0};
+  wgmma16_case<wg16::ss_f32_e4m3_e4m3, -1, 1>("negated", p, run);
+  wgmma16_case<wg16::ss_f32_e4m3_e4m3, 1, -1>("negated", p, run);
+  wgmma16_case<wg16::ss_f32_e4m3_e4m3, -1, -1>("negated", p, run);
+  wgmma16_case<wg16::rs_f32_e4m3_e4m3, -1, 1>("negated", p, run);
+}
+
+// The canonical K-major layouts hold 32 bytes of K per row whatever the element size: fp8 operands in
+// every swizzle mode and K-slice, and A and B in different modes.
+TEST_CASE("wgmma.mma_async m64n16k32 .f32.{e4m3,e5m2}: K-major 32B/64B/128B swizzled operands, K slices, mixed modes") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  const gmma_mode swizzled[] = {gmma_mode::sw32, gmma_mode::sw64, gmma_mode::sw128};
+  for (gmma_mode m : swizzled)
+    for (int slice = 0; slice < swizzle_span(m) / 32; ++slice)
+      wgmma16_case<wg16::ss_f32_e4m3_e5m2>("swizzle", fp8_problem(false), wg16_run{1, 1, true, m, m, slice, slice});
+  const gmma_mode all[] = {gmma_mode::none, gmma_mode::sw32, gmma_mode::sw64, gmma_mode::sw128};
+  for (gmma_mode ma : all)
+    for (gmma_mode mb : all)
+      if (ma != mb)
+        wgmma16_case<wg16::ss_f32_e5m2_e4m3>("mixed", fp8_problem(false),
+                                             wg16_run{1, 1, true, ma, mb, last_slice(ma), last_slice(mb)});
+}
+
+// Special and extreme operands, worked by hand. Each row's products span few binades, so D is exact
+// however the tensor core aligns them.
+TEST_CASE("wgmma.mma_async m64n16k32: NaN and infinite operands, subnormal and MAX_NORM products, worked by hand") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  const auto at = [](const std::vector<uint32_t>& d, int row, int col) { return isa::as_f32(d[size_t(row * 16 + col)]); };
+  // e5m2 x e5m2, scale-d 0 with a NaN accumulator. B is 1 except B[1][n] = 2^-14 (the smallest normal),
+  // B[7][n] = n % 2 and B[8][n] = 57344 (MAX_NORM).
+  //   row 0: A[0][0] = NaN                          -> NaN
+  //   row 1: A[1][3] = +inf                         -> +inf
+  //   row 2: A[2][3] = +inf, A[2][4] = -inf         -> inf - inf = NaN
+  //   row 3: A[3][5] = -inf                         -> -inf
+  //   row 4: A[4][0] = 2^-16 (the smallest subnormal) -> 2^-16
+  //   row 5: A[5][1] = 57344                        -> 57344·2^-14 = 3.5
+  //   row 6: A[6][7] = +inf                         -> inf·0 = NaN in even columns, +inf in odd ones
+  //   row 8: A[8][8] = 57344                        -> 57344² = 49·2^26
+  //   row 9: A[9][0] = 3·2^-16 (the largest subnormal), A[9][2] = 2^-14 -> 7·2^-16
+  //   other rows: A = 0                             -> 0
+  wg16_problem p{std::vector<double>(64 * 32, 0.0), std::vector<double>(32 * 16, 1.0), std::vector<double>(64 * 16, NAN)};
+  for (int n = 0; n < 16; ++n)
+    p.b[size_t(16 + n)] = std::ldexp(1.0, -14), p.b[size_t(7 * 16 + n)] = n % 2, p.b[size_t(8 * 16 + n)] = 57344;
+  p.a[0] = NAN;
+  p.a[32 + 3] = INFINITY;
+  p.a[64 + 3] = INFINITY, p.a[64 + 4] = -INFINITY;
+  p.a[96 + 5] = -INFINITY;
+  p.a[128] = std::ldexp(1.0, -16);
+  p.a[160 + 1] = 57344;
+  p.a[192 + 7] = INFINITY;
+  p.a[256 + 8] = 57344;
+  p.a[288] = 3 * std::ldexp(1.0, -16), p.a[288 + 2] = std::ldexp(1.0, -14);
+  const wg16_run no_c{1, 1, false, gmma_mode::none, gmma_mode::none, 0, 0};
+  const std::vector<uint32_t> d = wgmma16_case<wg16::ss_f32_e5m2_e5m2>("special", p, no_c);
+  for (int n = 0; n < 16; ++n) {
+    CHECK(std::isnan(at(d, 0, n)));
+    CHECK(at(d, 1, n) == INFINITY);
+    CHECK(std::isnan(at(d, 2, n)));
+    CHECK(at(d, 3, n) == -INFINITY);
+    CHECK(at(d, 4, n) == std::ldexp(1.0f, -16));
+    CHECK(at(d, 5, n) == 3.5f);
+    CHECK((n % 2 ? at(d, 6, n) == INFINITY : std::isnan(at(d, 6, n))));
+    CHECK(at(d, 7, n) == 0.0f);
+    CHECK(at(d, 8, n) == 3288334336.0f);
+    CHECK(at(d, 9, n) == 7 * std::ldexp(1.0f, -16));
+  }
+  // imm-scale-a -1 negates A: row 1 -inf, row 3 +inf, row 5 -3.5.
+  const std::vector<uint32_t> neg = wgmma16_case<wg16::ss_f32_e5m2_e5m2, -1, 1>("special", p, no_c);
+  CHECK(at(neg, 1, 0) == -INFINITY);
+  CHECK(at(neg, 3, 0) == INFINITY);
+  CHECK(at(neg, 5, 9) == -3.5f);
+
+  // e4m3 x e4m3, scale-d 1, C[m][n] = m + n/16. B is 1 except B[0][n] = 448 (MAX_NORM) and B[5][3] = NaN
+  // (S.1111.111).
+  //   row 0: A[0][0] = NaN                           -> NaN
+  //   column 3: NaN·A[m][5] (0·NaN too)              -> NaN in every row
+  //   row 1: A[1][0] = 2^-9 (the smallest subnormal), A[1][2] = 2^-6 -> 0.875 + 2^-6 + 1 + n/16
+  //   row 2: A[2][0] = 7·2^-9 (the largest subnormal) -> 6.125 + 2 + n/16
+  wg16_problem q{std::vector<double>(64 * 32, 0.0), std::vector<double>(32 * 16, 1.0), std::vector<double>(64 * 16)};
+  for (int i = 0; i < 64 * 16; ++i) q.c[size_t(i)] = i / 16 + double(i % 16) / 16;
+  for (int n = 0; n < 16; ++n) q.b[size_t(n)] = 448;
+  q.b[5 * 16 + 3] = NAN;
+  q.a[0] = NAN;
+  q.a[32] = std::ldexp(1.0, -9), q.a[32 + 2] = std::ldexp(1.0, -6);
+  q.a[64] = 7 * std::ldexp(1.0, -9);
+  const wg16_run run{1, 1, true, gmma_mode::none, gmma_mode::none, 0, 0};
+  const std::vector<uint32_t> e = wgmma16_case<wg16::ss_f32_e4m3_e4m3>("special", q, run);
+  for (int n = 0; n < 16; ++n) {
+    CHECK(std::isnan(at(e, 0, n)));
+    if (n == 3) continue;
+    CHECK(at(e, 1, n) == float(1.890625 + n / 16.0));
+    CHECK(at(e, 2, n) == float(8.125 + n / 16.0));
+    CHECK(at(e, 5, n) == float(5 + n / 16.0));
+  }
+  for (int m = 0; m < 64; ++m) CHECK(std::isnan(at(e, m, 3)));
+
+  // e4m3 x e5m2, scale-d 0: B[0][n] = 57344, B[1][n] = +inf in odd columns (else 1).
+  //   row 0: A[0][0] = 448 -> 448·57344 = 49·2^19 = 25690112 (exact in f32); odd columns 0·inf = NaN
+  //   row 1: A[1][1] = -0.5 -> -0.5 in even columns, -inf in odd ones
+  wg16_problem r{std::vector<double>(64 * 32, 0.0), std::vector<double>(32 * 16, 1.0), std::vector<double>(64 * 16, NAN)};
+  for (int n = 0; n < 16; ++n) r.b[size_t(n)] = 57344, r.b[size_t(16 + n)] = n % 2 ? INFINITY : 1.0;
+  r.a[0] = 448;
+  r.a[32 + 1] = -0.5;
+  const std::vector<uint32_t> f = wgmma16_case<wg16::ss_f32_e4m3_e5m2>("special", r, no_c);
+  CHECK(at(f, 0, 0) == 25690112.0f);
+  CHECK(std::isnan(at(f, 0, 1)));
+  CHECK(at(f, 1, 6) == -0.5f);
+  CHECK(at(f, 1, 7) == -INFINITY);
+}
+
+// .f16 accumulators (e4m3 from shared memory, e5m2 x e4m3 with A from registers, f16 x f16) and A from
+// registers for bf16 ("Register Fragments" of m64nNk16): small integers, every sum exact in f16.
+// D's .f16x2 registers hold elements 2r and 2r + 1 of the .f32 layout, the lower in the low half.
+TEST_CASE("wgmma.mma_async m64n16 .f16 accumulators (e4m3, e5m2 x e4m3, f16) and A from registers (e4m3, bf16)") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  for (bool sd : {true, false}) {
+    const wg16_run run{1, 1, sd, gmma_mode::none, gmma_mode::none, 0, 0};
+    wgmma16_case<wg16::ss_f16_e4m3_e4m3>("integers", integer_problem(32), run);
+    wgmma16_case<wg16::rs_f16_e5m2_e4m3>("integers", integer_problem(32), run);
+    wgmma16_case<wg16::ss_f16_f16_f16>("integers", integer_problem(16), run);
+    wgmma16_case<wg16::rs_f32_bf16_bf16>("integers", integer_problem(16), run);
+  }
+  const wg16_run run{1, 1, true, gmma_mode::sw128, gmma_mode::sw64, 0, 1};
+  wgmma16_case<wg16::rs_f16_e5m2_e4m3, -1, 1>("negated", integer_problem(32), run);
+  wgmma16_case<wg16::rs_f32_bf16_bf16, 1, -1>("negated", integer_problem(16), run);
 }
 
 // "elect.sync elects one predicated active leader thread from among a set of threads specified by
