@@ -5,6 +5,8 @@
 // read a pre-gathered Xp and do no SwiGLU (both in their favour). L2 is flushed before every
 // timed call. Each schedule is also timed forced (decode, prefill: the Hopper kernel on
 // sm_90, prefill_sm80), to place the automatic crossover and compare the two prefill kernels.
+// bm_beam_experts_e4m3 runs the same GEMMs on e4m3 weights with block_128 scales (W8A16: the
+// DeepSeek-V3 / Qwen3-FP8 checkpoint format), whose bytes count 1 per weight and the scales.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cub/device/device_scan.cuh>
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/weights.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "common.cuh"
 
@@ -31,6 +34,8 @@ struct expert_problem {
   int64_t T, P;
   std::vector<int32_t> host_ids, host_counts;
   device_buffer<bf16> x, xp, w13, w2, act, act_wide, y;
+  device_buffer<__nv_fp8_e4m3> w13_e4m3, w2_e4m3;  //!< the same layer's experts as e4m3 codes
+  device_buffer<float> w13_scales, w2_scales;       //!< and their block_128 scales
   device_buffer<int32_t> ids, counts, offsets, sorted, rows;
   device_buffer<float> gates;
   int64_t n_active = 0, experts_used = 0;
@@ -41,7 +46,10 @@ struct expert_problem {
       : m(shape), T(tokens), P(tokens * shape.K), host_ids(skewed_routing(tokens, shape.K, shape.E, avg_k)),
         x(size_t(tokens) * shape.H), xp(size_t(P) * shape.H), w13(size_t(shape.E) * 2 * shape.I * shape.H),
         w2(size_t(shape.E) * shape.H * shape.I), act(size_t(P) * shape.I), act_wide(size_t(P) * 2 * shape.I),
-        y(size_t(P) * shape.H), ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
+        y(size_t(P) * shape.H), w13_e4m3(w13.size()), w2_e4m3(w2.size()),
+        w13_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, 2 * shape.I, shape.H, 2)),
+        w2_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, shape.H, shape.I, 1)),
+        ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
         sorted(size_t(P)), rows(size_t(P)), gates(size_t(P)) {
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
     fill_uniform(x.data(), x.size(), 1, -1, 1, stream);
@@ -51,6 +59,10 @@ struct expert_problem {
     fill_uniform(act_wide.data(), act_wide.size(), 5, -1, 1, stream);
     fill_uniform(xp.data(), xp.size(), 6, -1, 1, stream);
     fill_uniform(gates.data(), gates.size(), 7, 0, 1, stream);
+    fill_uniform(w13_e4m3.data(), w13_e4m3.size(), 8, -448, 448, stream);
+    fill_uniform(w2_e4m3.data(), w2_e4m3.size(), 9, -448, 448, stream);
+    fill_uniform(w13_scales.data(), w13_scales.size(), 10, 1e-5f, 1e-4f, stream);
+    fill_uniform(w2_scales.data(), w2_scales.size(), 11, 1e-5f, 1e-4f, stream);
     BEAM_CUDA_TRY(cudaMemcpy(ids.data(), host_ids.data(), host_ids.size() * 4, cudaMemcpyHostToDevice));
     const beam::device::compaction_input in{ids.data(), T, m.K, m.E};
     const beam::device::compaction_outputs out{counts.data(), offsets.data(), sorted.data(), rows.data()};
@@ -80,6 +92,11 @@ struct expert_problem {
     const double weights = double(experts_used) * 3.0 * m.H * m.I * 2;
     return weights + double(n_active) * (m.H + 2.0 * m.I + m.H) * 2;
   }
+  //! The same with e4m3 weights: 1 byte per weight, plus their fp32 block scales.
+  double e4m3_bytes() const {
+    const double scales = double(w13_scales.size() + w2_scales.size()) / m.E * sizeof(float);
+    return double(experts_used) * (3.0 * m.H * m.I + scales) + double(n_active) * (m.H + 2.0 * m.I + m.H) * 2;
+  }
   double flops() const { return 6.0 * double(n_active) * m.H * m.I; }
   void report_counters(benchmark::State& state) const {
     state.counters["n_active"] = double(n_active);
@@ -105,6 +122,27 @@ void bm_beam_experts(benchmark::State& state) {
   }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
+}
+
+//! beam with e4m3 experts (W8A16, block_128 scales): GEMM 1 and GEMM 2 as bm_beam_experts.
+template <beam::device::gemm_schedule Schedule>
+void bm_beam_experts_e4m3(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
+  const beam::device::gemm_b<__nv_fp8_e4m3> w13{p.w13_e4m3.data(), m.H, int64_t(2) * m.I * m.H, p.w13_scales.data(),
+                                                beam::weight_scales::block_128},
+      w2{p.w2_e4m3.data(), m.I, int64_t(m.H) * m.I, p.w2_scales.data(), beam::weight_scales::block_128};
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>({p.x.data(), m.H, p.sorted.data(), m.K}, w13, 2 * m.I, m.H,
+                                                         groups, {p.act.data(), m.I, gemm_epilogue::swiglu}, Schedule,
+                                                         p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(
+        {p.act.data(), m.I}, w2, m.H, m.I, groups,
+        {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()}, Schedule, p.stream));
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
+  p.report_counters(state);
+  report(state, s, p.e4m3_bytes(), p.flops());
 }
 
 //! cuBLAS: counts copied to the host, then one cublasGemmEx per active expert and GEMM.
@@ -221,6 +259,13 @@ BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::decode)->Name("bm_beam_expert
 BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill)->Name("bm_beam_experts_prefill")->Apply(schedule_args);
 BENCHMARK_TEMPLATE(bm_beam_experts, gemm_schedule::prefill_sm80)
     ->Name("bm_beam_experts_prefill_sm80")
+    ->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::automatic)->Name("bm_beam_experts_e4m3")->Apply(expert_args);
+BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::decode)
+    ->Name("bm_beam_experts_e4m3_decode")
+    ->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::prefill)
+    ->Name("bm_beam_experts_e4m3_prefill")
     ->Apply(schedule_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);

@@ -10,10 +10,12 @@
 // programmatic dependent launch where a launch had it, and as if every launch were plain).
 //
 //   bench_traffic [--models 0,1,2] [--tokens 1,4,16,64] [--avg-k K,K/2,1.23,0.56] [--schedule S]
-//                 [--out PREFIX]
+//                 [--weights bf16|e4m3] [--out PREFIX]
 //
 // Avg.K targets of the masked rows: numbers, K or K/2 (each model's). S: the expert GEMMs'
-// schedule, automatic (default), decode, prefill or prefill_sm80.
+// schedule, automatic (default), decode, prefill or prefill_sm80. With e4m3 weights (block_128
+// scales) every forward also runs with bf16 weights on the same routing, for the ratio of
+// their bytes (the bf16_distinct_bytes column).
 // writes PREFIX.csv (a row per layer forward), PREFIX-kernels.csv (a row per launch) and
 // PREFIX.jsonl (a row per layer forward with every launch's emulator record), prints a
 // Markdown table and the targets met or missed; exits 1 if one is missed.
@@ -23,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -61,6 +64,7 @@ struct row {
   double target, avg_k;
   bool masked;
   layer_traffic traffic;
+  double bf16_bytes = 0;  //!< e4m3 weights: the distinct bytes of the same forward with bf16 weights
 };
 
 }  // namespace
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
   std::vector<int> models = {0, 1, 2}, tokens = {1, 4, 16, 64};
   std::vector<std::string> avg_ks = {"K", "K/2", "1.23", "0.56"};
   std::string prefix = "traffic";
+  bool e4m3 = false;
   using beam::device::gemm_schedule;
   const char* const schedule_names[] = {"automatic", "decode", "prefill", "prefill_sm80"};
   gemm_schedule schedule = gemm_schedule::automatic;
@@ -84,11 +89,15 @@ int main(int argc, char** argv) {
     else if (has_value && !std::strcmp(argv[i], "--tokens")) tokens = parse_list(argv[++i]);
     else if (has_value && !std::strcmp(argv[i], "--avg-k")) avg_ks = split(argv[++i]);
     else if (has_value && !std::strcmp(argv[i], "--out")) prefix = argv[++i];
+    else if (has_value && !std::strcmp(argv[i], "--weights") &&
+             (!std::strcmp(argv[i + 1], "bf16") || !std::strcmp(argv[i + 1], "e4m3")))
+      e4m3 = !std::strcmp(argv[++i], "e4m3");
     else if (has_value && !std::strcmp(argv[i], "--schedule") && schedule_named(argv[i + 1]) >= 0)
       schedule = gemm_schedule(schedule_named(argv[++i]));
     else {
       std::fprintf(stderr, "usage: %s [--models 0,1,2] [--tokens 1,4,16,64] [--avg-k K,K/2,1.23,0.56] "
-                           "[--schedule automatic|decode|prefill|prefill_sm80] [--out PREFIX]\n", argv[0]);
+                           "[--schedule automatic|decode|prefill|prefill_sm80] [--weights bf16|e4m3] [--out PREFIX]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -102,11 +111,12 @@ int main(int argc, char** argv) {
   for (std::ofstream* f : {&csv, &kernels, &jsonl}) *f << std::setprecision(12);  // byte counts exact
   csv << "model,T,avg_k_target,avg_k,routing,launches,active_experts,distinct_bytes,ideal_bytes,ratio,"
          "requested_read_bytes,inactive_experts_read,active_experts_partly_read,hbm_estimate_us,memsets,"
-         "round_trips,latency_estimate_us,latency_estimate_plain_us\n";
+         "round_trips,latency_estimate_us,latency_estimate_plain_us,bf16_distinct_bytes\n";
   kernels << "model,T,avg_k_target,routing,launch,kernel,grid,distinct_bytes,read_requests,sectors_per_request,"
              "sector_efficiency,operand_read_requests,operand_sector_efficiency,shared_requests,bank_conflicts,"
              "tensor_macs,thread_instructions,programmatic,warps,round_trips,round_trip_line,latency_estimate_us\n";
-  std::printf("device model: %s; expert GEMM schedule: %s\n\n", prop.name, schedule_names[int(schedule)]);
+  std::printf("device model: %s; expert GEMM schedule: %s; expert weights: %s\n\n", prop.name,
+              schedule_names[int(schedule)], e4m3 ? "e4m3, block_128 scales" : "bf16");
   std::printf("| model | T | Avg.K target | Avg.K | routing | launches + memsets | active experts | distinct MB | "
               "ideal MB | ratio | requested read MB | inactive experts read | HBM estimate µs | round trips per "
               "launch | latency estimate µs | all plain launches µs |\n"
@@ -114,15 +124,23 @@ int main(int argc, char** argv) {
   std::vector<row> rows;
   for (int mi : models) {
     const model_shape& m = layer_models[mi];
-    traffic_problem problem(m, *std::max_element(tokens.begin(), tokens.end()));
+    const int64_t max_tokens = *std::max_element(tokens.begin(), tokens.end());
+    traffic_problem problem(m, max_tokens);
+    std::unique_ptr<traffic_problem<__nv_fp8_e4m3>> e4m3_problem;
+    if (e4m3) e4m3_problem = std::make_unique<traffic_problem<__nv_fp8_e4m3>>(m, max_tokens);
+    // One forward: bf16 weights, or e4m3 ones beside bf16 on the same routing.
+    const auto forward = [&](int T, double target, bool masked, const std::vector<int32_t>& ids) {
+      row r{m.name, T, target, 0, masked, {}};
+      r.traffic = e4m3 ? e4m3_problem->run(T, ids, masked, schedule) : problem.run(T, ids, masked, schedule);
+      if (e4m3) r.bf16_bytes = problem.run(T, ids, masked, schedule).distinct_bytes;
+      return r;
+    };
     for (int T : tokens) {
-      const std::vector<int32_t> dense_ids = skewed_routing(T, m.K, m.E, double(m.K));
       std::vector<row> group;
-      group.push_back({m.name, T, double(m.K), 0, false, problem.run(T, dense_ids, false, schedule)});
+      group.push_back(forward(T, double(m.K), false, skewed_routing(T, m.K, m.E, double(m.K))));
       for (const std::string& a : avg_ks) {
         const double target = avg_k_target(a, m.K);
-        group.push_back(
-            {m.name, T, target, 0, true, problem.run(T, skewed_routing(T, m.K, m.E, target), true, schedule)});
+        group.push_back(forward(T, target, true, skewed_routing(T, m.K, m.E, target)));
       }
       for (row& r : group) {
         const layer_traffic& t = r.traffic;
@@ -141,7 +159,7 @@ int main(int argc, char** argv) {
             << t.launches.size() << ',' << t.active_experts << ',' << t.distinct_bytes << ',' << t.ideal_bytes << ','
             << t.distinct_bytes / t.ideal_bytes << ',' << t.requested_read_bytes << ',' << t.inactive_experts_read << ','
             << t.active_experts_partly_read << ',' << us << ',' << t.memsets << ',' << round_trips << ','
-            << latency << ',' << latency_plain << '\n';
+            << latency << ',' << latency_plain << ',' << r.bf16_bytes << '\n';
         std::printf("| %s | %d | %.2f | %.2f | %s | %zu + %llu | %d | %.3f | %.3f | %.4f | %.3f | %d | %.1f | %s | "
                     "%.1f | %.1f |\n",
                     r.model.c_str(), T, r.target, r.avg_k, routing, t.launches.size(),
@@ -228,6 +246,12 @@ int main(int argc, char** argv) {
     memsets += r.traffic.memsets;
   }
   const bool launches_met = most_launches <= 3 && memsets == 0;
+  // e4m3 weights: each forward's distinct bytes at most 0.53 x those of its bf16 twin.
+  double worst_e4m3 = 0;
+  for (const row& r : rows) {
+    if (r.bf16_bytes > 0) worst_e4m3 = std::max(worst_e4m3, r.traffic.distinct_bytes / r.bf16_bytes);
+  }
+  const bool e4m3_met = !e4m3 || worst_e4m3 <= 0.53;
   const bool ratio_met = worst_ratio <= 1.05, relative_met = worst_relative <= 0.05,
              efficiency_met = worst_efficiency >= 0.95, conflicts_met = gemm_conflicts == 0,
              inactive_met = inactive_read == 0, masked_latency_met = worst_masked_us <= 8.0,
@@ -245,6 +269,10 @@ int main(int argc, char** argv) {
   std::printf("- active experts with weight sectors left unread: %d\n", partly_read);
   std::printf("- launches per decode forward <= 3 and no memset: at most %zu, %llu memsets: %s\n", most_launches,
               static_cast<unsigned long long>(memsets), launches_met ? "met" : "MISSED");
+  if (e4m3) {
+    std::printf("- e4m3 weights: distinct DRAM bytes <= 0.53 x bf16 weights' on the same routing: worst %.4f: %s\n",
+                worst_e4m3, e4m3_met ? "met" : "MISSED");
+  }
   if (latency_rows) {
     std::printf("- estimated latency, %s, T = 1, Avg.K 1.23, <= 8 us: %.1f us: %s\n", layer_models[0].name,
                 worst_masked_us, masked_latency_met ? "met" : "MISSED");
@@ -252,7 +280,8 @@ int main(int argc, char** argv) {
                 worst_dense_excess, dense_latency_met ? "met" : "MISSED");
   }
   const bool latency_met = !latency_rows || (masked_latency_met && dense_latency_met);
-  return ratio_met && relative_met && efficiency_met && conflicts_met && inactive_met && launches_met && latency_met
+  return ratio_met && relative_met && efficiency_met && conflicts_met && inactive_met && launches_met && latency_met &&
+                 e4m3_met
              ? 0
              : 1;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "beam/core/dtype.cuh"
+#include "beam/gemm/weights.cuh"
 #include "beam/moe/device_moe.cuh"
 #include "beam/routing/device_route_decode.cuh"
 #include "profile.hpp"
@@ -150,17 +151,25 @@ struct layer_traffic {
   double pairs = 0;           //!< kept (token, FFN expert) pairs: the GEMM rows
 };
 
-//! One layer's weights (bf16) and the buffers of a decode step of up to `max_tokens` tokens
+//! One layer's weights and the buffers of a decode step of up to `max_tokens` tokens
 //! (max_tokens ≤ H). The forward is moe_forward itself, with a router made to give exactly the
-//! routing asked for (workloads.cuh: router_for).
+//! routing asked for (workloads.cuh: router_for). The experts' weights are W: bf16, or e4m3
+//! with block_128 scales (a DeepSeek-V3 / Qwen3-FP8 checkpoint's format).
+template <class W = __nv_bfloat16>
 class traffic_problem {
  public:
   using bf16 = __nv_bfloat16;
+  static constexpr bool e4m3 = std::is_same_v<W, __nv_fp8_e4m3>;
+  static constexpr weight_scales scaling = e4m3 ? weight_scales::block_128 : weight_scales::none;
 
   traffic_problem(const model_shape& shape, int64_t max_tokens)
       : m_(shape), max_tokens_(max_tokens),
         w13_(size_t(shape.E) * 2 * shape.I * shape.H, 2, -0.03f, 0.03f),
         w2_(size_t(shape.E) * shape.H * shape.I, 3, -0.03f, 0.03f),
+        w13_scales_(size_t(shape.E) * scales_per_expert(scaling, 2 * shape.I, shape.H, 2), 14, 1e-4f, 1e-3f),
+        w2_scales_(size_t(shape.E) * scales_per_expert(scaling, shape.H, shape.I, 1), 15, 1e-4f, 1e-3f),
+        shared_w13_scales_(size_t(scales_per_expert(scaling, 2 * shape.I_s, shape.H, 2)), 16, 1e-4f, 1e-3f),
+        shared_w2_scales_(size_t(scales_per_expert(scaling, shape.H, shape.I_s, 1)), 17, 1e-4f, 1e-3f),
         router_(size_t(router_experts()) * shape.H, 4, -0.05f, 0.05f),
         mask_router_(size_t(router_experts()) * shape.H, 5, -0.05f, 0.05f),
         shared_w13_(size_t(2) * shape.I_s * shape.H, 6, -0.03f, 0.03f),
@@ -241,35 +250,47 @@ class traffic_problem {
     return t;
   }
 
-  //! Bytes of one expert's W13 and W2.
-  size_t expert_bytes() const { return size_t(3) * m_.I * m_.H * sizeof(bf16); }
+  //! Bytes of one expert's W13 and W2 (without their scales).
+  size_t expert_bytes() const { return size_t(3) * m_.I * m_.H * sizeof(W); }
 
-  //! Sectors of expert e's W13 and W2 that the last run() read.
+  //! Sectors of expert e's W13 and W2 that the last run() read (the scales' sectors are shared
+  //! between neighbouring experts: not counted here).
   uint64_t expert_sectors_read(int e) const {
     const size_t w13 = size_t(2) * m_.I * m_.H, w2 = size_t(m_.H) * m_.I;
-    return emu::profile::sectors_read(w13_.data() + size_t(e) * w13, w13 * sizeof(bf16)) +
-           emu::profile::sectors_read(w2_.data() + size_t(e) * w2, w2 * sizeof(bf16));
+    return emu::profile::sectors_read(w13_.data() + size_t(e) * w13, w13 * sizeof(W)) +
+           emu::profile::sectors_read(w2_.data() + size_t(e) * w2, w2 * sizeof(W));
   }
 
-  //! Bytes that must move: each distinct active expert's W13 and W2 once, the router's (and
-  //! with the mask the mask router's) weights over E + Z experts, the shared expert's (and its
-  //! gate row), x in and y out, and the routing arrays (ids and weights, written by the router
-  //! and read by the experts).
+  //! Bytes that must move: each distinct active expert's W13 and W2 once (and their scales),
+  //! the router's (and with the mask the mask router's) weights over E + Z experts, the shared
+  //! expert's (and its scales and gate row), x in and y out, and the routing arrays (ids and
+  //! weights, written by the router and read by the experts).
   double ideal_bytes(int64_t T, int active_experts, bool mask) const {
-    const double e = sizeof(bf16);
-    const double experts = double(active_experts) * 3.0 * m_.I * m_.H * e;
+    const double e = sizeof(bf16), w = sizeof(W), s = sizeof(float);
+    const double expert_scales = double(scales_per_expert(scaling, 2 * m_.I, m_.H, 2) +
+                                        scales_per_expert(scaling, m_.H, m_.I, 1));
+    const double shared_scales = double(scales_per_expert(scaling, 2 * m_.I_s, m_.H, 2) +
+                                        scales_per_expert(scaling, m_.H, m_.I_s, 1));
+    const double experts = double(active_experts) * (3.0 * m_.I * m_.H * w + expert_scales * s);
     const double routers = (mask ? 2.0 : 1.0) * router_experts() * m_.H * e;
-    const double shared = (3.0 * m_.I_s + (m_.shared_gate ? 1.0 : 0.0)) * m_.H * e;
+    const double shared = 3.0 * m_.I_s * m_.H * w + shared_scales * s + (m_.shared_gate ? m_.H * e : 0.0);
     const double activations = 2.0 * double(T) * m_.H * e;
     const double routing = 2.0 * double(T) * m_.K * (sizeof(int32_t) + sizeof(float));
     return experts + routers + shared + activations + routing;
   }
 
  private:
-  beam::device::moe_layer<bf16> layer() const {
-    beam::device::moe_layer<bf16> l{m_.H, m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(),
-                                    m_.I_s, shared_w13_.data(), shared_w2_.data()};
+  beam::device::moe_layer<bf16, W> layer() const {
+    beam::device::moe_layer<bf16, W> l{m_.H,    m_.I, m_.E, w13_.data(), w2_.data(), router_.data(), mask_router_.data(),
+                                       m_.I_s, shared_w13_.data(), shared_w2_.data()};
     if (m_.shared_gate) l.shared_gate = shared_gate_.data();
+    l.weight_scaling = scaling;
+    if constexpr (e4m3) {
+      l.w13_scales = w13_scales_.data();
+      l.w2_scales = w2_scales_.data();
+      l.shared_w13_scales = shared_w13_scales_.data();
+      l.shared_w2_scales = shared_w2_scales_.data();
+    }
     l.identity_experts = m_.identity_experts;
     return l;
   }
@@ -294,7 +315,11 @@ class traffic_problem {
 
   model_shape m_;
   int64_t max_tokens_;
-  filled_buffer<bf16> w13_, w2_, router_, mask_router_, shared_w13_, shared_w2_, shared_gate_, x_, y_;
+  filled_buffer<W> w13_, w2_;
+  filled_buffer<float> w13_scales_, w2_scales_, shared_w13_scales_, shared_w2_scales_;
+  filled_buffer<bf16> router_, mask_router_;
+  filled_buffer<W> shared_w13_, shared_w2_;
+  filled_buffer<bf16> shared_gate_, x_, y_;
   filled_buffer<int32_t> ids_, valid_{1, 12, 0.0f, 0.0f};
   filled_buffer<unsigned long long> invalid_{1, 13, 1.0f, 1.0f};  //!< the status word, zeroed by each run
   filled_buffer<float> weights_;

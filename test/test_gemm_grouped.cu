@@ -22,6 +22,8 @@
 namespace ref = beam::reference;
 using beam::device::gemm_epilogue;
 using beam::device::gemm_schedule;
+using beam::weight_scales;
+using e4m3 = __nv_fp8_e4m3;
 
 constexpr gemm_schedule all_schedules[] = {gemm_schedule::decode, gemm_schedule::prefill,
                                            gemm_schedule::prefill_sm80};
@@ -79,6 +81,92 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, {fake, 64, 4}, 128, 64, groups, out) == cudaErrorInvalidValue);                       // expert stride
   CHECK(call(a, b, 128, 64, groups, {fake, 120}) == cudaErrorInvalidValue);                           // stride < N
   CHECK(call({nullptr, 0}, {nullptr, 0, 0}, 128, 64, {offsets, 4, 0}, {nullptr, 0}) == cudaSuccess);  // no rows
+}
+
+TEST_CASE("e4m3 weights: exact values, scale layouts and the reference's dequantisation, hand-worked") {
+  CHECK(beam::e4m3_value(0x38) == 1.0f);             // 0.0111.000: 2⁰
+  CHECK(beam::e4m3_value(0x7e) == 448.0f);           // 0.1111.110: the largest finite value
+  CHECK(beam::e4m3_value(0x08) == 0x1p-6f);          // 0.0001.000: the smallest normal
+  CHECK(beam::e4m3_value(0x01) == 0x1p-9f);          // 0.0000.001: the smallest subnormal
+  CHECK(beam::e4m3_value(0x07) == 7 * 0x1p-9f);      // 0.0000.111
+  CHECK(beam::e4m3_value(0xb5) == -0.8125f);         // 1.0110.101: −2⁻¹ · (1 + 5/8)
+  CHECK(std::signbit(beam::e4m3_value(0x80)));       // −0
+  CHECK(beam::e4m3_value(0x80) == 0.0f);
+  CHECK(std::isnan(beam::e4m3_value(0x7f)));
+  CHECK(std::isnan(beam::e4m3_value(0xff)));
+  for (int code = 0; code < 256; ++code) {  // against CUDA's own conversion, an independent one
+    CAPTURE(code);
+    __nv_fp8_e4m3 q;
+    q.__x = uint8_t(code);
+    const float theirs = float(q), ours = beam::e4m3_value(uint8_t(code));
+    CHECK((std::isnan(ours) ? std::isnan(theirs) : std::memcmp(&ours, &theirs, sizeof(float)) == 0));
+  }
+  using e4m3_traits = beam::dtype_traits<e4m3>;  // float → e4m3: to nearest even, saturating
+  CHECK(e4m3_traits::from_float(1.0625f).__x == 0x38);   // the tie of 1 and 1.125: 1 (mantissa 0)
+  CHECK(e4m3_traits::from_float(1.1875f).__x == 0x3a);   // the tie of 1.125 and 1.25: 1.25 (mantissa 2)
+  CHECK(e4m3_traits::from_float(1000.0f).__x == 0x7e);   // beyond 448: 448
+  CHECK(e4m3_traits::from_float(-INFINITY).__x == 0xfe);
+  CHECK((e4m3_traits::from_float(NAN).__x & 0x7f) == 0x7f);
+  CHECK(e4m3_traits::to_float(e4m3_traits::from_float(0x1p-9f)) == 0x1p-9f);
+  CHECK(e4m3_traits::from_float(0x1p-11f).__x == 0x00);  // below half the smallest subnormal: 0
+  // Block rows: one half of N = 300 (3 blocks); halves of 150 rows (2 blocks each).
+  CHECK(beam::scale_block_row(127, 300, 1) == 0);
+  CHECK(beam::scale_block_row(128, 300, 1) == 1);
+  CHECK(beam::scale_block_row(299, 300, 1) == 2);
+  CHECK(beam::scale_block_row(149, 300, 2) == 1);
+  CHECK(beam::scale_block_row(150, 300, 2) == 2);  // W3's first row starts a block
+  CHECK(beam::scale_block_row(299, 300, 2) == 3);
+  CHECK(beam::scales_per_expert(weight_scales::block_128, 300, 129, 1) == 3 * 2);
+  CHECK(beam::scales_per_expert(weight_scales::block_128, 300, 129, 2) == 4 * 2);
+  CHECK(beam::scales_per_expert(weight_scales::per_channel, 300, 129, 2) == 300);
+  CHECK(beam::scales_per_expert(weight_scales::none, 300, 129, 1) == 0);
+  // Two experts of [N, K] = [2, 130]: codes 1.0 everywhere but Q[1][1][129] = −2 (0xc0).
+  std::vector<e4m3> q(2 * 2 * 130);
+  for (e4m3& code : q) code.__x = 0x38;
+  q[(1 * 2 + 1) * 130 + 129].__x = 0xc0;
+  const std::vector<float> blocks = {1, 2, 3, 4, 5, 6, 7, 8};  // [E, R = 2, ⌈130/128⌉ = 2]
+  const auto w = ref::dequantize_weights(q.data(), blocks.data(), weight_scales::block_128, 2, 2, 130, 2);
+  CHECK(w[0] == 1);                  // e 0, row 0 (W1), k 0: block (0, 0)
+  CHECK(w[128] == 2);                // k 128: block (0, 1)
+  CHECK(w[130 + 5] == 3);            // row 1 (W3): block row 1
+  CHECK(w[(2 + 1) * 130 + 129] == -16);  // e 1, row 1, k 129: −2 · s[1][1][1] = −2 · 8
+  const std::vector<float> channels = {1, 2, 3, 4};  // [E, N]
+  const auto wc = ref::dequantize_weights(q.data(), channels.data(), weight_scales::per_channel, 2, 2, 130);
+  CHECK(wc[130] == 2);
+  CHECK(wc[(2 + 1) * 130 + 129] == -8);
+  CHECK(ref::dequantize_weights(q.data(), nullptr, weight_scales::none, 2, 2, 130)[0] == 1);
+  CHECK_THROWS_AS(ref::dequantize_weights(q.data(), nullptr, weight_scales::block_128, 2, 2, 130),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(ref::dequantize_weights(q.data(), blocks.data(), weight_scales(3), 2, 2, 130), std::invalid_argument);
+  CHECK_THROWS_AS(ref::dequantize_weights(q.data(), blocks.data(), weight_scales::block_128, 2, 3, 130, 2),
+                  std::invalid_argument);  // halves must divide N
+}
+
+TEST_CASE("grouped_gemm with e4m3 weights rejects bad formats before touching the device") {
+  using bf16 = __nv_bfloat16;
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);
+  const e4m3* codes = reinterpret_cast<const e4m3*>(0x4000);
+  const float* scales = reinterpret_cast<const float*>(0x3000);
+  const int32_t* offsets = reinterpret_cast<const int32_t*>(0x2000);
+  const beam::device::gemm_groups groups{offsets, 4, 100, 100};
+  const beam::device::gemm_output<bf16> out{fake, 128};
+  const auto call = [&](const beam::device::gemm_b<e4m3>& b, int k) {
+    return beam::device::grouped_gemm<bf16, bf16>({fake, 256}, b, 128, k, groups, out);
+  };
+  CHECK(call({codes, 256, 256 * 128, scales, weight_scales(3)}, 256) == cudaErrorInvalidValue);    // not a scaling
+  CHECK(call({codes, 256, 256 * 128, nullptr, weight_scales::block_128}, 256) == cudaErrorInvalidValue);
+  CHECK(call({codes, 256, 256 * 128, scales, weight_scales::block_128}, 200) == cudaErrorInvalidValue);  // K % 16
+  CHECK(call({codes, 264, 264 * 128, scales, weight_scales::block_128}, 256) == cudaErrorInvalidValue);  // 16-byte rows
+  CHECK(call({codes, 256, 256 * 128 + 8, scales, weight_scales::block_128}, 256) == cudaErrorInvalidValue);
+  CHECK(call({codes + 1, 256, 256 * 128, scales, weight_scales::block_128}, 256) == cudaErrorInvalidValue);
+  CHECK(call({reinterpret_cast<const e4m3*>(0x4000), 256, 256 * 128,
+              reinterpret_cast<const float*>(0x3002), weight_scales::block_128}, 256) == cudaErrorInvalidValue);
+  // T weights are unscaled.
+  CHECK(beam::device::grouped_gemm<bf16, bf16>({fake, 256}, {fake, 256, 256 * 128, scales, weight_scales::per_channel},
+                                               128, 256, groups, out) == cudaErrorInvalidValue);
+  CHECK(call({nullptr, 0, 0, nullptr, weight_scales::block_128}, 256) == cudaErrorInvalidValue);  // no scales
+  CHECK(beam::device::grouped_gemm<bf16, bf16>({nullptr, 0}, beam::device::gemm_b<e4m3>{}, 128, 256, {offsets, 4, 0},
+                                               {nullptr, 0}) == cudaSuccess);  // no rows
 }
 
 TEST_CASE("reference grouped GEMM and SwiGLU on a hand-worked case") {
@@ -286,9 +374,37 @@ void check_pair_slots(int64_t T, int K, const std::vector<int32_t>& offsets, con
   }
 }
 
+//! Expert weights `[E, N, K]` in format W and their values for the reference: T values, or
+//! e4m3 codes (every finite code, uniformly) with scales in [2⁻¹⁰, 2⁻⁴] as `scaling` says.
+template <class T, class W>
+struct test_weights {
+  std::vector<W> codes;
+  std::vector<float> scales;
+  std::vector<double> values;
+
+  test_weights(int experts, int n, int k, weight_scales scaling, int halves, uint64_t seed) {
+    const size_t count = size_t(experts) * size_t(n) * size_t(k);
+    if constexpr (std::is_same_v<W, T>) {
+      codes = beam::test::random_values<T>(count, seed);
+      values.assign(codes.begin(), codes.end());
+    } else {
+      std::mt19937_64 rng(seed);
+      codes.resize(count);
+      for (W& code : codes) {
+        code.__x = uint8_t(rng());
+        if ((code.__x & 0x7f) == 0x7f) code.__x ^= 1;  // NaN → ±448
+      }
+      std::uniform_real_distribution<float> exponent(-10.0f, -4.0f);
+      scales.resize(size_t(experts * beam::scales_per_expert(scaling, n, k, halves)));
+      for (float& s : scales) s = std::exp2(exponent(rng));
+      values = ref::dequantize_weights(codes.data(), scales.data(), scaling, experts, n, k, halves);
+    }
+  }
+};
+
 template <class T, class OutT, class PrefillTiles = beam::device::prefill_tiles,
-          class HopperTiles = beam::device::hopper_tiles>
-void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
+          class HopperTiles = beam::device::hopper_tiles, class W = T>
+void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling = weight_scales::none) {
   CAPTURE(c.tokens);
   CAPTURE(c.experts);
   CAPTURE(c.n);
@@ -299,6 +415,8 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   CAPTURE(int(c.schedule));
   CAPTURE(beam::dtype_traits<T>::name);
   CAPTURE(beam::dtype_traits<OutT>::name);
+  CAPTURE(sizeof(W));
+  CAPTURE(int(scaling));
   // Routing: distinct experts per token, some masked, half the pairs to the first experts
   // (skew) so that some experts get many rows and others none.
   std::mt19937_64 rng(seed);
@@ -321,11 +439,11 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   for (int64_t r = 0; r < a_rows; ++r) {  // NaN past K: a read beyond the row would show
     for (int64_t j = c.k; j < a_stride; ++j) a[size_t(r * a_stride + j)] = beam::from_float<T>(NAN);
   }
-  const auto b = beam::test::random_values<T>(size_t(c.experts) * size_t(c.n) * size_t(c.k), seed + 2);
+  const test_weights<T, W> b(c.experts, c.n, c.k, scaling, c.epilogue == gemm_epilogue::swiglu ? 2 : 1, seed + 2);
   const auto scales = beam::test::random_normal<float>(size_t(std::max<int64_t>(rows_bound, 1)), seed + 3);
   std::vector<int64_t> sources(static_cast<size_t>(n_active));
   for (int64_t r = 0; r < n_active; ++r) sources[size_t(r)] = c.gather ? perm.token_of_row(r) : r;
-  const std::vector<double> acc = ref::grouped_matmul_nt(a.data(), a_stride, sources.data(), b.data(), c.n, c.k,
+  const std::vector<double> acc = ref::grouped_matmul_nt(a.data(), a_stride, sources.data(), b.values.data(), c.n, c.k,
                                                          perm.offsets);
   std::vector<double> expected = c.epilogue == gemm_epilogue::swiglu ? ref::swiglu_columns(acc, c.n) : acc;
   if (c.epilogue == gemm_epilogue::scale_rows) {
@@ -334,18 +452,25 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
     }
   }
 
-  beam::test::device_vector<T> d_a(a), d_b(b);
-  beam::test::device_vector<float> d_scales(scales);
+  beam::test::device_vector<T> d_a(a);
+  beam::test::device_vector<W> d_b(b.codes);
+  beam::test::device_vector<float> d_scales(scales), d_weight_scales(b.scales.empty() ? std::vector<float>(1) : b.scales);
   beam::test::device_vector<int32_t> d_offsets(perm.offsets),
       d_pairs(perm.sorted_pairs.empty() ? std::vector<int32_t>(1) : perm.sorted_pairs);
   beam::test::device_vector<OutT> d_c{size_t(std::max<int64_t>(rows_bound, 1) * c_stride)};
   d_c.poison();
   const beam::device::gemm_a<T> ga{d_a.data(), a_stride, c.gather ? d_pairs.data() : nullptr, c.top_k};
-  const beam::device::gemm_b<T> gb{d_b.data(), c.k, int64_t(c.n) * c.k};
+  const beam::device::gemm_b<W> gb{d_b.data(), c.k, int64_t(c.n) * c.k, d_weight_scales.data(), scaling};
   const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound, rows_bound};
   const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
-  REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
-              ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
+  if constexpr (std::is_same_v<W, T>) {
+    REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
+                ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
+  } else {
+    REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles>(ga, gb, c.n, c.k, groups,
+                                                                                         out, c.schedule) ==
+            cudaSuccess);
+  }
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
   const auto got_padded = d_c.to_host();
   std::vector<float> got(size_t(n_active * c_cols));
@@ -357,6 +482,87 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed) {
   for (int64_t r = 0; r < rows_bound; ++r) {  // rows past n_active and columns past the output: never written
     for (int64_t j = r < n_active ? c_cols : 0; j < c_stride; ++j) {
       CHECK(std::isnan(beam::to_float(got_padded[size_t(r * c_stride + j)])));
+    }
+  }
+}
+
+//! NaN in row 3 and Inf in row 30 of A (two experts: rows [0, 17) and [17, 40)) reach only
+//! their rows, on every schedule; with e4m3 weights also a NaN code (S.1111.111) in row 7 of
+//! expert 1, which reaches column 7 of that expert's rows.
+template <class W>
+void check_non_finite_rows(weight_scales scaling) {
+  CAPTURE(sizeof(W));
+  const int64_t rows = 40;
+  const int n = 24, k = 80;
+  auto a = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 91);
+  test_weights<__nv_bfloat16, W> b(2, n, k, scaling, 1, 92);
+  a[size_t(3 * k + 5)] = beam::from_float<__nv_bfloat16>(NAN);
+  a[size_t(30 * k + 70)] = beam::from_float<__nv_bfloat16>(INFINITY);
+  if constexpr (!std::is_same_v<W, __nv_bfloat16>) {
+    b.codes[size_t((n + 7) * k + 11)].__x = 0x7f;
+    b.values = ref::dequantize_weights(b.codes.data(), b.scales.data(), scaling, 2, n, k);
+  }
+  const std::vector<int32_t> offsets = {0, 17, int32_t(rows)};
+  const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.values.data(), n, k, offsets);
+  beam::test::device_vector<__nv_bfloat16> d_a(a);
+  beam::test::device_vector<W> d_b(b.codes);
+  beam::test::device_vector<float> d_weight_scales(b.scales.empty() ? std::vector<float>(1) : b.scales);
+  beam::test::device_vector<int32_t> d_offsets(offsets);
+  const beam::device::gemm_b<W> gb{d_b.data(), k, int64_t(n) * k, d_weight_scales.data(), scaling};
+  for (gemm_schedule schedule : all_schedules) {
+    CAPTURE(int(schedule));
+    beam::test::device_vector<float> d_c{size_t(rows * n)};
+    REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_a.data(), k}, gb, n, k, {d_offsets.data(), 2, rows},
+                                                             {d_c.data(), n}, schedule) == cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto got = d_c.to_host();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int j = 0; j < n; ++j) {
+        const double want = expected[size_t(r * n + j)], have = got[size_t(r * n + j)];
+        if (r == 3 || std::isnan(want)) {
+          CHECK(std::isnan(have));
+        } else if (r == 30) {
+          CHECK(!std::isfinite(have));  // ±Inf, or NaN where +Inf meets a zero weight
+          CHECK(std::isnan(have) == std::isnan(want));
+        } else {
+          CHECK(std::abs(have - want) <= 1e-4 * (1.0 + std::abs(want)));
+        }
+      }
+    }
+  }
+}
+
+//! Dequantises the 256 e4m3 codes (4i .. 4i + 3 in word i) to pairs of T.
+template <class T>
+__global__ void dequantize_every_code(uint32_t* pairs) {
+  const uint32_t i = threadIdx.x, codes = 4 * i | (4 * i + 1) << 8 | (4 * i + 2) << 16 | (4 * i + 3) << 24;
+  uint32_t out[2];
+  beam::warp::dequantize_e4m3x4<T>(codes, out);
+  pairs[2 * i] = out[0];
+  pairs[2 * i + 1] = out[1];
+}
+
+//! Every code's T bits equal those of its exact value; a NaN code gives a NaN of its sign.
+template <class T>
+void check_every_e4m3_code() {
+  CAPTURE(beam::dtype_traits<T>::name);
+  beam::test::device_vector<uint32_t> d_pairs{128};
+  dequantize_every_code<T><<<1, 64>>>(d_pairs.data());
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  const auto pairs = d_pairs.to_host();
+  for (int code = 0; code < 256; ++code) {
+    CAPTURE(code);
+    const uint16_t bits = uint16_t(pairs[size_t(code / 2)] >> (16 * (code % 2)));
+    T value;
+    std::memcpy(static_cast<void*>(&value), &bits, sizeof(bits));
+    const float want = beam::e4m3_value(uint8_t(code)), have = beam::to_float(value);
+    if (std::isnan(want)) {
+      CHECK(std::isnan(have));
+      CHECK((bits & 0x8000) == (code & 0x80) << 8);  // the code's sign (the host conversion may drop a NaN's)
+    } else {
+      const T exact = beam::from_float<T>(want);
+      CHECK(beam::to_float(exact) == want);  // every e4m3 value is a T value
+      CHECK(std::memcmp(&exact, &bits, sizeof(bits)) == 0);
     }
   }
 }
@@ -798,39 +1004,39 @@ TEST_SUITE("gpu") {
     CHECK(beam::test::relative_error(got, scattered) <= 2e-2);
   }
 
-  TEST_CASE("grouped_gemm: NaN and Inf in A reach only their own rows") {
+  TEST_CASE("dequantize_e4m3x4: every e4m3 code to its exact bf16 and fp16 value, NaN codes to NaN") {
     BEAM_REQUIRE_GPU();
-    const int64_t rows = 40;
-    const int n = 24, k = 72;
-    auto a = beam::test::random_values<__nv_bfloat16>(size_t(rows * k), 91);
-    const auto b = beam::test::random_values<__nv_bfloat16>(size_t(2 * n * k), 92);
-    a[size_t(3 * k + 5)] = beam::from_float<__nv_bfloat16>(NAN);
-    a[size_t(30 * k + 70)] = beam::from_float<__nv_bfloat16>(INFINITY);
-    const std::vector<int32_t> offsets = {0, 17, int32_t(rows)};  // rows 3 and 30 in different experts
-    const auto expected = ref::grouped_matmul_nt(a.data(), k, nullptr, b.data(), n, k, offsets);
-    beam::test::device_vector<__nv_bfloat16> d_a(a), d_b(b);
-    beam::test::device_vector<int32_t> d_offsets(offsets);
-    for (gemm_schedule schedule : all_schedules) {
-      beam::test::device_vector<float> d_c{size_t(rows * n)};
-      REQUIRE(beam::device::grouped_gemm<__nv_bfloat16, float>({d_a.data(), k}, {d_b.data(), k, int64_t(n) * k}, n, k,
-                                                               {d_offsets.data(), 2, rows}, {d_c.data(), n},
-                                                               schedule) == cudaSuccess);
-      BEAM_CUDA_TRY(cudaDeviceSynchronize());
-      const auto got = d_c.to_host();
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int j = 0; j < n; ++j) {
-          const double want = expected[size_t(r * n + j)], have = got[size_t(r * n + j)];
-          if (r == 3) {
-            CHECK(std::isnan(have));
-          } else if (r == 30) {
-            CHECK(!std::isfinite(have));  // ±Inf, or NaN where +Inf meets a zero weight
-            CHECK(std::isnan(have) == std::isnan(want));
-          } else {
-            CHECK(std::abs(have - want) <= 1e-4 * (1.0 + std::abs(want)));
-          }
+    check_every_e4m3_code<__nv_bfloat16>();
+    check_every_e4m3_code<__half>();
+  }
+
+  TEST_CASE("grouped_gemm with e4m3 weights equals the reference on the dequantised weights: scalings, schedules") {
+    BEAM_REQUIRE_GPU();
+    // GEMM 1 (SwiGLU, block scales per half) and GEMM 2: K = 208 ends in a partial k block
+    // (128 + 80, four stages), N = 208 in a partial block row; I = 144 gives each half two
+    // block rows, the second partial, and GEMM 2 K = 144 (128 + 16).
+    int n = 0;
+    for (weight_scales scaling : {weight_scales::block_128, weight_scales::per_channel, weight_scales::none}) {
+      for (gemm_schedule schedule : all_schedules) {
+        for (auto [hidden, inter] : {std::pair{208, 48}, std::pair{32, 144}}) {
+          const int64_t tokens = std::vector<int64_t>{1, 37, 0}[size_t(n % 3)];
+          const double masked = std::vector<double>{0.0, 0.5, 1.0}[size_t(n / 3 % 3)];
+          check_grouped_gemm<__nv_bfloat16, __nv_bfloat16, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
+              {tokens, 2, 3, 2 * inter, hidden, masked, n % 2 == 0, gemm_epilogue::swiglu, schedule},
+              90000 + uint64_t(n), scaling);
+          check_grouped_gemm<__half, float, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
+              {tokens, 2, 3, hidden, inter, masked, false, gemm_epilogue::scale_rows, schedule}, 91000 + uint64_t(n),
+              scaling);
+          ++n;
         }
       }
     }
+  }
+
+  TEST_CASE("grouped_gemm: NaN and Inf in A reach only their own rows (T and e4m3 weights); an e4m3 NaN code its column") {
+    BEAM_REQUIRE_GPU();
+    check_non_finite_rows<__nv_bfloat16>(weight_scales::none);
+    check_non_finite_rows<e4m3>(weight_scales::block_128);
   }
 
   TEST_CASE("grouped_gemm: a dense GEMM (no offsets) and many rows over a Qwen3-like shape") {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "beam/moe/device_moe.cuh"
@@ -58,6 +59,41 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
   size_t unused = 0;
   CHECK(beam::device::moe_forward<bf16>(nullptr, unused, nullptr, 0, 64, {2044, 768, 128}, opt, {}) ==
         cudaErrorInvalidValue);  // H % 8, even in a query
+  {  // e4m3 experts: H, I and I_s multiples of 16 (a query checks it), scales where the scaling needs them
+    using e4m3 = __nv_fp8_e4m3;
+    const e4m3* codes = reinterpret_cast<const e4m3*>(0x5000);
+    moe_layer<bf16, e4m3> fp8{2048, 768, 128, codes, codes, fake, fake};
+    fp8.weight_scaling = beam::weight_scales::block_128;
+    fp8.w13_scales = fp8.w2_scales = fake_weights();
+    size_t fp8_bytes = 0, bf16_bytes = 0;
+    CHECK(beam::device::moe_forward<bf16>(nullptr, fp8_bytes, fake, 2048, 64, fp8, opt, out) == cudaSuccess);
+    CHECK(beam::device::moe_forward<bf16>(nullptr, bf16_bytes, fake, 2048, 64, layer, opt, out) == cudaSuccess);
+    CHECK(fp8_bytes == bf16_bytes);  // the weights' type changes no buffer
+    for (auto [H, I, I_s] : {std::tuple{2040, 768, 0}, std::tuple{2048, 776, 0}, std::tuple{2048, 768, 24}}) {
+      moe_layer<bf16, e4m3> odd = fp8;
+      odd.hidden = H;
+      odd.intermediate = I;
+      odd.shared_intermediate = I_s;
+      CHECK(beam::device::moe_forward<bf16>(nullptr, unused, nullptr, 0, 64, odd, opt, {}) == cudaErrorInvalidValue);
+    }
+    moe_layer<bf16, e4m3> bad_scaling = fp8;
+    bad_scaling.weight_scaling = beam::weight_scales(3);
+    CHECK(beam::device::moe_forward<bf16>(nullptr, unused, nullptr, 0, 64, bad_scaling, opt, {}) ==
+          cudaErrorInvalidValue);
+    moe_layer<bf16> scaled_bf16 = layer;  // bf16 weights are unscaled
+    scaled_bf16.weight_scaling = beam::weight_scales::per_channel;
+    CHECK(beam::device::moe_forward<bf16>(nullptr, unused, nullptr, 0, 64, scaled_bf16, opt, {}) ==
+          cudaErrorInvalidValue);
+    const auto workspace = reinterpret_cast<void*>(0x100000);
+    size_t enough = fp8_bytes;
+    moe_layer<bf16, e4m3> no_scales = fp8;
+    no_scales.w2_scales = nullptr;
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, no_scales, opt, out) ==
+          cudaErrorInvalidValue);
+    no_scales.w2_scales = reinterpret_cast<const float*>(0x4002);  // not float-aligned
+    CHECK(beam::device::moe_forward<bf16>(workspace, enough, fake, 2048, 64, no_scales, opt, out) ==
+          cudaErrorInvalidValue);
+  }
   void* workspace = reinterpret_cast<void*>(0x2000);
   const auto call = [&](const moe_layer<bf16>& l, int64_t T, int K, const moe_outputs<bf16>& o, const bf16* x = nullptr,
                         int64_t x_stride = 2048) {
@@ -232,6 +268,46 @@ struct zero_compute_weights {
   }
 };
 
+//! A weight tensor `[count, N, K]` of values v as the device reads it (W = bf16: v rounded;
+//! W = e4m3: v / s quantised, with power-of-two scales s in [2⁻⁸, 2⁻⁴] as `scaling` says) and
+//! as the reference reads it (`values`: exactly what the device's codes and scales mean).
+template <class W>
+struct stored_weights {
+  std::vector<W> codes;
+  std::vector<float> scales, values;
+
+  stored_weights(const std::vector<float>& v, int count, int n, int k, beam::weight_scales scaling, int halves,
+                 uint64_t seed) {
+    if constexpr (std::is_same_v<W, bf16>) {
+      codes = to_storage<bf16>(v);
+      values = beam::test::as_float(codes);
+    } else {
+      std::mt19937_64 rng(seed);
+      std::uniform_int_distribution<int> exponent(-8, -4);
+      const int64_t per_expert = beam::scales_per_expert(scaling, n, k, halves), k_blocks = (k + 127) / 128;
+      scales.resize(size_t(count * per_expert));
+      for (float& x : scales) x = std::ldexp(1.0f, exponent(rng));
+      codes.resize(v.size());
+      values.resize(v.size());
+      for (int64_t e = 0; e < count; ++e) {
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t i = 0; i < k; ++i) {
+            const size_t at = size_t((e * n + j) * k + i);
+            const float scale = scaling == beam::weight_scales::per_channel ? scales[size_t(e * per_expert + j)]
+                                : scaling == beam::weight_scales::block_128
+                                    ? scales[size_t(e * per_expert + beam::scale_block_row(j, n, halves) * k_blocks +
+                                                    i / 128)]
+                                    : 1.0f;
+            codes[at] = W(v[at] / scale);
+            values[at] = beam::e4m3_value(codes[at].__x) * scale;  // a power of two times a code: exact
+          }
+        }
+      }
+    }
+    if (scales.empty()) scales.resize(1);  // a valid device pointer
+  }
+};
+
 template <class T>
 void check_layer(const layer_case& c, uint64_t seed) {
   CAPTURE(c.T);
@@ -339,14 +415,18 @@ void check_layer(const layer_case& c, uint64_t seed) {
 //! moe_experts_forward against the reference for a given routing with none, some and all pairs
 //! masked, an invalid id among them (skipped and counted); with `zero_compute`, every pair that
 //! is not masked goes to a zero-computation expert (no GEMM row at all).
-void check_experts_forward(int I_s, gemm_schedule schedule, bool zero_compute = false) {
+template <class W = bf16>
+void check_experts_forward(int I_s, gemm_schedule schedule, bool zero_compute = false,
+                           beam::weight_scales scaling = beam::weight_scales::none) {
+  CAPTURE(sizeof(W));
+  CAPTURE(int(scaling));
   const int64_t T = 33;
   const int H = 64, I = 32, E = 8, K = 2;
   const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
-  const auto w13 = rounded<bf16>(normal_values(size_t(E * 2 * I * H), 2, 0.125));
-  const auto w2 = rounded<bf16>(normal_values(size_t(E * H * I), 3, 0.125));
-  const auto s13 = rounded<bf16>(normal_values(size_t(2 * I_s * H), 4, 0.125));
-  const auto s2 = rounded<bf16>(normal_values(size_t(H * I_s), 5, 0.25));
+  const stored_weights<W> w13(normal_values(size_t(E * 2 * I * H), 2, 0.125), E, 2 * I, H, scaling, 2, 12);
+  const stored_weights<W> w2(normal_values(size_t(E * H * I), 3, 0.125), E, H, I, scaling, 1, 13);
+  const stored_weights<W> s13(normal_values(size_t(2 * I_s * H), 4, 0.125), 1, 2 * I_s, H, scaling, 2, 14);
+  const stored_weights<W> s2(normal_values(size_t(H * I_s), 5, 0.25), 1, H, I_s, scaling, 1, 15);
   for (double masked : {0.0, 0.4, 1.0}) {
     CAPTURE(masked);
     std::mt19937 rng{7u};
@@ -365,19 +445,26 @@ void check_experts_forward(int I_s, gemm_schedule schedule, bool zero_compute = 
     device_ids[5] = E + zero_compute_weights::count + 2;
     ids[5] = -1;
     const auto gate = rounded<bf16>(normal_values(size_t(H), 6, 0.125));  // w_g: gated when I_s > 0
-    ref::moe_weights<float> ref_weights{H,          I,          E,   w13.data(), w2.data(), I_s,
-                                        s13.data(), s2.data(), I_s ? gate.data() : nullptr};
+    ref::moe_weights<float> ref_weights{H, I, E, w13.values.data(), w2.values.data(), I_s, s13.values.data(),
+                                        s2.values.data(), I_s ? gate.data() : nullptr};
     const zero_compute_weights zc(H, 8);
     if (zero_compute) zc.describe(ref_weights, zc.gate.data(), zc.vectors.data());
     const auto expected = ref::moe_experts_forward<float>(x.data(), T, ref_weights, ids.data(), gates.data(), K);
-    beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_w13(to_storage<bf16>(w13)),
-        d_w2(to_storage<bf16>(w2)), d_s13(to_storage<bf16>(s13)), d_s2(to_storage<bf16>(s2)), d_out{size_t(T * H)};
+    beam::test::device_vector<bf16> d_x(to_storage<bf16>(x)), d_out{size_t(T * H)};
+    beam::test::device_vector<W> d_w13(w13.codes), d_w2(w2.codes), d_s13(s13.codes), d_s2(s2.codes);
+    beam::test::device_vector<float> d_w13_scales(w13.scales), d_w2_scales(w2.scales), d_s13_scales(s13.scales),
+        d_s2_scales(s2.scales);
     beam::test::device_vector<int32_t> d_ids(device_ids);
     beam::test::device_vector<float> d_gates(gates);
     beam::test::device_vector<unsigned long long> invalid{1};
     d_out.poison();
     beam::test::device_vector<bf16> d_gate(to_storage<bf16>(gate));
-    moe_layer<bf16> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+    moe_layer<bf16, W> layer{H, I, E, d_w13.data(), d_w2.data(), nullptr, nullptr, I_s, d_s13.data(), d_s2.data()};
+    layer.weight_scaling = scaling;
+    layer.w13_scales = d_w13_scales.data();
+    layer.w2_scales = d_w2_scales.data();
+    layer.shared_w13_scales = d_s13_scales.data();
+    layer.shared_w2_scales = d_s2_scales.data();
     if (I_s > 0) layer.shared_gate = d_gate.data();
     beam::test::device_vector<bf16> d_w_c(to_storage<bf16>(zc.gate)), d_v(to_storage<bf16>(zc.vectors));
     if (zero_compute) zc.describe(layer, d_w_c.data(), d_v.data());
@@ -535,7 +622,7 @@ TEST_SUITE("gpu") {
   }
 
   TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert "
-            "alone, or no work item at all), both GEMM paths; every pair a zero-computation expert") {
+            "alone, or no work item at all), both GEMM paths; every pair a zero-computation expert; e4m3 experts") {
     BEAM_REQUIRE_GPU();
     for (const auto& run : {std::pair{16, gemm_schedule::automatic}, {0, gemm_schedule::automatic},
                             {16, gemm_schedule::prefill}, {0, gemm_schedule::prefill_sm80}}) {
@@ -543,6 +630,9 @@ TEST_SUITE("gpu") {
       CAPTURE(int(run.second));
       check_experts_forward(run.first, run.second);
       check_experts_forward(run.first, run.second, true);
+      // e4m3 experts (routed and shared): the same layer from a checkpoint's codes and scales
+      check_experts_forward<__nv_fp8_e4m3>(run.first, run.second, false, beam::weight_scales::block_128);
+      check_experts_forward<__nv_fp8_e4m3>(run.first, run.second, run.first > 0, beam::weight_scales::per_channel);
     }
   }
   TEST_CASE("moe_forward replayed from a CUDA graph with new hidden states equals eager") {

@@ -52,6 +52,29 @@ TEST_CASE("decode traffic: distinct DRAM bytes within 5% of the ideal, no inacti
   CHECK(masked.distinct_bytes < dense.distinct_bytes);
 }
 
+TEST_CASE("decode traffic: e4m3 experts with block scales: within 5% of their ideal, at most 0.53 x the bf16 bytes") {
+  traffic_problem<__nv_bfloat16> bf16_problem(small_layer, tokens);
+  traffic_problem<__nv_fp8_e4m3> e4m3_problem(small_layer, tokens);
+  for (double avg_k : {double(small_layer.K), 1.23}) {
+    CAPTURE(avg_k);
+    const auto ids = skewed_routing(tokens, small_layer.K, small_layer.E, avg_k);
+    const bool mask = avg_k < small_layer.K;
+    const layer_traffic bf16 = bf16_problem.run(tokens, ids, mask), e4m3 = e4m3_problem.run(tokens, ids, mask);
+    REQUIRE(e4m3.active_experts == bf16.active_experts);
+    check_within_ideal(e4m3);
+    CHECK_EQ(e4m3.inactive_experts_read, 0);
+    CHECK_EQ(e4m3.active_experts_partly_read, 0);
+    CAPTURE(e4m3.distinct_bytes / bf16.distinct_bytes);
+    CHECK(e4m3.distinct_bytes <= 0.53 * bf16.distinct_bytes);
+    CHECK(e4m3.launches.size() == bf16.launches.size());  // the same three launches
+    for (const auto& l : e4m3.launches) {
+      if (!beam::bench::is_gemm(l)) continue;
+      CHECK(beam::bench::sector_efficiency(beam::bench::operand_reads(l)) >= 0.95);
+      CHECK(beam::bench::bank_conflicts(l) == 0);  // the e4m3 tiles' copies and reads included
+    }
+  }
+}
+
 TEST_CASE("decode traffic: a padded batch reads no weight sector for its padding tokens") {
   // T = 4 tokens, 1 valid: the router would route the three padding tokens to experts token 0
   // does not use; with the count they get no pair, so those experts stay unread.

@@ -13,6 +13,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <cuda_fp8.h>
+
+#include "beam/gemm/weights.cuh"
+
 namespace beam::device {
 
 //! What is written from acc (C has the row numbering of A).
@@ -57,6 +61,12 @@ struct decode_tiles {
 struct prefill_tiles {
   static constexpr int block_rows = 128, block_cols = 128, warps_m = 2, warps_n = 4, stages = 3;
 };
+//! The sm_80 prefill policy of e4m3 weights: 64 × 128 tiles of 2 × 4 warps of 32 × 32, so that
+//! a warp's fp32 accumulators, its k block's partial sums and its decoded weights fit in
+//! registers (the bf16 policy's 64 × 32 warp tiles would spill).
+struct prefill_e4m3_tiles {
+  static constexpr int block_rows = 64, block_cols = 128, warps_m = 2, warps_n = 4, stages = 4;
+};
 //! Hopper tile policy: BM × BN output tile (BM / 64 consumer warpgroups, BN ∈ {64, 128, 256}
 //! the wgmma N), K in steps of 64, `stages` slots in the TMA / cp.async ring.
 struct hopper_tiles {
@@ -76,12 +86,17 @@ struct gemm_a {
 };
 
 //! B: row j of group e at data + e·expert_stride + j·stride, K contiguous (the `[E, N, K]`
-//! layout of W13 `[E, 2I, H]` and W2 `[E, H, I]`).
-template <class T>
+//! layout of W13 `[E, 2I, H]` and W2 `[E, H, I]`), in one of the formats of weights.cuh: W = T,
+//! the activations' type (scaling none), or W = __nv_fp8_e4m3 with fp32 `scales` as `scaling`
+//! says (the checkpoint's tensors as they are: e.g. `weight` and `weight_scale_inv`). With
+//! the swiglu epilogue, block scales are per half (B = [W1; W3]: the two scale tensors stacked).
+template <class W>
 struct gemm_b {
-  const T* data = nullptr;
+  const W* data = nullptr;
   int64_t stride = 0;
   int64_t expert_stride = 0;
+  const float* scales = nullptr;
+  weight_scales scaling = weight_scales::none;
 };
 
 //! The groups: `count` ranges given by `offsets[count + 1]` on the device, all within a
@@ -155,6 +170,24 @@ template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTi
                                        const gemm_output<OutT>& out, gemm_schedule schedule = gemm_schedule::automatic,
                                        cudaStream_t stream = nullptr);
 
+//! The grouped GEMM with e4m3 weights (W8A16): as above, with B_e = Q_e · s (weights.cuh; the
+//! scales' layout follows N, K and, for swiglu, the two halves). Each 16-byte chunk of e4m3
+//! codes is decoded exactly to T in registers before the tensor-core product (T × T → fp32);
+//! block scales multiply each 128-deep k block's fp32 partial sum, per-channel scales the
+//! final one. Every schedule runs the sm_80 kernel (prefill on Hopper too: no wgmma path yet).
+//! @return as above (strides and alignment counted in bytes: 16-byte rows), and
+//!         cudaErrorInvalidValue for a scaling that is not an enumerator, K not a multiple of
+//!         16, or a scaling other than none with null or misaligned scales.
+//! @code
+//! // Qwen3-30B-A3B-FP8, GEMM 1: W13 [E, 2I, H] e4m3 and its weight_scale_inv [E, 2I/128, H/128]
+//! beam::device::gemm_b<__nv_fp8_e4m3> w13{q13, H, int64_t(2) * I * H, s13, beam::weight_scales::block_128};
+//! beam::device::grouped_gemm<__nv_bfloat16, __nv_bfloat16>(xs, w13, 2 * I, H, groups, {act, I, swiglu});
+//! @endcode
+template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_e4m3_tiles>
+[[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k,
+                                       const gemm_groups& groups, const gemm_output<OutT>& out,
+                                       gemm_schedule schedule = gemm_schedule::automatic, cudaStream_t stream = nullptr);
+
 }  // namespace beam::device
 
 #include "beam/core/error.cuh"
@@ -204,13 +237,28 @@ inline cudaError_t check_sm80_device() {
   return known == usable ? cudaSuccess : known == old_device ? cudaErrorInvalidValue : cudaErrorInvalidDeviceFunction;
 }
 
-template <class T>
-bool aligned_rows(const T* data, int64_t stride, int64_t row) {
-  return reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride % 8 == 0 && stride >= row;
+//! 16-byte aligned rows: the data and every row start (stride) on 16 bytes, rows no shorter than `row`.
+template <class E>
+bool aligned_rows(const E* data, int64_t stride, int64_t row) {
+  return reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride * int64_t(sizeof(E)) % 16 == 0 && stride >= row;
 }
 
-template <class T, class OutT>
-cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
+//! The weights' own conditions: T weights unscaled; e4m3 ones with K a multiple of 16 (whole
+//! 16-byte chunks) and, when scaled, a 4-byte aligned scales pointer.
+template <class T, class W>
+bool valid_weights(const gemm_b<W>& b, int k) {
+  if (!valid_weight_scales(b.scaling)) return false;
+  if constexpr (std::is_same_v<W, T>) {
+    return b.scaling == weight_scales::none;
+  } else {
+    static_assert(std::is_same_v<W, __nv_fp8_e4m3>, "T or e4m3 weights");
+    return k % 16 == 0 && (b.scaling == weight_scales::none ||
+                           (b.scales && reinterpret_cast<uintptr_t>(b.scales) % alignof(float) == 0));
+  }
+}
+
+template <class T, class W, class OutT>
+cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k, const gemm_groups& groups,
                                const gemm_output<OutT>& out, gemm_schedule schedule) {
   const bool swiglu = out.epilogue == gemm_epilogue::swiglu;
   if (!valid_schedule(schedule) || unsigned(out.epilogue) > unsigned(gemm_epilogue::scatter_add)) {
@@ -221,7 +269,8 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   if (groups.counts && (groups.offsets || groups.group_stride < 1 || groups.group_stride > groups.rows / groups.count)) {
     return cudaErrorInvalidValue;  // packed groups: offsets or counts, M ≥ 1, rows ≥ count·M
   }
-  if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0)) {
+  if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0) ||
+      !valid_weights<T>(b, k)) {
     return cudaErrorInvalidValue;
   }
   if (groups.rows == 0) return cudaSuccess;
@@ -233,7 +282,8 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, in
   if (out.epilogue == gemm_epilogue::scatter_add && (!out.row_scales || !out.scale_index || out.top_k < 1)) {
     return cudaErrorInvalidValue;
   }
-  if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k) || b.expert_stride % 8 != 0 ||
+  if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k) ||
+      b.expert_stride * int64_t(sizeof(W)) % 16 != 0 ||
       !aligned_rows(out.data, out.stride, swiglu ? n / 2 : n)) {
     return cudaErrorInvalidValue;
   }
@@ -278,34 +328,35 @@ inline bool decode_schedule(gemm_schedule schedule, const gemm_groups& groups) {
          (schedule == gemm_schedule::automatic && groups.rows <= int64_t(16) * groups.count);
 }
 
-template <class T, class OutT>
-beam::detail::grouped_gemm_params<T, OutT> params_of(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
-                                                     const gemm_groups& groups, const gemm_output<OutT>& out) {
-  return {a.data,         a.stride,       a.gather_pairs, a.top_k,     groups.pairs,   b.data,
-          b.stride,       b.expert_stride, groups.offsets, groups.counts, groups.group_stride, groups.count, groups.rows, n,
-          k,              0,              out.data,       out.stride,   out.row_scales, out.scale_index,
-          out.top_k};
+template <class T, class W, class OutT>
+beam::detail::grouped_gemm_params<T, OutT, W> params_of(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k,
+                                                        const gemm_groups& groups, const gemm_output<OutT>& out) {
+  return {a.data,         a.stride,         a.gather_pairs,      a.top_k,      groups.pairs,
+          b.data,         b.stride,         b.expert_stride,     b.scales,     b.scaling,
+          groups.offsets, groups.counts,    groups.group_stride, groups.count, groups.rows,
+          n,              k,                0,                   out.data,     out.stride,
+          out.row_scales, out.scale_index,  out.top_k};
 }
 
 //! Work items of a BM × (output columns per tile) tiling: a bound on the row tiles (each
 //! group may end in a partial tile) times params.column_tiles.
-template <class T, class OutT>
-int64_t work_bound(const beam::detail::grouped_gemm_params<T, OutT>& params, int bm) {
+template <class T, class OutT, class W>
+int64_t work_bound(const beam::detail::grouped_gemm_params<T, OutT, W>& params, int bm) {
   const int64_t row_tiles =
       (params.rows + bm - 1) / bm + (params.offsets || params.group_counts ? params.groups : 0);
   return row_tiles * params.column_tiles;
 }
 
 //! ⌈output columns / output columns per tile⌉ (BN / 2 output columns for swiglu).
-template <class T, class OutT>
-int column_tiles(const beam::detail::grouped_gemm_params<T, OutT>& params, gemm_epilogue epilogue, int bn) {
+template <class T, class OutT, class W>
+int column_tiles(const beam::detail::grouped_gemm_params<T, OutT, W>& params, gemm_epilogue epilogue, int bn) {
   return epilogue == gemm_epilogue::swiglu ? (params.n / 2 + bn / 2 - 1) / (bn / 2) : (params.n + bn - 1) / bn;
 }
 
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
-cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params, cudaStream_t stream) {
-  using geo = beam::detail::gemm_geometry<Tiles>;
-  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
+template <class T, class OutT, class W, class Tiles, gemm_epilogue Epilogue>
+cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT, W>& params, cudaStream_t stream) {
+  using geo = beam::detail::gemm_geometry<Tiles, int(sizeof(W))>;
+  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue, W>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(geo::smem_bytes(params.groups),
                                                                            work_bound(params, geo::bm), stream, params);
 }
@@ -314,17 +365,17 @@ cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT>& params
 //! `p`, then `extras.dense` (rows 0: none), and with `extras.arrivals` the fused combine, which
 //! needs both problems' N equal and at most layer_max_column_tiles column tiles. The arguments
 //! are the layer's, checked by it as grouped_gemm and combine check theirs.
-template <class T, gemm_epilogue Epilogue>
-cudaError_t launch_layer_gemm(beam::detail::grouped_gemm_params<T, T> p, beam::detail::layer_gemm_extras<T> extras,
+template <class T, class W, gemm_epilogue Epilogue>
+cudaError_t launch_layer_gemm(beam::detail::grouped_gemm_params<T, T, W> p, beam::detail::layer_gemm_extras<T, W> extras,
                               cudaStream_t stream) {
-  using geo = beam::detail::gemm_geometry<decode_tiles>;
+  using geo = beam::detail::gemm_geometry<decode_tiles, int(sizeof(W))>;
   p.column_tiles = column_tiles(p, Epilogue, geo::bn);
   extras.dense.column_tiles = column_tiles(extras.dense, Epilogue, geo::bn);
   const bool same_columns = extras.dense.rows == 0 || extras.dense.n == p.n;
   if (extras.arrivals && (!same_columns || p.column_tiles > beam::detail::layer_max_column_tiles)) {
     return cudaErrorInvalidValue;  // a combine over column tiles that do not match or cannot be counted
   }
-  return launch_persistent<beam::detail::layer_gemm_kernel<T, decode_tiles, Epilogue>, geo::threads,
+  return launch_persistent<beam::detail::layer_gemm_kernel<T, decode_tiles, Epilogue, W>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(
       geo::smem_bytes(p.groups), work_bound(p, geo::bm) + work_bound(extras.dense, geo::bm), stream, p, extras);
 }
@@ -417,21 +468,53 @@ cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cud
       geo::smem_bytes(params.groups), work_bound(params, geo::bm), stream, map, params);
 }
 
-//! The kernel of a schedule for one epilogue.
-template <class T, class OutT, class DecodeTiles, class PrefillTiles, class HopperTiles, gemm_epilogue Epilogue>
-cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT> params, bool decode, bool sm80_only,
+//! The kernel of a schedule for one epilogue. e4m3 weights have no Hopper kernel yet: their
+//! prefill runs the sm_80 one.
+template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles,
+          gemm_epilogue Epilogue>
+cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, bool decode, bool sm80_only,
                          cudaStream_t stream) {
   if (decode) {
     params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
-    return launch_sm80<T, OutT, DecodeTiles, Epilogue>(params, stream);
+    return launch_sm80<T, OutT, W, DecodeTiles, Epilogue>(params, stream);
   }
-  if (!sm80_only) {
-    bool launched = false;
-    const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue>(params, stream, launched);
-    if (status != cudaSuccess || launched) return status;
+  if constexpr (std::is_same_v<W, T>) {
+    if (!sm80_only) {
+      bool launched = false;
+      const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue>(params, stream, launched);
+      if (status != cudaSuccess || launched) return status;
+    }
   }
   params.column_tiles = column_tiles(params, Epilogue, PrefillTiles::block_cols);
-  return launch_sm80<T, OutT, PrefillTiles, Epilogue>(params, stream);
+  return launch_sm80<T, OutT, W, PrefillTiles, Epilogue>(params, stream);
+}
+
+//! Both overloads of grouped_gemm.
+template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles>
+cudaError_t run_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k, const gemm_groups& groups,
+                             const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
+  if (const cudaError_t status = check_grouped_gemm(a, b, n, k, groups, out, schedule); status != cudaSuccess) {
+    return status;
+  }
+  if (groups.rows == 0) return cudaSuccess;
+  const auto params = params_of(a, b, n, k, groups, out);
+  const bool decode = decode_schedule(schedule, groups);
+  const bool sm80_only = schedule == gemm_schedule::prefill_sm80;
+  switch (out.epilogue) {
+    case gemm_epilogue::store:
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::store>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::swiglu:
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::swiglu>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::scale_rows:
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scale_rows>(
+          params, decode, sm80_only, stream);
+    case gemm_epilogue::scatter_add:
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scatter_add>(
+          params, decode, sm80_only, stream);
+  }
+  return cudaErrorInvalidValue;  // not an epilogue
 }
 
 }  // namespace detail
@@ -439,28 +522,15 @@ cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT> params, bool
 template <class T, class OutT, class DecodeTiles, class PrefillTiles, class HopperTiles>
 cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
                          const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
-  if (const cudaError_t status = detail::check_grouped_gemm(a, b, n, k, groups, out, schedule); status != cudaSuccess) {
-    return status;
-  }
-  if (groups.rows == 0) return cudaSuccess;
-  const auto params = detail::params_of(a, b, n, k, groups, out);
-  const bool decode = detail::decode_schedule(schedule, groups);
-  const bool sm80_only = schedule == gemm_schedule::prefill_sm80;
-  switch (out.epilogue) {
-    case gemm_epilogue::store:
-      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::store>(
-          params, decode, sm80_only, stream);
-    case gemm_epilogue::swiglu:
-      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::swiglu>(
-          params, decode, sm80_only, stream);
-    case gemm_epilogue::scale_rows:
-      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scale_rows>(
-          params, decode, sm80_only, stream);
-    case gemm_epilogue::scatter_add:
-      return detail::run_schedule<T, OutT, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scatter_add>(
-          params, decode, sm80_only, stream);
-  }
-  return cudaErrorInvalidValue;  // not an epilogue
+  return detail::run_grouped_gemm<T, OutT, T, DecodeTiles, PrefillTiles, HopperTiles>(a, b, n, k, groups, out,
+                                                                                      schedule, stream);
+}
+
+template <class T, class OutT, class DecodeTiles, class PrefillTiles>
+cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k, const gemm_groups& groups,
+                         const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
+  return detail::run_grouped_gemm<T, OutT, __nv_fp8_e4m3, DecodeTiles, PrefillTiles, hopper_tiles>(
+      a, b, n, k, groups, out, schedule, stream);
 }
 
 }  // namespace beam::device

@@ -12,6 +12,13 @@
 //! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`; `multiply_stage`
 //! puts the pieces together for one 64-deep stage of swizzled tiles.
 //!
+//! e4m3 weights (W8A16): `dequantize_e4m3x4` turns four e4m3 codes into two bf16 / fp16 pairs
+//! in registers, exactly, and `multiply_stage_e4m3` multiplies an A tile by an e4m3 B tile of
+//! 64-byte rows. It reads each lane's B bytes as one 16-byte word, so the mma's k order is
+//! permuted, identically for A and B: in k16 step c, the lane of column q = lane mod 4 takes
+//! physical k 16q + 4c .. 16q + 4c + 3 for the mma's k {2q, 2q + 1, 8 + 2q, 9 + 2q}, its A
+//! values being 16 consecutive elements of each of its two rows (two 16-byte loads per row).
+//!
 //! The asm statements that touch memory (cp.async, ldmatrix: addresses pass as integers, so
 //! the compiler sees no memory operand) or order such accesses (commit, wait) have a "memory"
 //! clobber: `volatile` alone keeps a statement and its order among other asm, but lets the
@@ -26,6 +33,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 namespace beam::block {
 
@@ -67,6 +75,11 @@ __device__ inline void copy_async_wait() {
   __trap();  // sm_80 instructions: never silently skipped
 #endif
 }
+
+//! An e4m3 shared tile of `rows` × 64 codes: row r at byte 64·r, unswizzled. A warp's 16-byte
+//! copies (chunk c of row r from lane 4r' + c) and `multiply_stage_e4m3`'s 16-byte reads (row
+//! g, chunk q from lane 4g + q) both cover 128 contiguous bytes per quarter warp: no bank conflict.
+__device__ constexpr int e4m3_tile_offset(int row, int chunk) { return row * 64 + chunk * 16; }
 
 }  // namespace beam::block
 
@@ -140,6 +153,77 @@ __device__ inline void multiply_stage(float (&acc)[MFrags][NFrags][4], const T* 
     for (int mi = 0; mi < MFrags; ++mi) {
 #pragma unroll
       for (int nj = 0; nj < NFrags; ++nj) mma_m16n8k16<T>(acc[mi][nj], a_frag[mi], b_frag[nj]);
+    }
+  }
+}
+
+//! Four e4m3 codes (bytes 0..3 of `codes`, byte 0 first) → out[0] = (v0, v1), out[1] = (v2, v3)
+//! as T pairs (low half first), exactly: each code's exponent and mantissa move into T's fields
+//! (S.EEEE.MMM → S.0000EEEE.MMM0000 for bf16, S.0EEEE.MMM0000000 for fp16, read as 2^(E−127) or
+//! 2^(E−15) · (1 + M/8), subnormal for E = 0), then one multiply by 2^120 (bf16) or 2^8 (fp16)
+//! rebiases all of them: every e4m3 value, subnormals included, is a T value. S.1111.111 → NaN.
+//! @tparam T  __nv_bfloat16 or __half
+template <class T>
+__device__ inline void dequantize_e4m3x4(uint32_t codes, uint32_t (&out)[2]) {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or fp16 pairs");
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    // Codes 2i and 2i + 1 into the upper bytes of the two halves: S.EEEE.MMM.00000000.
+    const uint32_t h = __byte_perm(codes, 0, i == 0 ? 0x1404 : 0x3424);
+    const uint32_t fields = bf16 ? (h >> 4) & 0x07f007f0u : (h >> 1) & 0x3f803f80u;
+    const uint32_t bits = (h & 0x80008000u) | fields;
+    uint32_t value;
+    if constexpr (bf16) {
+      const __nv_bfloat162 x = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&bits), __floats2bfloat162_rn(0x1p120f, 0x1p120f));
+      value = *reinterpret_cast<const uint32_t*>(&x);
+    } else {
+      const __half2 x = __hmul2(*reinterpret_cast<const __half2*>(&bits), __floats2half2_rn(256.0f, 256.0f));
+      value = *reinterpret_cast<const uint32_t*>(&x);
+    }
+    // EEEE.MMM = 1111.111 carries into bit 15 of its half: NaN there (it decoded to ±480).
+    const uint32_t nan_halves = (((h & 0x7f007f00u) + 0x01000100u) & 0x80008000u) >> 15;
+    out[i] = value | (nan_halves * 0xffffu & 0x7fff7fffu);
+  }
+}
+
+//! acc += A[row0 .. row0 + 16·MFrags) · W[col0 .. col0 + 8·NFrags)ᵀ over one 64-deep stage of
+//! e4m3 weights (W8A16): a_tile is a `swizzled_offset` tile of T, b_tile an `e4m3_tile_offset`
+//! tile of e4m3 weight rows; acc[mi][nj] as in multiply_stage (the k order is permuted as the
+//! file comment says: the sum is the same).
+template <class T, int MFrags, int NFrags>
+__device__ inline void multiply_stage_e4m3(float (&acc)[MFrags][NFrags][4], const T* a_tile,
+                                           const __nv_fp8_e4m3* b_tile, int row0, int col0) {
+  const int lane = int(threadIdx.x % 32), g = lane / 4, q = lane % 4;
+  uint32_t b_frag[NFrags][4][2];  // [n8 fragment][k16 step c][register]
+#pragma unroll
+  for (int nj = 0; nj < NFrags; ++nj) {
+    const uint4 codes = *reinterpret_cast<const uint4*>(b_tile + block::e4m3_tile_offset(col0 + nj * 8 + g, q));
+    dequantize_e4m3x4<T>(codes.x, b_frag[nj][0]);
+    dequantize_e4m3x4<T>(codes.y, b_frag[nj][1]);
+    dequantize_e4m3x4<T>(codes.z, b_frag[nj][2]);
+    dequantize_e4m3x4<T>(codes.w, b_frag[nj][3]);
+  }
+#pragma unroll
+  for (int mi = 0; mi < MFrags; ++mi) {
+    uint32_t rows[2][8];  // rows g and g + 8: elements 16q .. 16q + 15, in pairs
+#pragma unroll
+    for (int upper = 0; upper < 2; ++upper) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint4 v = *reinterpret_cast<const uint4*>(
+            a_tile + block::swizzled_offset(row0 + mi * 16 + g + 8 * upper, 2 * q + half));
+        rows[upper][4 * half] = v.x;
+        rows[upper][4 * half + 1] = v.y;
+        rows[upper][4 * half + 2] = v.z;
+        rows[upper][4 * half + 3] = v.w;
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {  // physical k 16q + 4c .. 16q + 4c + 3: pairs 2c and 2c + 1
+      const uint32_t a_frag[4] = {rows[0][2 * c], rows[1][2 * c], rows[0][2 * c + 1], rows[1][2 * c + 1]};
+#pragma unroll
+      for (int nj = 0; nj < NFrags; ++nj) mma_m16n8k16<T>(acc[mi][nj], a_frag, b_frag[nj][c]);
     }
   }
 }

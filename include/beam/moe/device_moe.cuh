@@ -25,6 +25,7 @@
 
 #include "beam/core/error.cuh"
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/weights.cuh"
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "beam/routing/device_route.cuh"
@@ -34,19 +35,22 @@
 namespace beam::device {
 
 //! The weights of one layer, row-major, in the layouts engines use (all K contiguous). Model
-//! dimensions are int, as everywhere in beam (reference::moe_weights too).
-template <class T>
+//! dimensions are int, as everywhere in beam (reference::moe_weights too). The experts' weights
+//! (routed and shared) are of type W: T, or __nv_fp8_e4m3 with fp32 scales (weights.cuh), e.g.
+//! a DeepSeek-V3 or Qwen3-FP8 checkpoint's `weight` and `weight_scale_inv` tensors as they are
+//! (W1's and W3's stacked); the router, gates and constant experts stay T.
+template <class T, class W = T>
 struct moe_layer {
-  int hidden = 0;        //!< H, a multiple of 8
-  int intermediate = 0;  //!< I, a multiple of 8
+  int hidden = 0;        //!< H, a multiple of 8 (of 16 for e4m3 weights)
+  int intermediate = 0;  //!< I, a multiple of 8 (of 16 for e4m3 weights)
   int experts = 0;       //!< E ≤ 512: the experts whose weights are here (this rank's, with expert_map)
-  const T* w13 = nullptr;          //!< `[E, 2I, H]`: rows [0, I) W1 (gate), rows [I, 2I) W3 (up)
-  const T* w2 = nullptr;           //!< `[E, H, I]`
+  const W* w13 = nullptr;          //!< `[E, 2I, H]`: rows [0, I) W1 (gate), rows [I, 2I) W3 (up)
+  const W* w2 = nullptr;           //!< `[E, H, I]`
   const T* router = nullptr;       //!< W_r `[E_routed, H]` (moe_forward only)
   const T* mask_router = nullptr;  //!< W_m `[E_routed, H]` (moe_forward under the mask rule)
-  int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8; 0 = none
-  const T* shared_w13 = nullptr;   //!< `[2 I_s, H]`
-  const T* shared_w2 = nullptr;    //!< `[H, I_s]`
+  int shared_intermediate = 0;     //!< I_s of the shared expert, a multiple of 8 (16 for e4m3); 0 = none
+  const W* shared_w13 = nullptr;   //!< `[2 I_s, H]`
+  const W* shared_w2 = nullptr;    //!< `[H, I_s]`
   const T* shared_gate = nullptr;  //!< optional w_g `[H]` (Qwen2-MoE): the shared expert's output
                                    //!< enters y scaled by σ(x·w_g); needs I_s > 0
   //! Expert parallelism (the layer on one rank): the routing's ids range over E_routed =
@@ -68,6 +72,14 @@ struct moe_layer {
   //! Whether this call adds the zero-computation terms: under expert parallelism every rank
   //! routes over them and exactly one adds them (as with the shared expert and the residual).
   bool zero_compute_terms = true;
+  //! e4m3 weights: how the scales below apply (weights.cuh: per_channel `[E, N]`, block_128
+  //! `[E, ⌈N/128⌉, ⌈K/128⌉]`, w13's per half: `[E, 2⌈I/128⌉, ⌈H/128⌉]`; the shared expert's
+  //! without the E). T weights: none, and no scales.
+  weight_scales weight_scaling = weight_scales::none;
+  const float* w13_scales = nullptr;
+  const float* w2_scales = nullptr;
+  const float* shared_w13_scales = nullptr;
+  const float* shared_w2_scales = nullptr;
 };
 
 //! Where the layer writes: y `[T, H]`, optionally + a residual `[T, H]` (may be y itself:
@@ -100,25 +112,29 @@ struct moe_outputs {
 //! nothing else may write them between calls (a counter found at or above its launch's count
 //! traps, a smaller stale one goes undetected: see last_to_arrive).
 //!
-//! @tparam T  __nv_bfloat16 or __half (activations and weights)
+//! @tparam T  __nv_bfloat16 or __half (activations, router and gates)
+//! @tparam W  T or __nv_fp8_e4m3: the experts' weights (moe_layer; e4m3 ones run grouped_gemm's
+//!            W8A16 path in every schedule)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
-//!         multiple of 8 (I_s may be 0), H > 2³⁰, I or I_s > 2²⁹; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
+//!         multiple of 8 (I_s may be 0; e4m3 weights: of 16), H > 2³⁰, I or I_s > 2²⁹; a
+//!         weight_scaling that is not an enumerator, or not none with T weights; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
 //!         or both absent, or E_routed ∉ [E, 512]; a negative count of zero-computation experts
 //!         or E_routed + Z > 512; K ∉ [1, min(16, E_routed + Z)]; groups that do not fit
 //!         E_routed + Z (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a
 //!         query) T > 0 and a null x, w13, w2, router, mask_router (mask rule), shared weights
-//!         (I_s > 0), constant_gate or constant_vectors (C > 0, terms added here) or out; a
+//!         (I_s > 0), constant_gate or constant_vectors (C > 0, terms added here) or out; null
+//!         or misaligned weight scales where the scaling needs them; a
 //!         pointer not 16-byte aligned or a row stride not a multiple of 8 or shorter than H;
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
 //!         older than sm_80; cudaErrorInvalidDeviceFunction, launching nothing, when the code
 //!         built for the device is older than compute_80 (see grouped_gemm); else the first
 //!         failing launch's status. T = 0: success, nothing runs.
-template <class T>
+template <class T, class W = T>
 [[nodiscard]] cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
-                                      int64_t tokens, const moe_layer<T>& layer, const routing_options& options,
+                                      int64_t tokens, const moe_layer<T, W>& layer, const routing_options& options,
                                       const moe_outputs<T>& out, gemm_schedule schedule = gemm_schedule::automatic,
                                       cudaStream_t stream = nullptr);
 
@@ -127,9 +143,9 @@ template <class T>
 //! ≥ E_routed + Z or < −1 are skipped) and ĝ = `topk_weights` `[T, K]`. Router fields of
 //! `layer` (but constant_gate) and `out.topk_ids` / `out.topk_weights` are not used. Same
 //! workspace convention and errors as moe_forward (plus null topk_ids or topk_weights).
-template <class T>
+template <class T, class W = T>
 [[nodiscard]] cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
-                                              int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
+                                              int64_t tokens, const moe_layer<T, W>& layer, const int32_t* topk_ids,
                                               const float* topk_weights, int top_k, const moe_outputs<T>& out,
                                               gemm_schedule schedule = gemm_schedule::automatic,
                                               cudaStream_t stream = nullptr);
@@ -141,32 +157,32 @@ namespace beam::device {
 namespace detail {
 
 //! C of the constant experts whose terms this call adds (their W_c rows run only then).
-template <class T>
-int added_constant_experts(const moe_layer<T>& layer) {
+template <class T, class W>
+int added_constant_experts(const moe_layer<T, W>& layer) {
   return layer.zero_compute_terms ? layer.constant_experts : 0;
 }
 
 //! E_routed: the range of the routing's FFN expert ids.
-template <class T>
-int routed_experts_of(const moe_layer<T>& layer) {
+template <class T, class W>
+int routed_experts_of(const moe_layer<T, W>& layer) {
   return layer.expert_map ? layer.routed_experts : layer.experts;
 }
 
 //! Z: the zero-computation experts after them.
-template <class T>
-int64_t zero_compute_experts_of(const moe_layer<T>& layer) {
+template <class T, class W>
+int64_t zero_compute_experts_of(const moe_layer<T, W>& layer) {
   return int64_t(layer.zero_experts) + layer.identity_experts + layer.constant_experts;
 }
 
 //! The router's experts (its rows, the range of the routing's ids): E_routed + Z.
-template <class T>
-int router_experts_of(const moe_layer<T>& layer) {
+template <class T, class W>
+int router_experts_of(const moe_layer<T, W>& layer) {
   return int(routed_experts_of(layer) + zero_compute_experts_of(layer));
 }
 
 //! compact's input for the layer's routing: the ids over E_routed + Z, this rank's E experts.
-template <class T>
-compaction_input compaction_input_of(const moe_layer<T>& layer, const int32_t* topk_ids, int64_t tokens, int top_k) {
+template <class T, class W>
+compaction_input compaction_input_of(const moe_layer<T, W>& layer, const int32_t* topk_ids, int64_t tokens, int top_k) {
   return {topk_ids, tokens,           top_k, routed_experts_of(layer), 0, layer.experts, layer.expert_map,
           int(zero_compute_experts_of(layer))};
 }
@@ -182,8 +198,8 @@ struct moe_workspace {
   size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
       expert_rows, shared_activations, shared_rows, shared_gate, constant_logits, bytes;
 
-  template <class T>
-  moe_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer, bool routes) {
+  template <class T, class W>
+  moe_workspace(int64_t tokens, int top_k, const moe_layer<T, W>& layer, bool routes) {
     using beam::detail::workspace_align;
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
     // The router region comes first, whatever T: its first counter_bytes are the completion
@@ -224,11 +240,20 @@ struct moe_workspace {
 };
 
 //! The sizes and the schedule: all that a workspace query checks.
-template <class T>
-cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k, gemm_schedule schedule) {
+template <class T, class W>
+cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T, W>& layer, int top_k, gemm_schedule schedule) {
   if (!valid_schedule(schedule) || tokens < 0 || layer.hidden < 8 || layer.hidden % 8 != 0 || layer.intermediate < 8 ||
       layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
     return cudaErrorInvalidValue;
+  }
+  if (!valid_weight_scales(layer.weight_scaling)) return cudaErrorInvalidValue;
+  if constexpr (std::is_same_v<W, T>) {
+    if (layer.weight_scaling != weight_scales::none) return cudaErrorInvalidValue;  // T weights are unscaled
+  } else {  // e4m3: every GEMM's K (H, I, I_s) a multiple of 16
+    static_assert(std::is_same_v<W, __nv_fp8_e4m3>, "T or e4m3 weights");
+    if (layer.hidden % 16 != 0 || layer.intermediate % 16 != 0 || layer.shared_intermediate % 16 != 0) {
+      return cudaErrorInvalidValue;
+    }
   }
   if ((layer.expert_map == nullptr) != (layer.routed_experts == 0)) return cudaErrorInvalidValue;  // both or neither
   if (layer.shared_gate && layer.shared_intermediate == 0) return cudaErrorInvalidValue;  // a gate needs its expert
@@ -247,14 +272,22 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T>& layer, int top_k
 }
 
 //! The data of a run (after check_moe_sizes): pointers, alignment and strides.
-template <class T>
-cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer,
+template <class T, class W>
+cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T, W>& layer,
                            const moe_outputs<T>& out, bool routes, bool mask) {
   const auto rows_ok = [&](const T* p, int64_t stride) {
     return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= layer.hidden;
   };
-  const auto aligned = [](const T* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const auto aligned = [](const auto* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  // Scales where the scaling needs them, float-aligned (their layout follows the sizes).
+  const auto scales_ok = [&](const float* p) {
+    return layer.weight_scaling == weight_scales::none || (p && reinterpret_cast<uintptr_t>(p) % alignof(float) == 0);
+  };
   if (tokens == 0) return cudaSuccess;
+  if (!scales_ok(layer.w13_scales) || !scales_ok(layer.w2_scales) ||
+      (layer.shared_intermediate > 0 && (!scales_ok(layer.shared_w13_scales) || !scales_ok(layer.shared_w2_scales)))) {
+    return cudaErrorInvalidValue;
+  }
   if (!rows_ok(x, x_stride) || !rows_ok(out.out, out.out_stride) || !aligned(layer.w13) || !aligned(layer.w2)) {
     return cudaErrorInvalidValue;
   }
@@ -298,9 +331,9 @@ compaction_outputs compaction_of(void* workspace, const moe_workspace& ws, const
 //! expert, on checked arguments. Where the experts' GEMMs take the decode schedule, two
 //! launches of layer_gemm_kernel: GEMM 1 of the routed and the shared experts, then GEMM 2 of
 //! both with the combine fused; else the stages one launch each.
-template <class T>
+template <class T, class W>
 cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, int64_t x_stride, int64_t tokens,
-                        const moe_layer<T>& layer, const int32_t* topk_ids, const float* topk_weights, int top_k,
+                        const moe_layer<T, W>& layer, const int32_t* topk_ids, const float* topk_weights, int top_k,
                         const moe_outputs<T>& out, gemm_schedule schedule, bool compacted, cudaStream_t stream) {
   using w = moe_workspace;
   const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
@@ -318,8 +351,11 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   // GEMM 1 and GEMM 2 of the routed experts (rows of the compaction) and of the shared expert (every token).
   const gemm_groups experts{compaction.offsets, E, P, P}, all{nullptr, 1, tokens};
   const gemm_a<T> routed_x{x, x_stride, compaction.sorted_pairs, top_k}, shared_x{x, x_stride};
-  const gemm_b<T> w13{layer.w13, H, int64_t(2) * I * H}, w2{layer.w2, I, int64_t(H) * I};
-  const gemm_b<T> shared_w13{layer.shared_w13, H, 0}, shared_w2{layer.shared_w2, I_s, 0};
+  const weight_scales scaling = layer.weight_scaling;
+  const gemm_b<W> w13{layer.w13, H, int64_t(2) * I * H, layer.w13_scales, scaling},
+      w2{layer.w2, I, int64_t(H) * I, layer.w2_scales, scaling};
+  const gemm_b<W> shared_w13{layer.shared_w13, H, 0, layer.shared_w13_scales, scaling},
+      shared_w2{layer.shared_w2, I_s, 0, layer.shared_w2_scales, scaling};
   const gemm_output<T> routed_activations{activations, I, gemm_epilogue::swiglu},
       routed_rows{expert_rows, H, gemm_epilogue::scale_rows, topk_weights, compaction.sorted_pairs},
       shared_swiglu{shared_activations, I_s, gemm_epilogue::swiglu};
@@ -334,20 +370,20 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
 
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
   if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {
-    beam::detail::layer_gemm_extras<T> gemm1{}, gemm2{};
+    beam::detail::layer_gemm_extras<T, W> gemm1{}, gemm2{};
     if (I_s > 0) {
       gemm1.dense = params_of(shared_x, shared_w13, 2 * I_s, H, all, shared_swiglu);
-      gemm2.dense = params_of<T, T>({shared_activations, I_s}, shared_w2, H, I_s, all,
+      gemm2.dense = params_of<T, W, T>({shared_activations, I_s}, shared_w2, H, I_s, all,
                                     {shared_rows, H, gemm_epilogue::scale_rows});  // no scales: ×1
     }
     gemm2.arrivals = w::at<unsigned>(workspace, beam::detail::layer_arrivals_offset);
     gemm2.combine = {expert_rows, H, compaction.pair_to_row, nullptr, nullptr, tokens, H, top_k, addends, out.out,
                      out.out_stride};
-    status = launch_layer_gemm<T, gemm_epilogue::swiglu>(params_of(routed_x, w13, 2 * I, H, experts, routed_activations),
-                                                         gemm1, stream);
+    status = launch_layer_gemm<T, W, gemm_epilogue::swiglu>(
+        params_of(routed_x, w13, 2 * I, H, experts, routed_activations), gemm1, stream);
     if (status != cudaSuccess) return status;
-    return launch_layer_gemm<T, gemm_epilogue::scale_rows>(
-        params_of<T, T>({activations, I}, w2, H, I, experts, routed_rows), gemm2, stream);
+    return launch_layer_gemm<T, W, gemm_epilogue::scale_rows>(
+        params_of<T, W, T>({activations, I}, w2, H, I, experts, routed_rows), gemm2, stream);
   }
   status = grouped_gemm<T, T>(routed_x, w13, 2 * I, H, experts, routed_activations, schedule, stream);
   if (status == cudaSuccess) {
@@ -367,9 +403,9 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
 
 }  // namespace detail
 
-template <class T>
+template <class T, class W>
 cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
-                                int64_t tokens, const moe_layer<T>& layer, const int32_t* topk_ids,
+                                int64_t tokens, const moe_layer<T, W>& layer, const int32_t* topk_ids,
                                 const float* topk_weights, int top_k, const moe_outputs<T>& out,
                                 gemm_schedule schedule, cudaStream_t stream) {
   if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, top_k, schedule); status != cudaSuccess) {
@@ -406,9 +442,9 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
                              false, stream);
 }
 
-template <class T>
+template <class T, class W>
 cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride, int64_t tokens,
-                        const moe_layer<T>& layer, const routing_options& options, const moe_outputs<T>& out,
+                        const moe_layer<T, W>& layer, const routing_options& options, const moe_outputs<T>& out,
                         gemm_schedule schedule, cudaStream_t stream) {
   using w = detail::moe_workspace;
   if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, options.top_k, schedule);

@@ -3,6 +3,7 @@
 //!   acc[r][j] = Σ_k A(r)[k] · B_e[j][k]  for the rows r of group e, [offsets[e], offsets[e+1])
 //!   swiglu:     C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i]
 //!   scale_rows: C[r][j] = s_r · acc[r][j]
+//! and the dequantisation of e4m3 weights (beam/gemm/weights.cuh).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "beam/core/math.cuh"
+#include "beam/gemm/weights.cuh"
 
 namespace beam::reference {
 
@@ -18,8 +20,8 @@ namespace beam::reference {
 //! source(r) = row_sources[r] when given (a gather) else r; B_e row j is
 //! `b + e·N·K + j·K` (row-major `[E, N, K]`).
 //! @throws std::invalid_argument for N or K < 1, or offsets empty, not starting at 0 or decreasing
-template <class Real>
-std::vector<double> grouped_matmul_nt(const Real* a, int64_t a_stride, const int64_t* row_sources, const Real* b,
+template <class RealA, class RealB>
+std::vector<double> grouped_matmul_nt(const RealA* a, int64_t a_stride, const int64_t* row_sources, const RealB* b,
                                       int64_t n, int64_t k, const std::vector<int32_t>& offsets) {
   if (n < 1 || k < 1 || offsets.empty() || offsets.front() != 0 ||
       !std::is_sorted(offsets.begin(), offsets.end())) {
@@ -27,9 +29,9 @@ std::vector<double> grouped_matmul_nt(const Real* a, int64_t a_stride, const int
   }
   std::vector<double> acc(static_cast<size_t>(int64_t(offsets.back()) * n));
   for (size_t e = 0; e + 1 < offsets.size(); ++e) {
-    const Real* b_e = b + int64_t(e) * n * k;
+    const RealB* b_e = b + int64_t(e) * n * k;
     for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
-      const Real* row = a + (row_sources ? row_sources[r] : r) * a_stride;
+      const RealA* row = a + (row_sources ? row_sources[r] : r) * a_stride;
       for (int64_t j = 0; j < n; ++j) {
         double sum = 0.0;
         for (int64_t i = 0; i < k; ++i) sum += double(row[i]) * double(b_e[j * k + i]);
@@ -38,6 +40,33 @@ std::vector<double> grouped_matmul_nt(const Real* a, int64_t a_stride, const int
     }
   }
   return acc;
+}
+
+//! The weights W `[E, N, K]` of e4m3 codes Q and their scales (weights.cuh), exactly:
+//! W[e][j][k] = e4m3_value(Q[e][j][k]) · s(e, j, k), block scales taken per half of `halves`.
+//! @throws std::invalid_argument for E, N or K < 1, halves ∉ {1, 2} or not dividing N, a
+//!         scaling that is not an enumerator, or null scales with a scaling other than none
+inline std::vector<double> dequantize_weights(const __nv_fp8_e4m3* q, const float* scales, weight_scales scaling,
+                                              int64_t experts, int64_t n, int64_t k, int halves = 1) {
+  if (experts < 1 || n < 1 || k < 1 || (halves != 1 && halves != 2) || n % halves != 0 ||
+      !valid_weight_scales(scaling) || (scaling != weight_scales::none && !scales)) {
+    throw std::invalid_argument("dequantize_weights: bad E, N, K, halves or scales");
+  }
+  const int64_t per_expert = scales_per_expert(scaling, n, k, halves), k_blocks = (k + weight_block - 1) / weight_block;
+  std::vector<double> w(static_cast<size_t>(experts * n * k));
+  for (int64_t e = 0; e < experts; ++e) {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < k; ++i) {
+        const int64_t at = (e * n + j) * k + i;
+        const double s = scaling == weight_scales::per_channel ? scales[e * per_expert + j]
+                         : scaling == weight_scales::block_128
+                             ? scales[e * per_expert + scale_block_row(j, n, halves) * k_blocks + i / weight_block]
+                             : 1.0;
+        w[size_t(at)] = double(e4m3_value(q[at].__x)) * s;
+      }
+    }
+  }
+  return w;
 }
 
 //! The SwiGLU epilogue on acc `[rows, N]`: `[rows, N/2]`, gate columns first.

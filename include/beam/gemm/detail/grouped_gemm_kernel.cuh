@@ -20,6 +20,7 @@
 #include "beam/core/math.cuh"
 #include "beam/core/warp.cuh"
 #include "beam/gemm/tile_mma.cuh"
+#include "beam/gemm/weights.cuh"
 #include "beam/permute/device_combine.cuh"
 
 namespace beam::device {
@@ -37,16 +38,19 @@ __global__ void code_probe_kernel() {}
 constexpr int gemm_block_k = 64;  //!< K columns per stage: 8 chunks of 16 bytes per tile row
 constexpr int gemm_max_groups = 512;
 
-//! Everything the kernel reads, host-checked (see grouped_gemm).
-template <class T, class OutT>
+//! Everything the kernel reads, host-checked (see grouped_gemm). W: the weights' type, T or
+//! __nv_fp8_e4m3 (then scaled by b_scales as b_scaling says: see weights.cuh).
+template <class T, class OutT, class W = T>
 struct grouped_gemm_params {
   const T* a;
   int64_t a_stride;
   const int32_t* gather_pairs;
   int top_k;
   int64_t pairs;  //!< P: pair indices (gather_pairs, scale_index) name [0, P)
-  const T* b;
+  const W* b;
   int64_t b_stride, b_expert_stride;
+  const float* b_scales;
+  weight_scales b_scaling;
   const int32_t* offsets;  //!< null (and no group_counts): one group of `rows` rows
   const int32_t* group_counts;  //!< packed groups: group e is rows [e·stride, e·stride + counts[e])
   int64_t group_stride;
@@ -61,22 +65,24 @@ struct grouped_gemm_params {
   int out_top_k;  //!< scatter_add: pairs per token
 };
 
-//! Tile geometry of a schedule's policy.
-template <class Tiles>
+//! Tile geometry of a schedule's policy, for weights of `WeightBytes` bytes (2: bf16 / fp16
+//! tiles of 8 chunks of 16 bytes per row; 1: e4m3 tiles of 4).
+template <class Tiles, int WeightBytes = 2>
 struct gemm_geometry {
   static constexpr int bm = Tiles::block_rows, bn = Tiles::block_cols, stages = Tiles::stages;
   static constexpr int threads = 32 * Tiles::warps_m * Tiles::warps_n;
   static constexpr int wm = bm / Tiles::warps_m, wn = bn / Tiles::warps_n;
   static constexpr int m_frags = wm / 16, n_frags = wn / 8;
-  static constexpr int a_copies = bm * 8 / threads, b_copies = bn * 8 / threads;  //!< 16-byte chunks per thread
+  static constexpr int b_chunks = gemm_block_k * WeightBytes / 16;  //!< 16-byte chunks per B tile row
+  static constexpr int a_copies = bm * 8 / threads, b_copies = bn * b_chunks / threads;  //!< chunks per thread
   static_assert(wm % 16 == 0 && wn % 16 == 0, "whole m16 fragments and pairs of n8 fragments per warp");
-  static_assert(a_copies >= 1 && b_copies >= 1 && a_copies * threads == bm * 8 && b_copies * threads == bn * 8,
+  static_assert(a_copies >= 1 && b_copies >= 1 && a_copies * threads == bm * 8 && b_copies * threads == bn * b_chunks,
                 "every thread copies whole chunks");
   static_assert(stages >= 2, "a ring of at least two stages");
 
   //! Dynamic shared memory: the stage ring, then the group tile starts.
   static constexpr size_t smem_bytes(int groups) {
-    return size_t(stages) * (bm + bn) * gemm_block_k * 2 + (size_t(groups) + 1 + 3) / 4 * 16;
+    return size_t(stages) * (bm * 2 + bn * WeightBytes) * gemm_block_k + (size_t(groups) + 1 + 3) / 4 * 16;
   }
 };
 
@@ -123,8 +129,8 @@ __device__ inline void packed_range(int e, int32_t count, int64_t stride, int64_
 
 //! Rows of group e: [offsets[e], offsets[e + 1]) clamped, the packed range, or [0, rows) for
 //! one group.
-template <class T, class OutT>
-__device__ inline void group_range(const grouped_gemm_params<T, OutT>& p, int e, int64_t& begin, int64_t& end) {
+template <class T, class OutT, class W>
+__device__ inline void group_range(const grouped_gemm_params<T, OutT, W>& p, int e, int64_t& begin, int64_t& end) {
   if (p.offsets) clamp_range(p.offsets[e], p.offsets[e + 1], p.rows, begin, end);
   else if (p.group_counts) packed_range(e, p.group_counts[e], p.group_stride, p.rows, begin, end);
   else begin = 0, end = p.rows;
@@ -139,8 +145,8 @@ using row_tile_scan = cub::BlockScan<int32_t, Threads, cub::BLOCK_SCAN_WARP_SCAN
 //! The offsets (or packed counts) are read once, coalesced, into tile_starts, and each thread takes its
 //! consecutive groups from there (a stride of `items` words: free of bank conflicts when odd,
 //! as for the kernels' 128, 256 and 384 threads: 5, 3, 3).
-template <int Threads, int BM, class T, class OutT>
-__device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT>& p, void* scan_memory,
+template <int Threads, int BM, class T, class OutT, class W>
+__device__ inline void number_row_tiles(const grouped_gemm_params<T, OutT, W>& p, void* scan_memory,
                                         int32_t* tile_starts) {
   constexpr int items = (gemm_max_groups + Threads - 1) / Threads + 1;
   if (p.offsets || p.group_counts) {  // every load in flight before the first store waits for one
@@ -186,8 +192,8 @@ struct gemm_work_item {
   int64_t row0, group_end;
 };
 
-template <int BM, class T, class OutT>
-__device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, OutT>& p, const int32_t* tile_starts,
+template <int BM, class T, class OutT, class W>
+__device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, OutT, W>& p, const int32_t* tile_starts,
                                                   int64_t w) {
   const int row_tile = int(w / p.column_tiles);
   gemm_work_item item;
@@ -200,8 +206,8 @@ __device__ inline gemm_work_item locate_work_item(const grouped_gemm_params<T, O
 }
 
 //! Work item w of a problem without offsets (one group of `rows` rows): no tile starts needed.
-template <int BM, class T, class OutT>
-__device__ inline gemm_work_item locate_dense_item(const grouped_gemm_params<T, OutT>& p, int64_t w) {
+template <int BM, class T, class OutT, class W>
+__device__ inline gemm_work_item locate_dense_item(const grouped_gemm_params<T, OutT, W>& p, int64_t w) {
   return {0, int(w % p.column_tiles), w / p.column_tiles * BM, p.rows};
 }
 
@@ -212,8 +218,8 @@ __device__ inline bool valid_pair(int32_t pair, int64_t pairs) { return uint64_t
 //! Source of row `tile_row` of the item's A tile: row r of A, or with gather_pairs row
 //! gather_pairs[r] / top_k; null (a zero row) past the group's end or for a gathered index
 //! that is not a valid_pair (the division would turn −1 into row 0).
-template <class T, class OutT>
-__device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
+template <class T, class OutT, class W>
+__device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
                                         int tile_row) {
   const int64_t r = item.row0 + tile_row;
   if (r >= item.group_end) return nullptr;
@@ -222,20 +228,23 @@ __device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT>& p, c
   return valid_pair(pair, p.pairs) ? p.a + int64_t(pair / p.top_k) * p.a_stride : nullptr;
 }
 
-//! Starts this thread's 16-byte copies into a `swizzled_offset` stage tile: `thread` (of
-//! Threads) copies chunk thread mod 8 of tile rows (thread + i·Threads) / 8 from
-//! rows[i] + column + 8·chunk; a null row or a chunk at or past `k` is written as zeros
-//! (`fallback`: any valid address).
-template <int Threads, int Copies, class T>
-__device__ inline void copy_tile_rows(T* tile, const T* const (&rows)[Copies], const T* fallback, int thread,
+//! Starts this thread's 16-byte copies into a stage tile of 64 elements per row: a
+//! `swizzled_offset` tile of 2-byte elements (8 chunks per row) or an `e4m3_tile_offset` tile
+//! of e4m3 codes (4 chunks). `thread` (of Threads) copies chunk c = thread mod chunks of tile
+//! rows (thread + i·Threads) / chunks from rows[i] + column + c·(elements per chunk); a null
+//! row or a chunk at or past `k` is written as zeros (`fallback`: any valid address).
+template <int Threads, int Copies, class E>
+__device__ inline void copy_tile_rows(E* tile, const E* const (&rows)[Copies], const E* fallback, int thread,
                                       int column, int k) {
-  const int chunk = thread % 8;
-  column += chunk * 8;
+  constexpr int chunk_elements = 16 / int(sizeof(E)), chunks = gemm_block_k / chunk_elements;
+  const int chunk = thread % chunks;
+  column += chunk * chunk_elements;
 #pragma unroll
   for (int i = 0; i < Copies; ++i) {
     const bool valid = column < k && rows[i];
-    block::copy_async_16(tile + block::swizzled_offset((thread + i * Threads) / 8, chunk),
-                         valid ? rows[i] + column : fallback, valid);
+    const int row = (thread + i * Threads) / chunks;
+    const int offset = sizeof(E) == 1 ? block::e4m3_tile_offset(row, chunk) : block::swizzled_offset(row, chunk);
+    block::copy_async_16(tile + offset, valid ? rows[i] + column : fallback, valid);
   }
 }
 
@@ -249,8 +258,8 @@ struct row_target {
   bool zero = false;      //!< scale_rows of a row that names no pair: zeros, whatever acc holds (NaN, Inf)
 };
 
-template <device::gemm_epilogue Epilogue, class T, class OutT>
-__device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, OutT>& p, int64_t r) {
+template <device::gemm_epilogue Epilogue, class T, class OutT, class W>
+__device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, OutT, W>& p, int64_t r) {
   row_target<OutT> t;
   t.c_row = p.c + r * p.c_stride;
   if constexpr (Epilogue == device::gemm_epilogue::scale_rows) {
@@ -276,8 +285,8 @@ __device__ inline row_target<OutT> target_of_row(const grouped_gemm_params<T, Ou
 //! (`SwigluHalves` false: interleaved 8-row groups of B) or (i, i + Frags / 2) (true: the
 //! gate rows are the first half of the B tile, the up rows the second); output column
 //! column0 + 8i + 2·(lane mod 4).
-template <device::gemm_epilogue Epilogue, bool SwigluHalves, int Frags, class T, class OutT>
-__device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const float (&frags)[Frags][4], int upper,
+template <device::gemm_epilogue Epilogue, bool SwigluHalves, int Frags, class T, class OutT, class W>
+__device__ inline void write_row(const grouped_gemm_params<T, OutT, W>& p, const float (&frags)[Frags][4], int upper,
                                  const row_target<OutT>& target, int column0) {
   constexpr bool scatter = Epilogue == device::gemm_epilogue::scatter_add;
   const int column_in_fragment = 2 * int(threadIdx.x % 4);
@@ -302,44 +311,105 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT>& p, const fl
 }
 
 //! The shared memory of the sm_80 kernels: the stage ring, then the group tile starts.
-template <class T, class Tiles>
+template <class T, class W, class Tiles>
 struct gemm_smem {
   T* a_ring;
-  T* b_ring;
+  W* b_ring;
   int32_t* tile_starts;
 
   __device__ explicit gemm_smem(void* smem)
       : a_ring(static_cast<T*>(smem)),
-        b_ring(a_ring + Tiles::stages * Tiles::block_rows * gemm_block_k),
+        b_ring(reinterpret_cast<W*>(a_ring + Tiles::stages * Tiles::block_rows * gemm_block_k)),
         tile_starts(reinterpret_cast<int32_t*>(b_ring + Tiles::stages * Tiles::block_cols * gemm_block_k)) {}
 };
 
+//! Row of B_e behind row j of a work item's B tile, or −1 past N. For swiglu, 8-row groups
+//! alternate gate (W1) and up (W3) rows of the same output columns.
+template <bool Swiglu, int BN, class P>
+__device__ inline int tile_weight_row(const P& p, int column_tile, int j) {
+  if constexpr (Swiglu) {
+    const int column = column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
+    return column >= p.n / 2 ? -1 : (j / 8) % 2 ? p.n / 2 + column : column;
+  } else {
+    return column_tile * BN + j < p.n ? column_tile * BN + j : -1;
+  }
+}
+
+//! The e4m3 weights' scales of one warp's accumulator columns (weights.cuh): the expert's
+//! scales and, per n8 fragment, the block row of its 8 weight rows (one block row: groups of 8
+//! rows start at multiples of 8 within their half; −1 past N, whose zero weights need none).
+template <bool Swiglu, int BN, int NFrags>
+struct warp_weight_scales {
+  const float* expert;
+  int block_row[NFrags];
+
+  template <class P>
+  __device__ warp_weight_scales(const P& p, int group, int column_tile, int wn0)
+      : expert(p.b_scales + int64_t(group) * scales_per_expert(p.b_scaling, p.n, p.k, Swiglu ? 2 : 1)) {
+#pragma unroll
+    for (int nj = 0; nj < NFrags; ++nj) {
+      const int first = tile_weight_row<Swiglu, BN>(p, column_tile, wn0 + 8 * nj);
+      block_row[nj] = first < 0 ? -1 : int(scale_block_row(first, p.n, Swiglu ? 2 : 1));
+    }
+  }
+
+  //! The scales of k block kb (1 unless block_128).
+  template <class P>
+  __device__ void block_scales(const P& p, int kb, float (&out)[NFrags]) const {
+    const int k_blocks = (p.k + weight_block - 1) / weight_block;
+#pragma unroll
+    for (int nj = 0; nj < NFrags; ++nj) {
+      out[nj] = p.b_scaling != weight_scales::block_128 ? 1.0f
+                : block_row[nj] < 0                    ? 0.0f
+                                                       : expert[int64_t(block_row[nj]) * k_blocks + kb];
+    }
+  }
+
+  //! per_channel: acc's columns 2q and 2q + 1 of each fragment times their scales.
+  template <class P, int MFrags>
+  __device__ void scale_channels(const P& p, int column_tile, int wn0, float (&acc)[MFrags][NFrags][4]) const {
+    if (p.b_scaling != weight_scales::per_channel) return;
+    const int q = int(threadIdx.x % 4);
+#pragma unroll
+    for (int nj = 0; nj < NFrags; ++nj) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int row = tile_weight_row<Swiglu, BN>(p, column_tile, wn0 + 8 * nj + 2 * q + i);
+        const float s = row < 0 ? 0.0f : expert[row];
+#pragma unroll
+        for (int mi = 0; mi < MFrags; ++mi) {
+          acc[mi][nj][i] *= s;
+          acc[mi][nj][i + 2] *= s;
+        }
+      }
+    }
+  }
+};
+
 //! One work item of problem `p`: the item's output tile, streamed through the block's stage ring.
-template <class Tiles, device::gemm_epilogue Epilogue, class T, class OutT>
-__device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT>& p, const gemm_work_item& item,
-                                              const gemm_smem<T, Tiles>& smem) {
-  using geo = gemm_geometry<Tiles>;
+//! e4m3 weights: each 128-deep k block's product is accumulated apart and added to acc times
+//! its block scales (1 unless block_128), so the scales apply in fp32; per-channel scales
+//! multiply acc once, at the end.
+template <class Tiles, device::gemm_epilogue Epilogue, class T, class OutT, class W>
+__device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
+                                              const gemm_smem<T, W, Tiles>& smem) {
+  using geo = gemm_geometry<Tiles, int(sizeof(W))>;
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
-  constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu;
+  constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu, e4m3 = sizeof(W) == 1;
+  static_assert(weight_block % BK == 0, "whole stages per k block of the scales");
   T* const a_ring = smem.a_ring;
-  T* const b_ring = smem.b_ring;
+  W* const b_ring = smem.b_ring;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int wm0 = warp_index / Tiles::warps_n * geo::wm, wn0 = warp_index % Tiles::warps_n * geo::wn;
   // This thread's copy sources: row pointers fixed for the work item, columns per stage.
   const T* a_src[geo::a_copies];
-  const T* b_src[geo::b_copies];
+  const W* b_src[geo::b_copies];
 #pragma unroll
   for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (int(threadIdx.x) + i * threads) / 8);
 #pragma unroll
   for (int i = 0; i < geo::b_copies; ++i) {
-    const int j = (int(threadIdx.x) + i * threads) / 8;  // B tile row
-    int weight_row;
-    if constexpr (swiglu) {  // 8-row groups alternate gate (W1) and up (W3) rows of the same columns
-      const int column = item.column_tile * (BN / 2) + (j / 16) * 8 + j % 8;
-      weight_row = column >= p.n / 2 ? -1 : (j / 8) % 2 ? p.n / 2 + column : column;
-    } else {
-      weight_row = item.column_tile * BN + j < p.n ? item.column_tile * BN + j : -1;
-    }
+    const int weight_row =
+        tile_weight_row<swiglu, BN>(p, item.column_tile, (int(threadIdx.x) + i * threads) / geo::b_chunks);
     b_src[i] = weight_row < 0 ? nullptr
                               : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
   }
@@ -355,8 +425,8 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT>
     if (s < k_tiles) load_stage(s, s);
     block::copy_async_commit();
   }
-  // The epilogue's rows, read while the stages fly: after their copies, so that a branch on a
-  // pair index delays none of them.
+  // The epilogue's rows (and the weights' scales), read while the stages fly: after their
+  // copies, so that a branch on a pair index delays none of them.
   row_target<OutT> targets[geo::m_frags][2];
 #pragma unroll
   for (int mi = 0; mi < geo::m_frags; ++mi) {
@@ -366,12 +436,40 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT>
       targets[mi][upper] = r < item.group_end ? target_of_row<Epilogue>(p, r) : row_target<OutT>{nullptr};
     }
   }
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
-    __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
-    if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
-    block::copy_async_commit();
-    warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
+  if constexpr (e4m3) {
+    const warp_weight_scales<swiglu, BN, geo::n_frags> scales(p, item.group, item.column_tile, wn0);
+    constexpr int stages_per_block = weight_block / BK;
+    float block_acc[geo::m_frags][geo::n_frags][4] = {}, block_scale[geo::n_frags];
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      if (kt % stages_per_block == 0) scales.block_scales(p, kt / stages_per_block, block_scale);
+      block::copy_async_wait<S - 2>();
+      __syncthreads();
+      if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
+      block::copy_async_commit();
+      warp::multiply_stage_e4m3<T>(block_acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
+      if (kt % stages_per_block == stages_per_block - 1 || kt + 1 == k_tiles) {  // the k block is complete
+#pragma unroll
+        for (int mi = 0; mi < geo::m_frags; ++mi) {
+#pragma unroll
+          for (int nj = 0; nj < geo::n_frags; ++nj) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              acc[mi][nj][i] += block_scale[nj] * block_acc[mi][nj][i];
+              block_acc[mi][nj][i] = 0.0f;
+            }
+          }
+        }
+      }
+    }
+    scales.scale_channels(p, item.column_tile, wn0, acc);
+  } else {
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
+      __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
+      if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
+      block::copy_async_commit();
+      warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
+    }
   }
   block::copy_async_wait<0>();
   __syncthreads();  // every warp is done with the ring before the next work item refills it
@@ -387,26 +485,30 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT>
 
 //! The start of both sm_80 kernels: waits for the kernel before (the group offsets, the gathered
 //! rows), lets the next one launch, and numbers the row tiles of `p`.
-template <class Tiles, class T, class OutT>
-__device__ inline gemm_smem<T, Tiles> begin_gemm(const grouped_gemm_params<T, OutT>& p, void* smem) {
+template <class Tiles, class T, class OutT, class W>
+__device__ inline gemm_smem<T, W, Tiles> begin_gemm(const grouped_gemm_params<T, OutT, W>& p, void* smem) {
   static_assert(sizeof(typename row_tile_scan<gemm_geometry<Tiles>::threads>::TempStorage) <=
                     sizeof(T) * Tiles::stages * Tiles::block_rows * gemm_block_k,
                 "the scan's storage fits the idle ring");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // mma.sync / cp.async / ldmatrix need sm_80: never run a build without them
 #endif
-  const gemm_smem<T, Tiles> shared(smem);
+  const gemm_smem<T, W, Tiles> shared(smem);
   wait_for_dependencies();
   launch_dependents();
   number_row_tiles<gemm_geometry<Tiles>::threads, Tiles::block_rows>(p, smem, shared.tile_starts);
   return shared;
 }
 
-template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue>
-__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
-    grouped_gemm_kernel(grouped_gemm_params<T, OutT> p) {
+//! Launch bounds (threads, 1): registers up to what one resident block allows, so that ptxas
+//! does not spill to reach an occupancy of its own choosing (without the minimum it spilled
+//! e4m3 decode kernels at 72 registers); the persistent grid sizes itself from the occupancy
+//! the kernel gets.
+template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue, class W = T>
+__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads, 1)
+    grouped_gemm_kernel(grouped_gemm_params<T, OutT, W> p) {
   extern __shared__ int4 smem[];
-  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);
+  const gemm_smem<T, W, Tiles> shared = begin_gemm<Tiles>(p, smem);
   const int64_t work = int64_t(shared.tile_starts[p.groups]) * p.column_tiles;
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
     run_work_item<Tiles, Epilogue>(p, locate_work_item<Tiles::block_rows>(p, shared.tile_starts, w), shared);
@@ -419,9 +521,9 @@ constexpr size_t layer_arrivals_offset = 256;
 constexpr int layer_max_column_tiles = int((device::workspace_counter_bytes - layer_arrivals_offset) / sizeof(unsigned));
 
 //! What a layer's decode launch adds to the grouped problem (layer_gemm_kernel).
-template <class T>
+template <class T, class W = T>
 struct layer_gemm_extras {
-  grouped_gemm_params<T, T> dense;  //!< a dense problem after the grouped one (the shared expert); rows 0: none
+  grouped_gemm_params<T, T, W> dense;  //!< a dense problem after the grouped one (the shared expert); rows 0: none
   unsigned* arrivals;               //!< null: no combine; else a counter per column tile, zero between launches
   combine_rows<T> combine;          //!< what the fused combine sums (rows of the grouped and dense problems)
 };
@@ -434,16 +536,16 @@ struct layer_gemm_extras {
 //! column tile combines those columns of every token (combine_columns) once its own work items
 //! are done, summing in the order of `combine`. With no work item at all (every pair masked, no
 //! shared expert) the blocks combine the column tiles in turn.
-template <class T, class Tiles, device::gemm_epilogue Epilogue>
-__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads)
-    layer_gemm_kernel(grouped_gemm_params<T, T> p, layer_gemm_extras<T> extras) {
+template <class T, class Tiles, device::gemm_epilogue Epilogue, class W = T>
+__global__ void __launch_bounds__(gemm_geometry<Tiles>::threads, 1)  // as grouped_gemm_kernel's
+    layer_gemm_kernel(grouped_gemm_params<T, T, W> p, layer_gemm_extras<T, W> extras) {
   constexpr int BM = Tiles::block_rows, BN = Tiles::block_cols, words = (layer_max_column_tiles + 31) / 32;
   // Only GEMM 2 (scale_rows) fuses the combine: the other epilogues compile without it.
   constexpr bool fuses_combine = Epilogue == device::gemm_epilogue::scale_rows;
   extern __shared__ int4 smem[];
   __shared__ unsigned completed[words];  // bit j: this block completed column tile j
   for (int i = int(threadIdx.x); i < words; i += int(blockDim.x)) completed[i] = 0;
-  const gemm_smem<T, Tiles> shared = begin_gemm<Tiles>(p, smem);  // ends with a barrier
+  const gemm_smem<T, W, Tiles> shared = begin_gemm<Tiles>(p, smem);  // ends with a barrier
   const int32_t grouped_tiles = shared.tile_starts[p.groups];
   const int64_t grouped_work = int64_t(grouped_tiles) * p.column_tiles;
   const int64_t dense_tiles = (extras.dense.rows + BM - 1) / BM;

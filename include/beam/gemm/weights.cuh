@@ -1,0 +1,57 @@
+//! @file
+//! Expert weight formats of the grouped GEMM's B `[E, N, K]` (row j of expert e holds K
+//! contiguous values), in one place for the device GEMM and the reference:
+//! - bf16 / fp16, the activations' type, unscaled: W = B;
+//! - e4m3 (`__nv_fp8_e4m3`, OCP FP8 E4M3: 1 sign, 4 exponent bits of bias 7, 3 mantissa bits, no
+//!   infinity, NaN = S.1111.111, largest finite 448) values Q with fp32 scales s:
+//!     W[e][j][k] = Q[e][j][k] · s(e, j, k), where s is given by `weight_scales`.
+//!   The decoded value of Q is exact in bf16, fp16 and fp32 (e4m3_value, dtype.cuh); only the products
+//!   and sums round.
+//!
+//! A matrix made of `halves` stacked halves (halves = 2 for the SwiGLU GEMM's B = [W1; W3],
+//! N = 2I) takes its block rows per half: weight row j of half h = j / (N / halves) is in
+//! block row h·⌈(N / halves) / 128⌉ + (j mod N / halves) / 128, so that the scales of W1 and
+//! W3, each `[⌈I/128⌉, ⌈H/128⌉]`, stack to the scales of [W1; W3] whatever I is (for I a
+//! multiple of 128 this is plain block row j / 128).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_fp8.h>
+
+#include "beam/core/dtype.cuh"
+#include "beam/core/macros.cuh"
+
+namespace beam {
+
+//! The scales s(e, j, k) of e4m3 weights (fp32, contiguous per expert, experts one after another):
+//! - none:        s = 1;
+//! - per_channel: s = scales[e·N + j] (`[E, N]`: one per output channel, e.g. per-channel
+//!                fp8 checkpoints);
+//! - block_128:   s = scales[(e·R + block_row(j))·⌈K/128⌉ + k/128] (`[E, R, ⌈K/128⌉]`,
+//!                R = halves·⌈(N/halves)/128⌉: one per 128 × 128 block, the `weight_scale_inv`
+//!                of DeepSeek-V3/R1, Kimi K2 and Qwen3's FP8 checkpoints).
+enum class weight_scales { none, per_channel, block_128 };
+
+constexpr int weight_block = 128;  //!< the block edge of block_128 scales
+
+//! Whether `scales` is one of weight_scales' enumerators.
+constexpr bool valid_weight_scales(weight_scales scales) {
+  return unsigned(scales) <= unsigned(weight_scales::block_128);  // the last enumerator
+}
+
+//! Block row of weight row j in an N-row matrix of `halves` stacked halves (see the file comment).
+BEAM_HOST_DEVICE constexpr int64_t scale_block_row(int64_t j, int64_t n, int halves) {
+  const int64_t half_rows = n / halves, blocks_per_half = (half_rows + weight_block - 1) / weight_block;
+  return j / half_rows * blocks_per_half + j % half_rows / weight_block;
+}
+
+//! Scales per expert: 0 (none), N (per_channel) or R·⌈K/128⌉ (block_128).
+BEAM_HOST_DEVICE constexpr int64_t scales_per_expert(weight_scales scales, int64_t n, int64_t k, int halves) {
+  const int64_t k_blocks = (k + weight_block - 1) / weight_block;
+  return scales == weight_scales::per_channel ? n
+         : scales == weight_scales::block_128 ? int64_t(halves) * ((n / halves + weight_block - 1) / weight_block) * k_blocks
+                                              : 0;
+}
+
+}  // namespace beam
