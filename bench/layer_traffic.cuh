@@ -77,6 +77,13 @@ inline uint64_t bank_conflicts(const emu::profile::launch_record& r) {
 inline bool is_gemm(const emu::profile::launch_record& r) {
   return kernel_short_name(r.kernel).find("gemm") != std::string::npos;
 }
+//! Distinct bytes of the expert GEMMs' launches (the weights, their scales, the rows they read
+//! and write).
+inline double gemm_bytes(const std::vector<emu::profile::launch_record>& launches) {
+  double bytes = 0;
+  for (const auto& r : launches) bytes += is_gemm(r) ? double(r.distinct_bytes()) : 0.0;
+  return bytes;
+}
 
 //! Host-filled device buffer of n values uniform in [lo, hi) from a seed, truncated for an
 //! integer T (a device fill kernel would be emulated element by element; weights never are

@@ -55,6 +55,18 @@ __device__ inline void copy_async_16(void* dst, const void* src, bool valid) {
 #endif
 }
 
+//! Starts a 4-byte global → shared copy (`cp.async.ca`); `valid` false writes 4 zero bytes
+//! and reads nothing (as copy_async_16).
+__device__ inline void copy_async_4(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 4 : 0)
+               : "memory");
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
+#endif
+}
+
 //! Closes the group of copies started since the last commit.
 __device__ inline void copy_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

@@ -80,9 +80,13 @@ struct gemm_geometry {
                 "every thread copies whole chunks");
   static_assert(stages >= 2, "a ring of at least two stages");
 
-  //! Dynamic shared memory: the stage ring, then the group tile starts.
+  //! Scales per stage (e4m3 weights): the block scales of the tile's (at most two) block rows.
+  static constexpr int stage_scales = WeightBytes == 1 ? 2 : 0;
+
+  //! Dynamic shared memory: the stage ring (and its scales), then the group tile starts.
   static constexpr size_t smem_bytes(int groups) {
-    return size_t(stages) * (bm * 2 + bn * WeightBytes) * gemm_block_k + (size_t(groups) + 1 + 3) / 4 * 16;
+    return size_t(stages) * ((bm * 2 + bn * WeightBytes) * gemm_block_k + stage_scales * sizeof(float)) +
+           (size_t(groups) + 1 + 3) / 4 * 16;
   }
 };
 
@@ -310,17 +314,21 @@ __device__ inline void write_row(const grouped_gemm_params<T, OutT, W>& p, const
   }
 }
 
-//! The shared memory of the sm_80 kernels: the stage ring, then the group tile starts.
+//! The shared memory of the sm_80 kernels: the stage ring (A tiles, B tiles, the stages'
+//! scales), then the group tile starts.
 template <class T, class W, class Tiles>
 struct gemm_smem {
   T* a_ring;
   W* b_ring;
+  float* scale_ring;  //!< e4m3 weights: stage_scales per stage
   int32_t* tile_starts;
 
   __device__ explicit gemm_smem(void* smem)
       : a_ring(static_cast<T*>(smem)),
         b_ring(reinterpret_cast<W*>(a_ring + Tiles::stages * Tiles::block_rows * gemm_block_k)),
-        tile_starts(reinterpret_cast<int32_t*>(b_ring + Tiles::stages * Tiles::block_cols * gemm_block_k)) {}
+        scale_ring(reinterpret_cast<float*>(b_ring + Tiles::stages * Tiles::block_cols * gemm_block_k)),
+        tile_starts(reinterpret_cast<int32_t*>(scale_ring +
+                                               Tiles::stages * gemm_geometry<Tiles, int(sizeof(W))>::stage_scales)) {}
 };
 
 //! Row of B_e behind row j of a work item's B tile, or −1 past N. For swiglu, 8-row groups
@@ -335,61 +343,56 @@ __device__ inline int tile_weight_row(const P& p, int column_tile, int j) {
   }
 }
 
-//! The e4m3 weights' scales of one warp's accumulator columns (weights.cuh): the expert's
-//! scales and, per n8 fragment, the block row of its 8 weight rows (one block row: groups of 8
-//! rows start at multiples of 8 within their half; −1 past N, whose zero weights need none).
+//! The e4m3 weights' scales of a work item (weights.cuh). block_128: the B tile's rows lie in
+//! at most two block rows, `rows[0]` and (SwiGLU's up half) `rows[1]` (null past N), whose
+//! scales of k block kb the block's last stage copies with its tiles (copy): no dependent load
+//! in the main loop; an n8 fragment reads the one of its 8 rows (`row_of`). per_channel: this
+//! lane's two columns of each fragment, read before the main loop.
 template <bool Swiglu, int BN, int NFrags>
-struct warp_weight_scales {
-  const float* expert;
-  int block_row[NFrags];
+struct tile_weight_scales {
+  const float* rows[2] = {nullptr, nullptr};  //!< the block rows' scales, ⌈K/128⌉ each
+  float channel[NFrags][2];
+
+  __device__ tile_weight_scales() {}  //!< T weights: none
 
   template <class P>
-  __device__ warp_weight_scales(const P& p, int group, int column_tile, int wn0)
-      : expert(p.b_scales + int64_t(group) * scales_per_expert(p.b_scaling, p.n, p.k, Swiglu ? 2 : 1)) {
+  __device__ tile_weight_scales(const P& p, int group, int column_tile, int wn0) {
+    constexpr int halves = Swiglu ? 2 : 1;
+    const float* expert = p.b_scales + int64_t(group) * scales_per_expert(p.b_scaling, p.n, p.k, halves);
+    if (p.b_scaling == weight_scales::block_128) {
+      const int k_blocks = (p.k + weight_block - 1) / weight_block;
 #pragma unroll
-    for (int nj = 0; nj < NFrags; ++nj) {
-      const int first = tile_weight_row<Swiglu, BN>(p, column_tile, wn0 + 8 * nj);
-      block_row[nj] = first < 0 ? -1 : int(scale_block_row(first, p.n, Swiglu ? 2 : 1));
+      for (int h = 0; h < halves; ++h) {
+        const int first = tile_weight_row<Swiglu, BN>(p, column_tile, 8 * h);  // 8-row groups alternate halves
+        if (first >= 0) rows[h] = expert + scale_block_row(first, p.n, halves) * k_blocks;
+      }
     }
-  }
-
-  //! The scales of k block kb (1 unless block_128).
-  template <class P>
-  __device__ void block_scales(const P& p, int kb, float (&out)[NFrags]) const {
-    const int k_blocks = (p.k + weight_block - 1) / weight_block;
-#pragma unroll
-    for (int nj = 0; nj < NFrags; ++nj) {
-      out[nj] = p.b_scaling != weight_scales::block_128 ? 1.0f
-                : block_row[nj] < 0                    ? 0.0f
-                                                       : expert[int64_t(block_row[nj]) * k_blocks + kb];
-    }
-  }
-
-  //! per_channel: acc's columns 2q and 2q + 1 of each fragment times their scales.
-  template <class P, int MFrags>
-  __device__ void scale_channels(const P& p, int column_tile, int wn0, float (&acc)[MFrags][NFrags][4]) const {
-    if (p.b_scaling != weight_scales::per_channel) return;
     const int q = int(threadIdx.x % 4);
 #pragma unroll
     for (int nj = 0; nj < NFrags; ++nj) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int row = tile_weight_row<Swiglu, BN>(p, column_tile, wn0 + 8 * nj + 2 * q + i);
-        const float s = row < 0 ? 0.0f : expert[row];
-#pragma unroll
-        for (int mi = 0; mi < MFrags; ++mi) {
-          acc[mi][nj][i] *= s;
-          acc[mi][nj][i + 2] *= s;
-        }
+        channel[nj][i] = p.b_scaling != weight_scales::per_channel ? 1.0f : row < 0 ? 0.0f : expert[row];
       }
     }
+  }
+
+  //! Which block row fragment nj's rows lie in: SwiGLU's odd 8-row groups are up rows.
+  __device__ static int row_of(int wn0, int nj) { return Swiglu ? (wn0 / 8 + nj) % 2 : 0; }
+
+  //! Starts the copies of k block kb's scales into `stage` (thread 0 and 1; zeros past N).
+  __device__ void copy(float* stage, int kb) const {
+    const int h = int(threadIdx.x);
+    const float* row = h == 0 ? rows[0] : rows[1];  // not rows[h]: a register array, not local memory
+    if (h < (Swiglu ? 2 : 1) && rows[0]) block::copy_async_4(stage + h, row ? row + kb : rows[0], row);
   }
 };
 
 //! One work item of problem `p`: the item's output tile, streamed through the block's stage ring.
 //! e4m3 weights: each 128-deep k block's product is accumulated apart and added to acc times
-//! its block scales (1 unless block_128), so the scales apply in fp32; per-channel scales
-//! multiply acc once, at the end.
+//! its block scale (1 unless block_128; copied with the block's last stage), so the scales
+//! apply in fp32; per-channel scales multiply acc once, at the end.
 template <class Tiles, device::gemm_epilogue Epilogue, class T, class OutT, class W>
 __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
                                               const gemm_smem<T, W, Tiles>& smem) {
@@ -413,13 +416,24 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
     b_src[i] = weight_row < 0 ? nullptr
                               : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
   }
+  const int k_tiles = (p.k + BK - 1) / BK;
+  constexpr int stages_per_block = weight_block / BK;
+  // The last stage of a k block of the scales, which promotes its partial sums.
+  const auto ends_block = [&](int k_tile) {
+    return k_tile % stages_per_block == stages_per_block - 1 || k_tile + 1 == k_tiles;
+  };
+  // e4m3: the scales (block_128: copied with the stages; per_channel: read here, before the
+  // first stage's copies: their latency overlaps the ring's).
+  const tile_weight_scales<swiglu, BN, geo::n_frags> scales =
+      e4m3 ? tile_weight_scales<swiglu, BN, geo::n_frags>(p, item.group, item.column_tile, wn0)
+           : tile_weight_scales<swiglu, BN, geo::n_frags>{};
   const auto load_stage = [&](int k_tile, int slot) {
     copy_tile_rows<threads>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
     copy_tile_rows<threads>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
+    if (e4m3 && ends_block(k_tile)) scales.copy(smem.scale_ring + slot * geo::stage_scales, k_tile / stages_per_block);
   };
 
   float acc[geo::m_frags][geo::n_frags][4] = {};
-  const int k_tiles = (p.k + BK - 1) / BK;
 #pragma unroll
   for (int s = 0; s < S - 1; ++s) {
     if (s < k_tiles) load_stage(s, s);
@@ -437,31 +451,37 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
     }
   }
   if constexpr (e4m3) {
-    const warp_weight_scales<swiglu, BN, geo::n_frags> scales(p, item.group, item.column_tile, wn0);
-    constexpr int stages_per_block = weight_block / BK;
-    float block_acc[geo::m_frags][geo::n_frags][4] = {}, block_scale[geo::n_frags];
+    float block_acc[geo::m_frags][geo::n_frags][4] = {};
     for (int kt = 0; kt < k_tiles; ++kt) {
-      if (kt % stages_per_block == 0) scales.block_scales(p, kt / stages_per_block, block_scale);
       block::copy_async_wait<S - 2>();
       __syncthreads();
       if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
       block::copy_async_commit();
       warp::multiply_stage_e4m3<T>(block_acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
-      if (kt % stages_per_block == stages_per_block - 1 || kt + 1 == k_tiles) {  // the k block is complete
+      if (ends_block(kt)) {  // acc += s_kb · the k block's partial sums (s_kb from this stage's slot)
+        const float* stage_scales = smem.scale_ring + (kt % S) * geo::stage_scales;
 #pragma unroll
-        for (int mi = 0; mi < geo::m_frags; ++mi) {
+        for (int nj = 0; nj < geo::n_frags; ++nj) {
+          const float s = p.b_scaling == weight_scales::block_128 ? stage_scales[scales.row_of(wn0, nj)] : 1.0f;
 #pragma unroll
-          for (int nj = 0; nj < geo::n_frags; ++nj) {
+          for (int mi = 0; mi < geo::m_frags; ++mi) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-              acc[mi][nj][i] += block_scale[nj] * block_acc[mi][nj][i];
+              acc[mi][nj][i] += s * block_acc[mi][nj][i];
               block_acc[mi][nj][i] = 0.0f;
             }
           }
         }
       }
     }
-    scales.scale_channels(p, item.column_tile, wn0, acc);
+#pragma unroll
+    for (int mi = 0; mi < geo::m_frags; ++mi) {
+#pragma unroll
+      for (int nj = 0; nj < geo::n_frags; ++nj) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mi][nj][i] *= scales.channel[nj][i % 2];  // columns 2q, 2q + 1
+      }
+    }
   } else {
     for (int kt = 0; kt < k_tiles; ++kt) {
       block::copy_async_wait<S - 2>();  // stage kt has landed (for this thread) ...
