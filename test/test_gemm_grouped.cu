@@ -542,7 +542,8 @@ __global__ void dequantize_every_code(uint32_t* pairs) {
   pairs[2 * i + 1] = out[1];
 }
 
-//! Every code's T bits equal those of its exact value; a NaN code gives a NaN of its sign.
+//! Every code's T bits equal those of its exact value; a NaN code gives a NaN (of its sign from
+//! the bit conversion; the hardware's fp16 conversion of sm_89+ may give either).
 template <class T>
 void check_every_e4m3_code() {
   CAPTURE(beam::dtype_traits<T>::name);
@@ -558,7 +559,8 @@ void check_every_e4m3_code() {
     const float want = beam::e4m3_value(uint8_t(code)), have = beam::to_float(value);
     if (std::isnan(want)) {
       CHECK(std::isnan(have));
-      CHECK((bits & 0x8000) == (code & 0x80) << 8);  // the code's sign (the host conversion may drop a NaN's)
+      if (std::is_same_v<T, __nv_bfloat16>) CHECK((bits & 0x8000) == (code & 0x80) << 8);  // bits, not to_float:
+                                                                                      // the host drops a NaN's sign
     } else {
       const T exact = beam::from_float<T>(want);
       CHECK(beam::to_float(exact) == want);  // every e4m3 value is a T value
