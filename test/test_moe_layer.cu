@@ -268,18 +268,18 @@ struct zero_compute_weights {
   }
 };
 
-//! A weight tensor `[count, N, K]` of values v as the device reads it (W = bf16: v rounded;
+//! A weight tensor `[count, N, K]` of values v as the device reads it (W = T: v rounded;
 //! W = e4m3: v / s quantised, with power-of-two scales s in [2⁻⁸, 2⁻⁴] as `scaling` says) and
 //! as the reference reads it (`values`: exactly what the device's codes and scales mean).
-template <class W>
+template <class T, class W>
 struct stored_weights {
   std::vector<W> codes;
   std::vector<float> scales, values;
 
   stored_weights(const std::vector<float>& v, int count, int n, int k, beam::weight_scales scaling, int halves,
                  uint64_t seed) {
-    if constexpr (std::is_same_v<W, bf16>) {
-      codes = to_storage<bf16>(v);
+    if constexpr (std::is_same_v<W, T>) {
+      codes = to_storage<T>(v);
       values = beam::test::as_float(codes);
     } else {
       std::mt19937_64 rng(seed);
@@ -308,8 +308,10 @@ struct stored_weights {
   }
 };
 
-template <class T>
-void check_layer(const layer_case& c, uint64_t seed) {
+//! moe_forward against the reference on case c, with T experts or (W = e4m3) the same layer's
+//! experts quantised, scaled as `scaling` says.
+template <class T, class W = T>
+void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling = beam::weight_scales::none) {
   CAPTURE(c.T);
   CAPTURE(c.H);
   CAPTURE(c.I);
@@ -320,6 +322,8 @@ void check_layer(const layer_case& c, uint64_t seed) {
   CAPTURE(c.zero_compute);
   CAPTURE(int(c.schedule));
   CAPTURE(beam::dtype_traits<T>::name);
+  CAPTURE(sizeof(W));
+  CAPTURE(int(scaling));
   const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
   const int64_t routed = E + (c.zero_compute ? zero_compute_weights::count : 0);  // the router's rows
   const auto x = grid_values(size_t(T_ * H), seed);
@@ -327,10 +331,14 @@ void check_layer(const layer_case& c, uint64_t seed) {
   // W_m on the grid too: z is symmetric about 0, so about half the candidates are kept.
   const auto w_m = grid_values(size_t(routed * H), seed + 2, 64.0f);
   const zero_compute_weights zc(c.H, seed + 9);
-  const auto w13 = rounded<T>(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))));
-  const auto w2 = rounded<T>(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))));
-  const auto s13 = rounded<T>(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
-  const auto s2 = rounded<T>(normal_values(size_t(H * c.I_s), seed + 6, 1.0 / std::sqrt(double(std::max(c.I_s, 1)))));
+  const stored_weights<T, W> w13(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))), c.E,
+                                 2 * c.I, c.H, scaling, 2, seed + 10);
+  const stored_weights<T, W> w2(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))), c.E, c.H,
+                                c.I, scaling, 1, seed + 11);
+  const stored_weights<T, W> s13(normal_values(size_t(2 * c.I_s * H), seed + 5, 1.0 / std::sqrt(double(H))), 1,
+                                 2 * c.I_s, c.H, scaling, 2, seed + 12);
+  const stored_weights<T, W> s2(normal_values(size_t(H * c.I_s), seed + 6, 1.0 / std::sqrt(double(std::max(c.I_s, 1)))),
+                                1, c.H, c.I_s, scaling, 1, seed + 13);
   const auto residual = rounded<T>(normal_values(size_t(T_ * H), seed + 7, 1.0));
   // Qwen2-MoE's shared expert gate w_g on every other layer with a shared expert.
   const bool gated = c.I_s > 0 && seed % 2 == 1;
@@ -345,11 +353,11 @@ void check_layer(const layer_case& c, uint64_t seed) {
   ref::moe_weights<float> ref_weights{c.H,
                                       c.I,
                                       c.E,
-                                      w13.data(),
-                                      w2.data(),
+                                      w13.values.data(),
+                                      w2.values.data(),
                                       c.I_s,
-                                      c.I_s ? s13.data() : nullptr,
-                                      c.I_s ? s2.data() : nullptr,
+                                      c.I_s ? s13.values.data() : nullptr,
+                                      c.I_s ? s2.values.data() : nullptr,
                                       gated ? gate.data() : nullptr};
   if (c.zero_compute) zc.describe(ref_weights, zc.gate.data(), zc.vectors.data());
   const beam::test::valid_token_count valid(T_, c.count_case);
@@ -366,15 +374,26 @@ void check_layer(const layer_case& c, uint64_t seed) {
   const auto d = [](const std::vector<float>& v) {
     return beam::test::device_vector<T>(v.empty() ? std::vector<T>(8) : to_storage<T>(v));
   };
-  auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_w13 = d(w13), d_w2 = d(w2), d_s13 = d(s13), d_s2 = d(s2),
-       d_gate = d(gate), d_out = d(residual);  // the residual is updated in place when requested
+  auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_gate = d(gate),
+       d_out = d(residual);  // the residual is updated in place when requested
+  const auto stored = [](const std::vector<W>& codes) {
+    return beam::test::device_vector<W>(codes.empty() ? std::vector<W>(16) : codes);
+  };
+  auto d_w13 = stored(w13.codes), d_w2 = stored(w2.codes), d_s13 = stored(s13.codes), d_s2 = stored(s2.codes);
+  beam::test::device_vector<float> d_w13_scales(w13.scales), d_w2_scales(w2.scales), d_s13_scales(s13.scales),
+      d_s2_scales(s2.scales);
   auto d_w_c = d(zc.gate), d_v = d(zc.vectors);
   beam::test::device_vector<int32_t> ids{size_t(std::max<int64_t>(T_ * c.K, 1))};
   beam::test::device_vector<float> weights{size_t(std::max<int64_t>(T_ * c.K, 1))};
   if (!c.residual) d_out.poison();
-  moe_layer<T> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
-                     d_s13.data(), d_s2.data()};
+  moe_layer<T, W> layer{c.H, c.I, c.E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), c.I_s,
+                        d_s13.data(), d_s2.data()};
   if (gated) layer.shared_gate = d_gate.data();
+  layer.weight_scaling = scaling;
+  layer.w13_scales = d_w13_scales.data();
+  layer.w2_scales = d_w2_scales.data();
+  layer.shared_w13_scales = d_s13_scales.data();
+  layer.shared_w2_scales = d_s2_scales.data();
   if (c.zero_compute) zc.describe(layer, d_w_c.data(), d_v.data());
   beam::test::device_vector<int32_t> ids_or_zero{size_t(std::max<int64_t>(T_ * c.K, 1))};
   moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
@@ -423,10 +442,10 @@ void check_experts_forward(int I_s, gemm_schedule schedule, bool zero_compute = 
   const int64_t T = 33;
   const int H = 64, I = 32, E = 8, K = 2;
   const auto x = rounded<bf16>(normal_values(size_t(T * H), 1, 1.0));
-  const stored_weights<W> w13(normal_values(size_t(E * 2 * I * H), 2, 0.125), E, 2 * I, H, scaling, 2, 12);
-  const stored_weights<W> w2(normal_values(size_t(E * H * I), 3, 0.125), E, H, I, scaling, 1, 13);
-  const stored_weights<W> s13(normal_values(size_t(2 * I_s * H), 4, 0.125), 1, 2 * I_s, H, scaling, 2, 14);
-  const stored_weights<W> s2(normal_values(size_t(H * I_s), 5, 0.25), 1, H, I_s, scaling, 1, 15);
+  const stored_weights<bf16, W> w13(normal_values(size_t(E * 2 * I * H), 2, 0.125), E, 2 * I, H, scaling, 2, 12);
+  const stored_weights<bf16, W> w2(normal_values(size_t(E * H * I), 3, 0.125), E, H, I, scaling, 1, 13);
+  const stored_weights<bf16, W> s13(normal_values(size_t(2 * I_s * H), 4, 0.125), 1, 2 * I_s, H, scaling, 2, 14);
+  const stored_weights<bf16, W> s2(normal_values(size_t(H * I_s), 5, 0.25), 1, H, I_s, scaling, 1, 15);
   for (double masked : {0.0, 0.4, 1.0}) {
     CAPTURE(masked);
     std::mt19937 rng{7u};
@@ -598,7 +617,7 @@ TEST_SUITE("gpu") {
   }
 
   TEST_CASE("moe_forward equals the reference: router paths, schedules, routing rules, shared expert, residual, "
-            "padding") {
+            "padding, e4m3 experts") {
     BEAM_REQUIRE_GPU();
     int n = 0;
     for (int64_t T : beam::test::sweep<int64_t>({0, 1, 3, 64, 65, 127, 1000}, {0, 1, 64, 65, 127})) {  // ≤ 64: route_decode; above: router_logits
@@ -615,6 +634,10 @@ TEST_SUITE("gpu") {
           const layer_case c{T, H, I, E, K, I_s, rules[n % 5], n % 2 == 0, schedule, n % 7, n % 4 == 1};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
+          if (n % 3 == 0 && H % 16 == 0 && I % 16 == 0) {  // e4m3 experts: block scales, or per channel (fp16)
+            if (n % 2 == 0) check_layer<bf16, __nv_fp8_e4m3>(c, 92000 + uint64_t(n), beam::weight_scales::block_128);
+            else check_layer<__half, __nv_fp8_e4m3>(c, 93000 + uint64_t(n), beam::weight_scales::per_channel);
+          }
           ++n;
         }
       }
