@@ -6,8 +6,11 @@
 // timed call. Each schedule is also timed forced (decode, prefill: the Hopper kernel on
 // sm_90, prefill_sm80), to place the automatic crossover and compare the two prefill kernels.
 // bm_beam_experts_e4m3 runs the same GEMMs on e4m3 weights with block_128 scales (W8A16: the
-// DeepSeek-V3 / Qwen3-FP8 checkpoint format), whose bytes count 1 per weight and the scales.
+// DeepSeek-V3 / Qwen3-FP8 checkpoint format), whose bytes count 1 per weight and the scales;
+// beside it bm_cublaslt_e4m3_loop, cuBLASLt's fp8 GEMM (sm_89+) per active expert: W8A8 with
+// per-tensor scales on pre-quantised activations, a toolkit ceiling for fp8 GEMMs.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
+#include <cublasLt.h>
 #include <cub/device/device_scan.cuh>
 
 #include <initializer_list>
@@ -35,6 +38,7 @@ struct expert_problem {
   std::vector<int32_t> host_ids, host_counts;
   device_buffer<bf16> x, xp, w13, w2, act, act_wide, y;
   device_buffer<__nv_fp8_e4m3> w13_e4m3, w2_e4m3;  //!< the same layer's experts as e4m3 codes
+  device_buffer<__nv_fp8_e4m3> xp_e4m3, act_e4m3;  //!< cuBLASLt's fp8 inputs: Xp and A as e4m3
   device_buffer<float> w13_scales, w2_scales;       //!< and their block_128 scales
   device_buffer<int32_t> ids, counts, offsets, sorted, rows;
   device_buffer<float> gates;
@@ -46,7 +50,7 @@ struct expert_problem {
       : m(shape), T(tokens), P(tokens * shape.K), host_ids(skewed_routing(tokens, shape.K, shape.E, avg_k)),
         x(size_t(tokens) * shape.H), xp(size_t(P) * shape.H), w13(size_t(shape.E) * 2 * shape.I * shape.H),
         w2(size_t(shape.E) * shape.H * shape.I), act(size_t(P) * shape.I), act_wide(size_t(P) * 2 * shape.I),
-        y(size_t(P) * shape.H), w13_e4m3(w13.size()), w2_e4m3(w2.size()),
+        y(size_t(P) * shape.H), w13_e4m3(w13.size()), w2_e4m3(w2.size()), xp_e4m3(xp.size()), act_e4m3(act.size()),
         w13_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, 2 * shape.I, shape.H, 2)),
         w2_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, shape.H, shape.I, 1)),
         ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
@@ -61,6 +65,8 @@ struct expert_problem {
     fill_uniform(gates.data(), gates.size(), 7, 0, 1, stream);
     fill_uniform(w13_e4m3.data(), w13_e4m3.size(), 8, -448, 448, stream);
     fill_uniform(w2_e4m3.data(), w2_e4m3.size(), 9, -448, 448, stream);
+    fill_uniform(xp_e4m3.data(), xp_e4m3.size(), 12, -448, 448, stream);
+    fill_uniform(act_e4m3.data(), act_e4m3.size(), 13, -448, 448, stream);
     fill_uniform(w13_scales.data(), w13_scales.size(), 10, 1e-5f, 1e-4f, stream);
     fill_uniform(w2_scales.data(), w2_scales.size(), 11, 1e-5f, 1e-4f, stream);
     BEAM_CUDA_TRY(cudaMemcpy(ids.data(), host_ids.data(), host_ids.size() * 4, cudaMemcpyHostToDevice));
@@ -177,6 +183,75 @@ void bm_cublas_loop(benchmark::State& state) {
   report(state, s, p.bytes(), p.flops());
 }
 
+//! cuBLASLt fp8 (W8A8, per-tensor scales; sm_89+): counts to the host, then one cublasLtMatmul
+//! per active expert and GEMM on the e4m3 weights and pre-quantised activations (no SwiGLU, no
+//! quantisation: both in its favour), bf16 out. cuBLASLt's fp8 layout is "TN": A = W (K
+//! contiguous per row) transposed, B = the rows (K contiguous) not; the algorithm is its
+//! heuristic's choice per call.
+void bm_cublaslt_e4m3_loop(benchmark::State& state) {
+  int device = 0, major = 0, minor = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major * 10 + minor < 89) {
+    state.SkipWithError("cuBLASLt's fp8 GEMM needs sm_89 or later");
+    return;
+  }
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  cublasLtHandle_t handle = nullptr;
+  cublas_try(cublasLtCreate(&handle), "cublasLtCreate");
+  device_buffer<float> unit_scales(2);  // per-tensor scales of A and B
+  const float ones[2] = {1.0f, 1.0f};
+  BEAM_CUDA_TRY(cudaMemcpy(unit_scales.data(), ones, sizeof(ones), cudaMemcpyHostToDevice));
+  device_buffer<char> workspace(size_t(32) << 20);
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublas_try(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  const float* a_scale = unit_scales.data();
+  const float* b_scale = unit_scales.data() + 1;
+  cublas_try(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)), "TRANSA");
+  cublas_try(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)), "TRANSB");
+  cublas_try(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof(a_scale)),
+             "A_SCALE_POINTER");
+  cublas_try(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)),
+             "B_SCALE_POINTER");
+  const float one = 1.0f, zero = 0.0f;
+  // D[n, rows] (column-major) = W[n, k] · X[rows, k]ᵀ: C and D bf16, C unread (beta = 0).
+  const auto matmul = [&](const void* w, const void* x, void* d, int n, int rows, int k) {
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublas_try(cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, k, n, k), "layout A");
+    cublas_try(cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, k, rows, k), "layout B");
+    cublas_try(cublasLtMatrixLayoutCreate(&c, CUDA_R_16BF, n, rows, n), "layout C");
+    const cublasStatus_t status = cublasLtMatmul(handle, desc, &one, w, a, x, b, &zero, d, c, d, c, nullptr,
+                                                 workspace.data(), workspace.bytes(), p.stream);
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(c);
+    cublas_try(status, "cublasLtMatmul (e4m3)");
+  };
+  const double s = median_seconds(p.stream, [&] {
+    const std::vector<int32_t>& counts = p.fetch_counts();
+    int64_t row = 0;
+    for (int e = 0; e < m.E; ++e) {
+      const int rows = counts[size_t(e)];
+      if (rows == 0) continue;
+      matmul(p.w13_e4m3.data() + size_t(e) * 2 * m.I * m.H, p.xp_e4m3.data() + size_t(row) * m.H,
+             p.act_wide.data() + size_t(row) * 2 * m.I, 2 * m.I, rows, m.H);
+      matmul(p.w2_e4m3.data() + size_t(e) * m.H * m.I, p.act_e4m3.data() + size_t(row) * m.I,
+             p.y.data() + size_t(row) * m.H, m.H, rows, m.I);
+      row += rows;
+    }
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
+  cublasLtMatmulDescDestroy(desc);
+  cublasLtDestroy(handle);
+  p.report_counters(state);
+  // Bytes: the active experts' e4m3 weights, the e4m3 rows in, bf16 rows out.
+  const double bytes = double(p.experts_used) * 3.0 * m.H * m.I + double(p.n_active) * (m.H + m.I) +
+                       double(p.n_active) * (2.0 * m.I + m.H) * 2;
+  report(state, s, bytes, p.flops());
+}
+
 //! cuBLAS grouped: counts to the host, pointer arrays uploaded, one cublasGemmGroupedBatchedEx
 //! per GEMM (one group per active expert).
 void bm_cublas_grouped(benchmark::State& state) {
@@ -269,5 +344,6 @@ BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::prefill)
     ->Apply(schedule_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
+BENCHMARK(bm_cublaslt_e4m3_loop)->Apply(expert_args);
 
 BEAM_BENCHMARK_MAIN();
