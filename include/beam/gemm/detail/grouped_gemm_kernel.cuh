@@ -400,6 +400,8 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
   constexpr int BM = geo::bm, BN = geo::bn, BK = gemm_block_k, S = geo::stages, threads = geo::threads;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu, e4m3 = sizeof(W) == 1;
   static_assert(weight_block % BK == 0, "whole stages per k block of the scales");
+  static_assert(!e4m3 || weight_block % (swiglu ? BN / 2 : BN) == 0,
+                "a tile's weight rows within one block row (per SwiGLU half): tile_weight_scales");
   T* const a_ring = smem.a_ring;
   W* const b_ring = smem.b_ring;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
