@@ -1,7 +1,8 @@
-// The public tile pieces on one 64-deep stage, against a host product: rows A [64, 64] and
-// weight rows B [N, 64] are written into `swizzled_offset` tiles (cp.async; TMA for B on
-// Hopper) and multiplied by `warp::multiply_stage` (mma.sync, sm_80+) or
-// `warpgroup::mma_async` (wgmma, sm_90a); every thread writes its accumulators where the
+// The public tile pieces on one stage of 128-byte rows, against a host product: rows A
+// [64, depth] and weight rows B [N, depth] (depth 64 bf16 / fp16 elements, 128 e4m3 codes)
+// are written into `swizzled_offset` tiles (cp.async; TMA for B on Hopper) and multiplied by
+// `warp::multiply_stage` (mma.sync, sm_80+) or `warpgroup::mma_async` (wgmma, sm_90a: bf16,
+// fp16 and e4m3); every thread writes its accumulators where the
 // documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
 // shows up as a wrong product. And the cp.async wait's rule: a thread reads its own copies
 // with plain loads after it.
@@ -18,7 +19,10 @@
 
 namespace {
 
-constexpr int tile_rows = 64, depth = 64;
+constexpr int tile_rows = 64;
+//! Elements per 128-byte tile row (the stage's depth): 64 bf16 / fp16, 128 e4m3.
+template <class T>
+constexpr int row_elements = 128 / int(sizeof(T));
 
 //! The dynamic shared memory from its first 1024-byte boundary (where the swizzle starts).
 __device__ char* aligned_smem() {
@@ -27,11 +31,14 @@ __device__ char* aligned_smem() {
   return reinterpret_cast<char*>(smem) + (1024 - misalignment) % 1024;
 }
 
-//! Starts this thread's cp.async copies of `rows` × 64 elements into a swizzled tile.
+//! Starts this thread's cp.async copies of `rows` rows of 128 bytes into a swizzled tile
+//! (swizzled_offset counts 2-byte elements: twice as many e4m3 codes).
 template <class T>
 __device__ void copy_rows(T* tile, const T* source, int rows) {
+  constexpr int chunk = 16 / int(sizeof(T));
   for (int i = int(threadIdx.x); i < rows * 8; i += int(blockDim.x)) {
-    beam::block::copy_async_16(tile + beam::block::swizzled_offset(i / 8, i % 8), source + i * 8, true);
+    beam::block::copy_async_16(tile + beam::block::swizzled_offset(i / 8, i % 8) * 2 / int(sizeof(T)),
+                               source + i * chunk, true);
   }
 }
 
@@ -48,7 +55,7 @@ __device__ void store_fragments(float* c, const float (&frags)[Frags][4]) {
 template <class T, int N>
 __global__ void multiply_stage_kernel(const T* a, const T* b, float* c) {
   T* a_tile = reinterpret_cast<T*>(aligned_smem());
-  T* b_tile = a_tile + tile_rows * depth;
+  T* b_tile = a_tile + tile_rows * row_elements<T>;
   copy_rows(a_tile, a, tile_rows);
   copy_rows(b_tile, b, N);
   beam::block::copy_async_commit();
@@ -81,6 +88,7 @@ __global__ void has_wgmma_kernel(int* flag) {
 
 template <class T, int N>
 __global__ void wgmma_stage_kernel(const __grid_constant__ CUtensorMap b_map, const T* a, float* c) {
+  constexpr int depth = row_elements<T>, step = 32 / int(sizeof(T));  // a 32-byte k step
   T* a_tile = reinterpret_cast<T*>(aligned_smem());
   T* b_tile = a_tile + tile_rows * depth;
   uint64_t* landed = reinterpret_cast<uint64_t*>(b_tile + N * depth);
@@ -101,9 +109,9 @@ __global__ void wgmma_stage_kernel(const __grid_constant__ CUtensorMap b_map, co
   float d[N / 8][4] = {};
   beam::warpgroup::fence_operands(d);
   beam::warpgroup::mma_fence();
-  for (int s = 0; s < depth / 16; ++s) {
-    beam::warpgroup::mma_async<T, N>(d, beam::warpgroup::swizzled_tile_descriptor(a_tile + 16 * s),
-                                     beam::warpgroup::swizzled_tile_descriptor(b_tile + 16 * s));
+  for (int s = 0; s < depth / step; ++s) {
+    beam::warpgroup::mma_async<T, N>(d, beam::warpgroup::swizzled_tile_descriptor(a_tile + step * s),
+                                     beam::warpgroup::swizzled_tile_descriptor(b_tile + step * s));
   }
   beam::warpgroup::mma_commit();
   beam::warpgroup::mma_wait<0>();
@@ -114,6 +122,7 @@ __global__ void wgmma_stage_kernel(const __grid_constant__ CUtensorMap b_map, co
 //! A · Bᵀ in double, [64, N].
 template <class T>
 std::vector<double> host_product(const std::vector<T>& a, const std::vector<T>& b, int n) {
+  constexpr int depth = row_elements<T>;
   std::vector<double> c(size_t(tile_rows) * n);
   for (int r = 0; r < tile_rows; ++r) {
     for (int j = 0; j < n; ++j) {
@@ -129,8 +138,10 @@ std::vector<double> host_product(const std::vector<T>& a, const std::vector<T>& 
 
 template <class T, int N, bool Wgmma>
 void check_stage(uint64_t seed) {
+  constexpr int depth = row_elements<T>;
   CAPTURE(N);
   CAPTURE(Wgmma);
+  CAPTURE(beam::dtype_traits<T>::name);
   const auto a = beam::test::random_values<T>(size_t(tile_rows) * depth, seed);
   const auto b = beam::test::random_values<T>(size_t(N) * depth, seed + 1);
   beam::test::device_vector<T> d_a(a), d_b(b);
@@ -145,8 +156,10 @@ void check_stage(uint64_t seed) {
     const cuuint64_t dims[4] = {depth, N, 1, 1};
     const cuuint64_t strides[3] = {depth * sizeof(T), N * depth * sizeof(T), N * depth * sizeof(T)};
     const cuuint32_t box[4] = {depth, N, 1, 1}, element_strides[4] = {1, 1, 1, 1};
-    REQUIRE(encode(&map, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                   4, d_b.data(), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+    const CUtensorMapDataType type = std::is_same_v<T, __half>          ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                     : std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                        : CU_TENSOR_MAP_DATA_TYPE_UINT8;
+    REQUIRE(encode(&map, type, 4, d_b.data(), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
     wgmma_stage_kernel<T, N><<<1, 128, smem>>>(map, d_a.data(), d_c.data());
@@ -185,7 +198,7 @@ TEST_SUITE("gpu") {
     check_stage<__half, 128, false>(107);
   }
 
-  TEST_CASE("warpgroup::mma_async with a TMA-loaded B equals the host product (N = 64, 128, 256; bf16, fp16)") {
+  TEST_CASE("warpgroup::mma_async with a TMA-loaded B equals the host product (N = 64, 128, 256; bf16, fp16, e4m3)") {
     BEAM_REQUIRE_GPU();
     int device = 0, major = 0;
     BEAM_CUDA_TRY(cudaGetDevice(&device));
@@ -207,5 +220,8 @@ TEST_SUITE("gpu") {
     check_stage<__half, 64, true>(207);
     check_stage<__half, 128, true>(209);
     check_stage<__half, 256, true>(211);
+    check_stage<__nv_fp8_e4m3, 64, true>(213);
+    check_stage<__nv_fp8_e4m3, 128, true>(215);
+    check_stage<__nv_fp8_e4m3, 256, true>(217);
   }
 }

@@ -2,10 +2,11 @@
 //! Tile-level pieces of the Hopper (sm_90) grouped GEMM, usable in a kernel of your own:
 //! shared-memory barriers (`mbarrier`) with transaction counts, TMA tensor-tile copies and
 //! cp.async completions that arrive on them, and the warpgroup tensor-core product
-//! `wgmma.mma_async.m64nNk16` (bf16 or fp16 inputs from shared memory, fp32 accumulation).
+//! `wgmma.mma_async` m64nNk16 (bf16 or fp16) or m64nNk32 (e4m3) from shared memory, fp32
+//! accumulation.
 //!
-//! Operand tiles use the layout of `block::swizzled_offset` (64 elements = 128 bytes per
-//! row, 16-byte chunk c of row r at c ⊕ (r mod 8)), which is the hardware's 128-byte swizzle
+//! Operand tiles use the layout of `block::swizzled_offset` (128 bytes per row: 64 bf16 /
+//! fp16 elements or 128 e4m3 codes, 16-byte chunk c of row r at c ⊕ (r mod 8)), which is the hardware's 128-byte swizzle
 //! when the tile starts on a 1024-byte boundary: TMA writes it (CU_TENSOR_MAP_SWIZZLE_128B),
 //! `block::copy_async_16` writes it chunk by chunk at `block::swizzled_offset`,
 //! `warp::multiply_stage` reads it with ldmatrix, and `warpgroup::mma_async` reads it through
@@ -27,6 +28,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 namespace beam::block {
 
@@ -141,9 +143,9 @@ namespace beam::warpgroup {
 
 //! The wgmma descriptor of a K-major operand tile in `block::swizzled_offset` layout whose
 //! 8-row groups are 1024 bytes apart: start address, stride byte offset 1024, 128-byte
-//! swizzle (PTX "matrix descriptor"). For k16 step s of a 64-deep stage pass
-//! tile + 16·s elements (the swizzle applies to the absolute address, so the 1024-byte
-//! pattern still starts at the tile).
+//! swizzle (PTX "matrix descriptor"). For the 32-byte k step s of a 128-byte-deep stage pass
+//! tile + 32·s bytes (16·s bf16 / fp16 elements, 32·s e4m3 codes; the swizzle applies to the
+//! absolute address, so the 1024-byte pattern still starts at the tile).
 __device__ inline uint64_t swizzled_tile_descriptor(const void* tile) {
   const uint64_t address = uint64_t(__cvta_generic_to_shared(tile));
   return ((address & 0x3FFFF) >> 4) | uint64_t(1) << 16 | uint64_t(1024 >> 4) << 32 | uint64_t(1) << 62;
@@ -189,39 +191,40 @@ __device__ inline void fence_operands(float (&d)[Frags][4]) {
   }
 }
 
-//! d += A · Bᵀ for one k16 step, asynchronously: A is 64 × 16 (rows k-contiguous) and B is
-//! N × 16 (weight rows k-contiguous), both read from shared memory through descriptors;
-//! d[N / 8][4] are the warpgroup's accumulators (layout in the file comment). Issue after
-//! mma_fence, complete with mma_commit / mma_wait. All 128 threads.
-//! @tparam T  __nv_bfloat16 or __half
+//! d += A · Bᵀ for one 32-byte k step, asynchronously: A is 64 rows and B N weight rows of 32
+//! bytes each (k16 of bf16 / fp16, k32 of e4m3; k contiguous), both read from shared memory
+//! through descriptors; d[N / 8][4] are the warpgroup's accumulators (layout in the file
+//! comment). Issue after mma_fence, complete with mma_commit / mma_wait. All 128 threads.
+//! @tparam T  __nv_bfloat16, __half or __nv_fp8_e4m3 (both operands)
 //! @tparam N  64, 128 or 256
 template <class T, int N>
 __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
-  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or fp16 inputs");
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, __nv_fp8_e4m3>,
+                "bf16, fp16 or e4m3 inputs");
   static_assert(N == 64 || N == 128 || N == 256, "N of 64, 128 or 256");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // One asm statement per N; TYPE is the PTX element type ("bf16" or "f16").
-#define BEAM_WGMMA_M64N64K16(TYPE) \
+#define BEAM_WGMMA_M64N64(K, TYPE, TAIL) \
   asm volatile( \
       "{\n.reg .pred d_in;\nsetp.ne.b32 d_in, %34, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
+      "wgmma.mma_async.sync.aligned.m64n64" K ".f32." TYPE "." TYPE " {" \
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-      "}, %32, %33, d_in, 1, 1, 0, 0;\n}\n" \
+      "}, %32, %33, d_in" TAIL ";\n}\n" \
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
         "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
         "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
         "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
       : "l"(a), "l"(b), "r"(1))
-#define BEAM_WGMMA_M64N128K16(TYPE) \
+#define BEAM_WGMMA_M64N128(K, TYPE, TAIL) \
   asm volatile( \
       "{\n.reg .pred d_in;\nsetp.ne.b32 d_in, %66, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {" \
+      "wgmma.mma_async.sync.aligned.m64n128" K ".f32." TYPE "." TYPE " {" \
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
-      "}, %64, %65, d_in, 1, 1, 0, 0;\n}\n" \
+      "}, %64, %65, d_in" TAIL ";\n}\n" \
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
         "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
         "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
@@ -231,10 +234,10 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
         "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
         "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3]) \
       : "l"(a), "l"(b), "r"(1))
-#define BEAM_WGMMA_M64N256K16(TYPE) \
+#define BEAM_WGMMA_M64N256(K, TYPE, TAIL) \
   asm volatile( \
       "{\n.reg .pred d_in;\nsetp.ne.b32 d_in, %130, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {" \
+      "wgmma.mma_async.sync.aligned.m64n256" K ".f32." TYPE "." TYPE " {" \
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
@@ -243,7 +246,7 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
       "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
       "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
       "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
-      "}, %128, %129, d_in, 1, 1, 0, 0;\n}\n" \
+      "}, %128, %129, d_in" TAIL ";\n}\n" \
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
         "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
         "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
@@ -261,17 +264,26 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
         "+f"(d[28][0]), "+f"(d[28][1]), "+f"(d[28][2]), "+f"(d[28][3]), "+f"(d[29][0]), "+f"(d[29][1]), "+f"(d[29][2]), "+f"(d[29][3]), \
         "+f"(d[30][0]), "+f"(d[30][1]), "+f"(d[30][2]), "+f"(d[30][3]), "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3]) \
       : "l"(a), "l"(b), "r"(1))
-  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  if constexpr (N == 64) {
-    if constexpr (bf16) BEAM_WGMMA_M64N64K16("bf16"); else BEAM_WGMMA_M64N64K16("f16");
-  } else if constexpr (N == 128) {
-    if constexpr (bf16) BEAM_WGMMA_M64N128K16("bf16"); else BEAM_WGMMA_M64N128K16("f16");
-  } else {
-    if constexpr (bf16) BEAM_WGMMA_M64N256K16("bf16"); else BEAM_WGMMA_M64N256K16("f16");
+  // k16 with imm-scale-a/b 1 and no transpose (imm-trans-a/b 0); e4m3: k32, no transpose operands.
+#define BEAM_WGMMA_FOR_TYPE(MACRO)                                   \
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {                 \
+    MACRO("k16", "bf16", ", 1, 1, 0, 0");                            \
+  } else if constexpr (std::is_same_v<T, __half>) {                 \
+    MACRO("k16", "f16", ", 1, 1, 0, 0");                             \
+  } else {                                                          \
+    MACRO("k32", "e4m3", ", 1, 1");                                  \
   }
-#undef BEAM_WGMMA_M64N64K16
-#undef BEAM_WGMMA_M64N128K16
-#undef BEAM_WGMMA_M64N256K16
+  if constexpr (N == 64) {
+    BEAM_WGMMA_FOR_TYPE(BEAM_WGMMA_M64N64)
+  } else if constexpr (N == 128) {
+    BEAM_WGMMA_FOR_TYPE(BEAM_WGMMA_M64N128)
+  } else {
+    BEAM_WGMMA_FOR_TYPE(BEAM_WGMMA_M64N256)
+  }
+#undef BEAM_WGMMA_FOR_TYPE
+#undef BEAM_WGMMA_M64N64
+#undef BEAM_WGMMA_M64N128
+#undef BEAM_WGMMA_M64N256
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_90a instructions: never silently skipped
 #endif
