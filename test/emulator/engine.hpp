@@ -100,6 +100,11 @@ struct launch_params {
 //! cudaErrorInvalidConfiguration / cudaErrorInvalidValue without running anything.
 cudaError_t launch(const kernel&, const launch_params&);
 
+//! Writes what kernels printed (device printf to stdout, failed assertions' messages to stderr)
+//! since the last call, in the order they printed it. The runtime calls it where CUDA writes out
+//! its printf buffer (calls.cpp).
+void flush_device_output();
+
 //! Profiling (profile.cpp): a memset executed, a stream operation besides the launches.
 void profile_memset();
 

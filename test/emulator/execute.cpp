@@ -3,11 +3,14 @@
 // once all lanes of its member mask wait at it, a barrier releases once its thread count has
 // arrived. No thread able to run while some have not exited is a deadlock, diagnosed from
 // what each waiting thread waits on.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -469,7 +472,7 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
       address -= win.shared_base;
     } else if (address - win.local_base < win.local_size) {
       s = space::local;
-      address -= win.local_base;
+      address -= win.local_base + t.frame;  // the window maps the whole stack; as a .local address
     } else if (address - win.param_base < win.param_size) {
       s = space::param;
       address -= win.param_base;
@@ -516,11 +519,13 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
         out_of_bounds("beyond the block's " + std::to_string(b.shared.size()) + " bytes of shared memory");
       if (b.profile) profile_access(b, t, in, s, nullptr, address, bytes, write);
       return b.shared.data() + address;
-    case space::local:
-      if (address + bytes > b.k.local_bytes || address + bytes < address)
-        out_of_bounds("beyond the thread's " + std::to_string(b.k.local_bytes) + " bytes of local memory");
-      if (b.profile) profile_access(b, t, in, s, nullptr, address, bytes, write);
-      return t.local + address;
+    case space::local: {
+      const uint64_t at = t.frame + address;  // in the stack: the callers' frames and the current one
+      if (at + bytes > t.stack_top || at + bytes < at)
+        out_of_bounds("beyond the thread's " + std::to_string(t.stack_top) + " bytes of local memory");
+      if (b.profile) profile_access(b, t, in, s, nullptr, at, bytes, write);
+      return t.stack + at;
+    }
     case space::param:
       if (write) out_of_bounds("kernel parameters are read-only");
       if (address + bytes > b.param_bytes || address + bytes < address)
@@ -574,7 +579,14 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
   race_state race;  // reused by every block of the launch
   const bool racecheck = racecheck_enabled();
   std::vector<uint64_t> registers(threads * k.register_count);
-  std::vector<uint8_t> local(threads * k.local_bytes);
+  // Local memory, each thread's stack (inside its generic-address window): pages are touched (and
+  // zero) as the calls reach them.
+  const size_t stack_bytes = std::min<size_t>(k.stack_bytes, windows().local_size);
+  const size_t local_bytes = std::max<size_t>(threads * stack_bytes, 1);
+  void* const mapped = mmap(nullptr, local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mapped == MAP_FAILED) return cudaErrorMemoryAllocation;
+  const std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> local(
+      static_cast<uint8_t*>(mapped), [local_bytes](uint8_t* p) { munmap(p, local_bytes); });
   const std::unique_ptr<profile_launch> profile(profile_launch_begin(k, lp));
   std::vector<uint32_t> ready(profile ? registers.size() : 0);  // register levels (profile.hpp)
   try {
@@ -587,6 +599,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
           b.ctaid[2] = z;
           b.params = params.data();
           b.param_bytes = k.info.param_bytes;
+          b.stack_bytes = stack_bytes;
           b.dynamic_shared = lp.dynamic_shared_bytes;
           b.shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0xA5);  // uninitialised: a pattern
           b.thread_count = static_cast<uint32_t>(threads);
@@ -602,7 +615,8 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
           for (uint32_t i = 0; i < threads; ++i) {
             thread_state& t = b.threads[i];
             t.r = registers.data() + size_t(i) * k.register_count;
-            t.local = local.data() + size_t(i) * k.local_bytes;
+            t.stack = local.get() + size_t(i) * stack_bytes;
+            t.stack_top = static_cast<uint32_t>(k.local_bytes);
             if (profile) t.ready = ready.data() + size_t(i) * k.register_count;
             t.linear = i;
             t.tid[0] = i % lp.block.x;

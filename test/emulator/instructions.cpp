@@ -881,7 +881,7 @@ void exec_cvta(block_state& b, thread_state& t, const instruction& in) {
   const bool to = in.aux == 1;
   uint64_t base = 0;
   if (in.state == space::shared) base = w.shared_base;
-  if (in.state == space::local) base = w.local_base;
+  if (in.state == space::local) base = w.local_base + t.frame;  // .local addresses are frame-relative
   if (in.state == space::param) base = w.param_base;
   a = to ? a - base : a + base;
   set(t, in.ops[0], truncate(a, width(in)));
@@ -1433,6 +1433,7 @@ const std::unordered_map<std::string, std::unordered_set<std::string>>& implemen
       {"cp", {"async", "ca", "cg", "commit_group", "wait_group", "wait_all", "L2::cache_hint", "L2::64B", "L2::128B",
               "L2::256B"}},
       {"bra", {"uni"}},
+      {"call", {"uni"}},
       {"ret", {"uni"}},
       {"exit", {}},
       {"trap", {}},
@@ -1511,6 +1512,7 @@ void decode_instruction(instruction& in, const kernel& k) {
   in.aligned = has(in, "aligned");
   if (decode_hopper_instruction(in, k)) return;
   check_qualifiers(in);
+  if (decode_call_instruction(in)) return;
   const std::string& op = in.opcode;
   const auto cmp_of = [&]() {
     for (const std::string& m : in.modifiers) {
@@ -1704,7 +1706,7 @@ void decode_instruction(instruction& in, const kernel& k) {
     return;
   }
   if (op == "bra") { in.exec = exec_bra; return; }
-  if (op == "ret" || op == "exit") { in.exec = exec_exit; return; }
+  if (op == "exit") { in.exec = exec_exit; return; }
   if (op == "trap") { in.exec = exec_trap; return; }
   // griddepcontrol: launches run one after another, so .launch_dependents releases nothing and
   // .wait finds its prerequisite grids complete; .wait ends the programmatic-dependent-launch

@@ -37,10 +37,23 @@ struct pending_accumulators {
                                         //!< ones), read as of the retiring wait
 };
 
+//! A call in progress (calls.cpp): where it returns to, and the caller's frame.
+struct call_frame {
+  uint32_t return_pc;  //!< the instruction after the call
+  uint32_t function;   //!< the callee, in kernel::functions
+  uint32_t caller_frame, caller_top;
+  size_t saved;        //!< where the callee's registers as of the call begin in saved_registers
+};
+
 struct thread_state {
   enum class run : uint8_t { ready, waiting, exited };
   uint64_t* r = nullptr;        //!< register slots
-  uint8_t* local = nullptr;     //!< .local memory
+  uint8_t* stack = nullptr;     //!< local memory: the frames of the entry and of the functions it calls
+  uint32_t frame = 0;           //!< the current frame's offset in `stack`: .local addresses are relative to it
+  uint32_t stack_top = 0;       //!< the end of the current frame
+  std::vector<call_frame> calls;          //!< innermost last
+  std::vector<uint64_t> saved_registers;  //!< each callee's register slots as they were at its call
+  std::vector<uint32_t> saved_ready;      //!< profiling: their levels
   uint32_t pc = 0;
   run state = run::ready;
   uint32_t tid[3] = {0, 0, 0};
@@ -183,6 +196,7 @@ struct block_state {
   uint32_t ctaid[3] = {0, 0, 0};
   uint8_t* params = nullptr;    //!< the launch's parameter buffer
   size_t param_bytes = 0;
+  size_t stack_bytes = 0;       //!< each thread's local memory
   std::vector<uint8_t> shared;  //!< static + dynamic shared memory
   size_t dynamic_shared = 0;
   std::vector<thread_state> threads;

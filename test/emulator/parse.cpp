@@ -1,12 +1,15 @@
 // PTX text -> decoded kernels. A hand-written tokenizer and recursive-descent parser for the
 // subset of PTX that nvcc emits for kernels (module directives, variables with initialisers,
-// .entry with parameters and performance directives, scoped .reg/.shared/.local
-// declarations, labels, guarded instructions). Anything else is an error naming the line.
+// .entry and .func with parameters and performance directives, scoped .reg/.shared/.local/.param
+// declarations, labels, guarded instructions, direct calls). Anything else is an error naming the
+// line. Each kernel is decoded with the functions it calls appended to its code.
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "decode.hpp"
 #include "ptx.hpp"
@@ -145,18 +148,45 @@ size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 class module_impl;
 
-// Parses one .entry body into a kernel.
+//! What the bodies of a kernel and of the functions it calls share: the layout of module-scope
+//! shared variables and the operands to move once the static shared size is known.
+struct kernel_layout {
+  struct dynamic_use {
+    size_t instr;
+    int op;
+    int element;  // -1: the operand itself, else a vector element index
+  };
+  std::unordered_map<std::string, uint64_t> shared;  // module-scope .shared name -> offset
+  std::vector<dynamic_use> dynamic_uses;             // operands naming dynamic shared memory
+};
+
+//! A call of a function by name, linked once the kernel's bodies are parsed.
+struct call_use {
+  size_t instr;
+  std::string callee;
+  uint32_t line;
+};
+
+// Parses one .entry or .func body into a kernel. Function-scope .local and .param variables (a
+// function's parameters, the .param variables of call sites) are laid out in the body's frame:
+// ld/st.param on them access local memory (PTX ISA "mov": the address of a device function
+// parameter "will be in the local state space", the parameter copied onto the stack).
 class function_parser {
  public:
-  function_parser(module_impl& m, const std::vector<token>& toks, size_t& pos, kernel& k)
-      : mod_(m), toks_(toks), pos_(pos), k_(k) {}
-  void parse_body();
+  function_parser(module_impl& m, const std::vector<token>& toks, size_t& pos, kernel& k, kernel_layout& layout)
+      : mod_(m), toks_(toks), pos_(pos), k_(k), layout_(layout) {}
+  void parse_body(bool entry);
+  //! A parameter or return value of the function: a .param variable of its frame.
+  param_slot declare_parameter(const std::string& name, size_t align, size_t size);
+  size_t frame_bytes() const { return frame_bytes_; }
+  const std::vector<call_use>& calls() const { return call_uses_; }
 
  private:
   struct scope {
     int parent;
     std::unordered_map<std::string, int32_t> regs;
     std::unordered_map<std::string, uint32_t> labels;
+    std::unordered_map<std::string, param_slot> params;  // call-site .param variables
   };
   struct label_use {
     size_t instr;
@@ -165,12 +195,6 @@ class function_parser {
     std::string name;
     uint32_t line;
   };
-  struct dynamic_use {
-    size_t instr;
-    int op;
-    int element;  // -1: the operand itself, else a vector element index
-  };
-
   const token& peek(size_t ahead = 0) const { return toks_[std::min(pos_ + ahead, toks_.size() - 1)]; }
   const token& next() { return toks_[pos_++]; }
   bool accept(const char* punct) {
@@ -185,22 +209,28 @@ class function_parser {
   void declare_registers();
   void declare_variable(space s);
   void parse_instruction();
+  void parse_call(instruction& in);
   operand parse_operand(instruction& in, int op_index, int element);
   bool resolve_register(const std::string& name, int32_t* slot) const;
-  bool resolve_symbol(const std::string& name, uint64_t* address, bool* dynamic) const;
+  bool resolve_frame_parameter(const std::string& name, param_slot* slot) const;
+  bool resolve_symbol(const std::string& name, uint64_t* address, bool* dynamic);
+  size_t allocate_frame(size_t align, size_t bytes);
 
   module_impl& mod_;
   const std::vector<token>& toks_;
   size_t& pos_;
   kernel& k_;
+  kernel_layout& layout_;
   std::vector<scope> scopes_;
   int current_ = -1;
   std::vector<label_use> label_uses_;
-  std::vector<dynamic_use> dynamic_uses_;
+  std::vector<call_use> call_uses_;
   operand coordinates_;  // the {...} of a tensor address just parsed, not yet placed
-  std::unordered_map<std::string, uint64_t> locals_;   // name -> shared/local offset
-  std::unordered_map<std::string, space> local_space_;
-  std::unordered_map<std::string, uint64_t> params_;   // name -> param offset
+  bool frame_parameter_ = false;  // the instruction being parsed addresses a frame .param variable
+  size_t frame_bytes_ = 0;
+  std::unordered_map<std::string, uint64_t> locals_;     // name -> shared offset, or local offset in the frame
+  std::unordered_map<std::string, param_slot> own_params_;  // a function's parameters and return value
+  std::unordered_map<std::string, uint64_t> params_;     // an entry's parameters: name -> param offset
   friend class module_impl;
 };
 
@@ -231,16 +261,28 @@ class module_impl final : public module {
     const auto it = globals_.find(n);
     return it == globals_.end() ? nullptr : &it->second;
   }
+  bool is_function(const std::string& n) const { return definitions_.count(n) || externs_.count(n); }
 
  private:
+  struct declared_param {
+    std::string name;
+    size_t align, size;
+  };
   void parse_variable(const std::vector<token>& toks, size_t& pos, space s, bool is_extern);
   void parse_entry(const std::vector<token>& toks, size_t& pos);
+  void declare_function(const std::vector<token>& toks, size_t& pos, bool is_extern);
+  uint32_t parse_function(const std::vector<token>& toks, kernel& k, kernel_layout& layout, const std::string& name,
+                          std::vector<call_use>& calls);
+  void link_calls(const std::vector<token>& toks, kernel& k, kernel_layout& layout, std::vector<call_use> calls);
+  std::vector<declared_param> parse_param_list(const std::vector<token>& toks, size_t& pos);
   void skip_function(const std::vector<token>& toks, size_t& pos);
 
   std::string name_;
   int target_ = 0;
   std::unordered_map<std::string, std::unique_ptr<kernel>> kernels_;
   std::unordered_map<std::string, ptx_variable> globals_;  // .global, .const and module .shared
+  std::unordered_map<std::string, size_t> definitions_;    // .func with a body: the token after .func
+  std::unordered_set<std::string> externs_;                 // .extern .func declarations
   std::vector<void*> allocations_;
 };
 
@@ -256,9 +298,27 @@ bool function_parser::resolve_register(const std::string& name, int32_t* slot) c
   return false;
 }
 
-// A variable's address in its own space: param offset, shared/local offset, or absolute.
-bool function_parser::resolve_symbol(const std::string& name, uint64_t* address, bool* dynamic) const {
+// A .param variable of the frame: a call site's (innermost scope first) or the function's own.
+bool function_parser::resolve_frame_parameter(const std::string& name, param_slot* slot) const {
+  for (int s = current_; s >= 0; s = scopes_[s].parent) {
+    const auto it = scopes_[s].params.find(name);
+    if (it != scopes_[s].params.end()) { *slot = it->second; return true; }
+  }
+  const auto it = own_params_.find(name);
+  if (it == own_params_.end()) return false;
+  *slot = it->second;
+  return true;
+}
+
+// A variable's address in its own space: param offset, shared offset, local offset in the
+// frame (frame .param variables too), or absolute.
+bool function_parser::resolve_symbol(const std::string& name, uint64_t* address, bool* dynamic) {
   *dynamic = false;
+  if (param_slot p; resolve_frame_parameter(name, &p)) {
+    *address = p.offset;
+    frame_parameter_ = true;
+    return true;
+  }
   if (const auto p = params_.find(name); p != params_.end()) { *address = p->second; return true; }
   if (const auto l = locals_.find(name); l != locals_.end()) {
     *address = l->second;
@@ -269,25 +329,38 @@ bool function_parser::resolve_symbol(const std::string& name, uint64_t* address,
   if (const ptx_variable* v = mod_.module_variable(name)) {
     if (v->state == space::shared) {
       // Module-scope shared variables are laid out in each kernel that uses them.
-      auto& self = const_cast<function_parser&>(*this);
       if (v->dynamic_shared) {
-        self.locals_[name] = UINT64_MAX;
-        self.k_.dynamic_shared_align = std::max(self.k_.dynamic_shared_align, v->align);
+        k_.dynamic_shared_align = std::max(k_.dynamic_shared_align, v->align);
         *address = 0;
         *dynamic = true;
         return true;
       }
-      self.k_.static_shared_bytes = align_up(self.k_.static_shared_bytes, v->align);
-      self.locals_[name] = self.k_.static_shared_bytes;
-      self.local_space_[name] = space::shared;
-      *address = self.k_.static_shared_bytes;
-      self.k_.static_shared_bytes += v->size;
+      const auto [it, added] = layout_.shared.emplace(name, 0);
+      if (added) {
+        k_.static_shared_bytes = align_up(k_.static_shared_bytes, v->align);
+        it->second = k_.static_shared_bytes;
+        k_.static_shared_bytes += v->size;
+      }
+      *address = it->second;
       return true;
     }
     *address = v->address;
     return true;
   }
   return false;
+}
+
+size_t function_parser::allocate_frame(size_t align, size_t bytes) {
+  frame_bytes_ = align_up(frame_bytes_, align);
+  const size_t offset = frame_bytes_;
+  frame_bytes_ += bytes;
+  return offset;
+}
+
+param_slot function_parser::declare_parameter(const std::string& name, size_t align, size_t size) {
+  const param_slot slot{allocate_frame(align, size), size};
+  own_params_[name] = slot;
+  return slot;
 }
 
 void function_parser::declare_registers() {
@@ -318,7 +391,7 @@ void function_parser::declare_registers() {
   expect(";");
 }
 
-// Function-scope .shared / .local: [.align n] .type name[ [n] ] ;
+// Function-scope .shared / .local / .param: [.align n] .type name[ [n] ] ;
 void function_parser::declare_variable(space s) {
   next();
   size_t align = 0;
@@ -345,17 +418,16 @@ void function_parser::declare_variable(space s) {
     k_.static_shared_bytes = align_up(k_.static_shared_bytes, align);
     locals_[name] = k_.static_shared_bytes;
     k_.static_shared_bytes += bytes;
+  } else if (s == space::param) {
+    scopes_[current_].params[name] = {allocate_frame(align, bytes), bytes};
   } else {
-    k_.local_bytes = align_up(k_.local_bytes, align);
-    locals_[name] = k_.local_bytes;
-    k_.local_bytes += bytes;
+    locals_[name] = allocate_frame(align, bytes);
   }
-  local_space_[name] = s;
 }
 
-void function_parser::parse_body() {
+void function_parser::parse_body(bool entry) {
   expect("{");
-  scopes_.push_back({-1, {}, {}});
+  scopes_.push_back({-1, {}, {}, {}});
   current_ = 0;
   int depth = 1;
   while (depth > 0) {
@@ -363,7 +435,7 @@ void function_parser::parse_body() {
     if (t.k == token::kind::end) fail_here("unexpected end of module");
     if (t.k == token::kind::punct && t.text == "{") {
       next();
-      scopes_.push_back({current_, {}, {}});
+      scopes_.push_back({current_, {}, {}, {}});
       current_ = static_cast<int>(scopes_.size()) - 1;
       ++depth;
       continue;
@@ -374,6 +446,8 @@ void function_parser::parse_body() {
       --depth;
       continue;
     }
+    if (t.k == token::kind::word && peek(1).k == token::kind::punct && peek(1).text == ":" && peek(2).text == ".callprototype")
+      fail_here("an indirect call's .callprototype (function pointers are not implemented)");
     if (t.k == token::kind::word && peek(1).k == token::kind::punct && peek(1).text == ":") {
       scopes_[current_].labels[t.text] = static_cast<uint32_t>(k_.code.size());
       pos_ += 2;
@@ -382,6 +456,7 @@ void function_parser::parse_body() {
     if (t.k == token::kind::word && t.text == ".reg") { declare_registers(); continue; }
     if (t.k == token::kind::word && t.text == ".shared") { declare_variable(space::shared); continue; }
     if (t.k == token::kind::word && t.text == ".local") { declare_variable(space::local); continue; }
+    if (t.k == token::kind::word && t.text == ".param") { declare_variable(space::param); continue; }
     if (t.k == token::kind::word && (t.text == ".pragma" || t.text == ".loc" || t.text == ".file")) {
       while (!accept(";")) {
         if (peek().k == token::kind::end) fail_here("unterminated directive");
@@ -403,24 +478,20 @@ void function_parser::parse_body() {
         found = true;
       }
     }
+    if (!found && mod_.is_function(use.name))
+      fail(mod_.name(), use.line, "the address of device function " + use.name +
+                                      " (indirect calls through function pointers are not implemented)");
     if (!found) fail(mod_.name(), use.line, "undefined label " + use.name);
   }
-  // Dynamic shared memory starts after the static variables, at its declared alignment.
-  k_.static_shared_bytes = align_up(k_.static_shared_bytes, k_.dynamic_shared_align);
-  for (const dynamic_use& use : dynamic_uses_) {
-    operand& o = k_.code[use.instr].ops[use.op];
-    operand& target = use.element < 0 ? o : k_.vector_elements[o.first + use.element];
-    target.imm += k_.static_shared_bytes;
-  }
-  mark_accumulator_uses(k_);
   if (k_.code.empty() || k_.code.back().opcode != "ret") {
-    instruction ret;  // falling off the end of an entry returns
+    instruction ret;  // falling off the end of a body returns
     ret.opcode = "ret";
     ret.line = peek().line;
     decode_instruction(ret, k_);
     classify_for_profile(ret);
     k_.code.push_back(ret);
   }
+  if (entry) k_.local_bytes = frame_bytes_;
 }
 
 operand function_parser::parse_operand(instruction& in, int op_index, int element) {
@@ -447,7 +518,7 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
       } else if (!have_base && resolve_symbol(t.text, &address, &dynamic)) {
         o.imm += address;
         have_base = true;
-        if (dynamic) dynamic_uses_.push_back({k_.code.size(), op_index, element});
+        if (dynamic) layout_.dynamic_uses.push_back({k_.code.size(), op_index, element});
       } else {
         const uint64_t v = std::stoull(t.text, nullptr, 0);
         o.imm += negative ? uint64_t(0) - v : v;
@@ -507,7 +578,7 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
   if (resolve_symbol(s, &address, &dynamic)) {
     o.k = operand::kind::imm;
     o.imm = address;
-    if (dynamic) dynamic_uses_.push_back({k_.code.size(), op_index, element});
+    if (dynamic) layout_.dynamic_uses.push_back({k_.code.size(), op_index, element});
     return o;
   }
   // Anything else is a label (branch target), resolved when the body ends.
@@ -535,8 +606,12 @@ void function_parser::parse_instruction() {
     dot = end;
   }
   classify_modifiers(in);
+  frame_parameter_ = false;
   int count = 0;
-  if (!accept(";")) {
+  if (in.opcode == "call") {
+    parse_call(in);
+    count = in.op_count;
+  } else if (!accept(";")) {
     do {
       if (count == 8) fail_here("too many operands");
       in.ops[count] = parse_operand(in, count, -1);
@@ -556,6 +631,7 @@ void function_parser::parse_instruction() {
     expect(";");
   }
   in.op_count = static_cast<uint8_t>(count);
+  if (frame_parameter_ && in.state == space::param) in.state = space::local;
   try {
     decode_instruction(in, k_);
     classify_for_profile(in);
@@ -563,6 +639,65 @@ void function_parser::parse_instruction() {
     fail(mod_.name(), in.line, std::string(e.what()) + " in " + op.text + " (" + k_.info.name + ")");
   }
   k_.code.push_back(std::move(in));
+}
+
+// call{.uni} [(ret-param),] func[, (param-list)]: ops[0] the return operands (0 or 1), ops[1]
+// the callee (linked later: aux), ops[2] the arguments. Arguments and return values are .param
+// variables of the frame (kind::address, count: their size), registers or immediates (PTX ISA
+// "call": "Arguments may be registers, immediate constants, or variables in .param space").
+void function_parser::parse_call(instruction& in) {
+  const auto list = [&](int op_index) {
+    std::vector<operand> elements;
+    if (!accept(")")) {
+      do {
+        param_slot p;
+        if (peek().k == token::kind::word && resolve_frame_parameter(peek().text, &p)) {
+          next();
+          operand o;
+          o.k = operand::kind::address;
+          o.imm = p.offset;
+          o.count = static_cast<uint32_t>(p.size);
+          elements.push_back(o);
+        } else {
+          elements.push_back(parse_operand(in, op_index, static_cast<int>(elements.size())));
+        }
+      } while (accept(","));
+      expect(")");
+    }
+    operand v;
+    v.k = operand::kind::vector;
+    v.first = static_cast<uint32_t>(k_.vector_elements.size());
+    v.count = static_cast<uint32_t>(elements.size());
+    k_.vector_elements.insert(k_.vector_elements.end(), elements.begin(), elements.end());
+    return v;
+  };
+  operand results;
+  results.k = operand::kind::vector;
+  results.first = static_cast<uint32_t>(k_.vector_elements.size());
+  if (accept("(")) {
+    results = list(0);
+    expect(",");
+  }
+  const token& target = next();
+  int32_t slot;
+  if (target.k != token::kind::word || resolve_register(target.text, &slot))
+    fail_here("an indirect call through " + target.text + " (function pointers are not implemented)");
+  call_uses_.push_back({k_.code.size(), target.text, target.line});
+  operand callee;
+  callee.k = operand::kind::label;
+  operand arguments;
+  arguments.k = operand::kind::vector;
+  arguments.first = static_cast<uint32_t>(k_.vector_elements.size());
+  if (accept(",")) {
+    expect("(");
+    arguments = list(2);
+  }
+  if (accept(",")) fail_here("a call target list or prototype of a direct call to " + target.text);
+  expect(";");
+  in.ops[0] = results;
+  in.ops[1] = callee;
+  in.ops[2] = arguments;
+  in.op_count = 3;
 }
 
 void module_impl::parse_variable(const std::vector<token>& toks, size_t& pos, space s, bool is_extern) {
@@ -644,38 +779,167 @@ void module_impl::skip_function(const std::vector<token>& toks, size_t& pos) {
   } while (depth > 0);
 }
 
+// ( .param [.align n] [.ptr ...] .type name[[n]] {, ...} ): each parameter's name, alignment and size.
+std::vector<module_impl::declared_param> module_impl::parse_param_list(const std::vector<token>& toks, size_t& pos) {
+  std::vector<declared_param> out;
+  ++pos;  // (
+  while (toks[pos].text != ")") {
+    if (toks[pos].text != ".param") fail(name_, toks[pos].line, "expected .param");
+    ++pos;
+    size_t align = 0;
+    while (toks[pos].text == ".align" || toks[pos].text == ".ptr" || toks[pos].text == ".global" ||
+           toks[pos].text == ".const" || toks[pos].text == ".shared" || toks[pos].text == ".local") {
+      if (toks[pos].text == ".align") { align = std::stoul(toks[pos + 1].text); pos += 2; }
+      else ++pos;
+    }
+    ptype t;
+    if (!parse_type(toks[pos].text.substr(1), &t)) fail(name_, toks[pos].line, "bad parameter type");
+    ++pos;
+    const std::string pname = toks[pos++].text;
+    size_t count = 1;
+    if (toks[pos].text == "[") { count = std::stoul(toks[pos + 1].text); pos += 3; }
+    out.push_back({pname, align == 0 ? size_t(type_bytes(t)) : align, count * type_bytes(t)});
+    if (toks[pos].text == ",") ++pos;
+  }
+  ++pos;
+  return out;
+}
+
+// After .func: [(return param)] name [(params)] [.noreturn] then a body (a definition) or ';'.
+void module_impl::declare_function(const std::vector<token>& toks, size_t& pos, bool is_extern) {
+  const size_t header = pos;
+  if (toks[pos].text == "(") parse_param_list(toks, pos);
+  const std::string fname = toks[pos++].text;
+  skip_function(toks, pos);
+  if (toks[pos - 1].text == "}") definitions_[fname] = header;
+  else if (is_extern) externs_.insert(fname);
+}
+
+// Decodes the definition of `name` into k, after its code: its parameters and return value in
+// its frame, its calls appended to `calls`. Returns its index in k.functions.
+uint32_t module_impl::parse_function(const std::vector<token>& toks, kernel& k, kernel_layout& layout,
+                                     const std::string& name, std::vector<call_use>& calls) {
+  size_t pos = definitions_.at(name);
+  function_parser fp(*this, toks, pos, k, layout);
+  device_function f;
+  f.name = name;
+  if (toks[pos].text == "(") {
+    const std::vector<declared_param> result = parse_param_list(toks, pos);
+    if (result.size() != 1) fail(name_, toks[pos].line, "function " + name + " with more than one return value");
+    f.result = fp.declare_parameter(result[0].name, result[0].align, result[0].size);
+  }
+  ++pos;  // the name
+  if (toks[pos].text == "(")
+    for (const declared_param& p : parse_param_list(toks, pos)) f.params.push_back(fp.declare_parameter(p.name, p.align, p.size));
+  while (toks[pos].text == ".noreturn") ++pos;
+  if (toks[pos].text != "{") fail(name_, toks[pos].line, "unsupported function directive " + toks[pos].text);
+  f.entry = static_cast<uint32_t>(k.code.size());
+  f.first_register = k.register_count;
+  fp.parse_body(false);
+  f.register_count = k.register_count - f.first_register;
+  f.frame_bytes = fp.frame_bytes();
+  calls.insert(calls.end(), fp.calls().begin(), fp.calls().end());
+  k.functions.push_back(std::move(f));
+  return static_cast<uint32_t>(k.functions.size() - 1);
+}
+
+// Links the kernel's calls: each callee's body is decoded once, after the code; vprintf and
+// __assertfail, which the CUDA runtime provides, become builtins. A call whose operands do not
+// match the callee's parameters, or of a function the module does not define, is refused.
+// Then sizes the thread's stack: the deepest chain of frames, or max_call_depth frames of the
+// largest function where the calls recurse.
+void module_impl::link_calls(const std::vector<token>& toks, kernel& k, kernel_layout& layout, std::vector<call_use> calls) {
+  std::unordered_map<std::string, uint32_t> index;
+  std::vector<std::vector<uint32_t>> callees(1);  // [0]: the entry's, [i + 1]: those of function i
+  const auto caller_of = [&](size_t pc) {
+    uint32_t caller = 0;
+    for (uint32_t i = 0; i < k.functions.size(); ++i)
+      if (k.functions[i].kind == device_function::builtin::none && pc >= k.functions[i].entry) caller = i + 1;
+    return caller;
+  };
+  while (!calls.empty()) {
+    const call_use use = calls.front();
+    calls.erase(calls.begin());
+    auto it = index.find(use.callee);
+    if (it == index.end()) {
+      uint32_t i;
+      if (definitions_.count(use.callee)) {
+        i = parse_function(toks, k, layout, use.callee, calls);
+      } else if (externs_.count(use.callee) && (use.callee == "vprintf" || use.callee == "__assertfail")) {
+        device_function f;
+        f.name = use.callee;
+        f.kind = use.callee == "vprintf" ? device_function::builtin::vprintf : device_function::builtin::assertfail;
+        const size_t b64 = 8, b32 = 4;
+        f.params = use.callee == "vprintf" ? std::vector<param_slot>{{0, b64}, {0, b64}}
+                                           : std::vector<param_slot>{{0, b64}, {0, b64}, {0, b32}, {0, b64}, {0, b64}};
+        if (use.callee == "vprintf") f.result = {0, b32};
+        k.functions.push_back(f);
+        i = static_cast<uint32_t>(k.functions.size() - 1);
+      } else {
+        fail(name_, use.line, "call of " + use.callee + (externs_.count(use.callee)
+                                                              ? ", an external function the emulator does not provide "
+                                                                "(only the CUDA runtime's vprintf and __assertfail)"
+                                                              : ", which the module does not define"));
+      }
+      callees.resize(k.functions.size() + 1);
+      it = index.emplace(use.callee, i).first;
+    }
+    instruction& in = k.code[use.instr];
+    in.aux = it->second;
+    const device_function& f = k.functions[it->second];
+    const operand &results = in.ops[0], &arguments = in.ops[2];
+    bool matches = arguments.count == f.params.size() && results.count <= (f.result.size ? 1u : 0u);
+    for (uint32_t a = 0; a < arguments.count && matches; ++a) {
+      const operand& o = k.vector_elements[arguments.first + a];
+      matches = o.k != operand::kind::address || o.count == f.params[a].size;
+    }
+    if (results.count == 1) {
+      const operand& o = k.vector_elements[results.first];
+      matches &= (o.k == operand::kind::address && o.count == f.result.size) || o.k == operand::kind::reg;
+    }
+    if (!matches)
+      fail(name_, use.line, "call of " + use.callee + " with " + std::to_string(arguments.count) + " argument(s) and " +
+                                std::to_string(results.count) + " return value(s) that do not match its " +
+                                std::to_string(f.params.size()) + " parameter(s) and " +
+                                (f.result.size ? "return value" : "no return value"));
+    callees[caller_of(use.instr)].push_back(it->second + 1);
+  }
+  // The stack: frames 16-byte aligned; depth-first over the call graph, a cycle is recursion.
+  std::vector<size_t> frame(callees.size()), deepest(callees.size());
+  frame[0] = align_up(k.local_bytes, 16);
+  for (size_t i = 0; i < k.functions.size(); ++i) frame[i + 1] = align_up(k.functions[i].frame_bytes, 16);
+  std::vector<uint8_t> state(callees.size(), 0);  // 0 new, 1 on the path, 2 done
+  bool recursive = false;
+  const std::function<void(uint32_t)> visit = [&](uint32_t f) {
+    state[f] = 1;
+    size_t below = 0;
+    for (uint32_t c : callees[f]) {
+      if (state[c] == 1) recursive = true;
+      if (state[c] == 0) visit(c);
+      below = std::max(below, deepest[c]);
+    }
+    deepest[f] = frame[f] + below;
+    state[f] = 2;
+  };
+  visit(0);
+  k.stack_bytes = recursive ? frame[0] + max_call_depth * *std::max_element(frame.begin() + 1, frame.end()) : deepest[0];
+}
+
 void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
   auto k = std::make_unique<kernel>();
   k->module_name = name_;
   k->info.name = toks[pos++].text;
   k->info.ptx_version = target_;
-  function_parser fp(*this, toks, pos, *k);
+  kernel_layout layout;
+  function_parser fp(*this, toks, pos, *k, layout);
   if (toks[pos].text == "(") {
-    ++pos;
     size_t offset = 0;
-    while (toks[pos].text != ")") {
-      if (toks[pos].text != ".param") fail(name_, toks[pos].line, "expected .param");
-      ++pos;
-      size_t align = 0;
-      while (toks[pos].text == ".align" || toks[pos].text == ".ptr" || toks[pos].text == ".global" ||
-             toks[pos].text == ".const" || toks[pos].text == ".shared" || toks[pos].text == ".local") {
-        if (toks[pos].text == ".align") { align = std::stoul(toks[pos + 1].text); pos += 2; }
-        else ++pos;
-      }
-      ptype t;
-      if (!parse_type(toks[pos].text.substr(1), &t)) fail(name_, toks[pos].line, "bad parameter type");
-      ++pos;
-      const std::string pname = toks[pos++].text;
-      size_t count = 1;
-      if (toks[pos].text == "[") { count = std::stoul(toks[pos + 1].text); pos += 3; }
-      if (align == 0) align = type_bytes(t);
-      offset = align_up(offset, align);
-      fp.params_[pname] = offset;
-      k->info.params.push_back({offset, count * type_bytes(t)});
-      offset += count * type_bytes(t);
-      if (toks[pos].text == ",") ++pos;
+    for (const declared_param& p : parse_param_list(toks, pos)) {
+      offset = align_up(offset, p.align);
+      fp.params_[p.name] = offset;
+      k->info.params.push_back({offset, p.size});
+      offset += p.size;
     }
-    ++pos;
     k->info.param_bytes = offset;
   }
   int max_threads = 1;
@@ -700,7 +964,16 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
       fail(name_, toks[pos].line, "unsupported entry directive " + d);
     }
   }
-  fp.parse_body();
+  fp.parse_body(true);
+  link_calls(toks, *k, layout, fp.calls());
+  // Dynamic shared memory starts after the static variables, at its declared alignment.
+  k->static_shared_bytes = align_up(k->static_shared_bytes, k->dynamic_shared_align);
+  for (const kernel_layout::dynamic_use& use : layout.dynamic_uses) {
+    operand& o = k->code[use.instr].ops[use.op];
+    operand& target = use.element < 0 ? o : k->vector_elements[o.first + use.element];
+    target.imm += k->static_shared_bytes;
+  }
+  mark_accumulator_uses(*k);
   k->info.max_threads_per_block = limited ? max_threads : 1024;
   k->info.bounded_threads = limited;
   k->info.static_shared_bytes = k->static_shared_bytes;
@@ -711,6 +984,7 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
 
 void module_impl::parse(std::string_view text) {
   const std::vector<token> toks = tokenize(text);
+  std::vector<size_t> entries;  // decoded once every function and variable is known
   size_t pos = 0;
   while (toks[pos].k != token::kind::end) {
     const token& t = toks[pos];
@@ -743,13 +1017,18 @@ void module_impl::parse(std::string_view text) {
       ++pos;
     }
     const std::string& d = toks[pos].text;
-    if (d == ".entry") { ++pos; parse_entry(toks, pos); continue; }
-    if (d == ".func") { ++pos; skip_function(toks, pos); continue; }
+    if (d == ".entry") {
+      entries.push_back(++pos);
+      skip_function(toks, pos);
+      continue;
+    }
+    if (d == ".func") { ++pos; declare_function(toks, pos, is_extern); continue; }
     if (d == ".global") { ++pos; parse_variable(toks, pos, space::global, is_extern); continue; }
     if (d == ".const") { ++pos; parse_variable(toks, pos, space::constant, is_extern); continue; }
     if (d == ".shared") { ++pos; parse_variable(toks, pos, space::shared, is_extern); continue; }
     fail(name_, toks[pos].line, "unsupported module directive " + d);
   }
+  for (size_t entry : entries) parse_entry(toks, entry);
 }
 
 }  // namespace

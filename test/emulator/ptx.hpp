@@ -45,7 +45,7 @@ struct operand {
   int32_t reg = -1;      //!< kind::reg, or the base register of kind::address (-1: none)
   uint64_t imm = 0;      //!< kind::imm bits, kind::address offset, kind::label target pc
   uint32_t first = 0;    //!< kind::vector: index of the first element in function::vector_elements
-  uint32_t count = 0;    //!< kind::vector: element count
+  uint32_t count = 0;    //!< kind::vector: element count; a call's .param argument (kind::address): its size
 };
 
 struct instruction;
@@ -113,7 +113,25 @@ struct ptx_variable {
   bool dynamic_shared = false; //!< `.extern .shared` array: placed after static shared memory
 };
 
-//! A decoded .entry (kernel). Register slots are numbered per function.
+//! A device function (.func) that a kernel calls, or the CUDA runtime's vprintf and __assertfail
+//! (builtin). Its body follows the entry's in kernel::code; its registers are slots of the
+//! kernel's, saved across a call of it (recursion); its frame (.local variables, parameters, the
+//! .param variables of its call sites) lies on the thread's stack while it runs.
+struct device_function {
+  enum class builtin : uint8_t { none, vprintf, assertfail };
+  std::string name;
+  builtin kind = builtin::none;
+  uint32_t entry = 0;  //!< pc of its first instruction
+  uint32_t first_register = 0, register_count = 0;
+  size_t frame_bytes = 0;
+  std::vector<param_slot> params;  //!< offsets in its frame
+  param_slot result;               //!< its return .param (size 0: none)
+};
+
+//! Calls deeper than this fail with a stack overflow.
+constexpr size_t max_call_depth = 1024;
+
+//! A decoded .entry (kernel) and the functions it calls. Register slots are numbered per kernel.
 class kernel {
  public:
   kernel_info info;
@@ -124,7 +142,9 @@ class kernel {
   std::vector<ptype> register_types;        //!< slot -> declared type
   size_t static_shared_bytes = 0;
   size_t dynamic_shared_align = 16;
-  size_t local_bytes = 0;
+  size_t local_bytes = 0;                   //!< the entry's frame
+  std::vector<device_function> functions;   //!< a call's aux indexes them
+  size_t stack_bytes = 0;                   //!< per thread: the deepest chain of frames
   std::string module_name;
 };
 

@@ -30,6 +30,9 @@
 //    cudaErrorStreamCaptureInvalidated and ends (cudaStreamEndCapture) without a graph.
 //    Not emulated: unjoined-work and cross-thread checks, waits on events recorded outside
 //    the capture (they add nothing), graph nodes as handles.
+//  - What kernels print (device printf, failed asserts' messages) is written where CUDA flushes its
+//    printf buffer: at the start of a launch, the synchronisations, the blocking copies and
+//    cudaDeviceReset (flushing_api); its size limit is not emulated.
 //  - Launch log: with BEAM_EMULATOR_LAUNCH_LOG=<file>, each kernel run appends its mangled
 //    name as one line to <file>, which the first registered fatbinary creates (a program that
 //    launches nothing leaves it empty: it ran).
@@ -285,6 +288,17 @@ template <class Body>
 cudaError_t device_query(Body&& body) noexcept {
   return call(true, body);
 }
+//! As api(), where CUDA writes out the device's printf buffer (CUDA Programming Guide, "Formatted
+//! Output": a synchronisation, a blocking copy): what the kernels before it printed is written
+//! first, after a kernel fault too.
+template <class Body>
+cudaError_t flushing_api(Body&& body) noexcept {
+  {
+    std::lock_guard<std::recursive_mutex> lock(rt().mutex);
+    emu::flush_device_output();
+  }
+  return api(body);
+}
 
 //! Runs a registration hook, which has no way to report an error: a failure is fatal.
 template <class Body>
@@ -453,6 +467,7 @@ void log_launch(const std::string& name) {
 //! touches the primary's stores before its griddepcontrol.wait.
 cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void** args, bool programmatic,
                        CUstream_st& s) {
+  emu::flush_device_output();  // as CUDA does at the start of a launch
   log_launch(f.name);
   emu::launch_params params;
   params.grid = grid;
@@ -1429,7 +1444,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
 
 //! All work is done when it is enqueued: nothing to wait for.
 cudaError_t cudaDeviceSynchronize(void) {
-  return api([] { return forbid_during_capture("cudaDeviceSynchronize"); });
+  return flushing_api([] { return forbid_during_capture("cudaDeviceSynchronize"); });
 }
 
 //! Clears the sticky error and this thread's last error and frees every allocation, stream,
@@ -1438,6 +1453,7 @@ cudaError_t cudaDeviceSynchronize(void) {
 cudaError_t cudaDeviceReset(void) {
   return device_query([] {
     if (const cudaError_t status = forbid_during_capture("cudaDeviceReset"); status != cudaSuccess) return status;
+    emu::flush_device_output();
     runtime& r = rt();
     for (const auto& allocation : r.allocations) emu::device_free(allocation.first);
     r.allocations.clear();
@@ -1592,7 +1608,7 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind) {
-  return api([&] { return submit(nullptr, linear_copy(dst, src, count, kind), "cudaMemcpy"); });
+  return flushing_api([&] { return submit(nullptr, linear_copy(dst, src, count, kind), "cudaMemcpy"); });
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind, cudaStream_t stream) {
@@ -1601,7 +1617,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaM
 
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          enum cudaMemcpyKind kind) {
-  return api(
+  return flushing_api(
       [&] { return submit(nullptr, pitched_copy(dst, dpitch, src, spitch, width, height, kind), "cudaMemcpy2D"); });
 }
 
@@ -1629,7 +1645,7 @@ cudaError_t cudaMemset2DAsync(void* devPtr, size_t pitch, int value, size_t widt
 
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset,
                                enum cudaMemcpyKind kind) {
-  return api([&] { return copy_to_symbol("cudaMemcpyToSymbol", symbol, src, count, offset, kind, nullptr); });
+  return flushing_api([&] { return copy_to_symbol("cudaMemcpyToSymbol", symbol, src, count, offset, kind, nullptr); });
 }
 
 cudaError_t cudaMemcpyToSymbolAsync(const void* symbol, const void* src, size_t count, size_t offset,
@@ -1638,7 +1654,7 @@ cudaError_t cudaMemcpyToSymbolAsync(const void* symbol, const void* src, size_t 
 }
 
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset, enum cudaMemcpyKind kind) {
-  return api([&] { return copy_from_symbol("cudaMemcpyFromSymbol", dst, symbol, count, offset, kind, nullptr); });
+  return flushing_api([&] { return copy_from_symbol("cudaMemcpyFromSymbol", dst, symbol, count, offset, kind, nullptr); });
 }
 
 cudaError_t cudaMemcpyFromSymbolAsync(void* dst, const void* symbol, size_t count, size_t offset,
@@ -1700,7 +1716,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  return api([&] {
+  return flushing_api([&] {
     CUstream_st* s = nullptr;
     if (const cudaError_t status = find_stream(stream, &s); status != cudaSuccess) return status;
     return check_wait(s, "cudaStreamSynchronize");
@@ -1834,7 +1850,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return api([&] {
+  return flushing_api([&] {
     if (const cudaError_t status = find_event("cudaEventSynchronize", event); status != cudaSuccess) return status;
     return check_captured_event("cudaEventSynchronize", event);
   });

@@ -1,8 +1,7 @@
 // PTX control flow (ISA 9.7.12 "Control Flow Instructions": bra, ret, exit) and
 // predicated execution (ISA 9.3 "Predicated Execution"): divergent branches inside a warp that
 // reconverge before a full-mask warp collective, divergent loops, bra.uni, early exit and
-// per-instruction guard predicates. (call / ret of device functions are not emulated: see
-// ../fixtures/unsupported_call.cu.)
+// per-instruction guard predicates. (call / ret of device functions: test_isa_call.cu.)
 #include "isa_test.cuh"
 
 #include <cstdint>

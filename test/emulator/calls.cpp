@@ -1,0 +1,263 @@
+// Calls of device functions (PTX ISA 9.7.12.5 "call", 9.7.12.6 "ret"; 7 "Abstracting the ABI")
+// and the two functions of the CUDA runtime that nvcc's code calls: vprintf (device printf) and
+// __assertfail (device assert).
+//
+// A call passes its arguments by value into the callee's parameters, in a new frame on the
+// thread's stack (local memory), and saves the callee's registers, which the return restores
+// (so that a recursive activation has registers of its own); ret copies the return value into
+// the caller's frame or register. .local addresses are relative to the current frame; generic
+// ones name the stack, so a pointer into a caller's frame stays valid in its callees.
+//
+// printf (CUDA Programming Guide, "Formatted Output"): the format and the argument buffer are
+// read when the thread calls it and formatted on the host, one conversion at a time with the
+// host's C library, as the CUDA runtime does; the text waits in a buffer until the runtime writes
+// it out where CUDA flushes its printf buffer (a launch, a synchronisation, a blocking copy,
+// cudaDeviceReset), each call's text whole, in the order the threads called printf.
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decode.hpp"
+#include "machine.hpp"
+
+namespace emu {
+namespace {
+
+//! What kernels printed and the runtime has not yet written: (stderr?, text).
+std::vector<std::pair<bool, std::string>>& device_output() {
+  static auto* pending = new std::vector<std::pair<bool, std::string>>;
+  return *pending;
+}
+
+//! The bytes of a call's argument `o` as a parameter of `size` bytes: a .param variable of the
+//! caller's frame, or a register or immediate (at most 8 bytes).
+void argument_bytes(const block_state& b, const thread_state& t, const operand& o, uint8_t* to, size_t size) {
+  if (o.k == operand::kind::address) {
+    std::memcpy(to, t.stack + t.frame + o.imm, size);
+    return;
+  }
+  const uint64_t v = value(b, t, o);
+  std::memset(to, 0, size);
+  std::memcpy(to, &v, std::min<size_t>(size, 8));
+}
+
+uint64_t argument(const block_state& b, const thread_state& t, const instruction& in, uint32_t i, size_t size) {
+  uint64_t v = 0;
+  argument_bytes(b, t, b.k.vector_elements[in.ops[2].first + i], reinterpret_cast<uint8_t*>(&v), size);
+  return v;
+}
+
+//! Stores a return value of `size` bytes into the call's return operand, if it has one (the
+//! current frame is the caller's).
+void store_result(thread_state& t, const block_state& b, const instruction& call, const uint8_t* value_bytes, size_t size) {
+  if (call.ops[0].count == 0) return;
+  const operand& o = b.k.vector_elements[call.ops[0].first];
+  if (o.k == operand::kind::address) {
+    std::memcpy(t.stack + t.frame + o.imm, value_bytes, size);
+    return;
+  }
+  uint64_t v = 0;
+  std::memcpy(&v, value_bytes, std::min<size_t>(size, 8));
+  set(t, o, v);
+}
+
+//! The NUL-terminated string at generic address `address` (at most `limit` bytes), read through
+//! the checked memory access.
+std::string device_string(block_state& b, thread_state& t, const instruction& in, uint64_t address,
+                          size_t limit = SIZE_MAX) {
+  std::string s;
+  for (; s.size() < limit; ++address) {
+    const char c = static_cast<char>(*access(b, t, in, space::generic, address, 1, 1, false));
+    if (c == '\0') break;
+    s += c;
+  }
+  return s;
+}
+
+// printf's format (CUDA Programming Guide, "Format Specifiers"): %[flags][width][.precision][size]type,
+// flags '#' ' ' '0' '+' '-', width '*' or digits, precision digits, size h, l or ll, type one of
+// cdiouxXpeEfgGaAs, and %%. The arguments follow each other in the buffer at their alignment,
+// with C's promotions: an int for c, d, i, o, u, x, X (a long long with l or ll), a double for
+// the floating types, a pointer for s and p; a '*' width is an int. At most 32 arguments are
+// read: a conversion after them is printed as it stands. Anything else that follows a '%' is
+// printed as it stands too. Returns the number of arguments read.
+int format_printf(block_state& b, thread_state& t, const instruction& in, uint64_t format, uint64_t args,
+                  std::string& out) {
+  const std::string f = device_string(b, t, in, format);
+  int parsed = 0;
+  uint64_t offset = 0;
+  const auto next_argument = [&](uint32_t bytes) {
+    offset = (offset + bytes - 1) / bytes * bytes;
+    uint64_t v = 0;
+    std::memcpy(&v, access(b, t, in, space::generic, args + offset, bytes, bytes, false), bytes);
+    offset += bytes;
+    ++parsed;
+    return v;
+  };
+  char text[512];
+  for (size_t i = 0; i < f.size();) {
+    if (f[i] != '%') {
+      out += f[i++];
+      continue;
+    }
+    if (i + 1 < f.size() && f[i + 1] == '%') {
+      out += '%';
+      i += 2;
+      continue;
+    }
+    const size_t start = i++;
+    std::string spec = "%";
+    while (i < f.size() && std::strchr("#0 +-", f[i])) spec += f[i++];
+    const size_t width_at = spec.size();
+    bool star = false;
+    if (i < f.size() && f[i] == '*') {
+      star = true;
+      ++i;
+    } else {
+      while (i < f.size() && std::isdigit(static_cast<unsigned char>(f[i]))) spec += f[i++];
+    }
+    size_t precision = SIZE_MAX;
+    if (i < f.size() && f[i] == '.') {
+      const size_t dot = i++;
+      while (i < f.size() && std::isdigit(static_cast<unsigned char>(f[i]))) ++i;
+      precision = std::strtoul(f.c_str() + dot + 1, nullptr, 10);
+      spec += "." + std::to_string(precision);
+    }
+    std::string size;
+    while (i < f.size() && (f[i] == 'h' || f[i] == 'l') && size.size() < 2) size += f[i++];
+    const char type = i < f.size() ? f[i] : '\0';
+    const bool integer = type && std::strchr("cdiouxX", type), floating = type && std::strchr("eEfgGaA", type);
+    const bool pointer = type == 's' || type == 'p';
+    if (!(integer || floating || pointer) || parsed + (star ? 2 : 1) > 32) {
+      out.append(f, start, i - start);  // not a conversion, or beyond the 32 arguments: as it stands
+      continue;
+    }
+    ++i;
+    if (star) spec.insert(width_at, std::to_string(static_cast<int32_t>(next_argument(4))));
+    const bool wide = size == "l" || size == "ll";
+    const std::string conversion = spec + size + type;
+    if (integer) {
+      const uint64_t v = next_argument(wide ? 8 : 4);
+      if (wide) std::snprintf(text, sizeof text, conversion.c_str(), static_cast<long long>(v));
+      else std::snprintf(text, sizeof text, conversion.c_str(), static_cast<int>(v));
+    } else if (floating) {
+      double d;
+      const uint64_t v = next_argument(8);
+      std::memcpy(&d, &v, 8);
+      std::snprintf(text, sizeof text, conversion.c_str(), d);
+    } else if (type == 'p') {
+      std::snprintf(text, sizeof text, conversion.c_str(), reinterpret_cast<void*>(next_argument(8)));
+    } else {
+      const uint64_t p = next_argument(8);
+      const std::string s = p == 0 ? std::string("(null)") : device_string(b, t, in, p, precision);
+      std::vector<char> buffer(s.size() + 512);
+      std::snprintf(buffer.data(), buffer.size(), conversion.c_str(), s.c_str());
+      out += buffer.data();
+      continue;
+    }
+    out += text;
+  }
+  return parsed;
+}
+
+// vprintf(format, args) returns "the number of arguments parsed" (CUDA Programming Guide,
+// "Formatted Output"), -1 for a null format.
+void call_vprintf(block_state& b, thread_state& t, const instruction& in) {
+  const uint64_t format = argument(b, t, in, 0, 8), args = argument(b, t, in, 1, 8);
+  std::string text;
+  const int32_t parsed = format == 0 ? -1 : format_printf(b, t, in, format, args, text);
+  device_output().emplace_back(false, std::move(text));
+  store_result(t, b, in, reinterpret_cast<const uint8_t*>(&parsed), 4);
+}
+
+// __assertfail(message, file, line, function, charSize): the thread's message, in the CUDA
+// Programming Guide's format ("Assertion"), goes to stderr where the runtime flushes the printf
+// buffer; the launch fails with cudaErrorAssert.
+[[noreturn]] void call_assertfail(block_state& b, thread_state& t, const instruction& in) {
+  const std::string message = device_string(b, t, in, argument(b, t, in, 0, 8));
+  const std::string file = device_string(b, t, in, argument(b, t, in, 1, 8));
+  const uint32_t line = static_cast<uint32_t>(argument(b, t, in, 2, 4));
+  const std::string function = device_string(b, t, in, argument(b, t, in, 3, 8));
+  const std::string where = file + ":" + std::to_string(line) + ": " + function;
+  const std::string assertion = "Assertion `" + message + "` failed.";
+  device_output().emplace_back(true, where + ": block: [" + std::to_string(b.ctaid[0]) + "," + std::to_string(b.ctaid[1]) +
+                                         "," + std::to_string(b.ctaid[2]) + "], thread: [" + std::to_string(t.tid[0]) +
+                                         "," + std::to_string(t.tid[1]) + "," + std::to_string(t.tid[2]) + "] " +
+                                         assertion + "\n");
+  fail_launch(b, &t, &in, cudaErrorAssert, "assert", where + ": " + assertion);
+}
+
+// call: the arguments into the callee's parameters in a new frame, the callee's registers saved.
+void exec_call(block_state& b, thread_state& t, const instruction& in) {
+  const device_function& f = b.k.functions[in.aux];
+  if (f.kind == device_function::builtin::vprintf) return call_vprintf(b, t, in);
+  if (f.kind == device_function::builtin::assertfail) call_assertfail(b, t, in);
+  const uint32_t base = (t.stack_top + 15) / 16 * 16;
+  if (t.calls.size() == max_call_depth || base + f.frame_bytes > b.stack_bytes)
+    fail_launch(b, &t, &in, cudaErrorHardwareStackError, "stack overflow",
+                "call of " + f.name + " with " + std::to_string(t.calls.size()) + " calls in progress (at most " +
+                    std::to_string(max_call_depth) + ", in " + std::to_string(b.stack_bytes) +
+                    " bytes of local memory per thread)");
+  const operand& arguments = in.ops[2];
+  for (uint32_t a = 0; a < arguments.count; ++a)
+    argument_bytes(b, t, b.k.vector_elements[arguments.first + a], t.stack + base + f.params[a].offset, f.params[a].size);
+  t.calls.push_back({t.pc, in.aux, t.frame, t.stack_top, t.saved_registers.size()});
+  t.saved_registers.insert(t.saved_registers.end(), t.r + f.first_register, t.r + f.first_register + f.register_count);
+  if (t.ready) t.saved_ready.insert(t.saved_ready.end(), t.ready + f.first_register, t.ready + f.first_register + f.register_count);
+  t.frame = base;
+  t.stack_top = static_cast<uint32_t>(base + f.frame_bytes);
+  t.pc = f.entry;
+}
+
+// ret: from a function, its return value to the caller and its registers restored; from the
+// entry, the thread exits.
+void exec_ret(block_state& b, thread_state& t, const instruction&) {
+  if (t.calls.empty()) {
+    t.state = thread_state::run::exited;
+    return;
+  }
+  const call_frame c = t.calls.back();
+  t.calls.pop_back();
+  const device_function& f = b.k.functions[c.function];
+  const uint8_t* result = t.stack + t.frame + f.result.offset;
+  std::copy(t.saved_registers.begin() + std::ptrdiff_t(c.saved), t.saved_registers.end(), t.r + f.first_register);
+  t.saved_registers.resize(c.saved);
+  if (t.ready) {
+    std::copy(t.saved_ready.begin() + std::ptrdiff_t(c.saved), t.saved_ready.end(), t.ready + f.first_register);
+    t.saved_ready.resize(c.saved);
+  }
+  t.frame = c.caller_frame;
+  t.stack_top = c.caller_top;
+  t.pc = c.return_pc;
+  store_result(t, b, b.k.code[c.return_pc - 1], result, f.result.size);
+}
+
+}  // namespace
+
+bool decode_call_instruction(instruction& in) {
+  if (in.opcode == "call") {
+    in.exec = exec_call;
+    return true;
+  }
+  if (in.opcode == "ret") {
+    in.exec = exec_ret;
+    return true;
+  }
+  return false;
+}
+
+void flush_device_output() {
+  for (const auto& [to_stderr, text] : device_output()) std::fwrite(text.data(), 1, text.size(), to_stderr ? stderr : stdout);
+  if (device_output().empty()) return;
+  device_output().clear();
+  std::fflush(stdout);
+  std::fflush(stderr);
+}
+
+}  // namespace emu
