@@ -452,6 +452,14 @@ uint64_t special_value(const block_state& b, const thread_state& t, special s) {
     case special::cluster_ctarank: return 0;
     case special::cluster_nctarank: return 1;
     case special::is_explicit_cluster: return 0;
+    // The region of shared memory reserved for NVIDIA system software (PTX ISA 10.29): a block here
+    // has none, so the region is empty (its size 0), at the end of the block's shared memory, and
+    // anything addressed through these offsets lies outside the block's shared memory.
+    case special::reserved_smem_offset_begin:
+    case special::reserved_smem_offset_end:
+    case special::reserved_smem_offset_0:
+    case special::reserved_smem_offset_1: return b.shared.size();
+    case special::reserved_smem_offset_cap: return 0;
   }
   return 0;
 }

@@ -140,7 +140,12 @@ const std::map<std::string, special>& special_registers() {
       {"%cluster_ctaid.z", special::cluster_ctaid_z}, {"%cluster_nctaid.x", special::cluster_nctaid_x},
       {"%cluster_nctaid.y", special::cluster_nctaid_y}, {"%cluster_nctaid.z", special::cluster_nctaid_z},
       {"%cluster_ctarank", special::cluster_ctarank}, {"%cluster_nctarank", special::cluster_nctarank},
-      {"%is_explicit_cluster", special::is_explicit_cluster}};
+      {"%is_explicit_cluster", special::is_explicit_cluster},
+      {"%reserved_smem_offset_begin", special::reserved_smem_offset_begin},
+      {"%reserved_smem_offset_end", special::reserved_smem_offset_end},
+      {"%reserved_smem_offset_cap", special::reserved_smem_offset_cap},
+      {"%reserved_smem_offset_0", special::reserved_smem_offset_0},
+      {"%reserved_smem_offset_1", special::reserved_smem_offset_1}};
   return names;
 }
 

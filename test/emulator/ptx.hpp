@@ -34,7 +34,9 @@ enum class special : uint8_t {
   clock, clock64, globaltimer, dynamic_smem_size, total_smem_size,
   clusterid_x, clusterid_y, clusterid_z, nclusterid_x, nclusterid_y, nclusterid_z,
   cluster_ctaid_x, cluster_ctaid_y, cluster_ctaid_z, cluster_nctaid_x, cluster_nctaid_y,
-  cluster_nctaid_z, cluster_ctarank, cluster_nctarank, is_explicit_cluster
+  cluster_nctaid_z, cluster_ctarank, cluster_nctarank, is_explicit_cluster,
+  reserved_smem_offset_begin, reserved_smem_offset_end, reserved_smem_offset_cap, reserved_smem_offset_0,
+  reserved_smem_offset_1
 };
 
 struct operand {

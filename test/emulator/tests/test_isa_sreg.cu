@@ -1,6 +1,9 @@
 // PTX special registers (ISA chapter 10 "Special Registers") in 3-D launches: %tid, %ntid,
 // %ctaid, %nctaid, %laneid, %warpid / %nwarpid, %lanemask_{eq,lt,le,gt,ge}, WARP_SZ,
-// %smid / %nsmid, %dynamic_smem_size, %clock / %clock64.
+// %smid / %nsmid, %dynamic_smem_size, %clock / %clock64, %total_smem_size and
+// %reserved_smem_offset_{begin,end,cap,0,1} (ISA 10.29: the region of shared memory reserved for
+// NVIDIA system software, "not available to users"; cooperative groups' tiles wider than a warp
+// keep their barriers at %reserved_smem_offset_1 on sm_80 and later).
 #include "isa_test.cuh"
 
 #include <cstdint>
@@ -60,6 +63,27 @@ __global__ void k_lanes(uint32_t* out) {
   o[11] = uint32_t(k1 >= k0) | uint32_t(c1 - c0 < 0x80000000u) << 1;  // clocks do not run backwards
 }
 
+// out[k]: %reserved_smem_offset_begin, _end, _cap, _0, _1, %total_smem_size, then the shared
+// addresses of a static array and of the dynamic shared memory.
+__global__ void k_reserved_shared(uint32_t* out) {
+  __shared__ uint32_t array[64];
+  extern __shared__ uint32_t dynamic[];
+  array[threadIdx.x] = threadIdx.x;
+  dynamic[threadIdx.x] = threadIdx.x;
+  uint32_t v[6];
+  asm volatile("mov.b32 %0, %%reserved_smem_offset_begin;" : "=r"(v[0]));
+  asm volatile("mov.b32 %0, %%reserved_smem_offset_end;" : "=r"(v[1]));
+  asm volatile("mov.b32 %0, %%reserved_smem_offset_cap;" : "=r"(v[2]));
+  asm volatile("mov.b32 %0, %%reserved_smem_offset_0;" : "=r"(v[3]));
+  asm volatile("mov.b32 %0, %%reserved_smem_offset_1;" : "=r"(v[4]));
+  SREG(v[5], "total_smem_size");
+  if (threadIdx.x == 0) {
+    for (int k = 0; k < 6; ++k) out[k] = v[k];
+    out[6] = static_cast<uint32_t>(__cvta_generic_to_shared(array));
+    out[7] = static_cast<uint32_t>(__cvta_generic_to_shared(dynamic));
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("emulator_isa_sreg") {
@@ -116,6 +140,34 @@ TEST_CASE("%laneid %warpid %nwarpid %lanemask_* WARP_SZ %smid %dynamic_smem_size
     CHECK(r[11] == 3u);
   }
   CHECK(o[1] != o[32 * 12 + 1]);  // two warps of one CTA: distinct warp identifiers
+}
+
+// ISA 10.29: the reserved region lies outside the user's shared memory, its offsets inside it and its
+// size at most its capacity; 10.30: %total_smem_size counts the user's static and dynamic shared
+// memory. The emulator's blocks reserve none: an empty region at the end of the block's shared
+// memory (exact values checked under the emulator only).
+TEST_CASE("%reserved_smem_offset_{begin,end,cap,0,1}: outside the user's shared memory") {
+  ISA_REQUIRE_DEVICE();
+  const uint32_t dynamic_bytes = 1000;
+  buffer<uint32_t> out(8);
+  k_reserved_shared<<<1, 64, dynamic_bytes>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  const uint32_t begin = o[0], end = o[1], cap = o[2], array = o[6], dynamic = o[7];
+  CHECK(begin <= end);
+  CHECK(end - begin <= cap);
+  CHECK((begin <= o[3] && o[3] <= end));
+  CHECK((begin <= o[4] && o[4] <= end));
+  CHECK_MESSAGE((end <= array || array + 256 <= begin), "the static array overlaps the reserved region");
+  CHECK_MESSAGE((end <= dynamic || dynamic + dynamic_bytes <= begin), "dynamic shared memory overlaps the reserved region");
+  CHECK(o[5] >= 256 + dynamic_bytes);
+  if (!isa::emulated()) {
+    MESSAGE("the emulator's values (an empty region at the end of the block's shared memory) are checked under the emulator only");
+    return;
+  }
+  CHECK(o[5] == dynamic + dynamic_bytes);
+  for (int k : {0, 1, 3, 4}) CHECK_MESSAGE(o[k] == o[5], "register ", k);
+  CHECK(cap == 0u);
 }
 
 }  // TEST_SUITE
