@@ -2,7 +2,7 @@
 // Synchronization and Communication Instructions: mbarrier"), cp.async.mbarrier.arrive
 // (§9.7.9.25.3.3), cp.async.bulk.tensor in tile mode (§9.7.9.25.5 "Tensor copy"),
 // wgmma (§9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"),
-// elect.sync and setmaxnreg.
+// mapa (§9.7.9.23, clusters of one CTA), elect.sync and setmaxnreg.
 //
 // Asynchrony, as late as the ISA allows: a TMA copy's bytes land in shared memory (and
 // complete their transaction bytes) only when its mbarrier is polled by test_wait or when no
@@ -399,6 +399,19 @@ void warp_wgmma_wait(block_state& b, thread_state* const* lanes, uint32_t mask, 
   }
 }
 
+// ---- mapa --------------------------------------------------------------------------------------
+
+// mapa{.shared::cluster}.{u32,u64} d, a, b (PTX ISA 9.7.9.23): d is the address in CTA b of the
+// cluster that corresponds to a (a shared::cluster address, or with no space a generic one). Every
+// block runs as a cluster of one CTA, rank 0: the address maps to itself, and no other rank exists.
+void exec_mapa(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t rank = static_cast<uint32_t>(value(b, t, in.ops[2]));
+  if (rank != 0)
+    fail_launch(b, &t, &in, cudaErrorIllegalAddress, "illegal address",
+                "mapa to CTA rank " + std::to_string(rank) + " of a cluster of 1 CTA");
+  set(t, in.ops[0], truncate(value(b, t, in.ops[1]), type_bytes(in.type)));
+}
+
 // ---- elect, setmaxnreg, griddepcontrol -------------------------------------------------------
 
 // elect.sync d|p, membermask: the leader is the lowest lane of the participating lanes; every
@@ -661,6 +674,14 @@ bool decode_hopper_instruction(instruction& in, const kernel& k) {
     in.aux2 = a_type | b_type << 2 | (scale(4) ? wgmma_negate_a : 0) | (scale(5) ? wgmma_negate_b : 0) |
               (types[0] == "f16" ? wgmma_f16_accumulators : 0) | (a_registers ? wgmma_a_registers : 0);
     in.warp_exec = warp_wgmma;
+    return true;
+  }
+  if (op == "mapa") {
+    for (const std::string& m : in.modifiers)
+      if (m != "shared::cluster" && m != "u32" && m != "u64") unsupported(in, "qualifier ." + m + " of mapa");
+    if (in.type != ptype::u32 && in.type != ptype::u64) unsupported(in, "mapa needs .u32 or .u64");
+    need_operands(in, 3);
+    in.exec = exec_mapa;
     return true;
   }
   if (op == "elect") {

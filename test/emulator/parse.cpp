@@ -583,6 +583,7 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
   if (resolve_symbol(s, &address, &dynamic)) {
     o.k = operand::kind::imm;
     o.imm = address;
+    if (accept("+")) o.imm += std::stoull(next().text, nullptr, 0);  // var+imm (mov, mapa)
     if (dynamic) layout_.dynamic_uses.push_back({k_.code.size(), op_index, element});
     return o;
   }
@@ -962,7 +963,10 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
       ++pos;
     } else if (d == ".maxnctapersm" || d == ".reqnctapercluster" || d == ".maxclusterrank") {
       ++pos;
-      do { ++pos; } while (toks[pos].text == "," && ++pos);
+      long ctas = 1;
+      do { ctas *= std::stol(toks[pos++].text); } while (toks[pos].text == "," && ++pos);
+      if (d == ".reqnctapercluster" && ctas > 1)  // every block runs as a cluster of its own
+        fail(name_, toks[pos].line, "clusters of more than one CTA (.reqnctapercluster) are not implemented");
     } else if (d == ".noreturn" || d == ".explicitcluster") {
       ++pos;
     } else {

@@ -21,6 +21,8 @@
 //     "Register Fragments" of A for m64nNk16 and m64nNk32) and .f16 accumulators.
 //   elect.sync (ISA 9.7.13 "Parallel Synchronization and Communication Instructions: elect.sync") and
 //     fence.proxy.async.shared::cta (ISA 9.7.13.4 "membar/fence").
+//   mapa (ISA 9.7.9.23 "Data Movement and Conversion Instructions: mapa") in a launch without cluster
+//     dimensions, each block a cluster of one CTA.
 //
 // The family runs only under the sm_90a device model (tests/CMakeLists.txt, emulator_hopper_models); the
 // file is also compiled for compute_80, where every Hopper instruction is replaced by __trap(). Natively
@@ -641,6 +643,36 @@ __global__ void k_elect(const uint32_t* masks, uint32_t* out) {
   }
   uint32_t* o = out + (32 * w + lane) * 4;
   o[0] = l1, o[1] = p1, o[2] = l2, o[3] = p2;
+}
+
+// mapa in every form (a register, a shared variable and variable+imm with .shared::cluster; a generic
+// address without a space), the rank an immediate or %cluster_ctarank; then a store through the
+// mapped shared::cluster address. out[8t + k]
+__global__ void k_mapa(uint32_t* out) {
+  const uint32_t t = threadIdx.x;
+  uint32_t v[8] = {};
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ uint32_t words[32];
+  const uint32_t local = static_cast<uint32_t>(__cvta_generic_to_shared(&words[t]));
+  uint32_t rank, ranks, by_immediate, by_register, variable, variable8, plain;
+  uint64_t generic;
+  asm volatile(".shared .align 4 .b32 isa_mapa_var[4];");
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(ranks));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, 0;" : "=r"(by_immediate) : "r"(local));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(by_register) : "r"(local), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, isa_mapa_var, %1;" : "=r"(variable) : "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, isa_mapa_var+8, 0;" : "=r"(variable8));
+  asm volatile("mov.u32 %0, isa_mapa_var;" : "=r"(plain));
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(generic) : "l"(&words[t]), "r"(rank));
+  asm volatile("st.shared::cluster.u32 [%0], %1;" ::"r"(by_register), "r"(100 + t) : "memory");
+  v[0] = rank, v[1] = ranks, v[2] = by_immediate == local, v[3] = by_register == local;
+  v[4] = variable == plain, v[5] = variable8 == plain + 8, v[6] = generic == reinterpret_cast<uint64_t>(&words[t]);
+  v[7] = words[t];
+#else
+  __trap();
+#endif
+  for (int k = 0; k < 8; ++k) out[8 * t + k] = v[k];
 }
 
 // One warpgroup: the host-built shared-memory images of A (64 x 16) and B (N x 16, both K-major) are
@@ -1831,6 +1863,25 @@ TEST_CASE("elect.sync: one leader per mask, every member gets its laneid, full a
       CHECK_MESSAGE((r[2] == r[0] && r[3] == r[1]), "mask ", hex(mask), " lane ", lane, ": second election gave ", r[2], "/", r[3]);
     }
     CHECK_MESSAGE(leaders == 1, "mask ", hex(mask), ": ", leaders, " lanes got true");
+  }
+}
+
+// "Get address in the CTA specified by operand b which corresponds to the address specified by
+// operand a" (mapa); a launch without cluster dimensions runs each block as a cluster of one CTA
+// (%cluster_nctarank 1, %cluster_ctarank 0), so rank 0 is the CTA itself and every form maps an
+// address to itself.
+TEST_CASE("mapa.shared::cluster and mapa (generic) to rank 0 of a cluster of one CTA: the address itself") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  buffer<uint32_t> out(8 * 32);
+  k_mapa<<<1, 32>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  const char* what[8] = {"%cluster_ctarank", "%cluster_nctarank", "register, rank 0", "register, rank %cluster_ctarank",
+                         "variable", "variable+8", "generic", "the store through the mapped address"};
+  for (uint32_t t = 0; t < 32; ++t) {
+    const uint32_t want[8] = {0, 1, 1, 1, 1, 1, 1, 100 + t};
+    for (int k = 0; k < 8; ++k) CHECK_MESSAGE(o[8 * t + k] == want[k], "thread ", t, ": ", what[k]);
   }
 }
 
