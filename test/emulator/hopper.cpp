@@ -1,6 +1,6 @@
 // The sm_90 instruction families (PTX ISA 9.0): mbarrier objects (§9.7.13.15 "Parallel
 // Synchronization and Communication Instructions: mbarrier"), cp.async.mbarrier.arrive
-// (§9.7.9.25.3.3), cp.async.bulk.tensor in tile mode (§9.7.9.25.5 "Tensor copy"),
+// (§9.7.9.25.3.3), cp.async.bulk.tensor in tile mode, the default (§9.7.9.25.5 "Tensor copy"),
 // wgmma (§9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"),
 // mapa (§9.7.9.23, clusters of one CTA), elect.sync and setmaxnreg.
 //
@@ -149,7 +149,7 @@ uint64_t nan_pattern(unsigned bytes) {
   return bytes == 2 ? 0x7FFFu : bytes == 4 ? 0x7FFFFFFFu : 0x7FFFFFFFFFFFFFFFull;
 }
 
-// cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes[.L2::cache_hint]
+// cp.async.bulk.tensor.Nd.shared::cluster.global[.tile].mbarrier::complete_tx::bytes[.L2::cache_hint]
 //     [dstMem], [tensorMap, {c0, ..., cN-1}], [mbar][, policy]
 // The box at the (signed) coordinates, innermost dimension first, elements outside the tensor
 // as zeros (or NaN); ceil(box[i] / elementStrides[i]) elements per dimension.
@@ -593,10 +593,18 @@ bool decode_hopper_instruction(instruction& in, const kernel& k) {
   }
   if (op == "cp" && has(in, "bulk")) {
     if (!has(in, "tensor")) unsupported(in, "non-tensor bulk copies");
-    if (!has(in, "tile")) unsupported(in, "im2col tensor copies");
     if (in.state != space::shared || !has(in, "global") || !has(in, "mbarrier::complete_tx::bytes"))
       unsupported(in, "only global to shared memory, completing on an mbarrier");
-    if (has(in, "multicast::cluster")) unsupported(in, "multicast");
+    // .load_mode: .tile, which is also the default when it is absent (PTX ISA "cp.async.bulk.tensor");
+    // .im2col, .im2col::w, .im2col::w::128, .tile::gather4, .multicast::cluster and .cta_group are refused.
+    for (const std::string& m : in.modifiers) {
+      if (m.compare(0, 6, "im2col") == 0) unsupported(in, "im2col tensor copies (." + m + ")");
+      if (m == "multicast::cluster") unsupported(in, "multicast");
+      static const char* known[] = {"async", "bulk", "tensor", "1d", "2d", "3d", "4d", "5d", "shared::cluster",
+                                    "shared::cta", "global", "tile", "mbarrier::complete_tx::bytes", "L2::cache_hint"};
+      if (std::find(std::begin(known), std::end(known), m) == std::end(known))
+        unsupported(in, "qualifier ." + m + " of cp.async.bulk.tensor is not implemented");
+    }
     for (unsigned d = 1; d <= 5; ++d)
       if (has(in, (std::to_string(d) + "d").c_str())) in.aux = d;
     need_operands(in, 4);

@@ -236,6 +236,17 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map
   __trap();
 #endif
 }
+// The same copy without a load mode: "The default load mode is .tile" (cp.async.bulk.tensor), the
+// form CuTe emits.
+__device__ __forceinline__ void tma_load_2d_default_mode(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                                         const tensor_coords& at) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
+               ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(at.c[0]), "r"(at.c[1]) : "memory");
+#else
+  __trap();
+#endif
+}
 __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, const tensor_coords& at) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];"
@@ -598,12 +609,13 @@ __global__ void k_cp_async_mbarrier(const uint8_t* g, uint8_t* out, uint32_t* do
   for (int i = 0; i < 16; ++i) out[16 * t + i] = sh[16 * u + i];
 }
 
-// Thread 0 loads one box with cp.async.bulk.tensor (tile mode) into a 1024-byte aligned buffer that
-// all threads first fill with 0xCD; the barrier expects the box's bytes. After the wait the raw
-// shared bytes are copied out. info[0]: the destination's shared address, info[1]: the wait completed.
+// Thread 0 loads one box with cp.async.bulk.tensor (tile mode; DefaultMode: the 2d form without a
+// load mode) into a 1024-byte aligned buffer that all threads first fill with 0xCD; the barrier
+// expects the box's bytes. After the wait the raw shared bytes are copied out. info[0]: the
+// destination's shared address, info[1]: the wait completed.
 constexpr int kTmaBuffer = 8192;
 
-template <int Rank>
+template <int Rank, bool DefaultMode = false>
 __global__ void k_tma_tile(const __grid_constant__ CUtensorMap map, tensor_coords at, uint32_t bytes, uint8_t* out,
                            uint32_t* info) {
   __shared__ __align__(1024) uint8_t sh[kTmaBuffer];
@@ -620,7 +632,8 @@ __global__ void k_tma_tile(const __grid_constant__ CUtensorMap map, tensor_coord
   if (t == 0) {
     mbar_arrive_expect_tx(b, bytes);
     if constexpr (Rank == 1) tma_load_1d(dst, &map, b, at);
-    if constexpr (Rank == 2) tma_load_2d(dst, &map, b, at);
+    if constexpr (Rank == 2 && DefaultMode) tma_load_2d_default_mode(dst, &map, b, at);
+    if constexpr (Rank == 2 && !DefaultMode) tma_load_2d(dst, &map, b, at);
     if constexpr (Rank == 3) tma_load_3d(dst, &map, b, at);
     if constexpr (Rank == 4) tma_load_4d(dst, &map, b, at);
     if constexpr (Rank == 5) tma_load_5d(dst, &map, b, at);
@@ -1192,21 +1205,22 @@ struct tile_case {
   int start[5];
 };
 
-template <int Rank>
+template <int Rank, bool DefaultMode = false>
 void launch_tma(const CUtensorMap& map, const tensor_coords& at, uint32_t bytes, std::vector<uint8_t>& out,
                 std::vector<uint32_t>& info) {
   buffer<uint8_t> dout(kTmaBuffer);
   buffer<uint32_t> dinfo(2);
-  k_tma_tile<Rank><<<1, 32>>>(map, at, bytes, dout.get(), dinfo.get());
+  k_tma_tile<Rank, DefaultMode><<<1, 32>>>(map, at, bytes, dout.get(), dinfo.get());
   ISA_SYNC();
   out = dout.host();
   info = dinfo.host();
 }
 
 void run_tma(uint32_t rank, const CUtensorMap& map, const tensor_coords& at, uint32_t bytes, std::vector<uint8_t>& out,
-             std::vector<uint32_t>& info) {
+             std::vector<uint32_t>& info, bool default_mode = false) {
   if (rank == 1) launch_tma<1>(map, at, bytes, out, info);
-  if (rank == 2) launch_tma<2>(map, at, bytes, out, info);
+  if (rank == 2 && default_mode) launch_tma<2, true>(map, at, bytes, out, info);
+  if (rank == 2 && !default_mode) launch_tma<2>(map, at, bytes, out, info);
   if (rank == 3) launch_tma<3>(map, at, bytes, out, info);
   if (rank == 4) launch_tma<4>(map, at, bytes, out, info);
   if (rank == 5) launch_tma<5>(map, at, bytes, out, info);
@@ -1250,6 +1264,63 @@ cudaError_t launch_secondary(bool programmatic, cudaStream_t stream, const uint3
   config.attrs = &attribute;
   config.numAttrs = 1;
   return cudaLaunchKernelEx(&config, k_pdl_secondary, constant, produced, out);
+}
+
+// Copies tile case tc with cp.async.bulk.tensor (without a load mode: default_mode) and checks the
+// box in shared memory against the tensor, element by element, zeros outside it.
+void check_tile_copy(const tile_case& tc, bool default_mode = false) {
+  const auto encode_fn = tensor_map_encoder();
+  const uint32_t r = tc.rank;
+  const size_t gbytes = r == 1 ? size_t(tc.dims[0]) * 4 : size_t(tc.strides[r - 2]) * tc.dims[r - 1];
+  std::vector<uint8_t> g(gbytes, 0x5A);  // row padding: never part of the box
+  int c[5] = {0, 0, 0, 0, 0};
+  size_t elements = 1;
+  for (uint32_t k = 0; k < r; ++k) elements *= tc.dims[k];
+  for (size_t e = 0; e < elements; ++e) {
+    size_t rest = e, off = 0;
+    for (uint32_t k = 0; k < r; ++k) {
+      c[k] = int(rest % tc.dims[k]), rest /= tc.dims[k];
+      off += k == 0 ? size_t(c[0]) * 4 : size_t(c[k]) * tc.strides[k - 1];
+    }
+    const uint32_t v = tile_value(c);
+    std::memcpy(&g[off], &v, 4);
+  }
+  buffer<uint8_t> dg(g);
+  CUtensorMap map{};
+  const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
+  REQUIRE(encode_fn(&map, CU_TENSOR_MAP_DATA_TYPE_UINT32, r, dg.get(), tc.dims, tc.strides, tc.box, estr,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
+  size_t box_elements = 1;
+  for (uint32_t k = 0; k < r; ++k) box_elements *= tc.box[k];
+  const uint32_t bytes = uint32_t(box_elements * 4);
+  REQUIRE(bytes <= uint32_t(kTmaBuffer));
+  std::vector<uint8_t> want(kTmaBuffer, 0xCD);
+  int oob = 0;
+  for (size_t e = 0; e < box_elements; ++e) {
+    size_t rest = e;
+    bool inside = true;
+    int gc[5] = {0, 0, 0, 0, 0};
+    for (uint32_t k = 0; k < r; ++k) {
+      gc[k] = tc.start[k] + int(rest % tc.box[k]), rest /= tc.box[k];
+      inside = inside && gc[k] >= 0 && gc[k] < int(tc.dims[k]);
+    }
+    const uint32_t v = inside ? tile_value(gc) : 0u;
+    oob += inside ? 0 : 1;
+    std::memcpy(&want[e * 4], &v, 4);
+  }
+  REQUIRE(oob > 0);  // every case crosses the tensor's edges
+  tensor_coords at{};
+  for (uint32_t k = 0; k < r; ++k) at.c[k] = tc.start[k];
+  std::vector<uint8_t> out;
+  std::vector<uint32_t> info;
+  run_tma(r, map, at, bytes, out, info, default_mode);
+  CHECK_MESSAGE(info[1] == 1u, "rank ", r, ": the barrier expecting the box's ", bytes, " bytes did not complete");
+  int bad = 0;
+  for (int i = 0; i < kTmaBuffer; ++i)
+    if (out[i] != want[i] && ++bad <= 8)
+      CHECK_MESSAGE(false, "rank ", r, ": shared byte ", i, " (element ", i / 4, ") = ", hex(out[i]), ", want ", hex(want[i]));
+  CHECK_MESSAGE(bad == 0, "rank ", r, ": ", bad, " wrong shared-memory bytes");
 }
 
 }  // namespace
@@ -1441,7 +1512,6 @@ TEST_CASE("cuTensorMapEncodeTiled through cudaGetDriverEntryPointByVersion: argu
 TEST_CASE("cp.async.bulk.tensor.1d-5d tile: box across the tensor edges, zero fill, dense shared layout, complete_tx bytes") {
   ISA_REQUIRE_DEVICE();
   ISA_REQUIRE_SM90();
-  const auto encode_fn = tensor_map_encoder();
   const tile_case cases[] = {
       {1, {20}, {}, {32}, {-8}},
       {2, {10, 7}, {48}, {16, 4}, {-4, 5}},
@@ -1449,59 +1519,14 @@ TEST_CASE("cp.async.bulk.tensor.1d-5d tile: box across the tensor edges, zero fi
       {4, {5, 3, 4, 3}, {32, 96, 384}, {4, 4, 2, 2}, {2, -2, 3, 1}},
       {5, {4, 3, 2, 3, 2}, {16, 48, 96, 288}, {8, 2, 2, 2, 2}, {-2, 2, -1, 2, 1}},
   };
-  for (const tile_case& tc : cases) {
-    const uint32_t r = tc.rank;
-    const size_t gbytes = r == 1 ? size_t(tc.dims[0]) * 4 : size_t(tc.strides[r - 2]) * tc.dims[r - 1];
-    std::vector<uint8_t> g(gbytes, 0x5A);  // row padding: never part of the box
-    int c[5] = {0, 0, 0, 0, 0};
-    size_t elements = 1;
-    for (uint32_t k = 0; k < r; ++k) elements *= tc.dims[k];
-    for (size_t e = 0; e < elements; ++e) {
-      size_t rest = e, off = 0;
-      for (uint32_t k = 0; k < r; ++k) {
-        c[k] = int(rest % tc.dims[k]), rest /= tc.dims[k];
-        off += k == 0 ? size_t(c[0]) * 4 : size_t(c[k]) * tc.strides[k - 1];
-      }
-      const uint32_t v = tile_value(c);
-      std::memcpy(&g[off], &v, 4);
-    }
-    buffer<uint8_t> dg(g);
-    CUtensorMap map{};
-    const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
-    REQUIRE(encode_fn(&map, CU_TENSOR_MAP_DATA_TYPE_UINT32, r, dg.get(), tc.dims, tc.strides, tc.box, estr,
-                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
-                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
-    size_t box_elements = 1;
-    for (uint32_t k = 0; k < r; ++k) box_elements *= tc.box[k];
-    const uint32_t bytes = uint32_t(box_elements * 4);
-    REQUIRE(bytes <= uint32_t(kTmaBuffer));
-    std::vector<uint8_t> want(kTmaBuffer, 0xCD);
-    int oob = 0;
-    for (size_t e = 0; e < box_elements; ++e) {
-      size_t rest = e;
-      bool inside = true;
-      int gc[5] = {0, 0, 0, 0, 0};
-      for (uint32_t k = 0; k < r; ++k) {
-        gc[k] = tc.start[k] + int(rest % tc.box[k]), rest /= tc.box[k];
-        inside = inside && gc[k] >= 0 && gc[k] < int(tc.dims[k]);
-      }
-      const uint32_t v = inside ? tile_value(gc) : 0u;
-      oob += inside ? 0 : 1;
-      std::memcpy(&want[e * 4], &v, 4);
-    }
-    REQUIRE(oob > 0);  // every case crosses the tensor's edges
-    tensor_coords at{};
-    for (uint32_t k = 0; k < r; ++k) at.c[k] = tc.start[k];
-    std::vector<uint8_t> out;
-    std::vector<uint32_t> info;
-    run_tma(r, map, at, bytes, out, info);
-    CHECK_MESSAGE(info[1] == 1u, "rank ", r, ": the barrier expecting the box's ", bytes, " bytes did not complete");
-    int bad = 0;
-    for (int i = 0; i < kTmaBuffer; ++i)
-      if (out[i] != want[i] && ++bad <= 8)
-        CHECK_MESSAGE(false, "rank ", r, ": shared byte ", i, " (element ", i / 4, ") = ", hex(out[i]), ", want ", hex(want[i]));
-    CHECK_MESSAGE(bad == 0, "rank ", r, ": ", bad, " wrong shared-memory bytes");
-  }
+  for (const tile_case& tc : cases) check_tile_copy(tc);
+}
+
+// "The default load mode is .tile": the 2d copy without a load mode lands the box as a tile copy does.
+TEST_CASE("cp.async.bulk.tensor.2d without a load mode: the default .tile") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  check_tile_copy({2, {10, 7}, {48}, {16, 4}, {-4, 5}}, true);
 }
 
 // CUTLASS (4.3.4 and later) clears bit 21 of the opaque map's second 64-bit word after
