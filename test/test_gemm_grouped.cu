@@ -1016,22 +1016,28 @@ TEST_SUITE("gpu") {
     BEAM_REQUIRE_GPU();
     // GEMM 1 (SwiGLU, block scales per half) and GEMM 2: K = 208 ends in a partial k block
     // (128 + 80, four stages), N = 208 in a partial block row; I = 144 gives each half two
-    // block rows, the second partial, and GEMM 2 K = 144 (128 + 16).
+    // block rows, the second partial, and GEMM 2 K = 144 (128 + 16). Every scaling, schedule
+    // and shape with rows to multiply (37 tokens, none or half the pairs masked); then T = 0
+    // and every pair masked.
     int n = 0;
     for (weight_scales scaling : {weight_scales::block_128, weight_scales::per_channel, weight_scales::none}) {
       for (gemm_schedule schedule : all_schedules) {
         for (auto [hidden, inter] : {std::pair{208, 48}, std::pair{32, 144}}) {
-          const int64_t tokens = std::vector<int64_t>{1, 37, 0}[size_t(n % 3)];
-          const double masked = std::vector<double>{0.0, 0.5, 1.0}[size_t(n / 3 % 3)];
+          const double masked = n % 2 == 0 ? 0.0 : 0.5;
           check_grouped_gemm<__nv_bfloat16, __nv_bfloat16, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
-              {tokens, 2, 3, 2 * inter, hidden, masked, n % 2 == 0, gemm_epilogue::swiglu, schedule},
-              90000 + uint64_t(n), scaling);
+              {37, 2, 3, 2 * inter, hidden, masked, n % 2 == 0, gemm_epilogue::swiglu, schedule}, 90000 + uint64_t(n),
+              scaling);
           check_grouped_gemm<__half, float, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
-              {tokens, 2, 3, hidden, inter, masked, false, gemm_epilogue::scale_rows, schedule}, 91000 + uint64_t(n),
+              {37, 2, 3, hidden, inter, masked, false, gemm_epilogue::scale_rows, schedule}, 91000 + uint64_t(n),
               scaling);
           ++n;
         }
       }
+    }
+    for (auto [tokens, masked] : {std::pair{int64_t(0), 0.0}, std::pair{int64_t(37), 1.0}}) {
+      check_grouped_gemm<__nv_bfloat16, __nv_bfloat16, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
+          {tokens, 2, 3, 96, 208, masked, true, gemm_epilogue::swiglu, gemm_schedule::decode}, 94000,
+          weight_scales::block_128);
     }
   }
 

@@ -634,7 +634,9 @@ TEST_SUITE("gpu") {
           const layer_case c{T, H, I, E, K, I_s, rules[n % 5], n % 2 == 0, schedule, n % 7, n % 4 == 1};
           check_layer<bf16>(c, 90000 + uint64_t(n));
           if (n % 4 == 0) check_layer<__half>(c, 91000 + uint64_t(n));
-          if (n % 3 == 0 && H % 16 == 0 && I % 16 == 0) {  // e4m3 experts: block scales, or per channel (fp16)
+          // e4m3 experts on every other (T, shape), all three schedules: block scales with bf16,
+          // per channel with fp16, alternating
+          if ((n / 3) % 2 == 0 && H % 16 == 0 && I % 16 == 0) {
             if (n % 2 == 0) check_layer<bf16, __nv_fp8_e4m3>(c, 92000 + uint64_t(n), beam::weight_scales::block_128);
             else check_layer<__half, __nv_fp8_e4m3>(c, 93000 + uint64_t(n), beam::weight_scales::per_channel);
           }
@@ -655,7 +657,8 @@ TEST_SUITE("gpu") {
       check_experts_forward(run.first, run.second, true);
       // e4m3 experts (routed and shared): the same layer from a checkpoint's codes and scales
       check_experts_forward<__nv_fp8_e4m3>(run.first, run.second, false, beam::weight_scales::block_128);
-      check_experts_forward<__nv_fp8_e4m3>(run.first, run.second, run.first > 0, beam::weight_scales::per_channel);
+      check_experts_forward<__nv_fp8_e4m3>(run.first, run.second, run.second == gemm_schedule::prefill,
+                                           beam::weight_scales::per_channel);
     }
   }
   TEST_CASE("moe_forward replayed from a CUDA graph with new hidden states equals eager") {

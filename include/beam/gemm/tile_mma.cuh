@@ -199,10 +199,10 @@ __device__ inline void dequantize_e4m3x4(uint32_t codes, uint32_t (&out)[2]) {
       uint32_t value;
       if constexpr (bf16) {
         const __nv_bfloat162 x =
-            __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&bits), __floats2bfloat162_rn(0x1p120f, 0x1p120f));
+            __hmul2_rn(*reinterpret_cast<const __nv_bfloat162*>(&bits), __floats2bfloat162_rn(0x1p120f, 0x1p120f));
         value = *reinterpret_cast<const uint32_t*>(&x);
       } else {
-        const __half2 x = __hmul2(*reinterpret_cast<const __half2*>(&bits), __floats2half2_rn(256.0f, 256.0f));
+        const __half2 x = __hmul2_rn(*reinterpret_cast<const __half2*>(&bits), __floats2half2_rn(256.0f, 256.0f));
         value = *reinterpret_cast<const uint32_t*>(&x);
       }
       // EEEE.MMM = 1111.111 carries into bit 15 of its half: NaN there (it decoded to ±480).
