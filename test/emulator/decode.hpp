@@ -19,6 +19,9 @@ bool has(const instruction& in, const char* m);
 //! cp.async.bulk, wgmma, elect, setmaxnreg): false if `in` is none of them.
 bool decode_hopper_instruction(instruction& in, const kernel& k);
 
+//! decode_instruction for wmma (wmma.cpp): false if `in` is not a wmma instruction.
+bool decode_wmma_instruction(instruction& in, const kernel& k);
+
 //! decode_instruction for call and ret (calls.cpp): false if `in` is neither.
 bool decode_call_instruction(instruction& in);
 

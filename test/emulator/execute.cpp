@@ -464,6 +464,12 @@ uint64_t special_value(const block_state& b, const thread_state& t, special s) {
   return 0;
 }
 
+void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  if (mask != 0xFFFFFFFFu)
+    fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
+                in.opcode + " needs all 32 lanes of the warp");
+}
+
 uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s, uint64_t address,
                 uint32_t bytes, uint32_t align, bool write) {
   const char* what = write ? "store" : "load";

@@ -245,12 +245,6 @@ uint64_t accumulator(const thread_state& t, int32_t slot) {
   return !t.wgmma_writes.empty() && t.wgmma_writes[size_t(slot)] ? t.wgmma_latest[size_t(slot)] : t.r[slot];
 }
 
-void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
-  if (mask != 0xFFFFFFFFu)
-    fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
-                in.opcode + " needs all 32 lanes of the warp");
-}
-
 //! wgmma operand element types (instruction::aux2 bits 0-1: A's, bits 2-3: B's) and flags.
 enum wgmma_type : uint32_t { wgmma_f16, wgmma_bf16, wgmma_e4m3, wgmma_e5m2 };
 constexpr uint32_t wgmma_negate_a = 16, wgmma_negate_b = 32, wgmma_f16_accumulators = 64, wgmma_a_registers = 128;

@@ -1510,7 +1510,7 @@ void decode_cvt_fp8(instruction& in) {
 void decode_instruction(instruction& in, const kernel& k) {
   in.signature = signature_of(in);
   in.aligned = has(in, "aligned");
-  if (decode_hopper_instruction(in, k)) return;
+  if (decode_hopper_instruction(in, k) || decode_wmma_instruction(in, k)) return;
   check_qualifiers(in);
   if (decode_call_instruction(in)) return;
   const std::string& op = in.opcode;

@@ -270,6 +270,9 @@ inline uint64_t bits(double d) {
   return u;
 }
 
+//! A warp collective that needs every lane of the warp (wgmma, wmma): a collective mismatch otherwise.
+void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in);
+
 //! Host pointer for an access of `bytes` at `address` in `s`, after the bounds and alignment
 //! checks (alignment: `align` bytes). Reports and ends the launch when a check fails.
 uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s, uint64_t address,

@@ -191,7 +191,10 @@ void classify_for_profile(instruction& in) {
     m = has(in, "bulk") ? memory_kind::bulk_tensor : memory_kind::async_copy;  // the only bulk copy decoded
   } else if (is({"prefetch", "prefetchu"})) {
     c = instruction_class::memory;
-  } else if (op == "mma" || (op == "wgmma" && has(in, "mma_async"))) {
+  } else if (op == "wmma" && !has(in, "mma")) {
+    c = instruction_class::memory;
+    m = has(in, "load") ? memory_kind::load : memory_kind::store;
+  } else if (op == "mma" || op == "wmma" || (op == "wgmma" && has(in, "mma_async"))) {
     c = instruction_class::tensor;
   } else if (is({"bar", "barrier", "membar", "fence", "mbarrier", "wgmma", "cp", "griddepcontrol", "setmaxnreg"})) {
     c = instruction_class::synchronisation;

@@ -9,10 +9,21 @@
 //     fragment formulas of ISA 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with floating point
 //     type" (restated in a_element / b_element / c_element below).
 //   cp.async, cp.async.commit_group, cp.async.wait_group, cp.async.wait_all (ISA 9.7.9.25.3).
+//   wmma.load / wmma.mma / wmma.store .m16n16k16 (ISA 9.7.14.4, through nvcuda::wmma and written in
+//     PTX without the stride operand): .f16 and .bf16 multiplicands, .f32 and .f16 accumulators, every
+//     layout of A, B, C and D, strides above the default, global, shared and generic addresses. The
+//     fragments' distribution over the threads is unspecified ("Matrix Fragments for WMMA"), so only
+//     D = A·B + C in memory and element-wise operations on a fragment are checked.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
 #include "isa_test.cuh"
 
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -208,6 +219,182 @@ void check_mma(const char* what, const mma_problem& p) {
   }
 }
 
+// ---- wmma -----------------------------------------------------------------------------------
+
+// A (lda), B (ldb) and C (ldc, row- or column-major) loaded from memory, A and B from shared memory
+// when `shared`; every element of A's fragment negated when `negate_a` (an element-wise operation,
+// which the unspecified distribution permits); D = A·B + C stored with ldd, row- or column-major.
+// In: half or __nv_bfloat16 (16-bit codes in memory); Acc: float or half.
+template <class In, class Acc, class ALayout, class BLayout>
+__global__ void k_wmma(const uint16_t* a, unsigned lda, const uint16_t* b, unsigned ldb, const void* c, unsigned ldc,
+                       bool c_col, void* d, unsigned ldd, bool d_col, bool negate_a, bool shared) {
+  namespace wmma = nvcuda::wmma;
+  __shared__ __align__(32) uint16_t sa[16 * 48], sb[16 * 48];
+  const In* pa = reinterpret_cast<const In*>(a);
+  const In* pb = reinterpret_cast<const In*>(b);
+  if (shared) {
+    for (unsigned i = threadIdx.x; i < 16 * lda; i += 32) sa[i] = a[i];
+    for (unsigned i = threadIdx.x; i < 16 * ldb; i += 32) sb[i] = b[i];
+    __syncwarp();
+    pa = reinterpret_cast<const In*>(sa);
+    pb = reinterpret_cast<const In*>(sb);
+  }
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, In, ALayout> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, In, BLayout> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, Acc> fc;
+  wmma::load_matrix_sync(fa, pa, lda);
+  wmma::load_matrix_sync(fb, pb, ldb);
+  wmma::load_matrix_sync(fc, static_cast<const Acc*>(c), ldc, c_col ? wmma::mem_col_major : wmma::mem_row_major);
+  if (negate_a)
+    for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = -fa.x[i];
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(static_cast<Acc*>(d), fc, ldd, d_col ? wmma::mem_col_major : wmma::mem_row_major);
+}
+
+// The forms without the stride operand, whose default is the leading dimension, 16 ("Matrix Storage
+// for WMMA"): .f16 A (row) and B (col) with .f16 C and D (row), and .bf16 A (col) and B (row) with
+// .f32 C (col) and D (row).
+__global__ void k_wmma_f16_default_stride(const uint16_t* a, const uint16_t* b, const uint16_t* c, uint16_t* d) {
+  uint32_t ra[8], rb[8], rc[4], rd[4];
+  asm volatile("wmma.load.a.sync.aligned.row.m16n16k16.global.f16 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8];"
+               : "=r"(ra[0]), "=r"(ra[1]), "=r"(ra[2]), "=r"(ra[3]), "=r"(ra[4]), "=r"(ra[5]), "=r"(ra[6]), "=r"(ra[7])
+               : "l"(a));
+  asm volatile("wmma.load.b.sync.aligned.col.m16n16k16.global.f16 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8];"
+               : "=r"(rb[0]), "=r"(rb[1]), "=r"(rb[2]), "=r"(rb[3]), "=r"(rb[4]), "=r"(rb[5]), "=r"(rb[6]), "=r"(rb[7])
+               : "l"(b));
+  asm volatile("wmma.load.c.sync.aligned.row.m16n16k16.global.f16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(rc[0]), "=r"(rc[1]), "=r"(rc[2]), "=r"(rc[3])
+               : "l"(c));
+  asm volatile(
+      "wmma.mma.sync.aligned.row.col.m16n16k16.f16.f16 {%0, %1, %2, %3}, {%4, %5, %6, %7, %8, %9, %10, %11}, "
+      "{%12, %13, %14, %15, %16, %17, %18, %19}, {%20, %21, %22, %23};"
+      : "=r"(rd[0]), "=r"(rd[1]), "=r"(rd[2]), "=r"(rd[3])
+      : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(ra[4]), "r"(ra[5]), "r"(ra[6]), "r"(ra[7]), "r"(rb[0]),
+        "r"(rb[1]), "r"(rb[2]), "r"(rb[3]), "r"(rb[4]), "r"(rb[5]), "r"(rb[6]), "r"(rb[7]), "r"(rc[0]), "r"(rc[1]),
+        "r"(rc[2]), "r"(rc[3]));
+  asm volatile("wmma.store.d.sync.aligned.row.m16n16k16.global.f16 [%0], {%1, %2, %3, %4};" ::"l"(d), "r"(rd[0]),
+               "r"(rd[1]), "r"(rd[2]), "r"(rd[3])
+               : "memory");
+}
+__global__ void k_wmma_bf16_default_stride(const uint16_t* a, const uint16_t* b, const float* c, float* d) {
+  uint32_t ra[4], rb[4];
+  float rc[8], rd[8];
+  asm volatile("wmma.load.a.sync.aligned.col.m16n16k16.global.bf16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(ra[0]), "=r"(ra[1]), "=r"(ra[2]), "=r"(ra[3])
+               : "l"(a));
+  asm volatile("wmma.load.b.sync.aligned.row.m16n16k16.global.bf16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(rb[0]), "=r"(rb[1]), "=r"(rb[2]), "=r"(rb[3])
+               : "l"(b));
+  asm volatile("wmma.load.c.sync.aligned.col.m16n16k16.global.f32 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8];"
+               : "=f"(rc[0]), "=f"(rc[1]), "=f"(rc[2]), "=f"(rc[3]), "=f"(rc[4]), "=f"(rc[5]), "=f"(rc[6]), "=f"(rc[7])
+               : "l"(c));
+  asm volatile(
+      "wmma.mma.sync.aligned.col.row.m16n16k16.f32.bf16.bf16.f32 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, "
+      "{%12, %13, %14, %15}, {%16, %17, %18, %19, %20, %21, %22, %23};"
+      : "=f"(rd[0]), "=f"(rd[1]), "=f"(rd[2]), "=f"(rd[3]), "=f"(rd[4]), "=f"(rd[5]), "=f"(rd[6]), "=f"(rd[7])
+      : "r"(ra[0]), "r"(ra[1]), "r"(ra[2]), "r"(ra[3]), "r"(rb[0]), "r"(rb[1]), "r"(rb[2]), "r"(rb[3]), "f"(rc[0]),
+        "f"(rc[1]), "f"(rc[2]), "f"(rc[3]), "f"(rc[4]), "f"(rc[5]), "f"(rc[6]), "f"(rc[7]));
+  asm volatile("wmma.store.d.sync.aligned.row.m16n16k16.global.f32 [%0], {%1, %2, %3, %4, %5, %6, %7, %8};" ::"l"(d),
+               "f"(rd[0]), "f"(rd[1]), "f"(rd[2]), "f"(rd[3]), "f"(rd[4]), "f"(rd[5]), "f"(rd[6]), "f"(rd[7])
+               : "memory");
+}
+
+//! A wmma problem in small integers (products and sums exact in f16, bf16 and f32) and its
+//! placement in memory: element (r, c) of a matrix at r·ld + c (row-major) or c·ld + r.
+struct wmma_problem {
+  int a[16][16], b[16][16], c[16][16];
+  bool a_col, b_col, c_col, d_col;
+  unsigned lda, ldb, ldc, ldd;
+  bool negate_a, shared;
+};
+
+size_t at(bool col, unsigned ld, int r, int c) { return col ? size_t(c) * ld + r : size_t(r) * ld + c; }
+
+wmma_problem wmma_data(uint32_t seed) {
+  wmma_problem p{};
+  auto next = [&](int range) {
+    seed = seed * 1103515245u + 12345u;
+    return int((seed >> 16) % uint32_t(2 * range + 1)) - range;
+  };
+  for (auto& row : p.a)
+    for (int& v : row) v = next(3);
+  for (auto& row : p.b)
+    for (int& v : row) v = next(3);
+  for (auto& row : p.c)
+    for (int& v : row) v = next(50);
+  return p;
+}
+
+//! Checks D (16-bit codes when !f32) against A·B + C (negated A when asked), and that every element
+//! of the D array outside the matrix kept its 0xEE bytes.
+template <class T>
+void check_wmma_d(const std::string& what, const wmma_problem& p, const std::vector<T>& d, bool f32) {
+  int bad = 0;
+  std::vector<bool> inside(d.size(), false);
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      int want = p.c[m][n];
+      for (int k = 0; k < 16; ++k) want += (p.negate_a ? -1 : 1) * p.a[m][k] * p.b[k][n];
+      const size_t i = at(p.d_col, p.ldd, m, n);
+      inside[i] = true;
+      float got;
+      if (f32) std::memcpy(&got, &d[i], 4);
+      else got = from_f16(uint16_t(d[i]));
+      if (got != float(want) && ++bad <= 8) CHECK_MESSAGE(false, what, ": D[", m, "][", n, "] = ", got, ", want ", want);
+    }
+  for (size_t i = 0; i < d.size(); ++i) {
+    const bool untouched = f32 ? uint32_t(d[i]) == 0xEEEEEEEEu : uint16_t(d[i]) == 0xEEEEu;
+    if (!inside[i] && !untouched && ++bad <= 8) CHECK_MESSAGE(false, what, ": element ", i, " outside D was written");
+  }
+  CHECK_MESSAGE(bad == 0, what, ": ", bad, " wrong elements");
+}
+
+//! Runs k_wmma<In, Acc, ALayout, BLayout> on p (In: bf16 or f16; Acc: f32 or f16).
+template <class In, class Acc, class ALayout, class BLayout>
+void run_wmma(const std::string& what, const wmma_problem& p) {
+  constexpr bool bf16 = std::is_same<In, __nv_bfloat16>::value, f32 = std::is_same<Acc, float>::value;
+  const auto code = [&](int v) { return bf16 ? to_bf16(float(v)) : to_f16(v); };
+  std::vector<uint16_t> a(16 * p.lda, code(64)), b(16 * p.ldb, code(64));  // the padding would show in D
+  std::vector<uint32_t> c32(16 * p.ldc, isa::bits(64.0f));
+  std::vector<uint16_t> c16(16 * p.ldc, to_f16(64));
+  for (int r = 0; r < 16; ++r)
+    for (int k = 0; k < 16; ++k) {
+      a[at(p.a_col, p.lda, r, k)] = code(p.a[r][k]);
+      b[at(p.b_col, p.ldb, r, k)] = code(p.b[r][k]);
+      c32[at(p.c_col, p.ldc, r, k)] = isa::bits(float(p.c[r][k]));
+      c16[at(p.c_col, p.ldc, r, k)] = to_f16(p.c[r][k]);
+    }
+  buffer<uint16_t> da(a), db(b), dc16(c16), dd16(16 * p.ldd);
+  buffer<uint32_t> dc32(c32), dd32(16 * p.ldd);
+  k_wmma<In, Acc, ALayout, BLayout><<<1, 32>>>(da.get(), p.lda, db.get(), p.ldb,
+                                               f32 ? static_cast<const void*>(dc32.get()) : dc16.get(), p.ldc, p.c_col,
+                                               f32 ? static_cast<void*>(dd32.get()) : dd16.get(), p.ldd, p.d_col,
+                                               p.negate_a, p.shared);
+  ISA_SYNC();
+  if (f32) check_wmma_d(what, p, dd32.host(), true);
+  else check_wmma_d(what, p, dd16.host(), false);
+}
+
+//! Every placement of C and D, strides at and above the default, A negated, shared memory.
+template <class In, class Acc, class ALayout, class BLayout>
+void sweep_wmma(const std::string& name, bool a_col, bool b_col) {
+  const unsigned strides[2][4] = {{16, 16, 16, 16}, {32, 48, 24, 40}};
+  for (int variant = 0; variant < 8; ++variant) {
+    wmma_problem p = wmma_data(uint32_t(variant * 7919 + 17));
+    p.a_col = a_col, p.b_col = b_col;
+    p.c_col = variant & 1, p.d_col = variant >> 1 & 1;
+    const unsigned* s = strides[variant >> 2 & 1];
+    p.lda = s[0], p.ldb = s[1], p.ldc = s[2], p.ldd = s[3];
+    p.negate_a = variant == 3 || variant == 6;
+    p.shared = variant == 5 || variant == 6;
+    run_wmma<In, Acc, ALayout, BLayout>(name + " C " + (p.c_col ? "col" : "row") + " D " + (p.d_col ? "col" : "row") +
+                                            " ld " + std::to_string(p.lda) + "/" + std::to_string(p.ldb) + "/" +
+                                            std::to_string(p.ldc) + "/" + std::to_string(p.ldd) +
+                                            (p.negate_a ? ", A negated" : "") + (p.shared ? ", A and B shared" : ""),
+                                        p);
+  }
+}
+
 // ---- cp.async -------------------------------------------------------------------------------
 
 // Thread 0 alone: the cp-size / src-size / ignore-src forms, then groups and wait_group.
@@ -344,6 +531,62 @@ TEST_CASE("mma.sync.aligned.m16n8k16.row.col .bf16/.f16 -> .f32 and .f16: fragme
     for (int m = 0; m < 16; ++m)
       for (int n = 0; n < 8; ++n) p.c[m][n] = m * 8 + n - 50;
     check_mma("general A*B + C", p);
+  }
+}
+
+// CUDA Programming Guide "Warp Matrix Functions": D = A·B + C for every layout of A and B (fragment
+// template parameters), C and D (mem_row_major / mem_col_major), with ldm 16 and above it.
+TEST_CASE("wmma m16n16k16 .f16 -> .f32 and .f16, .bf16 -> .f32: every layout, strides, shared memory, element-wise ops") {
+  ISA_REQUIRE_DEVICE();
+  using nvcuda::wmma::col_major;
+  using nvcuda::wmma::row_major;
+  sweep_wmma<half, float, row_major, row_major>(".f16 -> .f32 A row B row", false, false);
+  sweep_wmma<half, float, row_major, col_major>(".f16 -> .f32 A row B col", false, true);
+  sweep_wmma<half, float, col_major, row_major>(".f16 -> .f32 A col B row", true, false);
+  sweep_wmma<half, float, col_major, col_major>(".f16 -> .f32 A col B col", true, true);
+  sweep_wmma<half, half, row_major, col_major>(".f16 -> .f16 A row B col", false, true);
+  sweep_wmma<half, half, col_major, row_major>(".f16 -> .f16 A col B row", true, false);
+  sweep_wmma<__nv_bfloat16, float, row_major, row_major>(".bf16 -> .f32 A row B row", false, false);
+  sweep_wmma<__nv_bfloat16, float, row_major, col_major>(".bf16 -> .f32 A row B col", false, true);
+  sweep_wmma<__nv_bfloat16, float, col_major, row_major>(".bf16 -> .f32 A col B row", true, false);
+  sweep_wmma<__nv_bfloat16, float, col_major, col_major>(".bf16 -> .f32 A col B col", true, true);
+}
+
+// "The default value of stride is the leading dimension": packed 16 x 16 matrices.
+TEST_CASE("wmma.load / wmma.store without the stride operand: .f16 -> .f16 and .bf16 -> .f32") {
+  ISA_REQUIRE_DEVICE();
+  {
+    wmma_problem p = wmma_data(4242);
+    p.b_col = true, p.lda = p.ldb = p.ldc = p.ldd = 16;
+    std::vector<uint16_t> a(256), b(256), c(256);
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 16; ++k) {
+        a[at(false, 16, r, k)] = to_f16(p.a[r][k]);
+        b[at(true, 16, r, k)] = to_f16(p.b[r][k]);
+        c[at(false, 16, r, k)] = to_f16(p.c[r][k]);
+      }
+    buffer<uint16_t> da(a), db(b), dc(c), dd(256);
+    k_wmma_f16_default_stride<<<1, 32>>>(da.get(), db.get(), dc.get(), dd.get());
+    ISA_SYNC();
+    check_wmma_d(".f16 -> .f16 without stride", p, dd.host(), false);
+  }
+  {
+    wmma_problem p = wmma_data(777);
+    p.a_col = p.c_col = true, p.lda = p.ldb = p.ldc = p.ldd = 16;
+    std::vector<uint16_t> a(256), b(256);
+    std::vector<float> c(256);
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 16; ++k) {
+        a[at(true, 16, r, k)] = to_bf16(float(p.a[r][k]));
+        b[at(false, 16, r, k)] = to_bf16(float(p.b[r][k]));
+        c[at(true, 16, r, k)] = float(p.c[r][k]);
+      }
+    buffer<uint16_t> da(a), db(b);
+    buffer<float> dc(c);
+    buffer<uint32_t> dd(256);
+    k_wmma_bf16_default_stride<<<1, 32>>>(da.get(), db.get(), dc.get(), reinterpret_cast<float*>(dd.get()));
+    ISA_SYNC();
+    check_wmma_d(".bf16 -> .f32 without stride", p, dd.host(), true);
   }
 }
 
