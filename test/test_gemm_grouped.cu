@@ -200,6 +200,14 @@ TEST_CASE("group lookup: the last tile start at or below a tile index skips empt
   // per-block limit of sm_80+ parts (101376 bytes on sm_86/sm_89).
   CHECK(prefill::smem_bytes(512) <= 101376);
   CHECK(decode::smem_bytes(512) <= 101376);
+  // e4m3: decode_e4m3_tiles' ring holds decode_tiles' tile bytes, plus two scales per stage,
+  // and both e4m3 policies fit the same limit.
+  using decode_e4m3 = beam::detail::gemm_geometry<beam::device::decode_e4m3_tiles, 1>;
+  using prefill_e4m3 = beam::detail::gemm_geometry<beam::device::prefill_e4m3_tiles, 1>;
+  CHECK(decode_e4m3::smem_bytes(0) == 15 * (16 * 64 * 2 + 64 * 64 + 2 * 4) + 16);  // A, B, scales; 1 start
+  CHECK(decode_e4m3::smem_bytes(0) - 15 * 2 * 4 == decode::smem_bytes(0));
+  CHECK(decode_e4m3::smem_bytes(512) <= 101376);
+  CHECK(prefill_e4m3::smem_bytes(512) <= 101376);
   // Hopper: whole warpgroups, 1024-byte stages, and 512 groups fit sm_90's 227 KiB per block.
   using hopper = beam::detail::hopper_geometry<beam::device::hopper_tiles>;
   CHECK(hopper::threads == 128 * (1 + hopper::bm / 64));  // a producer and a consumer per 64 rows
@@ -467,8 +475,8 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling
     REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
                 ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
   } else {
-    REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles>(ga, gb, c.n, c.k, groups,
-                                                                                         out, c.schedule) ==
+    REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_e4m3_tiles, PrefillTiles>(ga, gb, c.n, c.k, groups,
+                                                                                              out, c.schedule) ==
             cudaSuccess);
   }
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
@@ -1037,6 +1045,13 @@ TEST_SUITE("gpu") {
     for (auto [tokens, masked] : {std::pair{int64_t(0), 0.0}, std::pair{int64_t(37), 1.0}}) {
       check_grouped_gemm<__nv_bfloat16, __nv_bfloat16, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
           {tokens, 2, 3, 96, 208, masked, true, gemm_epilogue::swiglu, gemm_schedule::decode}, 94000,
+          weight_scales::block_128);
+    }
+    // K = 1040: 17 stages of 64, more than either e4m3 ring (15 decode, 4 prefill stages), in
+    // 9 k blocks, the last of 16.
+    for (gemm_schedule schedule : all_schedules) {
+      check_grouped_gemm<__nv_bfloat16, float, beam::device::prefill_e4m3_tiles, beam::device::hopper_tiles, e4m3>(
+          {9, 2, 3, 64, 1040, 0.25, true, gemm_epilogue::store, schedule}, 95000 + uint64_t(schedule),
           weight_scales::block_128);
     }
   }

@@ -61,6 +61,12 @@ struct decode_tiles {
 struct prefill_tiles {
   static constexpr int block_rows = 128, block_cols = 128, warps_m = 2, warps_n = 4, stages = 3;
 };
+//! The decode policy of e4m3 weights: decode_tiles' tiles, and 15 stages of 6 KiB, the bytes
+//! in flight (and the shared memory) of decode_tiles' 9 stages of 10 KiB: streaming the weights
+//! needs the same bytes in flight whatever their type.
+struct decode_e4m3_tiles {
+  static constexpr int block_rows = 16, block_cols = 64, warps_m = 1, warps_n = 4, stages = 15;
+};
 //! The sm_80 prefill policy of e4m3 weights: 64 × 128 tiles of 2 × 4 warps of 32 × 32, so that
 //! a warp's fp32 accumulators, its k block's partial sums and its decoded weights fit in
 //! registers (the bf16 policy's 64 × 32 warp tiles would spill).
@@ -174,7 +180,8 @@ template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTi
 //! scales' layout follows N, K and, for swiglu, the two halves). Each 16-byte chunk of e4m3
 //! codes is decoded exactly to T in registers before the tensor-core product (T × T → fp32);
 //! block scales multiply each 128-deep k block's fp32 partial sum, per-channel scales the
-//! final one. Every schedule runs the sm_80 kernel (prefill on Hopper too: no wgmma path yet).
+//! final one. Every schedule runs the sm_80 kernel (prefill on Hopper too: no wgmma path yet),
+//! with decode_e4m3_tiles and prefill_e4m3_tiles by default.
 //! @return as above (strides and alignment counted in bytes: 16-byte rows), and
 //!         cudaErrorInvalidValue for a scaling that is not an enumerator, K not a multiple of
 //!         16, or a scaling other than none with null or misaligned scales.
@@ -183,7 +190,7 @@ template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTi
 //! beam::device::gemm_b<__nv_fp8_e4m3> w13{q13, H, int64_t(2) * I * H, s13, beam::weight_scales::block_128};
 //! beam::device::grouped_gemm<__nv_bfloat16, __nv_bfloat16>(xs, w13, 2 * I, H, groups, {act, I, swiglu});
 //! @endcode
-template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_e4m3_tiles>
+template <class T, class OutT, class DecodeTiles = decode_e4m3_tiles, class PrefillTiles = prefill_e4m3_tiles>
 [[nodiscard]] cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k,
                                        const gemm_groups& groups, const gemm_output<OutT>& out,
                                        gemm_schedule schedule = gemm_schedule::automatic, cudaStream_t stream = nullptr);
@@ -361,21 +368,24 @@ cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT, W>& par
                                                                            work_bound(params, geo::bm), stream, params);
 }
 
-//! A layer's decode GEMM in one launch of layer_gemm_kernel (decode tiles): the grouped problem
+//! A layer's decode GEMM in one launch of layer_gemm_kernel (decode_tiles, decode_e4m3_tiles for
+//! e4m3 weights: the same BN, hence the same column tiles): the grouped problem
 //! `p`, then `extras.dense` (rows 0: none), and with `extras.arrivals` the fused combine, which
 //! needs both problems' N equal and at most layer_max_column_tiles column tiles. The arguments
 //! are the layer's, checked by it as grouped_gemm and combine check theirs.
 template <class T, class W, gemm_epilogue Epilogue>
 cudaError_t launch_layer_gemm(beam::detail::grouped_gemm_params<T, T, W> p, beam::detail::layer_gemm_extras<T, W> extras,
                               cudaStream_t stream) {
-  using geo = beam::detail::gemm_geometry<decode_tiles, int(sizeof(W))>;
+  using tiles = std::conditional_t<sizeof(W) == 1, decode_e4m3_tiles, decode_tiles>;
+  using geo = beam::detail::gemm_geometry<tiles, int(sizeof(W))>;
+  static_assert(tiles::block_cols == decode_tiles::block_cols, "the layer counts column tiles of decode_tiles");
   p.column_tiles = column_tiles(p, Epilogue, geo::bn);
   extras.dense.column_tiles = column_tiles(extras.dense, Epilogue, geo::bn);
   const bool same_columns = extras.dense.rows == 0 || extras.dense.n == p.n;
   if (extras.arrivals && (!same_columns || p.column_tiles > beam::detail::layer_max_column_tiles)) {
     return cudaErrorInvalidValue;  // a combine over column tiles that do not match or cannot be counted
   }
-  return launch_persistent<beam::detail::layer_gemm_kernel<T, decode_tiles, Epilogue, W>, geo::threads,
+  return launch_persistent<beam::detail::layer_gemm_kernel<T, tiles, Epilogue, W>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(
       geo::smem_bytes(p.groups), work_bound(p, geo::bm) + work_bound(extras.dense, geo::bm), stream, p, extras);
 }
