@@ -18,7 +18,7 @@
 //    that is not emulated prints "beam emulator: unsupported: <function>(<what>)" and returns
 //    cudaErrorNotSupported. Runtime functions not defined here fail to link.
 //  - Stream capture records kernel launches (their arguments copied by the PTX parameter
-//    layout), copies and memsets in call order, for every stream taking part (joined through
+//    layout), copies, memsets and host functions in call order, for every stream taking part (joined through
 //    cudaEventRecord + cudaStreamWaitEvent); a graph replays them in that order. While a
 //    cudaStreamCaptureModeGlobal capture (or a ThreadLocal one, on its thread) is active,
 //    calls that may synchronise implicitly (cudaMalloc, cudaFree, cudaMallocHost,
@@ -30,12 +30,14 @@
 //    cudaErrorStreamCaptureInvalidated and ends (cudaStreamEndCapture) without a graph.
 //    Not emulated: unjoined-work and cross-thread checks, waits on events recorded outside
 //    the capture (they add nothing), graph nodes as handles.
+//  - cudaProfilerStart and cudaProfilerStop do nothing (no profiler collects here).
 //  - What kernels print (device printf, failed asserts' messages) is written where CUDA flushes its
 //    printf buffer: at the start of a launch, the synchronisations, the blocking copies and
 //    cudaDeviceReset (flushing_api); its size limit is not emulated.
 //  - Launch log: with BEAM_EMULATOR_LAUNCH_LOG=<file>, each kernel run appends its mangled
 //    name as one line to <file>, which the first registered fatbinary creates (a program that
 //    launches nothing leaves it empty: it ran).
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -169,7 +171,12 @@ struct set_node {
   int value = 0;
   size_t width = 0, height = 1;
 };
-using node = std::variant<kernel_node, copy_node, set_node>;
+//! cudaLaunchHostFunc: `fn(data)` on the host, in stream order.
+struct host_node {
+  cudaHostFn_t fn = nullptr;
+  void* data = nullptr;
+};
+using node = std::variant<kernel_node, copy_node, set_node, host_node>;
 
 struct capture;
 
@@ -692,7 +699,11 @@ cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
     for (size_t i = 0; i < args.size(); ++i) args[i] = k->params.data() + info.params[i].offset;
     return run_kernel(*k->function, k->grid, k->block, k->shared, args.data(), k->programmatic, stream);
   }
-  stream.last_kernel = 0;  // a copy or memset: the next kernel has no programmatic primary
+  stream.last_kernel = 0;  // a copy, memset or host function: the next kernel has no programmatic primary
+  if (auto* h = std::get_if<host_node>(&work)) {
+    h->fn(h->data);
+    return cudaSuccess;
+  }
   if (auto* c = std::get_if<copy_node>(&work)) {
     if (const cudaError_t status = check_copy(*c, function); status != cudaSuccess) return status;
     for (size_t row = 0; row < c->height && c->width > 0; ++row) {
@@ -712,16 +723,17 @@ cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
   return cudaSuccess;
 }
 
-//! Enqueues a copy or memset on `stream`: recorded (after its checks) while the stream
-//! captures, else run now.
+//! Enqueues a copy, memset or host function on `stream`: recorded (after its checks) while the
+//! stream captures, else run now.
 cudaError_t submit(cudaStream_t stream, node work, const char* function) {
   CUstream_st* s = nullptr;
   if (const cudaError_t status = find_stream(stream, &s); status != cudaSuccess) return status;
   capture* into = nullptr;
   if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
   if (into == nullptr) return execute(work, function, *s);
-  const cudaError_t status = std::holds_alternative<copy_node>(work) ? check_copy(std::get<copy_node>(work), function)
-                                                                     : check_set(std::get<set_node>(work), function);
+  cudaError_t status = cudaSuccess;
+  if (auto* c = std::get_if<copy_node>(&work)) status = check_copy(*c, function);
+  if (auto* m = std::get_if<set_node>(&work)) status = check_set(*m, function);
   if (status == cudaSuccess) into->graph->nodes.push_back(std::move(work));
   return status;
 }
@@ -1756,6 +1768,16 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   });
 }
 
+//! Runs `fn(userData)` on the calling thread when enqueued: the stream's earlier work is done,
+//! its later work not begun (CUDA Runtime API, cudaLaunchHostFunc); recorded as a host node
+//! while the stream captures.
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userData) {
+  return api([&] {
+    if (fn == nullptr) return null_argument("cudaLaunchHostFunc");
+    return submit(stream, host_node{fn, userData}, "cudaLaunchHostFunc");
+  });
+}
+
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
   return api([&] {
     CUstream_st* s = nullptr;
@@ -1889,6 +1911,17 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
     rt().events.erase(event);
     return cudaSuccess;
   });
+}
+
+// ---- Profiler ----
+
+//! No profiler runs here: starting and stopping its collection does nothing.
+cudaError_t cudaProfilerStart(void) {
+  return api([] { return cudaSuccess; });
+}
+
+cudaError_t cudaProfilerStop(void) {
+  return api([] { return cudaSuccess; });
 }
 
 // ---- Graphs ----
