@@ -18,8 +18,9 @@
 //    that is not emulated prints "beam emulator: unsupported: <function>(<what>)" and returns
 //    cudaErrorNotSupported. Runtime functions not defined here fail to link.
 //  - Stream capture records kernel launches (their arguments copied by the PTX parameter
-//    layout), copies, memsets and host functions in call order, for every stream taking part (joined through
-//    cudaEventRecord + cudaStreamWaitEvent); a graph replays them in that order. While a
+//    layout), copies, memsets and host functions in call order, for every stream taking part
+//    (joined through cudaEventRecord + cudaStreamWaitEvent), each node depending on the one
+//    before. While a
 //    cudaStreamCaptureModeGlobal capture (or a ThreadLocal one, on its thread) is active,
 //    calls that may synchronise implicitly (cudaMalloc, cudaFree, cudaMallocHost,
 //    cudaHostAlloc, cudaFreeHost, cudaDeviceSynchronize, cudaDeviceReset) fail with
@@ -29,7 +30,13 @@
 //    capture. An invalidated capture fails later work on its streams with
 //    cudaErrorStreamCaptureInvalidated and ends (cudaStreamEndCapture) without a graph.
 //    Not emulated: unjoined-work and cross-thread checks, waits on events recorded outside
-//    the capture (they add nothing), graph nodes as handles.
+//    the capture (they add nothing).
+//  - Graphs are also built node by node (cudaGraphCreate, cudaGraphAdd{Kernel,Memcpy,Memcpy1D,
+//    Memset,Host,Empty}Node, cudaGraphClone, cudaGraphGetNodes); a node's dependencies are nodes
+//    added before it, and a launch runs the nodes one after another in the order they were
+//    added, which respects every dependency. Not emulated (they fail to link): edges added
+//    later (cudaGraphAddDependencies), node queries and updates, child graph, event and memory
+//    nodes, cudaGraphExecUpdate.
 //  - cudaProfilerStart and cudaProfilerStop do nothing (no profiler collects here).
 //  - What kernels print (device printf, failed asserts' messages) is written where CUDA flushes its
 //    printf buffer: at the start of a launch, the synchronisations, the blocking copies and
@@ -165,25 +172,46 @@ struct copy_node {
   size_t spitch = 0, width = 0, height = 1;
   cudaMemcpyKind kind = cudaMemcpyDefault;
 };
+//! `height` rows of `width` bytes set to `value`'s low `element_size` bytes, element by element.
 struct set_node {
   void* dst = nullptr;
   size_t pitch = 0;
   int value = 0;
   size_t width = 0, height = 1;
+  unsigned element_size = 1;
 };
 //! cudaLaunchHostFunc: `fn(data)` on the host, in stream order.
 struct host_node {
   cudaHostFn_t fn = nullptr;
   void* data = nullptr;
 };
-using node = std::variant<kernel_node, copy_node, set_node, host_node>;
+//! cudaGraphAddEmptyNode: nothing to run, only dependencies.
+struct empty_node {};
+using node = std::variant<kernel_node, copy_node, set_node, host_node, empty_node>;
 
 struct capture;
 
 }  // namespace
 
+struct CUgraphNode_st {
+  node work;
+  std::vector<CUgraphNode_st*> dependencies;
+};
+//! A graph's nodes in the order they were added: each node's dependencies were added before it
+//! (explicit nodes may depend only on existing ones; a captured node depends on the one before
+//! it), so this order runs every node after its dependencies.
 struct CUgraph_st {
-  std::vector<node> nodes;
+  std::vector<std::unique_ptr<CUgraphNode_st>> nodes;
+  CUgraphNode_st* add(node work, std::vector<CUgraphNode_st*> dependencies) {
+    nodes.push_back(std::make_unique<CUgraphNode_st>(CUgraphNode_st{std::move(work), std::move(dependencies)}));
+    return nodes.back().get();
+  }
+  //! Captured work: after everything captured before it.
+  void append(node work) {
+    std::vector<CUgraphNode_st*> dependencies;
+    if (!nodes.empty()) dependencies.push_back(nodes.back().get());
+    add(std::move(work), std::move(dependencies));
+  }
 };
 struct CUgraphExec_st {
   std::vector<node> nodes;
@@ -699,6 +727,7 @@ cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
     for (size_t i = 0; i < args.size(); ++i) args[i] = k->params.data() + info.params[i].offset;
     return run_kernel(*k->function, k->grid, k->block, k->shared, args.data(), k->programmatic, stream);
   }
+  if (std::holds_alternative<empty_node>(work)) return cudaSuccess;
   stream.last_kernel = 0;  // a copy, memset or host function: the next kernel has no programmatic primary
   if (auto* h = std::get_if<host_node>(&work)) {
     h->fn(h->data);
@@ -717,8 +746,13 @@ cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
   if (const cudaError_t status = check_set(s, function); status != cudaSuccess) return status;
   emu::profile_memset();
   for (size_t row = 0; row < s.height && s.width > 0; ++row) {
-    std::memset(static_cast<char*>(s.dst) + row * s.pitch, s.value, s.width);
-    emu::mark_device_written(static_cast<char*>(s.dst) + row * s.pitch, s.width);
+    char* const start = static_cast<char*>(s.dst) + row * s.pitch;
+    if (s.element_size == 1) {
+      std::memset(start, s.value, s.width);
+    } else {
+      for (size_t at = 0; at < s.width; at += s.element_size) std::memcpy(start + at, &s.value, s.element_size);
+    }
+    emu::mark_device_written(start, s.width);
   }
   return cudaSuccess;
 }
@@ -734,7 +768,7 @@ cudaError_t submit(cudaStream_t stream, node work, const char* function) {
   cudaError_t status = cudaSuccess;
   if (auto* c = std::get_if<copy_node>(&work)) status = check_copy(*c, function);
   if (auto* m = std::get_if<set_node>(&work)) status = check_set(*m, function);
-  if (status == cudaSuccess) into->graph->nodes.push_back(std::move(work));
+  if (status == cudaSuccess) into->graph->append(std::move(work));
   return status;
 }
 
@@ -770,6 +804,22 @@ set_node pitched_set(void* dst, size_t pitch, int value, size_t width, size_t he
   return s;
 }
 
+//! A checked launch of `f` as a graph node, with a copy of its arguments.
+kernel_node recorded_launch(CUkern_st* f, const emu::kernel_info& info, dim3 grid, dim3 block, size_t shared,
+                            void** args, bool programmatic) {
+  kernel_node k;
+  k.function = f;
+  k.grid = grid;
+  k.block = block;
+  k.shared = shared;
+  k.programmatic = programmatic;
+  k.params.resize(info.param_bytes);
+  for (size_t i = 0; i < info.params.size(); ++i) {
+    std::memcpy(k.params.data() + info.params[i].offset, args[i], info.params[i].size);
+  }
+  return k;
+}
+
 //! Launches `f` on `stream` after the runtime's checks: run now, or recorded with a copy of
 //! its arguments while the stream captures.
 cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shared, cudaStream_t stream,
@@ -782,17 +832,7 @@ cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shar
   capture* into = nullptr;
   if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
   if (into == nullptr) return run_kernel(*f, grid, block, shared, args, programmatic, *s);
-  kernel_node k;
-  k.function = f;
-  k.grid = grid;
-  k.block = block;
-  k.shared = shared;
-  k.programmatic = programmatic;
-  k.params.resize(info->param_bytes);
-  for (size_t i = 0; i < info->params.size(); ++i) {
-    std::memcpy(k.params.data() + info->params[i].offset, args[i], info->params[i].size);
-  }
-  into->graph->nodes.push_back(std::move(k));
+  into->graph->append(recorded_launch(f, *info, grid, block, shared, args, programmatic));
   return cudaSuccess;
 }
 
@@ -1926,19 +1966,178 @@ cudaError_t cudaProfilerStop(void) {
 
 // ---- Graphs ----
 
+cudaError_t find_graph(const char* function, cudaGraph_t graph) {
+  if (rt().graphs.contains(graph)) return cudaSuccess;
+  return fail(cudaErrorInvalidResourceHandle, std::string(function) + ": " + hex(graph) + " is not a live graph");
+}
+
+//! Adds `work` to `graph` after `dependencies`, each of which must be a node of that graph
+//! (CUDA Runtime API, cudaGraphAddKernelNode and the other cudaGraphAdd*Node).
+cudaError_t add_node(const char* function, cudaGraphNode_t* pGraphNode, cudaGraph_t graph,
+                     const cudaGraphNode_t* pDependencies, size_t numDependencies, node work) {
+  if (pGraphNode == nullptr || (numDependencies > 0 && pDependencies == nullptr)) return null_argument(function);
+  if (const cudaError_t status = find_graph(function, graph); status != cudaSuccess) return status;
+  std::vector<CUgraphNode_st*> dependencies(pDependencies, pDependencies + numDependencies);
+  for (CUgraphNode_st* d : dependencies) {
+    const auto& nodes = graph->nodes;
+    if (std::none_of(nodes.begin(), nodes.end(), [&](const auto& n) { return n.get() == d; })) {
+      return fail(cudaErrorInvalidValue,
+                  std::string(function) + ": dependency " + hex(d) + " is not a node of the graph");
+    }
+  }
+  *pGraphNode = graph->add(std::move(work), std::move(dependencies));
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphCreate(cudaGraph_t* pGraph, unsigned int flags) {
+  return api([&] {
+    if (pGraph == nullptr) return null_argument("cudaGraphCreate");
+    if (flags != 0) return fail(cudaErrorInvalidValue, "cudaGraphCreate: flags " + hex(flags) + " (must be 0)");
+    *pGraph = rt().graphs.add();
+    return cudaSuccess;
+  });
+}
+
+//! The launch is checked as cudaLaunchKernel checks it, and its arguments copied, when the node is
+//! added; `extra` (packed arguments) is not emulated.
+cudaError_t cudaGraphAddKernelNode(cudaGraphNode_t* pGraphNode, cudaGraph_t graph, const cudaGraphNode_t* pDependencies,
+                                   size_t numDependencies, const struct cudaKernelNodeParams* pNodeParams) {
+  return api([&] {
+    if (pNodeParams == nullptr) return null_argument("cudaGraphAddKernelNode");
+    const cudaKernelNodeParams& p = *pNodeParams;
+    if (p.extra != nullptr) return unsupported("cudaGraphAddKernelNode", "extra");
+    CUkern_st* f = find_function(p.func);
+    if (f == nullptr) return not_a_kernel("cudaGraphAddKernelNode", p.func);
+    const emu::kernel_info* info = nullptr;
+    if (const cudaError_t status = check_launch(*f, p.gridDim, p.blockDim, p.sharedMemBytes, &info);
+        status != cudaSuccess) {
+      return status;
+    }
+    if (!info->params.empty() && p.kernelParams == nullptr) return null_argument("cudaGraphAddKernelNode");
+    return add_node("cudaGraphAddKernelNode", pGraphNode, graph, pDependencies, numDependencies,
+                    recorded_launch(f, *info, p.gridDim, p.blockDim, p.sharedMemBytes, p.kernelParams, false));
+  });
+}
+
+//! Linear memory only (srcPtr and dstPtr; CUDA arrays are not emulated): extent.width bytes per
+//! row, extent.height rows per slice, extent.depth slices, starting at srcPos / dstPos (x in
+//! bytes). Slices of more than one depth must be rows one pitch apart (ysize = extent.height on
+//! both sides); other 3-D copies are not emulated.
+cudaError_t cudaGraphAddMemcpyNode(cudaGraphNode_t* pGraphNode, cudaGraph_t graph, const cudaGraphNode_t* pDependencies,
+                                   size_t numDependencies, const struct cudaMemcpy3DParms* pCopyParams) {
+  return api([&] {
+    const char* function = "cudaGraphAddMemcpyNode";
+    if (pCopyParams == nullptr) return null_argument(function);
+    const cudaMemcpy3DParms& p = *pCopyParams;
+    if (p.srcArray != nullptr || p.dstArray != nullptr) return unsupported(function, "CUDA arrays");
+    const cudaExtent e = p.extent;
+    if (e.depth > 1 && (p.srcPtr.ysize != e.height || p.dstPtr.ysize != e.height)) {
+      return unsupported(function, "slices of " + std::to_string(p.srcPtr.ysize) + " and " +
+                                       std::to_string(p.dstPtr.ysize) + " rows, copying " + std::to_string(e.height));
+    }
+    if (e.depth > 1 && (p.srcPos.y > 0 || p.dstPos.y > 0)) {
+      return fail(cudaErrorInvalidValue, std::string(function) + ": a y position with " + std::to_string(e.depth) +
+                                             " slices: rows beyond a slice");
+    }
+    const auto start = [](const cudaPitchedPtr& ptr, const cudaPos& pos) {
+      return static_cast<char*>(ptr.ptr) + (pos.z * ptr.ysize + pos.y) * ptr.pitch + pos.x;
+    };
+    copy_node c = pitched_copy(start(p.dstPtr, p.dstPos), p.dstPtr.pitch, start(p.srcPtr, p.srcPos), p.srcPtr.pitch,
+                               e.width, e.height * e.depth, p.kind);
+    if (const cudaError_t status = check_copy(c, function); status != cudaSuccess) return status;
+    return add_node(function, pGraphNode, graph, pDependencies, numDependencies, c);
+  });
+}
+
+cudaError_t cudaGraphAddMemcpyNode1D(cudaGraphNode_t* pGraphNode, cudaGraph_t graph,
+                                     const cudaGraphNode_t* pDependencies, size_t numDependencies, void* dst,
+                                     const void* src, size_t count, enum cudaMemcpyKind kind) {
+  return api([&] {
+    copy_node c = linear_copy(dst, src, count, kind);
+    if (const cudaError_t status = check_copy(c, "cudaGraphAddMemcpyNode1D"); status != cudaSuccess) return status;
+    return add_node("cudaGraphAddMemcpyNode1D", pGraphNode, graph, pDependencies, numDependencies, c);
+  });
+}
+
+//! `height` rows of `width` elements of 1, 2 or 4 bytes, each the low bytes of `value`; the pitch
+//! is unused for one row.
+cudaError_t cudaGraphAddMemsetNode(cudaGraphNode_t* pGraphNode, cudaGraph_t graph, const cudaGraphNode_t* pDependencies,
+                                   size_t numDependencies, const struct cudaMemsetParams* pMemsetParams) {
+  return api([&] {
+    if (pMemsetParams == nullptr) return null_argument("cudaGraphAddMemsetNode");
+    const cudaMemsetParams& p = *pMemsetParams;
+    if (p.elementSize != 1 && p.elementSize != 2 && p.elementSize != 4) {
+      return fail(cudaErrorInvalidValue,
+                  "cudaGraphAddMemsetNode: elementSize " + std::to_string(p.elementSize) + " (1, 2 or 4)");
+    }
+    const size_t row = p.width * p.elementSize;
+    set_node m = pitched_set(p.dst, p.height > 1 ? p.pitch : row, int(p.value), row, p.height);
+    m.element_size = p.elementSize;
+    if (const cudaError_t status = check_set(m, "cudaGraphAddMemsetNode"); status != cudaSuccess) return status;
+    return add_node("cudaGraphAddMemsetNode", pGraphNode, graph, pDependencies, numDependencies, m);
+  });
+}
+
+cudaError_t cudaGraphAddHostNode(cudaGraphNode_t* pGraphNode, cudaGraph_t graph, const cudaGraphNode_t* pDependencies,
+                                 size_t numDependencies, const struct cudaHostNodeParams* pNodeParams) {
+  return api([&] {
+    if (pNodeParams == nullptr || pNodeParams->fn == nullptr) return null_argument("cudaGraphAddHostNode");
+    return add_node("cudaGraphAddHostNode", pGraphNode, graph, pDependencies, numDependencies,
+                    host_node{pNodeParams->fn, pNodeParams->userData});
+  });
+}
+
+cudaError_t cudaGraphAddEmptyNode(cudaGraphNode_t* pGraphNode, cudaGraph_t graph, const cudaGraphNode_t* pDependencies,
+                                  size_t numDependencies) {
+  return api([&] {
+    return add_node("cudaGraphAddEmptyNode", pGraphNode, graph, pDependencies, numDependencies, empty_node{});
+  });
+}
+
+//! The nodes in the order they were added; with `nodes` null, their number. Entries beyond the
+//! graph's nodes are set to null and *numNodes to the number written.
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* numNodes) {
+  return api([&] {
+    if (numNodes == nullptr) return null_argument("cudaGraphGetNodes");
+    if (const cudaError_t status = find_graph("cudaGraphGetNodes", graph); status != cudaSuccess) return status;
+    if (nodes != nullptr) {
+      for (size_t i = 0; i < *numNodes; ++i) nodes[i] = i < graph->nodes.size() ? graph->nodes[i].get() : nullptr;
+      *numNodes = std::min(*numNodes, graph->nodes.size());
+    } else {
+      *numNodes = graph->nodes.size();
+    }
+    return cudaSuccess;
+  });
+}
+
+//! A copy of every node (kernel arguments included) and dependency.
+cudaError_t cudaGraphClone(cudaGraph_t* pGraphClone, cudaGraph_t originalGraph) {
+  return api([&] {
+    if (pGraphClone == nullptr) return null_argument("cudaGraphClone");
+    if (const cudaError_t status = find_graph("cudaGraphClone", originalGraph); status != cudaSuccess) return status;
+    auto clone = std::make_unique<CUgraph_st>();
+    std::unordered_map<const CUgraphNode_st*, CUgraphNode_st*> copies;
+    for (const auto& n : originalGraph->nodes) {
+      std::vector<CUgraphNode_st*> dependencies;
+      for (const CUgraphNode_st* d : n->dependencies) dependencies.push_back(copies.at(d));
+      copies[n.get()] = clone->add(n->work, std::move(dependencies));
+    }
+    *pGraphClone = rt().graphs.add(std::move(clone));
+    return cudaSuccess;
+  });
+}
+
 //! Flags: cudaGraphInstantiateFlagAutoFreeOnLaunch and UseNodePriority have no effect here
 //! (no allocation nodes; nodes run in order); the others are not emulated.
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph, unsigned long long flags) {
   return api([&] {
     if (pGraphExec == nullptr) return null_argument("cudaGraphInstantiate");
-    if (!rt().graphs.contains(graph)) {
-      return fail(cudaErrorInvalidResourceHandle, "cudaGraphInstantiate: " + hex(graph) + " is not a live graph");
-    }
+    if (const cudaError_t status = find_graph("cudaGraphInstantiate", graph); status != cudaSuccess) return status;
     constexpr unsigned long long no_effect =
         cudaGraphInstantiateFlagAutoFreeOnLaunch | cudaGraphInstantiateFlagUseNodePriority;
     if ((flags & ~no_effect) != 0) return unsupported("cudaGraphInstantiate", "flags " + hex(flags));
     *pGraphExec = rt().graph_execs.add();
-    (*pGraphExec)->nodes = graph->nodes;
+    for (const auto& n : graph->nodes) (*pGraphExec)->nodes.push_back(n->work);
     return cudaSuccess;
   });
 }
@@ -1947,7 +2146,7 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t* pGraphExec, cudaGraph
   return cudaGraphInstantiate(pGraphExec, graph, flags);
 }
 
-//! Runs the recorded work in its recorded order, stopping at the first error (or records it
+//! Runs the nodes in the order they were added, stopping at the first error (or records it
 //! into the capture of a capturing stream).
 cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
   return api([&] {
@@ -1960,7 +2159,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
     for (node& work : graphExec->nodes) {
       if (into != nullptr) {
-        into->graph->nodes.push_back(work);
+        into->graph->append(work);
       } else if (const cudaError_t status = execute(work, "cudaGraphLaunch", *s); status != cudaSuccess) {
         return status;
       }
