@@ -486,6 +486,9 @@ void function_parser::parse_body(bool entry) {
     if (!found && mod_.is_function(use.name))
       fail(mod_.name(), use.line, "the address of device function " + use.name +
                                       " (indirect calls through function pointers are not implemented)");
+    if (!found && use.name.rfind("%envreg", 0) == 0)
+      fail(mod_.name(), use.line, use.name + ": the grid workspace of cooperative launches (cooperative groups' grid "
+                                             "synchronisation) is not implemented");
     if (!found) fail(mod_.name(), use.line, "undefined label " + use.name);
   }
   if (k_.code.empty() || k_.code.back().opcode != "ret") {

@@ -1316,6 +1316,8 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t* config, const void* fu
       const cudaLaunchAttribute& a = config->attrs[i];
       if (a.id == cudaLaunchAttributeProgrammaticStreamSerialization) {
         programmatic = a.val.programmaticStreamSerializationAllowed != 0;
+      } else if (a.id == cudaLaunchAttributeCooperative) {
+        return unsupported("cudaLaunchKernelExC", "cudaLaunchAttributeCooperative: cooperative launches");
       } else if (a.id != cudaLaunchAttributeIgnore) {
         return unsupported("cudaLaunchKernelExC", "launch attribute " + std::to_string(a.id));
       }
