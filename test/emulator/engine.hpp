@@ -89,6 +89,9 @@ struct launch_params {
   //! may not touch before their griddepcontrol.wait (0: none, or no programmatic dependency).
   uint64_t predecessor = 0;
   std::string predecessor_kernel;  //!< that launch's kernel, for the report
+  //! A cooperative launch (cudaLaunchCooperativeKernel): every block resident at once, and the
+  //! grid workspace that cooperative groups' grid synchronisation uses in %envreg1:%envreg2.
+  bool cooperative = false;
 };
 
 //! Runs the grid to completion. Returns cudaSuccess, or the error a GPU would report

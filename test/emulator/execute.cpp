@@ -1,4 +1,5 @@
-// Launches: every block in turn, every thread of a block with independent thread scheduling.
+// Launches: every block in turn (a cooperative launch's blocks resident together and interleaved),
+// every thread of a block with independent thread scheduling.
 // A thread runs until it reaches a warp collective or a block barrier; a collective executes
 // once all lanes of its member mask wait at it, a barrier releases once its thread count has
 // arrived. No thread able to run while some have not exited is a deadlock, diagnosed from
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <unordered_set>
 
 #include "machine.hpp"
 
@@ -354,40 +356,98 @@ std::string mbarrier_wait_text(const block_state& b, const thread_state& t) {
   fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "deadlock", "no thread can make progress:" + waits.str());
 }
 
+enum class step { ran, exited, stalled };
+
+//! One pass of a block's scheduler: every ready thread runs its slice, collectives fire, barriers
+//! and mbarrier waits release. Stalled: no thread can run, and nothing in flight lands or times out.
+step step_block(block_state& b) {
+  bool progress = false;
+  for (uint32_t w = 0; w < b.warp_count; ++w) {
+    const uint32_t first = w * 32, last = std::min<uint32_t>(first + 32, b.thread_count);
+    for (;;) {
+      bool ran = false;
+      for (uint32_t i = first; i < last; ++i) {
+        thread_state& t = b.threads[i];
+        if (t.state != thread_state::run::ready) continue;
+        run_thread(b, t);
+        ran = true;
+      }
+      const bool fired = fire_collectives(b, w);
+      progress |= ran | fired;
+      if (!fired) break;
+    }
+  }
+  if (release_barriers(b) || release_mbarrier_waits(b)) return step::ran;
+  bool done = true;
+  for (const thread_state& t : b.threads) done &= t.state == thread_state::run::exited;
+  if (done) {
+    if (!b.bulk_copies.empty()) {
+      const bulk_copy& c = b.bulk_copies.front();
+      fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
+                  "the block exited with the TMA copy of line " + std::to_string(c.line) + " to shared " +
+                      hex(c.destination) + " still in flight (no wait on its mbarrier at shared " +
+                      hex(c.mbarrier) + ")");
+    }
+    return step::exited;
+  }
+  // Nothing can run: the TMA copies in flight land now (as late as possible), else the
+  // try_waits time out; when neither changes anything, the block is deadlocked.
+  return progress || land_bulk_copies(b, UINT32_MAX) || time_out_mbarrier_waits(b) ? step::ran : step::stalled;
+}
+
 void run_block(block_state& b) {
-  for (;;) {
-    bool progress = false;
-    for (uint32_t w = 0; w < b.warp_count; ++w) {
-      const uint32_t first = w * 32, last = std::min<uint32_t>(first + 32, b.thread_count);
-      for (;;) {
-        bool ran = false;
-        for (uint32_t i = first; i < last; ++i) {
-          thread_state& t = b.threads[i];
-          if (t.state != thread_state::run::ready) continue;
-          run_thread(b, t);
-          ran = true;
-        }
-        const bool fired = fire_collectives(b, w);
-        progress |= ran | fired;
-        if (!fired) break;
+  for (step s = step_block(b); s != step::exited; s = step_block(b)) {
+    if (s == step::stalled) diagnose_stall(b);
+  }
+}
+
+//! Mixes what decides a block's threads' next steps while memory does not change into `h`.
+uint64_t thread_states_hash(const block_state& b, uint64_t h) {
+  const auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001B3ull + (h >> 29); };
+  for (const thread_state& t : b.threads) {
+    mix(uint64_t(t.state) << 32 | t.pc);
+    for (uint32_t r = 0; r < b.k.register_count; ++r) mix(t.r[r]);
+  }
+  return h;
+}
+
+//! A cooperative grid: every block resident, one pass of each in turn, so that blocks spinning on
+//! a grid barrier see the others arrive. A stalled block is deadlocked whatever the others do
+//! (only its own threads release its barriers). Passes that store nothing while the threads'
+//! states repeat those after an earlier pass (since the last store) repeat forever: a deadlock.
+void run_grid(std::vector<std::unique_ptr<block_state>>& blocks) {
+  std::vector<bool> exited(blocks.size(), false);
+  std::unordered_set<uint64_t> seen;  // the threads' states after each pass since the last store
+  uint64_t stores = 0;
+  for (size_t left = blocks.size(); left > 0;) {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (exited[i]) continue;
+      const step s = step_block(*blocks[i]);
+      if (s == step::stalled) diagnose_stall(*blocks[i]);
+      if (s == step::exited) {
+        exited[i] = true;
+        --left;
       }
     }
-    if (release_barriers(b) || release_mbarrier_waits(b)) continue;
-    bool done = true;
-    for (const thread_state& t : b.threads) done &= t.state == thread_state::run::exited;
-    if (done) {
-      if (!b.bulk_copies.empty()) {
-        const bulk_copy& c = b.bulk_copies.front();
-        fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
-                    "the block exited with the TMA copy of line " + std::to_string(c.line) + " to shared " +
-                        hex(c.destination) + " still in flight (no wait on its mbarrier at shared " +
-                        hex(c.mbarrier) + ")");
-      }
-      return;
+    uint64_t now = 0, h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      now += blocks[i]->stores;
+      if (!exited[i]) h = thread_states_hash(*blocks[i], h);
     }
-    // Nothing can run: the TMA copies in flight land now (as late as possible), else the
-    // try_waits time out; when neither changes anything, the block is deadlocked.
-    if (!progress && !land_bulk_copies(b, UINT32_MAX) && !time_out_mbarrier_waits(b)) diagnose_stall(b);
+    if (now != stores) {
+      stores = now;
+      seen.clear();
+    }
+    if (left == 0 || seen.insert(h).second) continue;
+    size_t i = 0;
+    while (exited[i]) ++i;
+    const block_state& b = *blocks[i];
+    const thread_state* t = &b.threads[0];
+    while (t->state == thread_state::run::exited) ++t;
+    fail_launch(b, t, &b.k.code[t->pc], cudaErrorLaunchFailure, "deadlock",
+                std::to_string(left) + " of the " + std::to_string(blocks.size()) +
+                    " blocks of the cooperative launch have not exited and repeat their threads' states "
+                    "without storing anything, so none can finish (a grid barrier that a block never reaches?)");
   }
 }
 
@@ -430,6 +490,8 @@ uint64_t special_value(const block_state& b, const thread_state& t, special s) {
     case special::smid: return 0;
     case special::nsmid: return static_cast<uint64_t>(active_device_model().sm_count);
     case special::gridid: return 1;
+    case special::envreg1: return b.grid_workspace >> 32;
+    case special::envreg2: return b.grid_workspace & 0xFFFFFFFFu;
     case special::lanemask_eq: return uint32_t(1) << t.lane;
     case special::lanemask_lt: return (uint32_t(1) << t.lane) - 1;
     case special::lanemask_le: return t.lane == 31 ? 0xFFFFFFFFu : (uint32_t(2) << t.lane) - 1;
@@ -473,6 +535,7 @@ void require_full_warp(block_state& b, thread_state* const* lanes, uint32_t mask
 uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s, uint64_t address,
                 uint32_t bytes, uint32_t align, bool write) {
   const char* what = write ? "store" : "load";
+  b.stores += write;
   const auto misaligned = [&](const char* sp) {
     fail_launch(b, &t, &in, cudaErrorMisalignedAddress, "misaligned address",
                 std::string(sp) + " " + what + " of " + std::to_string(bytes) + " bytes at " + hex(address) +
@@ -590,59 +653,82 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
     std::memcpy(params.data() + k.info.params[i].offset, lp.args[i], k.info.params[i].size);
 
   uint64_t budget = watchdog_limit();
-  race_state race;  // reused by every block of the launch
   const bool racecheck = racecheck_enabled();
-  std::vector<uint64_t> registers(threads * k.register_count);
+  // A cooperative launch keeps every block resident, each with registers, local memory and
+  // racecheck state of its own; otherwise blocks run one after another and reuse one set.
+  const uint64_t resident = lp.cooperative ? blocks : 1;
+  std::vector<race_state> races(racecheck ? resident : 0);
+  std::vector<uint64_t> registers(resident * threads * k.register_count);
   // Local memory, each thread's stack (inside its generic-address window): pages are touched (and
   // zero) as the calls reach them.
   const size_t stack_bytes = std::min<size_t>(k.stack_bytes, windows().local_size);
-  const size_t local_bytes = std::max<size_t>(threads * stack_bytes, 1);
+  const size_t local_bytes = std::max<size_t>(resident * threads * stack_bytes, 1);
   void* const mapped = mmap(nullptr, local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mapped == MAP_FAILED) return cudaErrorMemoryAllocation;
   const std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> local(
       static_cast<uint8_t*>(mapped), [local_bytes](uint8_t* p) { munmap(p, local_bytes); });
+  // The grid workspace of a cooperative launch: zeroed device memory, where cooperative groups'
+  // grid synchronisation keeps its arrival count (at offset 4).
+  const std::unique_ptr<void, bool (*)(void*)> workspace(lp.cooperative ? device_allocate(8) : nullptr, device_free);
+  if (workspace) {
+    std::memset(workspace.get(), 0, 8);
+    mark_device_written(workspace.get(), 8);
+  }
   const std::unique_ptr<profile_launch> profile(profile_launch_begin(k, lp));
   std::vector<uint32_t> ready(profile ? registers.size() : 0);  // register levels (profile.hpp)
+  // Block `index` (x fastest) in resident slot `slot`.
+  const auto make_block = [&](uint64_t index, uint64_t slot) {
+    auto b = std::make_unique<block_state>(k, lp);
+    b->ctaid[0] = static_cast<uint32_t>(index % lp.grid.x);
+    b->ctaid[1] = static_cast<uint32_t>(index / lp.grid.x % lp.grid.y);
+    b->ctaid[2] = static_cast<uint32_t>(index / (uint64_t(lp.grid.x) * lp.grid.y));
+    b->params = params.data();
+    b->param_bytes = k.info.param_bytes;
+    b->stack_bytes = stack_bytes;
+    b->dynamic_shared = lp.dynamic_shared_bytes;
+    b->shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0xA5);  // uninitialised: a pattern
+    b->thread_count = static_cast<uint32_t>(threads);
+    b->warp_count = (b->thread_count + 31) / 32;
+    b->budget = &budget;
+    b->grid_workspace = reinterpret_cast<uint64_t>(workspace.get());
+    if (racecheck) {
+      races[slot].begin_block(static_cast<uint32_t>(threads), b->shared.size());
+      b->race = &races[slot];
+    }
+    const size_t first = slot * threads * k.register_count;
+    std::fill(registers.begin() + first, registers.begin() + first + threads * k.register_count, 0);
+    if (profile) std::fill(ready.begin() + first, ready.begin() + first + threads * k.register_count, 0);
+    b->threads.resize(threads);
+    for (uint32_t i = 0; i < threads; ++i) {
+      thread_state& t = b->threads[i];
+      t.r = registers.data() + first + size_t(i) * k.register_count;
+      t.stack = local.get() + (slot * threads + i) * stack_bytes;
+      t.stack_top = static_cast<uint32_t>(k.local_bytes);
+      if (profile) t.ready = ready.data() + first + size_t(i) * k.register_count;
+      t.linear = i;
+      t.tid[0] = i % lp.block.x;
+      t.tid[1] = i / lp.block.x % lp.block.y;
+      t.tid[2] = i / (lp.block.x * lp.block.y);
+      t.lane = i % 32;
+      t.warp = i / 32;
+    }
+    b->profile = profile.get();
+    return b;
+  };
   try {
-    for (uint32_t z = 0; z < lp.grid.z; ++z)
-      for (uint32_t y = 0; y < lp.grid.y; ++y)
-        for (uint32_t x = 0; x < lp.grid.x; ++x) {
-          block_state b(k, lp);
-          b.ctaid[0] = x;
-          b.ctaid[1] = y;
-          b.ctaid[2] = z;
-          b.params = params.data();
-          b.param_bytes = k.info.param_bytes;
-          b.stack_bytes = stack_bytes;
-          b.dynamic_shared = lp.dynamic_shared_bytes;
-          b.shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0xA5);  // uninitialised: a pattern
-          b.thread_count = static_cast<uint32_t>(threads);
-          b.warp_count = (b.thread_count + 31) / 32;
-          b.budget = &budget;
-          if (racecheck) {
-            race.begin_block(static_cast<uint32_t>(threads), b.shared.size());
-            b.race = &race;
-          }
-          std::fill(registers.begin(), registers.end(), 0);
-          std::fill(ready.begin(), ready.end(), 0);
-          b.threads.resize(threads);
-          for (uint32_t i = 0; i < threads; ++i) {
-            thread_state& t = b.threads[i];
-            t.r = registers.data() + size_t(i) * k.register_count;
-            t.stack = local.get() + size_t(i) * stack_bytes;
-            t.stack_top = static_cast<uint32_t>(k.local_bytes);
-            if (profile) t.ready = ready.data() + size_t(i) * k.register_count;
-            t.linear = i;
-            t.tid[0] = i % lp.block.x;
-            t.tid[1] = i / lp.block.x % lp.block.y;
-            t.tid[2] = i / (lp.block.x * lp.block.y);
-            t.lane = i % 32;
-            t.warp = i / 32;
-          }
-          b.profile = profile.get();
-          run_block(b);
-          if (profile) profile_block_end(b);
-        }
+    if (lp.cooperative) {
+      std::vector<std::unique_ptr<block_state>> grid;
+      for (uint64_t i = 0; i < blocks; ++i) grid.push_back(make_block(i, i));
+      run_grid(grid);
+      if (profile)
+        for (auto& b : grid) profile_block_end(*b);
+    } else {
+      for (uint64_t i = 0; i < blocks; ++i) {
+        const std::unique_ptr<block_state> b = make_block(i, 0);
+        run_block(*b);
+        if (profile) profile_block_end(*b);
+      }
+    }
   } catch (const launch_failure& f) {
     profile_launch_end(profile.get(), false);
     return f.error;

@@ -210,6 +210,8 @@ struct block_state {
   profile_launch* profile = nullptr;  //!< the counters, when profiling
   uint64_t sync_events = 0;     //!< mbarrier state changes and block-barrier releases so far
   uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
+  uint64_t grid_workspace = 0;  //!< a cooperative launch's, else 0 (%envreg1:%envreg2)
+  uint64_t stores = 0;          //!< accesses that may have written memory (stores, atomics, copies)
 
   block_state(const kernel& kern, const launch_params& lp) : k(kern), launch(lp) {}
 };

@@ -145,7 +145,8 @@ const std::map<std::string, special>& special_registers() {
       {"%reserved_smem_offset_end", special::reserved_smem_offset_end},
       {"%reserved_smem_offset_cap", special::reserved_smem_offset_cap},
       {"%reserved_smem_offset_0", special::reserved_smem_offset_0},
-      {"%reserved_smem_offset_1", special::reserved_smem_offset_1}};
+      {"%reserved_smem_offset_1", special::reserved_smem_offset_1},
+      {"%envreg1", special::envreg1}, {"%envreg2", special::envreg2}};
   return names;
 }
 
@@ -487,8 +488,8 @@ void function_parser::parse_body(bool entry) {
       fail(mod_.name(), use.line, "the address of device function " + use.name +
                                       " (indirect calls through function pointers are not implemented)");
     if (!found && use.name.rfind("%envreg", 0) == 0)
-      fail(mod_.name(), use.line, use.name + ": the grid workspace of cooperative launches (cooperative groups' grid "
-                                             "synchronisation) is not implemented");
+      fail(mod_.name(), use.line, use.name + ": driver-defined contents not implemented (%envreg1 and %envreg2, "
+                                             "the grid workspace of cooperative launches, are)");
     if (!found) fail(mod_.name(), use.line, "undefined label " + use.name);
   }
   if (k_.code.empty() || k_.code.back().opcode != "ret") {

@@ -36,7 +36,7 @@ enum class special : uint8_t {
   cluster_ctaid_x, cluster_ctaid_y, cluster_ctaid_z, cluster_nctaid_x, cluster_nctaid_y,
   cluster_nctaid_z, cluster_ctarank, cluster_nctarank, is_explicit_cluster,
   reserved_smem_offset_begin, reserved_smem_offset_end, reserved_smem_offset_cap, reserved_smem_offset_0,
-  reserved_smem_offset_1
+  reserved_smem_offset_1, envreg1, envreg2
 };
 
 struct operand {

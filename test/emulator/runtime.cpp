@@ -37,6 +37,9 @@
 //    added, which respects every dependency. Not emulated (they fail to link): edges added
 //    later (cudaGraphAddDependencies), node queries and updates, child graph, event and memory
 //    nodes, cudaGraphExecUpdate.
+//  - A cooperative launch (cudaLaunchCooperativeKernel, cudaLaunchAttributeCooperative) runs its
+//    blocks interleaved, all resident, with a grid workspace for cooperative groups' grid
+//    synchronisation; captured, it stays cooperative.
 //  - cudaProfilerStart and cudaProfilerStop do nothing (no profiler collects here).
 //  - What kernels print (device printf, failed asserts' messages) is written where CUDA flushes its
 //    printf buffer: at the start of a launch, the synchronisations, the blocking copies and
@@ -163,6 +166,7 @@ struct kernel_node {
   size_t shared = 0;
   std::vector<unsigned char> params;
   bool programmatic = false;  //!< launched with programmatic stream serialization allowed
+  bool cooperative = false;   //!< a cooperative launch: every block resident at once
 };
 //! `height` rows of `width` bytes (a 1-D copy is one row).
 struct copy_node {
@@ -501,7 +505,7 @@ void log_launch(const std::string& name) {
 //! that ran just before it on the stream is its primary: the engine reports a thread that
 //! touches the primary's stores before its griddepcontrol.wait.
 cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void** args, bool programmatic,
-                       CUstream_st& s) {
+                       bool cooperative, CUstream_st& s) {
   emu::flush_device_output();  // as CUDA does at the start of a launch
   log_launch(f.name);
   emu::launch_params params;
@@ -510,6 +514,7 @@ cudaError_t run_kernel(CUkern_st& f, dim3 grid, dim3 block, size_t shared, void*
   params.dynamic_shared_bytes = shared;
   params.args = args;
   params.id = ++rt().launches;
+  params.cooperative = cooperative;
   if (programmatic && model().major >= 9) {
     params.predecessor = s.last_kernel;
     params.predecessor_kernel = s.last_kernel_name;
@@ -725,7 +730,8 @@ cudaError_t execute(node& work, const char* function, CUstream_st& stream) {
     const emu::kernel_info& info = k->function->binary->module->info(*k->function->kernel);
     std::vector<void*> args(info.params.size());
     for (size_t i = 0; i < args.size(); ++i) args[i] = k->params.data() + info.params[i].offset;
-    return run_kernel(*k->function, k->grid, k->block, k->shared, args.data(), k->programmatic, stream);
+    return run_kernel(*k->function, k->grid, k->block, k->shared, args.data(), k->programmatic, k->cooperative,
+                      stream);
   }
   if (std::holds_alternative<empty_node>(work)) return cudaSuccess;
   stream.last_kernel = 0;  // a copy, memset or host function: the next kernel has no programmatic primary
@@ -806,13 +812,14 @@ set_node pitched_set(void* dst, size_t pitch, int value, size_t width, size_t he
 
 //! A checked launch of `f` as a graph node, with a copy of its arguments.
 kernel_node recorded_launch(CUkern_st* f, const emu::kernel_info& info, dim3 grid, dim3 block, size_t shared,
-                            void** args, bool programmatic) {
+                            void** args, bool programmatic, bool cooperative) {
   kernel_node k;
   k.function = f;
   k.grid = grid;
   k.block = block;
   k.shared = shared;
   k.programmatic = programmatic;
+  k.cooperative = cooperative;
   k.params.resize(info.param_bytes);
   for (size_t i = 0; i < info.params.size(); ++i) {
     std::memcpy(k.params.data() + info.params[i].offset, args[i], info.params[i].size);
@@ -823,7 +830,7 @@ kernel_node recorded_launch(CUkern_st* f, const emu::kernel_info& info, dim3 gri
 //! Launches `f` on `stream` after the runtime's checks: run now, or recorded with a copy of
 //! its arguments while the stream captures.
 cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shared, cudaStream_t stream,
-                   bool programmatic = false) {
+                   bool programmatic = false, bool cooperative = false) {
   if (f == nullptr) return fail(cudaErrorInvalidDeviceFunction, "launch of a function that is not a registered kernel");
   CUstream_st* s = nullptr;
   if (const cudaError_t status = find_stream(stream, &s); status != cudaSuccess) return status;
@@ -831,8 +838,19 @@ cudaError_t launch(CUkern_st* f, dim3 grid, dim3 block, void** args, size_t shar
   if (const cudaError_t status = check_launch(*f, grid, block, shared, &info); status != cudaSuccess) return status;
   capture* into = nullptr;
   if (const cudaError_t status = route(s, &into); status != cudaSuccess) return status;
-  if (into == nullptr) return run_kernel(*f, grid, block, shared, args, programmatic, *s);
-  into->graph->append(recorded_launch(f, *info, grid, block, shared, args, programmatic));
+  if (cooperative) {
+    // CUDA Runtime API, cudaLaunchCooperativeKernel: the grid may not exceed the blocks that can be
+    // resident at once (cudaOccupancyMaxActiveBlocksPerMultiprocessor times the SM count).
+    const int per_sm = resident_blocks(*f, *info, int(block.x * block.y * block.z), shared);
+    const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z, limit = uint64_t(per_sm) * model().sm_count;
+    if (blocks > limit) {
+      return fail(cudaErrorCooperativeLaunchTooLarge, "cooperative launch of " + f->name + ": " +
+                                                          std::to_string(blocks) + " blocks, at most " +
+                                                          std::to_string(limit) + " can be resident");
+    }
+  }
+  if (into == nullptr) return run_kernel(*f, grid, block, shared, args, programmatic, cooperative, *s);
+  into->graph->append(recorded_launch(f, *info, grid, block, shared, args, programmatic, cooperative));
   return cudaSuccess;
 }
 
@@ -1304,20 +1322,21 @@ cudaError_t cudaLaunchKernel(const void* func, dim3 gridDim, dim3 blockDim, void
   });
 }
 
-//! As cudaLaunchKernel, with the attributes cudaLaunchAttributeIgnore and
+//! As cudaLaunchKernel, with the attributes cudaLaunchAttributeIgnore,
 //! cudaLaunchAttributeProgrammaticStreamSerialization (programmatic dependent launch: checked
-//! by the engine, see run_kernel); any other attribute is not emulated.
+//! by the engine, see run_kernel) and cudaLaunchAttributeCooperative (as
+//! cudaLaunchCooperativeKernel); any other attribute is not emulated.
 cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t* config, const void* func, void** args) {
   return api([&] {
     if (config == nullptr) return null_argument("cudaLaunchKernelExC");
     if (config->numAttrs > 0 && config->attrs == nullptr) return null_argument("cudaLaunchKernelExC");
-    bool programmatic = false;
+    bool programmatic = false, cooperative = false;
     for (unsigned i = 0; i < config->numAttrs; ++i) {
       const cudaLaunchAttribute& a = config->attrs[i];
       if (a.id == cudaLaunchAttributeProgrammaticStreamSerialization) {
         programmatic = a.val.programmaticStreamSerializationAllowed != 0;
       } else if (a.id == cudaLaunchAttributeCooperative) {
-        return unsupported("cudaLaunchKernelExC", "cudaLaunchAttributeCooperative: cooperative launches");
+        cooperative = a.val.cooperative != 0;
       } else if (a.id != cudaLaunchAttributeIgnore) {
         return unsupported("cudaLaunchKernelExC", "launch attribute " + std::to_string(a.id));
       }
@@ -1325,7 +1344,19 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t* config, const void* fu
     CUkern_st* f = find_function(func);
     if (f == nullptr) return not_a_kernel("cudaLaunchKernelExC", func);
     return launch(f, config->gridDim, config->blockDim, args, config->dynamicSmemBytes, config->stream,
-                  programmatic);
+                  programmatic, cooperative);
+  });
+}
+
+//! Every block of the grid is resident at once and the blocks run interleaved, so that cooperative
+//! groups' grid synchronisation (this_grid().sync()) completes; a grid larger than the device can
+//! hold at once fails with cudaErrorCooperativeLaunchTooLarge.
+cudaError_t cudaLaunchCooperativeKernel(const void* func, dim3 gridDim, dim3 blockDim, void** args, size_t sharedMem,
+                                        cudaStream_t stream) {
+  return api([&] {
+    CUkern_st* f = find_function(func);
+    return f == nullptr ? not_a_kernel("cudaLaunchCooperativeKernel", func)
+                        : launch(f, gridDim, blockDim, args, sharedMem, stream, false, true);
   });
 }
 
@@ -2017,7 +2048,7 @@ cudaError_t cudaGraphAddKernelNode(cudaGraphNode_t* pGraphNode, cudaGraph_t grap
     }
     if (!info->params.empty() && p.kernelParams == nullptr) return null_argument("cudaGraphAddKernelNode");
     return add_node("cudaGraphAddKernelNode", pGraphNode, graph, pDependencies, numDependencies,
-                    recorded_launch(f, *info, p.gridDim, p.blockDim, p.sharedMemBytes, p.kernelParams, false));
+                    recorded_launch(f, *info, p.gridDim, p.blockDim, p.sharedMemBytes, p.kernelParams, false, false));
   });
 }
 

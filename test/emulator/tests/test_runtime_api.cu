@@ -1,8 +1,10 @@
 // The CUDA runtime API beyond kernels and instructions, against the CUDA Runtime API reference:
 // the profiler controls (cuda_profiler_api.h), host functions in stream order
-// (cudaLaunchHostFunc) and in captured graphs, and graphs built node by node.
+// (cudaLaunchHostFunc) and in captured graphs, graphs built node by node, and cooperative launches
+// (cudaLaunchCooperativeKernel, cudaLaunchAttributeCooperative) with grid-wide synchronisation.
 #include "isa_test.cuh"
 
+#include <cooperative_groups.h>
 #include <cuda_profiler_api.h>
 
 #include <algorithm>
@@ -263,6 +265,83 @@ TEST_CASE("explicit graph: 3-D copy of linear memory and a pitched 2-byte memset
   }
   ISA_CUDA(cudaGraphExecDestroy(exec));
   ISA_CUDA(cudaGraphDestroy(graph));
+}
+
+}  // namespace
+
+namespace {
+
+//! Each block stores its number + 1, waits for the grid (CUDA Programming Guide, "Grid
+//! Synchronization": every block of a cooperative launch reaches this_grid().sync() before any
+//! goes on), sums everyone's, doubles its own, waits again and sums again: n(n+1)/2 and n(n+1).
+__global__ void k_grid_sums(unsigned* values, unsigned* sums) {
+  namespace cg = cooperative_groups;
+  const unsigned n = gridDim.x;
+  if (threadIdx.x == 0) values[blockIdx.x] = blockIdx.x + 1;
+  cg::this_grid().sync();
+  unsigned sum = 0;
+  for (unsigned i = 0; i < n; ++i) sum += values[i];
+  cg::this_grid().sync();
+  if (threadIdx.x == 0) values[blockIdx.x] *= 2;
+  cg::this_grid().sync();
+  unsigned doubled = 0;
+  for (unsigned i = 0; i < n; ++i) doubled += values[i];
+  sums[2 * (blockIdx.x * blockDim.x + threadIdx.x)] = sum;
+  sums[2 * (blockIdx.x * blockDim.x + threadIdx.x) + 1] = doubled;
+}
+
+void check_grid_sums(const isa::buffer<unsigned>& sums, unsigned blocks) {
+  const std::vector<unsigned> s = sums.host();
+  for (size_t i = 0; i < s.size(); i += 2) {
+    CHECK_MESSAGE(s[i] == blocks * (blocks + 1) / 2, "thread ", i / 2);
+    CHECK_MESSAGE(s[i + 1] == blocks * (blocks + 1), "thread ", i / 2);
+  }
+}
+
+TEST_CASE("cooperative launch: grid synchronisation sees every block's stores") {
+  ISA_REQUIRE_DEVICE();
+  constexpr unsigned blocks = 6, threads = 64;
+  isa::buffer<unsigned> values(blocks), sums(2 * blocks * threads);
+  unsigned* v = values.get();
+  unsigned* s = sums.get();
+  void* args[] = {&v, &s};
+  ISA_CUDA(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k_grid_sums), dim3(blocks), dim3(threads), args, 0,
+                                       nullptr));
+  ISA_SYNC();
+  check_grid_sums(sums, blocks);
+
+  cudaLaunchAttribute cooperative{};
+  cooperative.id = cudaLaunchAttributeCooperative;
+  cooperative.val.cooperative = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(blocks);
+  config.blockDim = dim3(threads);
+  config.attrs = &cooperative;
+  config.numAttrs = 1;
+  ISA_CUDA(cudaMemset(s, 0, sums.bytes()));
+  ISA_CUDA(cudaLaunchKernelExC(&config, reinterpret_cast<void*>(k_grid_sums), args));
+  ISA_SYNC();
+  check_grid_sums(sums, blocks);
+}
+
+//! cudaLaunchCooperativeKernel: "The total number of blocks launched cannot exceed the maximum
+//! number of blocks per multiprocessor as returned by cudaOccupancyMaxActiveBlocksPerMultiprocessor
+//! times the number of multiprocessors as specified by the device attribute
+//! cudaDevAttrMultiProcessorCount" (cudaErrorCooperativeLaunchTooLarge).
+TEST_CASE("cooperative launch: a grid larger than the resident blocks is refused") {
+  ISA_REQUIRE_DEVICE();
+  constexpr int threads = 256;
+  int per_sm = 0, sms = 0;
+  ISA_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k_grid_sums, threads, 0));
+  ISA_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  REQUIRE(per_sm > 0);
+  unsigned* v = nullptr;
+  unsigned* s = nullptr;
+  void* args[] = {&v, &s};
+  CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k_grid_sums), dim3(per_sm * sms + 1), dim3(threads),
+                                    args, 0, nullptr) == cudaErrorCooperativeLaunchTooLarge);
+  CHECK(cudaGetLastError() == cudaErrorCooperativeLaunchTooLarge);
+  ISA_CUDA(cudaDeviceSynchronize());
 }
 
 }  // namespace
