@@ -401,9 +401,11 @@ void run_block(block_state& b) {
   }
 }
 
-//! Mixes what decides a block's threads' next steps while memory does not change into `h`.
+//! Mixes what decides a block's threads' next steps while memory does not change into `h`: their
+//! states and registers, and the count of mbarrier and barrier events (which only grows).
 uint64_t thread_states_hash(const block_state& b, uint64_t h) {
   const auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001B3ull + (h >> 29); };
+  mix(b.sync_events);
   for (const thread_state& t : b.threads) {
     mix(uint64_t(t.state) << 32 | t.pc);
     for (uint32_t r = 0; r < b.k.register_count; ++r) mix(t.r[r]);

@@ -181,10 +181,9 @@ struct profile_site {
   std::vector<std::vector<lane_access>> requests;
 };
 
-//! A profiled launch: its record, the current block's request sites, the allocations it touched.
+//! A profiled launch: its record, the allocations it touched.
 struct profile_launch {
   profile::launch_record record;
-  std::unordered_map<uint64_t, profile_site> sites;
   std::map<uint64_t, profile::line_requests> lines;  //!< by pc · kinds + kind
   std::vector<allocation*> touched;
   uint64_t epoch = 0;
@@ -208,6 +207,7 @@ struct block_state {
   std::vector<bulk_copy> bulk_copies;            //!< TMA copies issued and not yet landed
   race_state* race = nullptr;   //!< racecheck, when on
   profile_launch* profile = nullptr;  //!< the counters, when profiling
+  std::unordered_map<uint64_t, profile_site> profile_sites;  //!< the block's request sites, when profiling
   uint64_t sync_events = 0;     //!< mbarrier state changes and block-barrier releases so far
   uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
   uint64_t grid_workspace = 0;  //!< a cooperative launch's, else 0 (%envreg1:%envreg2)

@@ -325,7 +325,7 @@ void profile_access(block_state& b, thread_state& t, const instruction& in, spac
   if (kind < 0 || bytes == 0) return;
   profile_launch& p = *b.profile;
   const uint64_t pc = static_cast<uint64_t>(&in - b.k.code.data());
-  profile_site& site = p.sites[(pc * b.warp_count + t.warp) * k_kinds + uint64_t(kind)];
+  profile_site& site = b.profile_sites[(pc * b.warp_count + t.warp) * k_kinds + uint64_t(kind)];
   if (site.last_serial[t.lane] != t.serial) {  // this lane's next execution: its next request
     site.last_serial[t.lane] = t.serial;
     if (++site.executions[t.lane] > site.requests.size()) site.requests.emplace_back();
@@ -348,7 +348,7 @@ void profile_access(block_state& b, thread_state& t, const instruction& in, spac
 void profile_block_end(block_state& b) {
   profile_launch& p = *b.profile;
   profile::launch_record& r = p.record;
-  for (auto& [key, site] : p.sites) {
+  for (auto& [key, site] : b.profile_sites) {
     const uint64_t kind = key % k_kinds, pc = key / k_kinds / b.warp_count;
     profile::global_requests global;
     profile::shared_requests shared;
@@ -389,7 +389,7 @@ void profile_block_end(block_state& b) {
     line.wavefronts += shared.wavefronts;
     line.ideal_wavefronts += shared.ideal_wavefronts;
   }
-  p.sites.clear();
+  b.profile_sites.clear();
 }
 
 void profile_launch_end(profile_launch* launch, bool succeeded) {

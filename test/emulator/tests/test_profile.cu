@@ -395,6 +395,24 @@ TEST_CASE("distinct sectors: blocks share them, the session map tells which were
   CHECK_EQ(two[1].distinct_read_sectors, 4u);
 }
 
+TEST_CASE("cooperative launch: each block's requests are its own") {
+  buffer in(64 * 32), out(64 * 32);
+  // Two resident blocks, interleaved: each warp's consecutive read is its own request of 4 sectors,
+  // as when the blocks run one after another.
+  const float* src = in.data;
+  float* dst = out.data;
+  int stride = 1, offset = 0;
+  void* args[] = {&src, &dst, &stride, &offset};
+  const auto r = profiled_one([&] {
+    REQUIRE_EQ(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(strided_load), dim3(2), dim3(32), args, 0, nullptr),
+               cudaSuccess);
+  });
+  CHECK_EQ(r.global_load.requests, 2u);
+  CHECK_EQ(r.global_load.sectors, 8u);
+  CHECK_EQ(r.global_store.requests, 2u);
+  CHECK_EQ(r.distinct_read_sectors, 4u);
+}
+
 TEST_CASE("distinct sectors: a sector the launch wrote is not read from DRAM") {
   buffer p(32), out(32);
   const auto r = profiled_one([&] { write_then_read<<<1, 32>>>(p.data, out.data); });
