@@ -93,6 +93,19 @@ struct expert_problem {
     return host_counts;
   }
 
+  //! fetch_counts, then f(e, rows, first row) for each expert with rows, in expert order (its
+  //! rows are the compaction's, from `first row`).
+  template <class F>
+  void for_each_active_expert(const F& f) {
+    const std::vector<int32_t>& c = fetch_counts();
+    int64_t row = 0;
+    for (int e = 0; e < m.E; ++e) {
+      if (c[size_t(e)] == 0) continue;
+      f(e, c[size_t(e)], row);
+      row += c[size_t(e)];
+    }
+  }
+
   //! Bytes the two GEMMs must move at least: the active experts' weights, X rows, A and Y.
   double bytes() const {
     const double weights = double(experts_used) * 3.0 * m.H * m.I * 2;
@@ -159,11 +172,7 @@ void bm_cublas_loop(benchmark::State& state) {
   const cublasHandle_t handle = owner.handle;
   const float one = 1.0f, zero = 0.0f;
   const double s = median_seconds(p.stream, [&] {
-    const std::vector<int32_t>& counts = p.fetch_counts();
-    int64_t row = 0;
-    for (int e = 0; e < m.E; ++e) {
-      const int rows = counts[size_t(e)];
-      if (rows == 0) continue;
+    p.for_each_active_expert([&](int e, int rows, int64_t row) {
       // Column-major views: Cᵀ[n, rows] = W[n, k] · Aᵀ[k, rows].
       cublas_try(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * m.I, rows, m.H, &one,
                               p.w13.data() + size_t(e) * 2 * m.I * m.H, CUDA_R_16BF, m.H,
@@ -176,8 +185,7 @@ void bm_cublas_loop(benchmark::State& state) {
                               CUDA_R_16BF, m.I, &zero, p.y.data() + size_t(row) * m.H, CUDA_R_16BF, m.H,
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx (W2)");
-      row += rows;
-    }
+    });
   }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.bytes(), p.flops());
@@ -235,17 +243,12 @@ void bm_cublaslt_e4m3_loop(benchmark::State& state) {
     cublas_try(status, "cublasLtMatmul (e4m3)");
   };
   const double s = median_seconds(p.stream, [&] {
-    const std::vector<int32_t>& counts = p.fetch_counts();
-    int64_t row = 0;
-    for (int e = 0; e < m.E; ++e) {
-      const int rows = counts[size_t(e)];
-      if (rows == 0) continue;
+    p.for_each_active_expert([&](int e, int rows, int64_t row) {
       matmul(p.w13_e4m3.data() + size_t(e) * 2 * m.I * m.H, p.xp_e4m3.data() + size_t(row) * m.H,
              p.act_wide.data() + size_t(row) * 2 * m.I, 2 * m.I, rows, m.H);
       matmul(p.w2_e4m3.data() + size_t(e) * m.H * m.I, p.act_e4m3.data() + size_t(row) * m.I,
              p.y.data() + size_t(row) * m.H, m.H, rows, m.I);
-      row += rows;
-    }
+    });
   }, 20, 3, [&] { p.l2.flush(p.stream); });
   cublasLtMatmulDescDestroy(desc);
   cublasLtDestroy(handle);

@@ -694,6 +694,22 @@ __global__ void k_mapa(uint32_t* out) {
 // matrix in its tile. out[t * N/2 + r]: register d[r] of thread t; addr[0..1]: the tiles' addresses.
 constexpr int kTileA = 8192, kTileB = 32768;
 
+//! The images into the tiles (every thread's plain stores), made visible to the async proxy
+//! and the block; da, db: the descriptors of the matrices at a_start, b_start in their tiles.
+__device__ void load_images(uint8_t* sh_a, uint8_t* sh_b, const uint4* img_a, int a_chunks, const uint4* img_b,
+                            int b_chunks, uint64_t desc_a_hi, uint32_t a_start, uint64_t desc_b_hi, uint32_t b_start,
+                            uint64_t& da, uint64_t& db) {
+  uint4* a4 = reinterpret_cast<uint4*>(sh_a);
+  uint4* b4 = reinterpret_cast<uint4*>(sh_b);
+  for (int i = int(threadIdx.x); i < a_chunks; i += 128) a4[i] = img_a[i];
+  for (int i = int(threadIdx.x); i < b_chunks; i += 128) b4[i] = img_b[i];
+  fence_proxy_async();
+  __syncthreads();
+  const uint32_t a_addr = smem_addr(sh_a) + a_start, b_addr = smem_addr(sh_b) + b_start;
+  da = desc_a_hi | ((a_addr & 0x3FFFFu) >> 4);
+  db = desc_b_hi | ((b_addr & 0x3FFFFu) >> 4);
+}
+
 template <int N, bool BF16, int SA, int SB>
 __global__ void __launch_bounds__(128)
     k_wgmma(const uint4* img_a, int a_chunks, const uint4* img_b, int b_chunks, uint64_t desc_a_hi, uint32_t a_start,
@@ -701,14 +717,8 @@ __global__ void __launch_bounds__(128)
   __shared__ __align__(1024) uint8_t sh_a[kTileA];
   __shared__ __align__(1024) uint8_t sh_b[kTileB];
   const int t = threadIdx.x;
-  uint4* a4 = reinterpret_cast<uint4*>(sh_a);
-  uint4* b4 = reinterpret_cast<uint4*>(sh_b);
-  for (int i = t; i < a_chunks; i += 128) a4[i] = img_a[i];
-  for (int i = t; i < b_chunks; i += 128) b4[i] = img_b[i];
-  fence_proxy_async();
-  __syncthreads();
-  const uint32_t a_addr = smem_addr(sh_a) + a_start, b_addr = smem_addr(sh_b) + b_start;
-  const uint64_t da = desc_a_hi | ((a_addr & 0x3FFFFu) >> 4), db = desc_b_hi | ((b_addr & 0x3FFFFu) >> 4);
+  uint64_t da, db;
+  load_images(sh_a, sh_b, img_a, a_chunks, img_b, b_chunks, desc_a_hi, a_start, desc_b_hi, b_start, da, db);
   float d[N / 2];
 #pragma unroll
   for (int r = 0; r < N / 2; ++r) d[r] = c[t * (N / 2) + r];
@@ -735,14 +745,8 @@ __global__ void __launch_bounds__(128)
   __shared__ __align__(1024) uint8_t sh_a[kTileA];
   __shared__ __align__(1024) uint8_t sh_b[kTileB];
   const int t = threadIdx.x;
-  uint4* a4 = reinterpret_cast<uint4*>(sh_a);
-  uint4* b4 = reinterpret_cast<uint4*>(sh_b);
-  for (int i = t; i < a_chunks; i += 128) a4[i] = img_a[i];
-  for (int i = t; i < b_chunks; i += 128) b4[i] = img_b[i];
-  fence_proxy_async();
-  __syncthreads();
-  const uint32_t a_addr = smem_addr(sh_a) + a_start, b_addr = smem_addr(sh_b) + b_start;
-  const uint64_t da = desc_a_hi | ((a_addr & 0x3FFFFu) >> 4), db = desc_b_hi | ((b_addr & 0x3FFFFu) >> 4);
+  uint64_t da, db;
+  load_images(sh_a, sh_b, img_a, a_chunks, img_b, b_chunks, desc_a_hi, a_start, desc_b_hi, b_start, da, db);
   constexpr int R = wg16_registers(F);
   using acc = std::conditional_t<wg16_f16_d(F), uint32_t, float>;
   const uint32_t a[4] = {a_regs[4 * t], a_regs[4 * t + 1], a_regs[4 * t + 2], a_regs[4 * t + 3]};
