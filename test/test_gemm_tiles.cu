@@ -2,14 +2,15 @@
 // [64, depth] and weight rows B [N, depth] (depth 64 bf16 / fp16 elements, 128 e4m3 codes)
 // are written into `swizzled_offset` tiles (cp.async; TMA for B on Hopper) and multiplied by
 // `warp::multiply_stage` (mma.sync, sm_80+) or `warpgroup::mma_async` (wgmma, sm_90a: bf16,
-// fp16 and e4m3); every thread writes its accumulators where the
-// documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
+// fp16 and e4m3), and `warp::multiply_stage_e4m3` on an e4m3 weight tile; every thread writes
+// its accumulators where the documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
 // shows up as a wrong product. And the cp.async wait's rule: a thread reads its own copies
 // with plain loads after it.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <type_traits>
 #include <vector>
 
@@ -66,6 +67,57 @@ __global__ void multiply_stage_kernel(const T* a, const T* b, float* c) {
   float acc[1][N / 8][4] = {};
   beam::warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * int(threadIdx.x / 32), 0);
   store_fragments(c, acc[0]);
+}
+
+//! multiply_stage_e4m3 on one 64-deep stage: A [64, 64] of T in a swizzled tile, W [N, 64] e4m3
+//! codes in an `e4m3_tile_offset` tile (64-byte rows, 4 chunks each).
+template <class T, int N>
+__global__ void multiply_stage_e4m3_kernel(const T* a, const __nv_fp8_e4m3* w, float* c) {
+  T* a_tile = reinterpret_cast<T*>(aligned_smem());
+  __nv_fp8_e4m3* w_tile = reinterpret_cast<__nv_fp8_e4m3*>(a_tile + tile_rows * 64);
+  copy_rows(a_tile, a, tile_rows);
+  for (int i = int(threadIdx.x); i < N * 4; i += int(blockDim.x)) {
+    beam::block::copy_async_16(w_tile + beam::block::e4m3_tile_offset(i / 4, i % 4), w + i * 16, true);
+  }
+  beam::block::copy_async_commit();
+  beam::block::copy_async_wait<0>();
+  __syncthreads();
+  float acc[1][N / 8][4] = {};
+  beam::warp::multiply_stage_e4m3<T>(acc, a_tile, w_tile, 16 * int(threadIdx.x / 32), 0);
+  store_fragments(c, acc[0]);
+}
+
+//! multiply_stage_e4m3 against the host product of A and the codes' exact values: every code
+//! but NaN's, uniformly, so subnormals and ±448 take part.
+template <class T, int N>
+void check_e4m3_stage(uint64_t seed) {
+  CAPTURE(N);
+  CAPTURE(beam::dtype_traits<T>::name);
+  const auto a = beam::test::random_values<T>(size_t(tile_rows) * 64, seed);
+  std::vector<__nv_fp8_e4m3> w(size_t(N) * 64);
+  std::mt19937_64 rng(seed + 1);
+  std::vector<double> product(size_t(tile_rows) * N, 0.0);
+  for (auto& code : w) {
+    code.__x = uint8_t(rng());
+    if ((code.__x & 0x7f) == 0x7f) code.__x ^= 1;  // NaN → ±448
+  }
+  for (int r = 0; r < tile_rows; ++r) {
+    for (int j = 0; j < N; ++j) {
+      for (int k = 0; k < 64; ++k) {
+        product[size_t(r * N + j)] += double(beam::to_float(a[size_t(r * 64 + k)])) * beam::to_float(w[size_t(j * 64 + k)]);
+      }
+    }
+  }
+  beam::test::device_vector<T> d_a(a);
+  beam::test::device_vector<__nv_fp8_e4m3> d_w(w);
+  beam::test::device_vector<float> d_c{size_t(tile_rows) * N};
+  d_c.poison();
+  multiply_stage_e4m3_kernel<T, N><<<1, 128, 1024 + size_t(tile_rows) * 64 * sizeof(T) + size_t(N) * 64>>>(
+      d_a.data(), d_w.data(), d_c.data());
+  BEAM_CUDA_TRY(cudaGetLastError());
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  // Exact T × e4m3 products (both exact in T), fp32 accumulation of 64 of them.
+  CHECK(beam::test::relative_error(d_c.to_host(), product) <= 1e-5);
 }
 
 //! Each thread copies its own 16-byte chunk into shared memory (poisoned by the emulator), waits
@@ -207,6 +259,14 @@ TEST_SUITE("gpu") {
     check_stage<__nv_bfloat16, 128, false>(103);
     check_stage<__half, 64, false>(105);
     check_stage<__half, 128, false>(107);
+  }
+
+  TEST_CASE("warp::multiply_stage_e4m3 on an e4m3 weight tile equals the host product (N = 16, 64; bf16, fp16)") {
+    BEAM_REQUIRE_GPU();
+    check_e4m3_stage<__nv_bfloat16, 16>(111);
+    check_e4m3_stage<__nv_bfloat16, 64>(113);
+    check_e4m3_stage<__half, 16>(115);
+    check_e4m3_stage<__half, 64>(117);
   }
 
   TEST_CASE("warpgroup::mma_async with a TMA-loaded B equals the host product (N = 64, 128, 256; bf16, fp16, e4m3)") {
