@@ -211,7 +211,7 @@ TEST_CASE("group lookup: the last tile start at or below a tile index skips empt
   // Hopper: whole warpgroups, 1024-byte stages, and 512 groups fit sm_90's 227 KiB per block.
   using hopper = beam::detail::hopper_geometry<beam::device::hopper_tiles>;
   CHECK(hopper::threads == 128 * (1 + hopper::bm / 64));  // a producer and a consumer per 64 rows
-  CHECK(hopper::stage_elements * 2 % 1024 == 0);          // every stage tile on the swizzle's 1024 bytes
+  CHECK(hopper::stage_bytes % 1024 == 0);                 // every stage tile on the swizzle's 1024 bytes
   CHECK(hopper::smem_bytes(512) - hopper::smem_bytes(0) == 512 * 4);  // 4 bytes per group's tile start
   CHECK(hopper::smem_bytes(512) <= 227 * 1024);
 }
@@ -842,8 +842,8 @@ TEST_SUITE("gpu") {
       bool usable = !hopper;
       const cudaError_t status =
           epilogue == gemm_epilogue::swiglu
-              ? beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::swiglu>(device, usable)
-              : beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::store>(device, usable);
+              ? beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::swiglu, bf16>(device, usable)
+              : beam::device::detail::hopper_kernel_usable<bf16, OutT, Tiles, gemm_epilogue::store, bf16>(device, usable);
       REQUIRE(status == cudaSuccess);
       REQUIRE(usable == hopper);
       if (!hopper) return;

@@ -27,6 +27,7 @@
 #include "beam/permute/warp_rank.cuh"
 
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/device_quantize.cuh"
 #include "beam/gemm/tile_mma.cuh"
 #include "beam/gemm/tile_wgmma.cuh"
 

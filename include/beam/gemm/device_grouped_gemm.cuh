@@ -51,6 +51,13 @@ namespace detail {
 constexpr bool valid_schedule(gemm_schedule schedule) {
   return unsigned(schedule) <= unsigned(gemm_schedule::prefill_sm80);  // the last enumerator
 }
+
+//! Whether P is a tile policy (has block_rows): keeps grouped_gemm<T, OutT>(...) with e4m3
+//! weights from also naming the W8A8 overload with OutT = T and T as its DecodeTiles.
+template <class P, class = void>
+struct is_tile_policy : std::false_type {};
+template <class P>
+struct is_tile_policy<P, std::void_t<decltype(P::block_rows)>> : std::true_type {};
 }  // namespace detail
 
 //! Tile policies: BM × BN output tile (BN rows of B), K in steps of 64, warps_m × warps_n
@@ -79,16 +86,30 @@ struct hopper_tiles {
   static constexpr int block_rows = 128, block_cols = 128, stages = 5;
 };
 
+//! Hopper policies of W8A8 (e4m3 A and B; stages of 128 codes, 32 KiB at 128 × 128): 6 stages
+//! for prefill, and one consumer warpgroup (BM = 64) for decode, where rows are few and the
+//! weights' bytes are what counts (8 stages of 24 KiB in flight per block).
+struct hopper_e4m3_tiles {
+  static constexpr int block_rows = 128, block_cols = 128, stages = 6;
+};
+struct hopper_e4m3_decode_tiles {
+  static constexpr int block_rows = 64, block_cols = 128, stages = 8;
+};
+
 //! A `[rows, K]`: row r is data[r] (contiguous, e.g. gathered rows Xp), or, with
 //! gather_pairs, data[gather_pairs[r] / top_k] (X `[T, H]`, T = ⌈pairs / top_k⌉, read through
 //! `sorted_pairs`: no gathered copy), a zero row where gather_pairs[r] is not a pair index
-//! (see grouped_gemm).
+//! (see grouped_gemm). T = __nv_fp8_e4m3 (W8A8): codes with `scales` `[rows, ⌈K/128⌉]` (row r's
+//! at scales + r·scale_stride, gathered with their row), as weights.cuh and
+//! quantize_activations (device_quantize.cuh) make them; null for bf16 / fp16 A.
 template <class T>
 struct gemm_a {
   const T* data = nullptr;
   int64_t stride = 0;
   const int32_t* gather_pairs = nullptr;
   int top_k = 1;
+  const float* scales = nullptr;
+  int64_t scale_stride = 0;
 };
 
 //! B: row j of group e at data + e·expert_stride + j·stride, K contiguous (the `[E, N, K]`
@@ -195,6 +216,30 @@ template <class T, class OutT, class DecodeTiles = decode_e4m3_tiles, class Pref
                                        const gemm_groups& groups, const gemm_output<OutT>& out,
                                        gemm_schedule schedule = gemm_schedule::automatic, cudaStream_t stream = nullptr);
 
+//! The grouped GEMM with e4m3 activations and weights (W8A8, Hopper): as above, with
+//! A = Q_A · s_A in 1 × 128 groups (gemm_a's scales, weights.cuh; e.g. quantize_activations of
+//! X, gathered through gather_pairs with its scales) and B_e = Q_e · s as above. wgmma multiplies
+//! the codes (e4m3 × e4m3 → fp32) a 128-deep k block at a time, and each block's sums are added
+//! times s_A(row) · s_B(block); per-channel scales multiply the final sums. Every schedule runs
+//! the Hopper kernel: HopperTiles for prefill, DecodeTiles (also a Hopper policy) for decode.
+//! @tparam OutT  __nv_bfloat16, __half or float: C
+//! @return as the W8A16 overload, and cudaErrorInvalidValue for null or misaligned A scales, a
+//!         scale_stride < ⌈K/128⌉, or the prefill_sm80 schedule (there is no sm_80 W8A8
+//!         kernel); cudaErrorInvalidDeviceFunction, launching nothing, where the Hopper kernel
+//!         cannot run (a device older than sm_90, a build without sm_90a code, a driver
+//!         without cuTensorMapEncodeTiled).
+//! @code
+//! // DeepSeek-V3's expert GEMM 1: X quantised once, gathered through sorted_pairs with its scales
+//! beam::device::quantize_activations(x, H, T, H, xq, H, xs, H / 128);
+//! beam::device::gemm_a<__nv_fp8_e4m3> a{xq, H, sorted_pairs, K, xs, H / 128};
+//! beam::device::grouped_gemm<__nv_bfloat16>(a, w13, 2 * I, H, groups, {act, I, swiglu});
+//! @endcode
+template <class OutT, class DecodeTiles = hopper_e4m3_decode_tiles, class HopperTiles = hopper_e4m3_tiles,
+          std::enable_if_t<detail::is_tile_policy<DecodeTiles>::value, int> = 0>
+[[nodiscard]] cudaError_t grouped_gemm(const gemm_a<__nv_fp8_e4m3>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k,
+                                       const gemm_groups& groups, const gemm_output<OutT>& out,
+                                       gemm_schedule schedule = gemm_schedule::automatic, cudaStream_t stream = nullptr);
+
 }  // namespace beam::device
 
 #include "beam/core/error.cuh"
@@ -212,6 +257,7 @@ template <auto Kernel, int Threads, size_t Smem>
 struct resident_blocks_tag {};
 template <auto Kernel>
 struct hopper_usable_tag {};
+struct wgmma_code_tag {};
 
 struct sm80_usable_tag {};
 
@@ -250,12 +296,12 @@ bool aligned_rows(const E* data, int64_t stride, int64_t row) {
   return reinterpret_cast<uintptr_t>(data) % 16 == 0 && stride * int64_t(sizeof(E)) % 16 == 0 && stride >= row;
 }
 
-//! The weights' own conditions: T weights unscaled; e4m3 ones with K a multiple of 16 (whole
-//! 16-byte chunks) and, when scaled, a 4-byte aligned scales pointer.
-template <class T, class W>
+//! The weights' own conditions: bf16 / fp16 weights unscaled; e4m3 ones with K a multiple of 16
+//! (whole 16-byte chunks) and, when scaled, a 4-byte aligned scales pointer.
+template <class W>
 bool valid_weights(const gemm_b<W>& b, int k) {
   if (!valid_weight_scales(b.scaling)) return false;
-  if constexpr (std::is_same_v<W, T>) {
+  if constexpr (sizeof(W) == 2) {
     return b.scaling == weight_scales::none;
   } else {
     static_assert(std::is_same_v<W, __nv_fp8_e4m3>, "T or e4m3 weights");
@@ -277,7 +323,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, in
     return cudaErrorInvalidValue;  // packed groups: offsets or counts, M ≥ 1, rows ≥ count·M
   }
   if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0) ||
-      !valid_weights<T>(b, k)) {
+      !valid_weights(b, k)) {
     return cudaErrorInvalidValue;
   }
   if (groups.rows == 0) return cudaSuccess;
@@ -288,6 +334,14 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, in
   if (out.epilogue == gemm_epilogue::scale_rows && !out.row_scales) return cudaErrorInvalidValue;
   if (out.epilogue == gemm_epilogue::scatter_add && (!out.row_scales || !out.scale_index || out.top_k < 1)) {
     return cudaErrorInvalidValue;
+  }
+  if constexpr (sizeof(T) == 1) {  // W8A8: A's scales; no sm_80 kernel
+    if (!a.scales || reinterpret_cast<uintptr_t>(a.scales) % alignof(float) != 0 ||
+        a.scale_stride < (k + weight_block - 1) / weight_block || schedule == gemm_schedule::prefill_sm80) {
+      return cudaErrorInvalidValue;
+    }
+  } else if (a.scales) {
+    return cudaErrorInvalidValue;  // scales belong to e4m3 activations
   }
   if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k) ||
       b.expert_stride * int64_t(sizeof(W)) % 16 != 0 ||
@@ -338,7 +392,8 @@ inline bool decode_schedule(gemm_schedule schedule, const gemm_groups& groups) {
 template <class T, class W, class OutT>
 beam::detail::grouped_gemm_params<T, OutT, W> params_of(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k,
                                                         const gemm_groups& groups, const gemm_output<OutT>& out) {
-  return {a.data,         a.stride,         a.gather_pairs,      a.top_k,      groups.pairs,
+  return {a.data,         a.stride,         a.scales,            a.scale_stride,
+          a.gather_pairs,   a.top_k,          groups.pairs,
           b.data,         b.stride,         b.expert_stride,     b.scales,     b.scaling,
           groups.offsets, groups.counts,    groups.group_stride, groups.count, groups.rows,
           n,              k,                0,                   out.data,     out.stride,
@@ -410,46 +465,53 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 //! The Hopper kernel's map of B: a 4-D tensor (K, N / halves, halves, groups) with boxes of
-//! (64, BN / halves, 1, 1), 128-byte swizzle, zeros outside; halves = 2 for swiglu (gate rows
-//! W1, then up rows W3), else 1. False where the driver declines it.
-template <class T, class OutT>
-bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params<T, OutT>& params, int halves,
+//! (128 bytes of K, BN / halves, 1, 1), 128-byte swizzle, zeros outside; halves = 2 for swiglu
+//! (gate rows W1, then up rows W3), else 1; e4m3 codes as bytes. False where the driver declines it.
+template <class T, class OutT, class W>
+bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params<T, OutT, W>& params, int halves,
                        int bn) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (!encode) return false;
-  const cuuint64_t half_rows = cuuint64_t(params.n / halves), row_bytes = cuuint64_t(params.b_stride) * sizeof(T);
+  const cuuint64_t half_rows = cuuint64_t(params.n / halves), row_bytes = cuuint64_t(params.b_stride) * sizeof(W);
   const cuuint64_t dims[4] = {cuuint64_t(params.k), half_rows, cuuint64_t(halves), cuuint64_t(params.groups)};
   // One group: any valid stride (it is never stepped over); several: the expert stride.
   const cuuint64_t group_bytes =
-      params.groups == 1 ? half_rows * halves * row_bytes : cuuint64_t(params.b_expert_stride) * sizeof(T);
+      params.groups == 1 ? half_rows * halves * row_bytes : cuuint64_t(params.b_expert_stride) * sizeof(W);
   const cuuint64_t strides[3] = {row_bytes, half_rows * row_bytes, group_bytes};
-  const cuuint32_t box[4] = {cuuint32_t(beam::detail::gemm_block_k), cuuint32_t(bn / halves), 1, 1};
+  const cuuint32_t box[4] = {cuuint32_t(128 / sizeof(W)), cuuint32_t(bn / halves), 1, 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  const CUtensorMapDataType type =
-      std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return encode(&map, type, 4, const_cast<T*>(params.b), dims, strides, box, element_strides,
+  const CUtensorMapDataType type = sizeof(W) == 1                  ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : std::is_same_v<W, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                               : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(&map, type, 4, const_cast<W*>(params.b), dims, strides, box, element_strides,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 //! Whether the Hopper kernel can run on `device`: the code loaded for it is sm_90 or later
-//! (not the trap of an sm_80 build) and the device grants the ring's shared memory.
-//! Memoised per kernel and device.
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
+//! (not the trap of an sm_80 build), with sm_90a's wgmma for W8A8 (wgmma_probe_kernel), and the
+//! device grants the ring's shared memory. Memoised per kernel and device.
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T>
 cudaError_t hopper_kernel_usable(int device, bool& usable) {
-  constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>;
+  constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W>;
   enum verdict : int { unknown, yes, no };
   int known = unknown;
   const cudaError_t status = beam::detail::per_device_memo<hopper_usable_tag<kernel>>(device, known, [&](int& result) {
-    cudaFuncAttributes attributes{};
+    cudaFuncAttributes attributes{}, probe{};
     int smem_optin = 0;
     if (const cudaError_t s = cudaFuncGetAttributes(&attributes, kernel); s != cudaSuccess) return s;
+    if constexpr (sizeof(T) == 1) {
+      if (const cudaError_t s = cudaFuncGetAttributes(&probe, beam::detail::wgmma_probe_kernel<>); s != cudaSuccess) {
+        return s;
+      }
+    }
     if (const cudaError_t s = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
         s != cudaSuccess) {
       return s;
     }
-    const size_t needed = beam::detail::hopper_geometry<Tiles>::smem_bytes(beam::detail::gemm_max_groups);
-    result = attributes.ptxVersion >= 90 && size_t(smem_optin) >= needed ? yes : no;
+    const size_t needed = beam::detail::hopper_geometry<Tiles, beam::detail::element_bytes<W>>::smem_bytes(beam::detail::gemm_max_groups);
+    const bool wgmma = sizeof(T) == 2 || probe.sharedSizeBytes > 0;
+    result = attributes.ptxVersion >= 90 && wgmma && size_t(smem_optin) >= needed ? yes : no;
     return cudaSuccess;
   });
   usable = known == yes;
@@ -458,14 +520,14 @@ cudaError_t hopper_kernel_usable(int device, bool& usable) {
 
 //! Launches the Hopper kernel where it can run (hopper_kernel_usable, and the driver accepts
 //! the weight map); otherwise `launched` is false (with success) and nothing was launched.
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue>
-cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cudaStream_t stream, bool& launched) {
-  using geo = beam::detail::hopper_geometry<Tiles>;
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T>
+cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT, W> params, cudaStream_t stream, bool& launched) {
+  using geo = beam::detail::hopper_geometry<Tiles, beam::detail::element_bytes<W>>;
   launched = false;
   int device = 0;
   bool usable = false;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = hopper_kernel_usable<T, OutT, Tiles, Epilogue>(device, usable);
+  if (const cudaError_t status = hopper_kernel_usable<T, OutT, Tiles, Epilogue, W>(device, usable);
       status != cudaSuccess || !usable) {
     return status;
   }
@@ -473,33 +535,47 @@ cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT> params, cud
   if (!encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) return cudaSuccess;
   launched = true;
   params.column_tiles = column_tiles(params, Epilogue, geo::bn);
-  return launch_persistent<beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue>, geo::threads,
+  return launch_persistent<beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(
       geo::smem_bytes(params.groups), work_bound(params, geo::bm), stream, map, params);
 }
 
-//! The kernel of a schedule for one epilogue. e4m3 weights have no Hopper kernel yet: their
-//! prefill runs the sm_80 one.
+//! W8A8 on the Hopper kernel of `Tiles`, or cudaErrorInvalidDeviceFunction where it cannot run.
+template <class OutT, class Tiles, gemm_epilogue Epilogue>
+cudaError_t run_w8a8(const beam::detail::grouped_gemm_params<__nv_fp8_e4m3, OutT, __nv_fp8_e4m3>& params,
+                     cudaStream_t stream) {
+  bool launched = false;
+  const cudaError_t status = launch_hopper<__nv_fp8_e4m3, OutT, Tiles, Epilogue, __nv_fp8_e4m3>(params, stream, launched);
+  return status != cudaSuccess || launched ? status : cudaErrorInvalidDeviceFunction;
+}
+
+//! The kernel of a schedule for one epilogue. W8A16 has no Hopper kernel yet: its prefill runs
+//! the sm_80 one; W8A8 has only the Hopper one (DecodeTiles and HopperTiles Hopper policies).
 template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles,
           gemm_epilogue Epilogue>
 cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, bool decode, bool sm80_only,
                          cudaStream_t stream) {
-  if (decode) {
-    params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
-    return launch_sm80<T, OutT, W, DecodeTiles, Epilogue>(params, stream);
-  }
-  if constexpr (std::is_same_v<W, T>) {
-    if (!sm80_only) {
-      bool launched = false;
-      const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue>(params, stream, launched);
-      if (status != cudaSuccess || launched) return status;
+  if constexpr (sizeof(T) == 1) {
+    return decode ? run_w8a8<OutT, DecodeTiles, Epilogue>(params, stream)
+                  : run_w8a8<OutT, HopperTiles, Epilogue>(params, stream);
+  } else {
+    if (decode) {
+      params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
+      return launch_sm80<T, OutT, W, DecodeTiles, Epilogue>(params, stream);
     }
+    if constexpr (std::is_same_v<W, T>) {
+      if (!sm80_only) {
+        bool launched = false;
+        const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue, W>(params, stream, launched);
+        if (status != cudaSuccess || launched) return status;
+      }
+    }
+    params.column_tiles = column_tiles(params, Epilogue, PrefillTiles::block_cols);
+    return launch_sm80<T, OutT, W, PrefillTiles, Epilogue>(params, stream);
   }
-  params.column_tiles = column_tiles(params, Epilogue, PrefillTiles::block_cols);
-  return launch_sm80<T, OutT, W, PrefillTiles, Epilogue>(params, stream);
 }
 
-//! Both overloads of grouped_gemm.
+//! Every overload of grouped_gemm.
 template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles>
 cudaError_t run_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k, const gemm_groups& groups,
                              const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
@@ -540,6 +616,14 @@ template <class T, class OutT, class DecodeTiles, class PrefillTiles>
 cudaError_t grouped_gemm(const gemm_a<T>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k, const gemm_groups& groups,
                          const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
   return detail::run_grouped_gemm<T, OutT, __nv_fp8_e4m3, DecodeTiles, PrefillTiles, hopper_tiles>(
+      a, b, n, k, groups, out, schedule, stream);
+}
+
+template <class OutT, class DecodeTiles, class HopperTiles, std::enable_if_t<detail::is_tile_policy<DecodeTiles>::value, int>>
+cudaError_t grouped_gemm(const gemm_a<__nv_fp8_e4m3>& a, const gemm_b<__nv_fp8_e4m3>& b, int n, int k,
+                         const gemm_groups& groups, const gemm_output<OutT>& out, gemm_schedule schedule,
+                         cudaStream_t stream) {
+  return detail::run_grouped_gemm<__nv_fp8_e4m3, OutT, __nv_fp8_e4m3, DecodeTiles, void, HopperTiles>(
       a, b, n, k, groups, out, schedule, stream);
 }
 

@@ -191,14 +191,15 @@ __device__ inline void fence_operands(float (&d)[Frags][4]) {
   }
 }
 
-//! d += A · Bᵀ for one 32-byte k step, asynchronously: A is 64 rows and B N weight rows of 32
-//! bytes each (k16 of bf16 / fp16, k32 of e4m3; k contiguous), both read from shared memory
-//! through descriptors; d[N / 8][4] are the warpgroup's accumulators (layout in the file
-//! comment). Issue after mma_fence, complete with mma_commit / mma_wait. All 128 threads.
+//! d += A · Bᵀ (d = A · Bᵀ with `accumulate` false) for one 32-byte k step, asynchronously: A is
+//! 64 rows and B N weight rows of 32 bytes each (k16 of bf16 / fp16, k32 of e4m3; k contiguous),
+//! both read from shared memory through descriptors; d[N / 8][4] are the warpgroup's
+//! accumulators (layout in the file comment). Issue after mma_fence, complete with mma_commit /
+//! mma_wait. All 128 threads.
 //! @tparam T  __nv_bfloat16, __half or __nv_fp8_e4m3 (both operands)
 //! @tparam N  64, 128 or 256
 template <class T, int N>
-__device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
+__device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate = true) {
   static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, __nv_fp8_e4m3>,
                 "bf16, fp16 or e4m3 inputs");
   static_assert(N == 64 || N == 128 || N == 256, "N of 64, 128 or 256");
@@ -215,7 +216,7 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
         "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
         "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
         "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
-      : "l"(a), "l"(b), "r"(1))
+      : "l"(a), "l"(b), "r"(accumulate ? 1 : 0))
 #define BEAM_WGMMA_M64N128(K, TYPE, TAIL) \
   asm volatile( \
       "{\n.reg .pred d_in;\nsetp.ne.b32 d_in, %66, 0;\n" \
@@ -233,7 +234,7 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
         "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), \
         "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
         "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3]) \
-      : "l"(a), "l"(b), "r"(1))
+      : "l"(a), "l"(b), "r"(accumulate ? 1 : 0))
 #define BEAM_WGMMA_M64N256(K, TYPE, TAIL) \
   asm volatile( \
       "{\n.reg .pred d_in;\nsetp.ne.b32 d_in, %130, 0;\n" \
@@ -263,7 +264,7 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b) {
         "+f"(d[26][0]), "+f"(d[26][1]), "+f"(d[26][2]), "+f"(d[26][3]), "+f"(d[27][0]), "+f"(d[27][1]), "+f"(d[27][2]), "+f"(d[27][3]), \
         "+f"(d[28][0]), "+f"(d[28][1]), "+f"(d[28][2]), "+f"(d[28][3]), "+f"(d[29][0]), "+f"(d[29][1]), "+f"(d[29][2]), "+f"(d[29][3]), \
         "+f"(d[30][0]), "+f"(d[30][1]), "+f"(d[30][2]), "+f"(d[30][3]), "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3]) \
-      : "l"(a), "l"(b), "r"(1))
+      : "l"(a), "l"(b), "r"(accumulate ? 1 : 0))
   // k16 with imm-scale-a/b 1 and no transpose (imm-trans-a/b 0); e4m3: k32, no transpose operands.
 #define BEAM_WGMMA_FOR_TYPE(MACRO)                                   \
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {                 \

@@ -13,8 +13,18 @@
 //! block row h·⌈(N / halves) / 128⌉ + (j mod N / halves) / 128, so that the scales of W1 and
 //! W3, each `[⌈I/128⌉, ⌈H/128⌉]`, stack to the scales of [W1; W3] whatever I is (for I a
 //! multiple of 128 this is plain block row j / 128).
+//!
+//! e4m3 activations (W8A8: the Hopper kernel multiplies e4m3 by e4m3) come as codes Q `[rows, K]`
+//! with one fp32 scale per row and 128-channel group b = k / 128 (1 × 128 groups, `[rows, ⌈K/128⌉]`):
+//!   A[r][k] = Q[r][k] · s[r][b],   s = activation_scale(max |A[r][k']| over the group),
+//!   Q[r][k] = e4m3(A[r][k] / s)    (to nearest even, saturating: dtype_traits<__nv_fp8_e4m3>).
+//! s is a power of two (the UE8M0 scales of DeepGEMM and the MX formats), so A / s is exact and
+//! the codes are the same wherever they are computed; a NaN value gives a NaN code, an infinite
+//! one an infinite scale and NaN codes for its group: a non-finite activation makes the products
+//! of its row NaN instead of saturating to ±448 · s.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include <cuda_fp8.h>
@@ -38,6 +48,20 @@ constexpr int weight_block = 128;  //!< the block edge of block_128 scales
 //! Whether `scales` is one of weight_scales' enumerators.
 constexpr bool valid_weight_scales(weight_scales scales) {
   return unsigned(scales) <= unsigned(weight_scales::block_128);  // the last enumerator
+}
+
+//! The scale of a group of e4m3 activations whose largest magnitude (NaN ignored) is `amax`:
+//! s = 2^e for the least e ≥ −126 with amax ≤ 448 · 2^e (a normal float, so 1 / s is exact too),
+//! or +∞ for an infinite amax.
+//! @code
+//! beam::activation_scale(448.0f)  // → 1;  449 → 2;  1 → 2⁻⁸ (1 / 2⁻⁸ = 256 ≤ 448);  0 → 2⁻⁹
+//! @endcode
+BEAM_HOST_DEVICE inline float activation_scale(float amax) {
+  if (!(amax <= 3.40282347e38f)) return INFINITY;  // amax = +∞ (NaN is never an amax)
+  int x = 0;
+  const float f = frexpf(amax, &x);  // amax = f · 2^x, f ∈ [0.5, 1): amax ≤ 0.875 · 2^(9 + e) ⇔ e ≥ x − 9 (+1 if f > 0.875)
+  const int e = x - 9 + (f > 0.875f ? 1 : 0);
+  return ldexpf(1.0f, e < -126 ? -126 : e);
 }
 
 //! Block row of weight row j in an N-row matrix of `halves` stacked halves (see the file comment).

@@ -3,10 +3,11 @@
 //!   acc[r][j] = Σ_k A(r)[k] · B_e[j][k]  for the rows r of group e, [offsets[e], offsets[e+1])
 //!   swiglu:     C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i]
 //!   scale_rows: C[r][j] = s_r · acc[r][j]
-//! and the dequantisation of e4m3 weights (beam/gemm/weights.cuh).
+//! and the e4m3 weights' dequantisation and activations' quantisation (beam/gemm/weights.cuh).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -67,6 +68,47 @@ inline std::vector<double> dequantize_weights(const __nv_fp8_e4m3* q, const floa
     }
   }
   return w;
+}
+
+//! e4m3 activations (weights.cuh): codes `[rows, K]` and scales `[rows, ⌈K/128⌉]`, row-major.
+struct quantized_activations {
+  std::vector<__nv_fp8_e4m3> codes;
+  std::vector<float> scales;
+};
+
+//! Quantises A `[rows, K]` (row r at a + r·stride) to e4m3 in 1 × 128 groups, as weights.cuh says.
+//! @throws std::invalid_argument for rows < 0, K < 1 or stride < K
+template <class T>
+quantized_activations quantize_activations(const T* a, int64_t stride, int64_t rows, int64_t k) {
+  if (rows < 0 || k < 1 || stride < k) throw std::invalid_argument("quantize_activations: bad rows, K or stride");
+  const int64_t groups = (k + weight_block - 1) / weight_block;
+  quantized_activations q{std::vector<__nv_fp8_e4m3>(size_t(rows * k)), std::vector<float>(size_t(rows * groups))};
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < groups; ++b) {
+      const int64_t begin = b * weight_block, end = std::min(k, begin + weight_block);
+      float amax = 0.0f;
+      for (int64_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(to_float(a[r * stride + i])));
+      const float s = activation_scale(amax);
+      q.scales[size_t(r * groups + b)] = s;
+      for (int64_t i = begin; i < end; ++i) {
+        q.codes[size_t(r * k + i)] = dtype_traits<__nv_fp8_e4m3>::from_float(to_float(a[r * stride + i]) / s);
+      }
+    }
+  }
+  return q;
+}
+
+//! The values Q · s of quantised activations `[rows, K]`, exactly.
+inline std::vector<double> dequantize_activations(const quantized_activations& q, int64_t rows, int64_t k) {
+  const int64_t groups = (k + weight_block - 1) / weight_block;
+  std::vector<double> a(size_t(rows * k));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      a[size_t(r * k + i)] =
+          double(e4m3_value(q.codes[size_t(r * k + i)].__x)) * q.scales[size_t(r * groups + i / weight_block)];
+    }
+  }
+  return a;
 }
 
 //! The SwiGLU epilogue on acc `[rows, N]`: `[rows, N/2]`, gate columns first.

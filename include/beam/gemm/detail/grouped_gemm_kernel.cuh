@@ -39,11 +39,14 @@ constexpr int gemm_block_k = 64;  //!< K columns per stage: 8 chunks of 16 bytes
 constexpr int gemm_max_groups = 512;
 
 //! Everything the kernel reads, host-checked (see grouped_gemm). W: the weights' type, T or
-//! __nv_fp8_e4m3 (then scaled by b_scales as b_scaling says: see weights.cuh).
+//! __nv_fp8_e4m3 (then scaled by b_scales as b_scaling says: see weights.cuh). T = e4m3 too
+//! (W8A8): A's codes with their 1 × 128 scales, row r's at a_scales + r·a_scale_stride.
 template <class T, class OutT, class W = T>
 struct grouped_gemm_params {
   const T* a;
   int64_t a_stride;
+  const float* a_scales;
+  int64_t a_scale_stride;
   const int32_t* gather_pairs;
   int top_k;
   int64_t pairs;  //!< P: pair indices (gather_pairs, scale_index) name [0, P)
@@ -219,36 +222,46 @@ __device__ inline gemm_work_item locate_dense_item(const grouped_gemm_params<T, 
 //! and padding sentinels ≥ P (e.g. vLLM's P) are not, and must not be dereferenced.
 __device__ inline bool valid_pair(int32_t pair, int64_t pairs) { return uint64_t(int64_t(pair)) < uint64_t(pairs); }
 
-//! Source of row `tile_row` of the item's A tile: row r of A, or with gather_pairs row
-//! gather_pairs[r] / top_k; null (a zero row) past the group's end or for a gathered index
-//! that is not a valid_pair (the division would turn −1 into row 0).
+//! Row of A behind row `tile_row` of the item's A tile: r, or with gather_pairs the token
+//! gather_pairs[r] / top_k; −1 (a zero row) past the group's end or for a gathered index that
+//! is not a valid_pair (the division would turn −1 into row 0).
+template <class T, class OutT, class W>
+__device__ inline int64_t a_source_row(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
+                                       int tile_row) {
+  const int64_t r = item.row0 + tile_row;
+  if (r >= item.group_end) return -1;
+  if (!p.gather_pairs) return r;
+  const int32_t pair = p.gather_pairs[r];
+  return valid_pair(pair, p.pairs) ? int64_t(pair / p.top_k) : -1;
+}
+
+//! Source of row `tile_row` of the item's A tile (a_source_row), null for a zero row.
 template <class T, class OutT, class W>
 __device__ inline const T* a_row_source(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
                                         int tile_row) {
-  const int64_t r = item.row0 + tile_row;
-  if (r >= item.group_end) return nullptr;
-  if (!p.gather_pairs) return p.a + r * p.a_stride;
-  const int32_t pair = p.gather_pairs[r];
-  return valid_pair(pair, p.pairs) ? p.a + int64_t(pair / p.top_k) * p.a_stride : nullptr;
+  const int64_t row = a_source_row(p, item, tile_row);
+  return row < 0 ? nullptr : p.a + row * p.a_stride;
 }
 
-//! Starts this thread's 16-byte copies into a stage tile of 64 elements per row: a
-//! `swizzled_offset` tile of 2-byte elements (8 chunks per row) or an `e4m3_tile_offset` tile
-//! of e4m3 codes (4 chunks). `thread` (of Threads) copies chunk c = thread mod chunks of tile
-//! rows (thread + i·Threads) / chunks from rows[i] + column + c·(elements per chunk); a null
-//! row or a chunk at or past `k` is written as zeros (`fallback`: any valid address).
-template <int Threads, int Copies, class E>
+//! Starts this thread's 16-byte copies into a stage tile of `Chunks` 16-byte chunks per row: 8,
+//! a `swizzled_offset` tile of 128-byte rows (64 bf16 / fp16 elements or 128 e4m3 codes), or 4,
+//! an `e4m3_tile_offset` tile of 64 e4m3 codes. `thread` (of Threads) copies chunk
+//! c = thread mod Chunks of tile rows (thread + i·Threads) / Chunks from rows[i] + column +
+//! c·(elements per chunk); a null row or a chunk at or past `k` is written as zeros
+//! (`fallback`: any valid address).
+template <int Threads, int Chunks, int Copies, class E>
 __device__ inline void copy_tile_rows(E* tile, const E* const (&rows)[Copies], const E* fallback, int thread,
                                       int column, int k) {
-  constexpr int chunk_elements = 16 / int(sizeof(E)), chunks = gemm_block_k / chunk_elements;
-  const int chunk = thread % chunks;
+  static_assert(Chunks == 8 || (Chunks == 4 && sizeof(E) == 1), "128-byte swizzled rows, or 64 e4m3 codes");
+  constexpr int chunk_elements = 16 / int(sizeof(E));
+  const int chunk = thread % Chunks;
   column += chunk * chunk_elements;
 #pragma unroll
   for (int i = 0; i < Copies; ++i) {
     const bool valid = column < k && rows[i];
-    const int row = (thread + i * Threads) / chunks;
-    const int offset = sizeof(E) == 1 ? block::e4m3_tile_offset(row, chunk) : block::swizzled_offset(row, chunk);
-    block::copy_async_16(tile + offset, valid ? rows[i] + column : fallback, valid);
+    const int row = (thread + i * Threads) / Chunks;
+    const int byte_offset = Chunks == 8 ? block::swizzled_offset(row, chunk) * 2 : block::e4m3_tile_offset(row, chunk);
+    block::copy_async_16(reinterpret_cast<char*>(tile) + byte_offset, valid ? rows[i] + column : fallback, valid);
   }
 }
 
@@ -430,8 +443,8 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
       e4m3 ? tile_weight_scales<swiglu, BN, geo::n_frags>(p, item.group, item.column_tile, wn0)
            : tile_weight_scales<swiglu, BN, geo::n_frags>{};
   const auto load_stage = [&](int k_tile, int slot) {
-    copy_tile_rows<threads>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
-    copy_tile_rows<threads>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
+    copy_tile_rows<threads, 8>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
+    copy_tile_rows<threads, geo::b_chunks>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
     if (e4m3 && ends_block(k_tile)) scales.copy(smem.scale_ring + slot * geo::stage_scales, k_tile / stages_per_block);
   };
 
