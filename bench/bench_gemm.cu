@@ -9,6 +9,9 @@
 // DeepSeek-V3 / Qwen3-FP8 checkpoint format), whose bytes count 1 per weight and the scales;
 // beside it bm_cublaslt_e4m3_loop, cuBLASLt's fp8 GEMM (sm_89+) per active expert: W8A8 with
 // per-tensor scales on pre-quantised activations, a toolkit ceiling for fp8 GEMMs.
+// bm_beam_experts_w8a8 (sm_90a) is beam's W8A8 path as an engine runs it: X quantised once
+// (quantize_activations), GEMM 1 on its codes gathered with their scales (SwiGLU, bf16 out),
+// the active rows of its output quantised (row count on the device), GEMM 2; all four timed.
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cublasLt.h>
 #include <cub/device/device_scan.cuh>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/device_quantize.cuh"
 #include "beam/gemm/weights.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "common.cuh"
@@ -40,6 +44,8 @@ struct expert_problem {
   device_buffer<__nv_fp8_e4m3> w13_e4m3, w2_e4m3;  //!< the same layer's experts as e4m3 codes
   device_buffer<__nv_fp8_e4m3> xp_e4m3, act_e4m3;  //!< cuBLASLt's fp8 inputs: Xp and A as e4m3
   device_buffer<float> w13_scales, w2_scales;       //!< and their block_128 scales
+  device_buffer<__nv_fp8_e4m3> x_e4m3;               //!< W8A8: X's codes (act_e4m3 holds A's)
+  device_buffer<float> x_scales, act_scales;         //!< and the 1 × 128 scales of X and A
   device_buffer<int32_t> ids, counts, offsets, sorted, rows;
   device_buffer<float> gates;
   int64_t n_active = 0, experts_used = 0;
@@ -53,6 +59,7 @@ struct expert_problem {
         y(size_t(P) * shape.H), w13_e4m3(w13.size()), w2_e4m3(w2.size()), xp_e4m3(xp.size()), act_e4m3(act.size()),
         w13_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, 2 * shape.I, shape.H, 2)),
         w2_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, shape.H, shape.I, 1)),
+        x_e4m3(x.size()), x_scales(size_t(tokens) * (shape.H / 128)), act_scales(size_t(P) * (shape.I / 128)),
         ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
         sorted(size_t(P)), rows(size_t(P)), gates(size_t(P)) {
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
@@ -116,6 +123,11 @@ struct expert_problem {
     const double scales = double(w13_scales.size() + w2_scales.size()) / m.E * sizeof(float);
     return double(experts_used) * (3.0 * m.H * m.I + scales) + double(n_active) * (m.H + 2.0 * m.I + m.H) * 2;
   }
+  //! The same with e4m3 activations too (W8A8): e4m3 weights (and scales), X and A rows in as
+  //! e4m3, A and Y out as bf16.
+  double w8a8_bytes() const {
+    return e4m3_bytes() - double(n_active) * (m.H + m.I);  // 1 byte instead of 2 per X and A element read
+  }
   double flops() const { return 6.0 * double(n_active) * m.H * m.I; }
   void report_counters(benchmark::State& state) const {
     state.counters["n_active"] = double(n_active);
@@ -162,6 +174,47 @@ void bm_beam_experts_e4m3(benchmark::State& state) {
   }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.e4m3_bytes(), p.flops());
+}
+
+//! beam W8A8 (sm_90a; block_128 weights, 1 × 128 activations): X quantised, GEMM 1 on its
+//! gathered codes, the active rows of A quantised, GEMM 2. Elsewhere the GEMMs refuse to run:
+//! the benchmark reports that and skips.
+template <beam::device::gemm_schedule Schedule>
+void bm_beam_experts_w8a8(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
+  const beam::device::gemm_b<__nv_fp8_e4m3> w13{p.w13_e4m3.data(), m.H, int64_t(2) * m.I * m.H, p.w13_scales.data(),
+                                                beam::weight_scales::block_128},
+      w2{p.w2_e4m3.data(), m.I, int64_t(m.H) * m.I, p.w2_scales.data(), beam::weight_scales::block_128};
+  const auto run = [&] {
+    cudaError_t status = beam::device::quantize_activations(p.x.data(), m.H, p.T, m.H, p.x_e4m3.data(), m.H,
+                                                            p.x_scales.data(), m.H / 128, nullptr, p.stream);
+    if (status == cudaSuccess) {
+      status = beam::device::grouped_gemm<bf16>({p.x_e4m3.data(), m.H, p.sorted.data(), m.K, p.x_scales.data(), m.H / 128},
+                                                w13, 2 * m.I, m.H, groups, {p.act.data(), m.I, gemm_epilogue::swiglu},
+                                                Schedule, p.stream);
+    }
+    if (status == cudaSuccess) {
+      status = beam::device::quantize_activations(p.act.data(), m.I, p.P, m.I, p.act_e4m3.data(), m.I,
+                                                  p.act_scales.data(), m.I / 128, p.offsets.data() + m.E, p.stream);
+    }
+    if (status == cudaSuccess) {
+      status = beam::device::grouped_gemm<bf16>(
+          {p.act_e4m3.data(), m.I, nullptr, 1, p.act_scales.data(), m.I / 128}, w2, m.H, m.I, groups,
+          {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()}, Schedule, p.stream);
+    }
+    return status;
+  };
+  if (const cudaError_t status = run(); status == cudaErrorInvalidDeviceFunction) {
+    state.SkipWithError("skipped: W8A8 needs the sm_90a Hopper kernel (an sm_90 device and an sm_90a build)");
+    return;
+  } else {
+    BEAM_CUDA_TRY(status);
+  }
+  const double s = median_seconds(p.stream, [&] { BEAM_CUDA_TRY(run()); }, 20, 3, [&] { p.l2.flush(p.stream); });
+  p.report_counters(state);
+  report(state, s, p.w8a8_bytes(), p.flops());
 }
 
 //! cuBLAS: counts copied to the host, then one cublasGemmEx per active expert and GEMM.
@@ -253,10 +306,7 @@ void bm_cublaslt_e4m3_loop(benchmark::State& state) {
   cublasLtMatmulDescDestroy(desc);
   cublasLtDestroy(handle);
   p.report_counters(state);
-  // Bytes: the active experts' e4m3 weights, the e4m3 rows in, bf16 rows out.
-  const double bytes = double(p.experts_used) * 3.0 * m.H * m.I + double(p.n_active) * (m.H + m.I) +
-                       double(p.n_active) * (2.0 * m.I + m.H) * 2;
-  report(state, s, bytes, p.flops());
+  report(state, s, p.w8a8_bytes(), p.flops());
 }
 
 //! cuBLAS grouped: counts to the host, pointer arrays uploaded, one cublasGemmGroupedBatchedEx
@@ -349,6 +399,7 @@ BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::decode)
 BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::prefill)
     ->Name("bm_beam_experts_e4m3_prefill")
     ->Apply(schedule_args);
+BENCHMARK_TEMPLATE(bm_beam_experts_w8a8, gemm_schedule::automatic)->Name("bm_beam_experts_w8a8")->Apply(expert_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
 BENCHMARK(bm_cublaslt_e4m3_loop)->Apply(expert_args);

@@ -344,6 +344,26 @@ TEST_SUITE("gpu") {
           }
         }
         CHECK(mismatches == 0);
+        if (rows < 2) continue;
+        // row_count on the device: the first rows / 2 rows written, the rest untouched.
+        const beam::test::device_vector<int32_t> count(std::vector<int32_t>{int32_t(rows / 2)});
+        d_codes.poison();
+        d_scales.poison();
+        REQUIRE(beam::device::quantize_activations(d_a.data(), stride, rows, k, d_codes.data(), k + 8, d_scales.data(),
+                                                   groups + 1, count.data()) == cudaSuccess);
+        const auto counted = d_codes.to_host();
+        const auto counted_scales = d_scales.to_host();
+        int written = 0, untouched = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int i = 0; i < k; ++i) {
+            const e4m3 have = counted[size_t(r * (k + 8) + i)];
+            if (r < rows / 2) written += same_code(have, want.codes[size_t(r * k + i)]);
+            else untouched += have.__x == 0xff;
+          }
+          if (r >= rows / 2) untouched += std::isnan(counted_scales[size_t(r * (groups + 1))]);
+        }
+        CHECK(written == rows / 2 * k);
+        CHECK(untouched == (rows - rows / 2) * (k + 1));
       }
     }
   }

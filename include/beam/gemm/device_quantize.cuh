@@ -41,7 +41,9 @@ __device__ inline uint32_t quantize_e4m3_group(const float (&v)[4], float& scale
 namespace beam::device {
 
 //! Quantises A `[rows, K]` (row r at a + r·a_stride) to e4m3 codes (row r at codes + r·code_stride)
-//! and scales (row r's groups at scales + r·scale_stride), one warp per 1 × 128 group.
+//! and scales (row r's groups at scales + r·scale_stride), one warp per 1 × 128 group. With
+//! `row_count`, only the first min(*row_count, rows) rows, read on the device (e.g. `offsets + E`
+//! of `compact`: the active rows of GEMM 1's output), the grid being sized by `rows`.
 //!
 //! @tparam T  float, __half or __nv_bfloat16
 //! @return cudaErrorInvalidValue, writing nothing, when rows < 0, K ∉ [1, 2³⁰], or rows > 0
@@ -50,7 +52,8 @@ namespace beam::device {
 template <class T>
 [[nodiscard]] cudaError_t quantize_activations(const T* a, int64_t a_stride, int64_t rows, int k,
                                                __nv_fp8_e4m3* codes, int64_t code_stride, float* scales,
-                                               int64_t scale_stride, cudaStream_t stream = nullptr);
+                                               int64_t scale_stride, const int32_t* row_count = nullptr,
+                                               cudaStream_t stream = nullptr);
 
 }  // namespace beam::device
 
@@ -62,9 +65,10 @@ template <class T>
 __global__ void __launch_bounds__(quantize_block_threads)
     quantize_activations_kernel(const T* __restrict__ a, int64_t a_stride, int64_t rows, int k,
                                 __nv_fp8_e4m3* __restrict__ codes, int64_t code_stride, float* __restrict__ scales,
-                                int64_t scale_stride) {
-  wait_for_dependencies();  // A: the kernel before wrote it
+                                int64_t scale_stride, const int32_t* __restrict__ row_count) {
+  wait_for_dependencies();  // A and the row count: the kernels before wrote them
   launch_dependents();
+  if (row_count) rows = min(rows, int64_t(max(*row_count, 0)));
   const int groups = (k + weight_block - 1) / weight_block, lane = int(warp::lane_id());
   const int64_t warps = int64_t(gridDim.x) * (quantize_block_threads / 32);
   for (int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; item < rows * groups; item += warps) {
@@ -91,7 +95,8 @@ namespace beam::device {
 
 template <class T>
 cudaError_t quantize_activations(const T* a, int64_t a_stride, int64_t rows, int k, __nv_fp8_e4m3* codes,
-                                 int64_t code_stride, float* scales, int64_t scale_stride, cudaStream_t stream) {
+                                 int64_t code_stride, float* scales, int64_t scale_stride, const int32_t* row_count,
+                                 cudaStream_t stream) {
   if (rows < 0 || k < 1 || k > max_extent) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   const int groups = (k + weight_block - 1) / weight_block;
@@ -102,7 +107,8 @@ cudaError_t quantize_activations(const T* a, int64_t a_stride, int64_t rows, int
   return beam::detail::launch_dependent(
       beam::detail::quantize_activations_kernel<T>,
       beam::detail::warp_per_item_grid(rows * groups, beam::detail::quantize_block_threads),
-      beam::detail::quantize_block_threads, 0, stream, a, a_stride, rows, k, codes, code_stride, scales, scale_stride);
+      beam::detail::quantize_block_threads, 0, stream, a, a_stride, rows, k, codes, code_stride, scales, scale_stride,
+      row_count);
 }
 
 }  // namespace beam::device
