@@ -39,6 +39,25 @@ bool racecheck_enabled() {
   return on;
 }
 
+//! initcheck, as BEAM_EMULATOR_INITCHECK says: `error` stops the launch at a load of bytes that
+//! nothing wrote (cudaErrorLaunchFailure); `warn`, the default, reports the first such load of
+//! each instruction on stderr and runs on, since a correct program may load unwritten bytes it
+//! never uses (CUB's DeviceReduce::ArgMax loads a {int, double} pair with its 4 bytes of
+//! padding); `0` turns it off. Anything else is refused by name.
+enum class initcheck_mode { off, warn, error };
+
+initcheck_mode initcheck_setting() {
+  static const initcheck_mode mode = [] {
+    const char* v = std::getenv("BEAM_EMULATOR_INITCHECK");
+    if (v == nullptr || std::strcmp(v, "warn") == 0) return initcheck_mode::warn;
+    if (std::strcmp(v, "error") == 0) return initcheck_mode::error;
+    if (std::strcmp(v, "0") == 0) return initcheck_mode::off;
+    std::fprintf(stderr, "beam emulator: BEAM_EMULATOR_INITCHECK=%s is not a mode (error, warn or 0)\n", v);
+    std::exit(EXIT_FAILURE);
+  }();
+  return mode;
+}
+
 std::string dim_text(const uint32_t v[3]) {
   return "(" + std::to_string(v[0]) + "," + std::to_string(v[1]) + "," + std::to_string(v[2]) + ")";
 }
@@ -584,11 +603,22 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
       if (write) {
         a->mark_written(address, bytes);
         a->mark_kernel_written(b.launch.id, address, bytes);
-      } else if (const uint64_t unwritten = a->first_unwritten(address, bytes)) {
-        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "initcheck",
-                    std::string(space_name(s)) + " load of " + std::to_string(bytes) + " bytes at " + hex(address) +
-                        " reads byte " + hex(unwritten) + ", which nothing has written since cudaMalloc (allocation " +
-                        hex(a->begin) + ", " + std::to_string(a->end - a->begin) + " bytes)");
+      } else if (const initcheck_mode initcheck = initcheck_setting(); initcheck != initcheck_mode::off) {
+        if (const uint64_t unwritten = a->first_unwritten(address, bytes)) {
+          const std::string detail = std::string(space_name(s)) + " load of " + std::to_string(bytes) + " bytes at " +
+                                     hex(address) + " reads byte " + hex(unwritten) +
+                                     ", which nothing has written since cudaMalloc (allocation " + hex(a->begin) +
+                                     ", " + std::to_string(a->end - a->begin) + " bytes)";
+          if (initcheck == initcheck_mode::error) fail_launch(b, &t, &in, cudaErrorLaunchFailure, "initcheck", detail);
+          static std::unordered_set<const instruction*> warned;  // the first report of each instruction
+          if (warned.insert(&in).second) {
+            std::fprintf(stderr,
+                         "beam emulator: initcheck warning: kernel %s block %s thread %s line %d: %s (reported "
+                         "once per instruction; the launch goes on: BEAM_EMULATOR_INITCHECK=error stops it)\n",
+                         b.k.info.name.c_str(), dim_text(b.ctaid).c_str(), dim_text(t.tid).c_str(), in.line,
+                         detail.c_str());
+          }
+        }
       }
       if (b.profile) profile_access(b, t, in, s, a, address, bytes, write);
       return reinterpret_cast<uint8_t*>(address);
