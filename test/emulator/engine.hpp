@@ -67,12 +67,16 @@ class kernel;  // opaque: a decoded .entry
 //! One parsed PTX module (one fatbinary's PTX for the active model's architecture).
 class module {
  public:
-  //! Parses PTX text; throws std::runtime_error naming the line on anything it cannot decode
-  //! (an unknown opcode included). `.global`/`.const` variables are allocated and initialised.
+  //! Parses PTX text: its module-scope directives (`.global`/`.const` variables allocated and
+  //! initialised, functions declared); throws std::runtime_error naming the line on a directive
+  //! it cannot decode. Kernels are decoded one by one, on their first find_kernel.
   static std::unique_ptr<module> parse(std::string_view ptx, std::string source_name);
   virtual ~module() = default;
-  //! nullptr when the module has no such .entry.
-  virtual const kernel* find_kernel(std::string_view mangled_name) const = 0;
+  //! The .entry `mangled_name`, decoded on its first request (with the functions it calls).
+  //! nullptr when the module has no such .entry (`problem` empty) or when it cannot be decoded
+  //! (`problem` names the line and what is not implemented, an unknown opcode included): only
+  //! that kernel fails, every other of the module still runs.
+  virtual const kernel* find_kernel(std::string_view mangled_name, std::string& problem) = 0;
   virtual const kernel_info& info(const kernel&) const = 0;
   //! Device address and size of a module-scope `.global` or `.const` variable; nullptr if absent.
   virtual void* variable(std::string_view name, size_t* bytes) const = 0;

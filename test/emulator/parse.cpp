@@ -249,9 +249,24 @@ class module_impl final : public module {
 
   void parse(std::string_view text);
 
-  const kernel* find_kernel(std::string_view mangled) const override {
-    const auto it = kernels_.find(std::string(mangled));
-    return it == kernels_.end() ? nullptr : it->second.get();
+  const kernel* find_kernel(std::string_view mangled, std::string& problem) override {
+    problem.clear();
+    const std::string name(mangled);
+    if (const auto it = kernels_.find(name); it != kernels_.end()) return it->second.get();
+    if (const auto it = failures_.find(name); it != failures_.end()) {
+      problem = it->second;
+      return nullptr;
+    }
+    const auto entry = entries_.find(name);
+    if (entry == entries_.end()) return nullptr;
+    size_t pos = entry->second;
+    try {
+      parse_entry(toks_, pos);
+    } catch (const std::exception& e) {  // only this kernel fails: the module's others still decode
+      problem = failures_[name] = e.what();
+      return nullptr;
+    }
+    return kernels_.at(name).get();
   }
   const kernel_info& info(const kernel& k) const override { return k.info; }
   void* variable(std::string_view name, size_t* bytes) const override {
@@ -285,7 +300,10 @@ class module_impl final : public module {
 
   std::string name_;
   int target_ = 0;
-  std::unordered_map<std::string, std::unique_ptr<kernel>> kernels_;
+  std::vector<token> toks_;                                  // kept: each .entry decodes on its first request
+  std::unordered_map<std::string, size_t> entries_;          // .entry name -> its token
+  std::unordered_map<std::string, std::unique_ptr<kernel>> kernels_;  // decoded
+  std::unordered_map<std::string, std::string> failures_;    // entries that cannot be decoded: why
   std::unordered_map<std::string, ptx_variable> globals_;  // .global, .const and module .shared
   std::unordered_map<std::string, size_t> definitions_;    // .func with a body: the token after .func
   std::unordered_set<std::string> externs_;                 // .extern .func declarations
@@ -996,8 +1014,8 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
 }
 
 void module_impl::parse(std::string_view text) {
-  const std::vector<token> toks = tokenize(text);
-  std::vector<size_t> entries;  // decoded once every function and variable is known
+  toks_ = tokenize(text);
+  const std::vector<token>& toks = toks_;
   size_t pos = 0;
   while (toks[pos].k != token::kind::end) {
     const token& t = toks[pos];
@@ -1030,8 +1048,9 @@ void module_impl::parse(std::string_view text) {
       ++pos;
     }
     const std::string& d = toks[pos].text;
-    if (d == ".entry") {
-      entries.push_back(++pos);
+    if (d == ".entry") {  // decoded on its first request, once every function and variable is known
+      entries_[toks[pos + 1].text] = pos + 1;
+      ++pos;
       skip_function(toks, pos);
       continue;
     }
@@ -1041,7 +1060,6 @@ void module_impl::parse(std::string_view text) {
     if (d == ".shared") { ++pos; parse_variable(toks, pos, space::shared, is_extern); continue; }
     fail(name_, toks[pos].line, "unsupported module directive " + d);
   }
-  for (size_t entry : entries) parse_entry(toks, entry);
 }
 
 }  // namespace

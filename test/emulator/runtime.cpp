@@ -416,8 +416,10 @@ cudaError_t resolve(CUkern_st& f, const emu::kernel_info** info) {
       return fail(status, std::string(status == cudaErrorInvalidPtx ? "invalid PTX: " : "") + "kernel " + f.name + ": " +
                               f.binary->load_problem);
     }
-    f.kernel = f.binary->module->find_kernel(f.name);
+    std::string problem;
+    f.kernel = f.binary->module->find_kernel(f.name, problem);
     if (f.kernel == nullptr) {
+      if (!problem.empty()) return fail(cudaErrorInvalidPtx, "invalid PTX: kernel " + f.name + ": " + problem);
       return fail(cudaErrorInvalidDeviceFunction, "kernel " + f.name + " is registered but not in its PTX");
     }
   }
