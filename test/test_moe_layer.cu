@@ -310,8 +310,18 @@ struct stored_weights {
 
 //! moe_forward against the reference on case c, with T experts or (W = e4m3) the same layer's
 //! experts quantised, scaled as `scaling` says.
+//! Whether the W8A8 Hopper kernel must run: an sm_90 device and sm_90a code in this binary.
+bool w8a8_expected() {
+  int device = 0, major = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  constexpr int built[] = {__CUDA_ARCH_LIST__};
+  return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
+}
+
 template <class T, class W = T>
-void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling = beam::weight_scales::none) {
+void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling = beam::weight_scales::none,
+                 beam::activation_format activations = beam::activation_format::native) {
   CAPTURE(c.T);
   CAPTURE(c.H);
   CAPTURE(c.I);
@@ -324,6 +334,8 @@ void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling
   CAPTURE(beam::dtype_traits<T>::name);
   CAPTURE(sizeof(W));
   CAPTURE(int(scaling));
+  CAPTURE(int(activations));
+  const bool w8a8 = activations == beam::activation_format::e4m3_1x128;
   const int64_t H = c.H, I = c.I, E = c.E, T_ = c.T;
   const int64_t routed = E + (c.zero_compute ? zero_compute_weights::count : 0);  // the router's rows
   const auto x = grid_values(size_t(T_ * H), seed);
@@ -360,6 +372,8 @@ void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling
                                       c.I_s ? s2.values.data() : nullptr,
                                       gated ? gate.data() : nullptr};
   if (c.zero_compute) zc.describe(ref_weights, zc.gate.data(), zc.vectors.data());
+  ref_weights.e4m3_activations = w8a8;
+  ref_weights.store_activation = [](double a) { return double(beam::to_float(beam::from_float<T>(float(a)))); };
   const beam::test::valid_token_count valid(T_, c.count_case);
   CAPTURE(valid.given);
   CAPTURE(valid.host);
@@ -394,6 +408,7 @@ void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling
   layer.w2_scales = d_w2_scales.data();
   layer.shared_w13_scales = d_s13_scales.data();
   layer.shared_w2_scales = d_s2_scales.data();
+  layer.activations = activations;
   if (c.zero_compute) zc.describe(layer, d_w_c.data(), d_v.data());
   beam::test::device_vector<int32_t> ids_or_zero{size_t(std::max<int64_t>(T_ * c.K, 1))};
   moe_outputs<T> out{d_out.data(), H, c.residual ? d_out.data() : nullptr, H, ids.data(), weights.data()};
@@ -401,11 +416,18 @@ void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling
   size_t bytes = 0;
   REQUIRE(beam::device::moe_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
   const auto workspace = beam::test::device_vector<char>::workspace(bytes);
-  REQUIRE(beam::test::with_pending_error([&] {
-            return beam::device::moe_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out,
-                                                c.schedule);
-          }) == cudaSuccess);
+  const auto before = d_out.to_host();
+  const cudaError_t status = beam::test::with_pending_error([&] {
+    return beam::device::moe_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out, c.schedule);
+  });
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  if (w8a8 && T_ > 0 && !w8a8_expected()) {  // refused before anything runs: y untouched
+    CHECK(status == cudaErrorInvalidDeviceFunction);
+    const auto after = d_out.to_host();
+    CHECK(std::memcmp(after.data(), before.data(), after.size() * sizeof(T)) == 0);
+    return;
+  }
+  REQUIRE(status == cudaSuccess);
   if (T_ == 0) return;
   auto got_ids = ids.to_host();
   CHECK(got_ids == expected.routing.topk_ids);
@@ -642,6 +664,25 @@ TEST_SUITE("gpu") {
           }
           ++n;
         }
+      }
+    }
+  }
+
+  TEST_CASE("moe_forward with W8A8 experts (e4m3 activations, Hopper) equals the reference on the quantised "
+            "activations; refused by name elsewhere") {
+    BEAM_REQUIRE_GPU();
+    // Decode and prefill schedules (both on the Hopper kernel), a shared expert, zero-computation
+    // experts, padding tokens, the mask and Top-K rules; H = 256, I = 160: a partial 128-group.
+    int n = 0;
+    for (int64_t T : {int64_t(0), int64_t(1), int64_t(37), int64_t(130)}) {
+      for (gemm_schedule schedule : {gemm_schedule::decode, gemm_schedule::prefill}) {
+        const layer_case c{T, 256, 160, 12, 4, n % 2 == 0 ? 96 : 0,
+                           n % 3 == 0 ? beam::routing_rule::top_k : beam::routing_rule::mask, n % 2 == 1, schedule,
+                           n % 7, n % 4 == 1};
+        check_layer<bf16, __nv_fp8_e4m3>(c, 95000 + uint64_t(n),
+                                         n % 2 == 0 ? beam::weight_scales::block_128 : beam::weight_scales::per_channel,
+                                         beam::activation_format::e4m3_1x128);
+        ++n;
       }
     }
   }

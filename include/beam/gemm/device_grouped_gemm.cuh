@@ -540,6 +540,23 @@ cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT, W> params, 
       geo::smem_bytes(params.groups), work_bound(params, geo::bm), stream, map, params);
 }
 
+//! cudaSuccess where the W8A8 Hopper kernel runs (C of type OutT; hopper_kernel_usable of the
+//! prefill policy, and the driver's tensor-map encoder), else cudaErrorInvalidDeviceFunction or
+//! the error of a query: for a caller that must know before it launches anything.
+template <class OutT>
+cudaError_t check_w8a8_device() {
+  int device = 0;
+  bool usable = false;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  if (const cudaError_t status =
+          hopper_kernel_usable<__nv_fp8_e4m3, OutT, hopper_e4m3_tiles, gemm_epilogue::swiglu, __nv_fp8_e4m3>(device,
+                                                                                                             usable);
+      status != cudaSuccess) {
+    return status;
+  }
+  return usable && tensor_map_encoder() ? cudaSuccess : cudaErrorInvalidDeviceFunction;
+}
+
 //! W8A8 on the Hopper kernel of `Tiles`, or cudaErrorInvalidDeviceFunction where it cannot run.
 template <class OutT, class Tiles, gemm_epilogue Epilogue>
 cudaError_t run_w8a8(const beam::detail::grouped_gemm_params<__nv_fp8_e4m3, OutT, __nv_fp8_e4m3>& params,

@@ -50,6 +50,11 @@ constexpr bool valid_weight_scales(weight_scales scales) {
   return unsigned(scales) <= unsigned(weight_scales::block_128);  // the last enumerator
 }
 
+//! What a layer's e4m3 experts multiply their weights with: the activations themselves (T:
+//! W8A16), or their e4m3 codes in 1 × 128 groups (W8A8, Hopper: the expert inputs X and the
+//! SwiGLU outputs quantised as above).
+enum class activation_format { native, e4m3_1x128 };
+
 //! The scale of a group of e4m3 activations whose largest magnitude (NaN ignored) is `amax`:
 //! s = 2^e for the least e ≥ −126 with amax ≤ 448 · 2^e (a normal float, so 1 / s is exact too),
 //! or +∞ for an infinite amax.

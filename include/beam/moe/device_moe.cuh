@@ -25,6 +25,7 @@
 
 #include "beam/core/error.cuh"
 #include "beam/gemm/device_grouped_gemm.cuh"
+#include "beam/gemm/device_quantize.cuh"
 #include "beam/gemm/weights.cuh"
 #include "beam/permute/device_combine.cuh"
 #include "beam/permute/device_compact.cuh"
@@ -80,6 +81,10 @@ struct moe_layer {
   const float* w2_scales = nullptr;
   const float* shared_w13_scales = nullptr;
   const float* shared_w2_scales = nullptr;
+  //! e4m3 weights: W8A16 (native), or W8A8 (e4m3_1x128, on the Hopper kernel only: X is
+  //! quantised once, GEMM 1's outputs, routed and shared, after it; every GEMM multiplies
+  //! codes by codes). W8A8 runs the stages one launch each, at decode too.
+  activation_format activations = activation_format::native;
 };
 
 //! Where the layer writes: y `[T, H]`, optionally + a residual `[T, H]` (may be y itself:
@@ -114,12 +119,13 @@ struct moe_outputs {
 //!
 //! @tparam T  __nv_bfloat16 or __half (activations, router and gates)
 //! @tparam W  T or __nv_fp8_e4m3: the experts' weights (moe_layer; e4m3 ones run grouped_gemm's
-//!            W8A16 path in every schedule)
+//!            W8A16 path in every schedule, or its W8A8 path with activation_format::e4m3_1x128)
 //! @param schedule  the expert GEMMs' tile schedule (gemm_schedule); automatic by default
 //! @return cudaErrorInvalidValue, launching nothing, when the schedule is not one of its
 //!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0; e4m3 weights: of 16), H > 2³⁰, I or I_s > 2²⁹; a
-//!         weight_scaling that is not an enumerator, or not none with T weights; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
+//!         weight_scaling or activations that is not an enumerator, or not none / native with
+//!         T weights; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
 //!         or both absent, or E_routed ∉ [E, 512]; a negative count of zero-computation experts
 //!         or E_routed + Z > 512; K ∉ [1, min(16, E_routed + Z)]; groups that do not fit
 //!         E_routed + Z (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a
@@ -130,7 +136,8 @@ struct moe_outputs {
 //!         an in-place residual (residual == out) with another stride; `workspace_bytes`
 //!         below the queried size; T > 0 and a workspace not 256-byte aligned or a device
 //!         older than sm_80; cudaErrorInvalidDeviceFunction, launching nothing, when the code
-//!         built for the device is older than compute_80 (see grouped_gemm); else the first
+//!         built for the device is older than compute_80 (see grouped_gemm), or for W8A8 where
+//!         the Hopper kernel cannot run (an sm_90 device and an sm_90a build); else the first
 //!         failing launch's status. T = 0: success, nothing runs.
 template <class T, class W = T>
 [[nodiscard]] cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, int64_t x_stride,
@@ -196,7 +203,8 @@ struct moe_workspace {
   //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
   static constexpr size_t counter_bytes = workspace_counter_bytes;
   size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
-      expert_rows, shared_activations, shared_rows, shared_gate, constant_logits, bytes;
+      expert_rows, shared_activations, shared_rows, shared_gate, constant_logits, x_codes, x_scales, activation_codes,
+      activation_scales, shared_codes, shared_scales, bytes;
 
   template <class T, class W>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T, W>& layer, bool routes) {
@@ -231,6 +239,16 @@ struct moe_workspace {
     shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
     shared_gate = take(layer.shared_gate ? size_t(tokens) * sizeof(float) : 0);
     constant_logits = take(size_t(tokens) * 2 * size_t(layer.constant_experts) * sizeof(float));
+    // W8A8: the codes and 1 × 128 scales of X, of GEMM 1's routed rows and of the shared expert's.
+    const bool w8a8 = layer.activations == activation_format::e4m3_1x128;
+    const size_t I = size_t(layer.intermediate), I_s = size_t(layer.shared_intermediate);
+    const auto groups = [](size_t k) { return (k + weight_block - 1) / weight_block; };
+    x_codes = take(w8a8 ? size_t(tokens) * H : 0);
+    x_scales = take(w8a8 ? size_t(tokens) * groups(H) * sizeof(float) : 0);
+    activation_codes = take(w8a8 ? P * I : 0);
+    activation_scales = take(w8a8 ? P * groups(I) * sizeof(float) : 0);
+    shared_codes = take(w8a8 ? size_t(tokens) * I_s : 0);
+    shared_scales = take(w8a8 ? size_t(tokens) * groups(I_s) * sizeof(float) : 0);
     bytes = at;
   }
   template <class U>
@@ -246,9 +264,13 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T, W>& layer, int to
       layer.intermediate % 8 != 0 || layer.shared_intermediate < 0 || layer.shared_intermediate % 8 != 0) {
     return cudaErrorInvalidValue;
   }
-  if (!valid_weight_scales(layer.weight_scaling)) return cudaErrorInvalidValue;
+  if (!valid_weight_scales(layer.weight_scaling) || unsigned(layer.activations) > unsigned(activation_format::e4m3_1x128)) {
+    return cudaErrorInvalidValue;
+  }
   if constexpr (std::is_same_v<W, T>) {
-    if (layer.weight_scaling != weight_scales::none) return cudaErrorInvalidValue;  // T weights are unscaled
+    if (layer.weight_scaling != weight_scales::none || layer.activations != activation_format::native) {
+      return cudaErrorInvalidValue;  // T weights are unscaled, multiplied with T activations
+    }
   } else {  // e4m3: every GEMM's K (H, I, I_s) a multiple of 16
     static_assert(std::is_same_v<W, __nv_fp8_e4m3>, "T or e4m3 weights");
     if (layer.hidden % 16 != 0 || layer.intermediate % 16 != 0 || layer.shared_intermediate % 16 != 0) {
@@ -308,13 +330,15 @@ cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const m
 //! `ws.bytes` bytes, 256-byte aligned, and an sm_80+ device with sm_80+ code (checked here,
 //! so that no stage fails on arguments after another ran). `run` says whether the layer is
 //! to run (T > 0).
-inline cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const moe_workspace& ws, int64_t tokens,
-                               bool& run) {
+template <class T, class W>
+cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const moe_workspace& ws, int64_t tokens,
+                        const moe_layer<T, W>& layer, bool& run) {
   run = false;
   if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
-  const cudaError_t status = check_sm80_device();
+  cudaError_t status = check_sm80_device();
+  if (status == cudaSuccess && layer.activations == activation_format::e4m3_1x128) status = check_w8a8_device<T>();
   run = status == cudaSuccess;
   return status;
 }
@@ -325,6 +349,54 @@ compaction_outputs compaction_of(void* workspace, const moe_workspace& ws, const
   using w = moe_workspace;
   return {w::at<int32_t>(workspace, ws.counts), w::at<int32_t>(workspace, ws.offsets),
           w::at<int32_t>(workspace, ws.sorted_pairs), w::at<int32_t>(workspace, ws.pair_to_row), out.invalid_ids};
+}
+
+//! The expert GEMMs of a W8A8 layer, one launch each: X quantised; GEMM 1 of the routed experts
+//! on its codes gathered through sorted_pairs; its active rows quantised (their count read on the
+//! device); GEMM 2; then the shared expert's GEMM 1 on X's codes, its rows quantised, its GEMM 2.
+template <class T>
+cudaError_t run_w8a8_experts(void* workspace, const moe_workspace& ws, const T* x, int64_t x_stride, int64_t tokens,
+                             const moe_layer<T, __nv_fp8_e4m3>& layer, int top_k, const compaction_outputs& compaction,
+                             const gemm_b<__nv_fp8_e4m3>& w13, const gemm_b<__nv_fp8_e4m3>& w2,
+                             const gemm_b<__nv_fp8_e4m3>& shared_w13, const gemm_b<__nv_fp8_e4m3>& shared_w2,
+                             const gemm_output<T>& routed_activations, const gemm_output<T>& routed_rows,
+                             const gemm_output<T>& shared_swiglu, gemm_schedule schedule, cudaStream_t stream) {
+  using w = moe_workspace;
+  using e4m3 = __nv_fp8_e4m3;
+  const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
+  const int64_t P = tokens * top_k, h_groups = (H + weight_block - 1) / weight_block,
+                i_groups = (I + weight_block - 1) / weight_block, s_groups = (I_s + weight_block - 1) / weight_block;
+  e4m3* x_codes = w::at<e4m3>(workspace, ws.x_codes);
+  float* x_scales = w::at<float>(workspace, ws.x_scales);
+  e4m3* codes = w::at<e4m3>(workspace, ws.activation_codes);
+  float* scales = w::at<float>(workspace, ws.activation_scales);
+  const gemm_groups experts{compaction.offsets, E, P, P}, all{nullptr, 1, tokens};
+  cudaError_t status = quantize_activations(x, x_stride, tokens, H, x_codes, H, x_scales, h_groups, nullptr, stream);
+  if (status == cudaSuccess) {
+    status = grouped_gemm<T>({x_codes, H, compaction.sorted_pairs, top_k, x_scales, h_groups}, w13, 2 * I, H, experts,
+                             routed_activations, schedule, stream);
+  }
+  if (status == cudaSuccess) {
+    status = quantize_activations(routed_activations.data, I, P, I, codes, I, scales, i_groups, compaction.offsets + E,
+                                  stream);
+  }
+  if (status == cudaSuccess) {
+    status = grouped_gemm<T>({codes, I, nullptr, 1, scales, i_groups}, w2, H, I, experts, routed_rows, schedule, stream);
+  }
+  if (status != cudaSuccess || I_s == 0) return status;
+  e4m3* shared_codes = w::at<e4m3>(workspace, ws.shared_codes);
+  float* shared_scales = w::at<float>(workspace, ws.shared_scales);
+  status = grouped_gemm<T>({x_codes, H, nullptr, 1, x_scales, h_groups}, shared_w13, 2 * I_s, H, all, shared_swiglu,
+                           gemm_schedule::automatic, stream);
+  if (status == cudaSuccess) {
+    status = quantize_activations(shared_swiglu.data, I_s, tokens, I_s, shared_codes, I_s, shared_scales, s_groups,
+                                  nullptr, stream);
+  }
+  if (status == cudaSuccess) {
+    status = grouped_gemm<T>({shared_codes, I_s, nullptr, 1, shared_scales, s_groups}, shared_w2, H, I_s, all,
+                             {w::at<T>(workspace, ws.shared_rows), H}, gemm_schedule::automatic, stream);
+  }
+  return status;
 }
 
 //! (compact, unless `compacted`) → GEMM 1 + SwiGLU → GEMM 2 · ĝ → combine, with the shared
@@ -368,6 +440,15 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
                             w::at<float>(workspace, ws.constant_logits)};
   }
 
+  if constexpr (sizeof(W) == 1) {
+    if (layer.activations == activation_format::e4m3_1x128) {
+      status = run_w8a8_experts(workspace, ws, x, x_stride, tokens, layer, top_k, compaction, w13, w2, shared_w13,
+                                shared_w2, routed_activations, routed_rows, shared_swiglu, schedule, stream);
+      if (status != cudaSuccess) return status;
+      return combine<T>(expert_rows, H, compaction.pair_to_row, nullptr, tokens, H, top_k, addends, out.out,
+                        out.out_stride, stream);
+    }
+  }
   const int column_tiles = (H + decode_tiles::block_cols - 1) / decode_tiles::block_cols;
   if (decode_schedule(schedule, experts) && column_tiles <= beam::detail::layer_max_column_tiles) {
     beam::detail::layer_gemm_extras<T, W> gemm1{}, gemm2{};
@@ -422,7 +503,7 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   }
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   bool run = false;
-  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
+  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, layer, run); !run) return status;
   const int C = detail::added_constant_experts(layer);
   if (layer.shared_gate || C > 0) {  // x·w_g and x·W_cᵀ: router_logits' extra rows
     const int H = layer.hidden;
@@ -463,7 +544,7 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
     return status;
   }
   bool run = false;
-  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, run); !run) return status;
+  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, layer, run); !run) return status;
   const int E = detail::router_experts_of(layer), H = layer.hidden;  // the router's experts
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);

@@ -17,11 +17,15 @@
 //! routing_rule::top_k is plain (dense) Top-K; the other rules keep a subset of the candidates.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
+#include "beam/core/dtype.cuh"
 #include "beam/core/math.cuh"
+#include "beam/gemm/weights.cuh"
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/permute.cuh"
 #include "beam/reference/routing.cuh"
@@ -49,24 +53,53 @@ struct moe_weights {
   int constant_experts = 0;                //!< C
   const Real* constant_gate = nullptr;     //!< W_c `[2C, H]`
   const Real* constant_vectors = nullptr;  //!< v `[C, H]`
+  //! W8A8 (activation_format::e4m3_1x128): every expert's input x and SwiGLU output, routed
+  //! and shared, are rounded to their e4m3 values in 1 × 128 groups (round_to_e4m3_groups)
+  //! before they are multiplied; the SwiGLU output first as `store_activation` says (the device
+  //! stores it in the activations' type before it quantises it; null: kept exact).
+  bool e4m3_activations = false;
+  double (*store_activation)(double) = nullptr;
 
   //! Z.
   [[nodiscard]] int zero_compute() const { return zero_experts + identity_experts + constant_experts; }
 };
 
+//! A row of values rounded to what its e4m3 codes mean, 1 × 128 groups (weights.cuh):
+//! v ← e4m3(v / s) · s, s = activation_scale(max |v| over the group), in float.
+inline void round_to_e4m3_groups(std::vector<double>& v) {
+  for (size_t begin = 0; begin < v.size(); begin += weight_block) {
+    const size_t end = std::min(v.size(), begin + weight_block);
+    float amax = 0.0f;
+    for (size_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(float(v[i])));
+    const float s = activation_scale(amax);
+    for (size_t i = begin; i < end; ++i) {
+      v[i] = double(e4m3_value(dtype_traits<__nv_fp8_e4m3>::from_float(float(v[i]) / s).__x)) * s;
+    }
+  }
+}
+
 //! y = W2 · (silu(W1 x) ⊙ (W3 x)) for one row x `[H]`, with `w13` `[2I, H]` (W1 on top of
-//! W3) and `w2` `[H, I]`; accumulated in double, written to y `[H]`.
+//! W3) and `w2` `[H, I]`; accumulated in double, written to y `[H]`. With `e4m3_activations`,
+//! x and the SwiGLU output (stored by `store_activation` first, where given) are rounded by
+//! round_to_e4m3_groups (W8A8).
 template <class Real>
-void swiglu_mlp(const Real* x, const Real* w13, const Real* w2, int64_t hidden,
-                int64_t intermediate, Real* y) {
-  std::vector<double> act(static_cast<size_t>(intermediate));
+void swiglu_mlp(const Real* x_row, const Real* w13, const Real* w2, int64_t hidden, int64_t intermediate, Real* y,
+                bool e4m3_activations = false, double (*store_activation)(double) = nullptr) {
+  std::vector<double> x(x_row, x_row + hidden), act(static_cast<size_t>(intermediate));
+  if (e4m3_activations) round_to_e4m3_groups(x);
   for (int64_t i = 0; i < intermediate; ++i) {
     double gate = 0.0, up = 0.0;
     for (int64_t h = 0; h < hidden; ++h) {
-      gate += double(w13[i * hidden + h]) * double(x[h]);
-      up += double(w13[(intermediate + i) * hidden + h]) * double(x[h]);
+      gate += double(w13[i * hidden + h]) * x[h];
+      up += double(w13[(intermediate + i) * hidden + h]) * x[h];
     }
     act[i] = silu(gate) * up;
+  }
+  if (e4m3_activations) {
+    if (store_activation) {
+      for (double& a : act) a = store_activation(a);
+    }
+    round_to_e4m3_groups(act);
   }
   for (int64_t h = 0; h < hidden; ++h) {
     double acc = 0.0;
@@ -131,7 +164,8 @@ std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_w
   std::vector<Real> yp(static_cast<size_t>(perm.n_active * H));
   for (int32_t e = 0; e < w.experts; ++e) {
     for (int32_t r = perm.offsets[e]; r < perm.offsets[e + 1]; ++r) {
-      swiglu_mlp(&xp[r * H], w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, &yp[r * H]);
+      swiglu_mlp(&xp[r * H], w.w13 + e * 2 * I * H, w.w2 + e * H * I, H, I, &yp[r * H], w.e4m3_activations,
+                 w.store_activation);
     }
   }
   // The addend of each token: S(x_t) plus its zero-computation terms, in double.
@@ -143,7 +177,8 @@ std::vector<Real> moe_experts_forward(const Real* x, int64_t tokens, const moe_w
     for (int64_t t = 0; t < tokens; ++t) {
       std::fill(acc.begin(), acc.end(), 0.0);
       if (w.shared_intermediate > 0) {
-        swiglu_mlp(x + t * H, w.shared_w13, w.shared_w2, H, w.shared_intermediate, s.data());
+        swiglu_mlp(x + t * H, w.shared_w13, w.shared_w2, H, w.shared_intermediate, s.data(), w.e4m3_activations,
+                   w.store_activation);
         double logit = 0.0;
         for (int64_t h = 0; h < H && w.shared_gate; ++h) logit += double(x[t * H + h]) * double(w.shared_gate[h]);
         const double gate = w.shared_gate ? sigmoid(logit) : 1.0;
