@@ -25,6 +25,7 @@ struct layer_problem {
   model_shape m;
   int64_t T;
   bool e4m3;  //!< the experts' weights: e4m3 codes with block_128 scales (else bf16)
+  beam::activation_format activations = beam::activation_format::native;  //!< e4m3: W8A16 or W8A8
   device_buffer<bf16> x, y, w13, w2, router, mask_router, shared_w13, shared_w2, shared_gate;
   device_buffer<int32_t> ids;
   device_buffer<float> gates;
@@ -92,6 +93,7 @@ struct layer_problem {
     l.w2_scales = w2_scales.data();
     l.shared_w13_scales = shared_w13_scales.data();
     l.shared_w2_scales = shared_w2_scales.data();
+    l.activations = activations;
     return l;
   }
 
@@ -205,11 +207,18 @@ void bm_layer_zero_compute(benchmark::State& state) {
 }
 
 //! The whole moe_forward (router, routing with the mask, experts, combine); range: model, T,
-//! mask (0 off: dense Top-K, 1 on).
+//! mask (0 off: dense Top-K, 1 on), experts (0: bf16; 1: e4m3 weights, W8A16; 2: e4m3 weights
+//! and activations, W8A8, where the Hopper kernel runs).
 void bm_moe_forward(benchmark::State& state) {
   const model_shape& m = layer_models[state.range(0)];
   const int64_t T = state.range(1);
-  layer_problem p(m, T);
+  const int experts = int(state.range(3));
+  if (experts == 2 && beam::device::detail::check_w8a8_device<bf16>() != cudaSuccess) {
+    state.SkipWithError("skipped: W8A8 needs the sm_90a Hopper kernel (an sm_90 device and an sm_90a build)");
+    return;
+  }
+  layer_problem p(m, T, experts >= 1);
+  if (experts == 2) p.activations = beam::activation_format::e4m3_1x128;
   beam::routing_options options;
   options.top_k = m.K;
   options.rule = state.range(2) != 0 ? beam::routing_rule::mask : beam::routing_rule::top_k;
@@ -275,9 +284,13 @@ void decode_args(benchmark::internal::Benchmark* b) {
 
 void forward_args(benchmark::internal::Benchmark* b) {
   for (int64_t T : {1, 8, 64, 512, 4096}) {
-    for (int mask : {0, 1}) b->Args({0, T, mask});
+    for (int mask : {0, 1}) b->Args({0, T, mask, 0});
   }
-  b->ArgNames({"model", "T", "mask"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+  // fp8 prefill: W8A16 beside W8A8, masked (Qwen3-30B-A3B)
+  for (int64_t T : {512, 4096, 16384}) {
+    for (int experts : {1, 2}) b->Args({0, T, 1, experts});
+  }
+  b->ArgNames({"model", "T", "mask", "experts"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace
