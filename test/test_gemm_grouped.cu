@@ -305,16 +305,6 @@ struct sm80_64x128_tiles {
   static constexpr int block_rows = 64, block_cols = 128, warps_m = 2, warps_n = 2, stages = 4;
 };
 
-//! Whether the Hopper kernel must run: an sm_90 device (it grants the ring's shared memory)
-//! and sm_90 code in this binary (the host-side list of the build's virtual architectures).
-bool hopper_kernel_expected() {
-  int device = 0, major = 0;
-  BEAM_CUDA_TRY(cudaGetDevice(&device));
-  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  constexpr int built[] = {__CUDA_ARCH_LIST__};
-  return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
-}
-
 //! grouped_gemm over `slots` (per row, a pair index or any value that names no pair; rows in the
 //! groups of `offsets`, the static row bound slots.size()), with P = T·K pairs and X, the P
 //! scales and scatter_add's C of exactly T rows, so that a dereferenced index outside [0, P) is
@@ -834,7 +824,7 @@ TEST_SUITE("gpu") {
     // code), else the sm_80 prefill policy; prefill_sm80 runs the sm_80 policy everywhere.
     int device = 0;
     BEAM_CUDA_TRY(cudaGetDevice(&device));
-    const bool hopper = hopper_kernel_expected();
+    const bool hopper = beam::test::hopper_kernels_expected();
     CAPTURE(hopper);
     const auto require_hopper = [&](auto tiles, auto out, gemm_epilogue epilogue, const gemm_case& c) {
       using Tiles = decltype(tiles);
@@ -877,7 +867,7 @@ TEST_SUITE("gpu") {
     BEAM_REQUIRE_GPU();
     int device = 0;
     BEAM_CUDA_TRY(cudaGetDevice(&device));
-    const bool expected = hopper_kernel_expected();
+    const bool expected = beam::test::hopper_kernels_expected();
     CAPTURE(expected);
     bool usable = !expected;
     REQUIRE(beam::device::detail::hopper_kernel_usable<__nv_bfloat16, __nv_bfloat16, beam::device::hopper_tiles,

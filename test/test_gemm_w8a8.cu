@@ -32,15 +32,6 @@ bool nan_code(uint8_t code) { return (code & 0x7f) == 0x7f; }
 //! Codes equal bit for bit, NaN codes as NaN codes (the sign of a NaN is not specified).
 bool same_code(e4m3 a, e4m3 b) { return a.__x == b.__x || (nan_code(a.__x) && nan_code(b.__x)); }
 
-//! Whether the W8A8 Hopper kernel must run: an sm_90 device and sm_90a code in this binary.
-bool w8a8_expected() {
-  int device = 0, major = 0;
-  BEAM_CUDA_TRY(cudaGetDevice(&device));
-  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  constexpr int built[] = {__CUDA_ARCH_LIST__};
-  return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
-}
-
 //! Activations [rows, K] (row stride K + 24) with rows scaled by 2^(−100 .. 60) so that the
 //! scales' exponents range widely, a row of zeros, and subnormal-sized values.
 std::vector<bf16> spread_activations(int64_t rows, int k, uint64_t seed) {
@@ -151,7 +142,7 @@ void check_w8a8(const w8a8_case& c, weight_scales scaling, uint64_t seed) {
   const cudaError_t status = beam::device::grouped_gemm<OutT>(ga, gb, c.n, c.k, gg, out, c.schedule);
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
   const auto got_padded = d_c.to_host();
-  if (rows_bound > 0 && !w8a8_expected()) {
+  if (rows_bound > 0 && !beam::test::hopper_kernels_expected()) {
     CHECK(status == cudaErrorInvalidDeviceFunction);
     for (const OutT& v : got_padded) CHECK((scatter ? beam::to_float(v) == 0.0f : std::isnan(beam::to_float(v))));
     return;  // nothing launched
@@ -201,7 +192,7 @@ void check_w8a8_non_finite(gemm_schedule schedule) {
       {d_codes.data(), k, nullptr, 1, d_scales.data(), 2},
       {d_w.data(), k, int64_t(n) * k, d_w_scales.data(), weight_scales::per_channel}, n, k, {d_offsets.data(), 2, rows},
       {d_c.data(), n}, schedule);
-  if (!w8a8_expected()) {
+  if (!beam::test::hopper_kernels_expected()) {
     CHECK(status == cudaErrorInvalidDeviceFunction);
     return;
   }

@@ -36,6 +36,16 @@ inline bool emulated_device() {
   return emulated;
 }
 
+//! Whether beam's Hopper kernels must run: an sm_90 device and sm_90 code (compute_90a in
+//! beam's builds) in this binary, by the host-side list of the build's virtual architectures.
+inline bool hopper_kernels_expected() {
+  int device = 0, major = 0;
+  BEAM_CUDA_TRY(cudaGetDevice(&device));
+  BEAM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  constexpr int built[] = {__CUDA_ARCH_LIST__};
+  return major == 9 && std::find(std::begin(built), std::end(built), 900) != std::end(built);
+}
+
 //! The values of a test sweep: `full` on a GPU; under emulation `emulated`, a subset that
 //! keeps every code path the full sweep reaches (the sizes that only scale the work go).
 template <class T>
