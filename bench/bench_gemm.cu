@@ -59,7 +59,7 @@ struct expert_problem {
         y(size_t(P) * shape.H), w13_e4m3(w13.size()), w2_e4m3(w2.size()), xp_e4m3(xp.size()), act_e4m3(act.size()),
         w13_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, 2 * shape.I, shape.H, 2)),
         w2_scales(size_t(shape.E) * beam::scales_per_expert(beam::weight_scales::block_128, shape.H, shape.I, 1)),
-        x_e4m3(x.size()), x_scales(size_t(tokens) * (shape.H / 128)), act_scales(size_t(P) * (shape.I / 128)),
+        x_e4m3(x.size()), x_scales(size_t(tokens) * groups(shape.H)), act_scales(size_t(P) * groups(shape.I)),
         ids(size_t(P)), counts(size_t(shape.E)), offsets(size_t(shape.E) + 1),
         sorted(size_t(P)), rows(size_t(P)), gates(size_t(P)) {
     BEAM_CUDA_TRY(cudaStreamCreate(&stream));
@@ -128,6 +128,13 @@ struct expert_problem {
   double w8a8_bytes() const {
     return e4m3_bytes() - double(n_active) * (m.H + m.I);  // 1 byte instead of 2 per X and A element read
   }
+  //! What beam's W8A8 path also moves: X and GEMM 1's active rows read as bf16, written as
+  //! codes and scales (quantize_activations).
+  double quantization_bytes() const {
+    return double(T) * (3.0 * m.H + 4.0 * double(groups(m.H))) + double(n_active) * (3.0 * m.I + 4.0 * double(groups(m.I)));
+  }
+  //! 1 × 128 groups of a row of k.
+  static int64_t groups(int64_t k) { return (k + 127) / 128; }
   double flops() const { return 6.0 * double(n_active) * m.H * m.I; }
   void report_counters(benchmark::State& state) const {
     state.counters["n_active"] = double(n_active);
@@ -189,19 +196,19 @@ void bm_beam_experts_w8a8(benchmark::State& state) {
       w2{p.w2_e4m3.data(), m.I, int64_t(m.H) * m.I, p.w2_scales.data(), beam::weight_scales::block_128};
   const auto run = [&] {
     cudaError_t status = beam::device::quantize_activations(p.x.data(), m.H, p.T, m.H, p.x_e4m3.data(), m.H,
-                                                            p.x_scales.data(), m.H / 128, nullptr, p.stream);
+                                                            p.x_scales.data(), p.groups(m.H), nullptr, p.stream);
     if (status == cudaSuccess) {
-      status = beam::device::grouped_gemm<bf16>({p.x_e4m3.data(), m.H, p.sorted.data(), m.K, p.x_scales.data(), m.H / 128},
+      status = beam::device::grouped_gemm<bf16>({p.x_e4m3.data(), m.H, p.sorted.data(), m.K, p.x_scales.data(), p.groups(m.H)},
                                                 w13, 2 * m.I, m.H, groups, {p.act.data(), m.I, gemm_epilogue::swiglu},
                                                 Schedule, p.stream);
     }
     if (status == cudaSuccess) {
       status = beam::device::quantize_activations(p.act.data(), m.I, p.P, m.I, p.act_e4m3.data(), m.I,
-                                                  p.act_scales.data(), m.I / 128, p.offsets.data() + m.E, p.stream);
+                                                  p.act_scales.data(), p.groups(m.I), p.offsets.data() + m.E, p.stream);
     }
     if (status == cudaSuccess) {
       status = beam::device::grouped_gemm<bf16>(
-          {p.act_e4m3.data(), m.I, nullptr, 1, p.act_scales.data(), m.I / 128}, w2, m.H, m.I, groups,
+          {p.act_e4m3.data(), m.I, nullptr, 1, p.act_scales.data(), p.groups(m.I)}, w2, m.H, m.I, groups,
           {p.y.data(), m.H, gemm_epilogue::scale_rows, p.gates.data(), p.sorted.data()}, Schedule, p.stream);
     }
     return status;
@@ -214,7 +221,7 @@ void bm_beam_experts_w8a8(benchmark::State& state) {
   }
   const double s = median_seconds(p.stream, [&] { BEAM_CUDA_TRY(run()); }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
-  report(state, s, p.w8a8_bytes(), p.flops());
+  report(state, s, p.w8a8_bytes() + p.quantization_bytes(), p.flops());
 }
 
 //! cuBLAS: counts copied to the host, then one cublasGemmEx per active expert and GEMM.

@@ -674,6 +674,19 @@ TEST_SUITE("gpu") {
         ++n;
       }
     }
+    // W8A8 has no sm_80 kernel: prefill_sm80 is refused by the workspace query already.
+    moe_layer<bf16, __nv_fp8_e4m3> layer{256, 160, 12};
+    layer.activations = beam::activation_format::e4m3_1x128;
+    beam::routing_options opt;
+    opt.top_k = 4;
+    size_t bytes = 0;
+    CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 256, 8, layer, opt, {}, gemm_schedule::prefill_sm80) ==
+          cudaErrorInvalidValue);
+    CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 256, 8, layer, opt, {}, gemm_schedule::prefill) ==
+          cudaSuccess);
+    moe_layer<bf16> bf16_layer{256, 160, 12};
+    bf16_layer.activations = beam::activation_format::e4m3_1x128;  // bf16 weights: no W8A8
+    CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 256, 8, bf16_layer, opt, {}) == cudaErrorInvalidValue);
   }
 
   TEST_CASE("moe_experts_forward with a given routing, none / some / all pairs masked (then the shared expert "

@@ -45,6 +45,8 @@ enum class gemm_epilogue {
 //! - `prefill_sm80`: the sm_80 multistage kernel on every device (a benchmark baseline);
 //! - `automatic`: decode while the rows bound is at most 16 per group, prefill beyond (a
 //!   crossover not yet set from measurements).
+//! W8A8 (e4m3 activations) has the Hopper kernel only: decode and prefill are two Hopper tile
+//! policies there, and prefill_sm80 is refused.
 enum class gemm_schedule { automatic, decode, prefill, prefill_sm80 };
 
 namespace detail {
@@ -221,13 +223,17 @@ template <class T, class OutT, class DecodeTiles = decode_e4m3_tiles, class Pref
 //! X, gathered through gather_pairs with its scales) and B_e = Q_e · s as above. wgmma multiplies
 //! the codes (e4m3 × e4m3 → fp32) a 128-deep k block at a time, and each block's sums are added
 //! times s_A(row) · s_B(block); per-channel scales multiply the final sums. Every schedule runs
-//! the Hopper kernel: HopperTiles for prefill, DecodeTiles (also a Hopper policy) for decode.
+//! the Hopper kernel: HopperTiles for prefill, DecodeTiles (also a Hopper policy) for decode,
+//! each with BN ≤ 128 (a tile's weight rows in one block row per SwiGLU half; the accumulators
+//! and a block's partial sums of a BN = 256 tile would not fit in registers). The tensor cores'
+//! accumulation of a block's fp8 products is narrower than fp32 on the hardware (about 14 bits):
+//! hence the promotion every 128 of K.
 //! @tparam OutT  __nv_bfloat16, __half or float: C
 //! @return as the W8A16 overload, and cudaErrorInvalidValue for null or misaligned A scales, a
 //!         scale_stride < ⌈K/128⌉, or the prefill_sm80 schedule (there is no sm_80 W8A8
 //!         kernel); cudaErrorInvalidDeviceFunction, launching nothing, where the Hopper kernel
 //!         cannot run (a device older than sm_90, a build without sm_90a code, a driver
-//!         without cuTensorMapEncodeTiled).
+//!         without cuTensorMapEncodeTiled or one that declines the weights' tensor map).
 //! @code
 //! // DeepSeek-V3's expert GEMM 1: X quantised once, gathered through sorted_pairs with its scales
 //! beam::device::quantize_activations(x, H, T, H, xq, H, xs, H / 128);

@@ -25,7 +25,8 @@ namespace beam::warp {
 //! (zeros for k past the row's end): returns their codes (byte i: v[i]) and sets `scale` to
 //! the group's scale, the same in every lane. All 32 lanes.
 __device__ inline uint32_t quantize_e4m3_group(const float (&v)[4], float& scale) {
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));  // fmaxf drops NaN
+  // From 0: fmaxf drops NaN, so an all-NaN group's amax is 0, as the reference has it.
+  float amax = fmaxf(fmaxf(fmaxf(0.0f, fabsf(v[0])), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
   scale = activation_scale(amax);

@@ -19,9 +19,12 @@
 //!   A[r][k] = Q[r][k] · s[r][b],   s = activation_scale(max |A[r][k']| over the group),
 //!   Q[r][k] = e4m3(A[r][k] / s)    (to nearest even, saturating: dtype_traits<__nv_fp8_e4m3>).
 //! s is a power of two (the UE8M0 scales of DeepGEMM and the MX formats), so A / s is exact and
-//! the codes are the same wherever they are computed; a NaN value gives a NaN code, an infinite
-//! one an infinite scale and NaN codes for its group: a non-finite activation makes the products
-//! of its row NaN instead of saturating to ±448 · s.
+//! the codes are the same wherever they are computed (in IEEE arithmetic: a build that flushes
+//! subnormals to zero, e.g. --use_fast_math, quantises subnormal activations to 0). A NaN value
+//! gives a NaN code (and does not count in the group's amax); an infinite one an infinite scale,
+//! its own code NaN and the group's other codes ±0, so that every value Q · s of its group is
+//! NaN: a non-finite activation makes the products of its row NaN instead of saturating to
+//! ±448 · s.
 #pragma once
 
 #include <cmath>
@@ -55,14 +58,15 @@ constexpr bool valid_weight_scales(weight_scales scales) {
 //! SwiGLU outputs quantised as above).
 enum class activation_format { native, e4m3_1x128 };
 
-//! The scale of a group of e4m3 activations whose largest magnitude (NaN ignored) is `amax`:
+//! The scale of a group of e4m3 activations whose largest magnitude (NaN ignored) is `amax` ≥ 0:
 //! s = 2^e for the least e ≥ −126 with amax ≤ 448 · 2^e (a normal float, so 1 / s is exact too),
-//! or +∞ for an infinite amax.
+//! or +∞ for an infinite amax (and a NaN one, which quantisation never passes).
 //! @code
-//! beam::activation_scale(448.0f)  // → 1;  449 → 2;  1 → 2⁻⁸ (1 / 2⁻⁸ = 256 ≤ 448);  0 → 2⁻⁹
+//! beam::activation_scale(448.0f)  // → 1;  449 → 2;  1 → 2⁻⁸ (1 / 2⁻⁸ = 256 ≤ 448);  0 → 2⁻¹²⁶
 //! @endcode
 BEAM_HOST_DEVICE inline float activation_scale(float amax) {
-  if (!(amax <= 3.40282347e38f)) return INFINITY;  // amax = +∞ (NaN is never an amax)
+  if (!(amax <= 3.40282347e38f)) return INFINITY;
+  if (amax == 0.0f) return 0x1p-126f;  // frexpf(0) has no exponent to go by
   int x = 0;
   const float f = frexpf(amax, &x);  // amax = f · 2^x, f ∈ [0.5, 1): amax ≤ 0.875 · 2^(9 + e) ⇔ e ≥ x − 9 (+1 if f > 0.875)
   const int e = x - 9 + (f > 0.875f ? 1 : 0);

@@ -125,7 +125,7 @@ struct moe_outputs {
 //!         enumerators; T < 0; H, I or I_s not a positive
 //!         multiple of 8 (I_s may be 0; e4m3 weights: of 16), H > 2³⁰, I or I_s > 2²⁹; a
 //!         weight_scaling or activations that is not an enumerator, or not none / native with
-//!         T weights; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
+//!         T weights, or W8A8 with the prefill_sm80 schedule; T·K > 2³¹ − 1; E ∉ [1, 512]; routed_experts and expert_map not both given
 //!         or both absent, or E_routed ∉ [E, 512]; a negative count of zero-computation experts
 //!         or E_routed + Z > 512; K ∉ [1, min(16, E_routed + Z)]; groups that do not fit
 //!         E_routed + Z (moe_forward: `valid_groups`); a malformed rule (`valid_rule`); (not a
@@ -271,6 +271,8 @@ cudaError_t check_moe_sizes(int64_t tokens, const moe_layer<T, W>& layer, int to
     if (layer.weight_scaling != weight_scales::none || layer.activations != activation_format::native) {
       return cudaErrorInvalidValue;  // T weights are unscaled, multiplied with T activations
     }
+  } else if (layer.activations == activation_format::e4m3_1x128 && schedule == gemm_schedule::prefill_sm80) {
+    return cudaErrorInvalidValue;  // W8A8 has no sm_80 kernel
   } else {  // e4m3: every GEMM's K (H, I, I_s) a multiple of 16
     static_assert(std::is_same_v<W, __nv_fp8_e4m3>, "T or e4m3 weights");
     if (layer.hidden % 16 != 0 || layer.intermediate % 16 != 0 || layer.shared_intermediate % 16 != 0) {

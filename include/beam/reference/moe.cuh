@@ -26,6 +26,7 @@
 #include "beam/core/dtype.cuh"
 #include "beam/core/math.cuh"
 #include "beam/gemm/weights.cuh"
+#include "beam/reference/gemm.cuh"
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/permute.cuh"
 #include "beam/reference/routing.cuh"
@@ -64,18 +65,13 @@ struct moe_weights {
   [[nodiscard]] int zero_compute() const { return zero_experts + identity_experts + constant_experts; }
 };
 
-//! A row of values rounded to what its e4m3 codes mean, 1 × 128 groups (weights.cuh):
-//! v ← e4m3(v / s) · s, s = activation_scale(max |v| over the group), in float.
+//! A row of values (rounded to float) replaced by what their e4m3 codes mean, 1 × 128 groups:
+//! quantize_activations, then dequantize_activations.
 inline void round_to_e4m3_groups(std::vector<double>& v) {
-  for (size_t begin = 0; begin < v.size(); begin += weight_block) {
-    const size_t end = std::min(v.size(), begin + weight_block);
-    float amax = 0.0f;
-    for (size_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(float(v[i])));
-    const float s = activation_scale(amax);
-    for (size_t i = begin; i < end; ++i) {
-      v[i] = double(e4m3_value(dtype_traits<__nv_fp8_e4m3>::from_float(float(v[i]) / s).__x)) * s;
-    }
-  }
+  if (v.empty()) return;
+  const std::vector<float> row(v.begin(), v.end());
+  const int64_t k = int64_t(row.size());
+  v = dequantize_activations(quantize_activations(row.data(), k, 1, k), 1, k);
 }
 
 //! y = W2 · (silu(W1 x) ⊙ (W3 x)) for one row x `[H]`, with `w13` `[2I, H]` (W1 on top of
