@@ -136,6 +136,13 @@ struct expert_problem {
   //! 1 × 128 groups of a row of k.
   static int64_t groups(int64_t k) { return (k + 127) / 128; }
   double flops() const { return 6.0 * double(n_active) * m.H * m.I; }
+  //! The e4m3 experts as the GEMMs take them: W13 and W2 with their block_128 scales.
+  beam::device::gemm_b<__nv_fp8_e4m3> e4m3_w13() const {
+    return {w13_e4m3.data(), m.H, int64_t(2) * m.I * m.H, w13_scales.data(), beam::weight_scales::block_128};
+  }
+  beam::device::gemm_b<__nv_fp8_e4m3> e4m3_w2() const {
+    return {w2_e4m3.data(), m.I, int64_t(m.H) * m.I, w2_scales.data(), beam::weight_scales::block_128};
+  }
   void report_counters(benchmark::State& state) const {
     state.counters["n_active"] = double(n_active);
     state.counters["experts"] = double(experts_used);
@@ -168,9 +175,7 @@ void bm_beam_experts_e4m3(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
   const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
-  const beam::device::gemm_b<__nv_fp8_e4m3> w13{p.w13_e4m3.data(), m.H, int64_t(2) * m.I * m.H, p.w13_scales.data(),
-                                                beam::weight_scales::block_128},
-      w2{p.w2_e4m3.data(), m.I, int64_t(m.H) * m.I, p.w2_scales.data(), beam::weight_scales::block_128};
+  const beam::device::gemm_b<__nv_fp8_e4m3> w13 = p.e4m3_w13(), w2 = p.e4m3_w2();
   const double s = median_seconds(p.stream, [&] {
     BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>({p.x.data(), m.H, p.sorted.data(), m.K}, w13, 2 * m.I, m.H,
                                                          groups, {p.act.data(), m.I, gemm_epilogue::swiglu}, Schedule,
@@ -191,9 +196,7 @@ void bm_beam_experts_w8a8(benchmark::State& state) {
   const model_shape& m = model_of(state);
   expert_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
   const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
-  const beam::device::gemm_b<__nv_fp8_e4m3> w13{p.w13_e4m3.data(), m.H, int64_t(2) * m.I * m.H, p.w13_scales.data(),
-                                                beam::weight_scales::block_128},
-      w2{p.w2_e4m3.data(), m.I, int64_t(m.H) * m.I, p.w2_scales.data(), beam::weight_scales::block_128};
+  const beam::device::gemm_b<__nv_fp8_e4m3> w13 = p.e4m3_w13(), w2 = p.e4m3_w2();
   const auto run = [&] {
     cudaError_t status = beam::device::quantize_activations(p.x.data(), m.H, p.T, m.H, p.x_e4m3.data(), m.H,
                                                             p.x_scales.data(), p.groups(m.H), nullptr, p.stream);

@@ -199,16 +199,22 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
         __syncwarp();
         if (lane == 0) block::arrive(&empty[slot]);
       };
+      // Waits until the stage in `slot` has landed; then its A rows of this warpgroup and its B tile.
+      const auto wait_stage = [&](int slot, uint32_t phase) {
+        block::wait_barrier(&full[slot], phase);
+        __syncwarp();  // converged again after the wait loop, as the .aligned instructions need
+      };
+      const auto a_tile_of = [&](int slot) { return a_ring + slot * BM * BK + consumer * 64 * BK; };
+      const auto b_tile_of = [&](int slot) { return b_ring + slot * BN * BK; };
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
       if constexpr (w8a8) {
         float partial[BN / 8][4] = {};  // one stage's sums: promoted to acc, scaled, after the stage
         const int tile_row = consumer * 64 + warp_in_group * 16 + lane / 4;
         for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
           const int slot = ring.slot;
-          block::wait_barrier(&full[slot], ring.phase);
-          __syncwarp();  // converged again after the wait loop, as the .aligned instructions need
-          const T* a_tile = a_ring + slot * BM * BK + consumer * 64 * BK;
-          const W* b_tile = b_ring + slot * BN * BK;
+          wait_stage(slot, ring.phase);
+          const T* a_tile = a_tile_of(slot);
+          const W* b_tile = b_tile_of(slot);
           block::fence_async_proxy();  // A arrived through cp.async (generic proxy); wgmma reads async
           warpgroup::fence_operands(partial);
           warpgroup::mma_fence();
@@ -249,10 +255,9 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
         int pending_slot = -1;  // the slot whose products may still be in flight
         for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
           const int slot = ring.slot;
-          block::wait_barrier(&full[slot], ring.phase);
-          __syncwarp();  // converged again after the wait loop, as the .aligned instructions need
-          const T* a_tile = a_ring + slot * BM * BK + consumer * 64 * BK;
-          const W* b_tile = b_ring + slot * BN * BK;
+          wait_stage(slot, ring.phase);
+          const T* a_tile = a_tile_of(slot);
+          const W* b_tile = b_tile_of(slot);
           block::fence_async_proxy();  // A arrived through cp.async (generic proxy); wgmma reads async
           warpgroup::fence_operands(acc[0]);
           warpgroup::mma_fence();
@@ -277,10 +282,8 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
       } else {
         for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
           const int slot = ring.slot;
-          block::wait_barrier(&full[slot], ring.phase);
-          __syncwarp();
-          warp::multiply_stage<T>(acc, a_ring + slot * BM * BK + consumer * 64 * BK, b_ring + slot * BN * BK,
-                                  16 * warp_in_group, 0);
+          wait_stage(slot, ring.phase);
+          warp::multiply_stage<T>(acc, a_tile_of(slot), b_tile_of(slot), 16 * warp_in_group, 0);
           release(slot);
         }
       }
