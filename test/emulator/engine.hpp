@@ -46,6 +46,10 @@ struct param_slot {
   size_t offset = 0, size = 0;
 };
 
+//! A kernel's name for diagnostics: `name` demangled ("void scale<float>(float*, int)"), or as it is
+//! when it is no C++ mangled name (extern "C").
+std::string demangled(const std::string& name);
+
 //! What `cudaFuncGetAttributes` reports for an entry, plus the parameter layout.
 struct kernel_info {
   std::string name;                  //!< mangled .entry name
@@ -109,7 +113,7 @@ cudaError_t launch(const kernel&, const launch_params&);
 
 //! Writes what kernels printed (device printf to stdout, failed assertions' messages to stderr)
 //! since the last call, in the order they printed it. The runtime calls it where CUDA writes out
-//! its printf buffer (calls.cpp).
+//! its printf buffer (control.cpp).
 void flush_device_output();
 
 //! Profiling (profile.cpp): a memset executed, a stream operation besides the launches.

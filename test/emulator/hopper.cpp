@@ -25,6 +25,17 @@
 namespace emu {
 namespace {
 
+//! The payload of the mbarrier forms and of cp.async.mbarrier.arrive.
+struct mbarrier_payload {
+  bool expect_tx;  //!< arrive.expect_tx; expect_tx (else complete_tx)
+  bool parity;     //!< test_wait / try_wait .parity (else a state token)
+  bool noinc;      //!< cp.async.mbarrier.arrive.noinc
+};
+
+struct bulk_tensor_payload {
+  uint8_t dimensions;  //!< .1d to .5d
+};
+
 [[noreturn]] void synccheck(block_state& b, thread_state& t, const instruction& in, const std::string& detail) {
   fail_launch(b, &t, &in, cudaErrorLaunchFailure, "synccheck", detail);
 }
@@ -83,7 +94,7 @@ void exec_mbarrier_inval(block_state& b, thread_state& t, const instruction& in)
 void exec_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
   const uint32_t offset = shared_offset(b, t, in, in.ops[1], 8, 8);
   mbarrier_state& m = find_mbarrier(b, t, in, offset);
-  const bool expect_tx = in.aux == 1;
+  const bool expect_tx = payload<mbarrier_payload>(in).expect_tx;
   const uint64_t operand = in.op_count > 2 ? value(b, t, in.ops[2]) & 0xFFFFFFFFu : 1;
   set(t, in.ops[0], m.phase);
   mbarrier_arrive(b, t, in, m, expect_tx ? 1 : static_cast<uint32_t>(operand), expect_tx ? int64_t(operand) : 0);
@@ -93,9 +104,10 @@ void exec_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in
 void exec_mbarrier_tx(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
   const int64_t bytes = static_cast<int64_t>(value(b, t, in.ops[1]) & 0xFFFFFFFFu);
-  m.tx += in.aux == 1 ? bytes : -bytes;  // aux 1: expect_tx, 0: complete_tx
+  const bool expect_tx = payload<mbarrier_payload>(in).expect_tx;  // else complete_tx
+  m.tx += expect_tx ? bytes : -bytes;
   m.level = std::max(m.level, t.issue);
-  if (in.aux == 0) race_release(b, t, m.arrived);
+  if (!expect_tx) race_release(b, t, m.arrived);
   complete_phase_if_done(b, m);
 }
 
@@ -104,7 +116,7 @@ void exec_mbarrier_tx(block_state& b, thread_state& t, const instruction& in) {
 // (a phase number from arrive), once that phase has completed.
 uint32_t wait_target(block_state& b, thread_state& t, const instruction& in, const mbarrier_state& m) {
   const uint64_t operand = value(b, t, in.ops[2]);
-  if (in.aux == 1) return (m.phase & 1) != (operand & 1) ? m.phase : m.phase + 1;
+  if (payload<mbarrier_payload>(in).parity) return (m.phase & 1) != (operand & 1) ? m.phase : m.phase + 1;
   return static_cast<uint32_t>(operand) + 1;
 }
 
@@ -138,7 +150,7 @@ void exec_mbarrier_try_wait(block_state& b, thread_state& t, const instruction& 
 void exec_cp_async_mbarrier_arrive(block_state& b, thread_state& t, const instruction& in) {
   mbarrier_state& m = find_mbarrier(b, t, in, shared_offset(b, t, in, in.ops[0], 8, 8));
   m.level = std::max(m.level, complete_async_copies(b, t, in, 0, true));  // the copies arrive as they land
-  if (in.aux == 1) mbarrier_arrive(b, t, in, m, 1, 0);
+  if (payload<mbarrier_payload>(in).noinc) mbarrier_arrive(b, t, in, m, 1, 0);
   else race_release(b, t, m.arrived);  // the copies are published to whoever sees the phase complete
 }
 
@@ -160,9 +172,10 @@ void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
   if (map.magic != tensor_map::tag)
     fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
                 "the tensor map at " + hex(address_of(t, in.ops[1])) + " was not written by cuTensorMapEncodeTiled");
-  if (map.rank != in.aux)
+  const unsigned dimensions = payload<bulk_tensor_payload>(in).dimensions;
+  if (map.rank != dimensions)
     fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
-                std::to_string(in.aux) + "d copy through a tensor map of rank " + std::to_string(map.rank));
+                std::to_string(dimensions) + "d copy through a tensor map of rank " + std::to_string(map.rank));
   const unsigned eb = map.element_bytes;
   uint64_t counts[5] = {1, 1, 1, 1, 1};
   int64_t start[5] = {0, 0, 0, 0, 0};
@@ -245,9 +258,17 @@ uint64_t accumulator(const thread_state& t, int32_t slot) {
   return !t.wgmma_writes.empty() && t.wgmma_writes[size_t(slot)] ? t.wgmma_latest[size_t(slot)] : t.r[slot];
 }
 
-//! wgmma operand element types (instruction::aux2 bits 0-1: A's, bits 2-3: B's) and flags.
+//! wgmma operand element types.
 enum wgmma_type : uint32_t { wgmma_f16, wgmma_bf16, wgmma_e4m3, wgmma_e5m2 };
-constexpr uint32_t wgmma_negate_a = 16, wgmma_negate_b = 32, wgmma_f16_accumulators = 64, wgmma_a_registers = 128;
+
+//! The payload of wgmma.mma_async.
+struct wgmma_payload {
+  uint16_t n;                  //!< the shape's N
+  uint8_t a_type, b_type;      //!< wgmma_type
+  bool negate_a, negate_b;     //!< imm-scale-a / imm-scale-b of -1
+  bool f16_accumulators;       //!< .f16 D (else .f32)
+  bool a_registers;            //!< A from registers (else a shared-memory descriptor)
+};
 
 //! The value of a wgmma operand element of type `type` in the low bits of `v`, exactly.
 double element_value(uint32_t v, uint32_t type) {
@@ -272,7 +293,8 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   if ((first.warp / 4) * 4 + 3 >= b.warp_count)
     fail_launch(b, &first, &in, cudaErrorLaunchFailure, "collective mismatch",
                 "wgmma needs the four warps of a warpgroup; the block has " + std::to_string(b.warp_count) + " warps");
-  const bool a_registers = in.aux2 & wgmma_a_registers;
+  const wgmma_payload& p = payload<wgmma_payload>(in);
+  const bool a_registers = p.a_registers;
   const uint64_t a_bits = a_registers ? 0 : value(b, first, in.ops[1]), b_bits = value(b, first, in.ops[2]);
   for (int l = 1; l < 32; ++l)
     if ((!a_registers && value(b, *lanes[l], in.ops[1]) != a_bits) || value(b, *lanes[l], in.ops[2]) != b_bits)
@@ -281,11 +303,11 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   const matrix_descriptor da(a_bits), db(b_bits);
   if (da.base_offset != 0 || db.base_offset != 0)
     fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "a matrix descriptor with a base offset");
-  const int n = static_cast<int>(in.aux);
-  const uint32_t a_type = in.aux2 & 3, b_type = in.aux2 >> 2 & 3;
+  const int n = p.n;
+  const uint32_t a_type = p.a_type, b_type = p.b_type;
   const uint32_t bytes = a_type >= wgmma_e4m3 ? 1 : 2, k_count = 32 / bytes;
   if (b.profile) b.profile->record.tensor_macs += 16 * uint64_t(n) * k_count;  // this warp's 16 rows
-  const double sa = in.aux2 & wgmma_negate_a ? -1.0 : 1.0, sb = in.aux2 & wgmma_negate_b ? -1.0 : 1.0;
+  const double sa = p.negate_a ? -1.0 : 1.0, sb = p.negate_b ? -1.0 : 1.0;
   std::vector<uint32_t> operand_reads;  // racecheck: recorded when the group retires
   const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k, uint32_t type) {
     const uint32_t address = d.element(row, k * bytes);
@@ -316,7 +338,7 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   }
   for (int c = 0; c < n; ++c)
     for (uint32_t k = 0; k < k_count; ++k) B[size_t(c) * k_count + k] = sb * load(db, uint32_t(c), k, b_type);
-  const bool f16_d = in.aux2 & wgmma_f16_accumulators;
+  const bool f16_d = p.f16_accumulators;
   const operand& d = in.ops[0];
   const auto& ve = b.k.vector_elements;
   std::vector<uint64_t> out(d.count);
@@ -436,7 +458,7 @@ void mbarrier_arrive(block_state& b, thread_state& t, const instruction& in, mba
   if (count > m.pending)
     synccheck(b, t, in,
               "arrival of " + std::to_string(count) + " on the mbarrier at shared " +
-                  hex(m.offset) + " (initialised at line " + std::to_string(m.init_line) +
+                  hex(m.offset) + " (initialised at " + b.k.line_text(m.init_line) +
                   ") with " + std::to_string(m.pending) + " of " + std::to_string(m.expected) +
                   " arrivals pending in phase " + std::to_string(m.phase) +
                   ": more arrivals than the phase expects");
@@ -468,7 +490,7 @@ bool land_bulk_copies(block_state& b, uint32_t offset) {
     const auto it = b.mbarriers.find(c.mbarrier);
     if (it == b.mbarriers.end())
       fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
-                  "the TMA copy of line " + std::to_string(c.line) + " completes on shared " + hex(c.mbarrier) +
+                  "the TMA copy of " + b.k.line_text(c.line) + " completes on shared " + hex(c.mbarrier) +
                       ", no longer an mbarrier");
     it->second.tx -= int64_t(c.box.size());
     it->second.level = std::max(it->second.level, c.ready);
@@ -513,7 +535,7 @@ void check_accumulators(block_state& b, thread_state& t, const instruction& in) 
         if (w.first == slot && line == 0) line = g.line;
     fail_launch(b, &t, &in, cudaErrorLaunchFailure, "wgmma hazard",
                 in.opcode + " names " + b.k.register_names[size_t(slot)] +
-                    ", an accumulator of the wgmma.mma_async at line " + std::to_string(line) +
+                    ", an accumulator of the wgmma.mma_async at " + b.k.line_text(line) +
                     " that is still in flight (no wgmma.wait_group has retired it)");
   };
   for (int i = 0; i < in.op_count; ++i) {
@@ -542,168 +564,185 @@ bool mbarrier_wait_done(block_state& b, thread_state& t) {
   return true;
 }
 
-bool decode_hopper_instruction(instruction& in, const kernel& k) {
-  const std::string& op = in.opcode;
-  if (op == "mbarrier") {
-    const std::string& form = in.modifiers.empty() ? std::string() : in.modifiers[0];
-    if (has(in, "shared::cluster") && form != "arrive" && form != "expect_tx" && form != "complete_tx")
-      unsupported(in, "clusters");
-    if (form == "init") { need_operands(in, 2); in.exec = exec_mbarrier_init; return true; }
-    if (form == "inval") { need_operands(in, 1); in.exec = exec_mbarrier_inval; return true; }
-    if (form == "arrive" || form == "arrive_drop") {
-      if (form == "arrive_drop" || has(in, "noComplete")) unsupported(in, "arrive_drop and .noComplete");
-      need_operands(in, 2);
-      in.aux = has(in, "expect_tx");
-      if (in.aux == 1) need_operands(in, 3);
-      if (has(in, "shared::cluster") && in.ops[0].k != operand::kind::sink) unsupported(in, "a state from .shared::cluster");
-      in.exec = exec_mbarrier_arrive;
-      return true;
+namespace {
+
+// ---- decoders ----------------------------------------------------------------------------------
+
+void decode_mbarrier(instruction& in, const kernel&) {
+  const std::string& form = in.modifiers[0];
+  if (has(in, "shared::cluster") && form != "arrive" && form != "expect_tx" && form != "complete_tx")
+    unsupported(in, "clusters");
+  mbarrier_payload& p = set_payload<mbarrier_payload>(in);
+  if (form == "init") {
+    in.exec = exec_mbarrier_init;
+  } else if (form == "inval") {
+    in.exec = exec_mbarrier_inval;
+  } else if (form == "arrive") {
+    p.expect_tx = has(in, "expect_tx");
+    if (p.expect_tx) need_operands(in, 3);
+    if (has(in, "shared::cluster") && in.ops[0].k != operand::kind::sink) unsupported(in, "a state from .shared::cluster");
+    in.exec = exec_mbarrier_arrive;
+  } else if (form == "expect_tx" || form == "complete_tx") {
+    p.expect_tx = form == "expect_tx";
+    in.exec = exec_mbarrier_tx;
+  } else {  // test_wait, try_wait
+    p.parity = has(in, "parity");
+    if (form == "test_wait") {
+      in.exec = exec_mbarrier_test_wait;
+    } else {
+      in.sync = sync_kind::mbarrier;
+      in.exec = exec_mbarrier_try_wait;
     }
-    if (form == "expect_tx" || form == "complete_tx") {
-      need_operands(in, 2);
-      in.aux = form == "expect_tx";
-      in.exec = exec_mbarrier_tx;
-      return true;
-    }
-    if (form == "test_wait" || form == "try_wait") {
-      need_operands(in, 3);
-      in.aux = has(in, "parity");
-      if (form == "test_wait") {
-        in.exec = exec_mbarrier_test_wait;
-      } else {
-        in.sync = sync_kind::mbarrier;
-        in.exec = exec_mbarrier_try_wait;
-      }
-      return true;
-    }
-    unsupported(in, "an mbarrier operation the emulator does not implement");
   }
-  if (op == "cp" && has(in, "async") && has(in, "mbarrier") && !has(in, "bulk")) {
-    if (in.modifiers.size() < 2 || in.modifiers[1] != "mbarrier" || !has(in, "arrive")) unsupported(in);
-    need_operands(in, 1);
-    in.aux = has(in, "noinc");
-    in.exec = exec_cp_async_mbarrier_arrive;
-    return true;
-  }
-  if (op == "cp" && has(in, "bulk")) {
-    if (!has(in, "tensor")) unsupported(in, "non-tensor bulk copies");
-    if (in.state != space::shared || !has(in, "global") || !has(in, "mbarrier::complete_tx::bytes"))
-      unsupported(in, "only global to shared memory, completing on an mbarrier");
-    // .load_mode: .tile, which is also the default when it is absent (PTX ISA "cp.async.bulk.tensor");
-    // .im2col, .im2col::w, .im2col::w::128, .tile::gather4, .multicast::cluster and .cta_group are refused.
-    for (const std::string& m : in.modifiers) {
-      if (m.compare(0, 6, "im2col") == 0) unsupported(in, "im2col tensor copies (." + m + ")");
-      if (m == "multicast::cluster") unsupported(in, "multicast");
-      static const char* known[] = {"async", "bulk", "tensor", "1d", "2d", "3d", "4d", "5d", "shared::cluster",
-                                    "shared::cta", "global", "tile", "mbarrier::complete_tx::bytes", "L2::cache_hint"};
-      if (std::find(std::begin(known), std::end(known), m) == std::end(known))
-        unsupported(in, "qualifier ." + m + " of cp.async.bulk.tensor is not implemented");
+}
+
+void decode_cp_async_mbarrier_arrive(instruction& in, const kernel&) {
+  set_payload<mbarrier_payload>(in).noinc = has(in, "noinc");
+  in.exec = exec_cp_async_mbarrier_arrive;
+}
+
+// .load_mode: .tile, which is also the default when it is absent (PTX ISA "cp.async.bulk.tensor");
+// .im2col, .im2col::w, .im2col::w::128, .tile::gather4, .multicast::cluster and .cta_group are
+// refused by the row.
+void decode_bulk_tensor(instruction& in, const kernel&) {
+  if (in.state != space::shared || !has(in, "global") || !has(in, "mbarrier::complete_tx::bytes"))
+    unsupported(in, "only global to shared memory, completing on an mbarrier");
+  uint8_t& dimensions = set_payload<bulk_tensor_payload>(in).dimensions;
+  for (uint8_t d = 1; d <= 5; ++d)
+    if (has(in, (std::to_string(d) + "d").c_str())) dimensions = d;
+  if (dimensions == 0 || in.ops[2].k != operand::kind::vector || in.ops[2].count != dimensions)
+    unsupported(in, "coordinates: one per dimension");
+  in.exec = exec_bulk_tensor;
+}
+
+//! wgmma and setmaxnreg: .sync.aligned, executed once by each whole warp.
+void warp_aligned(instruction& in, warp_exec_fn f) {
+  in.sync = sync_kind::warp;
+  in.aligned = true;
+  in.warp_exec = f;
+}
+
+void decode_wgmma_fence(instruction& in, const kernel&) { warp_aligned(in, warp_wgmma_fence); }
+void decode_wgmma_commit(instruction& in, const kernel&) { warp_aligned(in, warp_wgmma_commit); }
+void decode_wgmma_wait(instruction& in, const kernel&) {
+  if (in.ops[0].k != operand::kind::imm) unsupported(in, "the group count must be an immediate");
+  warp_aligned(in, warp_wgmma_wait);
+}
+
+// Shape m64nNk16 (16-bit A and B) or m64nNk32 (fp8), then .dtype, .atype, .btype.
+void decode_wgmma(instruction& in, const kernel& k) {
+  static const std::map<std::string, uint32_t> element_types = {
+      {"f16", wgmma_f16}, {"bf16", wgmma_bf16}, {"e4m3", wgmma_e4m3}, {"e5m2", wgmma_e5m2}};
+  int n = 0, k_count = 0;
+  std::vector<std::string> types;
+  for (const std::string& m : in.modifiers) {
+    if (m == "f32" || element_types.count(m)) types.push_back(m);
+    else if (m.compare(0, 4, "m64n") == 0) {
+      n = std::atoi(m.c_str() + 4);
+      k_count = std::atoi(m.c_str() + m.find('k') + 1);
     }
-    for (unsigned d = 1; d <= 5; ++d)
-      if (has(in, (std::to_string(d) + "d").c_str())) in.aux = d;
-    need_operands(in, 4);
-    if (in.aux == 0 || in.ops[2].k != operand::kind::vector || in.ops[2].count != in.aux)
-      unsupported(in, "coordinates: one per dimension");
-    in.exec = exec_bulk_tensor;
-    return true;
   }
-  if (op == "wgmma") {
-    in.sync = sync_kind::warp;
-    in.aligned = true;
-    if (has(in, "fence")) { in.warp_exec = warp_wgmma_fence; return true; }
-    if (has(in, "commit_group")) { in.warp_exec = warp_wgmma_commit; return true; }
-    if (has(in, "wait_group")) {
-      need_operands(in, 1);
-      if (in.ops[0].k != operand::kind::imm) unsupported(in, "the group count must be an immediate");
-      in.warp_exec = warp_wgmma_wait;
-      return true;
-    }
-    if (!has(in, "mma_async")) unsupported(in);
-    if (has(in, "sp")) unsupported(in, "sparse operands");
-    // Shape m64nNk16 (16-bit A and B) or m64nNk32 (fp8), then .dtype, .atype, .btype.
-    static const std::map<std::string, uint32_t> element_types = {
-        {"f16", wgmma_f16}, {"bf16", wgmma_bf16}, {"e4m3", wgmma_e4m3}, {"e5m2", wgmma_e5m2}};
-    int n = 0, k_count = 0;
-    std::vector<std::string> types;
-    for (const std::string& m : in.modifiers) {
-      if (m == "mma_async" || m == "sync" || m == "aligned") continue;
-      if (m == "f32" || m == "s32" || m == "tf32" || m == "s8" || m == "u8" || m == "b1" || element_types.count(m)) {
-        types.push_back(m);
-      } else if (m.compare(0, 4, "m64n") == 0 && m.find('k') != std::string::npos) {
-        n = std::atoi(m.c_str() + 4);
-        k_count = std::atoi(m.c_str() + m.find('k') + 1);
-      } else {
-        unsupported(in, "qualifier ." + m + " of wgmma.mma_async is not implemented");
-      }
-    }
-    if (types.size() != 3 || !element_types.count(types[1]) || !element_types.count(types[2]) ||
-        (types[0] != "f32" && types[0] != "f16"))
-      unsupported(in, "only .f32 or .f16 accumulators of f16, bf16, e4m3 or e5m2 products");
-    const uint32_t a_type = element_types.at(types[1]), b_type = element_types.at(types[2]);
-    const bool fp8 = a_type >= wgmma_e4m3;
-    if (fp8 ? b_type < wgmma_e4m3 : b_type != a_type)
-      unsupported(in, ".atype and .btype differ outside the fp8 types");
-    if (a_type == wgmma_bf16 && types[0] == "f16") unsupported(in, "bf16 products accumulate in .f32 only");
-    if (n < 8 || n > 256 || n % 8 != 0 || k_count != (fp8 ? 32 : 16))
-      unsupported(in, fp8 ? "fp8 shapes are m64nNk32" : "16-bit shapes are m64nNk16");
-    const bool a_registers = in.op_count > 1 && in.ops[1].k == operand::kind::vector;
-    // Operands: d, a-desc | a, b-desc, scale-d, imm-scale-a, imm-scale-b, then the 16-bit types' imm-trans-a
-    // (A from shared memory alone) and imm-trans-b.
-    const int operands = 6 + (fp8 ? 0 : a_registers ? 1 : 2);
-    const uint32_t accumulators = uint32_t(types[0] == "f32" ? n / 2 : n / 4);
-    if (in.op_count != operands || in.ops[0].k != operand::kind::vector || in.ops[0].count != accumulators)
-      unsupported(in, "operands: " + std::to_string(accumulators) + " accumulators, A, the B descriptor, scale-d and " +
-                          std::to_string(operands - 4) + " immediates");
-    for (uint32_t i = 0; i < in.ops[0].count; ++i)
-      if (k.vector_elements[in.ops[0].first + i].k != operand::kind::reg) unsupported(in, "accumulators must be registers");
-    if (a_registers) {
-      if (in.ops[1].count != 4) unsupported(in, "A from four registers");
-      for (uint32_t i = 0; i < 4; ++i)
-        if (k.vector_elements[in.ops[1].first + i].k != operand::kind::reg) unsupported(in, "A from four registers");
-    }
-    for (int i = 4; i < operands; ++i)
-      if (in.ops[i].k != operand::kind::imm) unsupported(in, "scale and transpose operands must be immediates");
-    const auto scale = [&](int i) {
-      if (in.ops[i].imm == 1) return 0u;
-      if (in.ops[i].imm == ~uint64_t(0)) return 1u;
-      unsupported(in, "imm-scale must be 1 or -1");
-    };
-    for (int i = 6; i < operands; ++i) {
-      if (in.ops[i].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
-      if (in.ops[i].imm == 1) unsupported(in, "transposed (MN-major) operands");
-    }
-    in.aux = uint32_t(n);
-    in.aux2 = a_type | b_type << 2 | (scale(4) ? wgmma_negate_a : 0) | (scale(5) ? wgmma_negate_b : 0) |
-              (types[0] == "f16" ? wgmma_f16_accumulators : 0) | (a_registers ? wgmma_a_registers : 0);
-    in.warp_exec = warp_wgmma;
-    return true;
+  if (types.size() != 3 || !element_types.count(types[1]) || !element_types.count(types[2]) ||
+      (types[0] != "f32" && types[0] != "f16"))
+    unsupported(in, "only .f32 or .f16 accumulators of f16, bf16, e4m3 or e5m2 products");
+  const uint32_t a_type = element_types.at(types[1]), b_type = element_types.at(types[2]);
+  const bool fp8 = a_type >= wgmma_e4m3;
+  if (fp8 ? b_type < wgmma_e4m3 : b_type != a_type)
+    unsupported(in, ".atype and .btype differ outside the fp8 types");
+  if (a_type == wgmma_bf16 && types[0] == "f16") unsupported(in, "bf16 products accumulate in .f32 only");
+  if (n == 0 || k_count != (fp8 ? 32 : 16)) unsupported(in, fp8 ? "fp8 shapes are m64nNk32" : "16-bit shapes are m64nNk16");
+  const bool a_registers = in.op_count > 1 && in.ops[1].k == operand::kind::vector;
+  // Operands: d, a-desc | a, b-desc, scale-d, imm-scale-a, imm-scale-b, then the 16-bit types' imm-trans-a
+  // (A from shared memory alone) and imm-trans-b.
+  const int operands = 6 + (fp8 ? 0 : a_registers ? 1 : 2);
+  const uint32_t accumulators = uint32_t(types[0] == "f32" ? n / 2 : n / 4);
+  if (in.op_count != operands || in.ops[0].k != operand::kind::vector || in.ops[0].count != accumulators)
+    unsupported(in, "operands: " + std::to_string(accumulators) + " accumulators, A, the B descriptor, scale-d and " +
+                        std::to_string(operands - 4) + " immediates");
+  for (uint32_t i = 0; i < in.ops[0].count; ++i)
+    if (k.vector_elements[in.ops[0].first + i].k != operand::kind::reg) unsupported(in, "accumulators must be registers");
+  if (a_registers) {
+    if (in.ops[1].count != 4) unsupported(in, "A from four registers");
+    for (uint32_t i = 0; i < 4; ++i)
+      if (k.vector_elements[in.ops[1].first + i].k != operand::kind::reg) unsupported(in, "A from four registers");
   }
-  if (op == "mapa") {
-    for (const std::string& m : in.modifiers)
-      if (m != "shared::cluster" && m != "u32" && m != "u64") unsupported(in, "qualifier ." + m + " of mapa");
-    if (in.type != ptype::u32 && in.type != ptype::u64) unsupported(in, "mapa needs .u32 or .u64");
-    need_operands(in, 3);
-    in.exec = exec_mapa;
-    return true;
+  for (int i = 4; i < operands; ++i)
+    if (in.ops[i].k != operand::kind::imm) unsupported(in, "scale and transpose operands must be immediates");
+  const auto negated = [&](int i) {
+    if (in.ops[i].imm == 1) return false;
+    if (in.ops[i].imm == ~uint64_t(0)) return true;
+    unsupported(in, "imm-scale must be 1 or -1");
+  };
+  for (int i = 6; i < operands; ++i) {
+    if (in.ops[i].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
+    if (in.ops[i].imm == 1) unsupported(in, "transposed (MN-major) operands");
   }
-  if (op == "elect") {
-    if (!has(in, "sync")) unsupported(in);
-    need_operands(in, 2);
-    in.sync = sync_kind::warp;
-    in.mask_operand = 1;
-    in.warp_exec = warp_elect;
-    return true;
-  }
-  if (op == "setmaxnreg") {
-    need_operands(in, 1);
-    if (in.ops[0].k != operand::kind::imm || in.ops[0].imm < 24 || in.ops[0].imm > 256 || in.ops[0].imm % 8 != 0)
-      unsupported(in, "the register count must be an immediate multiple of 8 in [24, 256]");
-    in.sync = sync_kind::warp;  // the emulator allocates no registers: a warp-wide no-op
-    in.aligned = true;
-    in.warp_exec = warp_nothing;
-    return true;
-  }
-  return false;
+  wgmma_payload& p = set_payload<wgmma_payload>(in);
+  p.n = static_cast<uint16_t>(n);
+  p.a_type = static_cast<uint8_t>(a_type);
+  p.b_type = static_cast<uint8_t>(b_type);
+  p.negate_a = negated(4);
+  p.negate_b = negated(5);
+  p.f16_accumulators = types[0] == "f16";
+  p.a_registers = a_registers;
+  warp_aligned(in, warp_wgmma);
+}
+
+void decode_mapa(instruction& in, const kernel&) { in.exec = exec_mapa; }
+
+void decode_elect(instruction& in, const kernel&) {
+  in.sync = sync_kind::warp;
+  in.mask_operand = 1;
+  in.warp_exec = warp_elect;
+}
+
+void decode_setmaxnreg(instruction& in, const kernel&) {
+  if (in.ops[0].k != operand::kind::imm || in.ops[0].imm < 24 || in.ops[0].imm > 256 || in.ops[0].imm % 8 != 0)
+    unsupported(in, "the register count must be an immediate multiple of 8 in [24, 256]");
+  warp_aligned(in, warp_nothing);  // the emulator allocates no registers: a warp-wide no-op
+}
+
+}  // namespace
+
+std::vector<opcode_row> hopper_rows() {
+  using profile::instruction_class;
+  const auto sync = instruction_class::synchronisation;
+  const qualifier_list barrier = {"shared", "shared::cta", "b64", "cta", "cluster"};
+  const auto waits = any_of({barrier, {"parity", "acquire", "relaxed"}});
+  const auto arrival = any_of({barrier, {"shared::cluster", "release", "relaxed"}});
+  const auto tx = any_of({barrier, {"shared::cluster", "relaxed"}});
+  qualifier_list shapes;  // m64nNk16 and m64nNk32, N = 8, 16, ..., 256
+  for (int n = 8; n <= 256; n += 8)
+    for (const char* k : {"k16", "k32"}) shapes.push_back("m64n" + std::to_string(n) + k);
+  const qualifier_list aligned = {"sync", "aligned"};
+  const auto wgmma = [&](std::initializer_list<qualifier_list> more) {
+    std::unordered_set<std::string> q = any_of(more);
+    q.insert(aligned.begin(), aligned.end());
+    return q;
+  };
+  return {
+      {"mbarrier.init", any_of({barrier}), 2, 2, decode_mbarrier, sync},
+      {"mbarrier.inval", any_of({barrier}), 1, 1, decode_mbarrier, sync},
+      {"mbarrier.arrive", any_of({{"expect_tx"}, {arrival.begin(), arrival.end()}}), 2, 3, decode_mbarrier, sync},
+      {"mbarrier.expect_tx", tx, 2, 2, decode_mbarrier, sync},
+      {"mbarrier.complete_tx", tx, 2, 2, decode_mbarrier, sync},
+      {"mbarrier.test_wait", waits, 3, 3, decode_mbarrier, sync},
+      {"mbarrier.try_wait", waits, 3, 4, decode_mbarrier, sync},
+      {"cp.async.mbarrier.arrive", any_of({{"noinc", "shared", "shared::cta", "b64"}}), 1, 1,
+       decode_cp_async_mbarrier_arrive, sync},
+      {"cp.async.bulk.tensor",
+       any_of({{"1d", "2d", "3d", "4d", "5d", "shared::cluster", "shared::cta", "global", "tile",
+                "mbarrier::complete_tx::bytes", "L2::cache_hint"}}),
+       4, 5, decode_bulk_tensor, instruction_class::memory, memory_kind::bulk_tensor},
+      {"wgmma.fence", wgmma({}), 0, 0, decode_wgmma_fence, sync},
+      {"wgmma.commit_group", wgmma({}), 0, 0, decode_wgmma_commit, sync},
+      {"wgmma.wait_group", wgmma({}), 1, 1, decode_wgmma_wait, sync},
+      {"wgmma.mma_async", wgmma({shapes, {"f32", "f16", "bf16", "e4m3", "e5m2"}}), 6, 9, decode_wgmma,
+       instruction_class::tensor},
+      {"mapa", any_of({{"shared::cluster", "u32", "u64"}}), 3, 3, decode_mapa},
+      {"elect.sync", {}, 2, 2, decode_elect, instruction_class::warp},
+      {"setmaxnreg", any_of({{"inc", "dec", "sync", "aligned", "u32"}}), 1, 1, decode_setmaxnreg, sync},
+  };
 }
 
 }  // namespace emu

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -12,6 +13,13 @@
 #include "ptx.hpp"
 
 namespace emu {
+
+//! The payload of bar.sync / barrier.sync, bar.red and bar.arrive (warp.cpp), which the scheduler
+//! reads when it releases a barrier: bar.red's reduction of the threads' predicates.
+enum class barrier_reduction : uint8_t { none, popc, all, any };
+struct barrier_payload {
+  barrier_reduction reduction;
+};
 
 //! Thrown by a failing check; launch() prints nothing more and returns `error`.
 struct launch_failure {
@@ -37,7 +45,7 @@ struct pending_accumulators {
                                         //!< ones), read as of the retiring wait
 };
 
-//! A call in progress (calls.cpp): where it returns to, and the caller's frame.
+//! A call in progress (control.cpp): where it returns to, and the caller's frame.
 struct call_frame {
   uint32_t return_pc;  //!< the instruction after the call
   uint32_t function;   //!< the callee, in kernel::functions
@@ -223,6 +231,15 @@ struct block_state {
 
 //! "0x…" for diagnostics.
 std::string hex(uint64_t v);
+//! "(x,y,z)" for diagnostics.
+std::string dim_text(const uint32_t v[3]);
+
+//! Thread-instructions a launch may run before the watchdog fires (BEAM_EMULATOR_WATCHDOG).
+uint64_t watchdog_limit();
+//! Runs a block's threads to completion (scheduler.cpp); a failing check throws launch_failure.
+void run_block(block_state& b);
+//! Runs a cooperative grid to completion: every block resident, interleaved pass by pass.
+void run_grid(std::vector<std::unique_ptr<block_state>>& blocks);
 
 uint64_t special_value(const block_state& b, const thread_state& t, special s);
 

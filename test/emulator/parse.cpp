@@ -3,7 +3,10 @@
 // .entry and .func with parameters and performance directives, scoped .reg/.shared/.local/.param
 // declarations, labels, guarded instructions, direct calls). Anything else is an error naming the
 // line. Each kernel is decoded with the functions it calls appended to its code.
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -234,6 +237,7 @@ class function_parser {
   operand coordinates_;  // the {...} of a tensor address just parsed, not yet placed
   bool frame_parameter_ = false;  // the instruction being parsed addresses a frame .param variable
   size_t frame_bytes_ = 0;
+  uint32_t source_file_ = 0, source_line_ = 0;  // the last .loc (line 0: none yet)
   std::unordered_map<std::string, uint64_t> locals_;     // name -> shared offset, or local offset in the frame
   std::unordered_map<std::string, param_slot> own_params_;  // a function's parameters and return value
   std::unordered_map<std::string, uint64_t> params_;     // an entry's parameters: name -> param offset
@@ -308,10 +312,11 @@ class module_impl final : public module {
   std::unordered_map<std::string, size_t> definitions_;    // .func with a body: the token after .func
   std::unordered_set<std::string> externs_;                 // .extern .func declarations
   std::vector<void*> allocations_;
+  std::vector<std::string> files_;  // .file index -> CUDA source path
 };
 
 void function_parser::fail_here(const std::string& what) const {
-  fail(mod_.name(), peek().line, what + " (in " + k_.info.name + ")");
+  fail(mod_.name(), peek().line, what + " (in " + demangled(k_.info.name) + ")");
 }
 
 bool function_parser::resolve_register(const std::string& name, int32_t* slot) const {
@@ -481,6 +486,10 @@ void function_parser::parse_body(bool entry) {
     if (t.k == token::kind::word && t.text == ".shared") { declare_variable(space::shared); continue; }
     if (t.k == token::kind::word && t.text == ".local") { declare_variable(space::local); continue; }
     if (t.k == token::kind::word && t.text == ".param") { declare_variable(space::param); continue; }
+    if (t.k == token::kind::word && t.text == ".loc" && peek(1).line == t.line && peek(2).line == t.line) {
+      source_file_ = static_cast<uint32_t>(std::stoul(peek(1).text));  // .loc file line column [, inlined_at ...]
+      source_line_ = static_cast<uint32_t>(std::stoul(peek(2).text));  // the innermost location
+    }
     if (t.k == token::kind::word && (t.text == ".pragma" || t.text == ".loc" || t.text == ".file")) {
       while (!accept(";")) {
         if (peek().k == token::kind::end) fail_here("unterminated directive");
@@ -515,7 +524,6 @@ void function_parser::parse_body(bool entry) {
     ret.opcode = "ret";
     ret.line = peek().line;
     decode_instruction(ret, k_);
-    classify_for_profile(ret);
     k_.code.push_back(ret);
   }
   if (entry) k_.local_bytes = frame_bytes_;
@@ -618,6 +626,7 @@ operand function_parser::parse_operand(instruction& in, int op_index, int elemen
 void function_parser::parse_instruction() {
   instruction in;
   in.line = peek().line;
+  if (source_line_ != 0) k_.source_lines.push_back({in.line, source_file_, source_line_});
   if (accept("@")) {
     const bool negated = accept("!");
     const token& p = next();
@@ -662,15 +671,14 @@ void function_parser::parse_instruction() {
   if (frame_parameter_ && in.state == space::param) in.state = space::local;
   try {
     decode_instruction(in, k_);
-    classify_for_profile(in);
   } catch (const std::exception& e) {
-    fail(mod_.name(), in.line, std::string(e.what()) + " in " + op.text + " (" + k_.info.name + ")");
+    fail(mod_.name(), in.line, std::string(e.what()) + " in " + op.text + " (" + demangled(k_.info.name) + ")");
   }
   k_.code.push_back(std::move(in));
 }
 
 // call{.uni} [(ret-param),] func[, (param-list)]: ops[0] the return operands (0 or 1), ops[1]
-// the callee (linked later: aux), ops[2] the arguments. Arguments and return values are .param
+// the callee (linked later: call_payload), ops[2] the arguments. Arguments and return values are .param
 // variables of the frame (kind::address, count: their size), registers or immediates (PTX ISA
 // "call": "Arguments may be registers, immediate constants, or variables in .param space").
 void function_parser::parse_call(instruction& in) {
@@ -913,7 +921,7 @@ void module_impl::link_calls(const std::vector<token>& toks, kernel& k, kernel_l
       it = index.emplace(use.callee, i).first;
     }
     instruction& in = k.code[use.instr];
-    in.aux = it->second;
+    set_payload<call_payload>(in).function = it->second;
     const device_function& f = k.functions[it->second];
     const operand &results = in.ops[0], &arguments = in.ops[2];
     bool matches = arguments.count == f.params.size() && results.count <= (f.result.size ? 1u : 0u);
@@ -1005,6 +1013,9 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
     target.imm += k->static_shared_bytes;
   }
   mark_accumulator_uses(*k);
+  std::sort(k->source_lines.begin(), k->source_lines.end(),
+            [](const kernel::source_line& a, const kernel::source_line& b) { return a.ptx_line < b.ptx_line; });
+  k->source_files = files_;
   k->info.max_threads_per_block = limited ? max_threads : 1024;
   k->info.bounded_threads = limited;
   k->info.static_shared_bytes = k->static_shared_bytes;
@@ -1028,6 +1039,11 @@ void module_impl::parse(std::string_view text) {
         ++pos;
       } while (toks[pos].text == "," && ++pos);
       continue;
+    }
+    if (t.text == ".file" && toks[pos + 1].k == token::kind::word && toks[pos + 2].k == token::kind::string) {
+      const size_t index = std::stoul(toks[pos + 1].text);  // .file index "path" [, timestamp, size]
+      if (files_.size() <= index) files_.resize(index + 1);
+      files_[index] = toks[pos + 2].text;
     }
     if (t.text == ".file" || t.text == ".loc" || t.text == ".pragma") {
       const uint32_t line = t.line;
@@ -1068,6 +1084,22 @@ std::unique_ptr<module> module::parse(std::string_view ptx, std::string source_n
   auto m = std::make_unique<module_impl>(std::move(source_name));
   m->parse(ptx);
   return m;
+}
+
+std::string demangled(const std::string& name) {
+  int status = 0;
+  const std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status),
+                                                    std::free);
+  return status == 0 && text ? text.get() : name;  // extern "C" names stay as they are
+}
+
+std::string kernel::line_text(uint32_t ptx_line) const {
+  std::string text = "line " + std::to_string(ptx_line);
+  const auto it = std::lower_bound(source_lines.begin(), source_lines.end(), ptx_line,
+                                   [](const source_line& s, uint32_t l) { return s.ptx_line < l; });
+  if (it == source_lines.end() || it->ptx_line != ptx_line) return text;
+  const std::string file = it->file < source_files.size() ? source_files[it->file] : "file " + std::to_string(it->file);
+  return text + " (" + file + ":" + std::to_string(it->line) + ")";
 }
 
 }  // namespace emu

@@ -164,64 +164,6 @@ void append_requests(std::ostringstream& o, const char* name, const profile::sha
     << ",\"ideal_wavefronts\":" << c.ideal_wavefronts << "}";
 }
 
-}  // namespace
-
-void classify_for_profile(instruction& in) {
-  using profile::instruction_class;
-  const std::string& op = in.opcode;
-  const auto is = [&](std::initializer_list<const char*> names) {
-    for (const char* n : names)
-      if (op == n) return true;
-    return false;
-  };
-  instruction_class c = instruction_class::integer;
-  memory_kind m = memory_kind::none;
-  if (is({"ld", "ldu", "ldmatrix"})) {
-    c = instruction_class::memory;
-    m = memory_kind::load;
-  } else if (op == "st") {
-    c = instruction_class::memory;
-    m = memory_kind::store;
-  } else if (is({"atom", "red"})) {
-    c = instruction_class::memory;
-    m = memory_kind::atomic;
-  } else if (op == "cp" && has(in, "async") && !has(in, "mbarrier") && !has(in, "commit_group") &&
-             !has(in, "wait_group") && !has(in, "wait_all")) {
-    c = instruction_class::memory;
-    m = has(in, "bulk") ? memory_kind::bulk_tensor : memory_kind::async_copy;  // the only bulk copy decoded
-  } else if (is({"prefetch", "prefetchu"})) {
-    c = instruction_class::memory;
-  } else if (op == "wmma" && !has(in, "mma")) {
-    c = instruction_class::memory;
-    m = has(in, "load") ? memory_kind::load : memory_kind::store;
-  } else if (op == "mma" || op == "wmma" || (op == "wgmma" && has(in, "mma_async"))) {
-    c = instruction_class::tensor;
-  } else if (is({"bar", "barrier", "membar", "fence", "mbarrier", "wgmma", "cp", "griddepcontrol", "setmaxnreg"})) {
-    c = instruction_class::synchronisation;
-  } else if (is({"shfl", "vote", "match", "redux", "activemask", "elect"})) {
-    c = instruction_class::warp;
-  } else if (is({"bra", "ret", "exit", "trap", "call", "brx"})) {
-    c = instruction_class::control;
-  } else if (op == "cvt") {
-    c = instruction_class::conversion;
-  } else if (is({"mov", "cvta"})) {
-    c = instruction_class::movement;
-  } else if (type_float(in.type) || in.type == ptype::f16x2 || in.type == ptype::bf16x2) {
-    c = instruction_class::floating;
-  }
-  in.klass = static_cast<uint8_t>(c);
-  in.memory_kind = static_cast<uint8_t>(m);
-  // A first operand that is a register or a vector is a destination, except where the ISA makes
-  // it a source: a barrier's id (bar.red writes its first operand), nanosleep's duration.
-  const bool first_is_register =
-      in.op_count > 0 && (in.ops[0].k == operand::kind::reg || in.ops[0].k == operand::kind::vector);
-  const bool source_first = (is({"bar", "barrier"}) && in.aux2 == 0) || op == "nanosleep";
-  in.has_destination = first_is_register && !source_first && c != instruction_class::control;
-  in.folds = op == "mov";
-}
-
-namespace {
-
 //! The level at which the registers `o` names are all ready.
 uint32_t operand_level(const block_state& b, const thread_state& t, const operand& o) {
   switch (o.k) {

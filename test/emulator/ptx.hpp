@@ -94,14 +94,16 @@ struct instruction {
   bool aligned = false;        //!< .aligned (or bar.sync): every lane at this very instruction
   bool waits_for_exited = false;  //!< bar.warp.sync: exited lanes of the mask never arrive
   bool touches_accumulators = false;  //!< names a register some wgmma.mma_async accumulates into
+  // From the instruction's row (decode.cpp), for the profile (profile.cpp):
   uint8_t klass = 0;           //!< profile::instruction_class
-  uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction (profile.cpp)
-  bool has_destination = false;  //!< ops[0] (and `pair`) receive its results (profile.cpp)
-  bool folds = false;          //!< mov: ptxas folds it into its users (profile.cpp, round trips)
+  uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction
+  bool has_destination = false;  //!< ops[0] (and `pair`) receive its results
+  bool folds = false;          //!< mov: ptxas folds it into its users (round trips)
   uint8_t op_count = 0;
   operand ops[8];
-  uint32_t aux = 0;            //!< per-opcode decoded detail (comparison, mode, shape...)
-  uint32_t aux2 = 0;
+  //! The family's decoded detail (its comparison, mode, shape...), a struct of the family's own
+  //! stored in place: decode.hpp's set_payload / payload.
+  alignas(8) unsigned char payload_bytes[16] = {};
   uint32_t line = 0;           //!< PTX source line
 };
 
@@ -130,6 +132,11 @@ struct device_function {
   param_slot result;               //!< its return .param (size 0: none)
 };
 
+//! The payload of `call`: the callee, linked once the kernel's bodies are parsed.
+struct call_payload {
+  uint32_t function;  //!< index in kernel::functions
+};
+
 //! Calls deeper than this fail with a stack overflow.
 constexpr size_t max_call_depth = 1024;
 
@@ -145,9 +152,19 @@ class kernel {
   size_t static_shared_bytes = 0;
   size_t dynamic_shared_align = 16;
   size_t local_bytes = 0;                   //!< the entry's frame
-  std::vector<device_function> functions;   //!< a call's aux indexes them
+  std::vector<device_function> functions;   //!< a call's call_payload indexes them
   size_t stack_bytes = 0;                   //!< per thread: the deepest chain of frames
   std::string module_name;
+  //! The CUDA source of each PTX line, where the PTX carries .loc (nvcc -lineinfo or -G):
+  //! sorted by PTX line; `file` indexes source_files (the module's .file table).
+  struct source_line {
+    uint32_t ptx_line, file, line;
+  };
+  std::vector<source_line> source_lines;
+  std::vector<std::string> source_files;
+
+  //! Where PTX line `ptx_line` is, for diagnostics: "line 42 (kernel.cu:17)" with a .loc, else "line 42".
+  std::string line_text(uint32_t ptx_line) const;
 };
 
 }  // namespace emu

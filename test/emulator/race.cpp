@@ -60,8 +60,8 @@ void race_access(block_state& b, uint32_t tid, uint32_t clock, const uint32_t* k
       const uint32_t other_line = with_write ? s.write_line : s.read_line;
       fail_launch(b, &b.threads[tid], in, cudaErrorLaunchFailure, "racecheck",
                   std::string("the ") + kind(write) + " of shared byte " + hex(offset + i) + " by " + what +
-                      " at line " + std::to_string(line) + " and the " + kind(with_write) + " of it by " +
-                      thread_text(b, other) + " at line " + std::to_string(other_line) +
+                      " at " + b.k.line_text(line) + " and the " + kind(with_write) + " of it by " +
+                      thread_text(b, other) + " at " + b.k.line_text(other_line) +
                       " are not ordered by a bar.sync, an mbarrier phase or a bar.warp.sync");
     }
     if (write) {

@@ -413,14 +413,14 @@ cudaError_t not_a_kernel(const char* function, const void* func) {
 cudaError_t resolve(CUkern_st& f, const emu::kernel_info** info) {
   if (f.kernel == nullptr) {
     if (const cudaError_t status = load(*f.binary); status != cudaSuccess) {
-      return fail(status, std::string(status == cudaErrorInvalidPtx ? "invalid PTX: " : "") + "kernel " + f.name + ": " +
+      return fail(status, std::string(status == cudaErrorInvalidPtx ? "invalid PTX: " : "") + "kernel " + emu::demangled(f.name) + ": " +
                               f.binary->load_problem);
     }
     std::string problem;
     f.kernel = f.binary->module->find_kernel(f.name, problem);
     if (f.kernel == nullptr) {
-      if (!problem.empty()) return fail(cudaErrorInvalidPtx, "invalid PTX: kernel " + f.name + ": " + problem);
-      return fail(cudaErrorInvalidDeviceFunction, "kernel " + f.name + " is registered but not in its PTX");
+      if (!problem.empty()) return fail(cudaErrorInvalidPtx, "invalid PTX: kernel " + emu::demangled(f.name) + ": " + problem);
+      return fail(cudaErrorInvalidDeviceFunction, "kernel " + emu::demangled(f.name) + " is registered but not in its PTX");
     }
   }
   *info = &f.binary->module->info(*f.kernel);
@@ -443,23 +443,23 @@ cudaError_t check_launch(CUkern_st& f, dim3 grid, dim3 block, size_t shared, con
   const unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
   for (int i = 0; i < 3; ++i) {
     if (g[i] == 0 || g[i] > unsigned(m.max_grid[i]) || b[i] == 0 || b[i] > unsigned(m.max_block[i])) {
-      return fail(cudaErrorInvalidConfiguration, "launch of " + f.name + ": grid " + dims(grid) + " or block " +
+      return fail(cudaErrorInvalidConfiguration, "launch of " + emu::demangled(f.name) + ": grid " + dims(grid) + " or block " +
                                                      dims(block) + " outside the device's limits");
     }
   }
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (threads > uint64_t(m.max_threads_per_block)) {
-    return fail(cudaErrorInvalidConfiguration, "launch of " + f.name + ": " + std::to_string(threads) +
+    return fail(cudaErrorInvalidConfiguration, "launch of " + emu::demangled(f.name) + ": " + std::to_string(threads) +
                                                    " threads per block, the device allows " +
                                                    std::to_string(m.max_threads_per_block));
   }
   if (threads > uint64_t((*info)->max_threads_per_block)) {
-    return fail(cudaErrorLaunchOutOfResources, "launch of " + f.name + ": " + std::to_string(threads) +
+    return fail(cudaErrorLaunchOutOfResources, "launch of " + emu::demangled(f.name) + ": " + std::to_string(threads) +
                                                    " threads per block, the kernel allows " +
                                                    std::to_string((*info)->max_threads_per_block));
   }
   if (shared > max_dynamic_shared(f, **info)) {
-    return fail(cudaErrorInvalidValue, "launch of " + f.name + ": " + std::to_string(shared) +
+    return fail(cudaErrorInvalidValue, "launch of " + emu::demangled(f.name) + ": " + std::to_string(shared) +
                                            " bytes of dynamic shared memory, the kernel allows " +
                                            std::to_string(max_dynamic_shared(f, **info)) +
                                            " (cudaFuncAttributeMaxDynamicSharedMemorySize)");

@@ -31,14 +31,16 @@
 namespace emu {
 namespace {
 
-//! instruction::aux of the wmma forms.
-constexpr uint32_t wmma_b = 1,   //!< load: matrix B
-    wmma_accumulator = 2,        //!< load.c or store.d
-    wmma_col = 4,                //!< load, store: column-major in memory
-    wmma_bf16 = 8,               //!< .bf16 multiplicands (load.a/.b, mma)
-    wmma_c_f32 = 16,             //!< .f32 accumulator (load.c, store.d: the fragment; mma: C)
-    wmma_d_f32 = 32,             //!< mma: .f32 D
-    wmma_stride = 64;            //!< load, store: the stride operand is present
+//! The payload of the wmma forms.
+struct wmma_payload {
+  bool b;              //!< load: matrix B
+  bool accumulator;    //!< load.c or store.d
+  bool column_major;   //!< load, store: column-major in memory
+  bool bf16;           //!< .bf16 multiplicands (load.a/.b, mma)
+  bool c_f32;          //!< .f32 accumulator (load.c, store.d: the fragment; mma: C)
+  bool d_f32;          //!< mma: .f32 D
+  bool stride;         //!< load, store: the stride operand is present
+};
 
 struct cell {
   int row, col;
@@ -66,7 +68,7 @@ struct matrix_memory {
 matrix_memory memory_operand(block_state& b, thread_state* const* lanes, const instruction& in, int address_op,
                              uint32_t element_bytes, uint32_t fragment_bytes) {
   const auto stride_of = [&](const thread_state& t) {
-    return in.aux & wmma_stride ? value(b, t, in.ops[2]) & 0xFFFFFFFFu : uint64_t(16);
+    return payload<wmma_payload>(in).stride ? value(b, t, in.ops[2]) & 0xFFFFFFFFu : uint64_t(16);
   };
   const matrix_memory m{address_of(*lanes[0], in.ops[address_op]), stride_of(*lanes[0])};
   for (int l = 1; l < 32; ++l)
@@ -83,15 +85,16 @@ matrix_memory memory_operand(block_state& b, thread_state* const* lanes, const i
 
 //! The address of element (r, c) of the matrix in memory.
 uint64_t element_address(const instruction& in, const matrix_memory& m, cell at, uint32_t element_bytes) {
-  const uint64_t offset = in.aux & wmma_col ? uint64_t(at.col) * m.stride + at.row : uint64_t(at.row) * m.stride + at.col;
+  const uint64_t offset = payload<wmma_payload>(in).column_major ? uint64_t(at.col) * m.stride + at.row : uint64_t(at.row) * m.stride + at.col;
   return m.p + offset * element_bytes;
 }
 
 // wmma.load.{a,b,c}.sync.aligned.layout.m16n16k16[.ss].type r, [p][, stride]
 void warp_wmma_load(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   require_full_warp(b, lanes, mask, in);
-  const bool wide = (in.aux & wmma_accumulator) && (in.aux & wmma_c_f32);
-  const int matrix = in.aux & wmma_accumulator ? 2 : in.aux & wmma_b ? 1 : 0;
+  const wmma_payload& p = payload<wmma_payload>(in);
+  const bool wide = p.accumulator && p.c_f32;
+  const int matrix = p.accumulator ? 2 : p.b ? 1 : 0;
   const uint32_t element_bytes = wide ? 4 : 2, registers = in.ops[0].count;
   const bool repeated = matrix < 2 && registers == 8;  // .f16 A or B: registers 4-7 repeat 0-3
   const matrix_memory m = memory_operand(b, lanes, in, 1, element_bytes, 4 * registers);
@@ -114,7 +117,7 @@ void warp_wmma_load(block_state& b, thread_state* const* lanes, uint32_t mask, c
 // wmma.store.d.sync.aligned.layout.m16n16k16[.ss].type [p], r[, stride]
 void warp_wmma_store(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   require_full_warp(b, lanes, mask, in);
-  const bool wide = in.aux & wmma_c_f32;
+  const bool wide = payload<wmma_payload>(in).c_f32;
   const uint32_t element_bytes = wide ? 4 : 2;
   const matrix_memory m = memory_operand(b, lanes, in, 0, element_bytes, 4 * in.ops[1].count);
   for (int l = 0; l < 32; ++l) {
@@ -135,7 +138,8 @@ void warp_wmma_store(block_state& b, thread_state* const* lanes, uint32_t mask, 
 void warp_wmma_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   require_full_warp(b, lanes, mask, in);
   if (b.profile) b.profile->record.tensor_macs += 16 * 16 * 16;
-  const bool bf16 = in.aux & wmma_bf16, c_f32 = in.aux & wmma_c_f32, d_f32 = in.aux & wmma_d_f32;
+  const wmma_payload& p = payload<wmma_payload>(in);
+  const bool bf16 = p.bf16, c_f32 = p.c_f32, d_f32 = p.d_f32;
   double A[16][16], B[16][16], C[16][16];
   for (int l = 0; l < 32; ++l)
     for (int e = 0; e < 8; ++e) {
@@ -158,27 +162,18 @@ void warp_wmma_mma(block_state& b, thread_state* const* lanes, uint32_t mask, co
   }
 }
 
-}  // namespace
 
-bool decode_wmma_instruction(instruction& in, const kernel& k) {
-  if (in.opcode != "wmma") return false;
-  const std::string form = in.modifiers.empty() ? std::string() : in.modifiers[0];
+void decode_wmma(instruction& in, const kernel& k) {
+  const std::string form = in.modifiers[0];
   std::vector<std::string> layouts, types;
   std::string matrix;
-  bool shape = false;
   for (size_t i = 1; i < in.modifiers.size(); ++i) {
     const std::string& m = in.modifiers[i];
-    if (m == "sync" || m == "aligned" || m == "global" || m == "shared" || m == "shared::cta") continue;
     if (m == "row" || m == "col") layouts.push_back(m);
-    else if (m == "m16n16k16") shape = true;
     else if (i == 1 && (m == "a" || m == "b" || m == "c" || m == "d")) matrix = m;
     else if (m == "f16" || m == "bf16" || m == "f32") types.push_back(m);
-    else if (m.size() > 1 && m[0] == 'm' && m.find('n') != std::string::npos && m.find('k') != std::string::npos)
-      unsupported(in, "the wmma shape ." + m + " (only .m16n16k16 is implemented)");
-    else
-      unsupported(in, "qualifier ." + m + " of wmma (.f16 and .bf16 multiplicands, .f16 and .f32 accumulators are implemented)");
   }
-  if (!shape) unsupported(in, "wmma needs a shape, and only .m16n16k16 is implemented");
+  if (!has(in, "m16n16k16")) unsupported(in, "wmma needs a shape, and only .m16n16k16 is implemented");
   const auto vector_of = [&](int op, uint32_t count, bool destination) {
     const operand& o = in.ops[op];
     bool ok = o.k == operand::kind::vector && o.count == count;
@@ -190,14 +185,17 @@ bool decode_wmma_instruction(instruction& in, const kernel& k) {
     if (accumulator) return type == "f32" ? 8 : 4;
     return type == "f16" ? 8 : 4;
   };
+  wmma_payload& p = set_payload<wmma_payload>(in);
   if ((form == "load" && (matrix == "a" || matrix == "b" || matrix == "c")) || (form == "store" && matrix == "d")) {
     const bool accumulator = matrix == "c" || matrix == "d";
     if (layouts.size() != 1 || types.size() != 1 || (accumulator ? types[0] == "bf16" : types[0] == "f32"))
       unsupported(in, "one layout and one type: .f16 or .bf16 for A and B, .f16 or .f32 for C and D");
-    if (in.op_count != 2 && in.op_count != 3) unsupported(in, "expected an address, the fragment and an optional stride");
-    in.aux = (matrix == "b" ? wmma_b : 0) | (accumulator ? wmma_accumulator : 0) | (layouts[0] == "col" ? wmma_col : 0) |
-             (types[0] == "bf16" ? wmma_bf16 : 0) | (types[0] == "f32" ? wmma_c_f32 : 0) |
-             (in.op_count == 3 ? wmma_stride : 0);
+    p.b = matrix == "b";
+    p.accumulator = accumulator;
+    p.column_major = layouts[0] == "col";
+    p.bf16 = types[0] == "bf16";
+    p.c_f32 = types[0] == "f32";
+    p.stride = in.op_count == 3;
     const bool load = form == "load";
     if (in.ops[load ? 1 : 0].k != operand::kind::address) unsupported(in, "the matrix's address");
     vector_of(load ? 0 : 1, fragment_registers(accumulator, types[0]), load);
@@ -208,8 +206,9 @@ bool decode_wmma_instruction(instruction& in, const kernel& k) {
     if (layouts.size() != 2 || !(f16_inputs || bf16_inputs))
       unsupported(in, "wmma.mma: two layouts and .dtype.ctype (.f16 multiplicands) or .f32.bf16.bf16.f32");
     const std::string dtype = types.front(), ctype = types.back();
-    in.aux = (bf16_inputs ? wmma_bf16 : 0) | (ctype == "f32" ? wmma_c_f32 : 0) | (dtype == "f32" ? wmma_d_f32 : 0);
-    need_operands(in, 4);
+    p.bf16 = bf16_inputs;
+    p.c_f32 = ctype == "f32";
+    p.d_f32 = dtype == "f32";
     vector_of(0, fragment_registers(true, dtype), true);
     vector_of(1, fragment_registers(false, bf16_inputs ? "bf16" : "f16"), false);
     vector_of(2, fragment_registers(false, bf16_inputs ? "bf16" : "f16"), false);
@@ -220,7 +219,22 @@ bool decode_wmma_instruction(instruction& in, const kernel& k) {
   }
   in.sync = sync_kind::warp;
   in.aligned = true;
-  return true;
+}
+
+}  // namespace
+
+//! Shapes other than .m16n16k16 and types other than .f16 and .bf16 multiplicands (.f16 or .f32
+//! accumulators) are refused by the rows, naming them.
+std::vector<opcode_row> wmma_rows() {
+  using profile::instruction_class;
+  const qualifier_list common = {"sync", "aligned", "m16n16k16", "row", "col", "f16", "bf16", "f32"};
+  const qualifier_list memory = {"global", "shared", "shared::cta"};
+  return {
+      {"wmma.load", any_of({common, memory, {"a", "b", "c"}}), 2, 3, decode_wmma, instruction_class::memory,
+       memory_kind::load},
+      {"wmma.store", any_of({common, memory, {"d"}}), 2, 3, decode_wmma, instruction_class::memory, memory_kind::store},
+      {"wmma.mma", any_of({common}), 4, 4, decode_wmma, instruction_class::tensor},
+  };
 }
 
 }  // namespace emu

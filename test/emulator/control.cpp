@@ -1,5 +1,5 @@
-// Calls of device functions (PTX ISA 9.7.12.5 "call", 9.7.12.6 "ret"; 7 "Abstracting the ABI")
-// and the two functions of the CUDA runtime that nvcc's code calls: vprintf (device printf) and
+// Control flow (PTX ISA 9.7.12): bra, exit, trap, and calls of device functions ("call", "ret";
+// 7 "Abstracting the ABI") with the two functions of the CUDA runtime that nvcc's code calls: vprintf (device printf) and
 // __assertfail (device assert).
 //
 // A call passes its arguments by value into the callee's parameters, in a new frame on the
@@ -195,7 +195,8 @@ void call_vprintf(block_state& b, thread_state& t, const instruction& in) {
 
 // call: the arguments into the callee's parameters in a new frame, the callee's registers saved.
 void exec_call(block_state& b, thread_state& t, const instruction& in) {
-  const device_function& f = b.k.functions[in.aux];
+  const uint32_t callee = payload<call_payload>(in).function;
+  const device_function& f = b.k.functions[callee];
   if (f.kind == device_function::builtin::vprintf) return call_vprintf(b, t, in);
   if (f.kind == device_function::builtin::assertfail) call_assertfail(b, t, in);
   const uint32_t base = (t.stack_top + 15) / 16 * 16;
@@ -207,7 +208,7 @@ void exec_call(block_state& b, thread_state& t, const instruction& in) {
   const operand& arguments = in.ops[2];
   for (uint32_t a = 0; a < arguments.count; ++a)
     argument_bytes(b, t, b.k.vector_elements[arguments.first + a], t.stack + base + f.params[a].offset, f.params[a].size);
-  t.calls.push_back({t.pc, in.aux, t.frame, t.stack_top, t.saved_registers.size()});
+  t.calls.push_back({t.pc, callee, t.frame, t.stack_top, t.saved_registers.size()});
   t.saved_registers.insert(t.saved_registers.end(), t.r + f.first_register, t.r + f.first_register + f.register_count);
   if (t.ready) t.saved_ready.insert(t.saved_ready.end(), t.ready + f.first_register, t.ready + f.first_register + f.register_count);
   t.frame = base;
@@ -238,18 +239,35 @@ void exec_ret(block_state& b, thread_state& t, const instruction&) {
   store_result(t, b, b.k.code[c.return_pc - 1], result, f.result.size);
 }
 
+void exec_bra(block_state&, thread_state& t, const instruction& in) { t.pc = static_cast<uint32_t>(in.ops[0].imm); }
+
+void exec_exit(block_state&, thread_state& t, const instruction&) { t.state = thread_state::run::exited; }
+
+void exec_trap(block_state& b, thread_state& t, const instruction& in) {
+  fail_launch(b, &t, &in, cudaErrorLaunchFailure, "trap", "the kernel executed trap");
+}
+
+void decode_bra(instruction& in, const kernel&) {
+  if (in.ops[0].k != operand::kind::label) unsupported(in, "a branch target other than a label (brx.idx)");
+  in.exec = exec_bra;
+}
+void decode_call(instruction& in, const kernel&) { in.exec = exec_call; }  // the callee is linked later
+void decode_ret(instruction& in, const kernel&) { in.exec = exec_ret; }
+void decode_exit(instruction& in, const kernel&) { in.exec = exec_exit; }
+void decode_trap(instruction& in, const kernel&) { in.exec = exec_trap; }
+
 }  // namespace
 
-bool decode_call_instruction(instruction& in) {
-  if (in.opcode == "call") {
-    in.exec = exec_call;
-    return true;
-  }
-  if (in.opcode == "ret") {
-    in.exec = exec_ret;
-    return true;
-  }
-  return false;
+std::vector<opcode_row> control_rows() {
+  const auto control = profile::instruction_class::control;
+  const auto uni = any_of({{"uni"}});
+  return {
+      {"bra", uni, 1, 1, decode_bra, control},
+      {"call", uni, 3, 3, decode_call, control},
+      {"ret", uni, 0, 0, decode_ret, control},
+      {"exit", {}, 0, 0, decode_exit, control},
+      {"trap", {}, 0, 0, decode_trap, control},
+  };
 }
 
 void flush_device_output() {

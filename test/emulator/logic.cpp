@@ -1,0 +1,297 @@
+// Comparison, selection, logic and shift (PTX ISA 9.7.5, 9.7.6 and 9.7.8): setp, set, selp,
+// slct, and, or, xor, not, cnot, lop3, shl, shr, shf.
+#include <algorithm>
+#include <cmath>
+
+#include "decode.hpp"
+#include "semantics.hpp"
+
+namespace emu {
+namespace {
+
+enum class comparison : uint8_t { eq, ne, lt, le, gt, ge, lo, ls, hi, hs, equ, neu, ltu, leu, gtu, geu, num, nan };
+constexpr const char* comparison_names[] = {"eq",  "ne",  "lt",  "le",  "gt",  "ge",  "lo",  "ls",  "hi",
+                                            "hs",  "equ", "neu", "ltu", "leu", "gtu", "geu", "num", "nan"};
+enum class bool_op : uint8_t { none, and_, or_, xor_ };
+
+//! The payload of setp and set: the comparison and the optional .bool combination with c.
+struct compare_payload {
+  comparison c;
+  bool_op combine;
+};
+
+enum class logic_op : uint8_t { and_, or_, xor_ };
+struct logic_payload {
+  logic_op op;
+};
+
+struct shift_payload {
+  bool right;  //!< shr, shf.r
+  bool clamp;  //!< shf.clamp (else .wrap)
+};
+
+// slct.dtype.{s32,f32} d, a, b, c: d = c >= 0 ? a : b (f32 c: -0 counts as >= 0, NaN as < 0).
+void exec_slct(block_state& b, thread_state& t, const instruction& in) {
+  const uint64_t c = value(b, t, in.ops[3]);
+  bool take_a;
+  if (in.type2 == ptype::f32) {
+    const float f = as_f32(in.ftz ? flush_subnormal(c & 0xFFFFFFFFu, f32_format) : c);
+    take_a = f >= 0.0f;
+  } else {
+    take_a = static_cast<int32_t>(c) >= 0;
+  }
+  set(t, in.ops[0], truncate(value(b, t, in.ops[take_a ? 1 : 2]), width(in)));
+}
+
+
+void exec_logic(block_state& b, thread_state& t, const instruction& in) {
+  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+  const logic_op op = payload<logic_payload>(in).op;
+  uint64_t r = op == logic_op::and_ ? (x & y) : op == logic_op::or_ ? (x | y) : (x ^ y);
+  if (in.type == ptype::pred) r = r != 0;
+  set(t, in.ops[0], truncate(r, width(in)));
+}
+
+// Predicate logic with possibly negated operands (and.pred d, !a, b).
+void exec_pred_logic(block_state& b, thread_state& t, const instruction& in) {
+  const bool x = predicate(b, t, in.ops[1]), y = predicate(b, t, in.ops[2]);
+  const logic_op op = payload<logic_payload>(in).op;
+  const bool r = op == logic_op::and_ ? (x && y) : op == logic_op::or_ ? (x || y) : (x != y);
+  set(t, in.ops[0], r);
+}
+
+// not / cnot: the bitwise complement (of a predicate: its negation); cnot: 1 for 0, else 0.
+void exec_not(block_state& b, thread_state& t, const instruction& in) {
+  const int w = width(in);
+  const uint64_t x = truncate(value(b, t, in.ops[1]), w);
+  uint64_t r;
+  if (in.opcode == "cnot") r = x == 0;
+  else r = in.type == ptype::pred ? uint64_t(x == 0) : truncate(~x, w);
+  set(t, in.ops[0], r);
+}
+
+// shl / shr: shift amounts beyond the width give 0 (or the sign fill for shr.s).
+void exec_shift(block_state& b, thread_state& t, const instruction& in) {
+  const int w = width(in);
+  const uint64_t x = value(b, t, in.ops[1]);
+  const uint32_t n = static_cast<uint32_t>(value(b, t, in.ops[2]));
+  uint64_t r;
+  if (!payload<shift_payload>(in).right) {  // shl
+    r = n >= uint32_t(8 * w) ? 0 : x << n;
+  } else if (type_signed(in.type)) {
+    const int64_t s = sign_extend(x, w);
+    r = static_cast<uint64_t>(n >= uint32_t(8 * w) ? (s < 0 ? -1 : 0) : s >> n);
+  } else {
+    r = n >= uint32_t(8 * w) ? 0 : truncate(x, w) >> n;
+  }
+  set(t, in.ops[0], truncate(r, w));
+}
+
+// shf.{l,r}.{clamp,wrap}.b32 d, a, b, c: funnel shift of the 64-bit b:a.
+void exec_shf(block_state& b, thread_state& t, const instruction& in) {
+  const uint64_t lo = value(b, t, in.ops[1]) & 0xFFFFFFFFu, hi = value(b, t, in.ops[2]) & 0xFFFFFFFFu;
+  const uint32_t c = static_cast<uint32_t>(value(b, t, in.ops[3]));
+  const shift_payload& p = payload<shift_payload>(in);
+  const uint32_t n = p.clamp ? std::min<uint32_t>(c, 32) : c & 31;
+  const uint64_t v = hi << 32 | lo;
+  const uint64_t r = p.right ? v >> n : (v << n) >> 32;
+  set(t, in.ops[0], r & 0xFFFFFFFFu);
+}
+
+
+// lop3.b32 d, a, b, c, immLut: each result bit looks up immLut at (a b c).
+void exec_lop3(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t a = static_cast<uint32_t>(value(b, t, in.ops[1])), x = static_cast<uint32_t>(value(b, t, in.ops[2])),
+                 c = static_cast<uint32_t>(value(b, t, in.ops[3]));
+  const uint32_t lut = static_cast<uint32_t>(value(b, t, in.ops[4])) & 0xFF;
+  uint32_t r = 0;
+  for (int i = 0; i < 32; ++i) {
+    const uint32_t idx = ((a >> i & 1) << 2) | ((x >> i & 1) << 1) | (c >> i & 1);
+    r |= (lut >> idx & 1) << i;
+  }
+  set(t, in.ops[0], r);
+}
+
+bool compare_int(uint64_t x, uint64_t y, ptype type, comparison c) {
+  const int w = type_bytes(type);
+  const bool sgn = type_signed(type);
+  const int64_t a = sign_extend(x, w), b = sign_extend(y, w);
+  const uint64_t ua = truncate(x, w), ub = truncate(y, w);
+  switch (c) {
+    case comparison::eq: return ua == ub;
+    case comparison::ne: return ua != ub;
+    case comparison::lt: return sgn ? a < b : ua < ub;
+    case comparison::le: return sgn ? a <= b : ua <= ub;
+    case comparison::gt: return sgn ? a > b : ua > ub;
+    case comparison::ge: return sgn ? a >= b : ua >= ub;
+    case comparison::lo: return ua < ub;
+    case comparison::ls: return ua <= ub;
+    case comparison::hi: return ua > ub;
+    case comparison::hs: return ua >= ub;
+    default: return false;
+  }
+}
+
+bool compare_float(long double a, long double b, comparison c) {
+  const bool unordered = std::isnan(a) || std::isnan(b);
+  switch (c) {
+    case comparison::eq: return !unordered && a == b;
+    case comparison::ne: return !unordered && a != b;
+    case comparison::lt: return !unordered && a < b;
+    case comparison::le: return !unordered && a <= b;
+    case comparison::gt: return !unordered && a > b;
+    case comparison::ge: return !unordered && a >= b;
+    case comparison::equ: return unordered || a == b;
+    case comparison::neu: return unordered || a != b;
+    case comparison::ltu: return unordered || a < b;
+    case comparison::leu: return unordered || a <= b;
+    case comparison::gtu: return unordered || a > b;
+    case comparison::geu: return unordered || a >= b;
+    case comparison::num: return !unordered;
+    case comparison::nan: return unordered;
+    default: return false;
+  }
+}
+
+bool compare(block_state& b, thread_state& t, const instruction& in, ptype type, const operand& x, const operand& y) {
+  if (type_float(type)) {
+    return compare_float(operand_float(value(b, t, x), type, in.ftz), operand_float(value(b, t, y), type, in.ftz), payload<compare_payload>(in).c);
+  }
+  return compare_int(value(b, t, x), value(b, t, y), type, payload<compare_payload>(in).c);
+}
+
+bool combine(bool r, bool c, bool_op op) {
+  switch (op) {
+    case bool_op::and_: return r && c;
+    case bool_op::or_: return r || c;
+    case bool_op::xor_: return r != c;
+    default: return r;
+  }
+}
+
+// The comparison of the two halves of packed f16x2 / bf16x2 operands: bit 0 low, bit 1 high.
+uint32_t compare_halves(block_state& b, thread_state& t, const instruction& in, ptype packed_type) {
+  const ptype s = scalar_of(packed_type);
+  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+  const comparison c = payload<compare_payload>(in).c;
+  const bool lo = compare_float(operand_float(x & 0xFFFF, s, in.ftz), operand_float(y & 0xFFFF, s, in.ftz), c);
+  const bool hi = compare_float(operand_float(x >> 16 & 0xFFFF, s, in.ftz), operand_float(y >> 16 & 0xFFFF, s, in.ftz), c);
+  return uint32_t(lo) | uint32_t(hi) << 1;
+}
+
+// setp.cmp[.bool].type p[|q], a, b[, {!}c]: q = BoolOp(!t, c); for packed halves p takes the
+// low half's result and q the high half's.
+void exec_setp(block_state& b, thread_state& t, const instruction& in) {
+  const bool_op op = payload<compare_payload>(in).combine;
+  const bool c = op != bool_op::none ? predicate(b, t, in.ops[3]) : false;
+  if (is_pair(in.type)) {
+    const uint32_t r = compare_halves(b, t, in, in.type);
+    set(t, in.ops[0], combine(r & 1, c, op));
+    if (in.pair >= 0) t.r[in.pair] = combine(r >> 1 & 1, c, op);
+    return;
+  }
+  const bool r = compare(b, t, in, in.type, in.ops[1], in.ops[2]);
+  set(t, in.ops[0], combine(r, c, op));
+  if (in.pair >= 0) t.r[in.pair] = combine(!r, c, op);
+}
+
+// set.cmp[.bool].dtype.stype d, a, b[, {!}c]: true is 1.0 in a float destination, all ones in
+// an integer one; packed operands give one result per half.
+void exec_set(block_state& b, thread_state& t, const instruction& in) {
+  const bool_op op = payload<compare_payload>(in).combine;
+  const bool c = op != bool_op::none ? predicate(b, t, in.ops[3]) : false;
+  const auto truth = [&](ptype d) -> uint64_t {
+    if (type_float(d) || is_pair(d)) return encode_float(1.0L, format_of(d), rounding::rn);
+    return d == ptype::u16 || d == ptype::s16 || is_pair(in.type2) ? 0xFFFFu : 0xFFFFFFFFu;
+  };
+  if (is_pair(in.type2)) {
+    const uint32_t r = compare_halves(b, t, in, in.type2);
+    const uint64_t one = truth(in.type);
+    set(t, in.ops[0], (combine(r & 1, c, op) ? one : 0) | (combine(r >> 1 & 1, c, op) ? one : 0) << 16);
+    return;
+  }
+  const bool r = combine(compare(b, t, in, in.type2, in.ops[1], in.ops[2]), c, op);
+  set(t, in.ops[0], r ? truth(in.type) : 0);
+}
+
+void exec_selp(block_state& b, thread_state& t, const instruction& in) {
+  const bool c = predicate(b, t, in.ops[3]);
+  set(t, in.ops[0], truncate(value(b, t, c ? in.ops[1] : in.ops[2]), width(in)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoders
+
+void decode_compare(instruction& in, const kernel&) {
+  compare_payload& p = set_payload<compare_payload>(in);
+  bool found = false;
+  for (uint8_t i = 0; i < std::size(comparison_names); ++i)
+    if (has(in, comparison_names[i])) p.c = static_cast<comparison>(i), found = true;
+  if (!found) unsupported(in, "no comparison");
+  p.combine = has(in, "and") ? bool_op::and_ : has(in, "or") ? bool_op::or_ : has(in, "xor") ? bool_op::xor_ : bool_op::none;
+  if ((p.combine != bool_op::none) != (in.op_count == 4)) unsupported(in, "a .bool operation combines a fourth operand");
+  if (in.opcode == "set" && in.type2 == ptype::none) unsupported(in, "needs a destination and a source type");
+  in.exec = in.opcode == "setp" ? exec_setp : exec_set;
+}
+
+void decode_selp(instruction& in, const kernel&) { in.exec = exec_selp; }
+
+void decode_slct(instruction& in, const kernel&) {
+  if (in.type2 != ptype::s32 && in.type2 != ptype::f32) unsupported(in, "the selector is .s32 or .f32");
+  in.exec = exec_slct;
+}
+
+void decode_logic(instruction& in, const kernel&) {
+  set_payload<logic_payload>(in).op = in.opcode == "and" ? logic_op::and_ : in.opcode == "or" ? logic_op::or_ : logic_op::xor_;
+  in.exec = in.type == ptype::pred ? exec_pred_logic : exec_logic;
+}
+
+void decode_not(instruction& in, const kernel&) {
+  if (in.ops[1].negate) unsupported(in, "a negated source");
+  in.exec = exec_not;
+}
+
+void decode_lop3(instruction& in, const kernel&) {
+  if (in.pair >= 0) unsupported(in, "the predicate output of lop3");
+  if (in.ops[4].k != operand::kind::imm) unsupported(in, "immLut must be an immediate");
+  in.exec = exec_lop3;
+}
+
+void decode_shift(instruction& in, const kernel&) {
+  shift_payload& p = set_payload<shift_payload>(in);
+  if (in.opcode == "shf") {
+    if (has(in, "l") == has(in, "r") || has(in, "clamp") == has(in, "wrap")) unsupported(in, "needs .l or .r and .clamp or .wrap");
+    p.right = has(in, "r");
+    p.clamp = has(in, "clamp");
+    in.exec = exec_shf;
+    return;
+  }
+  p.right = in.opcode == "shr";
+  in.exec = exec_shift;
+}
+
+}  // namespace
+
+std::vector<opcode_row> logic_rows() {
+  using namespace qualifiers;
+  const qualifier_list comparisons(std::begin(comparison_names), std::end(comparison_names));
+  const auto compare = any_of({comparisons, {"and", "or", "xor", "ftz"}, integer_types, bit_types, float_types, half_types});
+  const auto logic = any_of({{"pred", "b16", "b32", "b64"}});
+  return {
+      {"setp", compare, 3, 4, decode_compare},
+      {"set", compare, 3, 4, decode_compare},
+      {"selp", any_of({integer_types, bit_types, float_types}), 4, 4, decode_selp},
+      {"slct", any_of({integer_types, bit_types, float_types, {"ftz"}}), 4, 4, decode_slct},
+      {"and", logic, 3, 3, decode_logic},
+      {"or", logic, 3, 3, decode_logic},
+      {"xor", logic, 3, 3, decode_logic},
+      {"not", logic, 2, 2, decode_not},
+      {"cnot", any_of({{"b16", "b32", "b64"}}), 2, 2, decode_not},
+      {"lop3", any_of({{"b32"}}), 5, 5, decode_lop3},
+      {"shl", any_of({bit_types}), 3, 3, decode_shift},
+      {"shr", any_of({bit_types, integer_types}), 3, 3, decode_shift},
+      {"shf", any_of({{"b32", "l", "r", "clamp", "wrap"}}), 4, 4, decode_shift},
+  };
+}
+
+}  // namespace emu

@@ -1,0 +1,436 @@
+// The scheduler of a block: every thread with independent thread scheduling, one slice at a time.
+// A thread runs until it reaches a warp collective or a block barrier; a collective executes
+// once all lanes of its member mask wait at it, a barrier releases once its thread count has
+// arrived. No thread able to run while some have not exited is a deadlock, diagnosed from
+// what each waiting thread waits on. A cooperative launch's blocks are resident together and
+// interleaved pass by pass.
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+#include <unordered_set>
+
+#include "decode.hpp"
+
+namespace emu {
+
+uint64_t watchdog_limit() {
+  static const uint64_t limit = [] {
+    const char* v = std::getenv("BEAM_EMULATOR_WATCHDOG");
+    return v ? std::strtoull(v, nullptr, 0) : uint64_t(50'000'000'000ull);
+  }();
+  return limit;
+}
+
+namespace {
+
+uint32_t member_mask(const block_state& b, const thread_state& t, const instruction& in) {
+  if (in.mask_operand >= 0) return static_cast<uint32_t>(value(b, t, in.ops[in.mask_operand]));
+  const uint32_t lanes = std::min<uint32_t>(32, b.thread_count - t.warp * 32);
+  return lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
+}
+
+// Runs one thread until it waits, exits, or fails.
+void run_thread(block_state& b, thread_state& t) {
+  const instruction* code = b.k.code.data();
+  uint64_t& budget = *b.budget;
+  // A time slice: a thread that spins on a flag another thread of the block sets gives way.
+  for (uint32_t slice = 0; t.state == thread_state::run::ready && slice < 4096; ++slice) {
+    const instruction& in = code[t.pc];
+    if (in.guard >= 0 && ((t.r[in.guard] != 0) == in.guard_negated)) {
+      if (b.profile) {  // the guard is waited for; a branch not taken still orders what follows
+        latency_issue(b, t, in, false);
+        if (in.klass == uint8_t(profile::instruction_class::control)) latency_wait(b, t, in, 0);
+      }
+      ++t.pc;
+      continue;
+    }
+    if (budget-- == 0) {
+      fail_launch(b, &t, &in, cudaErrorLaunchTimeout, "watchdog",
+                  "more than " + std::to_string(watchdog_limit()) +
+                      " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
+    }
+    if (b.profile) {
+      profile_instruction(b, t, in);
+      latency_issue(b, t, in, true);
+    }
+    if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
+    if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
+      in.exec(b, t, in);
+      const bool done = mbarrier_wait_done(b, t);
+      if (b.profile) {
+        ++b.profile->record.mbarrier_waits;
+        b.profile->record.mbarrier_suspensions += !done;
+      }
+      if (!done) {
+        t.state = thread_state::run::waiting;
+        return;
+      }
+      if (b.profile) latency_retire(b, t, in);
+      ++t.pc;
+      continue;
+    }
+    if (in.sync != sync_kind::none) {
+      t.state = thread_state::run::waiting;
+      if (in.sync == sync_kind::warp) {
+        t.wait_mask = member_mask(b, t, in);
+      } else {
+        in.exec(b, t, in);  // records barrier id, count and operands; does not advance
+      }
+      return;
+    }
+    ++t.pc;
+    in.exec(b, t, in);
+    if (b.profile) latency_retire(b, t, in);
+  }
+}
+
+// Whether lane u waits at a collective that can run together with lane t's (PTX ISA: the
+// non-exited threads of membermask execute the instruction with the same qualifiers and the
+// same membermask; an .aligned one, the very same instruction).
+bool joins(const block_state& b, const thread_state& t, const thread_state& u) {
+  if (u.state != thread_state::run::waiting) return false;
+  const instruction& mine = b.k.code[t.pc];
+  const instruction& other = b.k.code[u.pc];
+  return other.sync == sync_kind::warp && other.signature == mine.signature && u.wait_mask == t.wait_mask &&
+         (!mine.aligned || u.pc == t.pc);
+}
+
+// Fires every warp collective of warp w whose participants are all there. True if any fired.
+bool fire_collectives(block_state& b, uint32_t w) {
+  bool fired = false;
+  const uint32_t first = w * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+  for (uint32_t l = 0; l < lanes; ++l) {
+    thread_state& t = b.threads[first + l];
+    if (t.state != thread_state::run::waiting) continue;
+    const instruction& in = b.k.code[t.pc];
+    if (in.sync != sync_kind::warp || !(t.wait_mask >> l & 1)) continue;  // else diagnosed at a stall
+    thread_state* group[32] = {};
+    uint32_t members = 0;
+    bool complete = true;
+    for (uint32_t j = 0; j < lanes && complete; ++j) {
+      if (!(t.wait_mask >> j & 1)) continue;
+      thread_state& u = b.threads[first + j];
+      // shfl, vote, match, redux wait for the non-exited lanes of the mask; bar.warp.sync for all.
+      if (u.state == thread_state::run::exited && !in.waits_for_exited) continue;
+      complete = joins(b, t, u);
+      group[j] = &u;
+      members |= 1u << j;
+    }
+    if (!complete) continue;
+    if (b.profile) latency_join(b, group, 32, false);
+    in.warp_exec(b, group, members, in);
+    if (in.waits_for_exited) race_synchronise(b, group, 32, nullptr);  // bar.warp.sync orders memory
+    for (thread_state* u : group) {
+      if (!u) continue;
+      if (b.profile) latency_retire(b, *u, b.k.code[u->pc]);
+      ++u->pc;
+      u->state = thread_state::run::ready;
+    }
+    fired = true;
+  }
+  return fired;
+}
+
+// Releases every block barrier whose participants have arrived (PTX ISA: a warp's arrival is
+// marked once its non-exited lanes are there, and exiting threads release a barrier they alone
+// hold up): `count` threads, counted by whole warps, when the barrier names a count, else every
+// thread that has not exited. An aligned barrier (bar.sync) also needs the lanes of each warp
+// at one instruction. True if any was released.
+bool release_barriers(block_state& b) {
+  std::map<uint32_t, std::vector<thread_state*>> waiting;
+  uint32_t live = 0;
+  for (thread_state& t : b.threads) {
+    live += t.state != thread_state::run::exited;
+    if (t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::block) waiting[t.barrier].push_back(&t);
+  }
+  bool released = false;
+  for (auto& [id, threads] : waiting) {
+    const uint32_t count = threads.front()->barrier_count;
+    // Per warp: are all its non-exited lanes here, and (aligned) at one instruction?
+    uint32_t complete_warps = 0;
+    std::vector<bool> warp_complete(b.warp_count, false);
+    bool split = false;
+    for (uint32_t w = 0; w < b.warp_count; ++w) {
+      bool any = false, all = true;
+      uint32_t pc = UINT32_MAX;
+      for (uint32_t i = w * 32; i < std::min<uint32_t>(w * 32 + 32, b.thread_count); ++i) {
+        const thread_state& t = b.threads[i];
+        if (t.state == thread_state::run::exited) continue;
+        const bool here = t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::block && t.barrier == id;
+        all &= here;
+        if (here) {
+          any = true;
+          if (b.k.code[t.pc].aligned && pc != UINT32_MAX && t.pc != pc) split = true;
+          pc = t.pc;
+        }
+      }
+      warp_complete[w] = any && all;
+      complete_warps += any && all;
+    }
+    if (split) continue;  // diagnosed as barrier divergence at the stall
+    const size_t arrived = std::min<size_t>(b.arrivals[id], count ? count : live);  // bar.arrive, no waiting
+    const bool ready = count ? size_t(complete_warps) * 32 + arrived >= count : threads.size() + arrived >= live;
+    if (!ready) continue;
+    b.arrivals[id] -= static_cast<uint32_t>(arrived);
+    uint32_t popc = 0, all = 1, any = 0;  // bar.red over the participants
+    // The arrived warps go on (with a count, a warp still gathering its lanes waits on).
+    std::vector<thread_state*> waking;
+    for (thread_state* t : threads)
+      if (!count || warp_complete[t->warp]) waking.push_back(t);
+    for (const thread_state* t : waking) {
+      popc += t->reduction;
+      all &= t->reduction;
+      any |= t->reduction;
+    }
+    race_synchronise(b, waking.data(), waking.size(), b.race ? &b.race->barrier_arrivals[id] : nullptr);
+    if (b.profile) latency_join(b, waking.data(), waking.size(), true);
+    if (b.race && b.arrivals[id] == 0) b.race->barrier_arrivals[id].clear();
+    for (thread_state* waker : waking) {
+      thread_state& t = *waker;
+      const instruction& in = b.k.code[t.pc];
+      switch (payload<barrier_payload>(in).reduction) {
+        case barrier_reduction::none: break;
+        case barrier_reduction::popc: t.r[in.ops[0].reg] = popc; break;
+        case barrier_reduction::all: t.r[in.ops[0].reg] = all; break;
+        case barrier_reduction::any: t.r[in.ops[0].reg] = any; break;
+      }
+      if (b.profile) latency_retire(b, t, in);
+      ++t.pc;
+      t.state = thread_state::run::ready;
+    }
+    if (b.profile) {
+      b.profile->record.barrier_arrivals += waking.size();
+      ++b.profile->record.barrier_releases;
+    }
+    released = true;
+    ++b.sync_events;
+  }
+  return released;
+}
+
+// Ends the mbarrier.try_wait of every thread whose phase has completed. True if any.
+bool release_mbarrier_waits(block_state& b) {
+  bool released = false;
+  for (thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
+    if (!mbarrier_wait_done(b, t)) continue;
+    if (b.profile) latency_retire(b, t, b.k.code[t.pc]);
+    ++t.pc;
+    t.state = thread_state::run::ready;
+    released = true;
+  }
+  return released;
+}
+
+// The time limit of every waiting try_wait expires (they return false), unless nothing has
+// changed since the last time (no mbarrier or block-barrier event, every waiter back at the
+// try_wait that timed out): then the block is deadlocked. True if any timed out.
+bool time_out_mbarrier_waits(block_state& b) {
+  bool changed = b.timed_out_at != b.sync_events, any = false;
+  for (const thread_state& t : b.threads)
+    if (t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::mbarrier) {
+      any = true;
+      changed |= t.pc != t.timed_out_pc;
+    }
+  if (!any || !changed) return false;
+  for (thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::mbarrier) continue;
+    set(t, b.k.code[t.pc].ops[0], 0);
+    if (b.profile) latency_retire(b, t, b.k.code[t.pc]);
+    t.timed_out_pc = t.pc++;
+    t.state = thread_state::run::ready;
+  }
+  b.timed_out_at = b.sync_events;
+  return true;
+}
+
+// What a thread waiting at an mbarrier waits for, for the deadlock report.
+std::string mbarrier_wait_text(const block_state& b, const thread_state& t) {
+  const auto it = b.mbarriers.find(t.mbarrier);
+  std::string text = "mbarrier at shared " + hex(t.mbarrier);
+  if (it == b.mbarriers.end()) return text + ", not initialised";
+  const mbarrier_state& m = it->second;
+  return text + " (initialised at " + b.k.line_text(m.init_line) + "), waiting for phase " +
+         std::to_string(t.mbarrier_phase - 1) + " (parity " + std::to_string((t.mbarrier_phase - 1) & 1) +
+         ") to complete; its phase " + std::to_string(m.phase) + " has " + std::to_string(m.pending) + " of " +
+         std::to_string(m.expected) + " arrivals and " + std::to_string(m.tx) + " transaction bytes pending";
+}
+
+[[noreturn]] void diagnose_stall(block_state& b) {
+  // The most specific finding first: a collective whose group can never form, then a warp
+  // split across barrier instructions, then a plain deadlock with every waiter listed.
+  for (const thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting) continue;
+    const instruction& in = b.k.code[t.pc];
+    if (in.sync != sync_kind::warp) continue;
+    const uint32_t first = t.warp * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+    if (!(t.wait_mask >> t.lane & 1))
+      fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
+                  "the executing lane is not in its member mask " + hex(t.wait_mask));
+    for (uint32_t j = 0; j < 32; ++j) {
+      if (!(t.wait_mask >> j & 1)) continue;
+      if (j >= lanes)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
+                    "member mask " + hex(t.wait_mask) + " names lane " + std::to_string(j) + ", which the block does not have");
+      const thread_state& u = b.threads[first + j];
+      if (u.state == thread_state::run::exited && in.waits_for_exited)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "deadlock",
+                    "member mask " + hex(t.wait_mask) + " includes lane " + std::to_string(j) + ", which has exited");
+      if (u.state != thread_state::run::waiting || joins(b, t, u)) continue;
+      const instruction& other = b.k.code[u.pc];
+      if (other.sync == sync_kind::warp)
+        fail_launch(b, &t, &in, cudaErrorLaunchFailure, "collective mismatch",
+                    "lane " + std::to_string(t.lane) + " waits with mask " + hex(t.wait_mask) + ", lane " +
+                        std::to_string(j) + " of that mask at a collective that cannot join it (" +
+                        b.k.line_text(other.line) + ", mask " + hex(u.wait_mask) + ")");
+    }
+  }
+  std::ostringstream waits;
+  const thread_state* first_waiter = nullptr;
+  for (uint32_t w = 0; w < b.warp_count; ++w) {
+    std::map<uint32_t, std::pair<int, const thread_state*>> at;  // pc -> count
+    for (uint32_t l = 0; l < 32 && w * 32 + l < b.thread_count; ++l) {
+      const thread_state& t = b.threads[w * 32 + l];
+      if (t.state != thread_state::run::waiting) continue;
+      auto& e = at[t.pc];
+      if (e.first++ == 0) e.second = &t;
+      if (!first_waiter) first_waiter = &t;
+    }
+    for (const auto& [pc, e] : at) {
+      const instruction& in = b.k.code[pc];
+      waits << "\n  warp " << w << ": " << e.first << " lane(s) at " << b.k.line_text(in.line) << " (" << in.opcode;
+      if (in.sync == sync_kind::mbarrier) {
+        waits << " on the " << mbarrier_wait_text(b, *e.second);
+      } else if (in.sync == sync_kind::block) {
+        waits << " barrier " << e.second->barrier << ", expecting ";
+        if (e.second->barrier_count) waits << e.second->barrier_count << " threads";
+        else waits << "every thread that has not exited";
+      } else {
+        waits << " mask " << hex(e.second->wait_mask);
+      }
+      waits << ")";
+    }
+  }
+  // An aligned barrier is one instruction for the whole warp: its live lanes may not wait at
+  // different barriers.
+  for (const thread_state& t : b.threads) {
+    if (t.state != thread_state::run::waiting || b.k.code[t.pc].sync != sync_kind::block || !b.k.code[t.pc].aligned)
+      continue;
+    for (uint32_t l = 0; l < 32 && t.warp * 32 + l < b.thread_count; ++l) {
+      const thread_state& u = b.threads[t.warp * 32 + l];
+      if (u.state == thread_state::run::waiting && u.pc != t.pc)
+        fail_launch(b, &t, &b.k.code[t.pc], cudaErrorLaunchFailure, "barrier divergence",
+                    "lanes of warp " + std::to_string(t.warp) + " wait at different instructions (lane " +
+                        std::to_string(u.lane) + " at " + b.k.line_text(b.k.code[u.pc].line) + "):" + waits.str());
+    }
+  }
+  const instruction* in = first_waiter ? &b.k.code[first_waiter->pc] : nullptr;
+  fail_launch(b, first_waiter, in, cudaErrorLaunchFailure, "deadlock", "no thread can make progress:" + waits.str());
+}
+
+enum class step { ran, exited, stalled };
+
+//! One pass of a block's scheduler: every ready thread runs its slice, collectives fire, barriers
+//! and mbarrier waits release. Stalled: no thread can run, and nothing in flight lands or times out.
+step step_block(block_state& b) {
+  bool progress = false;
+  for (uint32_t w = 0; w < b.warp_count; ++w) {
+    const uint32_t first = w * 32, last = std::min<uint32_t>(first + 32, b.thread_count);
+    for (;;) {
+      bool ran = false;
+      for (uint32_t i = first; i < last; ++i) {
+        thread_state& t = b.threads[i];
+        if (t.state != thread_state::run::ready) continue;
+        run_thread(b, t);
+        ran = true;
+      }
+      const bool fired = fire_collectives(b, w);
+      progress |= ran | fired;
+      if (!fired) break;
+    }
+  }
+  if (release_barriers(b) || release_mbarrier_waits(b)) return step::ran;
+  bool done = true;
+  for (const thread_state& t : b.threads) done &= t.state == thread_state::run::exited;
+  if (done) {
+    if (!b.bulk_copies.empty()) {
+      const bulk_copy& c = b.bulk_copies.front();
+      fail_launch(b, &b.threads[c.issuer], nullptr, cudaErrorLaunchFailure, "synccheck",
+                  "the block exited with the TMA copy of " + b.k.line_text(c.line) + " to shared " +
+                      hex(c.destination) + " still in flight (no wait on its mbarrier at shared " +
+                      hex(c.mbarrier) + ")");
+    }
+    return step::exited;
+  }
+  // Nothing can run: the TMA copies in flight land now (as late as possible), else the
+  // try_waits time out; when neither changes anything, the block is deadlocked.
+  return progress || land_bulk_copies(b, UINT32_MAX) || time_out_mbarrier_waits(b) ? step::ran : step::stalled;
+}
+
+}  // namespace
+
+void run_block(block_state& b) {
+  for (step s = step_block(b); s != step::exited; s = step_block(b)) {
+    if (s == step::stalled) diagnose_stall(b);
+  }
+}
+
+namespace {
+
+//! Mixes what decides a block's threads' next steps while memory does not change into `h`: their
+//! states and registers, and the count of mbarrier and barrier events (which only grows).
+uint64_t thread_states_hash(const block_state& b, uint64_t h) {
+  const auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001B3ull + (h >> 29); };
+  mix(b.sync_events);
+  for (const thread_state& t : b.threads) {
+    mix(uint64_t(t.state) << 32 | t.pc);
+    for (uint32_t r = 0; r < b.k.register_count; ++r) mix(t.r[r]);
+  }
+  return h;
+}
+
+}  // namespace
+
+//! A cooperative grid: every block resident, one pass of each in turn, so that blocks spinning on
+//! a grid barrier see the others arrive. A stalled block is deadlocked whatever the others do
+//! (only its own threads release its barriers). Passes that store nothing while the threads'
+//! states repeat those after an earlier pass (since the last store) repeat forever: a deadlock.
+void run_grid(std::vector<std::unique_ptr<block_state>>& blocks) {
+  std::vector<bool> exited(blocks.size(), false);
+  std::unordered_set<uint64_t> seen;  // the threads' states after each pass since the last store
+  uint64_t stores = 0;
+  for (size_t left = blocks.size(); left > 0;) {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (exited[i]) continue;
+      const step s = step_block(*blocks[i]);
+      if (s == step::stalled) diagnose_stall(*blocks[i]);
+      if (s == step::exited) {
+        exited[i] = true;
+        --left;
+      }
+    }
+    uint64_t now = 0, h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      now += blocks[i]->stores;
+      if (!exited[i]) h = thread_states_hash(*blocks[i], h);
+    }
+    if (now != stores) {
+      stores = now;
+      seen.clear();
+    }
+    if (left == 0 || seen.insert(h).second) continue;
+    size_t i = 0;
+    while (exited[i]) ++i;
+    const block_state& b = *blocks[i];
+    const thread_state* t = &b.threads[0];
+    while (t->state == thread_state::run::exited) ++t;
+    fail_launch(b, t, &b.k.code[t->pc], cudaErrorLaunchFailure, "deadlock",
+                std::to_string(left) + " of the " + std::to_string(blocks.size()) +
+                    " blocks of the cooperative launch have not exited and repeat their threads' states "
+                    "without storing anything, so none can finish (a grid barrier that a block never reaches?)");
+  }
+}
+
+
+}  // namespace emu

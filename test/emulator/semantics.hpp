@@ -1,0 +1,85 @@
+// What the instruction handlers of several chapters share: operand widths, the floating-point
+// modifiers and rounding of results, packed halves, and the float arithmetic that atomics reuse.
+//
+// Registers hold values zero-extended to 64 bits; each handler reads its operands at its own
+// type's width. Every IEEE-rounded operation (add, sub, mul, fma, div.rn, rcp.rn, sqrt.rn, cvt)
+// is correctly rounded in the requested mode.
+#pragma once
+
+#include <cmath>
+
+#include "machine.hpp"
+#include "numeric.hpp"
+
+namespace emu {
+
+inline int width(const instruction& in) { return type_bytes(in.type); }
+
+inline ptype scalar_of(ptype t) { return t == ptype::f16x2 ? ptype::f16 : t == ptype::bf16x2 ? ptype::bf16 : t; }
+inline bool is_pair(ptype t) { return t == ptype::f16x2 || t == ptype::bf16x2; }
+
+inline uint64_t ftz32(uint64_t b, bool ftz) {
+  return ftz ? flush_subnormal(b & 0xFFFFFFFFu, f32_format) : b & 0xFFFFFFFFu;
+}
+
+//! .sat of a float: NaN and negatives (and -0) to +0, at most 1.
+inline uint64_t saturate(uint64_t b, float_format f) {
+  const long double v = decode_float(b, f);
+  if (std::isnan(v) || v <= 0) return 0;
+  if (v >= 1) return encode_float(1.0L, f, rounding::rn);
+  return b;
+}
+
+//! The rounding-relevant modifiers of a floating-point operation.
+struct float_mode {
+  rounding round = rounding::rn;
+  bool ftz = false, sat = false, relu = false, satfinite = false;
+};
+inline float_mode mode_of(const instruction& in) {
+  return {in.round == rounding::none ? rounding::rn : in.round, in.ftz, in.sat, in.relu};
+}
+
+//! A result in format f from the exact (or round-to-odd) long double value.
+inline uint64_t finish(long double v, float_format f, const float_mode& m) {
+  uint64_t b = encode_float(v, f, m.round, m.satfinite);
+  if (m.ftz) b = flush_subnormal(b, f);
+  if (m.sat) b = saturate(b, f);
+  if (m.relu && !is_nan(b, f) && std::signbit(decode_float(b, f))) b = 0;
+  return b;
+}
+inline uint64_t finish(long double v, ptype t, const float_mode& m) { return finish(v, format_of(t), m); }
+
+//! The value of a float operand of type t (after .ftz).
+inline long double operand_float(uint64_t raw, ptype t, bool ftz) {
+  const float_format f = format_of(t);
+  uint64_t b = truncate(raw, f.mantissa_bits + f.exponent_bits + 1 > 32 ? 8 : f.mantissa_bits > 10 ? 4 : 2);
+  if (ftz) b = flush_subnormal(b, f);
+  return decode_float(b, f);
+}
+
+//! Both halves of a packed pair through `op`.
+template <class Op>
+uint64_t packed(uint64_t a, uint64_t b, uint64_t c, Op op) {
+  const uint64_t lo = op(a & 0xFFFF, b & 0xFFFF, c & 0xFFFF);
+  const uint64_t hi = op(a >> 16 & 0xFFFF, b >> 16 & 0xFFFF, c >> 16 & 0xFFFF);
+  return (hi & 0xFFFF) << 16 | (lo & 0xFFFF);
+}
+
+//! add, sub, mul, fma/mad for f64, f32, f16 and bf16 (floating.cpp).
+enum class float_op : uint8_t { add, sub, mul, fma };
+uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint64_t y, uint64_t z);
+
+//! min / max of f64, f32, f16 or bf16 (floating.cpp): a NaN operand yields the other one (both
+//! NaN, or `propagate` (.NaN): the canonical NaN); -0 < +0.
+uint64_t float_minmax(bool is_min, bool propagate, bool ftz, bool relu, ptype t, uint64_t x, uint64_t y);
+
+//! The payload of min and max, integer and floating point.
+struct minmax_payload {
+  bool is_max, propagate_nan, relu;
+};
+
+//! An instruction with no effect in the emulator's sequential memory model (fences, hints).
+inline void exec_nop(block_state&, thread_state&, const instruction&) {}
+inline void decode_nop(instruction& in, const kernel&) { in.exec = exec_nop; }
+
+}  // namespace emu

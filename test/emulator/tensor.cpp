@@ -1,0 +1,147 @@
+// Warp-level matrix instructions of the tensor cores (PTX ISA 9.7.14): ldmatrix and mma.sync
+// (wmma.cpp has wmma, hopper.cpp wgmma).
+//
+// mma accumulates each dot product in double and rounds once to f32; a GPU's tensor cores add in
+// an unspecified order and precision.
+#include <algorithm>
+#include <cstring>
+
+#include "decode.hpp"
+#include "semantics.hpp"
+
+namespace emu {
+namespace {
+
+struct ldmatrix_payload {
+  uint8_t count;   //!< .x1, .x2, .x4: matrices
+  bool transpose;  //!< .trans
+};
+
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [a]: lane 8i + r supplies the
+// address of row r of matrix i (16 bytes); lane l receives, for each matrix i, elements
+// (row l/4, columns 2(l%4), 2(l%4)+1), or with .trans (rows 2(l%4), 2(l%4)+1, column l/4).
+void warp_ldmatrix(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  const int count = payload<ldmatrix_payload>(in).count;
+  const bool trans = payload<ldmatrix_payload>(in).transpose;
+  if (mask != 0xFFFFFFFFu)
+    fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
+                "ldmatrix needs all 32 lanes of the warp");
+  uint16_t m[4][8][8];
+  for (int i = 0; i < count; ++i)
+    for (int r = 0; r < 8; ++r) {
+      thread_state& src = *lanes[8 * i + r];
+      const uint8_t* p = access(b, src, in, in.state, address_of(src, in.ops[1]), 16, 16, false);
+      if (b.race && p >= b.shared.data() && p < b.shared.data() + b.shared.size())
+        race_access(b, src, in, static_cast<uint32_t>(p - b.shared.data()), 16, false, "this thread's ldmatrix row");
+      std::memcpy(m[i][r], p, 16);
+    }
+  const operand& d = in.ops[0];
+  for (int l = 0; l < 32; ++l) {
+    for (int i = 0; i < count; ++i) {
+      uint16_t lo, hi;
+      if (trans) {
+        lo = m[i][2 * (l % 4)][l / 4];
+        hi = m[i][2 * (l % 4) + 1][l / 4];
+      } else {
+        lo = m[i][l / 4][2 * (l % 4)];
+        hi = m[i][l / 4][2 * (l % 4) + 1];
+      }
+      set(*lanes[l], b.k.vector_elements[d.first + i], uint64_t(hi) << 16 | lo);
+    }
+  }
+}
+
+// mma.sync.aligned.m16n8k16.row.col.{f32.bf16.bf16.f32, f32.f16.f16.f32, f16.f16.f16.f16}
+// d, a, b, c. Fragments (lane l, g = l/4, q = l%4): a_i holds A[g + 8(i&1)][2q + 8(i>>1) +
+// {0,1}], b_i holds B[2q + 8i + {0,1}][g]; element i of C/D is C[g + 8(i>>1)][2q + (i&1)],
+// register c_i for f32, the half (i&1) of c_{i/2} for f16. Each element of D is accumulated in
+// double (the products are exact) and rounded once.
+void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  if (mask != 0xFFFFFFFFu)
+    fail_launch(b, lanes[__builtin_ctz(mask)], &in, cudaErrorLaunchFailure, "collective mismatch",
+                "mma.sync needs all 32 lanes of the warp");
+  if (b.profile) b.profile->record.tensor_macs += 16 * 8 * 16;  // m16n8k16, the one shape decoded
+  const bool bf16 = in.type2 == ptype::bf16, f16_acc = in.type == ptype::f16;
+  const auto& ve = b.k.vector_elements;
+  const operand &d = in.ops[0], &a = in.ops[1], &bb = in.ops[2], &c = in.ops[3];
+  double A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    thread_state& t = *lanes[l];
+    const int g = l / 4, q = l % 4;
+    for (int i = 0; i < 4; ++i) {
+      const uint64_t v = value(b, t, ve[a.first + i]);
+      const int row = g + 8 * (i & 1), col = 2 * q + 8 * (i >> 1);
+      A[row][col] = half_value(v, bf16);
+      A[row][col + 1] = half_value(v >> 16, bf16);
+    }
+    for (int i = 0; i < 2; ++i) {
+      const uint64_t v = value(b, t, ve[bb.first + i]);
+      B[2 * q + 8 * i][g] = half_value(v, bf16);
+      B[2 * q + 8 * i + 1][g] = half_value(v >> 16, bf16);
+    }
+    for (int i = 0; i < 4; ++i) {  // f32: c_i is element i; f16: c_{i/2} packs elements i (low), i+1
+      const uint64_t v = f16_acc ? value(b, t, ve[c.first + i / 2]) >> (16 * (i & 1)) : value(b, t, ve[c.first + i]);
+      C[g + 8 * (i >> 1)][2 * q + (i & 1)] = f16_acc ? half_value(v, false) : as_f32(v);
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, q = l % 4;
+    uint64_t packed_d[2] = {0, 0};
+    for (int i = 0; i < 4; ++i) {
+      const int row = g + 8 * (i >> 1), col = 2 * q + (i & 1);
+      double sum = C[row][col];
+      for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
+      if (f16_acc) packed_d[i / 2] |= encode_float(sum, f16_format, rounding::rn) << (16 * (i & 1));
+      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
+    }
+    if (f16_acc) {
+      set(*lanes[l], ve[d.first], packed_d[0]);
+      set(*lanes[l], ve[d.first + 1], packed_d[1]);
+    }
+  }
+}
+
+void decode_ldmatrix(instruction& in, const kernel&) {
+  if (!has(in, "m8n8") || in.type != ptype::b16) unsupported(in, "only .m8n8 of .b16");
+  ldmatrix_payload& p = set_payload<ldmatrix_payload>(in);
+  p.count = has(in, "x4") ? 4 : has(in, "x2") ? 2 : 1;
+  p.transpose = has(in, "trans");
+  if (in.ops[0].k != operand::kind::vector || in.ops[0].count != p.count) unsupported(in, "destination count");
+  in.sync = sync_kind::warp;
+  in.warp_exec = warp_ldmatrix;
+}
+
+void decode_mma(instruction& in, const kernel&) {
+  // types: d, a, b, c
+  std::vector<ptype> types;
+  for (const std::string& m : in.modifiers) {
+    ptype t;
+    if (parse_type(m, &t)) types.push_back(t);
+  }
+  const bool f32_acc = types.size() == 4 && types[0] == ptype::f32 && types[3] == ptype::f32 &&
+                       (types[1] == ptype::bf16 || types[1] == ptype::f16) && types[2] == types[1];
+  const bool f16_acc = types.size() == 4 && std::all_of(types.begin(), types.end(), [](ptype t) { return t == ptype::f16; });
+  if (!has(in, "m16n8k16") || !has(in, "row") || !has(in, "col") || !(f32_acc || f16_acc))
+    unsupported(in, "only m16n8k16.row.col, bf16/f16 inputs with f32 accumulators or f16 throughout");
+  in.type = types[0];
+  in.type2 = types[1];
+  const uint32_t acc = f16_acc ? 2 : 4;
+  const auto count = [&](int i) { return in.ops[i].k == operand::kind::vector ? in.ops[i].count : 0u; };
+  if (count(0) != acc || count(1) != 4 || count(2) != 2 || count(3) != acc) unsupported(in, "operand vector sizes");
+  in.sync = sync_kind::warp;
+  in.warp_exec = warp_mma;
+}
+
+}  // namespace
+
+std::vector<opcode_row> tensor_rows() {
+  using profile::instruction_class;
+  return {
+      {"ldmatrix.sync", any_of({{"aligned", "m8n8", "x1", "x2", "x4", "trans", "shared", "shared::cta", "b16"}}), 2, 2,
+       decode_ldmatrix, instruction_class::memory, memory_kind::load},
+      {"mma.sync", any_of({{"aligned", "m16n8k16", "row", "col", "f32", "f16", "bf16"}}), 4, 4, decode_mma,
+       instruction_class::tensor},
+  };
+}
+
+}  // namespace emu

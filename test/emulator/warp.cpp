@@ -1,0 +1,276 @@
+// Barriers, fences and warp collectives (PTX ISA 9.7.13, parallel synchronisation and
+// communication): bar, barrier, membar, fence, griddepcontrol, nanosleep, shfl, vote, match,
+// redux, activemask. The block barriers and collectives wait in the scheduler (scheduler.cpp),
+// which runs a collective once every lane of its member mask has arrived.
+//
+// Fences are no-ops: every access is visible at once in the emulator's sequential memory model.
+// griddepcontrol: launches run one after another, so .launch_dependents releases nothing and
+// .wait finds its prerequisite grids complete; .wait ends the programmatic-dependent-launch
+// check of the thread (memory.cpp).
+#include <algorithm>
+
+#include "decode.hpp"
+#include "semantics.hpp"
+
+namespace emu {
+namespace {
+
+//! The payload of shfl (up, down, bfly, idx), vote (all, any, uni, ballot), match (any, all)
+//! and redux (add, min, max, and, or, xor): the index of its mode in that order.
+struct collective_payload {
+  uint8_t mode;
+};
+
+void exec_griddepcontrol_wait(block_state&, thread_state& t, const instruction&) { t.dependencies_resolved = true; }
+
+// bar.sync / barrier.sync / bar.red: records the barrier a thread arrives at (the scheduler
+// releases it). Operands: [d,] a[, b][, {!}c].
+void exec_bar_record(block_state& b, thread_state& t, const instruction& in) {
+  const bool red = payload<barrier_payload>(in).reduction != barrier_reduction::none;
+  const int first = red ? 1 : 0;  // bar.red has a destination
+  t.barrier = static_cast<uint32_t>(value(b, t, in.ops[first]));
+  const int remaining = in.op_count - first - 1 - (red ? 1 : 0);
+  t.barrier_count = remaining > 0 ? static_cast<uint32_t>(value(b, t, in.ops[first + 1])) : 0;
+  t.reduction = red ? predicate(b, t, in.ops[in.op_count - 1]) : 0;
+  if (t.barrier > 15)
+    fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
+                "barrier id " + std::to_string(t.barrier) + " is not in 0..15");
+}
+
+// bar.arrive a, b / barrier.arrive a, b: one arrival at barrier a (of b threads); no wait.
+void exec_bar_arrive(block_state& b, thread_state& t, const instruction& in) {
+  const uint32_t id = static_cast<uint32_t>(value(b, t, in.ops[0]));
+  if (id > 15)
+    fail_launch(b, &t, &in, cudaErrorIllegalInstruction, "illegal instruction",
+                "barrier id " + std::to_string(id) + " is not in 0..15");
+  ++b.arrivals[id];
+  if (b.race) race_release(b, t, b.race->barrier_arrivals[id]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Warp collectives
+
+void warp_sync(block_state&, thread_state* const*, uint32_t, const instruction&) {}
+
+// Lanes of a collective without .aligned may meet at different instructions with the same
+// qualifiers (PTX ISA: shfl.sync, vote.sync, match.sync, redux.sync): each lane's operands are
+// those of its own instruction.
+const instruction& own(const block_state& b, const thread_state& t) { return b.k.code[t.pc]; }
+
+// shfl.sync.mode.b32 d[|p], a, b, c, membermask
+void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  uint32_t source[32] = {};
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l]) source[l] = static_cast<uint32_t>(value(b, *lanes[l], own(b, *lanes[l]).ops[1]));
+  for (int l = 0; l < 32; ++l) {
+    thread_state* t = lanes[l];
+    if (!t) continue;
+    const instruction& mine = own(b, *t);
+    const uint32_t bval = value(b, *t, mine.ops[2]) & 0x1F;
+    const uint32_t c = static_cast<uint32_t>(value(b, *t, mine.ops[3]));
+    const uint32_t cval = c & 0x1F, segmask = c >> 8 & 0x1F;
+    const int max_lane = static_cast<int>((l & segmask) | (cval & ~segmask));
+    const int min_lane = static_cast<int>(l & segmask);
+    int j;
+    bool pval;
+    switch (payload<collective_payload>(in).mode) {
+      case 0: j = l - static_cast<int>(bval); pval = j >= max_lane; break;                          // up
+      case 1: j = l + static_cast<int>(bval); pval = j <= max_lane; break;                          // down
+      case 2: j = l ^ static_cast<int>(bval); pval = j <= max_lane; break;                          // bfly
+      default: j = min_lane | static_cast<int>(bval & ~segmask); pval = j <= max_lane; break;       // idx
+    }
+    if (!pval) j = l;
+    if (!(mask >> j & 1))
+      fail_launch(b, t, &mine, cudaErrorLaunchFailure, "collective mismatch",
+                  "shfl.sync reads lane " + std::to_string(j) + ", which is outside the member mask or has exited");
+    set(*t, mine.ops[0], source[j]);
+    if (mine.pair >= 0) t->r[mine.pair] = pval;
+  }
+}
+
+// vote.sync.{all,any,uni}.pred d, {!}a, membermask  /  vote.sync.ballot.b32 d, {!}a, membermask
+// (`mask`: the non-exited lanes of membermask, over which the vote is taken)
+void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  uint32_t ballot = 0;
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l] && predicate(b, *lanes[l], own(b, *lanes[l]).ops[1])) ballot |= 1u << l;
+  uint64_t r;
+  switch (payload<collective_payload>(in).mode) {
+    case 0: r = ballot == mask; break;
+    case 1: r = ballot != 0; break;
+    case 2: r = ballot == 0 || ballot == mask; break;
+    default: r = ballot; break;
+  }
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], r);
+}
+
+// match.{any,all}.sync.type d[|p], a, membermask
+void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  uint64_t v[32] = {};
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l]) v[l] = truncate(value(b, *lanes[l], own(b, *lanes[l]).ops[1]), w);
+  bool all_equal = true;
+  int first = __builtin_ctz(mask);
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l] && v[l] != v[first]) all_equal = false;
+  for (int l = 0; l < 32; ++l) {
+    if (!lanes[l]) continue;
+    uint32_t same = 0;
+    for (int j = 0; j < 32; ++j)
+      if (lanes[j] && v[j] == v[l]) same |= 1u << j;
+    const instruction& mine = own(b, *lanes[l]);
+    if (payload<collective_payload>(in).mode == 0) set(*lanes[l], mine.ops[0], same);
+    else {
+      set(*lanes[l], mine.ops[0], all_equal ? mask : 0);
+      if (mine.pair >= 0) lanes[l]->r[mine.pair] = all_equal;
+    }
+  }
+}
+
+// redux.sync.op.type d, a, membermask
+void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const instruction& in) {
+  const bool sgn = type_signed(in.type);
+  int64_t acc = 0;
+  bool first = true;
+  for (int l = 0; l < 32; ++l) {
+    if (!lanes[l]) continue;
+    const uint64_t raw = value(b, *lanes[l], own(b, *lanes[l]).ops[1]) & 0xFFFFFFFFu;
+    const int64_t v = sgn ? sign_extend(raw, 4) : static_cast<int64_t>(raw);
+    if (first) { acc = v; first = false; continue; }
+    switch (payload<collective_payload>(in).mode) {
+      case 0: acc = static_cast<int64_t>(static_cast<uint32_t>(acc + v)); break;
+      case 1: acc = std::min(acc, v); break;
+      case 2: acc = std::max(acc, v); break;
+      case 3: acc &= v; break;
+      case 4: acc |= v; break;
+      default: acc ^= v; break;
+    }
+  }
+  for (int l = 0; l < 32; ++l)
+    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
+}
+
+// activemask.b32 d: the lanes executing it together. Threads run one at a time here, so that
+// is the executing lane alone: a subset of the converged lanes, which the ISA leaves
+// unspecified, the same answer for every lane, never a lane that is elsewhere.
+void exec_activemask(block_state&, thread_state& t, const instruction& in) { set(t, in.ops[0], 1u << t.lane); }
+
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [a]: lane 8i + r supplies the
+// address of row r of matrix i (16 bytes); lane l receives, for each matrix i, elements
+
+// ---------------------------------------------------------------------------------------
+// Decoders
+
+//! The mode of a collective: the index of the first of `modes` the instruction names.
+template <size_t N>
+void decode_mode(instruction& in, const char* const (&modes)[N]) {
+  for (uint8_t i = 0; i < N; ++i)
+    if (has(in, modes[i])) {
+      set_payload<collective_payload>(in).mode = i;
+      return;
+    }
+  unsupported(in, "no mode");
+}
+
+constexpr const char* shfl_modes[] = {"up", "down", "bfly", "idx"};
+constexpr const char* vote_modes[] = {"all", "any", "uni", "ballot"};
+constexpr const char* match_modes[] = {"any", "all"};
+constexpr const char* redux_modes[] = {"add", "min", "max", "and", "or", "xor"};
+
+void decode_barrier(instruction& in, const kernel&) {
+  barrier_payload& p = set_payload<barrier_payload>(in);
+  if (has(in, "red")) {
+    p.reduction = has(in, "popc") ? barrier_reduction::popc : has(in, "and") ? barrier_reduction::all
+                : has(in, "or")   ? barrier_reduction::any  : barrier_reduction::none;
+    if (p.reduction == barrier_reduction::none) unsupported(in, "no reduction");
+  }
+  in.aligned = in.opcode == "bar" || in.aligned;  // bar.sync is barrier.sync.aligned
+  in.opcode = "bar";
+  in.sync = sync_kind::block;
+  in.exec = exec_bar_record;
+}
+
+void decode_bar_arrive(instruction& in, const kernel&) {
+  set_payload<barrier_payload>(in);
+  in.exec = exec_bar_arrive;
+}
+
+void decode_bar_warp_sync(instruction& in, const kernel&) {
+  in.sync = sync_kind::warp;
+  in.mask_operand = 0;
+  in.waits_for_exited = true;
+  in.warp_exec = warp_sync;
+}
+
+void decode_griddepcontrol_wait(instruction& in, const kernel&) { in.exec = exec_griddepcontrol_wait; }
+
+void decode_shfl(instruction& in, const kernel&) {
+  decode_mode(in, shfl_modes);
+  in.sync = sync_kind::warp;
+  in.mask_operand = 4;
+  in.warp_exec = warp_shfl;
+}
+
+void decode_vote(instruction& in, const kernel&) {
+  decode_mode(in, vote_modes);
+  in.sync = sync_kind::warp;
+  in.mask_operand = 2;
+  in.warp_exec = warp_vote;
+}
+
+void decode_match(instruction& in, const kernel&) {
+  decode_mode(in, match_modes);
+  in.sync = sync_kind::warp;
+  in.mask_operand = 2;
+  in.warp_exec = warp_match;
+}
+
+void decode_redux(instruction& in, const kernel&) {
+  decode_mode(in, redux_modes);
+  in.sync = sync_kind::warp;
+  in.mask_operand = 2;
+  in.warp_exec = warp_redux;
+}
+
+void decode_activemask(instruction& in, const kernel&) { in.exec = exec_activemask; }
+
+}  // namespace
+
+std::vector<opcode_row> warp_rows() {
+  using namespace qualifiers;
+  using profile::instruction_class;
+  const auto sync = instruction_class::synchronisation, warp = instruction_class::warp;
+  const auto barrier = any_of({{"aligned", "cta"}});
+  const auto reduction = any_of({{"aligned", "cta", "popc", "and", "or", "u32", "pred"}});
+  const auto modes = [](const auto& list, qualifier_list more) {
+    more.insert(more.end(), std::begin(list), std::end(list));
+    return any_of({more});
+  };
+  return {
+      {"bar.sync", barrier, 1, 2, decode_barrier, sync, memory_kind::none, true},
+      {"barrier.sync", barrier, 1, 2, decode_barrier, sync, memory_kind::none, true},
+      {"bar.red", reduction, 3, 4, decode_barrier, sync},
+      {"barrier.red", reduction, 3, 4, decode_barrier, sync},
+      {"bar.arrive", barrier, 2, 2, decode_bar_arrive, sync, memory_kind::none, true},
+      {"barrier.arrive", barrier, 2, 2, decode_bar_arrive, sync, memory_kind::none, true},
+      {"bar.warp.sync", {}, 1, 1, decode_bar_warp_sync, sync, memory_kind::none, true},
+      {"membar", any_of({{"cta", "gl", "sys"}}), 0, 0, decode_nop, sync},
+      {"fence", any_of({memory_order, {"proxy", "async", "alias", "mbarrier_init", "tensormap::generic", "async::generic",
+                                       "sync_restrict::shared::cta", "sync_restrict::shared::cluster", "global",
+                                       "shared::cta", "shared::cluster"}}),
+       0, 2, decode_nop, sync},
+      {"griddepcontrol.wait", {}, 0, 0, decode_griddepcontrol_wait, sync},
+      {"griddepcontrol.launch_dependents", {}, 0, 0, decode_nop, sync},
+      {"nanosleep", any_of({{"u32"}}), 1, 1, decode_nop, instruction_class::integer, memory_kind::none, true},
+      {"pmevent", any_of({{"mask"}}), 1, 1, decode_nop},
+      {"shfl.sync", modes(shfl_modes, {"b32"}), 5, 5, decode_shfl, warp},
+      {"vote.sync", modes(vote_modes, {"pred", "b32"}), 3, 3, decode_vote, warp},
+      {"match.sync", modes(match_modes, {"b32", "b64"}), 3, 3, decode_match, warp},
+      {"redux.sync", modes(redux_modes, {"u32", "s32", "b32"}), 3, 3, decode_redux, warp},
+      {"activemask", any_of({{"b32"}}), 1, 1, decode_activemask, warp},
+  };
+}
+
+}  // namespace emu
