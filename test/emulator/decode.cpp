@@ -72,8 +72,8 @@ struct indexed_row {
   std::vector<std::string> form;  //!< the qualifiers after the opcode
 };
 
-//! Every chapter's rows, by opcode.
-const std::unordered_map<std::string, std::vector<indexed_row>>& rows_by_opcode() {
+//! Every chapter's rows.
+const std::vector<opcode_row>& all_rows() {
   static const std::vector<opcode_row> rows = [] {
     std::vector<opcode_row> all;
     for (auto chapter : {integer_rows, floating_rows, logic_rows, convert_rows, memory_rows, warp_rows, control_rows,
@@ -83,9 +83,14 @@ const std::unordered_map<std::string, std::vector<indexed_row>>& rows_by_opcode(
     }
     return all;
   }();
+  return rows;
+}
+
+//! The rows by opcode.
+const std::unordered_map<std::string, std::vector<indexed_row>>& rows_by_opcode() {
   static const std::unordered_map<std::string, std::vector<indexed_row>> index = [] {
     std::unordered_map<std::string, std::vector<indexed_row>> by_opcode;
-    for (const opcode_row& r : rows) {
+    for (const opcode_row& r : all_rows()) {
       std::vector<std::string> parts;
       for (size_t at = 0;;) {
         const size_t dot = r.form.find('.', at);
@@ -139,6 +144,12 @@ const opcode_row& find_row(const instruction& in) {
 }
 
 }  // namespace
+
+std::vector<std::string> implemented_forms() {
+  std::vector<std::string> forms;
+  for (const opcode_row& r : all_rows()) forms.push_back(r.form);
+  return forms;
+}
 
 void classify_modifiers(instruction& in) {
   int types = 0;

@@ -98,6 +98,10 @@ std::vector<opcode_row> tensor_rows();
 std::vector<opcode_row> wmma_rows();
 std::vector<opcode_row> hopper_rows();
 
+//! Every row's form, in table order ("add", ..., "cp.async.bulk.tensor", ...): the instructions
+//! the emulator implements, which its README lists.
+std::vector<std::string> implemented_forms();
+
 //! After a kernel is decoded: flags every instruction other than wgmma that names a register
 //! some wgmma.mma_async accumulates into (they are checked while accumulators are in flight).
 void mark_accumulator_uses(kernel& k);

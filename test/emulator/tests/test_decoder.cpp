@@ -4,8 +4,13 @@
 // emulator does not implement.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
+#include "decode.hpp"
 #include "engine.hpp"
 
 namespace {
@@ -122,4 +127,25 @@ TEST_CASE("a combination the row allows but its decoder does not implement is re
   require_refused("bmsk.b32 %r1, %r2, %r3;", "needs one of .clamp and .wrap");
   require_refused("wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%f1, %f2, %f3, %f4}, %rd1, %rd2, %p1, 1, 1, 0, 1;",
                   "transposed (MN-major) operands");
+}
+
+TEST_CASE("the README lists exactly the table's forms") {
+  std::ifstream file(EMULATOR_README);
+  REQUIRE(file.good());
+  std::stringstream text;
+  text << file.rdbuf();
+  const std::string readme = text.str();
+  const size_t begin = readme.find("<!-- implemented forms -->"), end = readme.find("<!-- end of implemented forms -->");
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  std::vector<std::string> listed;
+  for (size_t at = readme.find('`', begin); at < end; at = readme.find('`', at + 1)) {
+    const size_t close = readme.find('`', at + 1);
+    listed.push_back(readme.substr(at + 1, close - at - 1));
+    at = close;
+  }
+  std::vector<std::string> forms = emu::implemented_forms();
+  std::sort(listed.begin(), listed.end());
+  std::sort(forms.begin(), forms.end());
+  CHECK(listed == forms);
 }
