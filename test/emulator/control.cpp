@@ -209,7 +209,7 @@ void exec_call(block_state& b, thread_state& t, const instruction& in) {
   for (uint32_t a = 0; a < arguments.count; ++a)
     argument_bytes(b, t, b.k.vector_elements[arguments.first + a], t.stack + base + f.params[a].offset, f.params[a].size);
   t.calls.push_back({t.pc, callee, t.frame, t.stack_top, t.saved_registers.size()});
-  t.saved_registers.insert(t.saved_registers.end(), t.r + f.first_register, t.r + f.first_register + f.register_count);
+  for (uint32_t i = 0; i < f.register_count; ++i) t.saved_registers.push_back(reg(t, int32_t(f.first_register + i)));
   if (t.ready) t.saved_ready.insert(t.saved_ready.end(), t.ready + f.first_register, t.ready + f.first_register + f.register_count);
   t.frame = base;
   t.stack_top = static_cast<uint32_t>(base + f.frame_bytes);
@@ -227,7 +227,7 @@ void exec_ret(block_state& b, thread_state& t, const instruction&) {
   t.calls.pop_back();
   const device_function& f = b.k.functions[c.function];
   const uint8_t* result = t.stack + t.frame + f.result.offset;
-  std::copy(t.saved_registers.begin() + std::ptrdiff_t(c.saved), t.saved_registers.end(), t.r + f.first_register);
+  for (uint32_t i = 0; i < f.register_count; ++i) reg(t, int32_t(f.first_register + i)) = t.saved_registers[c.saved + i];
   t.saved_registers.resize(c.saved);
   if (t.ready) {
     std::copy(t.saved_ready.begin() + std::ptrdiff_t(c.saved), t.saved_ready.end(), t.ready + f.first_register);

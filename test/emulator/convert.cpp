@@ -132,6 +132,13 @@ void exec_cvt_fp8(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], hi << 8 | lo);
 }
 
+// cvt of one source: the conversion, a signed result narrower than its register sign-extended
+// to the register's width.
+uint64_t cvt_value(const instruction& in, uint64_t a) {
+  const uint64_t v = convert(in, in.type, in.type2, a);
+  return type_signed(in.type) ? static_cast<uint64_t>(sign_extend(v, type_bytes(in.type))) : v;
+}
+
 void exec_cvt(block_state& b, thread_state& t, const instruction& in) {
   if (is_pair(in.type)) {  // a -> upper half, b -> lower half
     const ptype s = scalar_of(in.type);
@@ -140,9 +147,11 @@ void exec_cvt(block_state& b, thread_state& t, const instruction& in) {
     set(t, in.ops[0], hi << 16 | lo);
     return;
   }
-  const uint64_t v = convert(in, in.type, in.type2, value(b, t, in.ops[1]));
-  // A signed result narrower than its register is sign-extended to the register's width.
-  set(t, in.ops[0], type_signed(in.type) ? static_cast<uint64_t>(sign_extend(v, type_bytes(in.type))) : v);
+  set(t, in.ops[0], cvt_value(in, value(b, t, in.ops[1])));
+}
+
+void group_cvt(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t a) { return cvt_value(in, a); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -167,6 +176,40 @@ void exec_mov(block_state& b, thread_state& t, const instruction& in) {
     return;
   }
   set(t, d, in.type == ptype::pred ? uint64_t(value(b, t, a) != 0) : truncate(value(b, t, a), w));
+}
+
+// mov d, a of a register or an immediate, for a lock-step group.
+void group_mov(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  for_lanes(warp, mask, in, [w](uint64_t a) { return truncate(a, w); });
+}
+
+// mov.b{32,64} {d0, ..., dn-1}, a and mov.b{32,64} d, {a0, ..., an-1} of registers and immediates,
+// for a lock-step group: the elements are a's bit fields, element 0 the lowest.
+void group_mov_vector(block_state& b, thread_state* warp, uint32_t mask, const instruction& in) {
+  const operand &d = in.ops[0], &a = in.ops[1];
+  const bool unpack = d.k == operand::kind::vector;
+  const operand& vector = unpack ? d : a;
+  const int ew = 8 * width(in) / static_cast<int>(vector.count);
+  const operand* elements = &b.k.vector_elements[vector.first];
+  if (unpack) {
+    const lane_operand source(warp, a);
+    for (uint32_t i = 0; i < vector.count; ++i) {
+      if (elements[i].k != operand::kind::reg) continue;  // a sink
+      uint64_t* const out = &reg(warp[0], elements[i].reg);
+      for (uint32_t m = mask; m; m &= m - 1) out[__builtin_ctz(m)] = truncate(source[__builtin_ctz(m)] >> (ew * i), ew / 8);
+    }
+    return;
+  }
+  uint64_t* const out = &reg(warp[0], d.reg);
+  for (uint32_t m = mask; m; m &= m - 1) out[__builtin_ctz(m)] = 0;
+  for (uint32_t i = 0; i < vector.count; ++i) {
+    const lane_operand element(warp, elements[i]);
+    for (uint32_t m = mask; m; m &= m - 1) {
+      const uint32_t l = __builtin_ctz(m);
+      out[l] |= truncate(element[l], ew / 8) << (ew * i);
+    }
+  }
 }
 
 // cvta[.to].space.size d, a
@@ -290,9 +333,31 @@ void decode_cvt(instruction& in, const kernel&) {
   }
   if (in.op_count != (is_pair(in.type) ? 3 : 2)) unsupported(in, "a packed pair from two sources, else one");
   in.exec = exec_cvt;
+  if (!is_pair(in.type) && plain_operands(in, 1)) in.group_exec = group_cvt;
 }
 
-void decode_mov(instruction& in, const kernel&) { in.exec = exec_mov; }
+//! Whether every element of a vector operand is a register, an immediate or (a destination's) sink.
+bool plain_vector(const kernel& k, const operand& v, bool destination) {
+  for (uint32_t i = 0; i < v.count; ++i) {
+    const operand& e = k.vector_elements[v.first + i];
+    const bool ok = e.k == operand::kind::reg || (destination ? e.k == operand::kind::sink : e.k == operand::kind::imm);
+    if (!ok || e.negate) return false;
+  }
+  return true;
+}
+
+void decode_mov(instruction& in, const kernel& k) {
+  in.exec = exec_mov;
+  if (in.type == ptype::pred || in.op_count != 2 || in.pair >= 0) return;
+  const operand &d = in.ops[0], &a = in.ops[1];
+  if (d.k == operand::kind::vector) {
+    if ((a.k == operand::kind::reg || a.k == operand::kind::imm) && plain_vector(k, d, true)) in.group_exec = group_mov_vector;
+  } else if (a.k == operand::kind::vector) {
+    if (d.k == operand::kind::reg && plain_vector(k, a, false)) in.group_exec = group_mov_vector;
+  } else if (plain_operands(in, 1)) {
+    in.group_exec = group_mov;
+  }
+}
 
 void decode_cvta(instruction& in, const kernel&) {
   set_payload<cvta_payload>(in).to_space = has(in, "to");

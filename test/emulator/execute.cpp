@@ -135,7 +135,9 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
   // racecheck state of its own; otherwise blocks run one after another and reuse one set.
   const uint64_t resident = lp.cooperative ? blocks : 1;
   std::vector<race_state> races(racecheck ? resident : 0);
-  std::vector<uint64_t> registers(resident * threads * k.register_count);
+  // Registers per warp, register-major (machine.hpp, reg): a block's slab holds whole warps.
+  const size_t block_registers = (threads + 31) / 32 * 32 * k.register_count;
+  std::vector<uint64_t> registers(resident * block_registers);
   // Local memory, each thread's stack (inside its generic-address window): pages are touched (and
   // zero) as the calls reach them.
   const size_t stack_bytes = std::min<size_t>(k.stack_bytes, windows().local_size);
@@ -152,7 +154,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
     mark_device_written(workspace.get(), 8);
   }
   const std::unique_ptr<profile_launch> profile(profile_launch_begin(k, lp));
-  std::vector<uint32_t> ready(profile ? registers.size() : 0);  // register levels (profile.hpp)
+  std::vector<uint32_t> ready(profile ? resident * threads * k.register_count : 0);  // register levels (profile.hpp)
   // Block `index` (x fastest) in resident slot `slot`.
   const auto make_block = [&](uint64_t index, uint64_t slot) {
     auto b = std::make_unique<block_state>(k, lp);
@@ -166,22 +168,23 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
     b->shared.assign(k.static_shared_bytes + lp.dynamic_shared_bytes, 0xA5);  // uninitialised: a pattern
     b->thread_count = static_cast<uint32_t>(threads);
     b->warp_count = (b->thread_count + 31) / 32;
+    b->served.assign(b->warp_count, 0);
     b->budget = &budget;
     b->grid_workspace = reinterpret_cast<uint64_t>(workspace.get());
     if (racecheck) {
       races[slot].begin_block(static_cast<uint32_t>(threads), b->shared.size());
       b->race = &races[slot];
     }
-    const size_t first = slot * threads * k.register_count;
-    std::fill(registers.begin() + first, registers.begin() + first + threads * k.register_count, 0);
-    if (profile) std::fill(ready.begin() + first, ready.begin() + first + threads * k.register_count, 0);
+    const size_t first = slot * block_registers, first_ready = slot * threads * k.register_count;
+    std::fill(registers.begin() + first, registers.begin() + first + block_registers, 0);
+    if (profile) std::fill(ready.begin() + first_ready, ready.begin() + first_ready + threads * k.register_count, 0);
     b->threads.resize(threads);
     for (uint32_t i = 0; i < threads; ++i) {
       thread_state& t = b->threads[i];
-      t.r = registers.data() + first + size_t(i) * k.register_count;
+      t.r = registers.data() + first + size_t(i / 32) * 32 * k.register_count + i % 32;
       t.stack = local.get() + (slot * threads + i) * stack_bytes;
       t.stack_top = static_cast<uint32_t>(k.local_bytes);
-      if (profile) t.ready = ready.data() + first + size_t(i) * k.register_count;
+      if (profile) t.ready = ready.data() + first_ready + size_t(i) * k.register_count;
       t.linear = i;
       t.tid[0] = i % lp.block.x;
       t.tid[1] = i / lp.block.x % lp.block.y;

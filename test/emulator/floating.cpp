@@ -92,20 +92,23 @@ uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint
 }
 
 uint64_t float_minmax(bool is_min, bool propagate, bool ftz, bool relu, ptype t, uint64_t x, uint64_t y) {
+  // The result is an operand (after .ftz), +0 (.relu) or the canonical NaN: chosen on the bits.
   const float_format f = format_of(t);
-  const long double a = operand_float(x, t, ftz), c = operand_float(y, t, ftz);
-  const uint64_t canonical = encode_float(NAN, f, rounding::rn);
-  if (std::isnan(a) && std::isnan(c)) return canonical;
-  if (std::isnan(a) || std::isnan(c)) {
-    if (propagate) return canonical;
-    return encode_float(std::isnan(a) ? c : a, f, rounding::rn);
+  const int bytes = (f.mantissa_bits + f.exponent_bits + 1) / 8;
+  uint64_t bx = truncate(x, bytes), by = truncate(y, bytes);
+  if (ftz) bx = flush_subnormal(bx, f), by = flush_subnormal(by, f);
+  const bool nan_x = is_nan(bx, f), nan_y = is_nan(by, f);
+  if (nan_x || nan_y) {
+    if ((nan_x && nan_y) || propagate) return (uint64_t(1) << (8 * bytes - 1)) - 1;  // the canonical NaN
+    return nan_x ? by : bx;
   }
-  long double r;
-  if (a == c) r = is_min == std::signbit(a) ? a : c;
-  else r = is_min ? std::min(a, c) : std::max(a, c);
-  uint64_t out = encode_float(r, f, rounding::rn);
-  if (relu && std::signbit(r)) out = 0;
-  return ftz ? flush_subnormal(out, f) : out;
+  const long double a = t == ptype::f32 ? as_f32(bx) : t == ptype::f64 ? as_f64(bx) : decode_float(bx, f);
+  const long double c = t == ptype::f32 ? as_f32(by) : t == ptype::f64 ? as_f64(by) : decode_float(by, f);
+  uint64_t r;
+  if (a == c) r = is_min == std::signbit(a) ? bx : by;  // -0 < +0
+  else r = (a < c) == is_min ? bx : by;
+  const uint64_t sign = uint64_t(1) << (8 * bytes - 1);
+  return relu && (r & sign) ? 0 : r;
 }
 
 namespace {
@@ -122,6 +125,16 @@ void exec_float_arith(block_state& b, thread_state& t, const instruction& in) {
   } else {
     set(t, in.ops[0], float_arith(op, m, in.type, x, y, z));
   }
+}
+
+// add, sub, mul, fma/mad of a scalar type, for a lock-step group.
+void group_float_arith(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const float_op op = payload<arith_payload>(in).op;
+  const float_mode m = mode_of(in);
+  if (op == float_op::fma)
+    for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y, uint64_t z) { return float_arith(op, m, in.type, x, y, z); });
+  else
+    for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y) { return float_arith(op, m, in.type, x, y, 0); });
 }
 
 void exec_float_minmax(block_state& b, thread_state& t, const instruction& in) {
@@ -247,6 +260,7 @@ void decode_arith(instruction& in, const kernel&) {
   set_payload<arith_payload>(in).op = op == "add" ? float_op::add : op == "sub" ? float_op::sub
                                     : op == "mul" ? float_op::mul : float_op::fma;
   in.exec = exec_float_arith;
+  if (!is_pair(in.type) && plain_operands(in, in.op_count - 1)) in.group_exec = group_float_arith;
 }
 
 void decode_sign(instruction& in, const kernel&) {

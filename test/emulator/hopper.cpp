@@ -121,7 +121,8 @@ uint32_t wait_target(block_state& b, thread_state& t, const instruction& in, con
 }
 
 // mbarrier.test_wait[.parity][.sem][.scope][.space].b64 waitComplete, [addr], state|phaseParity:
-// a poll, which delivers the TMA copies pending on the barrier.
+// a poll, which delivers the TMA copies pending on the barrier. A failing poll yields: the
+// thread's group gives way (it would poll again at once).
 void exec_mbarrier_test_wait(block_state& b, thread_state& t, const instruction& in) {
   const uint32_t offset = shared_offset(b, t, in, in.ops[1], 8, 8);
   mbarrier_state* m = &find_mbarrier(b, t, in, offset);
@@ -131,6 +132,8 @@ void exec_mbarrier_test_wait(block_state& b, thread_state& t, const instruction&
   if (m->phase >= target) {
     race_acquire(b, t, m->completed);
     t.result = std::max(t.result, m->completed_level);
+  } else {
+    b.yield = true;
   }
 }
 
@@ -255,7 +258,7 @@ struct matrix_descriptor {
 
 //! A register's value as the wgmma chain sees it: its newest in-flight value, else the register.
 uint64_t accumulator(const thread_state& t, int32_t slot) {
-  return !t.wgmma_writes.empty() && t.wgmma_writes[size_t(slot)] ? t.wgmma_latest[size_t(slot)] : t.r[slot];
+  return !t.wgmma_writes.empty() && t.wgmma_writes[size_t(slot)] ? t.wgmma_latest[size_t(slot)] : reg(t, slot);
 }
 
 //! wgmma operand element types.
@@ -406,7 +409,7 @@ void warp_wgmma_wait(block_state& b, thread_state* const* lanes, uint32_t mask, 
       for (uint32_t address : t.wgmma_groups[retired].operand_reads)
         race_access(b, t, in, address, 2, false, "this warp's wgmma.mma_async (retired here)");
       for (const auto& [slot, v] : t.wgmma_groups[retired].writes) {
-        t.r[slot] = v;
+        reg(t, slot) = v;
         --t.wgmma_writes[size_t(slot)];
         --t.wgmma_in_flight;
       }
@@ -438,7 +441,7 @@ void warp_elect(block_state& b, thread_state* const* lanes, uint32_t mask, const
   for (int l = 0; l < 32; ++l) {
     if (!lanes[l]) continue;
     set(*lanes[l], in.ops[0], leader);
-    if (in.pair >= 0) lanes[l]->r[in.pair] = uint32_t(l) == leader;
+    if (in.pair >= 0) reg(*lanes[l], in.pair) = uint32_t(l) == leader;
   }
 }
 

@@ -26,16 +26,21 @@ struct bmsk_payload {
   bool clamp;  //!< .clamp (else .wrap)
 };
 
-void exec_add(block_state& b, thread_state& t, const instruction& in) {
-  const int w = width(in);
-  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+uint64_t add_value(const instruction& in, uint64_t x, uint64_t y) {
   const bool sub = payload<arith_payload>(in).subtract;
-  uint64_t r = sub ? x - y : x + y;
   if (in.sat) {  // .sat: s32 only
     const int64_t s = sub ? int64_t(int32_t(x)) - int64_t(int32_t(y)) : int64_t(int32_t(x)) + int64_t(int32_t(y));
-    r = static_cast<uint64_t>(std::clamp<int64_t>(s, INT32_MIN, INT32_MAX));
+    return static_cast<uint64_t>(std::clamp<int64_t>(s, INT32_MIN, INT32_MAX)) & 0xFFFFFFFFu;
   }
-  set(t, in.ops[0], truncate(r, w));
+  return truncate(sub ? x - y : x + y, width(in));
+}
+
+void exec_add(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], add_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2])));
+}
+
+void group_add(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t y) { return add_value(in, x, y); });
 }
 
 // mul / mad: .lo, .hi, .wide; mad adds c at the result width.
@@ -180,9 +185,8 @@ void exec_int_unary(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], count ? r : truncate(r, w));
 }
 
-void exec_minmax_int(block_state& b, thread_state& t, const instruction& in) {
+uint64_t minmax_value(const instruction& in, uint64_t x, uint64_t y) {
   const int w = width(in);
-  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
   const minmax_payload& p = payload<minmax_payload>(in);
   const bool is_min = !p.is_max;
   uint64_t r;
@@ -194,34 +198,56 @@ void exec_minmax_int(block_state& b, thread_state& t, const instruction& in) {
     r = is_min ? std::min(a, c) : std::max(a, c);
   }
   if (p.relu && sign_extend(r, w) < 0) r = 0;  // .relu (s32)
-  set(t, in.ops[0], truncate(r, w));
+  return truncate(r, w);
 }
 
-// bfe.type d, a, pos, len (pos, len: bits 7:0 of b and c).
+void exec_minmax_int(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], minmax_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2])));
+}
+
+void group_minmax(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t y) { return minmax_value(in, x, y); });
+}
+
+// bfe.type d, a, pos, len (pos, len: bits 7:0 of b and c): the len bits of a from pos, the
+// bits beyond the field (or beyond a) filled with 0, or for .s32/.s64 with the field's top bit
+// (a's top bit when the field passes it).
+uint64_t bfe_value(const instruction& in, uint64_t a, uint64_t position, uint64_t length) {
+  const int w = width(in);
+  const uint32_t bits_total = 8 * uint32_t(w), pos = position & 0xFF, len = length & 0xFF;
+  a = truncate(a, w);
+  const bool sbit = type_signed(in.type) && len != 0 && ((a >> std::min(pos + len - 1, bits_total - 1)) & 1);
+  const uint32_t n = pos >= bits_total ? 0 : std::min(len, bits_total - pos);  // bits taken from a
+  const uint64_t low = n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
+  const uint64_t field = n == 0 ? 0 : (a >> pos) & low;
+  return truncate(sbit ? field | ~low : field, w);
+}
+
 void exec_bfe(block_state& b, thread_state& t, const instruction& in) {
-  const int w = width(in), bits_total = 8 * w;
-  const uint64_t a = truncate(value(b, t, in.ops[1]), w);
-  const uint32_t pos = value(b, t, in.ops[2]) & 0xFF, len = value(b, t, in.ops[3]) & 0xFF;
-  const bool sgn = type_signed(in.type);
-  const bool sbit = sgn && len != 0 && ((a >> std::min<uint32_t>(pos + len - 1, bits_total - 1)) & 1);
-  uint64_t r = 0;
-  for (int i = 0; i < bits_total; ++i) {
-    const uint64_t bit = uint32_t(i) < len && pos + i < uint32_t(bits_total) ? (a >> (pos + i)) & 1 : (sgn ? sbit : 0);
-    r |= bit << i;
-  }
-  set(t, in.ops[0], r);
+  set(t, in.ops[0], bfe_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2]), value(b, t, in.ops[3])));
 }
 
-// bfi.type f, a, b, pos, len: a's low len bits inserted into b at pos.
+void group_bfe(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t a, uint64_t p, uint64_t l) { return bfe_value(in, a, p, l); });
+}
+
+// bfi.type f, a, b, pos, len: a's low len bits inserted into b at pos (as far as b's width).
+uint64_t bfi_value(const instruction& in, uint64_t a, uint64_t b, uint64_t position, uint64_t length) {
+  const int w = width(in);
+  const uint32_t bits_total = 8 * uint32_t(w), pos = position & 0xFF, len = length & 0xFF;
+  const uint32_t n = pos >= bits_total ? 0 : std::min(len, bits_total - pos);
+  const uint64_t field = (n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1) << (n == 0 ? 0 : pos);
+  return truncate((b & ~field) | ((a << (n == 0 ? 0 : pos)) & field), w);
+}
+
 void exec_bfi(block_state& b, thread_state& t, const instruction& in) {
-  const int w = width(in), bits_total = 8 * w;
-  const uint64_t a = value(b, t, in.ops[1]);
-  uint64_t r = truncate(value(b, t, in.ops[2]), w);
-  const uint32_t pos = value(b, t, in.ops[3]) & 0xFF, len = value(b, t, in.ops[4]) & 0xFF;
-  for (uint32_t i = 0; i < len && pos + i < uint32_t(bits_total); ++i) {
-    r = (r & ~(uint64_t(1) << (pos + i))) | (((a >> i) & 1) << (pos + i));
-  }
-  set(t, in.ops[0], r);
+  set(t, in.ops[0],
+      bfi_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2]), value(b, t, in.ops[3]), value(b, t, in.ops[4])));
+}
+
+void group_bfi(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in,
+            [&in](uint64_t a, uint64_t b, uint64_t p, uint64_t l) { return bfi_value(in, a, b, p, l); });
 }
 
 // bmsk.{clamp,wrap}.b32 d, a, b: a mask of b bits from bit a (ISA "bmsk" Semantics).
@@ -240,6 +266,15 @@ void exec_bmsk(block_state& b, thread_state& t, const instruction& in) {
 }
 
 
+// mul.lo / mad.lo of a lock-step group: the product's low bits (plus c).
+void group_mul_lo(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  if (payload<arith_payload>(in).accumulate)
+    for_lanes(warp, mask, in, [w](uint64_t x, uint64_t y, uint64_t z) { return truncate(x * y + z, w); });
+  else
+    for_lanes(warp, mask, in, [w](uint64_t x, uint64_t y) { return truncate(x * y, w); });
+}
+
 // ---------------------------------------------------------------------------------------
 // Decoders
 
@@ -247,6 +282,7 @@ void decode_add(instruction& in, const kernel&) {
   if (in.sat && in.type != ptype::s32) unsupported(in, ".sat is .s32's alone");
   set_payload<arith_payload>(in).subtract = in.opcode == "sub";
   in.exec = exec_add;
+  if (plain_operands(in, 2)) in.group_exec = group_add;
 }
 
 void decode_carry(instruction& in, const kernel&) {
@@ -273,6 +309,7 @@ void decode_mul(instruction& in, const kernel&) {
   p.accumulate = in.opcode == "mad";
   if (in.sat && !(p.accumulate && p.high && in.type == ptype::s32)) unsupported(in, ".sat is mad.hi.sat.s32's alone");
   in.exec = exec_mul;
+  if (!p.high && !p.wide && plain_operands(in, p.accumulate ? 3 : 2)) in.group_exec = group_mul_lo;
 }
 
 void decode_mul24(instruction& in, const kernel&) {
@@ -305,10 +342,18 @@ void decode_minmax(instruction& in, const kernel&) {
   p.is_max = in.opcode == "max";
   p.relu = has(in, "relu");
   in.exec = exec_minmax_int;
+  if (plain_operands(in, 2)) in.group_exec = group_minmax;
 }
 
-void decode_bfe(instruction& in, const kernel&) { in.exec = exec_bfe; }
-void decode_bfi(instruction& in, const kernel&) { in.exec = exec_bfi; }
+void decode_bfe(instruction& in, const kernel&) {
+  in.exec = exec_bfe;
+  if (plain_operands(in, 3)) in.group_exec = group_bfe;
+}
+
+void decode_bfi(instruction& in, const kernel&) {
+  in.exec = exec_bfi;
+  if (plain_operands(in, 4)) in.group_exec = group_bfi;
+}
 
 void decode_bmsk(instruction& in, const kernel&) {
   if (has(in, "clamp") == has(in, "wrap")) unsupported(in, "needs one of .clamp and .wrap");

@@ -44,12 +44,19 @@ void exec_slct(block_state& b, thread_state& t, const instruction& in) {
 }
 
 
-void exec_logic(block_state& b, thread_state& t, const instruction& in) {
-  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
+uint64_t logic_value(const instruction& in, uint64_t x, uint64_t y) {
   const logic_op op = payload<logic_payload>(in).op;
   uint64_t r = op == logic_op::and_ ? (x & y) : op == logic_op::or_ ? (x | y) : (x ^ y);
   if (in.type == ptype::pred) r = r != 0;
-  set(t, in.ops[0], truncate(r, width(in)));
+  return truncate(r, width(in));
+}
+
+void exec_logic(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], logic_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2])));
+}
+
+void group_logic(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t y) { return logic_value(in, x, y); });
 }
 
 // Predicate logic with possibly negated operands (and.pred d, !a, b).
@@ -71,10 +78,9 @@ void exec_not(block_state& b, thread_state& t, const instruction& in) {
 }
 
 // shl / shr: shift amounts beyond the width give 0 (or the sign fill for shr.s).
-void exec_shift(block_state& b, thread_state& t, const instruction& in) {
+uint64_t shift_value(const instruction& in, uint64_t x, uint64_t amount) {
   const int w = width(in);
-  const uint64_t x = value(b, t, in.ops[1]);
-  const uint32_t n = static_cast<uint32_t>(value(b, t, in.ops[2]));
+  const uint32_t n = static_cast<uint32_t>(amount);
   uint64_t r;
   if (!payload<shift_payload>(in).right) {  // shl
     r = n >= uint32_t(8 * w) ? 0 : x << n;
@@ -84,7 +90,15 @@ void exec_shift(block_state& b, thread_state& t, const instruction& in) {
   } else {
     r = n >= uint32_t(8 * w) ? 0 : truncate(x, w) >> n;
   }
-  set(t, in.ops[0], truncate(r, w));
+  return truncate(r, w);
+}
+
+void exec_shift(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], shift_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2])));
+}
+
+void group_shift(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t n) { return shift_value(in, x, n); });
 }
 
 // shf.{l,r}.{clamp,wrap}.b32 d, a, b, c: funnel shift of the 64-bit b:a.
@@ -132,7 +146,9 @@ bool compare_int(uint64_t x, uint64_t y, ptype type, comparison c) {
   }
 }
 
-bool compare_float(long double a, long double b, comparison c) {
+//! a c b for floats of any precision (f16 and bf16 operands are exact in float).
+template <class F>
+bool compare_float(F a, F b, comparison c) {
   const bool unordered = std::isnan(a) || std::isnan(b);
   switch (c) {
     case comparison::eq: return !unordered && a == b;
@@ -153,11 +169,18 @@ bool compare_float(long double a, long double b, comparison c) {
   }
 }
 
+//! u c v at `type` (not a packed pair), with the instruction's comparison and .ftz.
+bool compare_bits(const instruction& in, ptype type, uint64_t u, uint64_t v) {
+  const comparison c = payload<compare_payload>(in).c;
+  if (type == ptype::f32) return compare_float(as_f32(ftz32(u, in.ftz)), as_f32(ftz32(v, in.ftz)), c);
+  if (type == ptype::f64) return compare_float(as_f64(u), as_f64(v), c);
+  if (type_float(type))
+    return compare_float(float(operand_float(u, type, in.ftz)), float(operand_float(v, type, in.ftz)), c);
+  return compare_int(u, v, type, c);
+}
+
 bool compare(block_state& b, thread_state& t, const instruction& in, ptype type, const operand& x, const operand& y) {
-  if (type_float(type)) {
-    return compare_float(operand_float(value(b, t, x), type, in.ftz), operand_float(value(b, t, y), type, in.ftz), payload<compare_payload>(in).c);
-  }
-  return compare_int(value(b, t, x), value(b, t, y), type, payload<compare_payload>(in).c);
+  return compare_bits(in, type, value(b, t, x), value(b, t, y));
 }
 
 bool combine(bool r, bool c, bool_op op) {
@@ -174,8 +197,9 @@ uint32_t compare_halves(block_state& b, thread_state& t, const instruction& in, 
   const ptype s = scalar_of(packed_type);
   const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
   const comparison c = payload<compare_payload>(in).c;
-  const bool lo = compare_float(operand_float(x & 0xFFFF, s, in.ftz), operand_float(y & 0xFFFF, s, in.ftz), c);
-  const bool hi = compare_float(operand_float(x >> 16 & 0xFFFF, s, in.ftz), operand_float(y >> 16 & 0xFFFF, s, in.ftz), c);
+  const auto half = [&](uint64_t h) { return float(operand_float(h, s, in.ftz)); };
+  const bool lo = compare_float(half(x & 0xFFFF), half(y & 0xFFFF), c);
+  const bool hi = compare_float(half(x >> 16 & 0xFFFF), half(y >> 16 & 0xFFFF), c);
   return uint32_t(lo) | uint32_t(hi) << 1;
 }
 
@@ -187,12 +211,12 @@ void exec_setp(block_state& b, thread_state& t, const instruction& in) {
   if (is_pair(in.type)) {
     const uint32_t r = compare_halves(b, t, in, in.type);
     set(t, in.ops[0], combine(r & 1, c, op));
-    if (in.pair >= 0) t.r[in.pair] = combine(r >> 1 & 1, c, op);
+    if (in.pair >= 0) reg(t, in.pair) = combine(r >> 1 & 1, c, op);
     return;
   }
   const bool r = compare(b, t, in, in.type, in.ops[1], in.ops[2]);
   set(t, in.ops[0], combine(r, c, op));
-  if (in.pair >= 0) t.r[in.pair] = combine(!r, c, op);
+  if (in.pair >= 0) reg(t, in.pair) = combine(!r, c, op);
 }
 
 // set.cmp[.bool].dtype.stype d, a, b[, {!}c]: true is 1.0 in a float destination, all ones in
@@ -214,9 +238,19 @@ void exec_set(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], r ? truth(in.type) : 0);
 }
 
+// setp without a .bool combination or a `|q` partner, of a lock-step group.
+void group_setp(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t u, uint64_t v) -> uint64_t { return compare_bits(in, in.type, u, v); });
+}
+
 void exec_selp(block_state& b, thread_state& t, const instruction& in) {
   const bool c = predicate(b, t, in.ops[3]);
   set(t, in.ops[0], truncate(value(b, t, c ? in.ops[1] : in.ops[2]), width(in)));
+}
+
+void group_selp(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  for_lanes(warp, mask, in, [w](uint64_t a, uint64_t x, uint64_t c) { return truncate(c != 0 ? a : x, w); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -232,9 +266,14 @@ void decode_compare(instruction& in, const kernel&) {
   if ((p.combine != bool_op::none) != (in.op_count == 4)) unsupported(in, "a .bool operation combines a fourth operand");
   if (in.opcode == "set" && in.type2 == ptype::none) unsupported(in, "needs a destination and a source type");
   in.exec = in.opcode == "setp" ? exec_setp : exec_set;
+  if (in.opcode == "setp" && p.combine == bool_op::none && !is_pair(in.type) && plain_operands(in, 2))
+    in.group_exec = group_setp;
 }
 
-void decode_selp(instruction& in, const kernel&) { in.exec = exec_selp; }
+void decode_selp(instruction& in, const kernel&) {
+  in.exec = exec_selp;
+  if (plain_operands(in, 3)) in.group_exec = group_selp;
+}
 
 void decode_slct(instruction& in, const kernel&) {
   if (in.type2 != ptype::s32 && in.type2 != ptype::f32) unsupported(in, "the selector is .s32 or .f32");
@@ -244,6 +283,7 @@ void decode_slct(instruction& in, const kernel&) {
 void decode_logic(instruction& in, const kernel&) {
   set_payload<logic_payload>(in).op = in.opcode == "and" ? logic_op::and_ : in.opcode == "or" ? logic_op::or_ : logic_op::xor_;
   in.exec = in.type == ptype::pred ? exec_pred_logic : exec_logic;
+  if (in.type != ptype::pred && plain_operands(in, 2)) in.group_exec = group_logic;
 }
 
 void decode_not(instruction& in, const kernel&) {
@@ -268,6 +308,7 @@ void decode_shift(instruction& in, const kernel&) {
   }
   p.right = in.opcode == "shr";
   in.exec = exec_shift;
+  if (plain_operands(in, 2)) in.group_exec = group_shift;
 }
 
 }  // namespace

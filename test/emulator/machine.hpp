@@ -55,7 +55,7 @@ struct call_frame {
 
 struct thread_state {
   enum class run : uint8_t { ready, waiting, exited };
-  uint64_t* r = nullptr;        //!< register slots
+  uint64_t* r = nullptr;        //!< its lane's register slot 0 (reg: slots are 32 words apart)
   uint8_t* stack = nullptr;     //!< local memory: the frames of the entry and of the functions it calls
   uint32_t frame = 0;           //!< the current frame's offset in `stack`: .local addresses are relative to it
   uint32_t stack_top = 0;       //!< the end of the current frame
@@ -220,6 +220,9 @@ struct block_state {
   uint64_t timed_out_at = UINT64_MAX;  //!< sync_events when try_waits last timed out
   uint64_t grid_workspace = 0;  //!< a cooperative launch's, else 0 (%envreg1:%envreg2)
   uint64_t stores = 0;          //!< accesses that may have written memory (stores, atomics, copies)
+  std::vector<uint32_t> served;  //!< per warp: lanes whose group used up its slice (scheduler.cpp)
+  uint32_t converged = 0;       //!< the lanes executing the current instruction together (activemask)
+  bool yield = false;           //!< a lane waits by polling (a failing test_wait, nanosleep): its group gives way
 
   block_state(const kernel& kern, const launch_params& lp) : k(kern), launch(lp) {}
 };
@@ -243,9 +246,14 @@ void run_grid(std::vector<std::unique_ptr<block_state>>& blocks);
 
 uint64_t special_value(const block_state& b, const thread_state& t, special s);
 
+//! Register `slot` of thread t. Registers lie per warp, register-major (structure of arrays): slot x
+//! of lane l at x * 32 + l of the warp's slab, so that the lanes of a warp executing an instruction
+//! together touch adjacent words; thread_state::r points at its lane's slot 0.
+inline uint64_t& reg(const thread_state& t, int32_t slot) { return t.r[size_t(slot) * 32]; }
+
 inline uint64_t value(const block_state& b, const thread_state& t, const operand& o) {
   switch (o.k) {
-    case operand::kind::reg: return t.r[o.reg];
+    case operand::kind::reg: return reg(t, o.reg);
     case operand::kind::imm: return o.imm;
     case operand::kind::special: return special_value(b, t, o.sreg);
     default: return 0;
@@ -255,7 +263,7 @@ inline bool predicate(const block_state& b, const thread_state& t, const operand
   return (value(b, t, o) != 0) != o.negate;
 }
 inline void set(thread_state& t, const operand& o, uint64_t v) {
-  if (o.k == operand::kind::reg) t.r[o.reg] = v;
+  if (o.k == operand::kind::reg) reg(t, o.reg) = v;
 }
 
 inline uint64_t truncate(uint64_t v, int bytes) {
@@ -299,7 +307,7 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
 
 //! The address an operand of kind::address denotes (base register + offset).
 inline uint64_t address_of(const thread_state& t, const operand& o) {
-  return (o.reg >= 0 ? t.r[o.reg] : 0) + o.imm;
+  return (o.reg >= 0 ? reg(t, o.reg) : 0) + o.imm;
 }
 
 //! Completes the thread's cp.async groups except the newest `keep` committed ones (and, when

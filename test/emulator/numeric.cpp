@@ -13,15 +13,6 @@ static_assert(LDBL_MANT_DIG == 64, "the emulator's float routines need x87 80-bi
 
 namespace emu {
 
-float_format format_of(ptype t) {
-  switch (t) {
-    case ptype::f16: case ptype::f16x2: return f16_format;
-    case ptype::bf16: case ptype::bf16x2: return bf16_format;
-    case ptype::f64: return f64_format;
-    default: return f32_format;
-  }
-}
-
 namespace {
 
 long double decode_generic(uint64_t bits, float_format f) {

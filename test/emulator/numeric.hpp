@@ -20,8 +20,15 @@ constexpr float_format f16_format{10, 5}, bf16_format{7, 8}, f32_format{23, 8}, 
 //! The 8-bit formats of .e4m3x2 / .e5m2x2 (and wgmma's .e4m3 / .e5m2).
 constexpr float_format e4m3_format{3, 4, true}, e5m2_format{2, 5};
 
-//! The format of a floating-point ptype (f16, bf16, f32, f64).
-float_format format_of(ptype t);
+//! The format of a floating-point ptype (f16, bf16, f32, f64; a packed pair: its halves').
+inline float_format format_of(ptype t) {
+  switch (t) {
+    case ptype::f16: case ptype::f16x2: return f16_format;
+    case ptype::bf16: case ptype::bf16x2: return bf16_format;
+    case ptype::f64: return f64_format;
+    default: return f32_format;
+  }
+}
 
 //! The exact value of an encoding.
 long double decode_float(uint64_t bits, float_format f);

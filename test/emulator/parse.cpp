@@ -19,28 +19,6 @@
 
 namespace emu {
 
-int type_bytes(ptype t) {
-  switch (t) {
-    case ptype::pred: return 1;
-    case ptype::b8: case ptype::u8: case ptype::s8: return 1;
-    case ptype::b16: case ptype::u16: case ptype::s16: case ptype::f16: case ptype::bf16: return 2;
-    case ptype::b32: case ptype::u32: case ptype::s32: case ptype::f32: case ptype::f16x2:
-    case ptype::bf16x2: return 4;
-    case ptype::b64: case ptype::u64: case ptype::s64: case ptype::f64: return 8;
-    case ptype::b128: return 16;
-    case ptype::none: return 0;
-  }
-  return 0;
-}
-
-bool type_signed(ptype t) {
-  return t == ptype::s8 || t == ptype::s16 || t == ptype::s32 || t == ptype::s64;
-}
-
-bool type_float(ptype t) {
-  return t == ptype::f16 || t == ptype::bf16 || t == ptype::f32 || t == ptype::f64;
-}
-
 bool parse_type(const std::string& s, ptype* out) {
   static const std::map<std::string, ptype> types = {
       {"pred", ptype::pred}, {"b8", ptype::b8},     {"b16", ptype::b16},   {"b32", ptype::b32},

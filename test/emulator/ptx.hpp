@@ -22,9 +22,24 @@ enum class ptype : uint8_t {
   f16, f16x2, bf16, bf16x2, f32, f64
 };
 
-int type_bytes(ptype t);
-bool type_signed(ptype t);
-bool type_float(ptype t);  //!< f16, bf16, f32, f64 (not the packed pairs)
+//! Size, signedness and floatness of each ptype, in enum order (handlers read them per instruction).
+struct ptype_traits {
+  uint8_t bytes;
+  bool is_signed, is_float;
+};
+constexpr ptype_traits ptype_table[] = {
+    {0, false, false},  // none
+    {1, false, false},  // pred
+    {1, false, false}, {2, false, false}, {4, false, false}, {8, false, false}, {16, false, false},  // b8 .. b128
+    {1, false, false}, {2, false, false}, {4, false, false}, {8, false, false},                     // u8 .. u64
+    {1, true, false},  {2, true, false},  {4, true, false},  {8, true, false},                      // s8 .. s64
+    {2, false, true},  {4, false, false}, {2, false, true},  {4, false, false},                     // f16 f16x2 bf16 bf16x2
+    {4, false, true},  {8, false, true}};                                                           // f32 f64
+static_assert(sizeof(ptype_table) / sizeof(ptype_table[0]) == size_t(ptype::f64) + 1);
+
+inline int type_bytes(ptype t) { return ptype_table[size_t(t)].bytes; }
+inline bool type_signed(ptype t) { return ptype_table[size_t(t)].is_signed; }
+inline bool type_float(ptype t) { return ptype_table[size_t(t)].is_float; }  //!< f16, bf16, f32, f64 (not the pairs)
 
 //! Special registers.
 enum class special : uint8_t {
@@ -57,6 +72,10 @@ using exec_fn = void (*)(block_state&, thread_state&, const instruction&);
 //! A warp collective: runs once for the non-exited lanes of its member mask (`lanes[i]` null
 //! elsewhere; `mask` has their bits).
 using warp_exec_fn = void (*)(block_state&, thread_state* const* lanes, uint32_t mask, const instruction&);
+//! A per-thread instruction executed once for the lanes of `mask` that run it together (the
+//! scheduler's lock-step group): `warp` is the warp's lane 0. Optional: a decoder sets it beside
+//! `exec` where the operands allow (semantics.hpp, lane_operand).
+using group_exec_fn = void (*)(block_state&, thread_state* warp, uint32_t mask, const instruction&);
 
 //! How a thread stops at an instruction that needs other threads.
 enum class sync_kind : uint8_t {
@@ -72,13 +91,18 @@ enum class rounding : uint8_t { none, rn, rz, rm, rp, rna, rni, rzi, rmi, rpi };
 //! The member mask of .aligned collectives, which no operand names: every lane the warp has.
 constexpr int8_t whole_warp = -1;
 
-struct instruction {
+//! Its fields are ordered by use: what every execution reads first (one cache line with the
+//! payload), then the operands, then what decoding and diagnostics alone read.
+struct alignas(64) instruction {
   exec_fn exec = nullptr;            //!< per-thread instructions
   warp_exec_fn warp_exec = nullptr;  //!< sync_kind::warp
+  group_exec_fn group_exec = nullptr;  //!< the same as exec, for a lock-step group at once (or null)
+  int32_t guard = -1;          //!< guard predicate register, or -1
+  int32_t pair = -1;           //!< register of the `|p` partner of the first destination, or -1
+  bool guard_negated = false;
   sync_kind sync = sync_kind::none;
   int8_t mask_operand = whole_warp;  //!< operand holding a warp collective's member mask, or:
-  std::string opcode;          //!< base opcode, e.g. "add", "ld", "mma"
-  std::vector<std::string> modifiers;  //!< the dotted suffixes in order, e.g. {"rn","ftz","f32"}
+  bool touches_accumulators = false;  //!< names a register some wgmma.mma_async accumulates into
   ptype type = ptype::none;    //!< the instruction type (destination type for cvt)
   ptype type2 = ptype::none;   //!< second type: source type of cvt / comparison type of set
   space state = space::generic;
@@ -86,25 +110,23 @@ struct instruction {
   bool ftz = false, sat = false;
   bool approx = false;         //!< .approx or .full
   bool relu = false, noftz = false;
-  int vec = 1;                 //!< .v2 / .v4 / .v8
-  int32_t guard = -1;          //!< guard predicate register, or -1
-  bool guard_negated = false;
-  int32_t pair = -1;           //!< register of the `|p` partner of the first destination, or -1
-  uint32_t signature = 0;      //!< equal for equal opcode and qualifiers (lanes of a collective)
+  uint8_t vec = 1;             //!< .v2 / .v4 / .v8
+  uint8_t op_count = 0;
   bool aligned = false;        //!< .aligned (or bar.sync): every lane at this very instruction
   bool waits_for_exited = false;  //!< bar.warp.sync: exited lanes of the mask never arrive
-  bool touches_accumulators = false;  //!< names a register some wgmma.mma_async accumulates into
   // From the instruction's row (decode.cpp), for the profile (profile.cpp):
   uint8_t klass = 0;           //!< profile::instruction_class
   uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction
   bool has_destination = false;  //!< ops[0] (and `pair`) receive its results
   bool folds = false;          //!< mov: ptxas folds it into its users (round trips)
-  uint8_t op_count = 0;
-  operand ops[8];
   //! The family's decoded detail (its comparison, mode, shape...), a struct of the family's own
   //! stored in place: decode.hpp's set_payload / payload.
   alignas(8) unsigned char payload_bytes[16] = {};
+  operand ops[8];
+  uint32_t signature = 0;      //!< equal for equal opcode and qualifiers (lanes of a collective)
   uint32_t line = 0;           //!< PTX source line
+  std::string opcode;          //!< base opcode, e.g. "add", "ld", "mma"
+  std::vector<std::string> modifiers;  //!< the dotted suffixes in order, e.g. {"rn","ftz","f32"}
 };
 
 //! A module-scope or function-scope variable.

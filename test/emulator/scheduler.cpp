@@ -30,59 +30,57 @@ uint32_t member_mask(const block_state& b, const thread_state& t, const instruct
   return lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
 }
 
-// Runs one thread until it waits, exits, or fails.
-void run_thread(block_state& b, thread_state& t) {
-  const instruction* code = b.k.code.data();
-  uint64_t& budget = *b.budget;
-  // A time slice: a thread that spins on a flag another thread of the block sets gives way.
-  for (uint32_t slice = 0; t.state == thread_state::run::ready && slice < 4096; ++slice) {
-    const instruction& in = code[t.pc];
-    if (in.guard >= 0 && ((t.r[in.guard] != 0) == in.guard_negated)) {
-      if (b.profile) {  // the guard is waited for; a branch not taken still orders what follows
-        latency_issue(b, t, in, false);
-        if (in.klass == uint8_t(profile::instruction_class::control)) latency_wait(b, t, in, 0);
-      }
-      ++t.pc;
-      continue;
-    }
-    if (budget-- == 0) {
-      fail_launch(b, &t, &in, cudaErrorLaunchTimeout, "watchdog",
-                  "more than " + std::to_string(watchdog_limit()) +
-                      " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
-    }
-    if (b.profile) {
-      profile_instruction(b, t, in);
-      latency_issue(b, t, in, true);
-    }
-    if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
-    if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
-      in.exec(b, t, in);
-      const bool done = mbarrier_wait_done(b, t);
-      if (b.profile) {
-        ++b.profile->record.mbarrier_waits;
-        b.profile->record.mbarrier_suspensions += !done;
-      }
-      if (!done) {
-        t.state = thread_state::run::waiting;
-        return;
-      }
-      if (b.profile) latency_retire(b, t, in);
-      ++t.pc;
-      continue;
-    }
-    if (in.sync != sync_kind::none) {
-      t.state = thread_state::run::waiting;
-      if (in.sync == sync_kind::warp) {
-        t.wait_mask = member_mask(b, t, in);
-      } else {
-        in.exec(b, t, in);  // records barrier id, count and operands; does not advance
-      }
-      return;
+[[noreturn]] void watchdog(const block_state& b, const thread_state& t, const instruction& in) {
+  fail_launch(b, &t, &in, cudaErrorLaunchTimeout, "watchdog",
+              "more than " + std::to_string(watchdog_limit()) +
+                  " thread-instructions in one launch (BEAM_EMULATOR_WATCHDOG)");
+}
+
+// Executes thread t's instruction `in` (the one at its pc): a guarded-off one is skipped; a
+// warp collective or a block barrier makes it wait (the scheduler runs or releases it); an
+// mbarrier try_wait makes it wait unless its phase has completed.
+void step_thread(block_state& b, thread_state& t, const instruction& in) {
+  if (in.guard >= 0 && ((reg(t, in.guard) != 0) == in.guard_negated)) {
+    if (b.profile) {  // the guard is waited for; a branch not taken still orders what follows
+      latency_issue(b, t, in, false);
+      if (in.klass == uint8_t(profile::instruction_class::control)) latency_wait(b, t, in, 0);
     }
     ++t.pc;
-    in.exec(b, t, in);
-    if (b.profile) latency_retire(b, t, in);
+    return;
   }
+  if ((*b.budget)-- == 0) watchdog(b, t, in);
+  if (b.profile) {
+    profile_instruction(b, t, in);
+    latency_issue(b, t, in, true);
+  }
+  if (in.touches_accumulators && t.wgmma_in_flight) check_accumulators(b, t, in);
+  if (in.sync == sync_kind::mbarrier) {  // try_wait: goes on at once if its phase is complete
+    in.exec(b, t, in);
+    const bool done = mbarrier_wait_done(b, t);
+    if (b.profile) {
+      ++b.profile->record.mbarrier_waits;
+      b.profile->record.mbarrier_suspensions += !done;
+    }
+    if (!done) {
+      t.state = thread_state::run::waiting;
+      return;
+    }
+    if (b.profile) latency_retire(b, t, in);
+    ++t.pc;
+    return;
+  }
+  if (in.sync != sync_kind::none) {
+    t.state = thread_state::run::waiting;
+    if (in.sync == sync_kind::warp) {
+      t.wait_mask = member_mask(b, t, in);
+    } else {
+      in.exec(b, t, in);  // records barrier id, count and operands; does not advance
+    }
+    return;
+  }
+  ++t.pc;
+  in.exec(b, t, in);
+  if (b.profile) latency_retire(b, t, in);
 }
 
 // Whether lane u waits at a collective that can run together with lane t's (PTX ISA: the
@@ -94,6 +92,19 @@ bool joins(const block_state& b, const thread_state& t, const thread_state& u) {
   const instruction& other = b.k.code[u.pc];
   return other.sync == sync_kind::warp && other.signature == mine.signature && u.wait_mask == t.wait_mask &&
          (!mine.aligned || u.pc == t.pc);
+}
+
+// Runs the collective `in` for its participants (`group[l]` null for the others), which then go on.
+void fire(block_state& b, thread_state* const (&group)[32], uint32_t members, const instruction& in) {
+  if (b.profile) latency_join(b, group, 32, false);
+  in.warp_exec(b, group, members, in);
+  if (in.waits_for_exited) race_synchronise(b, group, 32, nullptr);  // bar.warp.sync orders memory
+  for (thread_state* u : group) {
+    if (!u) continue;
+    if (b.profile) latency_retire(b, *u, b.k.code[u->pc]);
+    ++u->pc;
+    u->state = thread_state::run::ready;
+  }
 }
 
 // Fires every warp collective of warp w whose participants are all there. True if any fired.
@@ -118,18 +129,125 @@ bool fire_collectives(block_state& b, uint32_t w) {
       members |= 1u << j;
     }
     if (!complete) continue;
-    if (b.profile) latency_join(b, group, 32, false);
-    in.warp_exec(b, group, members, in);
-    if (in.waits_for_exited) race_synchronise(b, group, 32, nullptr);  // bar.warp.sync orders memory
-    for (thread_state* u : group) {
-      if (!u) continue;
-      if (b.profile) latency_retire(b, *u, b.k.code[u->pc]);
-      ++u->pc;
-      u->state = thread_state::run::ready;
-    }
+    fire(b, group, members, in);
     fired = true;
   }
   return fired;
+}
+
+// Steps of a warp before it gives way to the block's other warps (and its own waiting groups).
+constexpr uint32_t warp_slice = 4096;
+
+// Runs warp w's ready lanes in lock-step for a slice: the ready lanes at the lowest program
+// counter form a group that executes each instruction together (fetched once for all of them),
+// and a collective fires as soon as its lanes are all there. Lanes that branch apart run as
+// separate groups, the lowest program counter first, until they meet at one instruction again
+// (the lowest-first order makes them meet at the end of an if, or when a loop's last lane leaves
+// it). Executing converged lanes together is one schedule independent thread scheduling allows.
+// A group that runs out of the slice marks its lanes served: the warp's next slice runs the
+// other groups first, so that lanes spinning on a flag that another group of the warp sets
+// make progress; a group that polls in vain (a failing mbarrier.test_wait, nanosleep) gives way at
+// once. True if any lane ran.
+bool run_warp(block_state& b, uint32_t w) {
+  const uint32_t first = w * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+  thread_state* const lane = b.threads.data() + first;
+  const instruction* const code = b.k.code.data();
+  uint32_t& served = b.served[w];
+  bool ran = false;
+  for (uint32_t steps = 0; steps < warp_slice;) {
+    uint32_t ready = 0;
+    for (uint32_t l = 0; l < lanes; ++l) ready |= uint32_t(lane[l].state == thread_state::run::ready) << l;
+    if ((ready & ~served) == 0) {  // every ready group has had its turn
+      if (ran) break;
+      served = 0;
+    }
+    const uint32_t candidates = ready & ~served;
+    if (candidates == 0) break;
+    uint32_t pc = UINT32_MAX, group = 0, others = UINT32_MAX;  // others: the next group's pc
+    for (uint32_t m = candidates; m; m &= m - 1) {
+      const uint32_t l = __builtin_ctz(m);
+      if (lane[l].pc < pc) others = pc, pc = lane[l].pc, group = 0;
+      else if (lane[l].pc > pc) others = std::min(others, lane[l].pc);
+      if (lane[l].pc == pc) group |= 1u << l;
+    }
+    ran = true;
+    // The group's lanes' t.pc is written when they leave straight-line code (no handler outside
+    // the control-flow and waiting ones reads it), so that a run of plain instructions costs one
+    // handler call per lane and nothing more.
+    bool settled = true;
+    const auto settle = [&] {
+      if (settled) return;
+      for (uint32_t m = group; m; m &= m - 1) lane[__builtin_ctz(m)].pc = pc;
+      settled = true;
+    };
+    for (bool together = true; together; ++steps) {
+      if (steps == warp_slice) {
+        settle();
+        served |= group;
+        break;
+      }
+      const instruction& in = code[pc];
+      b.converged = group;
+      if (in.sync == sync_kind::none && !in.touches_accumulators && !b.profile &&
+          in.klass != uint8_t(profile::instruction_class::control)) {
+        // The common case, step_thread's checks hoisted out of the lanes: the lanes its guard
+        // leaves on execute it, and the group goes on together.
+        uint32_t active = group;
+        if (in.guard >= 0) {
+          for (uint32_t m = group; m; m &= m - 1)
+            if ((reg(lane[__builtin_ctz(m)], in.guard) != 0) == in.guard_negated) active &= ~(m & -m);
+        }
+        const uint64_t count = uint64_t(__builtin_popcount(active));
+        if (*b.budget < count) {  // the watchdog fires at the lane that exhausts it
+          uint32_t m = active;
+          for (uint64_t i = 0; i < *b.budget; ++i) m &= m - 1;
+          watchdog(b, lane[__builtin_ctz(m)], in);
+        }
+        *b.budget -= count;
+        if (in.group_exec) {
+          if (active) in.group_exec(b, lane, active, in);
+        } else {
+          for (uint32_t m = active; m; m &= m - 1) in.exec(b, lane[__builtin_ctz(m)], in);
+        }
+        settled = false;
+        together = ++pc < others;  // at the next group's pc: they merge; past it: that group runs first
+        if (!together) settle();
+        continue;
+      }
+      settle();
+      for (uint32_t m = group; m; m &= m - 1) step_thread(b, lane[__builtin_ctz(m)], in);
+      if (in.sync == sync_kind::warp) {
+        // The group at a collective whose member mask is the group itself fires at once; any
+        // other mask waits for the lanes it names (fire_collectives, and a stall's diagnosis).
+        const uint32_t members = lane[__builtin_ctz(group)].wait_mask;
+        bool all_here = members == group;
+        for (uint32_t m = group; m && all_here; m &= m - 1) {
+          const thread_state& t = lane[__builtin_ctz(m)];
+          all_here = t.state == thread_state::run::waiting && t.wait_mask == members;
+        }
+        if (all_here) {
+          thread_state* participants[32] = {};
+          for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
+          fire(b, participants, group, in);
+        } else {
+          fire_collectives(b, w);
+        }
+      }
+      if (b.yield) {  // polling lanes wait for others: the warp's other groups, then its other warps
+        b.yield = false;
+        served |= group;
+        ++steps;
+        break;
+      }
+      pc = lane[__builtin_ctz(group)].pc;
+      together = pc < others;
+      for (uint32_t m = group; m && together; m &= m - 1) {
+        const thread_state& t = lane[__builtin_ctz(m)];
+        together = t.state == thread_state::run::ready && t.pc == pc;
+      }
+    }
+  }
+  return ran;
 }
 
 // Releases every block barrier whose participants have arrived (PTX ISA: a warp's arrival is
@@ -191,9 +309,9 @@ bool release_barriers(block_state& b) {
       const instruction& in = b.k.code[t.pc];
       switch (payload<barrier_payload>(in).reduction) {
         case barrier_reduction::none: break;
-        case barrier_reduction::popc: t.r[in.ops[0].reg] = popc; break;
-        case barrier_reduction::all: t.r[in.ops[0].reg] = all; break;
-        case barrier_reduction::any: t.r[in.ops[0].reg] = any; break;
+        case barrier_reduction::popc: reg(t, in.ops[0].reg) = popc; break;
+        case barrier_reduction::all: reg(t, in.ops[0].reg) = all; break;
+        case barrier_reduction::any: reg(t, in.ops[0].reg) = any; break;
       }
       if (b.profile) latency_retire(b, t, in);
       ++t.pc;
@@ -336,15 +454,8 @@ enum class step { ran, exited, stalled };
 step step_block(block_state& b) {
   bool progress = false;
   for (uint32_t w = 0; w < b.warp_count; ++w) {
-    const uint32_t first = w * 32, last = std::min<uint32_t>(first + 32, b.thread_count);
     for (;;) {
-      bool ran = false;
-      for (uint32_t i = first; i < last; ++i) {
-        thread_state& t = b.threads[i];
-        if (t.state != thread_state::run::ready) continue;
-        run_thread(b, t);
-        ran = true;
-      }
+      const bool ran = run_warp(b, w);
       const bool fired = fire_collectives(b, w);
       progress |= ran | fired;
       if (!fired) break;
@@ -385,7 +496,7 @@ uint64_t thread_states_hash(const block_state& b, uint64_t h) {
   mix(b.sync_events);
   for (const thread_state& t : b.threads) {
     mix(uint64_t(t.state) << 32 | t.pc);
-    for (uint32_t r = 0; r < b.k.register_count; ++r) mix(t.r[r]);
+    for (uint32_t r = 0; r < b.k.register_count; ++r) mix(reg(t, int32_t(r)));
   }
   return h;
 }

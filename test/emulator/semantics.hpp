@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "machine.hpp"
 #include "numeric.hpp"
@@ -77,6 +78,54 @@ uint64_t float_minmax(bool is_min, bool propagate, bool ftz, bool relu, ptype t,
 struct minmax_payload {
   bool is_max, propagate_nan, relu;
 };
+
+//! Group handlers (instruction::group_exec): a register or immediate operand of each lane, read
+//! from the warp's register slab (registers are register-major, machine.hpp).
+class lane_operand {
+ public:
+  lane_operand(const thread_state* warp, const operand& o)
+      : base_(o.k == operand::kind::reg ? &reg(warp[0], o.reg) : nullptr), imm_(o.imm) {}
+  uint64_t operator[](uint32_t lane) const { return base_ ? base_[lane] : imm_; }
+
+ private:
+  const uint64_t* base_;
+  uint64_t imm_;
+};
+
+//! d = f(a), f(a, b), f(a, b, c) or f(a, b, c, e) for each lane of `mask`: a group handler of a pure
+//! per-lane function, which the per-thread handler shares.
+template <class F>
+void for_lanes(thread_state* warp, uint32_t mask, const instruction& in, F f) {
+  uint64_t* const d = &reg(warp[0], in.ops[0].reg);
+  const lane_operand a(warp, in.ops[1]);
+  if constexpr (std::is_invocable_v<F, uint64_t>) {
+    for (; mask; mask &= mask - 1) d[__builtin_ctz(mask)] = f(a[__builtin_ctz(mask)]);
+  } else if constexpr (std::is_invocable_v<F, uint64_t, uint64_t>) {
+    const lane_operand x(warp, in.ops[2]);
+    for (; mask; mask &= mask - 1) d[__builtin_ctz(mask)] = f(a[__builtin_ctz(mask)], x[__builtin_ctz(mask)]);
+  } else if constexpr (std::is_invocable_v<F, uint64_t, uint64_t, uint64_t>) {
+    const lane_operand x(warp, in.ops[2]), y(warp, in.ops[3]);
+    for (; mask; mask &= mask - 1) {
+      const uint32_t l = __builtin_ctz(mask);
+      d[l] = f(a[l], x[l], y[l]);
+    }
+  } else {
+    const lane_operand x(warp, in.ops[2]), y(warp, in.ops[3]), z(warp, in.ops[4]);
+    for (; mask; mask &= mask - 1) {
+      const uint32_t l = __builtin_ctz(mask);
+      d[l] = f(a[l], x[l], y[l], z[l]);
+    }
+  }
+}
+
+//! Whether a group handler can run `in`: a register destination (no `|p` partner) and register or
+//! immediate sources, none negated, from operand 1 to `sources`.
+inline bool plain_operands(const instruction& in, int sources) {
+  if (in.ops[0].k != operand::kind::reg || in.pair >= 0 || in.op_count != sources + 1) return false;
+  for (int i = 1; i <= sources; ++i)
+    if ((in.ops[i].k != operand::kind::reg && in.ops[i].k != operand::kind::imm) || in.ops[i].negate) return false;
+  return true;
+}
 
 //! An instruction with no effect in the emulator's sequential memory model (fences, hints).
 inline void exec_nop(block_state&, thread_state&, const instruction&) {}

@@ -21,6 +21,9 @@ struct collective_payload {
   uint8_t mode;
 };
 
+// nanosleep t: a thread that sleeps waits for others; its group gives way (scheduler.cpp).
+void exec_nanosleep(block_state& b, thread_state&, const instruction&) { b.yield = true; }
+
 void exec_griddepcontrol_wait(block_state&, thread_state& t, const instruction&) { t.dependencies_resolved = true; }
 
 // bar.sync / barrier.sync / bar.red: records the barrier a thread arrives at (the scheduler
@@ -84,7 +87,7 @@ void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const 
       fail_launch(b, t, &mine, cudaErrorLaunchFailure, "collective mismatch",
                   "shfl.sync reads lane " + std::to_string(j) + ", which is outside the member mask or has exited");
     set(*t, mine.ops[0], source[j]);
-    if (mine.pair >= 0) t->r[mine.pair] = pval;
+    if (mine.pair >= 0) reg(*t, mine.pair) = pval;
   }
 }
 
@@ -124,7 +127,7 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
     if (payload<collective_payload>(in).mode == 0) set(*lanes[l], mine.ops[0], same);
     else {
       set(*lanes[l], mine.ops[0], all_equal ? mask : 0);
-      if (mine.pair >= 0) lanes[l]->r[mine.pair] = all_equal;
+      if (mine.pair >= 0) reg(*lanes[l], mine.pair) = all_equal;
     }
   }
 }
@@ -152,10 +155,17 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const inst
     if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
 }
 
-// activemask.b32 d: the lanes executing it together. Threads run one at a time here, so that
-// is the executing lane alone: a subset of the converged lanes, which the ISA leaves
-// unspecified, the same answer for every lane, never a lane that is elsewhere.
-void exec_activemask(block_state&, thread_state& t, const instruction& in) { set(t, in.ops[0], 1u << t.lane); }
+// activemask.b32 d: the lanes executing it together: of the group the scheduler runs in lock-step
+// (scheduler.cpp), those its guard does not switch off. The same answer for every lane of the
+// group, never a lane that is elsewhere.
+void exec_activemask(block_state& b, thread_state& t, const instruction& in) {
+  uint32_t active = 0;
+  for (uint32_t m = b.converged; m; m &= m - 1) {
+    const thread_state& u = b.threads[t.warp * 32 + __builtin_ctz(m)];
+    if (in.guard < 0 || (reg(u, in.guard) != 0) != in.guard_negated) active |= m & -m;
+  }
+  set(t, in.ops[0], active);
+}
 
 // ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [a]: lane 8i + r supplies the
 // address of row r of matrix i (16 bytes); lane l receives, for each matrix i, elements
@@ -205,6 +215,7 @@ void decode_bar_warp_sync(instruction& in, const kernel&) {
 }
 
 void decode_griddepcontrol_wait(instruction& in, const kernel&) { in.exec = exec_griddepcontrol_wait; }
+void decode_nanosleep(instruction& in, const kernel&) { in.exec = exec_nanosleep; }
 
 void decode_shfl(instruction& in, const kernel&) {
   decode_mode(in, shfl_modes);
@@ -263,7 +274,7 @@ std::vector<opcode_row> warp_rows() {
        0, 2, decode_nop, sync},
       {"griddepcontrol.wait", {}, 0, 0, decode_griddepcontrol_wait, sync},
       {"griddepcontrol.launch_dependents", {}, 0, 0, decode_nop, sync},
-      {"nanosleep", any_of({{"u32"}}), 1, 1, decode_nop, instruction_class::integer, memory_kind::none, true},
+      {"nanosleep", any_of({{"u32"}}), 1, 1, decode_nanosleep, instruction_class::integer, memory_kind::none, true},
       {"pmevent", any_of({{"mask"}}), 1, 1, decode_nop},
       {"shfl.sync", modes(shfl_modes, {"b32"}), 5, 5, decode_shfl, warp},
       {"vote.sync", modes(vote_modes, {"pred", "b32"}), 3, 3, decode_vote, warp},
