@@ -39,11 +39,19 @@ void join_into(uint32_t* into, const uint32_t* from, uint32_t n) {
 
 }  // namespace
 
+// The blocks of a launch run one after another on one race_state: a new block's clocks start past
+// every clock of the blocks before it, so that their accesses still in the shadow are ordered
+// before all of its own (as the end of a block orders them) and the shadow needs no clearing.
 void race_state::begin_block(uint32_t thread_count, size_t shared_bytes) {
+  uint32_t base = 0;  // each thread's own entry is the largest clock it has given out
+  for (uint32_t t = 0; t < n; ++t) base = std::max(base, clocks[size_t(t) * n + t]);
+  if (thread_count != n || shadow.size() != shared_bytes || base > UINT32_MAX / 2) {
+    base = 0;
+    shadow.assign(shared_bytes, shared_byte{});
+  }
   n = thread_count;
-  clocks.assign(size_t(n) * n, 0);
-  for (uint32_t t = 0; t < n; ++t) clocks[size_t(t) * n + t] = 1;
-  shadow.assign(shared_bytes, shared_byte{});
+  clocks.assign(size_t(n) * n, base);
+  for (uint32_t t = 0; t < n; ++t) clocks[size_t(t) * n + t] = base + 1;
   for (auto& v : barrier_arrivals) v.clear();
 }
 

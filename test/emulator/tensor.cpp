@@ -87,12 +87,13 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
   for (int l = 0; l < 32; ++l) {
     const int g = l / 4, q = l % 4;
     uint64_t packed_d[2] = {0, 0};
+    double sum[4];  // the lane's four elements, each summed in k order (four independent chains)
+    for (int i = 0; i < 4; ++i) sum[i] = C[g + 8 * (i >> 1)][2 * q + (i & 1)];
+    for (int k = 0; k < 16; ++k)
+      for (int i = 0; i < 4; ++i) sum[i] += A[g + 8 * (i >> 1)][k] * B[k][2 * q + (i & 1)];
     for (int i = 0; i < 4; ++i) {
-      const int row = g + 8 * (i >> 1), col = 2 * q + (i & 1);
-      double sum = C[row][col];
-      for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
-      if (f16_acc) packed_d[i / 2] |= encode_float(sum, f16_format, rounding::rn) << (16 * (i & 1));
-      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
+      if (f16_acc) packed_d[i / 2] |= encode_float(sum[i], f16_format, rounding::rn) << (16 * (i & 1));
+      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum[i])));
     }
     if (f16_acc) {
       set(*lanes[l], ve[d.first], packed_d[0]);
