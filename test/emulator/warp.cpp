@@ -217,33 +217,19 @@ void decode_bar_warp_sync(instruction& in, const kernel&) {
 void decode_griddepcontrol_wait(instruction& in, const kernel&) { in.exec = exec_griddepcontrol_wait; }
 void decode_nanosleep(instruction& in, const kernel&) { in.exec = exec_nanosleep; }
 
-void decode_shfl(instruction& in, const kernel&) {
-  decode_mode(in, shfl_modes);
+//! A collective of modes `modes`, its member mask in operand `mask_operand`, run by `f`.
+template <size_t N>
+void decode_collective(instruction& in, const char* const (&modes)[N], int8_t mask_operand, warp_exec_fn f) {
+  decode_mode(in, modes);
   in.sync = sync_kind::warp;
-  in.mask_operand = 4;
-  in.warp_exec = warp_shfl;
+  in.mask_operand = mask_operand;
+  in.warp_exec = f;
 }
 
-void decode_vote(instruction& in, const kernel&) {
-  decode_mode(in, vote_modes);
-  in.sync = sync_kind::warp;
-  in.mask_operand = 2;
-  in.warp_exec = warp_vote;
-}
-
-void decode_match(instruction& in, const kernel&) {
-  decode_mode(in, match_modes);
-  in.sync = sync_kind::warp;
-  in.mask_operand = 2;
-  in.warp_exec = warp_match;
-}
-
-void decode_redux(instruction& in, const kernel&) {
-  decode_mode(in, redux_modes);
-  in.sync = sync_kind::warp;
-  in.mask_operand = 2;
-  in.warp_exec = warp_redux;
-}
+void decode_shfl(instruction& in, const kernel&) { decode_collective(in, shfl_modes, 4, warp_shfl); }
+void decode_vote(instruction& in, const kernel&) { decode_collective(in, vote_modes, 2, warp_vote); }
+void decode_match(instruction& in, const kernel&) { decode_collective(in, match_modes, 2, warp_match); }
+void decode_redux(instruction& in, const kernel&) { decode_collective(in, redux_modes, 2, warp_redux); }
 
 void decode_activemask(instruction& in, const kernel&) { in.exec = exec_activemask; }
 

@@ -226,6 +226,40 @@ __global__ void k_activemask(uint32_t* out) {
   out[2 * lane + 1] = inside;
 }
 
+// Independent thread scheduling (sm_70+; CUDA Programming Guide, "Independent Thread Scheduling"):
+// the lanes of a diverged warp all progress. Lanes 0 and 31 hand over twice, so that whichever
+// branch runs first must wait for the other: lane 31 waits for lane 0's `started`, then works and
+// sets `done`, which lane 0 waits for. The flags are accessed atomically (no data race).
+__global__ void k_spin_on_another_lane(uint32_t* out) {
+  __shared__ uint32_t started, done;
+  const int lane = threadIdx.x;
+  if (lane == 0) started = done = 0;
+  __syncwarp();
+  if (lane == 0) {
+    atomicExch(&started, 1);
+    while (atomicAdd(&done, 0) == 0) {
+    }
+    out[0] = atomicAdd(&done, 0);
+  } else if (lane == 31) {
+    while (atomicAdd(&started, 0) == 0) {
+    }
+    uint32_t work = 0;
+    for (uint32_t i = 0; i < 5000; ++i) work += i;
+    out[1] = work;
+    atomicExch(&done, 7);
+  }
+  __syncwarp();
+}
+
+// Lanes that leave a loop after different trip counts (lane l after l + 1) meet again: a full-mask
+// shuffle after the loop sees every lane's sum.
+__global__ void k_divergent_loop_then_shfl(uint32_t* out) {
+  const int lane = threadIdx.x;
+  uint32_t sum = 0;
+  for (int i = 0; i <= lane; ++i) sum += uint32_t(i);
+  out[lane] = __shfl_sync(0xffffffffu, sum, (lane + 1) % 32);
+}
+
 // redux.sync: full warp, and lanes 0-15 alone with mask 0x0000ffff.
 __global__ void k_redux(uint32_t* out) {
   const int lane = threadIdx.x;
@@ -498,6 +532,28 @@ TEST_CASE("shfl.sync full mask after lanes 16-31 exited (waits only for non-exit
   ISA_SYNC();
   const auto o = out.host();
   for (int lane = 0; lane < 16; ++lane) CHECK(o[lane] == lane_value_host(lane ^ 1, 2));
+}
+
+TEST_CASE("diverged lanes progress: lanes 0 and 31 each wait for a flag the other sets") {
+  ISA_REQUIRE_DEVICE();
+  buffer<uint32_t> out(2);
+  k_spin_on_another_lane<<<1, 32>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  CHECK(o[0] == 7u);
+  CHECK(o[1] == 4999u * 5000u / 2u);
+}
+
+TEST_CASE("lanes leaving a loop after different trip counts meet at a full-mask shfl.sync") {
+  ISA_REQUIRE_DEVICE();
+  buffer<uint32_t> out(32);
+  k_divergent_loop_then_shfl<<<1, 32>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  for (int lane = 0; lane < 32; ++lane) {
+    const uint32_t source = uint32_t((lane + 1) % 32);
+    CHECK(o[lane] == source * (source + 1) / 2);
+  }
 }
 
 TEST_CASE("shfl.sync: same mask and qualifiers at two instructions (legal for sm_70+)") {
