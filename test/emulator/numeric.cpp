@@ -184,19 +184,13 @@ long double round_integral(long double x, rounding r) {
 }
 
 //! The value of a 16-bit float (f16 or bf16) as a double, exactly.
-double half_value(uint64_t bits16, bool bf16) {
-  if (bf16) {  // the upper half of an f32
-    const uint32_t u = static_cast<uint32_t>(bits16 & 0xFFFF) << 16;
-    float v;
-    std::memcpy(&v, &u, 4);
-    return v;
-  }
-  static const std::vector<double> f16 = [] {
-    std::vector<double> table(65536);
-    for (uint32_t i = 0; i < 65536; ++i) table[i] = static_cast<double>(decode_float(i, f16_format));
-    return table;
+const double* f16_values() {
+  static const std::vector<double> table = [] {
+    std::vector<double> values(65536);
+    for (uint32_t i = 0; i < 65536; ++i) values[i] = static_cast<double>(decode_float(i, f16_format));
+    return values;
   }();
-  return f16[bits16 & 0xFFFF];
+  return table.data();
 }
 
 }  // namespace emu

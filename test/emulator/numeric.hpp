@@ -56,7 +56,19 @@ long double odd_fma(long double a, long double b, long double c);
 //! Rounds x to an integral value: rni (nearest even), rzi, rmi, rpi.
 long double round_integral(long double x, rounding r);
 
+//! The value of every f16 encoding, exactly (65536 entries).
+const double* f16_values();
+
 //! The value of a 16-bit float (f16, or bf16 when `bf16`) in the low bits, exactly.
-double half_value(uint64_t bits16, bool bf16);
+inline double half_value(uint64_t bits16, bool bf16) {
+  if (bf16) {  // the upper half of an f32
+    const uint32_t u = static_cast<uint32_t>(bits16 & 0xFFFF) << 16;
+    float v;
+    __builtin_memcpy(&v, &u, 4);
+    return v;
+  }
+  static const double* const f16 = f16_values();
+  return f16[bits16 & 0xFFFF];
+}
 
 }  // namespace emu
