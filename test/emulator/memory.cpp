@@ -493,7 +493,7 @@ std::vector<opcode_row> memory_rows() {
                             "param"}}),
        1, 1, decode_nop, instruction_class::memory},
       {"prefetchu", any_of({{"L1"}}), 1, 1, decode_nop, instruction_class::memory},
-      {"createpolicy", any_of({{"fractional", "range", "cvt", "L2", "L2::evict_last", "L2::evict_normal",
+      {"createpolicy", any_of({{"fractional", "range", "global", "cvt", "L2", "L2::evict_last", "L2::evict_normal",
                                 "L2::evict_first", "L2::evict_unchanged", "b64"}}),
        2, 5, decode_createpolicy},
   };

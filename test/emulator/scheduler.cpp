@@ -210,7 +210,15 @@ bool run_warp(block_state& b, uint32_t w) {
           for (uint32_t m = active; m; m &= m - 1) in.exec(b, lane[__builtin_ctz(m)], in);
         }
         settled = false;
-        together = ++pc < others;  // at the next group's pc: they merge; past it: that group runs first
+        ++pc;
+        if (b.yield) {  // polling lanes (nanosleep, a failing test_wait) wait for others
+          b.yield = false;
+          settle();
+          served |= group;
+          ++steps;
+          break;
+        }
+        together = pc < others;  // at the next group's pc: they merge; past it: that group runs first
         if (!together) settle();
         continue;
       }
@@ -229,8 +237,8 @@ bool run_warp(block_state& b, uint32_t w) {
           thread_state* participants[32] = {};
           for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
           fire(b, participants, group, in);
-        } else {
-          fire_collectives(b, w);
+        } else if (fire_collectives(b, w)) {
+          together = false;  // lanes it released may stand where the group goes on: form the groups again
         }
       }
       if (b.yield) {  // polling lanes wait for others: the warp's other groups, then its other warps
@@ -240,7 +248,7 @@ bool run_warp(block_state& b, uint32_t w) {
         break;
       }
       pc = lane[__builtin_ctz(group)].pc;
-      together = pc < others;
+      together = together && pc < others;
       for (uint32_t m = group; m && together; m &= m - 1) {
         const thread_state& t = lane[__builtin_ctz(m)];
         together = t.state == thread_state::run::ready && t.pc == pc;
@@ -490,10 +498,12 @@ void run_block(block_state& b) {
 namespace {
 
 //! Mixes what decides a block's threads' next steps while memory does not change into `h`: their
-//! states and registers, and the count of mbarrier and barrier events (which only grows).
+//! states and registers, the warps' served groups, and the count of mbarrier and barrier events
+//! (which only grows).
 uint64_t thread_states_hash(const block_state& b, uint64_t h) {
   const auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001B3ull + (h >> 29); };
   mix(b.sync_events);
+  for (const uint32_t served : b.served) mix(served);  // which lane groups run first next
   for (const thread_state& t : b.threads) {
     mix(uint64_t(t.state) << 32 | t.pc);
     for (uint32_t r = 0; r < b.k.register_count; ++r) mix(reg(t, int32_t(r)));
