@@ -270,6 +270,104 @@ std::vector<opcode_row> control_rows() {
   };
 }
 
+namespace {
+
+//! The registers an instruction reads and writes, as a liveness analysis sees them. A destination
+//! is read too where its old value can survive the instruction: under a guard (a guard that is off
+//! writes nothing) and in wgmma.mma_async, which accumulates into it.
+struct register_effects {
+  std::vector<int32_t> reads, writes;
+};
+
+void collect_registers(const kernel& k, const operand& o, std::vector<int32_t>& into) {
+  if ((o.k == operand::kind::reg || o.k == operand::kind::address) && o.reg >= 0) into.push_back(o.reg);
+  if (o.k == operand::kind::vector)
+    for (uint32_t i = 0; i < o.count; ++i) collect_registers(k, k.vector_elements[o.first + i], into);
+}
+
+register_effects effects_of(const kernel& k, const instruction& in) {
+  register_effects e;
+  const bool call = in.opcode == "call";
+  const bool keeps_old = in.guard >= 0 || in.opcode == "wgmma";
+  if (in.guard >= 0) e.reads.push_back(in.guard);
+  for (int i = 0; i < in.op_count; ++i) {
+    const bool destination = i == 0 && (in.has_destination || call);  // a call's return register
+    collect_registers(k, in.ops[i], destination ? e.writes : e.reads);
+  }
+  if (in.pair >= 0) e.writes.push_back(in.pair);
+  if (keeps_old) e.reads.insert(e.reads.end(), e.writes.begin(), e.writes.end());
+  return e;
+}
+
+//! Whether control never goes on to the next instruction (an unguarded bra, ret, exit or trap).
+bool ends_flow(const instruction& in) {
+  return in.guard < 0 && (in.opcode == "bra" || in.opcode == "ret" || in.opcode == "exit" || in.opcode == "trap");
+}
+
+}  // namespace
+
+// Backward liveness over basic blocks, with bit sets of the kernel's register slots: live-in(B) =
+// reads(B) ∪ (live-out(B) − writes(B)), live-out(B) = ∪ live-in(successors), to a fixed point. A
+// call's successor is the next instruction (the callee's registers are its own, saved and restored
+// around it); a body that falls off its end into the next one only makes more registers live.
+std::vector<int32_t> registers_read_before_written(const kernel& k) {
+  const size_t n = k.code.size(), words = (size_t(k.register_count) + 63) / 64;
+  if (n == 0) return {};
+  // Basic blocks: leaders are the entries, branch targets and instructions after a branch or an end.
+  std::vector<bool> leader(n + 1, false);
+  leader[0] = true;
+  for (const device_function& f : k.functions)
+    if (f.kind == device_function::builtin::none && f.entry < n) leader[f.entry] = true;
+  for (size_t pc = 0; pc < n; ++pc) {
+    const instruction& in = k.code[pc];
+    if (in.opcode == "bra") leader[size_t(in.ops[0].imm)] = true;
+    if (in.opcode == "bra" || ends_flow(in)) leader[pc + 1] = true;
+  }
+  std::vector<uint32_t> block_of(n), starts;
+  for (size_t pc = 0; pc < n; ++pc) {
+    if (leader[pc]) starts.push_back(uint32_t(pc));
+    block_of[pc] = uint32_t(starts.size() - 1);
+  }
+  const size_t blocks = starts.size();
+  std::vector<uint64_t> reads(blocks * words, 0), writes(blocks * words, 0), live_in(blocks * words, 0);
+  std::vector<std::vector<uint32_t>> successors(blocks);
+  const auto bit = [](std::vector<uint64_t>& set, size_t block, size_t words_per, int32_t r) -> bool {
+    return set[block * words_per + size_t(r) / 64] >> (r % 64) & 1;
+  };
+  for (size_t bl = 0; bl < blocks; ++bl) {
+    const size_t end = bl + 1 < blocks ? starts[bl + 1] : n;
+    for (size_t pc = starts[bl]; pc < end; ++pc) {
+      const register_effects e = effects_of(k, k.code[pc]);
+      for (const int32_t r : e.reads)
+        if (!bit(writes, bl, words, r)) reads[bl * words + size_t(r) / 64] |= uint64_t(1) << (r % 64);
+      for (const int32_t r : e.writes) writes[bl * words + size_t(r) / 64] |= uint64_t(1) << (r % 64);
+    }
+    const instruction& last = k.code[end - 1];
+    if (last.opcode == "bra") successors[bl].push_back(block_of[size_t(last.ops[0].imm)]);
+    if (!ends_flow(last) && end < n) successors[bl].push_back(block_of[end]);
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t bl = blocks; bl-- > 0;) {
+      for (size_t w = 0; w < words; ++w) {
+        uint64_t out = 0;
+        for (const uint32_t s : successors[bl]) out |= live_in[s * words + w];
+        const uint64_t in = reads[bl * words + w] | (out & ~writes[bl * words + w]);
+        changed |= in != live_in[bl * words + w];
+        live_in[bl * words + w] = in;
+      }
+    }
+  }
+  std::vector<int32_t> result;
+  for (int32_t r = 0; r < int32_t(k.register_count); ++r) {
+    bool live = bit(live_in, 0, words, r);
+    for (const device_function& f : k.functions)
+      if (f.kind == device_function::builtin::none && f.entry < n) live |= bit(live_in, block_of[f.entry], words, r);
+    if (live) result.push_back(r);
+  }
+  return result;
+}
+
 void flush_device_output() {
   for (const auto& [to_stderr, text] : device_output()) std::fwrite(text.data(), 1, text.size(), to_stderr ? stderr : stdout);
   if (device_output().empty()) return;

@@ -106,6 +106,10 @@ std::vector<std::string> implemented_forms();
 //! some wgmma.mma_async accumulates into (they are checked while accumulators are in flight).
 void mark_accumulator_uses(kernel& k);
 
+//! The register slots some path from the entry or from a function's entry reads before writing
+//! (control.cpp): the only registers whose starting value a kernel can see.
+std::vector<int32_t> registers_read_before_written(const kernel& k);
+
 //! Fills type, type2, state, round, ftz, sat and vec from the dotted modifiers.
 void classify_modifiers(instruction& in);
 

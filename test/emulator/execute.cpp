@@ -175,8 +175,11 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
       races[slot].begin_block(static_cast<uint32_t>(threads), b->shared.size());
       b->race = &races[slot];
     }
+    // Registers start at zero. Only those some path reads before writing can show it: the others
+    // keep what an earlier block in the slot left.
     const size_t first = slot * block_registers, first_ready = slot * threads * k.register_count;
-    std::fill(registers.begin() + first, registers.begin() + first + block_registers, 0);
+    for (size_t w = 0; w < block_registers; w += size_t(32) * k.register_count)
+      for (const int32_t r : k.read_before_written) std::fill_n(registers.begin() + first + w + size_t(r) * 32, 32, 0);
     if (profile) std::fill(ready.begin() + first_ready, ready.begin() + first_ready + threads * k.register_count, 0);
     b->threads.resize(threads);
     for (uint32_t i = 0; i < threads; ++i) {

@@ -205,7 +205,7 @@ void exec_bulk_tensor(block_state& b, thread_state& t, const instruction& in) {
   copy.swizzle_bits = map.swizzle_bits;
   copy.issuer = t.linear;
   copy.line = in.line;
-  if (b.race) copy.issuer_clocks.assign(b.race->clock(t.linear), b.race->clock(t.linear) + b.race->n);
+  if (b.race) copy.issuer_clocks = b.race->vector_of(t.linear);
   copy.box.resize(bytes);
   const uint64_t fill = map.nan_fill ? nan_pattern(eb) : 0;
   for (uint64_t e = 0; e < elements; e += counts[0]) {  // one innermost row per step

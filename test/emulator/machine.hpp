@@ -112,15 +112,26 @@ struct shared_byte {
   uint16_t write_tid = 0, read_tid = 0;
 };
 
-//! racecheck's state of a block (race.cpp): a clock vector per thread and a record per shared
-//! byte.
+//! racecheck's state of a block (race.cpp): a clock vector per thread, kept lazily, and a record
+//! per shared byte. Thread t's vector V_t has V_t[t] = own[t]; its other entries are its row
+//! where it has one, else `floor`, what the last barrier of the whole block published to every
+//! thread (a whole-block barrier is O(n); a row is made when a thread learns more than the floor:
+//! an mbarrier phase, a warp barrier, a barrier of part of the block).
 struct race_state {
-  uint32_t n = 0;                            //!< threads of the block
-  std::vector<uint32_t> clocks;              //!< n × n: row t is thread t's clock vector
+  uint32_t n = 0;                  //!< threads of the block
+  std::vector<uint32_t> own;       //!< own[t] = V_t[t], t's clock
+  std::vector<uint32_t> floor;     //!< V_t[u] (u ≠ t) of every thread t without a row
+  std::vector<uint32_t> rows;      //!< n × n (made on first use): row t where has_row[t]
+  std::vector<uint8_t> has_row;
   std::vector<shared_byte> shadow;
   std::vector<uint32_t> barrier_arrivals[16];  //!< released by bar.arrive towards each barrier
   void begin_block(uint32_t thread_count, size_t shared_bytes);
-  uint32_t* clock(uint32_t t) { return clocks.data() + size_t(t) * n; }
+  //! V_t but for its entry t (read own[t] for that).
+  const uint32_t* known(uint32_t t) const { return has_row[t] ? rows.data() + size_t(t) * n : floor.data(); }
+  //! t's row, made from the floor if it has none.
+  uint32_t* row(uint32_t t);
+  //! V_t whole, own entry included.
+  std::vector<uint32_t> vector_of(uint32_t t) const;
 };
 
 //! An mbarrier object (PTX ISA §9.7.13.15): its phase, pending and expected arrival counts and

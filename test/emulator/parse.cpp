@@ -991,6 +991,7 @@ void module_impl::parse_entry(const std::vector<token>& toks, size_t& pos) {
     target.imm += k->static_shared_bytes;
   }
   mark_accumulator_uses(*k);
+  k->read_before_written = registers_read_before_written(*k);
   std::sort(k->source_lines.begin(), k->source_lines.end(),
             [](const kernel::source_line& a, const kernel::source_line& b) { return a.ptx_line < b.ptx_line; });
   k->source_files = files_;

@@ -171,6 +171,7 @@ class kernel {
   uint32_t register_count = 0;
   std::vector<std::string> register_names;  //!< slot -> PTX name, for diagnostics
   std::vector<ptype> register_types;        //!< slot -> declared type
+  std::vector<int32_t> read_before_written; //!< slots some path reads before writing (start at 0)
   size_t static_shared_bytes = 0;
   size_t dynamic_shared_align = 16;
   size_t local_bytes = 0;                   //!< the entry's frame

@@ -44,15 +44,30 @@ void join_into(uint32_t* into, const uint32_t* from, uint32_t n) {
 // before all of its own (as the end of a block orders them) and the shadow needs no clearing.
 void race_state::begin_block(uint32_t thread_count, size_t shared_bytes) {
   uint32_t base = 0;  // each thread's own entry is the largest clock it has given out
-  for (uint32_t t = 0; t < n; ++t) base = std::max(base, clocks[size_t(t) * n + t]);
+  for (const uint32_t c : own) base = std::max(base, c);
   if (thread_count != n || shadow.size() != shared_bytes || base > UINT32_MAX / 2) {
     base = 0;
     shadow.assign(shared_bytes, shared_byte{});
   }
   n = thread_count;
-  clocks.assign(size_t(n) * n, base);
-  for (uint32_t t = 0; t < n; ++t) clocks[size_t(t) * n + t] = base + 1;
+  floor.assign(n, base);
+  own.assign(n, base + 1);
+  has_row.assign(n, 0);
   for (auto& v : barrier_arrivals) v.clear();
+}
+
+uint32_t* race_state::row(uint32_t t) {
+  if (rows.size() != size_t(n) * n) rows.resize(size_t(n) * n);
+  uint32_t* r = rows.data() + size_t(t) * n;
+  if (!has_row[t]) std::memcpy(r, floor.data(), n * sizeof(uint32_t));
+  has_row[t] = 1;
+  return r;
+}
+
+std::vector<uint32_t> race_state::vector_of(uint32_t t) const {
+  std::vector<uint32_t> v(known(t), known(t) + n);
+  v[t] = own[t];
+  return v;
 }
 
 void race_access(block_state& b, uint32_t tid, uint32_t clock, const uint32_t* known, const instruction* in,
@@ -88,8 +103,7 @@ void race_access(block_state& b, uint32_t tid, uint32_t clock, const uint32_t* k
 void race_access(block_state& b, const thread_state& t, const instruction& in, uint32_t offset, uint32_t bytes,
                  bool write, const char* what) {
   if (!b.race) return;
-  const uint32_t* known = b.race->clock(t.linear);
-  race_access(b, t.linear, known[t.linear], known, &in, in.line, offset, bytes, write, what);
+  race_access(b, t.linear, b.race->own[t.linear], b.race->known(t.linear), &in, in.line, offset, bytes, write, what);
 }
 
 void race_join(block_state& b, std::vector<uint32_t>& into, const uint32_t* from) {
@@ -100,29 +114,49 @@ void race_join(block_state& b, std::vector<uint32_t>& into, const uint32_t* from
 
 void race_release(block_state& b, thread_state& t, std::vector<uint32_t>& into) {
   if (!b.race) return;
-  uint32_t* mine = b.race->clock(t.linear);
-  race_join(b, into, mine);
-  ++mine[t.linear];
+  race_state& r = *b.race;
+  race_join(b, into, r.known(t.linear));
+  into[t.linear] = std::max(into[t.linear], r.own[t.linear]);
+  ++r.own[t.linear];
 }
 
 void race_acquire(block_state& b, thread_state& t, const std::vector<uint32_t>& from) {
   if (!b.race || from.empty()) return;
-  join_into(b.race->clock(t.linear), from.data(), b.race->n);
+  join_into(b.race->row(t.linear), from.data(), b.race->n);  // from[t] ≤ own[t]: nobody knows more of t
 }
 
+// The participants leave knowing J = the join of their vectors and `extra`. An entry of a vector
+// never exceeds that thread's own clock, so J[p] = own[p] for a participant p. When every other
+// thread has exited (they access nothing more), J becomes the floor and the rows go: O(n) for a
+// whole-block barrier; otherwise each participant's row becomes J.
 void race_synchronise(block_state& b, thread_state* const* threads, size_t count, const std::vector<uint32_t>* extra) {
   if (!b.race || count == 0) return;
   race_state& r = *b.race;
   std::vector<uint32_t> joined(r.n, 0);
-  for (size_t i = 0; i < count; ++i)
-    if (threads[i]) join_into(joined.data(), r.clock(threads[i]->linear), r.n);
-  if (extra && !extra->empty()) join_into(joined.data(), extra->data(), r.n);
+  std::vector<uint8_t> participates(r.n, 0);
+  bool any_on_floor = false;
   for (size_t i = 0; i < count; ++i) {
     if (!threads[i]) continue;
-    uint32_t* mine = r.clock(threads[i]->linear);
-    std::memcpy(mine, joined.data(), r.n * sizeof(uint32_t));
-    ++mine[threads[i]->linear];
+    const uint32_t p = threads[i]->linear;
+    participates[p] = 1;
+    if (r.has_row[p]) join_into(joined.data(), r.known(p), r.n);
+    else any_on_floor = true;
   }
+  if (any_on_floor) join_into(joined.data(), r.floor.data(), r.n);
+  if (extra && !extra->empty()) join_into(joined.data(), extra->data(), r.n);
+  bool whole_block = true;
+  for (uint32_t u = 0; u < r.n; ++u) {
+    if (participates[u]) joined[u] = std::max(joined[u], r.own[u]);
+    else whole_block &= b.threads[u].state == thread_state::run::exited;
+  }
+  if (whole_block) {
+    r.floor = std::move(joined);
+    std::fill(r.has_row.begin(), r.has_row.end(), 0);
+  } else {
+    for (uint32_t p = 0; p < r.n; ++p)
+      if (participates[p]) std::memcpy(r.row(p), joined.data(), r.n * sizeof(uint32_t));
+  }
+  for (uint32_t p = 0; p < r.n; ++p) r.own[p] += participates[p];
 }
 
 }  // namespace emu

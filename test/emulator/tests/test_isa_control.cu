@@ -111,6 +111,42 @@ __global__ void k_early_exit(uint32_t* out) {
   out[lane] = r;
 }
 
+// Registers that a path reads before writing: the ISA leaves their value undefined; the emulator
+// starts them at zero in every block, after earlier blocks of the launch wrote them too. r is
+// written under a guard only in block 0 (a guard that is off writes nothing), acc's first read is
+// in a loop before its first write; a device function reads its own register the same way.
+__device__ __noinline__ uint32_t read_unwritten_in_function(uint32_t x) {
+  uint32_t r;
+  asm volatile("{\n\t.reg .pred p;\n\t.reg .u32 v;\n\t"
+               "setp.eq.u32 p, %1, 0;\n\t"
+               "@p mov.u32 v, 5;\n\t"
+               "mov.u32 %0, v;\n\t}"
+               : "=r"(r) : "r"(x));
+  return r;
+}
+
+__global__ void k_read_before_written(uint32_t* out) {
+  uint32_t guarded, carried;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t.reg .u32 r, acc, i;\n\t"
+      "setp.eq.u32 p, %2, 0;\n\t"
+      "@p mov.u32 r, 7;\n\t"
+      "mov.u32 %0, r;\n\t"
+      "mov.u32 i, 0;\n"
+      "$Lisa_unwritten_loop:\n\t"
+      "add.u32 acc, acc, %3;\n\t"
+      "add.u32 i, i, 1;\n\t"
+      "setp.lt.u32 p, i, 3;\n\t"
+      "@p bra $Lisa_unwritten_loop;\n\t"
+      "mov.u32 %1, acc;\n\t}"
+      : "=r"(guarded), "=r"(carried)
+      : "r"(blockIdx.x), "r"(threadIdx.x + 1));
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[3 * i] = guarded;
+  out[3 * i + 1] = carried;
+  out[3 * i + 2] = read_unwritten_in_function(blockIdx.x);
+}
+
 }  // namespace
 
 TEST_SUITE("emulator_isa_control") {
@@ -143,6 +179,24 @@ TEST_CASE("a loop with per-lane trip counts and four-way divergence, then redux.
   for (uint32_t lane = 0; lane < 32; ++lane) {
     CHECK(o[2 * lane] == sums[lane]);
     CHECK(o[2 * lane + 1] == total);
+  }
+}
+
+TEST_CASE("registers read before written start at zero in every block (emulator)") {
+  ISA_REQUIRE_DEVICE();
+  if (!isa::emulated()) {
+    MESSAGE("skipped: the ISA leaves unwritten registers undefined; the emulator's zero is checked under the emulator only");
+    return;
+  }
+  buffer<uint32_t> out(3 * 4 * 64);
+  k_read_before_written<<<4, 64>>>(out.get());
+  ISA_SYNC();
+  const auto o = out.host();
+  for (uint32_t i = 0; i < 4 * 64; ++i) {
+    const bool first_block = i < 64;
+    CHECK(o[3 * i] == (first_block ? 7u : 0u));
+    CHECK(o[3 * i + 1] == 3 * (i % 64 + 1));
+    CHECK(o[3 * i + 2] == (first_block ? 5u : 0u));
   }
 }
 
