@@ -150,6 +150,14 @@ void exec_float_minmax(block_state& b, thread_state& t, const instruction& in) {
   }
 }
 
+// min / max of a scalar type, for a lock-step group.
+void group_float_minmax(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const minmax_payload& m = payload<minmax_payload>(in);
+  for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y) {
+    return float_minmax(!m.is_max, m.propagate_nan, in.ftz, m.relu, in.type, x, y);
+  });
+}
+
 // abs / neg: a sign-bit operation (NaN included), after .ftz.
 void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
   const bool negate = payload<arith_payload>(in).negate;
@@ -169,18 +177,18 @@ void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], is_pair(in.type) ? packed(x, 0, 0, one) : one(x, 0, 0));
 }
 
-// div, rcp, sqrt, rsqrt, ex2, lg2, sin, cos, tanh.
-void exec_float_special(block_state& b, thread_state& t, const instruction& in) {
+// div, rcp, sqrt, rsqrt, ex2, lg2, sin, cos, tanh of the operands' bits x (and y, div's divisor).
+uint64_t float_special(const instruction& in, uint64_t x_bits, uint64_t y_bits) {
   const special_function f = payload<special_payload>(in).function;
   const ptype type = in.type;
-  const long double a = operand_float(value(b, t, in.ops[1]), type, in.ftz);
+  const long double a = operand_float(x_bits, type, in.ftz);
   const bool approx = in.approx;
   long double v;
   if (approx) {
     // The host's libm in the operation's precision (see the file comment).
     const bool f64 = type == ptype::f64;
     const double x = static_cast<double>(a);
-    const double y = f == special_function::div ? static_cast<double>(operand_float(value(b, t, in.ops[2]), type, in.ftz)) : 0;
+    const double y = f == special_function::div ? static_cast<double>(operand_float(y_bits, type, in.ftz)) : 0;
     double r;
     switch (f) {
       case special_function::div:
@@ -207,14 +215,14 @@ void exec_float_special(block_state& b, thread_state& t, const instruction& in) 
     const float x = static_cast<float>(a);
     float r;
     switch (f) {
-      case special_function::div: r = x / static_cast<float>(operand_float(value(b, t, in.ops[2]), type, in.ftz)); break;
+      case special_function::div: r = x / static_cast<float>(operand_float(y_bits, type, in.ftz)); break;
       case special_function::rcp: r = 1.0f / x; break;
       default: r = std::sqrt(x); break;
     }
     v = r;
   } else {
     switch (f) {
-      case special_function::div: v = odd_div(a, operand_float(value(b, t, in.ops[2]), type, in.ftz)); break;
+      case special_function::div: v = odd_div(a, operand_float(y_bits, type, in.ftz)); break;
       case special_function::rcp: v = odd_div(1.0L, a); break;
       case special_function::sqrt: v = odd_sqrt(a); break;
       default: throw std::logic_error("IEEE-rounded form of an .approx-only operation");
@@ -222,7 +230,23 @@ void exec_float_special(block_state& b, thread_state& t, const instruction& in) 
   }
   float_mode m = mode_of(in);
   if (approx) m.round = rounding::rn;
-  set(t, in.ops[0], finish(v, type, m));
+  if (type == ptype::f32 && v == static_cast<float>(v) && !m.sat && !m.relu) {  // a float already: its bits
+    const uint64_t out = bits(static_cast<float>(v));
+    return m.ftz ? flush_subnormal(out, f32_format) : out;
+  }
+  return finish(v, type, m);
+}
+
+void exec_float_special(block_state& b, thread_state& t, const instruction& in) {
+  const bool divides = payload<special_payload>(in).function == special_function::div;
+  set(t, in.ops[0], float_special(in, value(b, t, in.ops[1]), divides ? value(b, t, in.ops[2]) : 0));
+}
+
+void group_float_special(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  if (payload<special_payload>(in).function == special_function::div)
+    for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y) { return float_special(in, x, y); });
+  else
+    for_lanes(warp, mask, in, [&](uint64_t x) { return float_special(in, x, 0); });
 }
 
 // testp.op.type p, a
@@ -273,6 +297,7 @@ void decode_minmax(instruction& in, const kernel&) {
   p.is_max = in.opcode == "max";
   p.propagate_nan = has(in, "NaN");
   in.exec = exec_float_minmax;
+  if (!is_pair(in.type) && plain_operands(in, 2)) in.group_exec = group_float_minmax;
 }
 
 void decode_special(instruction& in, const kernel&) {
@@ -289,6 +314,7 @@ void decode_special(instruction& in, const kernel&) {
   if (!in.approx && in.round == rounding::none) unsupported(in, "needs .approx, .full or a rounding");
   p.approx_range = p.function == special_function::div && has(in, "approx");
   in.exec = exec_float_special;
+  if (plain_operands(in, p.function == special_function::div ? 2 : 1)) in.group_exec = group_float_special;
 }
 
 void decode_testp(instruction& in, const kernel&) {

@@ -109,30 +109,52 @@ void fire(block_state& b, thread_state* const (&group)[32], uint32_t members, co
 
 // Fires every warp collective of warp w whose participants are all there. True if any fired.
 bool fire_collectives(block_state& b, uint32_t w) {
-  bool fired = false;
   const uint32_t first = w * 32, lanes = std::min<uint32_t>(32, b.thread_count - first);
+  thread_state* const lane = b.threads.data() + first;
+  uint32_t waiting = 0, exited = 0;  // lanes at a warp collective; lanes that have exited
   for (uint32_t l = 0; l < lanes; ++l) {
-    thread_state& t = b.threads[first + l];
-    if (t.state != thread_state::run::waiting) continue;
+    const thread_state& t = lane[l];
+    waiting |= uint32_t(t.state == thread_state::run::waiting && b.k.code[t.pc].sync == sync_kind::warp) << l;
+    exited |= uint32_t(t.state == thread_state::run::exited) << l;
+  }
+  const uint32_t present = lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
+  bool fired = false;
+  for (uint32_t pending = waiting; pending; pending &= pending - 1) {
+    const uint32_t l = __builtin_ctz(pending);
+    thread_state& t = lane[l];
+    if (!(waiting >> l & 1) || !(t.wait_mask >> l & 1)) continue;  // fired already; else diagnosed at a stall
     const instruction& in = b.k.code[t.pc];
-    if (in.sync != sync_kind::warp || !(t.wait_mask >> l & 1)) continue;  // else diagnosed at a stall
-    thread_state* group[32] = {};
-    uint32_t members = 0;
+    // shfl, vote, match, redux wait for the non-exited lanes of the mask; bar.warp.sync for all.
+    const uint32_t members = t.wait_mask & present & (in.waits_for_exited ? ~0u : ~exited);
     bool complete = true;
-    for (uint32_t j = 0; j < lanes && complete; ++j) {
-      if (!(t.wait_mask >> j & 1)) continue;
-      thread_state& u = b.threads[first + j];
-      // shfl, vote, match, redux wait for the non-exited lanes of the mask; bar.warp.sync for all.
-      if (u.state == thread_state::run::exited && !in.waits_for_exited) continue;
-      complete = joins(b, t, u);
-      group[j] = &u;
-      members |= 1u << j;
-    }
+    for (uint32_t m = members; m && complete; m &= m - 1) complete = joins(b, t, lane[__builtin_ctz(m)]);
     if (!complete) continue;
+    thread_state* group[32] = {};
+    for (uint32_t m = members; m; m &= m - 1) group[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
     fire(b, group, members, in);
+    waiting &= ~members;
     fired = true;
   }
   return fired;
+}
+
+// The lanes `group` of a warp (`lane`: its lane 0, `lanes` of them) have arrived at the collective
+// `in` with one member mask: it fires if the mask's other lanes all wait to join it (exited lanes
+// excused unless it is bar.warp.sync). Returns the lanes it fired for (0: it waits on).
+uint32_t fire_arrivals(block_state& b, thread_state* lane, uint32_t lanes, uint32_t group, const instruction& in) {
+  const thread_state& t = lane[__builtin_ctz(group)];
+  const uint32_t present = lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
+  uint32_t members = group;
+  for (uint32_t m = t.wait_mask & present & ~group; m; m &= m - 1) {
+    const thread_state& u = lane[__builtin_ctz(m)];
+    if (u.state == thread_state::run::exited && !in.waits_for_exited) continue;
+    if (!joins(b, t, u)) return 0;
+    members |= m & -m;
+  }
+  thread_state* participants[32] = {};
+  for (uint32_t m = members; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
+  fire(b, participants, members, in);
+  return members;
 }
 
 // Steps of a warp before it gives way to the block's other warps (and its own waiting groups).
@@ -225,21 +247,18 @@ bool run_warp(block_state& b, uint32_t w) {
       settle();
       for (uint32_t m = group; m; m &= m - 1) step_thread(b, lane[__builtin_ctz(m)], in);
       if (in.sync == sync_kind::warp) {
-        // The group at a collective whose member mask is the group itself fires at once; any
-        // other mask waits for the lanes it names (fire_collectives, and a stall's diagnosis).
-        const uint32_t members = lane[__builtin_ctz(group)].wait_mask;
-        bool all_here = members == group;
-        for (uint32_t m = group; m && all_here; m &= m - 1) {
+        // Lanes that share one member mask can complete only the collective that mask names: it
+        // fires when every other lane of the mask waits to join it (fire_arrivals). Lanes with
+        // different masks have the warp searched.
+        const uint32_t mask = lane[__builtin_ctz(group)].wait_mask;
+        bool uniform = (mask & group) == group;
+        for (uint32_t m = group; m && uniform; m &= m - 1) {
           const thread_state& t = lane[__builtin_ctz(m)];
-          all_here = t.state == thread_state::run::waiting && t.wait_mask == members;
+          uniform = t.state == thread_state::run::waiting && t.wait_mask == mask;
         }
-        if (all_here) {
-          thread_state* participants[32] = {};
-          for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
-          fire(b, participants, group, in);
-        } else if (fire_collectives(b, w)) {
-          together = false;  // lanes it released may stand where the group goes on: form the groups again
-        }
+        const uint32_t fired = uniform ? fire_arrivals(b, lane, lanes, group, in) : fire_collectives(b, w) ? ~0u : 0;
+        // Lanes released with the group may stand where it goes on: form the groups again.
+        if (fired & ~group) together = false;
       }
       if (b.yield) {  // polling lanes wait for others: the warp's other groups, then its other warps
         b.yield = false;

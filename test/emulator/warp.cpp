@@ -60,17 +60,43 @@ void warp_sync(block_state&, thread_state* const*, uint32_t, const instruction&)
 // those of its own instruction.
 const instruction& own(const block_state& b, const thread_state& t) { return b.k.code[t.pc]; }
 
+//! The source operands of a collective's lanes, each from the lane's own instruction (own): read
+//! as plain loads from the warp's registers when every lane is at `in` (the instruction at the
+//! first lane's pc) and its operands are registers or immediates.
+class collective_operands {
+ public:
+  collective_operands(const block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in)
+      : b_(b), in_(in), lanes_(lanes) {
+    const thread_state& first = *lanes[__builtin_ctz(mask)];
+    bool same = true;
+    for (uint32_t m = mask; m && same; m &= m - 1) same = lanes[__builtin_ctz(m)]->pc == first.pc;
+    for (int i = 1; i < in.op_count && same; ++i)
+      same = in.ops[i].k == operand::kind::imm || (in.ops[i].k == operand::kind::reg && !in.ops[i].negate);
+    if (same) warp_ = &b.threads[first.warp * 32];
+  }
+  uint64_t operator()(uint32_t l, int i) const {
+    if (warp_) return lane_operand(warp_, in_.ops[i])[l];
+    return value(b_, *lanes_[l], own(b_, *lanes_[l]).ops[i]);
+  }
+
+ private:
+  const block_state& b_;
+  const instruction& in_;  // every lane's own instruction where warp_ is set
+  thread_state* const* lanes_;
+  const thread_state* warp_ = nullptr;
+};
+
 // shfl.sync.mode.b32 d[|p], a, b, c, membermask
 void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
+  const collective_operands operand(b, lanes, mask, in);
   uint32_t source[32] = {};
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l]) source[l] = static_cast<uint32_t>(value(b, *lanes[l], own(b, *lanes[l]).ops[1]));
+  for (uint32_t m = mask; m; m &= m - 1) source[__builtin_ctz(m)] = static_cast<uint32_t>(operand(__builtin_ctz(m), 1));
   for (int l = 0; l < 32; ++l) {
     thread_state* t = lanes[l];
     if (!t) continue;
     const instruction& mine = own(b, *t);
-    const uint32_t bval = value(b, *t, mine.ops[2]) & 0x1F;
-    const uint32_t c = static_cast<uint32_t>(value(b, *t, mine.ops[3]));
+    const uint32_t bval = operand(l, 2) & 0x1F;
+    const uint32_t c = static_cast<uint32_t>(operand(l, 3));
     const uint32_t cval = c & 0x1F, segmask = c >> 8 & 0x1F;
     const int max_lane = static_cast<int>((l & segmask) | (cval & ~segmask));
     const int min_lane = static_cast<int>(l & segmask);
@@ -111,9 +137,9 @@ void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const 
 // match.{any,all}.sync.type d[|p], a, membermask
 void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   const int w = width(in);
+  const collective_operands operand(b, lanes, mask, in);
   uint64_t v[32] = {};
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l]) v[l] = truncate(value(b, *lanes[l], own(b, *lanes[l]).ops[1]), w);
+  for (uint32_t m = mask; m; m &= m - 1) v[__builtin_ctz(m)] = truncate(operand(__builtin_ctz(m), 1), w);
   bool all_equal = true;
   int first = __builtin_ctz(mask);
   for (int l = 0; l < 32; ++l)
@@ -133,13 +159,14 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
 }
 
 // redux.sync.op.type d, a, membermask
-void warp_redux(block_state& b, thread_state* const* lanes, uint32_t, const instruction& in) {
+void warp_redux(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   const bool sgn = type_signed(in.type);
+  const collective_operands operand(b, lanes, mask, in);
   int64_t acc = 0;
   bool first = true;
   for (int l = 0; l < 32; ++l) {
     if (!lanes[l]) continue;
-    const uint64_t raw = value(b, *lanes[l], own(b, *lanes[l]).ops[1]) & 0xFFFFFFFFu;
+    const uint64_t raw = operand(l, 1) & 0xFFFFFFFFu;
     const int64_t v = sgn ? sign_extend(raw, 4) : static_cast<int64_t>(raw);
     if (first) { acc = v; first = false; continue; }
     switch (payload<collective_payload>(in).mode) {
