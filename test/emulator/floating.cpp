@@ -52,17 +52,12 @@ double odd_sum(double x, double y) {
 uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint64_t y, uint64_t z) {
   const bool ftz = m.ftz;
   if (t == ptype::f32 && m.round == rounding::rn && !m.sat && !m.relu) {
-    const float a = as_f32(ftz32(x, ftz)), c = as_f32(ftz32(y, ftz));
-    float r;
     switch (op) {
-      case float_op::add: r = a + c; break;
-      case float_op::sub: r = a - c; break;
-      case float_op::mul: r = a * c; break;
-      default: r = std::fma(a, c, as_f32(ftz32(z, ftz))); break;
+      case float_op::add: return f32_nearest<float_op::add>(x, y, z, ftz);
+      case float_op::sub: return f32_nearest<float_op::sub>(x, y, z, ftz);
+      case float_op::mul: return f32_nearest<float_op::mul>(x, y, z, ftz);
+      default: return f32_nearest<float_op::fma>(x, y, z, ftz);
     }
-    uint64_t out = bits(r);
-    if (std::isnan(r)) out = 0x7FFFFFFFu;
-    return ftz ? flush_subnormal(out, f32_format) : out;
   }
   const long double a = operand_float(x, t, ftz), c = operand_float(y, t, ftz);
   long double v, first = a, second = -c;  // the two terms of a sum
@@ -88,6 +83,7 @@ uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint
     const bool negative = std::signbit(first) == std::signbit(second) ? std::signbit(first) : m.round == rounding::rm;
     v = negative ? -0.0L : 0.0L;
   }
+  if (t == ptype::f32 && !m.sat && !m.relu) return f32_result(f32_from_odd(static_cast<double>(v), m.round), ftz);
   return finish(v, t, m);
 }
 
@@ -131,6 +127,20 @@ void exec_float_arith(block_state& b, thread_state& t, const instruction& in) {
 void group_float_arith(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
   const float_op op = payload<arith_payload>(in).op;
   const float_mode m = mode_of(in);
+  if (in.type == ptype::f32 && m.round == rounding::rn && !m.sat && !m.relu) {  // inline, per operation
+    const bool ftz = m.ftz;
+    switch (op) {
+      case float_op::add:
+        return for_lanes(warp, mask, in, [ftz](uint64_t x, uint64_t y) { return f32_nearest<float_op::add>(x, y, 0, ftz); });
+      case float_op::sub:
+        return for_lanes(warp, mask, in, [ftz](uint64_t x, uint64_t y) { return f32_nearest<float_op::sub>(x, y, 0, ftz); });
+      case float_op::mul:
+        return for_lanes(warp, mask, in, [ftz](uint64_t x, uint64_t y) { return f32_nearest<float_op::mul>(x, y, 0, ftz); });
+      default:
+        return for_lanes(warp, mask, in,
+                         [ftz](uint64_t x, uint64_t y, uint64_t z) { return f32_nearest<float_op::fma>(x, y, z, ftz); });
+    }
+  }
   if (op == float_op::fma)
     for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y, uint64_t z) { return float_arith(op, m, in.type, x, y, z); });
   else

@@ -19,8 +19,15 @@ inline int width(const instruction& in) { return type_bytes(in.type); }
 inline ptype scalar_of(ptype t) { return t == ptype::f16x2 ? ptype::f16 : t == ptype::bf16x2 ? ptype::bf16 : t; }
 inline bool is_pair(ptype t) { return t == ptype::f16x2 || t == ptype::bf16x2; }
 
-inline uint64_t ftz32(uint64_t b, bool ftz) {
-  return ftz ? flush_subnormal(b & 0xFFFFFFFFu, f32_format) : b & 0xFFFFFFFFu;
+//! .ftz of f32 bits: a subnormal becomes the zero of its sign.
+inline uint32_t flush32(uint32_t b) { return (b & 0x7F800000u) == 0 ? b & 0x80000000u : b; }
+inline uint64_t ftz32(uint64_t b, bool ftz) { return ftz ? flush32(uint32_t(b)) : uint32_t(b); }
+
+//! The bits of an f32 result: NaN gives the canonical NaN, .ftz flushes a subnormal.
+inline uint64_t f32_result(float r, bool ftz) {
+  if (r != r) return 0x7FFFFFFFu;
+  const uint32_t u = uint32_t(bits(r));
+  return ftz ? flush32(u) : u;
 }
 
 //! .sat of a float: NaN and negatives (and -0) to +0, at most 1.
@@ -69,6 +76,25 @@ uint64_t packed(uint64_t a, uint64_t b, uint64_t c, Op op) {
 //! add, sub, mul, fma/mad for f64, f32, f16 and bf16 (floating.cpp).
 enum class float_op : uint8_t { add, sub, mul, fma };
 uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint64_t y, uint64_t z);
+
+//! float_arith of f32 rounded to nearest without .sat or .relu: the host's IEEE arithmetic.
+template <float_op Op>
+inline uint64_t f32_nearest(uint64_t x, uint64_t y, uint64_t z, bool ftz) {
+  const float a = as_f32(ftz32(x, ftz)), c = as_f32(ftz32(y, ftz));
+  if constexpr (Op == float_op::add) return f32_result(a + c, ftz);
+  else if constexpr (Op == float_op::sub) return f32_result(a - c, ftz);
+  else if constexpr (Op == float_op::mul) return f32_result(a * c, ftz);
+  else return f32_result(std::fma(a, c, as_f32(ftz32(z, ftz))), ftz);
+}
+
+//! A double that is the exact value rounded to odd (53 bits ≥ 24 + 2) rounded to f32 by mode r:
+//! the correctly rounded f32 of the exact value.
+inline float f32_from_odd(double v, rounding r) {
+  float f = static_cast<float>(v);  // to nearest
+  if ((r == rounding::rz && std::fabs(f) > std::fabs(v)) || (r == rounding::rm && f > v)) f = std::nextafter(f, r == rounding::rz ? 0.0f : -INFINITY);
+  else if (r == rounding::rp && f < v) f = std::nextafter(f, INFINITY);
+  return f;
+}
 
 //! min / max of f64, f32, f16 or bf16 (floating.cpp): a NaN operand yields the other one (both
 //! NaN, or `propagate` (.NaN): the canonical NaN); -0 < +0.
