@@ -250,6 +250,7 @@ void exec_trap(block_state& b, thread_state& t, const instruction& in) {
 void decode_bra(instruction& in, const kernel&) {
   if (in.ops[0].k != operand::kind::label) unsupported(in, "a branch target other than a label (brx.idx)");
   in.exec = exec_bra;
+  in.branch = true;
 }
 void decode_call(instruction& in, const kernel&) { in.exec = exec_call; }  // the callee is linked later
 void decode_ret(instruction& in, const kernel&) { in.exec = exec_ret; }

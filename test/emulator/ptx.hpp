@@ -114,6 +114,7 @@ struct alignas(64) instruction {
   uint8_t op_count = 0;
   bool aligned = false;        //!< .aligned (or bar.sync): every lane at this very instruction
   bool waits_for_exited = false;  //!< bar.warp.sync: exited lanes of the mask never arrive
+  bool branch = false;         //!< bra to the label pc ops[0].imm (the scheduler moves a group's pc)
   // From the instruction's row (decode.cpp), for the profile (profile.cpp):
   uint8_t klass = 0;           //!< profile::instruction_class
   uint8_t memory_kind = 0;     //!< emu::memory_kind of a memory instruction

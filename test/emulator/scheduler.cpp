@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "decode.hpp"
+#include "semantics.hpp"
 
 namespace emu {
 
@@ -157,6 +158,22 @@ uint32_t fire_arrivals(block_state& b, thread_state* lane, uint32_t lanes, uint3
   return members;
 }
 
+// Whether the lanes `group` of a warp (`lane`: its lane 0, `lanes` of them), all at the collective
+// `in`, are exactly its participants: every guard on, and the member mask (a register or an
+// immediate, the same in every lane; or the whole warp) is the group.
+bool all_members(const thread_state* lane, uint32_t lanes, uint32_t group, const instruction& in) {
+  if (in.guard >= 0)
+    for (uint32_t m = group; m; m &= m - 1)
+      if ((reg(lane[__builtin_ctz(m)], in.guard) != 0) == in.guard_negated) return false;
+  if (in.mask_operand < 0) return group == (lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1);
+  const operand& o = in.ops[in.mask_operand];
+  if (o.k != operand::kind::reg && o.k != operand::kind::imm) return false;
+  const lane_operand mask(lane, o);
+  for (uint32_t m = group; m; m &= m - 1)
+    if (static_cast<uint32_t>(mask[__builtin_ctz(m)]) != group) return false;
+  return true;
+}
+
 // Steps of a warp before it gives way to the block's other warps (and its own waiting groups).
 constexpr uint32_t warp_slice = 4096;
 
@@ -211,7 +228,7 @@ bool run_warp(block_state& b, uint32_t w) {
       const instruction& in = code[pc];
       b.converged = group;
       if (in.sync == sync_kind::none && !in.touches_accumulators && !b.profile &&
-          in.klass != uint8_t(profile::instruction_class::control)) {
+          (in.branch || in.klass != uint8_t(profile::instruction_class::control))) {
         // The common case, step_thread's checks hoisted out of the lanes: the lanes its guard
         // leaves on execute it, and the group goes on together.
         uint32_t active = group;
@@ -226,6 +243,20 @@ bool run_warp(block_state& b, uint32_t w) {
           watchdog(b, lane[__builtin_ctz(m)], in);
         }
         *b.budget -= count;
+        if (in.branch) {  // the lanes it leaves on jump: all together, or the group splits
+          const uint32_t target = static_cast<uint32_t>(in.ops[0].imm);
+          if (active != 0 && active != group) {
+            for (uint32_t m = group; m; m &= m - 1) lane[__builtin_ctz(m)].pc = (active >> __builtin_ctz(m) & 1) ? target : pc + 1;
+            settled = true;
+            ++steps;
+            break;
+          }
+          settled = false;
+          pc = active ? target : pc + 1;
+          together = pc < others;  // at the next group's pc: they merge; past it: that group runs first
+          if (!together) settle();
+          continue;
+        }
         if (in.group_exec) {
           if (active) in.group_exec(b, lane, active, in);
         } else {
@@ -241,6 +272,22 @@ bool run_warp(block_state& b, uint32_t w) {
           break;
         }
         together = pc < others;  // at the next group's pc: they merge; past it: that group runs first
+        if (!together) settle();
+        continue;
+      }
+      if (in.sync == sync_kind::warp && !in.touches_accumulators && !b.profile && all_members(lane, lanes, group, in)) {
+        // A collective whose member mask is the group, every lane's guard on: it fires at once.
+        const uint64_t count = uint64_t(__builtin_popcount(group));
+        if (*b.budget < count) watchdog(b, lane[__builtin_ctz(group)], in);
+        *b.budget -= count;
+        settle();
+        thread_state* participants[32] = {};
+        for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
+        in.warp_exec(b, participants, group, in);
+        if (in.waits_for_exited) race_synchronise(b, participants, 32, nullptr);  // bar.warp.sync orders memory
+        settled = false;
+        ++pc;
+        together = pc < others;
         if (!together) settle();
         continue;
       }
