@@ -277,6 +277,28 @@ inline void set(thread_state& t, const operand& o, uint64_t v) {
   if (o.k == operand::kind::reg) reg(t, o.reg) = v;
 }
 
+//! The `bytes` (1, 2, 4 or 8) bytes at p, little-endian, zero-extended; fixed-size copies, which
+//! compile to one move each.
+inline uint64_t load_bytes(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  switch (bytes) {
+    case 1: v = *p; break;
+    case 2: std::memcpy(&v, p, 2); break;
+    case 4: std::memcpy(&v, p, 4); break;
+    default: std::memcpy(&v, p, 8); break;
+  }
+  return v;
+}
+//! Stores the low `bytes` (1, 2, 4 or 8) bytes of v at p.
+inline void store_bytes(uint8_t* p, uint64_t v, int bytes) {
+  switch (bytes) {
+    case 1: *p = static_cast<uint8_t>(v); break;
+    case 2: std::memcpy(p, &v, 2); break;
+    case 4: std::memcpy(p, &v, 4); break;
+    default: std::memcpy(p, &v, 8); break;
+  }
+}
+
 inline uint64_t truncate(uint64_t v, int bytes) {
   return bytes >= 8 ? v : v & ((uint64_t(1) << (8 * bytes)) - 1);
 }

@@ -76,12 +76,30 @@ allocation* find_allocation(uint64_t address, uint64_t bytes) {
   return &it->second;
 }
 
+namespace {
+
+// Bit sets with one bit per byte, worked a word at a time.
+uint64_t word_range(uint64_t from, uint64_t to) {  // the bits of [from, to) in from's word
+  const uint64_t n = std::min<uint64_t>(64 - from % 64, to - from);
+  return (n == 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1) << (from % 64);
+}
+
+void set_bits(std::vector<uint64_t>& bits, uint64_t from, uint64_t to) {
+  for (; from < to; from = (from / 64 + 1) * 64) bits[from / 64] |= word_range(from, to);
+}
+
+//! The first bit of [from, to) that is `value`, or `to`.
+uint64_t first_bit(const std::vector<uint64_t>& bits, uint64_t from, uint64_t to, bool value) {
+  for (; from < to; from = (from / 64 + 1) * 64)
+    if (const uint64_t hits = (value ? bits[from / 64] : ~bits[from / 64]) & word_range(from, to))
+      return from / 64 * 64 + uint64_t(__builtin_ctzll(hits));
+  return to;
+}
+
+}  // namespace
+
 void allocation::mark_written(uint64_t address, uint64_t bytes) {
-  uint64_t i = address - begin;
-  const uint64_t last = i + bytes;
-  for (; i < last && i % 64 != 0; ++i) written[i / 64] |= uint64_t(1) << (i % 64);
-  for (; i + 64 <= last; i += 64) written[i / 64] = ~uint64_t(0);
-  for (; i < last; ++i) written[i / 64] |= uint64_t(1) << (i % 64);
+  set_bits(written, address - begin, address - begin + bytes);
 }
 
 void allocation::mark_kernel_written(uint64_t id, uint64_t address, uint64_t bytes) {
@@ -90,21 +108,18 @@ void allocation::mark_kernel_written(uint64_t id, uint64_t address, uint64_t byt
     bits.assign((end - begin + 63) / 64, 0);
     kernel_writer[id % 2] = id;
   }
-  for (uint64_t i = address - begin; i < address - begin + bytes; ++i) bits[i / 64] |= uint64_t(1) << (i % 64);
+  set_bits(bits, address - begin, address - begin + bytes);
 }
 
 uint64_t allocation::first_kernel_written(uint64_t id, uint64_t address, uint64_t bytes) const {
   if (id == 0 || kernel_writer[id % 2] != id) return 0;
-  const std::vector<uint64_t>& bits = kernel_written[id % 2];
-  for (uint64_t i = address - begin; i < address - begin + bytes; ++i)
-    if (bits[i / 64] >> (i % 64) & 1) return begin + i;
-  return 0;
+  const uint64_t i = first_bit(kernel_written[id % 2], address - begin, address - begin + bytes, true);
+  return i < address - begin + bytes ? begin + i : 0;
 }
 
 uint64_t allocation::first_unwritten(uint64_t address, uint64_t bytes) const {
-  for (uint64_t i = address - begin, last = i + bytes; i < last; ++i)
-    if (!(written[i / 64] >> (i % 64) & 1)) return begin + i;
-  return 0;
+  const uint64_t i = first_bit(written, address - begin, address - begin + bytes, false);
+  return i < address - begin + bytes ? begin + i : 0;
 }
 
 void mark_device_written(const void* ptr, size_t bytes) {
@@ -298,8 +313,7 @@ void exec_ld(block_state& b, thread_state& t, const instruction& in) {
   const operand& d = in.ops[0];
   const bool sgn = type_signed(in.type);
   const auto load = [&](int i) {
-    uint64_t v = 0;
-    std::memcpy(&v, p + i * w, w);
+    const uint64_t v = load_bytes(p + i * w, w);
     return sgn ? static_cast<uint64_t>(sign_extend(v, w)) : v;
   };
   if (d.k == operand::kind::vector) {
@@ -320,11 +334,11 @@ void exec_st(block_state& b, thread_state& t, const instruction& in) {
   if (s.k == operand::kind::vector) {
     for (uint32_t i = 0; i < s.count; ++i) {
       const uint64_t v = value(b, t, b.k.vector_elements[s.first + i]);
-      std::memcpy(p + i * w, &v, w);
+      store_bytes(p + i * w, v, w);
     }
   } else {
     const uint64_t v = value(b, t, s);
-    std::memcpy(p, &v, w);
+    store_bytes(p, v, w);
   }
 }
 
@@ -375,13 +389,12 @@ void exec_atom(block_state& b, thread_state& t, const instruction& in) {
   const int w = width(in);
   const operand& addr = in.ops[red ? 0 : 1];
   uint8_t* p = access(b, t, in, in.state, address_of(t, addr), w, w, true);
-  uint64_t old = 0;
-  std::memcpy(&old, p, w);
+  const uint64_t old = load_bytes(p, w);
   const uint64_t x = value(b, t, in.ops[red ? 1 : 2]);
   const uint64_t y = op.op == atom_op::cas ? value(b, t, in.ops[3]) : 0;
   const bool in_shared = p >= b.shared.data() && p < b.shared.data() + b.shared.size();
   const uint64_t r = atom_apply(in, old, x, y, in_shared);
-  std::memcpy(p, &r, w);
+  store_bytes(p, r, w);
   if (!red) set(t, in.ops[0], type_signed(in.type) ? static_cast<uint64_t>(sign_extend(old, w)) & (w == 8 ? ~0ull : 0xFFFFFFFFull) : old);
 }
 
