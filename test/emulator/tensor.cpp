@@ -64,36 +64,42 @@ void warp_mma(block_state& b, thread_state* const* lanes, uint32_t mask, const i
   const bool bf16 = in.type2 == ptype::bf16, f16_acc = in.type == ptype::f16;
   const auto& ve = b.k.vector_elements;
   const operand &d = in.ops[0], &a = in.ops[1], &bb = in.ops[2], &c = in.ops[3];
-  double A[16][16], B[16][8], C[16][8];
-  for (int l = 0; l < 32; ++l) {
-    thread_state& t = *lanes[l];
-    const int g = l / 4, q = l % 4;
-    for (int i = 0; i < 4; ++i) {
-      const uint64_t v = value(b, t, ve[a.first + i]);
-      const int row = g + 8 * (i & 1), col = 2 * q + 8 * (i >> 1);
-      A[row][col] = half_value(v, bf16);
-      A[row][col + 1] = half_value(v >> 16, bf16);
-    }
-    for (int i = 0; i < 2; ++i) {
-      const uint64_t v = value(b, t, ve[bb.first + i]);
-      B[2 * q + 8 * i][g] = half_value(v, bf16);
-      B[2 * q + 8 * i + 1][g] = half_value(v >> 16, bf16);
-    }
-    for (int i = 0; i < 4; ++i) {  // f32: c_i is element i; f16: c_{i/2} packs elements i (low), i+1
-      const uint64_t v = f16_acc ? value(b, t, ve[c.first + i / 2]) >> (16 * (i & 1)) : value(b, t, ve[c.first + i]);
-      C[g + 8 * (i >> 1)][2 * q + (i & 1)] = f16_acc ? half_value(v, false) : as_f32(v);
+  thread_state* const warp = lanes[0];  // the fragments are registers (decode_mma): read from the warp's slab
+  const auto fragment = [&](const operand& v, int i) { return lane_operand(warp, ve[v.first + i]); };
+  double A[16][16], B[16][8], D[16][8];
+  for (int i = 0; i < 4; ++i) {
+    const lane_operand ai = fragment(a, i);
+    for (int l = 0; l < 32; ++l) {
+      const int row = l / 4 + 8 * (i & 1), col = 2 * (l % 4) + 8 * (i >> 1);
+      A[row][col] = half_value(ai[l], bf16);
+      A[row][col + 1] = half_value(ai[l] >> 16, bf16);
     }
   }
+  for (int i = 0; i < 2; ++i) {
+    const lane_operand bi = fragment(bb, i);
+    for (int l = 0; l < 32; ++l) {
+      B[2 * (l % 4) + 8 * i][l / 4] = half_value(bi[l], bf16);
+      B[2 * (l % 4) + 8 * i + 1][l / 4] = half_value(bi[l] >> 16, bf16);
+    }
+  }
+  for (int i = 0; i < 4; ++i) {  // f32: c_i is element i; f16: c_{i/2} packs elements i (low), i+1
+    const lane_operand ci = fragment(c, f16_acc ? i / 2 : i);
+    for (int l = 0; l < 32; ++l) {
+      const uint64_t v = f16_acc ? ci[l] >> (16 * (i & 1)) : ci[l];
+      D[l / 4 + 8 * (i >> 1)][2 * (l % 4) + (i & 1)] = f16_acc ? half_value(v, false) : as_f32(v);
+    }
+  }
+  // Each element summed in k order; the eight of a row as independent chains.
+  for (int r = 0; r < 16; ++r)
+    for (int k = 0; k < 16; ++k)
+      for (int col = 0; col < 8; ++col) D[r][col] += A[r][k] * B[k][col];
   for (int l = 0; l < 32; ++l) {
     const int g = l / 4, q = l % 4;
     uint64_t packed_d[2] = {0, 0};
-    double sum[4];  // the lane's four elements, each summed in k order (four independent chains)
-    for (int i = 0; i < 4; ++i) sum[i] = C[g + 8 * (i >> 1)][2 * q + (i & 1)];
-    for (int k = 0; k < 16; ++k)
-      for (int i = 0; i < 4; ++i) sum[i] += A[g + 8 * (i >> 1)][k] * B[k][2 * q + (i & 1)];
     for (int i = 0; i < 4; ++i) {
-      if (f16_acc) packed_d[i / 2] |= encode_float(sum[i], f16_format, rounding::rn) << (16 * (i & 1));
-      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum[i])));
+      const double sum = D[g + 8 * (i >> 1)][2 * q + (i & 1)];
+      if (f16_acc) packed_d[i / 2] |= encode_float(sum, f16_format, rounding::rn) << (16 * (i & 1));
+      else set(*lanes[l], ve[d.first + i], bits(static_cast<float>(sum)));
     }
     if (f16_acc) {
       set(*lanes[l], ve[d.first], packed_d[0]);
@@ -112,7 +118,7 @@ void decode_ldmatrix(instruction& in, const kernel&) {
   in.warp_exec = warp_ldmatrix;
 }
 
-void decode_mma(instruction& in, const kernel&) {
+void decode_mma(instruction& in, const kernel& k) {
   // types: d, a, b, c
   std::vector<ptype> types;
   for (const std::string& m : in.modifiers) {
@@ -129,6 +135,9 @@ void decode_mma(instruction& in, const kernel&) {
   const uint32_t acc = f16_acc ? 2 : 4;
   const auto count = [&](int i) { return in.ops[i].k == operand::kind::vector ? in.ops[i].count : 0u; };
   if (count(0) != acc || count(1) != 4 || count(2) != 2 || count(3) != acc) unsupported(in, "operand vector sizes");
+  for (int i = 1; i < 4; ++i)
+    for (uint32_t e = 0; e < in.ops[i].count; ++e)
+      if (k.vector_elements[in.ops[i].first + e].k != operand::kind::reg) unsupported(in, "fragments other than registers");
   in.sync = sync_kind::warp;
   in.warp_exec = warp_mma;
 }
