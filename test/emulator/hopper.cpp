@@ -11,6 +11,7 @@
 // wgmma.wait_group that retires their group, and any other instruction naming one before
 // that is reported.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -275,8 +276,17 @@ struct wgmma_payload {
 
 //! The value of a wgmma operand element of type `type` in the low bits of `v`, exactly.
 double element_value(uint32_t v, uint32_t type) {
-  if (type == wgmma_e4m3 || type == wgmma_e5m2)
-    return static_cast<double>(decode_float(v & 0xFF, type == wgmma_e4m3 ? e4m3_format : e5m2_format));
+  if (type == wgmma_e4m3 || type == wgmma_e5m2) {
+    static const auto table = [] {  // [e5m2?][code]
+      std::array<std::array<double, 256>, 2> t{};
+      for (uint32_t c = 0; c < 256; ++c) {
+        t[0][c] = static_cast<double>(decode_float(c, e4m3_format));
+        t[1][c] = static_cast<double>(decode_float(c, e5m2_format));
+      }
+      return t;
+    }();
+    return table[type == wgmma_e5m2][v & 0xFF];
+  }
   return half_value(v, type == wgmma_bf16);
 }
 
@@ -312,20 +322,29 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   if (b.profile) b.profile->record.tensor_macs += 16 * uint64_t(n) * k_count;  // this warp's 16 rows
   const double sa = p.negate_a ? -1.0 : 1.0, sb = p.negate_b ? -1.0 : 1.0;
   std::vector<uint32_t> operand_reads;  // racecheck: recorded when the group retires
-  const auto load = [&](const matrix_descriptor& d, uint32_t row, uint32_t k, uint32_t type) {
-    const uint32_t address = d.element(row, k * bytes);
-    if (uint64_t(address) + bytes > b.shared.size())
-      fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
-                  "wgmma operand element at shared " + hex(address) + " beyond the block's " +
-                      std::to_string(b.shared.size()) + " bytes");
-    if (b.race && address % 2 == 0) operand_reads.push_back(address);  // 2 bytes: one element or an 8-bit pair
-    uint16_t v = 0;
-    std::memcpy(&v, b.shared.data() + address, bytes);
-    return element_value(v, type);
+  // Row `row` of an operand: its two 16-byte K chunks, each contiguous in shared memory (the
+  // swizzle moves whole chunks), as `k_count` element values times `scale`.
+  const auto load_row = [&](const matrix_descriptor& d, uint32_t row, uint32_t type, double scale, double* into) {
+    for (uint32_t chunk = 0; chunk < 2; ++chunk) {
+      const uint32_t address = d.element(row, 16 * chunk);
+      if (uint64_t(address) + 16 > b.shared.size()) {  // name the first element beyond the end
+        uint32_t at = address;
+        while (uint64_t(at) + bytes <= b.shared.size()) at += bytes;
+        fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
+                    "wgmma operand element at shared " + hex(at) + " beyond the block's " +
+                        std::to_string(b.shared.size()) + " bytes");
+      }
+      if (b.race) operand_reads.push_back(address);
+      const uint8_t* chunk_bytes = b.shared.data() + address;
+      for (uint32_t e = 0; e < 16 / bytes; ++e) {
+        const uint32_t v = bytes == 1 ? chunk_bytes[e] : uint32_t(load_bytes(chunk_bytes + 2 * e, 2));
+        into[chunk * (16 / bytes) + e] = scale * element_value(v, type);
+      }
+    }
   };
   const uint32_t row0 = 16 * (first.warp % 4);
   double A[16][32];
-  std::vector<double> B(size_t(n) * k_count);
+  std::vector<double> B(size_t(n) * k_count), Bt(size_t(k_count) * n);
   if (a_registers) {
     const uint32_t per_register = 4 / bytes;
     for (int l = 0; l < 32; ++l)
@@ -336,18 +355,39 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
               sa * element_value(uint32_t(v >> (8 * bytes * e)), a_type);
       }
   } else {
-    for (uint32_t r = 0; r < 16; ++r)
-      for (uint32_t k = 0; k < k_count; ++k) A[r][k] = sa * load(da, row0 + r, k, a_type);
+    for (uint32_t r = 0; r < 16; ++r) load_row(da, row0 + r, a_type, sa, A[r]);
   }
+  for (int c = 0; c < n; ++c) load_row(db, uint32_t(c), b_type, sb, &B[size_t(c) * k_count]);
   for (int c = 0; c < n; ++c)
-    for (uint32_t k = 0; k < k_count; ++k) B[size_t(c) * k_count + k] = sb * load(db, uint32_t(c), k, b_type);
+    for (uint32_t k = 0; k < k_count; ++k) Bt[size_t(k) * n + c] = B[size_t(c) * k_count + k];
   const bool f16_d = p.f16_accumulators;
   const operand& d = in.ops[0];
   const auto& ve = b.k.vector_elements;
+  // The warp's 16 × n tile: each element from its lane's accumulator (or 0 without scale-d), then
+  // summed in k order; a row's n elements are independent chains.
+  std::vector<double> D(size_t(16) * n);
+  const auto element_of = [&](int l, int e) {  // lane l's element e: (row, column) of the tile
+    return std::pair<int, int>{l / 4 + 8 * (e % 4 / 2), 8 * (e / 4) + 2 * (l % 4) + e % 2};
+  };
+  for (int l = 0; l < 32; ++l) {
+    const thread_state& t = *lanes[l];
+    const bool scale_d = predicate(b, t, in.ops[3]);
+    for (int e = 0; e < n / 2; ++e) {
+      const auto [row, col] = element_of(l, e);
+      const uint64_t current = accumulator(t, ve[d.first + (f16_d ? e / 2 : e)].reg);
+      D[size_t(row) * n + col] = !scale_d ? 0.0 : f16_d ? half_value(current >> (16 * (e % 2)), false) : double(as_f32(current));
+    }
+  }
+  for (int row = 0; row < 16; ++row)
+    for (uint32_t k = 0; k < k_count; ++k) {
+      const double a = A[row][k];
+      double* const out_row = &D[size_t(row) * n];
+      const double* const b_row = &Bt[size_t(k) * n];
+      for (int col = 0; col < n; ++col) out_row[col] += a * b_row[col];
+    }
   std::vector<uint64_t> out(d.count);
   for (int l = 0; l < 32; ++l) {
     thread_state& t = *lanes[l];
-    const bool scale_d = predicate(b, t, in.ops[3]);
     if (t.wgmma_writes.empty()) {
       t.wgmma_writes.assign(b.k.register_count, 0);
       t.wgmma_latest.assign(b.k.register_count, 0);
@@ -358,14 +398,10 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
     }
     pending_accumulators& group = t.wgmma_groups.back();
     if (l == 0) group.operand_reads.insert(group.operand_reads.end(), operand_reads.begin(), operand_reads.end());
-    const int g = l / 4, q = l % 4;
     std::fill(out.begin(), out.end(), 0);
     for (int e = 0; e < n / 2; ++e) {
-      const int row = g + 8 * (e % 4 / 2), col = 8 * (e / 4) + 2 * q + e % 2;
-      const int32_t slot = ve[d.first + (f16_d ? e / 2 : e)].reg;
-      const uint64_t current = accumulator(t, slot);
-      double sum = !scale_d ? 0.0 : f16_d ? half_value(current >> (16 * (e % 2)), false) : double(as_f32(current));
-      for (uint32_t k = 0; k < k_count; ++k) sum += A[row][k] * B[size_t(col) * k_count + k];
+      const auto [row, col] = element_of(l, e);
+      const double sum = D[size_t(row) * n + col];
       if (f16_d) out[size_t(e / 2)] |= encode_float(sum, f16_format, rounding::rn) << (16 * (e % 2));
       else out[size_t(e)] = bits(static_cast<float>(sum));
     }
@@ -407,7 +443,7 @@ void warp_wgmma_wait(block_state& b, thread_state* const* lanes, uint32_t mask, 
     for (; committed > keep; --committed, ++retired) {
       // The operands may be read until now: a stage released before this wait still races.
       for (uint32_t address : t.wgmma_groups[retired].operand_reads)
-        race_access(b, t, in, address, 2, false, "this warp's wgmma.mma_async (retired here)");
+        race_access(b, t, in, address, 16, false, "this warp's wgmma.mma_async (retired here)");
       for (const auto& [slot, v] : t.wgmma_groups[retired].writes) {
         reg(t, slot) = v;
         --t.wgmma_writes[size_t(slot)];

@@ -41,8 +41,7 @@ struct pending_accumulators {
   std::vector<std::pair<int32_t, uint64_t>> writes;
   uint32_t line = 0;  //!< PTX line of its first wgmma.mma_async
   std::vector<uint32_t> operand_reads;  //!< racecheck, lane 0 of the warp: shared addresses of the
-                                        //!< operands' 2-byte units (a 16-bit element or two 8-bit
-                                        //!< ones), read as of the retiring wait
+                                        //!< operands' 16-byte K chunks, read as of the retiring wait
 };
 
 //! A call in progress (control.cpp): where it returns to, and the caller's frame.
