@@ -1,7 +1,9 @@
 // Comparison, selection, logic and shift (PTX ISA 9.7.5, 9.7.6 and 9.7.8): setp, set, selp,
 // slct, and, or, xor, not, cnot, lop3, shl, shr, shf.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <utility>
 
 #include "decode.hpp"
 #include "semantics.hpp"
@@ -126,7 +128,7 @@ void exec_lop3(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], r);
 }
 
-bool compare_int(uint64_t x, uint64_t y, ptype type, comparison c) {
+inline bool compare_int(uint64_t x, uint64_t y, ptype type, comparison c) {
   const int w = type_bytes(type);
   const bool sgn = type_signed(type);
   const int64_t a = sign_extend(x, w), b = sign_extend(y, w);
@@ -148,7 +150,7 @@ bool compare_int(uint64_t x, uint64_t y, ptype type, comparison c) {
 
 //! a c b for floats of any precision (f16 and bf16 operands are exact in float).
 template <class F>
-bool compare_float(F a, F b, comparison c) {
+inline bool compare_float(F a, F b, comparison c) {
   const bool unordered = std::isnan(a) || std::isnan(b);
   switch (c) {
     case comparison::eq: return !unordered && a == b;
@@ -243,6 +245,36 @@ void group_setp(block_state&, thread_state* warp, uint32_t mask, const instructi
   for_lanes(warp, mask, in, [&in](uint64_t u, uint64_t v) -> uint64_t { return compare_bits(in, in.type, u, v); });
 }
 
+// The same with the type and the comparison fixed at compile time (the common types).
+template <ptype P, comparison C>
+void group_setp_as(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const bool ftz = in.ftz;
+  for_lanes(warp, mask, in, [ftz](uint64_t u, uint64_t v) -> uint64_t {
+    if constexpr (P == ptype::f32) return compare_float(as_f32(ftz32(u, ftz)), as_f32(ftz32(v, ftz)), C);
+    else if constexpr (P == ptype::f64) return compare_float(as_f64(u), as_f64(v), C);
+    else return compare_int(u, v, P, C);
+  });
+}
+
+template <ptype P, size_t... C>
+constexpr std::array<group_exec_fn, sizeof...(C)> setp_handlers(std::index_sequence<C...>) {
+  return {&group_setp_as<P, comparison(C)>...};
+}
+
+//! group_setp_as for `in`'s type and comparison, or the general group_setp.
+group_exec_fn setp_handler(const instruction& in) {
+  constexpr auto comparisons = std::make_index_sequence<std::size(comparison_names)>();
+  static constexpr std::pair<ptype, std::array<group_exec_fn, std::size(comparison_names)>> typed[] = {
+      {ptype::u32, setp_handlers<ptype::u32>(comparisons)}, {ptype::s32, setp_handlers<ptype::s32>(comparisons)},
+      {ptype::u64, setp_handlers<ptype::u64>(comparisons)}, {ptype::s64, setp_handlers<ptype::s64>(comparisons)},
+      {ptype::b32, setp_handlers<ptype::b32>(comparisons)}, {ptype::u16, setp_handlers<ptype::u16>(comparisons)},
+      {ptype::s16, setp_handlers<ptype::s16>(comparisons)}, {ptype::f32, setp_handlers<ptype::f32>(comparisons)},
+      {ptype::f64, setp_handlers<ptype::f64>(comparisons)}};
+  for (const auto& [type, handlers] : typed)
+    if (type == in.type) return handlers[size_t(payload<compare_payload>(in).c)];
+  return group_setp;
+}
+
 void exec_selp(block_state& b, thread_state& t, const instruction& in) {
   const bool c = predicate(b, t, in.ops[3]);
   set(t, in.ops[0], truncate(value(b, t, c ? in.ops[1] : in.ops[2]), width(in)));
@@ -267,7 +299,7 @@ void decode_compare(instruction& in, const kernel&) {
   if (in.opcode == "set" && in.type2 == ptype::none) unsupported(in, "needs a destination and a source type");
   in.exec = in.opcode == "setp" ? exec_setp : exec_set;
   if (in.opcode == "setp" && p.combine == bool_op::none && !is_pair(in.type) && plain_operands(in, 2))
-    in.group_exec = group_setp;
+    in.group_exec = setp_handler(in);
 }
 
 void decode_selp(instruction& in, const kernel&) {
