@@ -174,7 +174,7 @@ uint8_t* access(block_state& b, thread_state& t, const instruction& in, space s,
                 std::string(sp) + " " + what + " of " + std::to_string(bytes) + " bytes at " + hex(address) +
                     " (needs " + std::to_string(align) + "-byte alignment)");
   };
-  if (address % align != 0) misaligned(space_name(s));
+  if ((align & (align - 1)) == 0 ? address & (align - 1) : address % align) misaligned(space_name(s));  // no division for 2^n
   const address_windows& win = windows();
   if (s == space::generic) {
     if (address - win.shared_base < win.shared_size) {
