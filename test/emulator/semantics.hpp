@@ -109,13 +109,14 @@ struct minmax_payload {
 //! from the warp's register slab (registers are register-major, machine.hpp).
 class lane_operand {
  public:
+  lane_operand() = default;
   lane_operand(const thread_state* warp, const operand& o)
       : base_(o.k == operand::kind::reg ? &reg(warp[0], o.reg) : nullptr), imm_(o.imm) {}
   uint64_t operator[](uint32_t lane) const { return base_ ? base_[lane] : imm_; }
 
  private:
-  const uint64_t* base_;
-  uint64_t imm_;
+  const uint64_t* base_ = nullptr;
+  uint64_t imm_ = 0;
 };
 
 //! d = f(a), f(a, b), f(a, b, c) or f(a, b, c, e) for each lane of `mask`: a group handler of a pure

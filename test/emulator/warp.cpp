@@ -66,24 +66,26 @@ const instruction& own(const block_state& b, const thread_state& t) { return b.k
 class collective_operands {
  public:
   collective_operands(const block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in)
-      : b_(b), in_(in), lanes_(lanes) {
+      : b_(b), lanes_(lanes) {
     const thread_state& first = *lanes[__builtin_ctz(mask)];
-    bool same = true;
+    bool same = in.op_count <= 5;
     for (uint32_t m = mask; m && same; m &= m - 1) same = lanes[__builtin_ctz(m)]->pc == first.pc;
     for (int i = 1; i < in.op_count && same; ++i)
       same = in.ops[i].k == operand::kind::imm || (in.ops[i].k == operand::kind::reg && !in.ops[i].negate);
-    if (same) warp_ = &b.threads[first.warp * 32];
+    if (!same) return;
+    const thread_state* warp = &b.threads[first.warp * 32];
+    for (int i = 1; i < in.op_count; ++i) shared_[i - 1] = lane_operand(warp, in.ops[i]);
+    plain_ = true;
   }
   uint64_t operator()(uint32_t l, int i) const {
-    if (warp_) return lane_operand(warp_, in_.ops[i])[l];
-    return value(b_, *lanes_[l], own(b_, *lanes_[l]).ops[i]);
+    return plain_ ? shared_[i - 1][l] : value(b_, *lanes_[l], own(b_, *lanes_[l]).ops[i]);
   }
 
  private:
   const block_state& b_;
-  const instruction& in_;  // every lane's own instruction where warp_ is set
   thread_state* const* lanes_;
-  const thread_state* warp_ = nullptr;
+  bool plain_ = false;
+  lane_operand shared_[4];  // operands 1-4 where plain_
 };
 
 // shfl.sync.mode.b32 d[|p], a, b, c, membermask
