@@ -158,16 +158,24 @@ uint32_t fire_arrivals(block_state& b, thread_state* lane, uint32_t lanes, uint3
   return members;
 }
 
+// The lanes of `group` (of the warp whose lane 0 is `lane`) that `in`'s guard leaves on: the guard
+// register of each, read from the warp's registers.
+uint32_t guard_on(const thread_state* lane, uint32_t group, const instruction& in) {
+  const uint64_t* const guard = &reg(lane[0], in.guard);
+  uint32_t on = 0;
+  for (uint32_t m = group; m; m &= m - 1) on |= uint32_t((guard[__builtin_ctz(m)] != 0) != in.guard_negated) << __builtin_ctz(m);
+  return on;
+}
+
 // Whether the lanes `group` of a warp (`lane`: its lane 0, `lanes` of them), all at the collective
 // `in`, are exactly its participants: every guard on, and the member mask (a register or an
 // immediate, the same in every lane; or the whole warp) is the group.
 bool all_members(const thread_state* lane, uint32_t lanes, uint32_t group, const instruction& in) {
-  if (in.guard >= 0)
-    for (uint32_t m = group; m; m &= m - 1)
-      if ((reg(lane[__builtin_ctz(m)], in.guard) != 0) == in.guard_negated) return false;
+  if (in.guard >= 0 && guard_on(lane, group, in) != group) return false;
   if (in.mask_operand < 0) return group == (lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1);
   const operand& o = in.ops[in.mask_operand];
-  if (o.k != operand::kind::reg && o.k != operand::kind::imm) return false;
+  if (o.k == operand::kind::imm) return static_cast<uint32_t>(o.imm) == group;
+  if (o.k != operand::kind::reg) return false;
   const lane_operand mask(lane, o);
   for (uint32_t m = group; m; m &= m - 1)
     if (static_cast<uint32_t>(mask[__builtin_ctz(m)]) != group) return false;
@@ -231,11 +239,7 @@ bool run_warp(block_state& b, uint32_t w) {
           (in.branch || in.klass != uint8_t(profile::instruction_class::control))) {
         // The common case, step_thread's checks hoisted out of the lanes: the lanes its guard
         // leaves on execute it, and the group goes on together.
-        uint32_t active = group;
-        if (in.guard >= 0) {
-          for (uint32_t m = group; m; m &= m - 1)
-            if ((reg(lane[__builtin_ctz(m)], in.guard) != 0) == in.guard_negated) active &= ~(m & -m);
-        }
+        const uint32_t active = in.guard >= 0 ? guard_on(lane, group, in) : group;
         const uint64_t count = uint64_t(__builtin_popcount(active));
         if (*b.budget < count) {  // the watchdog fires at the lane that exhausts it
           uint32_t m = active;
