@@ -54,18 +54,19 @@ struct call_frame {
 
 struct thread_state {
   enum class run : uint8_t { ready, waiting, exited };
+  // What the scheduler reads of every lane first: one cache line.
   uint64_t* r = nullptr;        //!< its lane's register slot 0 (reg: slots are 32 words apart)
+  uint32_t pc = 0;
+  run state = run::ready;
+  uint32_t wait_mask = 0;       //!< member mask of the collective it waits at
   uint8_t* stack = nullptr;     //!< local memory: the frames of the entry and of the functions it calls
   uint32_t frame = 0;           //!< the current frame's offset in `stack`: .local addresses are relative to it
   uint32_t stack_top = 0;       //!< the end of the current frame
   std::vector<call_frame> calls;          //!< innermost last
   std::vector<uint64_t> saved_registers;  //!< each callee's register slots as they were at its call
   std::vector<uint32_t> saved_ready;      //!< profiling: their levels
-  uint32_t pc = 0;
-  run state = run::ready;
   uint32_t tid[3] = {0, 0, 0};
   uint32_t linear = 0, lane = 0, warp = 0;
-  uint32_t wait_mask = 0;       //!< member mask of the collective it waits at
   uint32_t barrier = 0;         //!< barrier id it waits at
   uint32_t barrier_count = 0;   //!< thread count expected at that barrier (0: whole block)
   uint32_t reduction = 0;       //!< bar.red operand
