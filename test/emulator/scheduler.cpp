@@ -158,6 +158,13 @@ uint32_t fire_arrivals(block_state& b, thread_state* lane, uint32_t lanes, uint3
   return members;
 }
 
+//! The lanes in a mask, counted without a library call (x86-64's baseline has no popcnt).
+uint32_t lane_count(uint32_t m) {
+  m -= m >> 1 & 0x55555555u;
+  m = (m & 0x33333333u) + (m >> 2 & 0x33333333u);
+  return ((m + (m >> 4)) & 0x0F0F0F0Fu) * 0x01010101u >> 24;
+}
+
 // The lanes of `group` (of the warp whose lane 0 is `lane`) that `in`'s guard leaves on: the guard
 // register of each, read from the warp's registers.
 uint32_t guard_on(const thread_state* lane, uint32_t group, const instruction& in) {
@@ -240,7 +247,7 @@ bool run_warp(block_state& b, uint32_t w) {
         // The common case, step_thread's checks hoisted out of the lanes: the lanes its guard
         // leaves on execute it, and the group goes on together.
         const uint32_t active = in.guard >= 0 ? guard_on(lane, group, in) : group;
-        const uint64_t count = uint64_t(__builtin_popcount(active));
+        const uint64_t count = uint64_t(lane_count(active));
         if (*b.budget < count) {  // the watchdog fires at the lane that exhausts it
           uint32_t m = active;
           for (uint64_t i = 0; i < *b.budget; ++i) m &= m - 1;
@@ -281,7 +288,7 @@ bool run_warp(block_state& b, uint32_t w) {
       }
       if (in.sync == sync_kind::warp && !in.touches_accumulators && !b.profile && all_members(lane, lanes, group, in)) {
         // A collective whose member mask is the group, every lane's guard on: it fires at once.
-        const uint64_t count = uint64_t(__builtin_popcount(group));
+        const uint64_t count = uint64_t(lane_count(group));
         if (*b.budget < count) watchdog(b, lane[__builtin_ctz(group)], in);
         *b.budget -= count;
         settle();

@@ -60,43 +60,50 @@ void warp_sync(block_state&, thread_state* const*, uint32_t, const instruction&)
 // those of its own instruction.
 const instruction& own(const block_state& b, const thread_state& t) { return b.k.code[t.pc]; }
 
-//! The source operands of a collective's lanes, each from the lane's own instruction (own): read
-//! as plain loads from the warp's registers when every lane is at `in` (the instruction at the
-//! first lane's pc) and its operands are registers or immediates.
+//! The operands of a collective's lanes, each from the lane's own instruction (own): plain loads
+//! from and stores to the warp's registers when every lane is at `in` (the instruction at the
+//! first lane's pc) and its sources are registers or immediates.
 class collective_operands {
  public:
   collective_operands(const block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in)
-      : b_(b), lanes_(lanes) {
+      : b_(b), in_(in), lanes_(lanes) {
     const thread_state& first = *lanes[__builtin_ctz(mask)];
     bool same = in.op_count <= 5;
     for (uint32_t m = mask; m && same; m &= m - 1) same = lanes[__builtin_ctz(m)]->pc == first.pc;
     for (int i = 1; i < in.op_count && same; ++i)
       same = in.ops[i].k == operand::kind::imm || (in.ops[i].k == operand::kind::reg && !in.ops[i].negate);
     if (!same) return;
-    const thread_state* warp = &b.threads[first.warp * 32];
-    for (int i = 1; i < in.op_count; ++i) shared_[i - 1] = lane_operand(warp, in.ops[i]);
-    plain_ = true;
+    warp_ = &b.threads[first.warp * 32];
+    for (int i = 1; i < in.op_count; ++i) sources_[i - 1] = lane_operand(warp_, in.ops[i]);
   }
+  //! Source operand i (≥ 1) of lane l.
   uint64_t operator()(uint32_t l, int i) const {
-    return plain_ ? shared_[i - 1][l] : value(b_, *lanes_[l], own(b_, *lanes_[l]).ops[i]);
+    return warp_ ? sources_[i - 1][l] : value(b_, *lanes_[l], own(b_, *lanes_[l]).ops[i]);
+  }
+  //! Writes v to lane l's destination operand 0 (and p to its `|p` partner, if any).
+  void set_destination(uint32_t l, uint64_t v, bool p = false) const {
+    const instruction& mine = warp_ ? in_ : own(b_, *lanes_[l]);
+    if (warp_ && mine.ops[0].k == operand::kind::reg) (&reg(warp_[0], mine.ops[0].reg))[l] = v;
+    else set(*lanes_[l], mine.ops[0], v);
+    if (mine.pair >= 0) reg(*lanes_[l], mine.pair) = p;
   }
 
  private:
   const block_state& b_;
+  const instruction& in_;
   thread_state* const* lanes_;
-  bool plain_ = false;
-  lane_operand shared_[4];  // operands 1-4 where plain_
+  const thread_state* warp_ = nullptr;  // lane 0 of the warp where the operands are plain
+  lane_operand sources_[4];             // operands 1-4 there
 };
 
 // shfl.sync.mode.b32 d[|p], a, b, c, membermask
 void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   const collective_operands operand(b, lanes, mask, in);
+  const uint8_t mode = payload<collective_payload>(in).mode;
   uint32_t source[32] = {};
   for (uint32_t m = mask; m; m &= m - 1) source[__builtin_ctz(m)] = static_cast<uint32_t>(operand(__builtin_ctz(m), 1));
-  for (int l = 0; l < 32; ++l) {
-    thread_state* t = lanes[l];
-    if (!t) continue;
-    const instruction& mine = own(b, *t);
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const int l = __builtin_ctz(m);
     const uint32_t bval = operand(l, 2) & 0x1F;
     const uint32_t c = static_cast<uint32_t>(operand(l, 3));
     const uint32_t cval = c & 0x1F, segmask = c >> 8 & 0x1F;
@@ -104,7 +111,7 @@ void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const 
     const int min_lane = static_cast<int>(l & segmask);
     int j;
     bool pval;
-    switch (payload<collective_payload>(in).mode) {
+    switch (mode) {
       case 0: j = l - static_cast<int>(bval); pval = j >= max_lane; break;                          // up
       case 1: j = l + static_cast<int>(bval); pval = j <= max_lane; break;                          // down
       case 2: j = l ^ static_cast<int>(bval); pval = j <= max_lane; break;                          // bfly
@@ -112,10 +119,9 @@ void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const 
     }
     if (!pval) j = l;
     if (!(mask >> j & 1))
-      fail_launch(b, t, &mine, cudaErrorLaunchFailure, "collective mismatch",
+      fail_launch(b, lanes[l], &own(b, *lanes[l]), cudaErrorLaunchFailure, "collective mismatch",
                   "shfl.sync reads lane " + std::to_string(j) + ", which is outside the member mask or has exited");
-    set(*t, mine.ops[0], source[j]);
-    if (mine.pair >= 0) reg(*t, mine.pair) = pval;
+    operand.set_destination(uint32_t(l), source[j], pval);
   }
 }
 
@@ -151,12 +157,8 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
     uint32_t same = 0;
     for (int j = 0; j < 32; ++j)
       if (lanes[j] && v[j] == v[l]) same |= 1u << j;
-    const instruction& mine = own(b, *lanes[l]);
-    if (payload<collective_payload>(in).mode == 0) set(*lanes[l], mine.ops[0], same);
-    else {
-      set(*lanes[l], mine.ops[0], all_equal ? mask : 0);
-      if (mine.pair >= 0) reg(*lanes[l], mine.pair) = all_equal;
-    }
+    if (payload<collective_payload>(in).mode == 0) operand.set_destination(uint32_t(l), same);
+    else operand.set_destination(uint32_t(l), all_equal ? mask : 0, all_equal);
   }
 }
 
@@ -180,8 +182,7 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t mask, const
       default: acc ^= v; break;
     }
   }
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
+  for (uint32_t m = mask; m; m &= m - 1) operand.set_destination(uint32_t(__builtin_ctz(m)), static_cast<uint64_t>(acc) & 0xFFFFFFFFu);
 }
 
 // activemask.b32 d: the lanes executing it together: of the group the scheduler runs in lock-step
