@@ -87,7 +87,25 @@ uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint
   return finish(v, t, m);
 }
 
+namespace {
+
+// float_minmax of f32, inline.
+inline uint64_t f32_minmax(bool is_min, bool propagate, bool ftz, bool relu, uint64_t x, uint64_t y) {
+  const uint32_t bx = uint32_t(ftz32(x, ftz)), by = uint32_t(ftz32(y, ftz));
+  const bool nan_x = (bx & 0x7FFFFFFFu) > 0x7F800000u, nan_y = (by & 0x7FFFFFFFu) > 0x7F800000u;
+  if (nan_x || nan_y) {
+    if ((nan_x && nan_y) || propagate) return 0x7FFFFFFFu;  // the canonical NaN
+    return nan_x ? by : bx;
+  }
+  const float a = as_f32(bx), c = as_f32(by);
+  const uint32_t r = a == c ? (is_min == std::signbit(a) ? bx : by) : (a < c) == is_min ? bx : by;  // -0 < +0
+  return relu && (r & 0x80000000u) ? 0 : r;
+}
+
+}  // namespace
+
 uint64_t float_minmax(bool is_min, bool propagate, bool ftz, bool relu, ptype t, uint64_t x, uint64_t y) {
+  if (t == ptype::f32) return f32_minmax(is_min, propagate, ftz, relu, x, y);
   // The result is an operand (after .ftz), +0 (.relu) or the canonical NaN: chosen on the bits.
   const float_format f = format_of(t);
   const int bytes = (f.mantissa_bits + f.exponent_bits + 1) / 8;
@@ -163,6 +181,9 @@ void exec_float_minmax(block_state& b, thread_state& t, const instruction& in) {
 // min / max of a scalar type, for a lock-step group.
 void group_float_minmax(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
   const minmax_payload& m = payload<minmax_payload>(in);
+  if (in.type == ptype::f32)
+    return for_lanes(warp, mask, in, [is_min = !m.is_max, propagate = m.propagate_nan, ftz = in.ftz, relu = m.relu](
+                                         uint64_t x, uint64_t y) { return f32_minmax(is_min, propagate, ftz, relu, x, y); });
   for_lanes(warp, mask, in, [&](uint64_t x, uint64_t y) {
     return float_minmax(!m.is_max, m.propagate_nan, in.ftz, m.relu, in.type, x, y);
   });

@@ -69,6 +69,14 @@ void exec_pred_logic(block_state& b, thread_state& t, const instruction& in) {
   set(t, in.ops[0], r);
 }
 
+void group_pred_logic(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  const logic_op op = payload<logic_payload>(in).op;
+  for_lanes(warp, mask, in, [op](uint64_t a, uint64_t c) -> uint64_t {
+    const bool x = a != 0, y = c != 0;
+    return op == logic_op::and_ ? (x && y) : op == logic_op::or_ ? (x || y) : (x != y);
+  });
+}
+
 // not / cnot: the bitwise complement (of a predicate: its negation); cnot: 1 for 0, else 0.
 void exec_not(block_state& b, thread_state& t, const instruction& in) {
   const int w = width(in);
@@ -315,7 +323,7 @@ void decode_slct(instruction& in, const kernel&) {
 void decode_logic(instruction& in, const kernel&) {
   set_payload<logic_payload>(in).op = in.opcode == "and" ? logic_op::and_ : in.opcode == "or" ? logic_op::or_ : logic_op::xor_;
   in.exec = in.type == ptype::pred ? exec_pred_logic : exec_logic;
-  if (in.type != ptype::pred && plain_operands(in, 2)) in.group_exec = group_logic;
+  if (plain_operands(in, 2)) in.group_exec = in.type == ptype::pred ? group_pred_logic : group_logic;
 }
 
 void decode_not(instruction& in, const kernel&) {
