@@ -77,6 +77,19 @@ uint64_t packed(uint64_t a, uint64_t b, uint64_t c, Op op) {
 enum class float_op : uint8_t { add, sub, mul, fma };
 uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint64_t y, uint64_t z);
 
+//! a·b + c rounded once to f32, without a library call: the product is exact in double, the sum
+//! rounded to odd there (TwoSum's error decides it) and then to nearest f32, which is then the
+//! correctly rounded result (53 bits ≥ 24 + 2).
+inline float f32_fma(float a, float b, float c) {
+  const double p = double(a) * double(b), q = c, s = p + q;
+  if (!(std::fabs(s) <= 1.7976931348623157e308)) return static_cast<float>(s);  // ±inf, NaN
+  const double q_part = s - p, error = (p - (s - q_part)) + (q - q_part);
+  if (error == 0) return static_cast<float>(s);
+  uint64_t u = bits(s);
+  if (std::signbit(error) != std::signbit(s)) --u;  // toward zero: the truncation of the exact sum
+  return static_cast<float>(as_f64(u | 1));          // inexact: odd
+}
+
 //! float_arith of f32 rounded to nearest without .sat or .relu: the host's IEEE arithmetic.
 template <float_op Op>
 inline uint64_t f32_nearest(uint64_t x, uint64_t y, uint64_t z, bool ftz) {
@@ -84,7 +97,7 @@ inline uint64_t f32_nearest(uint64_t x, uint64_t y, uint64_t z, bool ftz) {
   if constexpr (Op == float_op::add) return f32_result(a + c, ftz);
   else if constexpr (Op == float_op::sub) return f32_result(a - c, ftz);
   else if constexpr (Op == float_op::mul) return f32_result(a * c, ftz);
-  else return f32_result(std::fma(a, c, as_f32(ftz32(z, ftz))), ftz);
+  else return f32_result(f32_fma(a, c, as_f32(ftz32(z, ftz))), ftz);
 }
 
 //! A double that is the exact value rounded to odd (53 bits ≥ 24 + 2) rounded to f32 by mode r:
