@@ -189,7 +189,7 @@ void random_backward_cases(uint64_t seed_base) {
   int n = 0;
   for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 64, 65, 1000}, {0, 1, 7, 65, 300})) {
     for (int E : {8, 60, 64, 128, 256, 512}) {  // every bound of the E dispatch
-      for (int K : beam::test::sweep({1, 2, 4, 6, 8, 16}, {1, 2, 8, 16})) {
+      for (int K : {1, 2, 4, 6, 8, 16}) {
         if (K > E) continue;
         const uint64_t seed = seed_base + uint64_t(n++);
         backward_case c{T, E, K, {}, n % 2 == 0, n % 3 == 0 ? 0.0f : 0.01f, n % 5 == 0 ? 0.0f : 0.3f};

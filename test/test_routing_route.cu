@@ -152,7 +152,7 @@ void random_cases(uint64_t seed_base) {
   int n = 0;
   for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 64, 65, 1000}, {0, 1, 7, 65, 300})) {
     for (int E : {8, 60, 64, 128, 256, 512}) {  // every bound of the E dispatch
-      for (int K : beam::test::sweep({1, 2, 4, 6, 8, 16}, {1, 2, 8, 16})) {
+      for (int K : {1, 2, 4, 6, 8, 16}) {
         if (K > E) continue;
         const uint64_t seed = seed_base + uint64_t(n++);
         route_case c{T, E, K, {}, n % 2 == 0};
@@ -217,7 +217,7 @@ TEST_SUITE("gpu") {
     };
     for (auto [E, G, top, K] : {shape{256, 8, 4, 8}, shape{64, 4, 1, 4}, shape{60, 6, 2, 6}, shape{32, 32, 3, 3},
                                 shape{16, 2, 2, 4}}) {
-      for (int64_t T : beam::test::sweep<int64_t>({1, 7, 300}, {1, 7, 65})) {
+      for (int64_t T : {1, 7, 300}) {
         route_case c{T, E, K, {}, n % 2 == 0};
         c.opt.num_groups = G;
         c.opt.top_groups = top;

@@ -307,7 +307,7 @@ TEST_SUITE("gpu") {
   TEST_CASE("router_logits equals the exact sum to fp32 accumulation: odd sizes, strides, mask off, NaN/Inf") {
     BEAM_REQUIRE_GPU();
     int n = 0;
-    for (int64_t tokens : beam::test::sweep<int64_t>({1, 7, 65, 300}, {1, 7, 65})) {
+    for (int64_t tokens : {1, 7, 65, 300}) {
       for (int E : {1, 8, 60, 129}) {
         const int H = n % 3 == 0 ? 8 : n % 3 == 1 ? 200 : 392;
         check_logits<__nv_bfloat16>(tokens, E, H, n % 4 != 3, 700 + uint64_t(n));

@@ -165,6 +165,18 @@ uint32_t lane_count(uint32_t m) {
   return ((m + (m >> 4)) & 0x0F0F0F0Fu) * 0x01010101u >> 24;
 }
 
+// Counts the thread-instructions of the lanes `active` (of the warp whose lane 0 is `lane`)
+// executing `in` against the launch's budget: the watchdog fires at the lane that exhausts it.
+void spend(block_state& b, const thread_state* lane, uint32_t active, const instruction& in) {
+  const uint64_t count = lane_count(active);
+  if (*b.budget < count) {
+    uint32_t m = active;
+    for (uint64_t i = 0; i < *b.budget; ++i) m &= m - 1;
+    watchdog(b, lane[__builtin_ctz(m)], in);
+  }
+  *b.budget -= count;
+}
+
 // The lanes of `group` (of the warp whose lane 0 is `lane`) that `in`'s guard leaves on: the guard
 // register of each, read from the warp's registers.
 uint32_t guard_on(const thread_state* lane, uint32_t group, const instruction& in) {
@@ -247,13 +259,7 @@ bool run_warp(block_state& b, uint32_t w) {
         // The common case, step_thread's checks hoisted out of the lanes: the lanes its guard
         // leaves on execute it, and the group goes on together.
         const uint32_t active = in.guard >= 0 ? guard_on(lane, group, in) : group;
-        const uint64_t count = uint64_t(lane_count(active));
-        if (*b.budget < count) {  // the watchdog fires at the lane that exhausts it
-          uint32_t m = active;
-          for (uint64_t i = 0; i < *b.budget; ++i) m &= m - 1;
-          watchdog(b, lane[__builtin_ctz(m)], in);
-        }
-        *b.budget -= count;
+        spend(b, lane, active, in);
         if (in.branch) {  // the lanes it leaves on jump: all together, or the group splits
           const uint32_t target = static_cast<uint32_t>(in.ops[0].imm);
           if (active != 0 && active != group) {
@@ -288,9 +294,7 @@ bool run_warp(block_state& b, uint32_t w) {
       }
       if (in.sync == sync_kind::warp && !in.touches_accumulators && !b.profile && all_members(lane, lanes, group, in)) {
         // A collective whose member mask is the group, every lane's guard on: it fires at once.
-        const uint64_t count = uint64_t(lane_count(group));
-        if (*b.budget < count) watchdog(b, lane[__builtin_ctz(group)], in);
-        *b.budget -= count;
+        spend(b, lane, group, in);
         settle();
         thread_state* participants[32] = {};
         for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];

@@ -103,9 +103,10 @@ inline uint64_t f32_nearest(uint64_t x, uint64_t y, uint64_t z, bool ftz) {
 //! A double that is the exact value rounded to odd (53 bits ≥ 24 + 2) rounded to f32 by mode r:
 //! the correctly rounded f32 of the exact value.
 inline float f32_from_odd(double v, rounding r) {
-  float f = static_cast<float>(v);  // to nearest
-  if ((r == rounding::rz && std::fabs(f) > std::fabs(v)) || (r == rounding::rm && f > v)) f = std::nextafter(f, r == rounding::rz ? 0.0f : -INFINITY);
-  else if (r == rounding::rp && f < v) f = std::nextafter(f, INFINITY);
+  const float f = static_cast<float>(v);  // to nearest
+  if (r == rounding::rz && std::fabs(f) > std::fabs(v)) return std::nextafter(f, 0.0f);
+  if (r == rounding::rm && f > v) return std::nextafter(f, -INFINITY);
+  if (r == rounding::rp && f < v) return std::nextafter(f, INFINITY);
   return f;
 }
 
