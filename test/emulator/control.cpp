@@ -319,9 +319,10 @@ std::vector<int32_t> registers_read_before_written(const kernel& k) {
   leader[0] = true;
   for (const device_function& f : k.functions)
     if (f.kind == device_function::builtin::none && f.entry < n) leader[f.entry] = true;
+  const auto target = [&](const instruction& in) { return std::min<size_t>(size_t(in.ops[0].imm), n); };  // n: the end
   for (size_t pc = 0; pc < n; ++pc) {
     const instruction& in = k.code[pc];
-    if (in.opcode == "bra") leader[size_t(in.ops[0].imm)] = true;
+    if (in.opcode == "bra") leader[target(in)] = true;
     if (in.opcode == "bra" || ends_flow(in)) leader[pc + 1] = true;
   }
   std::vector<uint32_t> block_of(n), starts;
@@ -332,7 +333,7 @@ std::vector<int32_t> registers_read_before_written(const kernel& k) {
   const size_t blocks = starts.size();
   std::vector<uint64_t> reads(blocks * words, 0), writes(blocks * words, 0), live_in(blocks * words, 0);
   std::vector<std::vector<uint32_t>> successors(blocks);
-  const auto bit = [](std::vector<uint64_t>& set, size_t block, size_t words_per, int32_t r) -> bool {
+  const auto bit = [](const std::vector<uint64_t>& set, size_t block, size_t words_per, int32_t r) -> bool {
     return set[block * words_per + size_t(r) / 64] >> (r % 64) & 1;
   };
   for (size_t bl = 0; bl < blocks; ++bl) {
@@ -344,7 +345,7 @@ std::vector<int32_t> registers_read_before_written(const kernel& k) {
       for (const int32_t r : e.writes) writes[bl * words + size_t(r) / 64] |= uint64_t(1) << (r % 64);
     }
     const instruction& last = k.code[end - 1];
-    if (last.opcode == "bra") successors[bl].push_back(block_of[size_t(last.ops[0].imm)]);
+    if (last.opcode == "bra" && target(last) < n) successors[bl].push_back(block_of[target(last)]);
     if (!ends_flow(last) && end < n) successors[bl].push_back(block_of[end]);
   }
   for (bool changed = true; changed;) {
