@@ -66,15 +66,8 @@ uint64_t convert(const instruction& in, ptype dst, ptype src, uint64_t raw) {
   if (plain && dst == ptype::f32 && src == ptype::f16) {
     return is_nan(raw & 0xFFFF, f16_format) ? 0x7FFFFFFFu : bits(static_cast<float>(half_value(raw, false)));
   }
-  if (plain && dst == ptype::f16 && src == ptype::f32 && !is_nan(raw & 0xFFFFFFFFu, f32_format)) {
-    // Round to nearest even on the bits: the exponent rebased and the 13 dropped bits rounded
-    // (a carry may reach the exponent, up to infinity); below the f16 normals, the float addition
-    // of 2^-1 aligns the value to the subnormal spacing 2^-24 with the host's rounding.
-    const uint32_t sign = uint32_t(raw) >> 16 & 0x8000u, a = uint32_t(raw) & 0x7FFFFFFFu;
-    if (a >= 0x47800000u) return sign | 0x7C00u;  // ≥ 2^16 (and infinity): infinite
-    if (a < 0x38800000u) return sign | (bits(as_f32(a) + 0.5f) - 0x3F000000u);  // < 2^-14
-    return sign | ((a - 0x38000000u + 0xFFFu + (a >> 13 & 1)) >> 13);
-  }
+  if (plain && dst == ptype::f16 && src == ptype::f32 && !is_nan(raw & 0xFFFFFFFFu, f32_format))
+    return f16_nearest(uint32_t(raw));
   if (dst == ptype::f32 && src == ptype::f32 && !in.relu && !p.satfinite && p.format != cvt_format::tf32) {
     // An f32 to f32: exact but for rounding to an integral value, .ftz and .sat.
     float f = as_f32(ftz32(raw, in.ftz));

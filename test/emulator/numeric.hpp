@@ -71,4 +71,22 @@ inline double half_value(uint64_t bits16, bool bf16) {
   return f16[bits16 & 0xFFFF];
 }
 
+//! The f16 nearest (ties to even) to the f32 whose bits are `f` (not a NaN), on the bits: the
+//! exponent rebased and the 13 dropped bits rounded (a carry may reach the exponent, up to
+//! infinity); below the f16 normals the float addition of 2^-1 aligns the value to the subnormal
+//! spacing 2^-24 with the host's rounding to nearest.
+inline uint32_t f16_nearest(uint32_t f) {
+  const uint32_t sign = f >> 16 & 0x8000u, a = f & 0x7FFFFFFFu;
+  if (a >= 0x47800000u) return sign | 0x7C00u;  // ≥ 2^16 (and infinity): infinite
+  if (a < 0x38800000u) {  // < 2^-14
+    float v;
+    __builtin_memcpy(&v, &a, 4);
+    v += 0.5f;
+    uint32_t u;
+    __builtin_memcpy(&u, &v, 4);
+    return sign | (u - 0x3F000000u);
+  }
+  return sign | ((a - 0x38000000u + 0xFFFu + (a >> 13 & 1)) >> 13);
+}
+
 }  // namespace emu
