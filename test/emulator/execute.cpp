@@ -182,6 +182,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
       for (const int32_t r : k.read_before_written) std::fill_n(registers.begin() + first + w + size_t(r) * 32, 32, 0);
     if (profile) std::fill(ready.begin() + first_ready, ready.begin() + first_ready + threads * k.register_count, 0);
     b->threads.resize(threads);
+    b->thread_pointers.assign(size_t(b->warp_count) * 32, nullptr);
     for (uint32_t i = 0; i < threads; ++i) {
       thread_state& t = b->threads[i];
       t.r = registers.data() + first + size_t(i / 32) * 32 * k.register_count + i % 32;
@@ -194,6 +195,7 @@ cudaError_t launch(const kernel& k, const launch_params& lp) {
       t.tid[2] = i / (lp.block.x * lp.block.y);
       t.lane = i % 32;
       t.warp = i / 32;
+      b->thread_pointers[i] = &t;
     }
     b->profile = profile.get();
     return b;

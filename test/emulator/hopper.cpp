@@ -474,10 +474,10 @@ void exec_mapa(block_state& b, thread_state& t, const instruction& in) {
 void warp_elect(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   (void)b;
   const uint32_t leader = static_cast<uint32_t>(__builtin_ctz(mask));
-  for (int l = 0; l < 32; ++l) {
-    if (!lanes[l]) continue;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const uint32_t l = __builtin_ctz(m);
     set(*lanes[l], in.ops[0], leader);
-    if (in.pair >= 0) reg(*lanes[l], in.pair) = uint32_t(l) == leader;
+    if (in.pair >= 0) reg(*lanes[l], in.pair) = l == leader;
   }
 }
 

@@ -218,6 +218,7 @@ struct block_state {
   std::vector<uint8_t> shared;  //!< static + dynamic shared memory
   size_t dynamic_shared = 0;
   std::vector<thread_state> threads;
+  std::vector<thread_state*> thread_pointers;  //!< &threads[i], null past them to whole warps: collectives' lanes
   uint32_t thread_count = 0, warp_count = 0;
   allocation* cached = nullptr;  //!< last global allocation hit
   uint64_t* budget = nullptr;   //!< instructions left before the watchdog fires

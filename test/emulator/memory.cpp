@@ -323,6 +323,101 @@ void exec_ld(block_state& b, thread_state& t, const instruction& in) {
   }
 }
 
+//! The memory a lock-step group's ld or st reaches, when one check covers every lane: the lanes of
+//! `mask` access `bytes` each at `at[l]`, all aligned to `bytes`, all in one space (shared, the
+//! kernel parameters, or one global allocation) and in bounds; and for a global load every byte
+//! of their span written (initcheck), and no lane before a pending griddepcontrol.wait. Then no
+//! lane can fail, and lane l's bytes lie at at[l] + the returned offset. Otherwise (or profiling)
+//! false: the caller runs the lanes one by one through `access`, whose checks then report the
+//! first failing lane exactly as for a thread on its own.
+bool group_memory(block_state& b, const thread_state* warp, uint32_t mask, const instruction& in,
+                  const uint64_t (&at)[32], uint32_t bytes, bool write, space& s, intptr_t& offset) {
+  uint64_t lo = UINT64_MAX, hi = 0, address_bits = 0;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const uint64_t a = at[__builtin_ctz(m)];
+    lo = std::min(lo, a);
+    hi = std::max(hi, a);
+    address_bits |= a;
+  }
+  hi += bytes;
+  if (b.profile || (address_bits & (bytes - 1)) != 0 || hi < lo) return false;  // misaligned, or wraps
+  const address_windows& win = windows();
+  const auto inside = [&](uint64_t base, uint64_t size) { return lo - base < size && hi - base <= size; };
+  const auto apart = [&](uint64_t base, uint64_t size) { return hi <= base || lo >= base + size; };
+  s = in.state;
+  intptr_t window = 0;  // generic to the space's own addresses
+  if (s == space::generic) {
+    if (inside(win.shared_base, win.shared_size)) s = space::shared, window = -intptr_t(win.shared_base);
+    else if (inside(win.param_base, win.param_size)) s = space::param, window = -intptr_t(win.param_base);
+    else if (apart(win.shared_base, win.shared_size) && apart(win.local_base, win.local_size) &&
+             apart(win.param_base, win.param_size))
+      s = space::global;
+    else return false;  // local memory (per thread), or lanes in different spaces
+  }
+  switch (s) {
+    case space::shared:
+      if (hi + window > b.shared.size()) return false;
+      offset = reinterpret_cast<intptr_t>(b.shared.data()) + window;
+      return true;
+    case space::param:
+      if (write || hi + window > b.param_bytes) return false;
+      offset = reinterpret_cast<intptr_t>(b.params) + window;
+      return true;
+    case space::global:
+    case space::constant: {
+      allocation* a = b.cached;
+      if (!a || lo < a->begin || hi > a->end) {
+        a = find_allocation(lo, hi - lo);
+        if (!a) return false;
+        b.cached = a;
+      }
+      if (b.launch.predecessor != 0)
+        for (uint32_t m = mask; m; m &= m - 1)
+          if (!warp[__builtin_ctz(m)].dependencies_resolved) return false;
+      if (!write && initcheck_setting() != initcheck_mode::off && a->first_unwritten(lo, hi - lo)) return false;
+      offset = 0;
+      return true;
+    }
+    default: return false;
+  }
+}
+
+//! at[l]: the address operand `a` (a register plus an offset) of each lane l of `mask`.
+void lane_addresses(const thread_state* warp, uint32_t mask, const operand& a, uint64_t (&at)[32]) {
+  const uint64_t* const base = a.reg >= 0 ? &reg(warp[0], a.reg) : nullptr;
+  for (uint32_t m = mask; m; m &= m - 1) at[__builtin_ctz(m)] = (base ? base[__builtin_ctz(m)] : 0) + a.imm;
+}
+
+// ld of a lock-step group: d a register or a vector of registers (and sinks), the address a
+// register plus an offset. Each lane loads as exec_ld; where group_memory finds one check for all,
+// the lanes skip access.
+void group_ld(block_state& b, thread_state* warp, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  const uint32_t total = static_cast<uint32_t>(w * in.vec);
+  uint64_t at[32];
+  lane_addresses(warp, mask, in.ops[1], at);
+  space s;
+  intptr_t offset;
+  if (!group_memory(b, warp, mask, in, at, total, false, s, offset)) {
+    for (uint32_t m = mask; m; m &= m - 1) exec_ld(b, warp[__builtin_ctz(m)], in);
+    return;
+  }
+  const bool shared = s == space::shared, sgn = type_signed(in.type);
+  const operand& d = in.ops[0];
+  const operand* elements = d.k == operand::kind::vector ? &b.k.vector_elements[d.first] : &d;
+  const uint32_t count = d.k == operand::kind::vector ? d.count : 1;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const uint32_t l = __builtin_ctz(m);
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(intptr_t(at[l]) + offset);
+    if (shared && b.race) race_access(b, warp[l], in, static_cast<uint32_t>(p - b.shared.data()), total, false, "this thread");
+    for (uint32_t i = 0; i < count; ++i) {
+      if (elements[i].k != operand::kind::reg) continue;  // a sink
+      const uint64_t v = load_bytes(p + i * w, w);
+      (&reg(warp[0], elements[i].reg))[l] = sgn ? static_cast<uint64_t>(sign_extend(v, w)) : v;
+    }
+  }
+}
+
 void exec_st(block_state& b, thread_state& t, const instruction& in) {
   const int w = width(in);
   const uint64_t address = address_of(t, in.ops[0]);
@@ -342,6 +437,39 @@ void exec_st(block_state& b, thread_state& t, const instruction& in) {
   }
 }
 
+
+// st of a lock-step group: the source a register, an immediate or a vector of them, the address a
+// register plus an offset. Each lane stores as exec_st, in lane order; where group_memory finds
+// one check for all, the lanes skip access.
+void group_st(block_state& b, thread_state* warp, uint32_t mask, const instruction& in) {
+  const int w = width(in);
+  const uint32_t total = static_cast<uint32_t>(w * in.vec);
+  uint64_t at[32];
+  lane_addresses(warp, mask, in.ops[0], at);
+  space s;
+  intptr_t offset;
+  if (!group_memory(b, warp, mask, in, at, total, true, s, offset)) {
+    for (uint32_t m = mask; m; m &= m - 1) exec_st(b, warp[__builtin_ctz(m)], in);
+    return;
+  }
+  const bool shared = s == space::shared;
+  const operand& v = in.ops[1];
+  const operand* elements = v.k == operand::kind::vector ? &b.k.vector_elements[v.first] : &v;
+  const uint32_t count = v.k == operand::kind::vector ? v.count : 1;
+  allocation* const a = shared ? nullptr : b.cached;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const uint32_t l = __builtin_ctz(m);
+    uint8_t* p = reinterpret_cast<uint8_t*>(intptr_t(at[l]) + offset);
+    ++b.stores;
+    if (shared) {
+      if (b.race) race_access(b, warp[l], in, static_cast<uint32_t>(p - b.shared.data()), total, true, "this thread");
+    } else {
+      a->mark_written(at[l], total);
+      a->mark_kernel_written(b.launch.id, at[l], total);
+    }
+    for (uint32_t i = 0; i < count; ++i) store_bytes(p + i * w, lane_operand(warp, elements[i])[l], w);
+  }
+}
 
 //! The new value of an atom/red on `old`; `in_shared`: the address lies in shared memory.
 uint64_t atom_apply(const instruction& in, uint64_t old, uint64_t x, uint64_t y, bool in_shared) {
@@ -436,8 +564,27 @@ void exec_createpolicy(block_state&, thread_state& t, const instruction& in) { s
 // ---------------------------------------------------------------------------------------
 // Decoders
 
-void decode_load(instruction& in, const kernel&) { in.exec = exec_ld; }
-void decode_store(instruction& in, const kernel&) { in.exec = exec_st; }
+//! Whether the vector or single operand `o` has elements of the kinds `ok` accepts.
+template <class Ok>
+bool plain_elements(const kernel& k, const operand& o, Ok ok) {
+  if (o.k != operand::kind::vector) return ok(o);
+  for (uint32_t i = 0; i < o.count; ++i)
+    if (!ok(k.vector_elements[o.first + i])) return false;
+  return true;
+}
+
+void decode_load(instruction& in, const kernel& k) {
+  in.exec = exec_ld;
+  const auto register_or_sink = [](const operand& o) { return o.k == operand::kind::reg || o.k == operand::kind::sink; };
+  if (in.ops[1].k == operand::kind::address && in.pair < 0 && plain_elements(k, in.ops[0], register_or_sink))
+    in.group_exec = group_ld;
+}
+
+void decode_store(instruction& in, const kernel& k) {
+  in.exec = exec_st;
+  const auto plain = [](const operand& o) { return (o.k == operand::kind::reg || o.k == operand::kind::imm) && !o.negate; };
+  if (in.ops[0].k == operand::kind::address && plain_elements(k, in.ops[1], plain)) in.group_exec = group_st;
+}
 
 void decode_atom(instruction& in, const kernel&) {
   atom_payload& p = set_payload<atom_payload>(in);

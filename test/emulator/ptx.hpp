@@ -69,8 +69,8 @@ struct instruction;
 struct thread_state;
 struct block_state;
 using exec_fn = void (*)(block_state&, thread_state&, const instruction&);
-//! A warp collective: runs once for the non-exited lanes of its member mask (`lanes[i]` null
-//! elsewhere; `mask` has their bits).
+//! A warp collective: runs once for the non-exited lanes of its member mask, `mask`'s bits
+//! (`lanes[i]`: lane i; a handler reads only the lanes of `mask`).
 using warp_exec_fn = void (*)(block_state&, thread_state* const* lanes, uint32_t mask, const instruction&);
 //! A per-thread instruction executed once for the lanes of `mask` that run it together (the
 //! scheduler's lock-step group): `warp` is the warp's lane 0. Optional: a decoder sets it beside

@@ -180,10 +180,10 @@ void spend(block_state& b, const thread_state* lane, uint32_t active, const inst
 // The lanes of `group` (of the warp whose lane 0 is `lane`) that `in`'s guard leaves on: the guard
 // register of each, read from the warp's registers.
 uint32_t guard_on(const thread_state* lane, uint32_t group, const instruction& in) {
-  const uint64_t* const guard = &reg(lane[0], in.guard);
+  const uint64_t* const guard = &reg(lane[0], in.guard);  // 32 slots, whatever the warp's size
   uint32_t on = 0;
-  for (uint32_t m = group; m; m &= m - 1) on |= uint32_t((guard[__builtin_ctz(m)] != 0) != in.guard_negated) << __builtin_ctz(m);
-  return on;
+  for (uint32_t l = 0; l < 32; ++l) on |= uint32_t(guard[l] != 0) << l;  // no branch: vectorisable
+  return (in.guard_negated ? ~on : on) & group;
 }
 
 // Whether the lanes `group` of a warp (`lane`: its lane 0, `lanes` of them), all at the collective
@@ -296,10 +296,12 @@ bool run_warp(block_state& b, uint32_t w) {
         // A collective whose member mask is the group, every lane's guard on: it fires at once.
         spend(b, lane, group, in);
         settle();
-        thread_state* participants[32] = {};
-        for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
-        in.warp_exec(b, participants, group, in);
-        if (in.waits_for_exited) race_synchronise(b, participants, 32, nullptr);  // bar.warp.sync orders memory
+        in.warp_exec(b, &b.thread_pointers[first], group, in);
+        if (in.waits_for_exited) {  // bar.warp.sync orders memory
+          thread_state* participants[32] = {};
+          for (uint32_t m = group; m; m &= m - 1) participants[__builtin_ctz(m)] = &lane[__builtin_ctz(m)];
+          race_synchronise(b, participants, 32, nullptr);
+        }
         settled = false;
         ++pc;
         together = pc < others;

@@ -129,8 +129,10 @@ void warp_shfl(block_state& b, thread_state* const* lanes, uint32_t mask, const 
 // (`mask`: the non-exited lanes of membermask, over which the vote is taken)
 void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const instruction& in) {
   uint32_t ballot = 0;
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l] && predicate(b, *lanes[l], own(b, *lanes[l]).ops[1])) ballot |= 1u << l;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const int l = __builtin_ctz(m);
+    if (predicate(b, *lanes[l], own(b, *lanes[l]).ops[1])) ballot |= 1u << l;
+  }
   uint64_t r;
   switch (payload<collective_payload>(in).mode) {
     case 0: r = ballot == mask; break;
@@ -138,8 +140,7 @@ void warp_vote(block_state& b, thread_state* const* lanes, uint32_t mask, const 
     case 2: r = ballot == 0 || ballot == mask; break;
     default: r = ballot; break;
   }
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l]) set(*lanes[l], own(b, *lanes[l]).ops[0], r);
+  for (uint32_t m = mask; m; m &= m - 1) set(*lanes[__builtin_ctz(m)], own(b, *lanes[__builtin_ctz(m)]).ops[0], r);
 }
 
 // match.{any,all}.sync.type d[|p], a, membermask
@@ -149,14 +150,13 @@ void warp_match(block_state& b, thread_state* const* lanes, uint32_t mask, const
   uint64_t v[32] = {};
   for (uint32_t m = mask; m; m &= m - 1) v[__builtin_ctz(m)] = truncate(operand(__builtin_ctz(m), 1), w);
   bool all_equal = true;
-  int first = __builtin_ctz(mask);
-  for (int l = 0; l < 32; ++l)
-    if (lanes[l] && v[l] != v[first]) all_equal = false;
-  for (int l = 0; l < 32; ++l) {
-    if (!lanes[l]) continue;
+  const int first = __builtin_ctz(mask);
+  for (uint32_t m = mask; m; m &= m - 1) all_equal &= v[__builtin_ctz(m)] == v[first];
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const int l = __builtin_ctz(m);
     uint32_t same = 0;
-    for (int j = 0; j < 32; ++j)
-      if (lanes[j] && v[j] == v[l]) same |= 1u << j;
+    for (uint32_t n = mask; n; n &= n - 1)
+      if (v[__builtin_ctz(n)] == v[l]) same |= n & -n;
     if (payload<collective_payload>(in).mode == 0) operand.set_destination(uint32_t(l), same);
     else operand.set_destination(uint32_t(l), all_equal ? mask : 0, all_equal);
   }
@@ -168,9 +168,9 @@ void warp_redux(block_state& b, thread_state* const* lanes, uint32_t mask, const
   const collective_operands operand(b, lanes, mask, in);
   int64_t acc = 0;
   bool first = true;
-  for (int l = 0; l < 32; ++l) {
-    if (!lanes[l]) continue;
-    const uint64_t raw = operand(l, 1) & 0xFFFFFFFFu;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const int l = __builtin_ctz(m);
+    const uint64_t raw = operand(uint32_t(l), 1) & 0xFFFFFFFFu;
     const int64_t v = sgn ? sign_extend(raw, 4) : static_cast<int64_t>(raw);
     if (first) { acc = v; first = false; continue; }
     switch (payload<collective_payload>(in).mode) {
