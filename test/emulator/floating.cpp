@@ -59,6 +59,19 @@ uint64_t float_arith(float_op op, const float_mode& m, ptype t, uint64_t x, uint
       default: return f32_nearest<float_op::fma>(x, y, z, ftz);
     }
   }
+  if (t == ptype::f32 && !m.sat && !m.relu) {  // directed rounding: as below, in double throughout
+    const double a = as_f32(ftz32(x, ftz)), c = as_f32(ftz32(y, ftz));
+    double v, first = a, second = -c;
+    switch (op) {
+      case float_op::add: v = odd_sum(a, c); second = c; break;
+      case float_op::sub: v = odd_sum(a, -c); break;
+      case float_op::mul: v = a * c; break;
+      default: first = a * c, second = as_f32(ftz32(z, ftz)), v = odd_sum(first, second); break;
+    }
+    if (v == 0 && op != float_op::mul)
+      v = (std::signbit(first) == std::signbit(second) ? std::signbit(first) : m.round == rounding::rm) ? -0.0 : 0.0;
+    return f32_result(f32_from_odd(v, m.round), ftz);
+  }
   const long double a = operand_float(x, t, ftz), c = operand_float(y, t, ftz);
   long double v, first = a, second = -c;  // the two terms of a sum
   const long double addend = op == float_op::fma ? operand_float(z, t, ftz) : 0;
@@ -212,7 +225,7 @@ void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
 uint64_t float_special(const instruction& in, uint64_t x_bits, uint64_t y_bits) {
   const special_function f = payload<special_payload>(in).function;
   const ptype type = in.type;
-  const long double a = operand_float(x_bits, type, in.ftz);
+  const long double a = type == ptype::f32 ? as_f32(ftz32(x_bits, in.ftz)) : operand_float(x_bits, type, in.ftz);
   const bool approx = in.approx;
   long double v;
   if (approx) {

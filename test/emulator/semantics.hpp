@@ -139,23 +139,25 @@ template <class F>
 void for_lanes(thread_state* warp, uint32_t mask, const instruction& in, F f) {
   uint64_t* const d = &reg(warp[0], in.ops[0].reg);
   const lane_operand a(warp, in.ops[1]);
+  // Every lane of a full warp in a counted loop (which the compiler may vectorise), else lane by lane.
+  const auto each = [mask](auto body) {
+    if (mask == 0xFFFFFFFFu) {
+      for (uint32_t l = 0; l < 32; ++l) body(l);
+    } else {
+      for (uint32_t m = mask; m; m &= m - 1) body(uint32_t(__builtin_ctz(m)));
+    }
+  };
   if constexpr (std::is_invocable_v<F, uint64_t>) {
-    for (; mask; mask &= mask - 1) d[__builtin_ctz(mask)] = f(a[__builtin_ctz(mask)]);
+    each([&](uint32_t l) { d[l] = f(a[l]); });
   } else if constexpr (std::is_invocable_v<F, uint64_t, uint64_t>) {
     const lane_operand x(warp, in.ops[2]);
-    for (; mask; mask &= mask - 1) d[__builtin_ctz(mask)] = f(a[__builtin_ctz(mask)], x[__builtin_ctz(mask)]);
+    each([&](uint32_t l) { d[l] = f(a[l], x[l]); });
   } else if constexpr (std::is_invocable_v<F, uint64_t, uint64_t, uint64_t>) {
     const lane_operand x(warp, in.ops[2]), y(warp, in.ops[3]);
-    for (; mask; mask &= mask - 1) {
-      const uint32_t l = __builtin_ctz(mask);
-      d[l] = f(a[l], x[l], y[l]);
-    }
+    each([&](uint32_t l) { d[l] = f(a[l], x[l], y[l]); });
   } else {
     const lane_operand x(warp, in.ops[2]), y(warp, in.ops[3]), z(warp, in.ops[4]);
-    for (; mask; mask &= mask - 1) {
-      const uint32_t l = __builtin_ctz(mask);
-      d[l] = f(a[l], x[l], y[l], z[l]);
-    }
+    each([&](uint32_t l) { d[l] = f(a[l], x[l], y[l], z[l]); });
   }
 }
 
