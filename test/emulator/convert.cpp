@@ -200,6 +200,14 @@ void group_mov(block_state&, thread_state* warp, uint32_t mask, const instructio
   for_lanes(warp, mask, in, [w](uint64_t a) { return truncate(a, w); });
 }
 
+// mov d, %special for a lock-step group: each lane's special register.
+void group_mov_special(block_state& b, thread_state* warp, uint32_t mask, const instruction& in) {
+  uint64_t* const d = &reg(warp[0], in.ops[0].reg);
+  const int w = width(in);
+  const special s = in.ops[1].sreg;
+  for (uint32_t m = mask; m; m &= m - 1) d[__builtin_ctz(m)] = truncate(special_value(b, warp[__builtin_ctz(m)], s), w);
+}
+
 // mov.b{32,64} {d0, ..., dn-1}, a and mov.b{32,64} d, {a0, ..., an-1} of registers and immediates,
 // for a lock-step group: the elements are a's bit fields, element 0 the lowest.
 void group_mov_vector(block_state& b, thread_state* warp, uint32_t mask, const instruction& in) {
@@ -228,17 +236,24 @@ void group_mov_vector(block_state& b, thread_state* warp, uint32_t mask, const i
   }
 }
 
-// cvta[.to].space.size d, a
-void exec_cvta(block_state& b, thread_state& t, const instruction& in) {
+// cvta[.to].space.size d, a: the generic address of a `space` address a, or (.to) back. `frame`:
+// the thread's current frame, to which .local addresses are relative.
+uint64_t cvta_value(const instruction& in, uint64_t a, uint32_t frame) {
   const address_windows& w = windows();
-  uint64_t a = value(b, t, in.ops[1]);
-  const bool to = payload<cvta_payload>(in).to_space;
   uint64_t base = 0;
   if (in.state == space::shared) base = w.shared_base;
-  if (in.state == space::local) base = w.local_base + t.frame;  // .local addresses are frame-relative
+  if (in.state == space::local) base = w.local_base + frame;
   if (in.state == space::param) base = w.param_base;
-  a = to ? a - base : a + base;
-  set(t, in.ops[0], truncate(a, width(in)));
+  return truncate(payload<cvta_payload>(in).to_space ? a - base : a + base, width(in));
+}
+
+void exec_cvta(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], cvta_value(in, value(b, t, in.ops[1]), t.frame));
+}
+
+// cvta of a lock-step group, of a space other than .local (whose window is the thread's).
+void group_cvta(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t a) { return cvta_value(in, a, 0); });
 }
 
 // isspacep.space p, a
@@ -372,6 +387,8 @@ void decode_mov(instruction& in, const kernel& k) {
     if (d.k == operand::kind::reg && plain_vector(k, a, false)) in.group_exec = group_mov_vector;
   } else if (plain_operands(in, 1)) {
     in.group_exec = group_mov;
+  } else if (d.k == operand::kind::reg && a.k == operand::kind::special) {
+    in.group_exec = group_mov_special;
   }
 }
 
@@ -380,6 +397,7 @@ void decode_cvta(instruction& in, const kernel&) {
   if (in.state == space::param && has(in, "to")) unsupported(in, "cvta.to.param");
   if (in.state == space::generic) unsupported(in, "needs a state space");
   in.exec = exec_cvta;
+  if (in.state != space::local && plain_operands(in, 1)) in.group_exec = group_cvta;
 }
 
 void decode_isspacep(instruction& in, const kernel&) { in.exec = exec_isspacep; }

@@ -203,7 +203,7 @@ void group_float_minmax(block_state&, thread_state* warp, uint32_t mask, const i
 }
 
 // abs / neg: a sign-bit operation (NaN included), after .ftz.
-void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
+uint64_t float_sign_value(const instruction& in, uint64_t x) {
   const bool negate = payload<arith_payload>(in).negate;
   const ptype s = scalar_of(in.type);
   const float_format f = format_of(s);
@@ -217,8 +217,15 @@ void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
     if (in.ftz) v = flush_subnormal(v, f);
     return negate ? v ^ sign : v & ~sign;
   };
-  const uint64_t x = value(b, t, in.ops[1]);
-  set(t, in.ops[0], is_pair(in.type) ? packed(x, 0, 0, one) : one(x, 0, 0));
+  return is_pair(in.type) ? packed(x, 0, 0, one) : one(x, 0, 0);
+}
+
+void exec_float_sign(block_state& b, thread_state& t, const instruction& in) {
+  set(t, in.ops[0], float_sign_value(in, value(b, t, in.ops[1])));
+}
+
+void group_float_sign(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x) { return float_sign_value(in, x); });
 }
 
 // div, rcp, sqrt, rsqrt, ex2, lg2, sin, cos, tanh of the operands' bits x (and y, div's divisor).
@@ -334,6 +341,7 @@ void decode_arith(instruction& in, const kernel&) {
 void decode_sign(instruction& in, const kernel&) {
   set_payload<arith_payload>(in).negate = in.opcode == "neg";
   in.exec = exec_float_sign;
+  if (plain_operands(in, 1)) in.group_exec = group_float_sign;
 }
 
 void decode_minmax(instruction& in, const kernel&) {

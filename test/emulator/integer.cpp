@@ -44,11 +44,11 @@ void group_add(block_state&, thread_state* warp, uint32_t mask, const instructio
 }
 
 // mul / mad: .lo, .hi, .wide; mad adds c at the result width.
-void exec_mul(block_state& b, thread_state& t, const instruction& in) {
+//! mul / mad of x and y (plus c): .lo, .hi or .wide, mad.hi.sat.s32.
+uint64_t mul_value(const instruction& in, uint64_t x, uint64_t y, uint64_t c) {
   const arith_payload& p = payload<arith_payload>(in);
   const int w = width(in);
   const bool sgn = type_signed(in.type);
-  const uint64_t x = value(b, t, in.ops[1]), y = value(b, t, in.ops[2]);
   uint64_t r;
   if (p.high) {
     if (w == 8) {
@@ -66,7 +66,6 @@ void exec_mul(block_state& b, thread_state& t, const instruction& in) {
   }
   if (p.accumulate) {  // mad
     const int rw = p.wide ? 2 * w : w;
-    const uint64_t c = value(b, t, in.ops[3]);
     if (in.sat) {  // mad.hi.sat.s32
       const int64_t s = int64_t(int32_t(r)) + int64_t(int32_t(c));
       r = static_cast<uint64_t>(std::clamp<int64_t>(s, INT32_MIN, INT32_MAX));
@@ -75,7 +74,12 @@ void exec_mul(block_state& b, thread_state& t, const instruction& in) {
     }
     r = truncate(r, rw);
   }
-  set(t, in.ops[0], r);
+  return r;
+}
+
+void exec_mul(block_state& b, thread_state& t, const instruction& in) {
+  const bool mad = payload<arith_payload>(in).accumulate;
+  set(t, in.ops[0], mul_value(in, value(b, t, in.ops[1]), value(b, t, in.ops[2]), mad ? value(b, t, in.ops[3]) : 0));
 }
 
 // add.cc, addc[.cc], sub.cc, subc[.cc] (.u32/.s32/.u64/.s64): d = a ± b (± CC.CF), the carry
@@ -275,6 +279,14 @@ void group_mul_lo(block_state&, thread_state* warp, uint32_t mask, const instruc
     for_lanes(warp, mask, in, [w](uint64_t x, uint64_t y) { return truncate(x * y, w); });
 }
 
+// mul / mad .hi and .wide of a lock-step group.
+void group_mul(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  if (payload<arith_payload>(in).accumulate)
+    for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t y, uint64_t z) { return mul_value(in, x, y, z); });
+  else
+    for_lanes(warp, mask, in, [&in](uint64_t x, uint64_t y) { return mul_value(in, x, y, 0); });
+}
+
 // ---------------------------------------------------------------------------------------
 // Decoders
 
@@ -309,7 +321,7 @@ void decode_mul(instruction& in, const kernel&) {
   p.accumulate = in.opcode == "mad";
   if (in.sat && !(p.accumulate && p.high && in.type == ptype::s32)) unsupported(in, ".sat is mad.hi.sat.s32's alone");
   in.exec = exec_mul;
-  if (!p.high && !p.wide && plain_operands(in, p.accumulate ? 3 : 2)) in.group_exec = group_mul_lo;
+  if (plain_operands(in, p.accumulate ? 3 : 2)) in.group_exec = !p.high && !p.wide ? group_mul_lo : group_mul;
 }
 
 void decode_mul24(instruction& in, const kernel&) {

@@ -27,6 +27,11 @@ struct logic_payload {
   logic_op op;
 };
 
+//! The payload of not and cnot.
+struct not_payload {
+  bool logical;  //!< cnot: 1 for a zero source, else 0
+};
+
 struct shift_payload {
   bool right;  //!< shr, shf.r
   bool clamp;  //!< shf.clamp (else .wrap)
@@ -78,13 +83,18 @@ void group_pred_logic(block_state&, thread_state* warp, uint32_t mask, const ins
 }
 
 // not / cnot: the bitwise complement (of a predicate: its negation); cnot: 1 for 0, else 0.
-void exec_not(block_state& b, thread_state& t, const instruction& in) {
+// not / cnot (cnot: the payload's flag).
+uint64_t not_value(const instruction& in, uint64_t x) {
   const int w = width(in);
-  const uint64_t x = truncate(value(b, t, in.ops[1]), w);
-  uint64_t r;
-  if (in.opcode == "cnot") r = x == 0;
-  else r = in.type == ptype::pred ? uint64_t(x == 0) : truncate(~x, w);
-  set(t, in.ops[0], r);
+  x = truncate(x, w);
+  if (payload<not_payload>(in).logical || in.type == ptype::pred) return x == 0;
+  return truncate(~x, w);
+}
+
+void exec_not(block_state& b, thread_state& t, const instruction& in) { set(t, in.ops[0], not_value(in, value(b, t, in.ops[1]))); }
+
+void group_not(block_state&, thread_state* warp, uint32_t mask, const instruction& in) {
+  for_lanes(warp, mask, in, [&in](uint64_t x) { return not_value(in, x); });
 }
 
 // shl / shr: shift amounts beyond the width give 0 (or the sign fill for shr.s).
@@ -328,7 +338,9 @@ void decode_logic(instruction& in, const kernel&) {
 
 void decode_not(instruction& in, const kernel&) {
   if (in.ops[1].negate) unsupported(in, "a negated source");
+  set_payload<not_payload>(in).logical = in.opcode == "cnot";
   in.exec = exec_not;
+  if (plain_operands(in, 1)) in.group_exec = group_not;
 }
 
 void decode_lop3(instruction& in, const kernel&) {
