@@ -74,11 +74,17 @@ std::vector<T> grid_values(size_t n, uint64_t seed) {
 template <class T>
 std::vector<float> logits_of(const std::vector<T>& x, int64_t x_stride, const std::vector<T>& w, int64_t w_stride,
                              int64_t tokens, int experts, int hidden) {
+  const auto widened = [](const std::vector<T>& v) {
+    std::vector<double> d(v.size());
+    for (size_t i = 0; i < v.size(); ++i) d[i] = beam::to_float(v[i]);
+    return d;
+  };
+  const std::vector<double> xd = widened(x), wd = widened(w);
   std::vector<float> out(size_t(tokens * experts));
   for (int64_t t = 0; t < tokens; ++t) {
     for (int e = 0; e < experts; ++e) {
       double sum = 0.0;
-      for (int h = 0; h < hidden; ++h) sum += double(beam::to_float(x[t * x_stride + h])) * beam::to_float(w[e * w_stride + h]);
+      for (int h = 0; h < hidden; ++h) sum += xd[t * x_stride + h] * wd[e * w_stride + h];
       out[t * experts + e] = float(sum);
     }
   }
