@@ -1,7 +1,9 @@
 // beam::device::moe_forward and moe_experts_forward against beam::reference::moe_forward /
 // moe_experts_forward: routing ids exactly (router inputs on a grid, so the logits are exact
 // on both sides), outputs to the dtype tolerance; every schedule, both router paths, mask on
-// and off, shared expert and residual, graph replay.
+// and off, shared expert and residual, graph replay. The training forward and the straight-
+// through estimator's path back to the routers (combine_backward, route_backward) against
+// reference::moe_forward, topk_weight_grad and routing_backward.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,8 +14,10 @@
 #include <vector>
 
 #include "beam/moe/device_moe.cuh"
+#include "beam/moe/device_moe_training.cuh"
 #include "beam/reference/moe.cuh"
 #include "beam/reference/permute.cuh"
+#include "beam/reference/training.cuh"
 #include "common/gpu.cuh"
 #include "common/routing_inputs.cuh"
 #include "common/testing.hpp"
@@ -183,6 +187,61 @@ TEST_CASE("moe_forward: workspace query and bad arguments, before touching the d
   rank.routed_experts = 64;
   rank.expert_map = fake_ids();
   CHECK(beam::device::moe_forward<bf16>(nullptr, bytes, nullptr, 0, 64, rank, opt, {}) == cudaSuccess);
+}
+
+TEST_CASE("moe_training_forward: workspace query, what it does not implement, bad arguments") {
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const moe_layer<bf16> layer{2048, 768, 128, fake, fake, fake, fake};
+  beam::routing_options opt;
+  opt.top_k = 8;
+  const moe_outputs<bf16> out{fake, 2048};
+  size_t small = 0, large = 0, without = 0;
+  REQUIRE(beam::device::moe_training_forward<bf16>(nullptr, small, fake, 2048, 64, layer, opt, out) == cudaSuccess);
+  REQUIRE(beam::device::moe_training_forward<bf16>(nullptr, large, fake, 2048, 8192, layer, opt, out) == cudaSuccess);
+  CHECK(large > small);
+  CHECK(beam::device::moe_training_forward<bf16>(nullptr, without, nullptr, 0, 64, {2048, 768, 128}, opt, {}) ==
+        cudaSuccess);
+  CHECK(without == small);  // a query needs only the sizes
+  size_t inference = 0;
+  REQUIRE(beam::device::moe_forward<bf16>(nullptr, inference, fake, 2048, 64, layer, opt, out) == cudaSuccess);
+  CHECK(small > inference);  // it keeps A and Yp of every candidate, and the logits
+  const auto refused = [&](const moe_layer<bf16>& l, const beam::routing_options& o) {
+    size_t bytes = 0;
+    return beam::device::moe_training_forward<bf16>(nullptr, bytes, fake, 2048, 64, l, o, out);
+  };
+  moe_layer<bf16> parallel = layer;  // expert parallelism
+  parallel.routed_experts = 256;
+  parallel.expert_map = reinterpret_cast<const int32_t*>(0x3000);
+  CHECK(refused(parallel, opt) == cudaErrorInvalidValue);
+  moe_layer<bf16> identity = layer;  // zero-computation experts
+  identity.identity_experts = 2;
+  CHECK(refused(identity, opt) == cudaErrorInvalidValue);
+  moe_layer<bf16> gated = layer;  // a shared expert gate
+  gated.shared_intermediate = 512;
+  gated.shared_w13 = gated.shared_w2 = gated.shared_gate = fake;
+  CHECK(refused(gated, opt) == cudaErrorInvalidValue);
+  gated.shared_gate = nullptr;
+  CHECK(refused(gated, opt) == cudaSuccess);  // the shared expert itself is implemented
+  beam::routing_options bad = opt;
+  bad.top_k = 17;
+  CHECK(refused(layer, bad) == cudaErrorInvalidValue);
+  bad = opt;
+  bad.rule = static_cast<beam::routing_rule>(7);
+  CHECK(refused(layer, bad) == cudaErrorInvalidValue);
+  CHECK(refused({2044, 768, 128}, opt) == cudaErrorInvalidValue);  // H % 8
+  size_t bytes = 0;
+  CHECK(beam::device::moe_training_forward<bf16>(nullptr, bytes, fake, 2048, -1, layer, opt, out) ==
+        cudaErrorInvalidValue);
+  // Not a query: the data is checked before anything runs.
+  void* workspace = reinterpret_cast<void*>(0x10000);
+  CHECK(beam::device::moe_training_forward<bf16>(workspace, small, nullptr, 2048, 64, layer, opt, out) ==
+        cudaErrorInvalidValue);  // null x
+  CHECK(beam::device::moe_training_forward<bf16>(workspace, small, fake, 2048, 64, {2048, 768, 128, fake, fake},
+                                                 opt, out) == cudaErrorInvalidValue);  // null routers
+  size_t short_bytes = small - 1;
+  CHECK(beam::device::moe_training_forward<bf16>(workspace, short_bytes, fake, 2048, 64, layer, opt, out) ==
+        cudaErrorInvalidValue);  // workspace too small
+  CHECK(beam::device::moe_training_forward<bf16>(workspace, small, fake, 2048, 0, layer, opt, out) == cudaSuccess);
 }
 
 TEST_CASE("moe_forward: T·K·H beyond 2³¹ sizes the workspace in 64 bits; T·K beyond 2³¹ − 1 is refused") {
@@ -611,9 +670,155 @@ void check_expert_parallel(int ranks, int64_t T, gemm_schedule schedule, uint64_
   CHECK(beam::test::relative_error(packed_sum, expected_routed.out) <= beam::dtype_traits<bf16>::tolerance);
 }
 
+//! How a training case's mask router scores: `random` grid weights (about half the candidates
+//! kept), `zero` (W_m = 0, BEAM's initialisation: z = 0 keeps every candidate) or `negative` (x > 0,
+//! W_m < 0: z < 0 masks every candidate).
+enum class mask_scores { random, zero, negative };
+
+//! The training forward and the STE path back to the routers against the reference: the state's
+//! routing and candidate compaction exactly, y, Yp (E_c(x) of every candidate row) and, from a
+//! random ∂L/∂y, ∂L/∂ĝ (combine_backward) and ∂L/∂r, ∂L/∂z (route_backward, β·L_reg included)
+//! to the dtype tolerance.
+template <class T>
+void check_training_step(int64_t T_, int H, int I, int E, int K, int I_s, beam::routing_rule rule, bool residual,
+                         mask_scores scores, uint64_t seed) {
+  CAPTURE(T_);
+  CAPTURE(H);
+  CAPTURE(I);
+  CAPTURE(E);
+  CAPTURE(K);
+  CAPTURE(I_s);
+  CAPTURE(int(rule));
+  CAPTURE(int(scores));
+  CAPTURE(beam::dtype_traits<T>::name);
+  auto x = grid_values(size_t(T_ * H), seed);
+  const auto w_r = grid_values(size_t(E * H), seed + 1, 64.0f);
+  auto w_m = grid_values(size_t(E * H), seed + 2, 64.0f);
+  if (scores == mask_scores::zero) std::fill(w_m.begin(), w_m.end(), 0.0f);
+  if (scores == mask_scores::negative) {
+    for (float& v : x) v = std::fabs(v) + 0.125f;
+    for (float& v : w_m) v = -std::fabs(v) - 1.0f / 64;
+  }
+  const auto w13 = rounded<T>(normal_values(size_t(E * 2 * I * H), seed + 3, 1.0 / std::sqrt(double(H))));
+  const auto w2 = rounded<T>(normal_values(size_t(E * H * I), seed + 4, 1.0 / std::sqrt(double(I))));
+  const auto s13 = rounded<T>(normal_values(size_t(2 * I_s * H), seed + 5, 1.0 / std::sqrt(double(H))));
+  const auto s2 = rounded<T>(normal_values(size_t(H * I_s), seed + 6, 1.0 / std::sqrt(double(std::max(I_s, 1)))));
+  const auto res = rounded<T>(normal_values(size_t(T_ * H), seed + 7, 1.0));
+  const auto d_y = rounded<T>(normal_values(size_t(T_ * H), seed + 8, 1.0));
+  beam::routing_options opt;
+  opt.top_k = K;
+  opt.rule = rule;
+  opt.top_p = 0.5f;
+  opt.threshold = 0.2f;
+  const float beta = 0.3f;
+  ref::moe_weights<float> ref_weights{H, I, E, w13.data(), w2.data(), I_s, I_s ? s13.data() : nullptr,
+                                      I_s ? s2.data() : nullptr};
+  ref_weights.store_activation = [](double a) { return double(beam::to_float(beam::from_float<T>(float(a)))); };
+  const auto expected = ref::moe_forward<float>(x.data(), T_, ref_weights, w_r.data(), w_m.data(), opt);
+  std::vector<float> expected_out = expected.out;
+  if (residual) {
+    for (size_t i = 0; i < expected_out.size(); ++i) expected_out[i] += res[i];
+  }
+  const ref::routing_result<float>& routing = expected.routing;
+  const auto expected_d_hat = ref::topk_weight_grad(x.data(), ref_weights, routing, d_y.data());
+  const int64_t columns = beam::uses_mask(opt) ? 2 * E : E;
+  const ref::matrix_view<float> r{expected.logits.data(), T_, E, columns};
+  const ref::matrix_view<float> z =
+      beam::uses_mask(opt) ? ref::matrix_view<float>{expected.logits.data() + E, T_, E, columns} : ref::matrix_view<float>{};
+  auto expected_grads = ref::routing_backward(routing, r, z, expected_d_hat.data());
+  if (beam::uses_mask(opt)) ref::add_l_reg_grad(routing, z, beta, expected_grads.d_mask_logits);
+
+  const auto d = [](const std::vector<float>& v) {
+    return beam::test::device_vector<T>(v.empty() ? std::vector<T>(8) : to_storage<T>(v));
+  };
+  auto d_x = d(x), d_w_r = d(w_r), d_w_m = d(w_m), d_w13 = d(w13), d_w2 = d(w2), d_s13 = d(s13), d_s2 = d(s2),
+       d_out = d(res), d_dy = d(d_y);
+  if (!residual) d_out.poison();
+  const moe_layer<T> layer{H, I, E, d_w13.data(), d_w2.data(), d_w_r.data(), d_w_m.data(), I_s, d_s13.data(),
+                           d_s2.data()};
+  const moe_outputs<T> out{d_out.data(), H, residual ? d_out.data() : nullptr, H};
+  size_t bytes = 0;
+  REQUIRE(beam::device::moe_training_forward<T>(nullptr, bytes, d_x.data(), H, T_, layer, opt, out) == cudaSuccess);
+  const auto workspace = beam::test::device_vector<char>::workspace(bytes);
+  REQUIRE(beam::test::with_pending_error([&] {
+            return beam::device::moe_training_forward<T>(workspace.data(), bytes, d_x.data(), H, T_, layer, opt, out);
+          }) == cudaSuccess);
+  const size_t slots = size_t(std::max<int64_t>(T_ * K, 1)), cells = size_t(std::max<int64_t>(T_ * E, 1));
+  beam::test::device_vector<float> d_hat{slots}, d_router{cells}, d_mask{cells};
+  beam::test::device_vector<T> d_yp{size_t(std::max<int64_t>(T_ * K, 1) * H)};
+  const auto s = beam::device::moe_training_saved<T>(workspace.data(), T_, layer, K);
+  REQUIRE(beam::device::combine_backward<T>(s.expert_rows, H, s.pair_to_row, s.topk_weights, d_dy.data(), H, T_, H, K,
+                                            d_hat.data(), d_yp.data(), H) == cudaSuccess);
+  REQUIRE(beam::device::route_backward<float, float>(s.logits, T_, E, opt, s.candidate_ids, d_hat.data(),
+                                                     {0.0f, beta, nullptr}, {d_router.data(), d_mask.data(), E, E}) ==
+          cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  if (T_ == 0) return;
+  const auto fetch = [](const auto* device, size_t n) {
+    std::vector<std::remove_const_t<std::remove_pointer_t<decltype(device)>>> v(n);
+    BEAM_CUDA_TRY(cudaMemcpy(v.data(), device, n * sizeof(v[0]), cudaMemcpyDeviceToHost));
+    return v;
+  };
+  const size_t P = size_t(T_ * K);
+  CHECK(fetch(s.candidate_ids, P) == routing.candidate_ids);
+  CHECK(fetch(s.topk_ids, P) == routing.topk_ids);
+  CHECK(beam::test::relative_error(fetch(s.topk_weights, P), routing.topk_weights) <= 1e-5);
+  if (beam::uses_mask(opt)) CHECK(beam::test::relative_error(fetch(s.mask_probs, P), routing.mask_probs) <= 1e-5);
+  // Every candidate has a row, masked ones included.
+  const auto rows = ref::compact(routing.candidate_ids.data(), T_, K, E);
+  const auto offsets = fetch(s.offsets, size_t(E) + 1);
+  CHECK(offsets == rows.offsets);
+  CHECK(fetch(s.sorted_pairs, size_t(rows.n_active)) == rows.sorted_pairs);
+  CHECK(fetch(s.pair_to_row, P) == rows.pair_to_row);
+  // Yp: E_c(x_t) of each row, unscaled.
+  const auto yp = beam::test::as_float(fetch(s.expert_rows, size_t(rows.n_active * H)));
+  std::vector<float> expected_yp(size_t(rows.n_active * H));
+  for (int64_t row = 0; row < rows.n_active; ++row) {
+    const int64_t pair = rows.sorted_pairs[row], t = pair / K;
+    const int32_t e = routing.candidate_ids[pair];
+    ref::swiglu_mlp(x.data() + t * H, w13.data() + e * 2 * I * H, w2.data() + e * H * I, H, I,
+                    expected_yp.data() + row * H, false, ref_weights.store_activation);
+  }
+  const double tolerance = beam::dtype_traits<T>::tolerance;
+  CHECK(beam::test::relative_error(yp, expected_yp) <= tolerance);
+  CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected_out) <= tolerance);
+  // The STE's signal: ∂L/∂ĝ for every candidate, then ∂L/∂r and ∂L/∂z.
+  const auto got_d_hat = d_hat.to_host();
+  CHECK(beam::test::relative_error(got_d_hat, expected_d_hat) <= tolerance);
+  CHECK(beam::test::relative_error(d_router.to_host(), expected_grads.d_router_logits) <= tolerance);
+  if (beam::uses_mask(opt)) {
+    const auto got_d_mask = d_mask.to_host();
+    CHECK(beam::test::relative_error(got_d_mask, expected_grads.d_mask_logits) <= tolerance);
+    int masked = 0, masked_with_signal = 0;  // masked candidates get a gradient: they can come back
+    for (size_t p = 0; p < P; ++p) {
+      if (routing.candidate_ids[p] < 0 || routing.topk_ids[p] >= 0) continue;
+      ++masked;
+      masked_with_signal += got_d_hat[p] != 0.0f && got_d_mask[size_t(p / K) * E + routing.candidate_ids[p]] != 0.0f;
+    }
+    CHECK(masked_with_signal == masked);
+    if (scores == mask_scores::negative) CHECK(masked == int(P));
+    if (scores == mask_scores::zero) CHECK(masked == 0);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("gpu") {
+  TEST_CASE("moe_training_forward and the STE path to the routers equal the reference: a row for every candidate, "
+            "masked ones included; none and all masked; top-k and top-p rules; shared expert and residual") {
+    BEAM_REQUIRE_GPU();
+    uint64_t seed = 70000;
+    using half = __half;
+    const auto mask = beam::routing_rule::mask;
+    for (int64_t T : {0, 1, 7, 65}) {
+      check_training_step<bf16>(T, 72, 24, 12, 3, 0, mask, false, mask_scores::random, seed += 10);
+      check_training_step<half>(T, 40, 16, 9, 4, 16, mask, true, mask_scores::random, seed += 10);
+    }
+    check_training_step<bf16>(33, 72, 24, 12, 3, 0, mask, true, mask_scores::zero, seed += 10);
+    check_training_step<bf16>(33, 72, 24, 12, 3, 16, mask, false, mask_scores::negative, seed += 10);
+    check_training_step<half>(33, 40, 16, 9, 4, 0, beam::routing_rule::top_k, false, mask_scores::random, seed += 10);
+    check_training_step<bf16>(33, 72, 24, 12, 6, 0, beam::routing_rule::top_p, true, mask_scores::random, seed += 10);
+  }
   TEST_CASE("expert parallelism on 2 and 4 simulated ranks: expert_map layers and DeepEP's packed layout sum to the layer") {
     BEAM_REQUIRE_GPU();
     uint64_t seed = 900;

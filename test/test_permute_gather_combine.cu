@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -84,6 +86,33 @@ TEST_CASE("gather_rows and combine reject bad arguments before touching the devi
         cudaErrorInvalidValue);
   CHECK(beam::device::combine_masked<bf16>(fake, 64, rows, nullptr, 4, 64, beyond, none, fake, 64) ==
         cudaErrorInvalidValue);
+}
+
+TEST_CASE("combine_backward rejects bad arguments before touching the device") {
+  using bf16 = __nv_bfloat16;
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  const int32_t* rows = reinterpret_cast<const int32_t*>(0x2000);
+  const float* weights = reinterpret_cast<const float*>(0x3000);
+  float* d_hat = reinterpret_cast<float*>(0x4000);
+  const auto call = [&](const bf16* yp, int64_t yp_stride, const int32_t* r, const float* w, const bf16* dy,
+                        int64_t dy_stride, int64_t T, int H, int K, float* dh, bf16* d_yp, int64_t d_yp_stride) {
+    return beam::device::combine_backward<bf16>(yp, yp_stride, r, w, dy, dy_stride, T, H, K, dh, d_yp, d_yp_stride);
+  };
+  CHECK(call(fake, 64, rows, weights, fake, 64, -1, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);  // T < 0
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 64, 0, d_hat, nullptr, 0) == cudaErrorInvalidValue);   // K = 0
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 0, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);    // H = 0
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 60, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);   // H % 8
+  CHECK(call(nullptr, 64, rows, weights, fake, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, nullptr, weights, fake, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, rows, nullptr, fake, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, rows, weights, nullptr, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 64, 8, nullptr, nullptr, 0) == cudaErrorInvalidValue);
+  CHECK(call(fake + 4, 64, rows, weights, fake, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);  // misaligned
+  CHECK(call(fake, 32, rows, weights, fake, 64, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);  // stride < H
+  CHECK(call(fake, 64, rows, weights, fake, 68, 4, 64, 8, d_hat, nullptr, 0) == cudaErrorInvalidValue);  // stride % 8
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 64, 8, d_hat, fake + 2, 64) == cudaErrorInvalidValue);  // d_yp
+  CHECK(call(fake, 64, rows, weights, fake, 64, 4, 64, 8, d_hat, fake, 56) == cudaErrorInvalidValue);
+  CHECK(call(nullptr, 0, nullptr, nullptr, nullptr, 0, 0, 64, 8, nullptr, nullptr, 0) == cudaSuccess);  // T = 0
 }
 
 namespace {
@@ -183,6 +212,101 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
     if (any) continue;
     for (int h = 0; h < H; ++h) CHECK(got_plain[t * H + h] == 0.0f);
   }
+}
+
+//! combine_backward against reference::combine_backward: ∂L/∂ĝ within the float-sum bound of
+//! each pair's products (NaN where the reference has NaN, exact zeros for skipped pairs), ∂L/∂Yp
+//! exactly (one product, one rounding), the same bits with d_yp null and on a second run.
+template <class T>
+void check_combine_backward(int64_t T_, int K, int E, int H, double masked, bool non_finite, uint64_t seed) {
+  CAPTURE(T_);
+  CAPTURE(K);
+  CAPTURE(H);
+  CAPTURE(masked);
+  CAPTURE(non_finite);
+  CAPTURE(beam::dtype_traits<T>::name);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<int32_t> ids(size_t(T_ * K));
+  for (int64_t t = 0; t < T_; ++t) {  // distinct experts per token, some without a row
+    std::vector<int> pool(static_cast<size_t>(E));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
+  }
+  const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
+  const int64_t v = beam::detail::vector_elements<T>;
+  const int64_t yp_stride = H + v, dy_stride = H + 2 * v, d_yp_stride = H + 3 * v;  // padded rows, all different
+  auto yp = beam::test::random_values<T>(size_t(std::max<int64_t>(perm.n_active, 1) * yp_stride), seed + 1);
+  auto dy = beam::test::random_values<T>(size_t(std::max<int64_t>(T_, 1) * dy_stride), seed + 2);
+  const auto weights = beam::test::random_normal<float>(size_t(T_ * K) + 1, seed + 3);
+  if (non_finite && T_ > 0) {  // a NaN in ∂L/∂y_0, an Inf in the first row
+    dy[1] = beam::from_float<T>(std::numeric_limits<float>::quiet_NaN());
+    if (perm.n_active > 0) yp[2] = beam::from_float<T>(std::numeric_limits<float>::infinity());
+  }
+  std::vector<float> yp_f(size_t(perm.n_active * H)), dy_f(size_t(T_ * H));
+  for (int64_t r = 0; r < perm.n_active; ++r)
+    for (int h = 0; h < H; ++h) yp_f[r * H + h] = beam::to_float(yp[r * yp_stride + h]);
+  for (int64_t t = 0; t < T_; ++t)
+    for (int h = 0; h < H; ++h) dy_f[t * H + h] = beam::to_float(dy[t * dy_stride + h]);
+  const auto expected = ref::combine_backward(yp_f.data(), H, perm, weights.data(), dy_f.data());
+
+  beam::test::device_vector<T> d_yp_in(yp), d_dy(dy);
+  beam::test::device_vector<int32_t> d_rows(perm.pair_to_row.empty() ? std::vector<int32_t>(1) : perm.pair_to_row);
+  beam::test::device_vector<float> d_weights(weights);
+  const size_t slots = size_t(std::max<int64_t>(T_ * K, 1));
+  beam::test::device_vector<float> d_hat{slots}, d_hat_again{slots}, d_hat_alone{slots};
+  beam::test::device_vector<T> d_yp{size_t(std::max<int64_t>(perm.n_active, 1) * d_yp_stride)};
+  for (auto* poisoned : {&d_hat, &d_hat_again, &d_hat_alone}) poisoned->poison();
+  d_yp.poison();
+  REQUIRE(beam::test::with_pending_error([&] {
+            return beam::device::combine_backward(d_yp_in.data(), yp_stride, d_rows.data(), d_weights.data(),
+                                                  d_dy.data(), dy_stride, T_, H, K, d_hat.data(), d_yp.data(),
+                                                  d_yp_stride);
+          }) == cudaSuccess);
+  REQUIRE(beam::device::combine_backward(d_yp_in.data(), yp_stride, d_rows.data(), d_weights.data(), d_dy.data(),
+                                         dy_stride, T_, H, K, d_hat_again.data(), d_yp.data(), d_yp_stride) ==
+          cudaSuccess);
+  REQUIRE(beam::device::combine_backward<T>(d_yp_in.data(), yp_stride, d_rows.data(), d_weights.data(), d_dy.data(),
+                                            dy_stride, T_, H, K, d_hat_alone.data(), nullptr, 0) == cudaSuccess);
+  BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  if (T_ == 0) return;
+  const auto got = d_hat.to_host();
+  const auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  CHECK(bits_equal(d_hat_again.to_host(), got));  // bitwise deterministic
+  CHECK(bits_equal(d_hat_alone.to_host(), got));  // the same without ∂L/∂Yp
+  int bad = 0;
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int k = 0; k < K; ++k) {
+      const int64_t p = t * K + k;
+      const int32_t row = perm.pair_to_row[p];
+      const double want = expected.d_topk_weights[p];
+      if (row < 0) {
+        bad += got[p] != 0.0f || std::signbit(got[p]);
+        continue;
+      }
+      if (!std::isfinite(want)) {  // NaN from ∂L/∂y, ±Inf from the row
+        bad += !(std::isnan(want) ? std::isnan(got[p]) : double(got[p]) == want);
+        continue;
+      }
+      double magnitude = 0.0;  // Σ |dy · y|: a float sum of H products errs by at most ~H·2⁻²⁴ of it
+      for (int h = 0; h < H; ++h) magnitude += std::fabs(double(dy_f[t * H + h]) * yp_f[row * H + h]);
+      bad += !(std::fabs(double(got[p]) - want) <= 1e-6 * H * magnitude + 1e-30);
+    }
+  }
+  CHECK(bad == 0);
+  const auto rows = d_yp.to_host();
+  int wrong = 0;
+  for (int64_t r = 0; r < perm.n_active; ++r) {
+    for (int h = 0; h < H; ++h) {
+      const float want = beam::to_float(beam::from_float<T>(expected.d_yp[r * H + h]));
+      const float have = beam::to_float(rows[r * d_yp_stride + h]);
+      wrong += !(have == want || (std::isnan(have) && std::isnan(want)));
+    }
+  }
+  CHECK(wrong == 0);
 }
 
 }  // namespace
@@ -450,6 +574,25 @@ TEST_SUITE("gpu") {
       for (int K : {1, 13, 19}) {
         for (double masked : {0.0, 0.5, 1.0}) check_gather_combine<__nv_bfloat16>(T, K, 64, 200, masked, 50000 + uint64_t(n++));
       }
+    }
+  }
+
+  TEST_CASE("combine_backward equals the reference: fp32, fp16, bf16; all, some and no pairs with rows; NaN and Inf") {
+    BEAM_REQUIRE_GPU();
+    int n = 0;
+    for (int64_t T : beam::test::sweep<int64_t>({0, 1, 7, 65, 1000}, {0, 1, 7, 65})) {
+      for (int H : {8, 24, 264}) {  // one vector per lane or less, and past 32 vectors of bf16 (a lane's second)
+        for (double masked : {0.0, 0.5, 1.0}) {
+          check_combine_backward<float>(T, 8, 64, H, masked, false, 60000 + uint64_t(n));
+          check_combine_backward<__half>(T, 6, 60, H, masked, false, 61000 + uint64_t(n));
+          check_combine_backward<__nv_bfloat16>(T, 8, 128, H, masked, false, 62000 + uint64_t(n));
+          ++n;
+        }
+      }
+    }
+    for (int K : {1, 13, 16}) {  // one pair, a partial second group of 8, two full groups
+      check_combine_backward<__nv_bfloat16>(33, K, 64, 200, 0.3, false, 63000 + uint64_t(K));
+      check_combine_backward<__nv_bfloat16>(33, K, 64, 200, 0.3, true, 64000 + uint64_t(K));
     }
   }
 }

@@ -238,6 +238,38 @@ TEST_CASE("whole chain: L = ⟨∂L/∂y, y⟩ + α·L_bal + β·L_reg, to route
   }
 }
 
+TEST_CASE("experts' backward: ∂L/∂x, ∂L/∂W13, ∂L/∂W2 against central differences; an expert without rows") {
+  const problem p;
+  // Each token's K distinct candidates, expert 6 never among them (its gradients stay zero).
+  std::vector<int32_t> ids(size_t(p.T * p.K));
+  for (int64_t t = 0; t < p.T; ++t)
+    for (int k = 0; k < p.K; ++k) ids[size_t(t * p.K + k)] = int32_t((t + 2 * k) % 6);
+  const ref::compaction rows = ref::compact(ids.data(), p.T, p.K, p.E);
+  const auto d_yp = beam::test::random_normal<double>(size_t(rows.n_active * p.H), 87);
+  // L = Σ_r ⟨∂L/∂Yp_r, E_e(x_t)⟩
+  const auto loss = [&](const std::vector<double>& x, const std::vector<double>& w13, const std::vector<double>& w2) {
+    std::vector<double> y(size_t(p.H));
+    double l = 0.0;
+    for (int e = 0; e < p.E; ++e) {
+      for (int64_t r = rows.offsets[e]; r < rows.offsets[e + 1]; ++r) {
+        ref::swiglu_mlp(x.data() + rows.token_of_row(r) * p.H, w13.data() + int64_t(e) * 2 * p.I * p.H,
+                        w2.data() + int64_t(e) * p.H * p.I, p.H, p.I, y.data());
+        for (int h = 0; h < p.H; ++h) l += d_yp[size_t(r * p.H + h)] * y[size_t(h)];
+      }
+    }
+    return l;
+  };
+  const auto g = ref::experts_backward(p.x.data(), p.weights(), rows, d_yp.data());
+  check_close(g.d_x, numeric_gradient(p.x, [&](const std::vector<double>& v) { return loss(v, p.w13, p.w2); }));
+  check_close(g.d_w13, numeric_gradient(p.w13, [&](const std::vector<double>& v) { return loss(p.x, v, p.w2); }));
+  check_close(g.d_w2, numeric_gradient(p.w2, [&](const std::vector<double>& v) { return loss(p.x, p.w13, v); }));
+  const auto zero = [](const double* v, size_t n) { return std::all_of(v, v + n, [](double d) { return d == 0.0; }); };
+  CHECK(zero(g.d_w13.data() + size_t(6 * 2 * p.I * p.H), size_t(2 * p.I * p.H)));
+  CHECK(zero(g.d_w2.data() + size_t(6 * p.H * p.I), size_t(p.H * p.I)));
+  const ref::compaction other = ref::compact(ids.data(), p.T, p.K, p.E - 1);  // over 6 experts, not 7
+  CHECK_THROWS_AS(ref::experts_backward(p.x.data(), p.weights(), other, d_yp.data()), std::invalid_argument);
+}
+
 TEST_CASE("T = 0 and bad arguments") {
   const problem p;
   ref::routing_options opt;

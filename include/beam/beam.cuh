@@ -32,6 +32,7 @@
 #include "beam/gemm/tile_wgmma.cuh"
 
 #include "beam/moe/device_moe.cuh"
+#include "beam/moe/device_moe_training.cuh"
 
 #include "beam/reference/gemm.cuh"
 #include "beam/reference/matrix.cuh"

@@ -39,6 +39,13 @@ BEAM_HOST_DEVICE inline Real silu(Real x) {
   return x * sigmoid(x);
 }
 
+//! silu'(x) = σ(x) · (1 + x · (1 − σ(x))).
+template <class Real>
+BEAM_HOST_DEVICE inline Real silu_grad(Real x) {
+  const Real s = sigmoid(x);
+  return s * (Real(1) + x * (Real(1) - s));
+}
+
 //! STE forward: m̂ = 1[z ≥ 0] ⇔ σ(z) ≥ 0.5. Inclusive: z = 0 (and −0) keeps the expert;
 //! z = NaN masks it out. Decided on z, so host and device agree exactly.
 template <class Real>

@@ -16,6 +16,16 @@ __device__ inline unsigned lane_id() {
   return lane;
 }
 
+namespace detail {
+
+//! Σ over the warp in a fixed butterfly order (every lane gets the same bits).
+__device__ inline float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+}  // namespace detail
+
 }  // namespace beam::warp
 
 namespace beam::detail {

@@ -85,6 +85,27 @@ template <class T>
                                          const combine_addends<T>& addends, T* out, int64_t out_stride,
                                          cudaStream_t stream = nullptr);
 
+//! The backward of combine's sum y_t = Σ_k ĝ[t,k] · Yp[pair_to_row[t·K+k]] (+ addends, whose
+//! gradient is ∂L/∂y itself) from ∂L/∂y `[T, H]`:
+//!   d_topk_weights[t·K+k] = ⟨∂L/∂y_t, Yp[row]⟩   (float; 0 for a skipped pair, row −1)
+//!   d_yp[row]             = ĝ[t,k] · ∂L/∂y_t      (optional: null computes ∂L/∂ĝ alone)
+//! as reference::combine_backward. A training forward gives every candidate pair a row (masked
+//! ones with ĝ = 0, so their d_yp rows are zeros): their ∂L/∂ĝ is the straight-through
+//! estimator's signal, for route_backward. One warp per token, each lane's products summed in
+//! column order and the lanes in a fixed butterfly: bitwise deterministic. Rows of Yp that no
+//! pair names are neither read nor written.
+//!
+//! @tparam T  float, __half or __nv_bfloat16 (Yp, ∂L/∂y, ∂L/∂Yp)
+//! @return cudaErrorInvalidValue, writing nothing, when T < 0, K or H ∉ [1, 2³⁰]; T > 0 and null
+//!         yp, pair_to_row, topk_weights, d_out or d_topk_weights; a row array (yp, d_out, a
+//!         given d_yp) not 16-byte aligned, or H or its stride not a multiple of 16 bytes' worth
+//!         of elements (or < H); else the launch's status. T = 0: success, nothing runs.
+template <class T>
+[[nodiscard]] cudaError_t combine_backward(const T* yp, int64_t yp_stride, const int32_t* pair_to_row,
+                                           const float* topk_weights, const T* d_out, int64_t d_out_stride,
+                                           int64_t tokens, int hidden, int top_k, float* d_topk_weights, T* d_yp,
+                                           int64_t d_yp_stride, cudaStream_t stream = nullptr);
+
 }  // namespace beam::device
 
 #include "beam/permute/detail/gather_combine_kernels.cuh"
@@ -148,6 +169,24 @@ cudaError_t combine(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, 
   return detail::launch_combine<T>(
       {yp, yp_stride, pair_to_row, nullptr, topk_weights, tokens, hidden, top_k, addends, out, out_stride}, pair_to_row,
       stream);
+}
+
+template <class T>
+cudaError_t combine_backward(const T* yp, int64_t yp_stride, const int32_t* pair_to_row, const float* topk_weights,
+                             const T* d_out, int64_t d_out_stride, int64_t tokens, int hidden, int top_k,
+                             float* d_topk_weights, T* d_yp, int64_t d_yp_stride, cudaStream_t stream) {
+  namespace bd = beam::detail;
+  if (tokens < 0 || top_k < 1 || top_k > max_extent || hidden < 1 || hidden > max_extent) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  if (!yp || !pair_to_row || !topk_weights || !d_out || !d_topk_weights) return cudaErrorInvalidValue;
+  if (!bd::vector_rows(yp, yp_stride, hidden) || !bd::vector_rows(d_out, d_out_stride, hidden) ||
+      (d_yp && !bd::vector_rows<T>(d_yp, d_yp_stride, hidden))) {
+    return cudaErrorInvalidValue;
+  }
+  const bd::combine_backward_rows<T> rows{yp,     yp_stride, pair_to_row,    topk_weights, d_out, d_out_stride,
+                                          tokens, hidden,    top_k,          d_topk_weights, d_yp,  d_yp_stride};
+  return bd::launch_dependent(bd::combine_backward_kernel<T>, bd::warp_per_item_grid(tokens, bd::row_block_threads),
+                              bd::row_block_threads, 0, stream, rows);
 }
 
 template <class T>

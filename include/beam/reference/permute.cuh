@@ -288,4 +288,42 @@ std::vector<Real> combine(const Real* yp, int64_t hidden, const compaction& perm
   return out;
 }
 
+//! The gradients of combine's sum y_t = Σ_k ĝ[t,k] · Yp[pair_to_row[t·K+k]] (+ addends, which
+//! pass ∂L/∂y through unchanged) from ∂L/∂y `[T, H]`, in double:
+//!   ∂L/∂ĝ[t,k] = ⟨∂L/∂y_t, Yp[row]⟩     (0 for a skipped pair: row −1)
+//!   ∂L/∂Yp[row] = ĝ[t,k] · ∂L/∂y_t      (`[n_active, H]` in row order)
+//! A training forward gives every candidate pair a row (masked ones with ĝ = 0), so that
+//! ∂L/∂ĝ reaches the masked candidates: the straight-through estimator's signal.
+template <class Real>
+struct combine_grads {
+  std::vector<Real> d_topk_weights;  //!< `[T, K]`
+  std::vector<Real> d_yp;            //!< `[n_active, H]`
+};
+
+template <class Real>
+combine_grads<Real> combine_backward(const Real* yp, int64_t hidden, const compaction& perm,
+                                     const non_deduced<Real>* topk_weights, const non_deduced<Real>* d_out) {
+  if (perm.tokens > 0 && (!topk_weights || !d_out || (perm.n_active > 0 && !yp))) {
+    throw std::invalid_argument("combine_backward: null input");
+  }
+  combine_grads<Real> g;
+  g.d_topk_weights.assign(static_cast<size_t>(perm.tokens * perm.top_k), Real(0));
+  g.d_yp.assign(static_cast<size_t>(perm.n_active * hidden), Real(0));
+  for (int64_t t = 0; t < perm.tokens; ++t) {
+    for (int k = 0; k < perm.top_k; ++k) {
+      const int64_t p = t * perm.top_k + k;
+      const int32_t row = perm.pair_to_row[p];
+      if (row < 0) continue;
+      double dot = 0.0;
+      for (int64_t h = 0; h < hidden; ++h) {
+        const double d = double(d_out[t * hidden + h]);
+        dot += d * double(yp[row * hidden + h]);
+        g.d_yp[row * hidden + h] = Real(double(topk_weights[p]) * d);
+      }
+      g.d_topk_weights[p] = Real(dot);
+    }
+  }
+  return g;
+}
+
 }  // namespace beam::reference

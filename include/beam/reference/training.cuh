@@ -13,7 +13,8 @@
 //!   L_bal = E · Σ_e f_e · P_e,  f_e = #{slots with c = e}/(T·K) (not differentiated),
 //!           P_e = (1/T) Σ_t softmax(r_t)_e   (the Switch/GShard definition, whatever the
 //!           score function of the routing)
-//! Gradients are dense `[T, E]` arrays, zero off the candidates. They assume finite logits.
+//!   the experts (SwiGLU), from ∂L/∂Yp of each row: ∂L/∂x, ∂L/∂W13, ∂L/∂W2 (experts_backward)
+//! Routing gradients are dense `[T, E]` arrays, zero off the candidates. They assume finite logits.
 //! Every function takes the `routing_result` of the forward and uses the options stored in
 //! it, so a backward cannot disagree with its forward.
 #pragma once
@@ -27,6 +28,7 @@
 #include "beam/core/math.cuh"
 #include "beam/reference/matrix.cuh"
 #include "beam/reference/moe.cuh"
+#include "beam/reference/permute.cuh"
 #include "beam/reference/routing.cuh"
 
 namespace beam::reference {
@@ -234,6 +236,73 @@ std::vector<Real> topk_weight_grad(const Real* x, const moe_weights<Real>& w,
     }
   }
   return d_hat;
+}
+
+//! Gradients of the routed experts (SwiGLU MLPs) from ∂L/∂Yp of the rows of a compaction.
+template <class Real>
+struct expert_grads {
+  std::vector<double> d_x;    //!< ∂L/∂x `[T, H]`: the sum over each token's rows
+  std::vector<double> d_w13;  //!< ∂L/∂W13 `[E, 2I, H]` (zeros for an expert without rows)
+  std::vector<double> d_w2;   //!< ∂L/∂W2 `[E, H, I]`
+};
+
+//! The backward of Yp_r = W2_e · A_r, A_r = silu(g) ⊙ u, [g | u] = W13_e · x_t for every row r
+//! of `rows` (expert e, token t = rows.token_of_row(r)) from ∂L/∂Yp `[rows, H]`
+//! (combine_backward's: ĝ · ∂L/∂y_t), in double:
+//!   ∂L/∂A = W2_eᵀ · ∂L/∂Yp_r,   ∂L/∂g = ∂L/∂A ⊙ u ⊙ silu'(g),   ∂L/∂u = ∂L/∂A ⊙ silu(g)
+//!   ∂L/∂x_t += W13_eᵀ · [∂L/∂g | ∂L/∂u]
+//!   ∂L/∂W2_e += ∂L/∂Yp_r ⊗ A_r,   ∂L/∂W13_e += [∂L/∂g | ∂L/∂u] ⊗ x_t
+//! Experts are the compaction's local ones (`w.experts` of them); rows are taken in row order.
+//! @throws std::invalid_argument for null inputs or a compaction over other experts
+template <class Real>
+expert_grads<Real> experts_backward(const Real* x, const moe_weights<Real>& w, const compaction& rows,
+                                    const non_deduced<Real>* d_yp) {
+  check_weights(w);
+  if (rows.counts.size() != static_cast<size_t>(w.experts)) {
+    throw std::invalid_argument("experts_backward: compaction over other experts");
+  }
+  if (rows.n_active > 0 && (!x || !d_yp)) throw std::invalid_argument("experts_backward: null x or ∂L/∂Yp");
+  const int64_t H = w.hidden, I = w.intermediate;
+  expert_grads<Real> g;
+  g.d_x.assign(static_cast<size_t>(rows.tokens * H), 0.0);
+  g.d_w13.assign(static_cast<size_t>(int64_t(w.experts) * 2 * I * H), 0.0);
+  g.d_w2.assign(static_cast<size_t>(int64_t(w.experts) * H * I), 0.0);
+  std::vector<double> gate(static_cast<size_t>(I)), up(static_cast<size_t>(I)), d_gate(static_cast<size_t>(I)),
+      d_up(static_cast<size_t>(I));
+  for (int e = 0; e < w.experts; ++e) {
+    const Real* w13 = w.w13 + int64_t(e) * 2 * I * H;
+    const Real* w2 = w.w2 + int64_t(e) * H * I;
+    double* dw13 = g.d_w13.data() + int64_t(e) * 2 * I * H;
+    double* dw2 = g.d_w2.data() + int64_t(e) * H * I;
+    for (int64_t r = rows.offsets[e]; r < rows.offsets[e + 1]; ++r) {
+      const int64_t t = rows.token_of_row(r);
+      const Real* x_t = x + t * H;
+      const Real* dy = d_yp + r * H;
+      for (int64_t i = 0; i < I; ++i) {
+        double a = 0.0, b = 0.0, d_act = 0.0;
+        for (int64_t h = 0; h < H; ++h) {
+          a += double(w13[i * H + h]) * double(x_t[h]);
+          b += double(w13[(I + i) * H + h]) * double(x_t[h]);
+          d_act += double(w2[h * I + i]) * double(dy[h]);
+        }
+        gate[i] = a;
+        up[i] = b;
+        d_gate[i] = d_act * b * silu_grad(a);
+        d_up[i] = d_act * silu(a);
+      }
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t i = 0; i < I; ++i) dw2[h * I + i] += double(dy[h]) * silu(gate[i]) * up[i];
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        for (int64_t h = 0; h < H; ++h) {
+          dw13[i * H + h] += d_gate[i] * double(x_t[h]);
+          dw13[(I + i) * H + h] += d_up[i] * double(x_t[h]);
+          g.d_x[t * H + h] += double(w13[i * H + h]) * d_gate[i] + double(w13[(I + i) * H + h]) * d_up[i];
+        }
+      }
+    }
+  }
+  return g;
 }
 
 //! Gradients of the constant experts' parameters (MoE++), W_c `[2C, H]` and v `[C, H]`.

@@ -171,4 +171,68 @@ __global__ void __launch_bounds__(combine_block_threads) combine_kernel(combine_
   }
 }
 
+//! What `combine_backward` reads and writes (device::combine_backward).
+template <class T>
+struct combine_backward_rows {
+  const T* yp;
+  int64_t yp_stride;
+  const int32_t* pair_to_row;
+  const float* topk_weights;
+  const T* d_out;
+  int64_t d_out_stride;
+  int64_t tokens;
+  int hidden, top_k;
+  float* d_topk_weights;
+  T* d_yp;  //!< null: ∂L/∂ĝ only
+  int64_t d_yp_stride;
+};
+
+//! combine's backward, one warp per token (grid-stride), its pairs in groups of combine_group:
+//! each lane takes the 16-byte vectors c ≡ lane (mod 32) of ∂L/∂y_t in column order, adds its
+//! products with every row of the group and writes ĝ · ∂L/∂y_t to each row's gradient; the
+//! lanes' partial dots are then summed in a fixed butterfly (bitwise deterministic).
+template <class T>
+__global__ void __launch_bounds__(row_block_threads) combine_backward_kernel(const combine_backward_rows<T> a) {
+  wait_for_dependencies();  // Yp, the rows, ĝ, ∂L/∂y: the kernels before wrote them
+  launch_dependents();
+  constexpr int v = vector_elements<T>;
+  const int lane = int(warp::lane_id());
+  const int64_t warps = int64_t(gridDim.x) * (row_block_threads / 32);
+  for (int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; t < a.tokens; t += warps) {
+    for (int k0 = 0; k0 < a.top_k; k0 += combine_group) {
+      const int n = a.top_k - k0 < combine_group ? a.top_k - k0 : combine_group;
+      int64_t row[combine_group];
+      float g[combine_group], dot[combine_group];
+#pragma unroll
+      for (int j = 0; j < combine_group; ++j) {
+        const int64_t pair = t * a.top_k + k0 + j;
+        row[j] = j < n ? a.pair_to_row[pair] : -1;
+        g[j] = j < n && row[j] >= 0 ? a.topk_weights[pair] : 0.0f;
+        dot[j] = 0.0f;
+      }
+      for (int c = lane * v; c < a.hidden; c += 32 * v) {
+        const float_vector<T> dy = float_vector<T>::load(a.d_out + t * a.d_out_stride + c);
+#pragma unroll
+        for (int j = 0; j < combine_group; ++j) {
+          if (row[j] < 0) continue;
+          const float_vector<T> y = float_vector<T>::load(a.yp + row[j] * a.yp_stride + c);
+#pragma unroll
+          for (int i = 0; i < v; ++i) dot[j] = fmaf(dy.v[i], y.v[i], dot[j]);
+          if (a.d_yp) {
+            float_vector<T> d;
+#pragma unroll
+            for (int i = 0; i < v; ++i) d.v[i] = g[j] * dy.v[i];
+            d.store(a.d_yp + row[j] * a.d_yp_stride + c);
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < combine_group; ++j) {
+        const float sum = warp::detail::warp_sum(dot[j]);  // every lane: the collective needs them all
+        if (lane == 0 && j < n) a.d_topk_weights[t * a.top_k + k0 + j] = row[j] >= 0 ? sum : 0.0f;
+      }
+    }
+  }
+}
+
 }  // namespace beam::detail

@@ -12,12 +12,6 @@
 
 namespace beam::warp::detail {
 
-//! Σ over the warp in a fixed butterfly order (every lane gets the same bits).
-__device__ inline float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 __device__ inline float warp_max(float v) {  // fmaxf ignores NaN
   for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
