@@ -340,7 +340,7 @@ bool group_memory(block_state& b, const thread_state* warp, uint32_t mask, const
     address_bits |= a;
   }
   hi += bytes;
-  if (b.profile || (address_bits & (bytes - 1)) != 0 || hi < lo) return false;  // misaligned, or wraps
+  if (b.profile || (bytes & (bytes - 1)) != 0 || (address_bits & (bytes - 1)) != 0 || hi < lo) return false;  // misaligned, or wraps
   const address_windows& win = windows();
   const auto inside = [&](uint64_t base, uint64_t size) { return lo - base < size && hi - base <= size; };
   const auto apart = [&](uint64_t base, uint64_t size) { return hi <= base || lo >= base + size; };
