@@ -491,10 +491,10 @@ void check_layer(const layer_case& c, uint64_t seed, beam::weight_scales scaling
     };
     const auto compaction = ref::compact(expected.routing.topk_ids.data(), T_, c.K, int32_t(routed), 0, c.E);
     const size_t active = size_t(compaction.offsets.back());
-    CHECK(from_workspace(ws.counts, size_t(c.E)) == compaction.counts);
-    CHECK(from_workspace(ws.offsets, size_t(c.E) + 1) == compaction.offsets);
-    CHECK(from_workspace(ws.sorted_pairs, active) == compaction.sorted_pairs);
-    CHECK(from_workspace(ws.pair_to_row, size_t(T_ * c.K)) == compaction.pair_to_row);
+    CHECK(from_workspace(ws.experts.counts, size_t(c.E)) == compaction.counts);
+    CHECK(from_workspace(ws.experts.offsets, size_t(c.E) + 1) == compaction.offsets);
+    CHECK(from_workspace(ws.experts.sorted_pairs, active) == compaction.sorted_pairs);
+    CHECK(from_workspace(ws.experts.pair_to_row, size_t(T_ * c.K)) == compaction.pair_to_row);
   }
   CHECK(beam::test::relative_error(weights.to_host(), expected.routing.topk_weights) <= 1e-5);
   CHECK(beam::test::relative_error(beam::test::as_float(d_out.to_host()), expected_out) <=

@@ -117,6 +117,20 @@ TEST_CASE("combine_backward rejects bad arguments before touching the device") {
 
 namespace {
 
+//! T·K expert ids: each token's K distinct experts of E, each slot −1 (masked) with probability `masked`.
+std::vector<int32_t> distinct_ids(int64_t T_, int K, int E, double masked, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<int32_t> ids(size_t(T_ * K));
+  for (int64_t t = 0; t < T_; ++t) {
+    std::vector<int> pool(static_cast<size_t>(E));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
+  }
+  return ids;
+}
+
 template <class T>
 void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64_t seed) {
   CAPTURE(T_);
@@ -124,16 +138,7 @@ void check_gather_combine(int64_t T_, int K, int E, int H, double masked, uint64
   CAPTURE(H);
   CAPTURE(masked);
   CAPTURE(beam::dtype_traits<T>::name);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::uniform_int_distribution<int> expert(0, E - 1);
-  std::vector<int32_t> ids(size_t(T_ * K));
-  for (int64_t t = 0; t < T_; ++t) {  // distinct experts per token, some masked
-    std::vector<int> pool(static_cast<size_t>(E));
-    for (int e = 0; e < E; ++e) pool[e] = e;
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
-  }
+  const std::vector<int32_t> ids = distinct_ids(T_, K, E, masked, seed);
   const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
   const int64_t v = beam::detail::vector_elements<T>;
   const int64_t stride = H + v, xp_stride = H + 2 * v, out_stride = H + 3 * v;  // padded rows, all different
@@ -225,15 +230,7 @@ void check_combine_backward(int64_t T_, int K, int E, int H, double masked, bool
   CAPTURE(masked);
   CAPTURE(non_finite);
   CAPTURE(beam::dtype_traits<T>::name);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<int32_t> ids(size_t(T_ * K));
-  for (int64_t t = 0; t < T_; ++t) {  // distinct experts per token, some without a row
-    std::vector<int> pool(static_cast<size_t>(E));
-    std::iota(pool.begin(), pool.end(), 0);
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int k = 0; k < K; ++k) ids[t * K + k] = u(rng) < masked ? -1 : pool[k];
-  }
+  const std::vector<int32_t> ids = distinct_ids(T_, K, E, masked, seed);
   const ref::compaction perm = ref::compact(ids.data(), T_, K, E);
   const int64_t v = beam::detail::vector_elements<T>;
   const int64_t yp_stride = H + v, dy_stride = H + 2 * v, d_yp_stride = H + 3 * v;  // padded rows, all different

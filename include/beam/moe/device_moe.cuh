@@ -198,18 +198,45 @@ compaction_input compaction_input_of(const moe_layer<T, W>& layer, const int32_t
 //! the rows and the z half stay 16-byte aligned.
 inline int router_columns(int experts) { return (experts + 3) / 4 * 4; }
 
+//! A layer's expert buffers, inside a workspace (offsets from its start): the compaction of the
+//! T·K pairs and its workspace, GEMM 1's and GEMM 2's rows, and the shared expert's.
+struct expert_buffers {
+  size_t counts = 0, offsets = 0, sorted_pairs = 0, pair_to_row = 0, compaction = 0, compaction_bytes = 0,
+         activations = 0, expert_rows = 0, shared_activations = 0, shared_rows = 0;
+
+  //! The regions, each from `take` (a workspace's allocator: bytes → offset), in this order.
+  template <class T, class W, class Take>
+  static expert_buffers taken(int64_t tokens, int top_k, const moe_layer<T, W>& layer, Take& take) {
+    const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
+    const beam::detail::compact_plan plan(compaction_input_of(layer, nullptr, tokens, top_k));
+    expert_buffers b;
+    b.counts = take(E * sizeof(int32_t));
+    b.offsets = take((E + 1) * sizeof(int32_t));
+    b.sorted_pairs = take(P * sizeof(int32_t));
+    b.pair_to_row = take(P * sizeof(int32_t));
+    b.compaction_bytes = beam::detail::compact_workspace(plan).bytes;
+    b.compaction = take(b.compaction_bytes);
+    b.activations = take(P * size_t(layer.intermediate) * sizeof(T));
+    b.expert_rows = take(P * H * sizeof(T));
+    b.shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
+    b.shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
+    return b;
+  }
+};
+
 //! The workspace of a layer: each array 256-byte aligned, in this order.
 struct moe_workspace {
   //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
   static constexpr size_t counter_bytes = workspace_counter_bytes;
-  size_t router, routing_ids, routing_weights, counts, offsets, sorted_pairs, pair_to_row, compaction, activations,
-      expert_rows, shared_activations, shared_rows, shared_gate, constant_logits, x_codes, x_scales, activation_codes,
-      activation_scales, shared_codes, shared_scales, bytes;
+  size_t router, routing_ids, routing_weights;
+  expert_buffers experts;
+  size_t shared_gate, constant_logits, x_codes, x_scales, activation_codes, activation_scales, shared_codes,
+      shared_scales, bytes;
 
   template <class T, class W>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T, W>& layer, bool routes) {
     using beam::detail::workspace_align;
-    const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
+    const size_t P = size_t(tokens) * size_t(top_k), H = size_t(layer.hidden);
     // The router region comes first, whatever T: its first counter_bytes are the completion
     // counters, which no call of another T or of moe_experts_forward writes otherwise.
     const int routed = router_experts_of(layer);
@@ -218,7 +245,6 @@ struct moe_workspace {
         : tokens <= max_decode_tokens && routed <= max_decode_experts
             ? beam::detail::decode_workspace(tokens, routed).bytes
             : counter_bytes + size_t(tokens) * 2 * size_t(router_columns(routed)) * sizeof(float);
-    const beam::detail::compact_plan plan(compaction_input_of(layer, nullptr, tokens, top_k));
     size_t at = 0;
     const auto take = [&](size_t n) {
       const size_t offset = at;
@@ -228,15 +254,7 @@ struct moe_workspace {
     router = take(router_bytes);
     routing_ids = take(routes ? P * sizeof(int32_t) : 0);
     routing_weights = take(routes ? P * sizeof(float) : 0);
-    counts = take(E * sizeof(int32_t));
-    offsets = take((E + 1) * sizeof(int32_t));
-    sorted_pairs = take(P * sizeof(int32_t));
-    pair_to_row = take(P * sizeof(int32_t));
-    compaction = take(beam::detail::compact_workspace(plan).bytes);
-    activations = take(P * size_t(layer.intermediate) * sizeof(T));
-    expert_rows = take(P * H * sizeof(T));
-    shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
-    shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
+    experts = expert_buffers::taken(tokens, top_k, layer, take);
     shared_gate = take(layer.shared_gate ? size_t(tokens) * sizeof(float) : 0);
     constant_logits = take(size_t(tokens) * 2 * size_t(layer.constant_experts) * sizeof(float));
     // W8A8: the codes and 1 × 128 scales of X, of GEMM 1's routed rows and of the shared expert's.
@@ -349,8 +367,9 @@ cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const moe_works
 template <class T>
 compaction_outputs compaction_of(void* workspace, const moe_workspace& ws, const moe_outputs<T>& out) {
   using w = moe_workspace;
-  return {w::at<int32_t>(workspace, ws.counts), w::at<int32_t>(workspace, ws.offsets),
-          w::at<int32_t>(workspace, ws.sorted_pairs), w::at<int32_t>(workspace, ws.pair_to_row), out.invalid_ids};
+  return {w::at<int32_t>(workspace, ws.experts.counts), w::at<int32_t>(workspace, ws.experts.offsets),
+          w::at<int32_t>(workspace, ws.experts.sorted_pairs), w::at<int32_t>(workspace, ws.experts.pair_to_row),
+          out.invalid_ids};
 }
 
 //! The expert GEMMs of a W8A8 layer, one launch each: X quantised; GEMM 1 of the routed experts
@@ -396,7 +415,7 @@ cudaError_t run_w8a8_experts(void* workspace, const moe_workspace& ws, const T* 
   }
   if (status == cudaSuccess) {
     status = grouped_gemm<T>({shared_codes, I_s, nullptr, 1, shared_scales, s_groups}, shared_w2, H, I_s, all,
-                             {w::at<T>(workspace, ws.shared_rows), H}, gemm_schedule::automatic, stream);
+                             {w::at<T>(workspace, ws.experts.shared_rows), H}, gemm_schedule::automatic, stream);
   }
   return status;
 }
@@ -413,15 +432,15 @@ cudaError_t run_experts(void* workspace, const moe_workspace& ws, const T* x, in
   const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
   const int64_t P = tokens * top_k;
   const compaction_outputs compaction = compaction_of(workspace, ws, out);
-  size_t compaction_bytes = ws.activations - ws.compaction;
+  size_t compaction_bytes = ws.experts.compaction_bytes;
   cudaError_t status = compacted ? cudaSuccess
-                                 : compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
+                                 : compact(w::at<void>(workspace, ws.experts.compaction), compaction_bytes,
                                            compaction_input_of(layer, topk_ids, tokens, top_k), compaction, {}, stream);
   if (status != cudaSuccess) return status;
-  T* activations = w::at<T>(workspace, ws.activations);
-  T* expert_rows = w::at<T>(workspace, ws.expert_rows);
-  T* shared_activations = I_s > 0 ? w::at<T>(workspace, ws.shared_activations) : nullptr;
-  T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.shared_rows) : nullptr;
+  T* activations = w::at<T>(workspace, ws.experts.activations);
+  T* expert_rows = w::at<T>(workspace, ws.experts.expert_rows);
+  T* shared_activations = I_s > 0 ? w::at<T>(workspace, ws.experts.shared_activations) : nullptr;
+  T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.experts.shared_rows) : nullptr;
   // GEMM 1 and GEMM 2 of the routed experts (rows of the compaction) and of the shared expert (every token).
   const gemm_groups experts{compaction.offsets, E, P, P}, all{nullptr, 1, tokens};
   const gemm_a<T> routed_x{x, x_stride, compaction.sorted_pairs, top_k}, shared_x{x, x_stride};

@@ -80,14 +80,14 @@ namespace detail {
 
 //! The training forward's workspace: each array 256-byte aligned, in this order.
 struct moe_training_workspace {
-  size_t logits, candidate_ids, topk_ids, topk_weights, mask_probs, counts, offsets, sorted_pairs, pair_to_row,
-      compaction, activations, expert_rows, shared_activations, shared_rows, bytes;
+  size_t logits, candidate_ids, topk_ids, topk_weights, mask_probs;
+  expert_buffers experts;  //!< over the candidates
+  size_t bytes;
 
   template <class T>
   moe_training_workspace(int64_t tokens, int top_k, const moe_layer<T>& layer) {
     using beam::detail::workspace_align;
-    const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
-    const beam::detail::compact_plan plan(compaction_input_of(layer, nullptr, tokens, top_k));
+    const size_t P = size_t(tokens) * size_t(top_k);
     size_t at = 0;
     const auto take = [&](size_t n) {
       const size_t offset = at;
@@ -99,15 +99,7 @@ struct moe_training_workspace {
     topk_ids = take(P * sizeof(int32_t));
     topk_weights = take(P * sizeof(float));
     mask_probs = take(P * sizeof(float));
-    counts = take(E * sizeof(int32_t));
-    offsets = take((E + 1) * sizeof(int32_t));
-    sorted_pairs = take(P * sizeof(int32_t));
-    pair_to_row = take(P * sizeof(int32_t));
-    compaction = take(beam::detail::compact_workspace(plan).bytes);
-    activations = take(P * size_t(layer.intermediate) * sizeof(T));
-    expert_rows = take(P * H * sizeof(T));
-    shared_activations = take(size_t(tokens) * size_t(layer.shared_intermediate) * sizeof(T));
-    shared_rows = take(layer.shared_intermediate > 0 ? size_t(tokens) * H * sizeof(T) : 0);
+    experts = expert_buffers::taken(tokens, top_k, layer, take);
     bytes = at;
   }
   template <class U>
@@ -136,11 +128,11 @@ moe_training_state<T> moe_training_saved(const void* workspace, int64_t tokens, 
           w::at<int32_t>(workspace, ws.topk_ids),
           w::at<float>(workspace, ws.topk_weights),
           w::at<float>(workspace, ws.mask_probs),
-          w::at<int32_t>(workspace, ws.offsets),
-          w::at<int32_t>(workspace, ws.sorted_pairs),
-          w::at<int32_t>(workspace, ws.pair_to_row),
-          w::at<T>(workspace, ws.activations),
-          w::at<T>(workspace, ws.expert_rows)};
+          w::at<int32_t>(workspace, ws.experts.offsets),
+          w::at<int32_t>(workspace, ws.experts.sorted_pairs),
+          w::at<int32_t>(workspace, ws.experts.pair_to_row),
+          w::at<T>(workspace, ws.experts.activations),
+          w::at<T>(workspace, ws.experts.expert_rows)};
 }
 
 template <class T>
@@ -185,11 +177,11 @@ cudaError_t moe_training_forward(void* workspace, size_t& workspace_bytes, const
                                    stream);
   }
   // The candidates' rows: compact over candidate_ids, which keep the masked candidates.
-  const compaction_outputs compaction{w::at<int32_t>(workspace, ws.counts), const_cast<int32_t*>(s.offsets),
+  const compaction_outputs compaction{w::at<int32_t>(workspace, ws.experts.counts), const_cast<int32_t*>(s.offsets),
                                       const_cast<int32_t*>(s.sorted_pairs), const_cast<int32_t*>(s.pair_to_row)};
-  size_t compaction_bytes = ws.activations - ws.compaction;
+  size_t compaction_bytes = ws.experts.compaction_bytes;
   if (status == cudaSuccess) {
-    status = compact(w::at<void>(workspace, ws.compaction), compaction_bytes,
+    status = compact(w::at<void>(workspace, ws.experts.compaction), compaction_bytes,
                      detail::compaction_input_of(layer, candidate_ids, tokens, K), compaction, {}, stream);
   }
   T* activations = const_cast<T*>(s.activations);
@@ -203,9 +195,9 @@ cudaError_t moe_training_forward(void* workspace, size_t& workspace_bytes, const
     status = grouped_gemm<T, T>({activations, I}, gemm_b<T>{layer.w2, I, int64_t(H) * I}, H, I, experts,
                                 {expert_rows, H}, schedule, stream);
   }
-  T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.shared_rows) : nullptr;
+  T* shared_rows = I_s > 0 ? w::at<T>(workspace, ws.experts.shared_rows) : nullptr;
   if (status == cudaSuccess && I_s > 0) {  // the shared expert: a dense SwiGLU MLP over all tokens
-    T* shared_activations = w::at<T>(workspace, ws.shared_activations);
+    T* shared_activations = w::at<T>(workspace, ws.experts.shared_activations);
     status = grouped_gemm<T, T>({x, x_stride}, gemm_b<T>{layer.shared_w13, H}, 2 * I_s, H, all,
                                 {shared_activations, I_s, gemm_epilogue::swiglu}, schedule, stream);
     if (status == cudaSuccess) {
