@@ -346,21 +346,39 @@ cudaError_t check_moe_data(const T* x, int64_t x_stride, int64_t tokens, const m
   return cudaSuccess;
 }
 
-//! The workspace phase of a run of both entry points (the query returned before): at least
-//! `ws.bytes` bytes, 256-byte aligned, and an sm_80+ device with sm_80+ code (checked here,
+//! The workspace phase of a run of the entry points (the query returned before): at least
+//! `required_bytes` bytes, 256-byte aligned, and an sm_80+ device with sm_80+ code (checked here,
 //! so that no stage fails on arguments after another ran). `run` says whether the layer is
 //! to run (T > 0).
 template <class T, class W>
-cudaError_t begin_layer(void* workspace, size_t workspace_bytes, const moe_workspace& ws, int64_t tokens,
+cudaError_t begin_layer(void* workspace, size_t workspace_bytes, size_t required_bytes, int64_t tokens,
                         const moe_layer<T, W>& layer, bool& run) {
   run = false;
-  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
+  if (workspace_bytes < required_bytes) return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
   cudaError_t status = check_sm80_device();
   if (status == cudaSuccess && layer.activations == activation_format::e4m3_1x128) status = check_w8a8_device<T>();
   run = status == cudaSuccess;
   return status;
+}
+
+//! What follows an entry point's size checks, for a layer that routes: a query (null workspace)
+//! stores `required_bytes` and stops; a run checks its data (check_moe_data), then its workspace
+//! and device (begin_layer). `run` says whether the layer is to run.
+template <class T, class W>
+cudaError_t start_routed_layer(void* workspace, size_t& workspace_bytes, size_t required_bytes, const T* x,
+                               int64_t x_stride, int64_t tokens, const moe_layer<T, W>& layer,
+                               const moe_outputs<T>& out, bool mask, bool& run) {
+  run = false;
+  if (workspace == nullptr) {  // a query: the sizes suffice
+    workspace_bytes = required_bytes;
+    return cudaSuccess;
+  }
+  if (const cudaError_t status = check_moe_data(x, x_stride, tokens, layer, out, true, mask); status != cudaSuccess) {
+    return status;
+  }
+  return begin_layer(workspace, workspace_bytes, required_bytes, tokens, layer, run);
 }
 
 //! Where the layer's compaction goes in its workspace (and the caller's status word).
@@ -524,7 +542,7 @@ cudaError_t moe_experts_forward(void* workspace, size_t& workspace_bytes, const 
   }
   if (tokens > 0 && (!topk_ids || !topk_weights)) return cudaErrorInvalidValue;
   bool run = false;
-  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, layer, run); !run) return status;
+  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws.bytes, tokens, layer, run); !run) return status;
   const int C = detail::added_constant_experts(layer);
   if (layer.shared_gate || C > 0) {  // x·w_g and x·W_cᵀ: router_logits' extra rows
     const int H = layer.hidden;
@@ -556,16 +574,12 @@ cudaError_t moe_forward(void* workspace, size_t& workspace_bytes, const T* x, in
   if (!valid_groups(options, detail::router_experts_of(layer))) return cudaErrorInvalidValue;
   if (!valid_rule(options)) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer, true);
-  if (workspace == nullptr) {  // a query: the sizes suffice
-    workspace_bytes = ws.bytes;
-    return cudaSuccess;
-  }
-  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, true, uses_mask(options));
-      status != cudaSuccess) {
+  bool run = false;
+  if (const cudaError_t status = detail::start_routed_layer(workspace, workspace_bytes, ws.bytes, x, x_stride, tokens,
+                                                            layer, out, uses_mask(options), run);
+      !run) {
     return status;
   }
-  bool run = false;
-  if (const cudaError_t status = detail::begin_layer(workspace, workspace_bytes, ws, tokens, layer, run); !run) return status;
   const int E = detail::router_experts_of(layer), H = layer.hidden;  // the router's experts
   int32_t* topk_ids = out.topk_ids ? out.topk_ids : w::at<int32_t>(workspace, ws.routing_ids);
   float* topk_weights = out.topk_weights ? out.topk_weights : w::at<float>(workspace, ws.routing_weights);

@@ -148,18 +148,12 @@ cudaError_t moe_training_forward(void* workspace, size_t& workspace_bytes, const
   if (!detail::training_layer(layer)) return cudaErrorInvalidValue;
   if (!valid_groups(options, layer.experts) || !valid_rule(options)) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer);
-  if (workspace == nullptr) {  // a query: the sizes suffice
-    workspace_bytes = ws.bytes;
-    return cudaSuccess;
-  }
-  if (const cudaError_t status = detail::check_moe_data(x, x_stride, tokens, layer, out, true, uses_mask(options));
-      status != cudaSuccess) {
+  bool run = false;
+  if (const cudaError_t status = detail::start_routed_layer(workspace, workspace_bytes, ws.bytes, x, x_stride, tokens,
+                                                            layer, out, uses_mask(options), run);
+      !run) {
     return status;
   }
-  if (workspace_bytes < ws.bytes) return cudaErrorInvalidValue;
-  if (tokens == 0) return cudaSuccess;
-  if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) return cudaErrorInvalidValue;
-  if (const cudaError_t status = detail::check_sm80_device(); status != cudaSuccess) return status;
 
   const int E = layer.experts, H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
   const int K = options.top_k;
