@@ -28,6 +28,7 @@
 
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/gemm/device_quantize.cuh"
+#include "beam/gemm/device_weight_grad.cuh"
 #include "beam/gemm/tile_mma.cuh"
 #include "beam/gemm/tile_wgmma.cuh"
 

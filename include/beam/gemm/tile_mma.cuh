@@ -112,6 +112,21 @@ __device__ inline void load_matrix_x4(uint32_t (&r)[4], const void* row_address)
 #endif
 }
 
+//! `ldmatrix.x4.trans`: as load_matrix_x4, each matrix transposed: r[j] receives elements
+//! (rows 2·(lane mod 4) and the next, column lane / 4) of matrix j. A tile stored k-major (row k,
+//! elements along m or n) then loads as mma's A or B fragments.
+__device__ inline void load_matrix_x4_trans(uint32_t (&r)[4], const void* row_address) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = unsigned(__cvta_generic_to_shared(row_address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address)
+               : "memory");
+#elif defined(__CUDA_ARCH__)
+  __trap();  // sm_80 instructions: never silently skipped
+#endif
+}
+
 //! c += a · b on the tensor cores, `mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}`.
 //! @tparam T  __nv_bfloat16 or __half (the element type packed in a and b)
 template <class T>

@@ -3,7 +3,8 @@
 //!   acc[r][j] = Σ_k A(r)[k] · B_e[j][k]  for the rows r of group e, [offsets[e], offsets[e+1])
 //!   swiglu:     C[r][i] = silu(acc[r][i]) · acc[r][N/2 + i]
 //!   scale_rows: C[r][j] = s_r · acc[r][j]
-//! and the e4m3 weights' dequantisation and activations' quantisation (beam/gemm/weights.cuh).
+//! the weight gradients C_e = A_eᵀ · B_e over each group's rows (grouped_matmul_tn), and the e4m3
+//! weights' dequantisation and activations' quantisation (beam/gemm/weights.cuh).
 #pragma once
 
 #include <algorithm>
@@ -47,6 +48,33 @@ std::vector<double> grouped_matmul_nt(const RealA* a, int64_t a_stride, const in
 //! W[e][j][k] = e4m3_value(Q[e][j][k]) · s(e, j, k), block scales taken per half of `halves`.
 //! @throws std::invalid_argument for E, N or K < 1, halves ∉ {1, 2} or not dividing N, a
 //!         scaling that is not an enumerator, or null scales with a scaling other than none
+//! C `[groups, M, N]`: C_e[i][j] = Σ_{r ∈ [offsets[e], offsets[e+1])} A(r)[i] · B(r)[j], in double.
+//! Row r of A is `a + r·a_stride`; row r of B is `b + source(r)·b_stride`, source(r) =
+//! b_sources[r] when given (a gather; −1: a zero row) else r.
+//! @throws std::invalid_argument for M or N < 1, or offsets empty, not starting at 0 or decreasing
+template <class Real>
+std::vector<double> grouped_matmul_tn(const Real* a, int64_t a_stride, const Real* b, int64_t b_stride,
+                                      const int64_t* b_sources, int64_t m, int64_t n,
+                                      const std::vector<int32_t>& offsets) {
+  if (m < 1 || n < 1 || offsets.empty() || offsets.front() != 0 || !std::is_sorted(offsets.begin(), offsets.end())) {
+    throw std::invalid_argument("grouped_matmul_tn: bad M, N or offsets (empty, not from 0, decreasing)");
+  }
+  std::vector<double> c(static_cast<size_t>(int64_t(offsets.size() - 1) * m * n), 0.0);
+  for (size_t e = 0; e + 1 < offsets.size(); ++e) {
+    double* c_e = c.data() + int64_t(e) * m * n;
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
+      const int64_t source = b_sources ? b_sources[r] : r;
+      if (source < 0) continue;
+      const Real* a_r = a + r * a_stride;
+      const Real* b_r = b + source * b_stride;
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) c_e[i * n + j] += double(a_r[i]) * double(b_r[j]);
+      }
+    }
+  }
+  return c;
+}
+
 inline std::vector<double> dequantize_weights(const __nv_fp8_e4m3* q, const float* scales, weight_scales scaling,
                                               int64_t experts, int64_t n, int64_t k, int halves = 1) {
   if (experts < 1 || n < 1 || k < 1 || (halves != 1 && halves != 2) || n % halves != 0 ||
