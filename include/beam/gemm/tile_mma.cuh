@@ -99,29 +99,24 @@ namespace beam::warp {
 
 //! `ldmatrix.x4`: four 8×8 matrices of 2-byte elements; lane l gives the address of row
 //! l mod 8 of matrix l / 8, and r[j] receives matrix j's fragment (row lane / 4, elements
-//! 2·(lane mod 4) and the next).
+//! 2·(lane mod 4) and the next). `Transposed` (`.trans`): each matrix transposed, r[j] receiving
+//! elements (rows 2·(lane mod 4) and the next, column lane / 4), so that a tile stored k-major
+//! (row k, elements along m or n) loads as mma's A or B fragments.
+template <bool Transposed = false>
 __device__ inline void load_matrix_x4(uint32_t (&r)[4], const void* row_address) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned address = unsigned(__cvta_generic_to_shared(row_address));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address)
-               : "memory");
-#elif defined(__CUDA_ARCH__)
-  __trap();  // sm_80 instructions: never silently skipped
-#endif
-}
-
-//! `ldmatrix.x4.trans`: as load_matrix_x4, each matrix transposed: r[j] receives elements
-//! (rows 2·(lane mod 4) and the next, column lane / 4) of matrix j. A tile stored k-major (row k,
-//! elements along m or n) then loads as mma's A or B fragments.
-__device__ inline void load_matrix_x4_trans(uint32_t (&r)[4], const void* row_address) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned address = unsigned(__cvta_generic_to_shared(row_address));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address)
-               : "memory");
+  if constexpr (Transposed) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address)
+                 : "memory");
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address)
+                 : "memory");
+  }
 #elif defined(__CUDA_ARCH__)
   __trap();  // sm_80 instructions: never silently skipped
 #endif

@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(weight_grad_tiles::threads)
 #pragma unroll
       for (int mi = 0; mi < tiles::m_frags; ++mi) {
         const int k = kk * 16 + (lane / 16) * 8 + lane % 8, chunk = (warp_m0 + mi * 16) / 8 + (lane / 8) % 2;
-        warp::load_matrix_x4_trans(a_frag[mi], a_tile + block::swizzled_offset(k, chunk));
+        warp::load_matrix_x4<true>(a_frag[mi], a_tile + block::swizzled_offset(k, chunk));
       }
       // B's fragments (k × n) of two n8 fragments: matrix j is rows k 8·(j mod 2) .. of
       // elements n 8·(j / 2) ..
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(weight_grad_tiles::threads)
       for (int nj = 0; nj < tiles::n_frags / 2; ++nj) {
         const int k = kk * 16 + ((lane / 8) % 2) * 8 + lane % 8, chunk = (warp_n0 + nj * 16) / 8 + lane / 16;
         uint32_t quad[4];
-        warp::load_matrix_x4_trans(quad, b_tile + block::swizzled_offset(k, chunk));
+        warp::load_matrix_x4<true>(quad, b_tile + block::swizzled_offset(k, chunk));
         b_frag[2 * nj][0] = quad[0];
         b_frag[2 * nj][1] = quad[1];
         b_frag[2 * nj + 1][0] = quad[2];
