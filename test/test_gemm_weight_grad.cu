@@ -35,6 +35,7 @@ TEST_CASE("grouped_weight_grad rejects bad arguments before touching the device"
   CHECK(call(a, b, 64, 132, groups, c, 136, 64 * 136) == cudaErrorInvalidValue);  // N % 8
   CHECK(call(a, b, 64, 128, {offsets, 0, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no group
   CHECK(call(a, b, 64, 128, {nullptr, 4, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no offsets
+  CHECK(call(a, b, 64, 128, {offsets, 4, -1, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);    // rows < 0
   CHECK(call({nullptr, 64}, b, 64, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);
   CHECK(call({fake + 4, 64}, b, 64, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);    // misaligned
   CHECK(call({fake, 56}, b, 64, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);        // stride < M
@@ -127,5 +128,25 @@ TEST_SUITE("gpu") {
       check_weight_grad<bf16, bf16>(counts, 40, 72, gather, seed += 10);
     }
     check_weight_grad<bf16, float>({0, 0, 0}, 16, 16, false, seed += 10);  // no rows at all: zeros
+  }
+
+  TEST_CASE("grouped_weight_grad reads no row beyond the static bound, whatever the offsets say") {
+    BEAM_REQUIRE_GPU();
+    // 40 rows; the offsets claim 70 for the last group: only rows 30..39 count, as if it had 10.
+    const int M = 16, N = 16;
+    const auto a = beam::test::random_values<bf16>(size_t(40 * M), 90001);
+    const auto b = beam::test::random_values<bf16>(size_t(40 * N), 90002);
+    const std::vector<int32_t> claimed{0, 30, 70}, clamped{0, 30, 40};
+    const auto af = beam::test::as_float(a), bf = beam::test::as_float(b);
+    const auto expected = ref::grouped_matmul_tn(af.data(), M, bf.data(), N, nullptr, M, N, clamped);
+    beam::test::device_vector<bf16> d_a(a), d_b(b);
+    beam::test::device_vector<int32_t> d_offsets(claimed);
+    beam::test::device_vector<float> c{size_t(2 * M * N)};
+    c.poison();
+    REQUIRE(beam::device::grouped_weight_grad<bf16, float>({d_a.data(), M}, {d_b.data(), N}, M, N,
+                                                           {d_offsets.data(), 2, 40, 40}, c.data(), N, M * N) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    CHECK(beam::test::relative_error(c.to_host(), expected) <= 1e-5);
   }
 }

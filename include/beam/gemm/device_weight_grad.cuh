@@ -17,7 +17,8 @@
 
 namespace beam::device {
 
-//! C_e = A_eᵀ · B_e for every group (file comment): `a` `[rows, M]` (row r at a.data + r·a.stride;
+//! C_e = A_eᵀ · B_e for every group (file comment), the offsets read clamped to [0, groups.rows]
+//! (the static bound of the rows, as grouped_gemm): `a` `[rows, M]` (row r at a.data + r·a.stride;
 //! no gather, no scales), `b` `[rows, N]` with optionally `gather_pairs` (row r is then
 //! b.data[gather_pairs[r] / b.top_k], a zero row where gather_pairs[r] is not a pair index in
 //! [0, groups.pairs)), C_e `[M, N]` at c + e·c_group_stride with row stride c_stride. One block
@@ -26,7 +27,8 @@ namespace beam::device {
 //! @tparam T     __nv_bfloat16 or __half
 //! @tparam OutT  float, __nv_bfloat16 or __half
 //! @return cudaErrorInvalidValue, launching nothing, when M or N ∉ [8, 2³⁰] or not a multiple of 8;
-//!         groups.count ∉ [1, 65535] or null groups.offsets (packed groups are not taken); a null,
+//!         groups.count ∉ [1, 65535], null groups.offsets (packed groups are not taken) or
+//!         groups.rows < 0; a null,
 //!         misaligned (16 bytes) or narrow (stride < M or N, or not a multiple of 8) operand; A
 //!         with a gather or scales; a gather with groups.pairs < 0 or b.top_k < 1; a null or
 //!         misaligned C, c_stride < N or not a multiple of 8, or c_group_stride < M·c_stride or
@@ -55,7 +57,8 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
   const auto rows_ok = [](const void* p, int64_t stride, int width) {
     return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= width;
   };
-  if (!extent_ok(m) || !extent_ok(n) || groups.count < 1 || groups.count > 65535 || !groups.offsets) {
+  if (!extent_ok(m) || !extent_ok(n) || groups.count < 1 || groups.count > 65535 || !groups.offsets ||
+      groups.rows < 0) {
     return cudaErrorInvalidValue;
   }
   if (!rows_ok(a.data, a.stride, m) || a.gather_pairs || a.scales || !rows_ok(b.data, b.stride, n) || b.scales) {
@@ -69,9 +72,9 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
   using tiles = bd::weight_grad_tiles;
   const dim3 grid(unsigned((n + tiles::block_n - 1) / tiles::block_n), unsigned((m + tiles::block_m - 1) / tiles::block_m),
                   unsigned(groups.count));
-  const bd::weight_grad_params<T, OutT> params{a.data,    a.stride,      b.data, b.stride, b.gather_pairs, b.top_k,
-                                               groups.pairs, groups.offsets, m,     n,        c,              c_stride,
-                                               c_group_stride};
+  const bd::weight_grad_params<T, OutT> params{a.data,         a.stride,    b.data, b.stride, b.gather_pairs,
+                                               b.top_k,        groups.pairs, groups.offsets, groups.rows, m,
+                                               n,              c,           c_stride,       c_group_stride};
   return bd::launch_dependent(bd::grouped_weight_grad_kernel<T, OutT>, grid, tiles::threads, 0, stream, params);
 }
 
