@@ -1,5 +1,6 @@
 // Permutation benchmarks: beam's compaction beside a CUB-composed one (radix sort by expert,
-// histogram, scan, inverse scatter), and the gather and combine against the copy ceiling.
+// histogram, scan, inverse scatter), and the gather, the combine and its backward against the
+// copy ceiling.
 // Routing: skewed (a quarter of the experts get half the pairs), masked to a target Avg.K.
 #include <cub/device/device_histogram.cuh>
 #include <cub/device/device_radix_sort.cuh>
@@ -150,6 +151,34 @@ void bm_combine(benchmark::State& state) {
   report(state, s, (double(p.n_active) + double(p.T)) * H * sizeof(bf16), 0);
 }
 
+//! combine_backward of H = 2048 bf16 rows: ∂L/∂ĝ for every pair with a row and ∂L/∂Yp (a
+//! training step's rows are every candidate's: Avg.K index 0); range: T, E, K, Avg.K index.
+void bm_combine_backward(benchmark::State& state) {
+  const int K = int(state.range(2)), H = 2048;
+  permute_problem p(state.range(0), K, int(state.range(1)), target_avg_k(int(state.range(3)), K));
+  size_t bytes = 0;
+  BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
+  device_buffer<char> workspace(bytes);
+  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
+  const size_t rows = size_t(std::max<int64_t>(p.n_active, 1)) * H;
+  device_buffer<bf16> yp{rows}, d_yp{rows}, d_out{size_t(p.T) * H};
+  device_buffer<float> weights{size_t(p.T) * K}, d_weights{size_t(p.T) * K};
+  fill_uniform(yp.data(), yp.size(), 24, -1.0f, 1.0f, p.stream);
+  fill_uniform(d_out.data(), d_out.size(), 25, -1.0f, 1.0f, p.stream);
+  fill_uniform(weights.data(), weights.size(), 26, 0.0f, 1.0f, p.stream);
+  l2_flusher l2;
+  const double s = median_seconds(
+      p.stream,
+      [&] {
+        BEAM_CUDA_TRY(beam::device::combine_backward<bf16>(yp.data(), H, p.rows.data(), weights.data(), d_out.data(),
+                                                           H, p.T, H, K, d_weights.data(), d_yp.data(), H,
+                                                           p.stream));
+      },
+      20, 3, [&] { l2.flush(p.stream); });
+  // Yp read and ∂L/∂Yp written per row, ∂L/∂y read per token
+  report(state, s, (2.0 * double(p.n_active) + double(p.T)) * H * sizeof(bf16), 0);
+}
+
 }  // namespace
 
 BENCHMARK(bm_compact)
@@ -171,6 +200,13 @@ BENCHMARK(bm_gather)
     ->Iterations(1)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_combine)
+    ->ArgNames({"T", "E", "K", "avgk"})
+    ->ArgsProduct({{4096, 16384, 65536}, {128}, {8}, {0, 1, 2, 3}})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
+
+BENCHMARK(bm_combine_backward)
     ->ArgNames({"T", "E", "K", "avgk"})
     ->ArgsProduct({{4096, 16384, 65536}, {128}, {8}, {0, 1, 2, 3}})
     ->UseManualTime()
