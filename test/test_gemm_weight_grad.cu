@@ -32,6 +32,8 @@ TEST_CASE("grouped_weight_grad rejects bad arguments before touching the device"
   };
   CHECK(call(a, b, 60, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);   // M % 8
   CHECK(call(a, b, 0, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);    // M = 0
+  CHECK(call({fake, 65535 * 64 + 8}, b, 65535 * 64 + 8, 128, groups, c, 128, (65535 * 64 + 8) * int64_t(128)) ==
+        cudaErrorInvalidValue);  // more M tiles than a grid dimension holds
   CHECK(call(a, b, 64, 132, groups, c, 136, 64 * 136) == cudaErrorInvalidValue);  // N % 8
   CHECK(call(a, b, 64, 128, {offsets, 0, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no group
   CHECK(call(a, b, 64, 128, {nullptr, 4, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no offsets

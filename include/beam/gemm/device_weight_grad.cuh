@@ -26,7 +26,8 @@ namespace beam::device {
 //!
 //! @tparam T     __nv_bfloat16 or __half
 //! @tparam OutT  float, __nv_bfloat16 or __half
-//! @return cudaErrorInvalidValue, launching nothing, when M or N ∉ [8, 2³⁰] or not a multiple of 8;
+//! @return cudaErrorInvalidValue, launching nothing, when M ∉ [8, 65535·64] or N ∉ [8, 2³⁰], or
+//!         either not a multiple of 8 (M tiles one grid dimension);
 //!         groups.count ∉ [1, 65535], null groups.offsets (packed groups are not taken) or
 //!         groups.rows < 0; a null,
 //!         misaligned (16 bytes) or narrow (stride < M or N, or not a multiple of 8) operand; A
@@ -57,8 +58,9 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
   const auto rows_ok = [](const void* p, int64_t stride, int width) {
     return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= width;
   };
-  if (!extent_ok(m) || !extent_ok(n) || groups.count < 1 || groups.count > 65535 || !groups.offsets ||
-      groups.rows < 0) {
+  using tiles = bd::weight_grad_tiles;
+  if (!extent_ok(m) || !extent_ok(n) || m > 65535 * tiles::block_m || groups.count < 1 || groups.count > 65535 ||
+      !groups.offsets || groups.rows < 0) {
     return cudaErrorInvalidValue;
   }
   if (!rows_ok(a.data, a.stride, m) || a.gather_pairs || a.scales || !rows_ok(b.data, b.stride, n) || b.scales) {
@@ -69,7 +71,6 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
     return cudaErrorInvalidValue;
   }
   if (const cudaError_t status = detail::check_sm80_device(); status != cudaSuccess) return status;
-  using tiles = bd::weight_grad_tiles;
   const dim3 grid(unsigned((n + tiles::block_n - 1) / tiles::block_n), unsigned((m + tiles::block_m - 1) / tiles::block_m),
                   unsigned(groups.count));
   const bd::weight_grad_params<T, OutT> params{a.data,         a.stride,    b.data, b.stride, b.gather_pairs,
