@@ -39,6 +39,14 @@ struct permute_problem {
   beam::device::compaction_outputs outputs() const {
     return {counts.data(), offsets.data(), sorted.data(), rows.data()};
   }
+  //! Compacts the routing once, untimed: the rows that the gather and combine benchmarks read.
+  void compact_untimed() {
+    size_t bytes = 0;
+    BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, input(), outputs()));
+    device_buffer<char> workspace(bytes);
+    BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, input(), outputs(), {}, stream));
+    BEAM_CUDA_TRY(cudaStreamSynchronize(stream));  // before the workspace goes
+  }
 };
 
 //! beam::device::compact (with the tile schedule for BM = 128); range: T, E, K, Avg.K index.
@@ -111,10 +119,7 @@ void bm_cub_compact(benchmark::State& state) {
 void bm_gather(benchmark::State& state) {
   const int K = int(state.range(2)), H = 2048;
   permute_problem p(state.range(0), K, int(state.range(1)), target_avg_k(int(state.range(3)), K));
-  size_t bytes = 0;
-  BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
-  device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
+  p.compact_untimed();
   device_buffer<bf16> x{size_t(p.T) * H}, xp{size_t(std::max<int64_t>(p.n_active, 1)) * H};
   fill_uniform(x.data(), x.size(), 21, -1.0f, 1.0f, p.stream);
   l2_flusher l2;
@@ -132,10 +137,7 @@ void bm_gather(benchmark::State& state) {
 void bm_combine(benchmark::State& state) {
   const int K = int(state.range(2)), H = 2048;
   permute_problem p(state.range(0), K, int(state.range(1)), target_avg_k(int(state.range(3)), K));
-  size_t bytes = 0;
-  BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
-  device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
+  p.compact_untimed();
   device_buffer<bf16> yp{size_t(std::max<int64_t>(p.n_active, 1)) * H}, out{size_t(p.T) * H};
   device_buffer<float> weights{size_t(p.T) * K};
   fill_uniform(yp.data(), yp.size(), 22, -1.0f, 1.0f, p.stream);
@@ -156,10 +158,7 @@ void bm_combine(benchmark::State& state) {
 void bm_combine_backward(benchmark::State& state) {
   const int K = int(state.range(2)), H = 2048;
   permute_problem p(state.range(0), K, int(state.range(1)), target_avg_k(int(state.range(3)), K));
-  size_t bytes = 0;
-  BEAM_CUDA_TRY(beam::device::compact(nullptr, bytes, p.input(), p.outputs()));
-  device_buffer<char> workspace(bytes);
-  BEAM_CUDA_TRY(beam::device::compact(workspace.data(), bytes, p.input(), p.outputs(), {}, p.stream));
+  p.compact_untimed();
   const size_t rows = size_t(std::max<int64_t>(p.n_active, 1)) * H;
   device_buffer<bf16> yp{rows}, d_yp{rows}, d_out{size_t(p.T) * H};
   device_buffer<float> weights{size_t(p.T) * K}, d_weights{size_t(p.T) * K};

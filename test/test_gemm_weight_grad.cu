@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -130,6 +131,41 @@ TEST_SUITE("gpu") {
       check_weight_grad<bf16, bf16>(counts, 40, 72, gather, seed += 10);
     }
     check_weight_grad<bf16, float>({0, 0, 0}, 16, 16, false, seed += 10);  // no rows at all: zeros
+  }
+
+  TEST_CASE("grouped_weight_grad: a NaN and an Inf in A reach exactly their experts' rows of C") {
+    BEAM_REQUIRE_GPU();
+    // Groups of 5 and 7 rows; A[1][3] = NaN (group 0, C_0 row 3), A[9][10] = Inf (group 1, C_1 row 10).
+    const int M = 16, N = 24;
+    auto a = beam::test::random_values<bf16>(size_t(12 * M), 90011);
+    const auto b = beam::test::random_values<bf16>(size_t(12 * N), 90012);
+    a[size_t(1 * M + 3)] = beam::from_float<bf16>(std::numeric_limits<float>::quiet_NaN());
+    a[size_t(9 * M + 10)] = beam::from_float<bf16>(std::numeric_limits<float>::infinity());
+    const std::vector<int32_t> offsets{0, 5, 12};
+    const auto af = beam::test::as_float(a), bf = beam::test::as_float(b);
+    const auto expected = ref::grouped_matmul_tn(af.data(), M, bf.data(), N, nullptr, M, N, offsets);
+    beam::test::device_vector<bf16> d_a(a), d_b(b);
+    beam::test::device_vector<int32_t> d_offsets(offsets);
+    beam::test::device_vector<float> c{size_t(2 * M * N)};
+    c.poison();
+    REQUIRE(beam::device::grouped_weight_grad<bf16, float>({d_a.data(), M}, {d_b.data(), N}, M, N,
+                                                           {d_offsets.data(), 2, 12, 12}, c.data(), N, M * N) ==
+            cudaSuccess);
+    BEAM_CUDA_TRY(cudaDeviceSynchronize());
+    const auto got = c.to_host();
+    int wrong = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double want = expected[i];
+      if (!std::isfinite(want)) {  // NaN rows stay NaN; the Inf row is ±Inf (or NaN where B is 0)
+        wrong += std::isnan(want) ? !std::isnan(got[i]) : !(double(got[i]) == want || std::isnan(got[i]));
+      } else {
+        wrong += !(std::fabs(double(got[i]) - want) <= 1e-5 * (1.0 + std::fabs(want)) * 16);
+      }
+    }
+    CHECK(wrong == 0);
+    int non_finite = 0;
+    for (float v : got) non_finite += !std::isfinite(v);
+    CHECK(non_finite == 2 * N);  // row 3 of C_0 and row 10 of C_1, nothing else
   }
 
   TEST_CASE("grouped_weight_grad reads no row beyond the static bound, whatever the offsets say") {

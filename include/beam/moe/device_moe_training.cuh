@@ -160,10 +160,12 @@ cudaError_t moe_training_forward(void* workspace, size_t& workspace_bytes, const
   const int64_t P = tokens * K;
   const moe_training_state<T> s = moe_training_saved<T>(workspace, tokens, layer, K);
   int32_t* candidate_ids = const_cast<int32_t*>(s.candidate_ids);
-  float* logits = w::at<float>(workspace, ws.logits);
-  const int64_t half = detail::router_columns(E), stride = 2 * half;  // [T, 2·E4]: r | z, as moe_forward
+  const routing_logits<float>& logits = s.logits;  // [T, 2·E4]: r | z, as moe_forward
   cudaError_t status = router_logits<T>(x, x_stride, tokens, H, {layer.router, layer.mask_router, H, H}, E,
-                                        uses_mask(options), {logits, logits + half, stride, stride}, stream);
+                                        uses_mask(options),
+                                        {const_cast<float*>(logits.router), const_cast<float*>(logits.mask),
+                                         logits.router_stride, logits.mask_stride},
+                                        stream);
   if (status == cudaSuccess) {
     status = route_and_mask<float>(s.logits, tokens, E, options,
                                    {const_cast<int32_t*>(s.topk_ids), const_cast<float*>(s.topk_weights),
