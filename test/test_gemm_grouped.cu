@@ -81,6 +81,20 @@ TEST_CASE("grouped_gemm rejects bad arguments before touching the device") {
   CHECK(call(a, {fake, 64, 4}, 128, 64, groups, out) == cudaErrorInvalidValue);                       // expert stride
   CHECK(call(a, b, 128, 64, groups, {fake, 120}) == cudaErrorInvalidValue);                           // stride < N
   CHECK(call({nullptr, 0}, {nullptr, 0, 0}, 128, 64, {offsets, 4, 0}, {nullptr, 0}) == cudaSuccess);  // no rows
+  // grouped_gemm_nn, B [E, K, N]: rows of N, N a multiple of 8 (SwiGLU: N / 2), K as for [N, K].
+  const auto call_kn = [](const beam::device::gemm_b<bf16>& b_, int n, int k,
+                          const beam::device::gemm_output<bf16>& o) {
+    return beam::device::grouped_gemm_nn({reinterpret_cast<bf16*>(0x1000), 512}, b_, n, k,
+                                      {reinterpret_cast<const int32_t*>(0x2000), 4, 100}, o);
+  };
+  CHECK(call_kn({fake, 64, 64 * 512}, 128, 512, {fake, 128}) == cudaErrorInvalidValue);       // stride < N
+  CHECK(call_kn({fake, 20, 20 * 512}, 20, 512, {fake, 24}) == cudaErrorInvalidValue);         // N % 8
+  CHECK(call_kn({fake, 24, 24 * 512}, 24, 512, {fake, 24, gemm_epilogue::swiglu}) == cudaErrorInvalidValue);  // N / 2 % 8
+  CHECK(call_kn({fake + 1, 128, 128 * 512}, 128, 512, {fake, 128}) == cudaErrorInvalidValue);  // misaligned
+  CHECK(call_kn({fake, 128, 128 * 512}, 128, 60, {fake, 128}) == cudaErrorInvalidValue);       // K % 8
+  CHECK(call_kn({fake, 128, 128 * 512}, 128, 512, {fake, 128, gemm_epilogue(4)}) == cudaErrorInvalidValue);
+  CHECK(call_kn({fake, 128, 128 * 512, scales, weight_scales::per_channel}, 128, 512, {fake, 128}) ==
+        cudaErrorInvalidValue);  // T weights are unscaled
 }
 
 TEST_CASE("e4m3 weights: exact values, scale layouts and the reference's dequantisation, hand-worked") {
@@ -400,8 +414,22 @@ struct test_weights {
   }
 };
 
+//! B `[E, N, K]` transposed to `[E, K, N]` with rows of `stride` ≥ N elements, NaN past N (a
+//! read beyond a row would show).
+template <class T>
+std::vector<T> k_major(const std::vector<T>& b, int experts, int n, int k, int stride) {
+  std::vector<T> t(size_t(experts) * size_t(k) * size_t(stride), beam::from_float<T>(NAN));
+  for (int e = 0; e < experts; ++e) {
+    for (int j = 0; j < n; ++j) {
+      for (int i = 0; i < k; ++i) t[(size_t(e) * k + i) * stride + j] = b[(size_t(e) * n + j) * k + i];
+    }
+  }
+  return t;
+}
+
+//! grouped_gemm on one case against the reference; KMajorB: grouped_gemm_nn, B given `[E, K, N]`.
 template <class T, class OutT, class PrefillTiles = beam::device::prefill_tiles,
-          class HopperTiles = beam::device::hopper_tiles, class W = T>
+          class HopperTiles = beam::device::hopper_tiles, class W = T, bool KMajorB = false>
 void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling = weight_scales::none) {
   CAPTURE(c.tokens);
   CAPTURE(c.experts);
@@ -415,6 +443,7 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling
   CAPTURE(beam::dtype_traits<OutT>::name);
   CAPTURE(sizeof(W));
   CAPTURE(int(scaling));
+  CAPTURE(KMajorB);
   // Routing: distinct experts per token, some masked, half the pairs to the first experts
   // (skew) so that some experts get many rows and others none.
   std::mt19937_64 rng(seed);
@@ -451,7 +480,8 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling
   }
 
   beam::test::device_vector<T> d_a(a);
-  beam::test::device_vector<W> d_b(b.codes);
+  const int kn_stride = c.n + 8;
+  beam::test::device_vector<W> d_b(KMajorB ? k_major(b.codes, c.experts, c.n, c.k, kn_stride) : b.codes);
   beam::test::device_vector<float> d_scales(scales), d_weight_scales(b.scales.empty() ? std::vector<float>(1) : b.scales);
   beam::test::device_vector<int32_t> d_offsets(perm.offsets),
       d_pairs(perm.sorted_pairs.empty() ? std::vector<int32_t>(1) : perm.sorted_pairs);
@@ -461,7 +491,12 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling
   const beam::device::gemm_b<W> gb{d_b.data(), c.k, int64_t(c.n) * c.k, d_weight_scales.data(), scaling};
   const beam::device::gemm_groups groups{d_offsets.data(), c.experts, rows_bound, rows_bound};
   const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
-  if constexpr (std::is_same_v<W, T>) {
+  if constexpr (KMajorB) {
+    const beam::device::gemm_b<T> kn{d_b.data(), kn_stride, int64_t(c.k) * kn_stride};
+    REQUIRE(beam::device::grouped_gemm_nn<T, OutT, beam::device::decode_tiles, PrefillTiles>(ga, kn, c.n, c.k, groups,
+                                                                                            out, c.schedule) ==
+            cudaSuccess);
+  } else if constexpr (std::is_same_v<W, T>) {
     REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
                 ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
   } else {
@@ -790,6 +825,37 @@ TEST_SUITE("gpu") {
         }
       }
     }
+  }
+
+  TEST_CASE("grouped_gemm_nn (B given [E, K, N], the backward's layout) equals the reference: epilogues, odd shapes") {
+    BEAM_REQUIRE_GPU();
+    using bf16 = __nv_bfloat16;
+    using tiles = beam::device::prefill_tiles;
+    int n = 0;
+    for (int64_t T : {0, 1, 7, 130}) {
+      for (auto [experts, top_k] : {std::pair{1, 1}, std::pair{5, 3}}) {
+        // N below one tile, across tiles (a partial 64-column chunk group), and SwiGLU's halves
+        // of 8-column chunks; K partial in its last stage and deeper than the rings.
+        for (auto [cols, depth] : {std::pair{8, 8}, std::pair{200, 72}, std::pair{48, 520}}) {
+          for (gemm_schedule schedule : all_schedules) {
+            const double masked = std::vector<double>{0.0, 0.5, 1.0}[size_t(n % 3)];
+            const bool gather = n % 2 == 0;
+            check_grouped_gemm<bf16, float, tiles, beam::device::hopper_tiles, bf16, true>(
+                {T, top_k, experts, cols, depth, masked, gather, gemm_epilogue::store, schedule}, 83000 + uint64_t(n));
+            check_grouped_gemm<__half, __half, tiles, beam::device::hopper_tiles, __half, true>(
+                {T, top_k, experts, cols, depth, masked, !gather, gemm_epilogue::scale_rows, schedule},
+                84000 + uint64_t(n));
+            check_grouped_gemm<bf16, bf16, tiles, beam::device::hopper_tiles, bf16, true>(
+                {T, top_k, experts, 2 * cols, depth, masked, gather, gemm_epilogue::swiglu, schedule},
+                85000 + uint64_t(n));
+            ++n;
+          }
+        }
+      }
+    }
+    // The sm_80 prefill policy of 2 × 2 warps (32 × 64 warp tiles): two n8 pairs per 64-column sub-tile.
+    check_grouped_gemm<bf16, float, sm80_64x128_tiles, beam::device::hopper_tiles, bf16, true>(
+        {90, 2, 4, 136, 200, 0.25, true, gemm_epilogue::store, gemm_schedule::prefill}, 86000);
   }
 
   TEST_CASE("grouped_gemm with 512 groups (the most) and with a K deeper than the stage rings") {

@@ -2,7 +2,8 @@
 // [64, depth] and weight rows B [N, depth] (depth 64 bf16 / fp16 elements, 128 e4m3 codes)
 // are written into `swizzled_offset` tiles (cp.async; TMA for B on Hopper) and multiplied by
 // `warp::multiply_stage` (mma.sync, sm_80+) or `warpgroup::mma_async` (wgmma, sm_90a: bf16,
-// fp16 and e4m3), and `warp::multiply_stage_e4m3` on an e4m3 weight tile; every thread writes
+// fp16 and e4m3), also on a k-major B tile (`k_major_offset`, B [64, N]), and
+// `warp::multiply_stage_e4m3` on an e4m3 weight tile; every thread writes
 // its accumulators where the documented fragment layout says they belong, so a wrong swizzle, descriptor or layout
 // shows up as a wrong product. And the cp.async wait's rule: a thread reads its own copies
 // with plain loads after it.
@@ -55,17 +56,25 @@ __device__ void store_fragments(float* c, const float (&frags)[Frags][4]) {
   }
 }
 
-template <class T, int N>
+//! multiply_stage on one stage; KMajorB: b is B `[64, N]` (k rows of N elements), copied into a
+//! `k_major_offset` tile, else weight rows `[N, 64]`.
+template <class T, int N, bool KMajorB = false>
 __global__ void multiply_stage_kernel(const T* a, const T* b, float* c) {
   T* a_tile = reinterpret_cast<T*>(aligned_smem());
   T* b_tile = a_tile + tile_rows * row_elements<T>;
   copy_rows(a_tile, a, tile_rows);
-  copy_rows(b_tile, b, N);
+  if constexpr (KMajorB) {
+    for (int i = int(threadIdx.x); i < 64 * N / 8; i += int(blockDim.x)) {
+      beam::block::copy_async_16(b_tile + beam::block::k_major_offset(i / (N / 8), i % (N / 8)), b + i * 8, true);
+    }
+  } else {
+    copy_rows(b_tile, b, N);
+  }
   beam::block::copy_async_commit();
   beam::block::copy_async_wait<0>();
   __syncthreads();
   float acc[1][N / 8][4] = {};
-  beam::warp::multiply_stage<T>(acc, a_tile, b_tile, 16 * int(threadIdx.x / 32), 0);
+  beam::warp::multiply_stage<T, 1, N / 8, KMajorB>(acc, a_tile, b_tile, 16 * int(threadIdx.x / 32), 0);
   store_fragments(c, acc[0]);
 }
 
@@ -190,11 +199,12 @@ std::vector<double> host_product(const std::vector<T>& a, const std::vector<T>& 
   return c;
 }
 
-template <class T, int N, bool Wgmma>
+template <class T, int N, bool Wgmma, bool KMajorB = false>
 void check_stage(uint64_t seed) {
   constexpr int depth = row_elements<T>;
   CAPTURE(N);
   CAPTURE(Wgmma);
+  CAPTURE(KMajorB);
   CAPTURE(beam::dtype_traits<T>::name);
   // e4m3: integers in [−8, 8], so that every partial sum (|sum| ≤ 128 · 64 = 2¹³) is exact in
   // the few accumulator bits Hopper's fp8 wgmma keeps; bf16 / fp16: N(0, 1).
@@ -207,7 +217,11 @@ void check_stage(uint64_t seed) {
   };
   const auto a = values(size_t(tile_rows) * depth, seed);
   const auto b = values(size_t(N) * depth, seed + 1);
-  beam::test::device_vector<T> d_a(a), d_b(b);
+  std::vector<T> b_kn(b.size());  // B as [depth, N]
+  for (int j = 0; j < N; ++j) {
+    for (int k = 0; k < depth; ++k) b_kn[size_t(k * N + j)] = b[size_t(j * depth + k)];
+  }
+  beam::test::device_vector<T> d_a(a), d_b(KMajorB ? b_kn : b);
   beam::test::device_vector<float> d_c{size_t(tile_rows) * N};
   d_c.poison();
   const size_t smem = 1024 + size_t(tile_rows + N) * depth * sizeof(T) + sizeof(uint64_t);
@@ -227,7 +241,7 @@ void check_stage(uint64_t seed) {
                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
     wgmma_stage_kernel<T, N><<<1, 128, smem>>>(map, d_a.data(), d_c.data());
   } else {
-    multiply_stage_kernel<T, N><<<1, 128, smem>>>(d_a.data(), d_b.data(), d_c.data());
+    multiply_stage_kernel<T, N, KMajorB><<<1, 128, smem>>>(d_a.data(), d_b.data(), d_c.data());
   }
   BEAM_CUDA_TRY(cudaGetLastError());
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
@@ -259,6 +273,13 @@ TEST_SUITE("gpu") {
     check_stage<__nv_bfloat16, 128, false>(103);
     check_stage<__half, 64, false>(105);
     check_stage<__half, 128, false>(107);
+  }
+
+  TEST_CASE("warp::multiply_stage on a k-major B tile (B [64, N], ldmatrix.trans) equals the host product") {
+    BEAM_REQUIRE_GPU();
+    check_stage<__nv_bfloat16, 64, false, true>(109);
+    check_stage<__nv_bfloat16, 128, false, true>(111);
+    check_stage<__half, 128, false, true>(113);
   }
 
   TEST_CASE("warp::multiply_stage_e4m3 on an e4m3 weight tile equals the host product (N = 16, 64; bf16, fp16)") {

@@ -246,6 +246,26 @@ template <class OutT, class DecodeTiles = hopper_e4m3_decode_tiles, class Hopper
                                        const gemm_groups& groups, const gemm_output<OutT>& out,
                                        gemm_schedule schedule = gemm_schedule::automatic, cudaStream_t stream = nullptr);
 
+//! The grouped GEMM with B given as `[E, K, N]` (N contiguous: row k of group e at
+//! b.data + e·expert_stride + k·stride), the "nn" product acc[r][j] = Σ_k A[r][k] · B_e[k][j]
+//! (grouped_gemm is "nt", grouped_weight_grad "tn"), with grouped_gemm's groups, gathers and
+//! epilogues. The backward multiplies by the forward's weights as they lie: ∂L/∂A = ∂L/∂Yp · W2_e
+//! with W2 `[E, H, I]` (K = H, N = I), ∂L/∂X = [∂L/∂G | ∂L/∂U] · W13_e with W13 `[E, 2I, H]`
+//! (K = 2I, N = H). Its stage tiles are k-major and load as mma fragments with ldmatrix.trans;
+//! every schedule runs the sm_80 kernel (prefill on Hopper too: no wgmma path for this layout yet).
+//! @return as grouped_gemm, with B's rows N long (stride ≥ N, a multiple of 8), and
+//!         cudaErrorInvalidValue for N not a multiple of 8 (swiglu: N / 2) or scaled weights.
+//! @code
+//! // ∂L/∂A = ∂L/∂Yp · W2_e: W2 [E, H, I] read as [K = H, N = I]
+//! beam::device::gemm_b<__nv_bfloat16> w2_kn{w2, I, int64_t(H) * I};
+//! beam::device::grouped_gemm_nn<__nv_bfloat16, __nv_bfloat16>({d_yp, H}, w2_kn, I, H, groups, {d_act, I});
+//! @endcode
+template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles>
+[[nodiscard]] cudaError_t grouped_gemm_nn(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
+                                          const gemm_groups& groups, const gemm_output<OutT>& out,
+                                          gemm_schedule schedule = gemm_schedule::automatic,
+                                          cudaStream_t stream = nullptr);
+
 }  // namespace beam::device
 
 #include "beam/core/error.cuh"
@@ -316,9 +336,10 @@ bool valid_weights(const gemm_b<W>& b, int k) {
   }
 }
 
+//! The arguments' conditions (grouped_gemm's @return); k_major_b: B's rows are N long.
 template <class T, class W, class OutT>
 cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k, const gemm_groups& groups,
-                               const gemm_output<OutT>& out, gemm_schedule schedule) {
+                               const gemm_output<OutT>& out, gemm_schedule schedule, bool k_major_b) {
   const bool swiglu = out.epilogue == gemm_epilogue::swiglu;
   if (!valid_schedule(schedule) || unsigned(out.epilogue) > unsigned(gemm_epilogue::scatter_add)) {
     return cudaErrorInvalidValue;
@@ -329,7 +350,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, in
     return cudaErrorInvalidValue;  // packed groups: offsets or counts, M ≥ 1, rows ≥ count·M
   }
   if (n < 1 || n > max_extent || k < 8 || k > max_extent || k % 8 != 0 || (swiglu && n % 2 != 0) ||
-      !valid_weights(b, k)) {
+      !valid_weights(b, k) || (k_major_b && (swiglu ? n / 2 : n) % 8 != 0)) {
     return cudaErrorInvalidValue;
   }
   if (groups.rows == 0) return cudaSuccess;
@@ -349,7 +370,7 @@ cudaError_t check_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, in
   } else if (a.scales) {
     return cudaErrorInvalidValue;  // scales belong to e4m3 activations
   }
-  if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k) ||
+  if (!aligned_rows(a.data, a.stride, k) || !aligned_rows(b.data, b.stride, k_major_b ? n : k) ||
       b.expert_stride * int64_t(sizeof(W)) % 16 != 0 ||
       !aligned_rows(out.data, out.stride, swiglu ? n / 2 : n)) {
     return cudaErrorInvalidValue;
@@ -421,10 +442,10 @@ int column_tiles(const beam::detail::grouped_gemm_params<T, OutT, W>& params, ge
   return epilogue == gemm_epilogue::swiglu ? (params.n / 2 + bn / 2 - 1) / (bn / 2) : (params.n + bn - 1) / bn;
 }
 
-template <class T, class OutT, class W, class Tiles, gemm_epilogue Epilogue>
+template <class T, class OutT, class W, class Tiles, gemm_epilogue Epilogue, bool KMajorB>
 cudaError_t launch_sm80(const beam::detail::grouped_gemm_params<T, OutT, W>& params, cudaStream_t stream) {
   using geo = beam::detail::gemm_geometry<Tiles, int(sizeof(W))>;
-  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue, W>, geo::threads,
+  return launch_persistent<beam::detail::grouped_gemm_kernel<T, OutT, Tiles, Epilogue, W, KMajorB>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(geo::smem_bytes(params.groups),
                                                                            work_bound(params, geo::bm), stream, params);
 }
@@ -572,10 +593,11 @@ cudaError_t run_w8a8(const beam::detail::grouped_gemm_params<__nv_fp8_e4m3, OutT
   return status != cudaSuccess || launched ? status : cudaErrorInvalidDeviceFunction;
 }
 
-//! The kernel of a schedule for one epilogue. W8A16 has no Hopper kernel yet: its prefill runs
-//! the sm_80 one; W8A8 has only the Hopper one (DecodeTiles and HopperTiles Hopper policies).
+//! The kernel of a schedule for one epilogue. W8A16 and a k-major B have no Hopper kernel yet:
+//! their prefill runs the sm_80 one; W8A8 has only the Hopper one (DecodeTiles and HopperTiles
+//! Hopper policies).
 template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles,
-          gemm_epilogue Epilogue>
+          gemm_epilogue Epilogue, bool KMajorB>
 cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, bool decode, bool sm80_only,
                          cudaStream_t stream) {
   if constexpr (sizeof(T) == 1) {
@@ -584,9 +606,9 @@ cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, b
   } else {
     if (decode) {
       params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
-      return launch_sm80<T, OutT, W, DecodeTiles, Epilogue>(params, stream);
+      return launch_sm80<T, OutT, W, DecodeTiles, Epilogue, KMajorB>(params, stream);
     }
-    if constexpr (std::is_same_v<W, T>) {
+    if constexpr (std::is_same_v<W, T> && !KMajorB) {
       if (!sm80_only) {
         bool launched = false;
         const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue, W>(params, stream, launched);
@@ -594,15 +616,16 @@ cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, b
       }
     }
     params.column_tiles = column_tiles(params, Epilogue, PrefillTiles::block_cols);
-    return launch_sm80<T, OutT, W, PrefillTiles, Epilogue>(params, stream);
+    return launch_sm80<T, OutT, W, PrefillTiles, Epilogue, KMajorB>(params, stream);
   }
 }
 
-//! Every overload of grouped_gemm.
-template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles>
+//! Every overload of grouped_gemm, and grouped_gemm_nn (KMajorB: B_e `[K, N]`).
+template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles, bool KMajorB = false>
 cudaError_t run_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int k, const gemm_groups& groups,
                              const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
-  if (const cudaError_t status = check_grouped_gemm(a, b, n, k, groups, out, schedule); status != cudaSuccess) {
+  if (const cudaError_t status = check_grouped_gemm(a, b, n, k, groups, out, schedule, KMajorB);
+      status != cudaSuccess) {
     return status;
   }
   if (groups.rows == 0) return cudaSuccess;
@@ -611,16 +634,16 @@ cudaError_t run_grouped_gemm(const gemm_a<T>& a, const gemm_b<W>& b, int n, int 
   const bool sm80_only = schedule == gemm_schedule::prefill_sm80;
   switch (out.epilogue) {
     case gemm_epilogue::store:
-      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::store>(
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::store, KMajorB>(
           params, decode, sm80_only, stream);
     case gemm_epilogue::swiglu:
-      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::swiglu>(
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::swiglu, KMajorB>(
           params, decode, sm80_only, stream);
     case gemm_epilogue::scale_rows:
-      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scale_rows>(
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scale_rows, KMajorB>(
           params, decode, sm80_only, stream);
     case gemm_epilogue::scatter_add:
-      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scatter_add>(
+      return run_schedule<T, OutT, W, DecodeTiles, PrefillTiles, HopperTiles, gemm_epilogue::scatter_add, KMajorB>(
           params, decode, sm80_only, stream);
   }
   return cudaErrorInvalidValue;  // not an epilogue
@@ -648,6 +671,14 @@ cudaError_t grouped_gemm(const gemm_a<__nv_fp8_e4m3>& a, const gemm_b<__nv_fp8_e
                          cudaStream_t stream) {
   return detail::run_grouped_gemm<__nv_fp8_e4m3, OutT, __nv_fp8_e4m3, DecodeTiles, void, HopperTiles>(
       a, b, n, k, groups, out, schedule, stream);
+}
+
+template <class T, class OutT, class DecodeTiles, class PrefillTiles>
+cudaError_t grouped_gemm_nn(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
+                            const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
+  static_assert(sizeof(T) == 2, "B [E, K, N]: bf16 or fp16");
+  return detail::run_grouped_gemm<T, OutT, T, DecodeTiles, PrefillTiles, hopper_tiles, true>(a, b, n, k, groups, out,
+                                                                                            schedule, stream);
 }
 
 }  // namespace beam::device

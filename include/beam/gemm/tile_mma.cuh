@@ -9,8 +9,9 @@
 //!   B (16×8, k × n)        b[0]: (k 2q..2q+1, n g)                 b[1]: (k 8+2q.., n g)
 //!   C (16×8, fp32)         c[0..1]: (g, 2q..2q+1)                  c[2..3]: (g+8, 2q..2q+1)
 //! A tile stored with k contiguous per row and B stored as weight rows (n) with k contiguous
-//! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`; `multiply_stage`
-//! puts the pieces together for one 64-deep stage of swizzled tiles.
+//! (the `[N, K]` layout of expert weights) both load with plain `ldmatrix`, B stored k-major
+//! (`[K, N]`: the backward's product with the forward's weights) with `ldmatrix.trans`;
+//! `multiply_stage` puts the pieces together for one 64-deep stage of swizzled tiles.
 //!
 //! e4m3 weights (W8A16): `dequantize_e4m3x4` turns four e4m3 codes into two bf16 / fp16 pairs
 //! in registers, exactly, and `multiply_stage_e4m3` multiplies an A tile by an e4m3 B tile of
@@ -42,6 +43,12 @@ namespace beam::block {
 //! (and the rows a warp's copies write) fall in distinct banks.
 //! @return the element offset of chunk `chunk` of row `row`
 __device__ constexpr int swizzled_offset(int row, int chunk) { return (row * 8 + (chunk ^ (row & 7))) * 8; }
+
+//! A k-major stage tile of B: 64 rows (k) of 64·s elements (n, contiguous in memory), stored as
+//! s `swizzled_offset` tiles of 64 × 64 side by side, so that `ldmatrix.trans` loads mma's B
+//! fragments from it as from a row of weights.
+//! @return the element offset of chunk `chunk` (elements 8·chunk .. 8·chunk + 7 of n) of row `k`
+__device__ constexpr int k_major_offset(int k, int chunk) { return (chunk / 8) * 64 * 64 + swizzled_offset(k, chunk % 8); }
 
 //! Starts a 16-byte global → shared copy (`cp.async.cg`); `valid` false writes 16 zero bytes
 //! and reads nothing (`src` must still be a valid address expression, e.g. a base pointer).
@@ -147,9 +154,11 @@ __device__ inline void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const
 }
 
 //! acc += A[row0 .. row0 + 16·MFrags) · B[col0 .. col0 + 8·NFrags)ᵀ over one 64-deep stage:
-//! a_tile and b_tile are `swizzled_offset` tiles (64 elements per row, A rows and B weight
-//! rows); acc[mi][nj] is the C fragment of rows row0 + 16·mi, columns col0 + 8·nj.
-template <class T, int MFrags, int NFrags>
+//! a_tile is a `swizzled_offset` tile of A rows (64 elements of k each), b_tile one of B's
+//! weight rows (64 elements of k each) or, with KMajorB, a `k_major_offset` tile (64 rows of k,
+//! n along the row: B `[K, N]` as it lies in memory); acc[mi][nj] is the C fragment of rows
+//! row0 + 16·mi, columns col0 + 8·nj.
+template <class T, int MFrags, int NFrags, bool KMajorB = false>
 __device__ inline void multiply_stage(float (&acc)[MFrags][NFrags][4], const T* a_tile, const T* b_tile, int row0,
                                       int col0) {
   static_assert(NFrags % 2 == 0, "B fragments load in pairs");
@@ -163,9 +172,14 @@ __device__ inline void multiply_stage(float (&acc)[MFrags][NFrags][4], const T* 
     }
 #pragma unroll
     for (int nj = 0; nj < NFrags / 2; ++nj) {  // one x4 load: k halves of two n8 fragments
-      uint32_t quad[4];
-      load_matrix_x4(quad, b_tile + block::swizzled_offset(col0 + nj * 16 + (lane / 16) * 8 + lane % 8,
-                                                           2 * kk + (lane / 8) % 2));
+      uint32_t quad[4];  // matrix j: k 16·kk + 8·(j mod 2) .., n col0 + 16·nj + 8·(j / 2) ..
+      if constexpr (KMajorB) {
+        load_matrix_x4<true>(quad, b_tile + block::k_major_offset(16 * kk + ((lane / 8) % 2) * 8 + lane % 8,
+                                                                  (col0 + nj * 16) / 8 + lane / 16));
+      } else {
+        load_matrix_x4(quad, b_tile + block::swizzled_offset(col0 + nj * 16 + (lane / 16) * 8 + lane % 8,
+                                                             2 * kk + (lane / 8) % 2));
+      }
       b_frag[2 * nj][0] = quad[0];
       b_frag[2 * nj][1] = quad[1];
       b_frag[2 * nj + 1][0] = quad[2];

@@ -265,6 +265,26 @@ __device__ inline void copy_tile_rows(E* tile, const E* const (&rows)[Copies], c
   }
 }
 
+//! Starts this thread's 16-byte copies into a `k_major_offset` stage tile of B `[K, N]`: 64 rows
+//! k0 .. k0 + 63 of BN elements. `thread` (of Threads) copies chunk c = thread mod (BN / 8)
+//! (the same in all its copies) of tile rows (thread + i·Threads) / (BN / 8), from
+//! `column` + (k0 + row)·stride, where `column` is the first of the chunk's 8 columns of B;
+//! a null column or a row at or past `k` is written as zeros (`fallback`: any valid address).
+template <int Threads, int BN, int Copies, class E>
+__device__ inline void copy_k_major_rows(E* tile, const E* column, const E* fallback, int thread, int k0, int k,
+                                         int64_t stride) {
+  constexpr int row_chunks = BN / 8;
+  static_assert(Threads % row_chunks == 0 && Copies * Threads == gemm_block_k * row_chunks, "whole rows per pass");
+  const int chunk = thread % row_chunks;
+#pragma unroll
+  for (int i = 0; i < Copies; ++i) {
+    const int row = (thread + i * Threads) / row_chunks;
+    const bool valid = column && k0 + row < k;
+    block::copy_async_16(tile + block::k_major_offset(row, chunk), valid ? column + int64_t(k0 + row) * stride : fallback,
+                         valid);
+  }
+}
+
 //! Where the epilogue puts output row r, and with what scale: read before the main loop, so
 //! that its dependent loads (a pair index, then the pair's scale) overlap the loop instead of
 //! following it (two dependent round trips fewer after the last stage).
@@ -405,8 +425,10 @@ struct tile_weight_scales {
 //! One work item of problem `p`: the item's output tile, streamed through the block's stage ring.
 //! e4m3 weights: each 128-deep k block's product is accumulated apart and added to acc times
 //! its block scale (1 unless block_128; copied with the block's last stage), so the scales
-//! apply in fp32; per-channel scales multiply acc once, at the end.
-template <class Tiles, device::gemm_epilogue Epilogue, class T, class OutT, class W>
+//! apply in fp32; per-channel scales multiply acc once, at the end. KMajorB: B_e is `[K, N]`
+//! (row k at b + e·b_expert_stride + k·b_stride), its tiles copied by copy_k_major_rows; the
+//! tile's columns map to B's as its weight rows otherwise do (tile_weight_row).
+template <class Tiles, device::gemm_epilogue Epilogue, bool KMajorB = false, class T, class OutT, class W>
 __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT, W>& p, const gemm_work_item& item,
                                               const gemm_smem<T, W, Tiles>& smem) {
   using geo = gemm_geometry<Tiles, int(sizeof(W))>;
@@ -415,21 +437,27 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
   static_assert(weight_block % BK == 0, "whole stages per k block of the scales");
   static_assert(!e4m3 || weight_block % (swiglu ? BN / 2 : BN) == 0,
                 "a tile's weight rows within one block row (per SwiGLU half): tile_weight_scales");
+  static_assert(!(e4m3 && KMajorB), "k-major B: bf16 / fp16 weights");
   T* const a_ring = smem.a_ring;
   W* const b_ring = smem.b_ring;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());
   const int wm0 = warp_index / Tiles::warps_n * geo::wm, wn0 = warp_index % Tiles::warps_n * geo::wn;
   // This thread's copy sources: row pointers fixed for the work item, columns per stage.
   const T* a_src[geo::a_copies];
-  const W* b_src[geo::b_copies];
+  const W* b_src[geo::b_copies];  // KMajorB: b_src[0] only, the first column of this thread's chunk
 #pragma unroll
   for (int i = 0; i < geo::a_copies; ++i) a_src[i] = a_row_source(p, item, (int(threadIdx.x) + i * threads) / 8);
+  const W* const b_expert = p.b + int64_t(item.group) * p.b_expert_stride;
+  if constexpr (KMajorB) {  // 8 columns of one SwiGLU half (N / 2 a multiple of 8)
+    const int column = tile_weight_row<swiglu, BN>(p, item.column_tile, int(threadIdx.x) % (BN / 8) * 8);
+    b_src[0] = column < 0 ? nullptr : b_expert + column;
+  } else {
 #pragma unroll
-  for (int i = 0; i < geo::b_copies; ++i) {
-    const int weight_row =
-        tile_weight_row<swiglu, BN>(p, item.column_tile, (int(threadIdx.x) + i * threads) / geo::b_chunks);
-    b_src[i] = weight_row < 0 ? nullptr
-                              : p.b + int64_t(item.group) * p.b_expert_stride + int64_t(weight_row) * p.b_stride;
+    for (int i = 0; i < geo::b_copies; ++i) {
+      const int weight_row =
+          tile_weight_row<swiglu, BN>(p, item.column_tile, (int(threadIdx.x) + i * threads) / geo::b_chunks);
+      b_src[i] = weight_row < 0 ? nullptr : b_expert + int64_t(weight_row) * p.b_stride;
+    }
   }
   const int k_tiles = (p.k + BK - 1) / BK;
   constexpr int stages_per_block = weight_block / BK;
@@ -444,7 +472,12 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
            : tile_weight_scales<swiglu, BN, geo::n_frags>{};
   const auto load_stage = [&](int k_tile, int slot) {
     copy_tile_rows<threads, 8>(a_ring + slot * BM * BK, a_src, p.a, int(threadIdx.x), k_tile * BK, p.k);
-    copy_tile_rows<threads, geo::b_chunks>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
+    if constexpr (KMajorB) {
+      copy_k_major_rows<threads, BN, geo::b_copies>(b_ring + slot * BN * BK, b_src[0], p.b, int(threadIdx.x),
+                                                    k_tile * BK, p.k, p.b_stride);
+    } else {
+      copy_tile_rows<threads, geo::b_chunks>(b_ring + slot * BN * BK, b_src, p.b, int(threadIdx.x), k_tile * BK, p.k);
+    }
     if (e4m3 && ends_block(k_tile)) scales.copy(smem.scale_ring + slot * geo::stage_scales, k_tile / stages_per_block);
   };
 
@@ -503,7 +536,8 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
       __syncthreads();                  // ... for every thread; slot (kt − 1) mod S is free
       if (kt + S - 1 < k_tiles) load_stage(kt + S - 1, (kt + S - 1) % S);
       block::copy_async_commit();
-      warp::multiply_stage<T>(acc, a_ring + (kt % S) * BM * BK, b_ring + (kt % S) * BN * BK, wm0, wn0);
+      warp::multiply_stage<T, geo::m_frags, geo::n_frags, KMajorB>(acc, a_ring + (kt % S) * BM * BK,
+                                                                   b_ring + (kt % S) * BN * BK, wm0, wn0);
     }
   }
   block::copy_async_wait<0>();
@@ -538,14 +572,14 @@ __device__ inline gemm_smem<T, W, Tiles> begin_gemm(const grouped_gemm_params<T,
 //! Launch bounds (threads, 1): one resident block is all the persistent grid needs (it sizes
 //! itself from the occupancy the kernel gets). Observed with CUDA 13.0: without the minimum,
 //! ptxas gave an e4m3 decode kernel 72 registers and a spill; with it, 95 and none.
-template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue, class W = T>
+template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue, class W = T, bool KMajorB = false>
 __global__ void __launch_bounds__(gemm_geometry<Tiles>::threads, 1)
     grouped_gemm_kernel(grouped_gemm_params<T, OutT, W> p) {
   extern __shared__ int4 smem[];
   const gemm_smem<T, W, Tiles> shared = begin_gemm<Tiles>(p, smem);
   const int64_t work = int64_t(shared.tile_starts[p.groups]) * p.column_tiles;
   for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
-    run_work_item<Tiles, Epilogue>(p, locate_work_item<Tiles::block_rows>(p, shared.tile_starts, w), shared);
+    run_work_item<Tiles, Epilogue, KMajorB>(p, locate_work_item<Tiles::block_rows>(p, shared.tile_starts, w), shared);
   }
 }
 
