@@ -37,7 +37,8 @@ TEST_CASE("grouped_weight_grad rejects bad arguments before touching the device"
         cudaErrorInvalidValue);  // more M tiles than a grid dimension holds
   CHECK(call(a, b, 64, 132, groups, c, 136, 64 * 136) == cudaErrorInvalidValue);  // N % 8
   CHECK(call(a, b, 64, 128, {offsets, 0, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no group
-  CHECK(call(a, b, 64, 128, {nullptr, 4, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no offsets
+  CHECK(call(a, b, 64, 128, {nullptr, 4, 100, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // no offsets: 1 group
+  CHECK(call(a, b, 64, 128, {nullptr, 4, 100, 100, offsets, 25}, c, 128, 64 * 128) == cudaErrorInvalidValue);  // packed
   CHECK(call(a, b, 64, 128, {offsets, 4, -1, 100}, c, 128, 64 * 128) == cudaErrorInvalidValue);    // rows < 0
   CHECK(call({nullptr, 64}, b, 64, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);
   CHECK(call({fake + 4, 64}, b, 64, 128, groups, c, 128, 64 * 128) == cudaErrorInvalidValue);    // misaligned
@@ -58,7 +59,9 @@ namespace {
 //! padded strides; against the double reference with the storage type's tolerance, and bitwise
 //! equal on a second run. Groups without rows: exact zeros.
 template <class T, class OutT>
-void check_weight_grad(const std::vector<int32_t>& counts, int M, int N, bool gather, uint64_t seed) {
+void check_weight_grad(const std::vector<int32_t>& counts, int M, int N, bool gather, uint64_t seed,
+                       bool without_offsets = false) {
+  CAPTURE(without_offsets);
   CAPTURE(M);
   CAPTURE(N);
   CAPTURE(gather);
@@ -89,7 +92,7 @@ void check_weight_grad(const std::vector<int32_t>& counts, int M, int N, bool ga
   again.poison();
   const gemm_a<T> a_op{d_a.data(), a_stride};
   const gemm_a<T> b_op{d_b.data(), b_stride, gather ? d_pairs.data() : nullptr, int(K)};
-  const gemm_groups groups{d_offsets.data(), E, rows, P};
+  const gemm_groups groups{without_offsets ? nullptr : d_offsets.data(), E, rows, P};
   REQUIRE(beam::test::with_pending_error([&] {
             return beam::device::grouped_weight_grad<T, OutT>(a_op, b_op, M, N, groups, c.data(), c_stride,
                                                               c_group_stride);
@@ -131,6 +134,9 @@ TEST_SUITE("gpu") {
       check_weight_grad<bf16, bf16>(counts, 40, 72, gather, seed += 10);
     }
     check_weight_grad<bf16, float>({0, 0, 0}, 16, 16, false, seed += 10);  // no rows at all: zeros
+    // Without offsets: one group of all the rows (a dense layer), gathered or not.
+    check_weight_grad<bf16, float>({103}, 72, 136, false, seed += 10, true);
+    check_weight_grad<__half, bf16>({45}, 16, 40, true, seed += 10, true);
   }
 
   TEST_CASE("grouped_weight_grad: a NaN and an Inf in A reach exactly their experts' rows of C") {

@@ -18,7 +18,8 @@
 namespace beam::device {
 
 //! C_e = A_eᵀ · B_e for every group (file comment), the offsets read clamped to [0, groups.rows]
-//! (the static bound of the rows, as grouped_gemm): `a` `[rows, M]` (row r at a.data + r·a.stride;
+//! (the static bound of the rows, as grouped_gemm), or with offsets null one group of exactly
+//! groups.rows rows (a dense layer's ∂L/∂W = ∂L/∂Yᵀ · X, e.g. a shared expert's): `a` `[rows, M]` (row r at a.data + r·a.stride;
 //! no gather, no scales), `b` `[rows, N]` with optionally `gather_pairs` (row r is then
 //! b.data[gather_pairs[r] / b.top_k], a zero row where gather_pairs[r] is not a pair index in
 //! [0, groups.pairs)), C_e `[M, N]` at c + e·c_group_stride with row stride c_stride. One block
@@ -28,8 +29,8 @@ namespace beam::device {
 //! @tparam OutT  float, __nv_bfloat16 or __half
 //! @return cudaErrorInvalidValue, launching nothing, when M ∉ [8, 65535·64] or N ∉ [8, 2³⁰], or
 //!         either not a multiple of 8 (M tiles one grid dimension);
-//!         groups.count ∉ [1, 65535], null groups.offsets (packed groups are not taken) or
-//!         groups.rows < 0; a null,
+//!         groups.count ∉ [1, 65535], null groups.offsets with count ≠ 1, groups.counts (packed
+//!         groups are not taken) or groups.rows < 0; a null,
 //!         misaligned (16 bytes) or narrow (stride < M or N, or not a multiple of 8) operand; A
 //!         with a gather or scales; a gather with groups.pairs < 0 or b.top_k < 1; a null or
 //!         misaligned C, c_stride < N or not a multiple of 8, or c_group_stride < M·c_stride or
@@ -60,7 +61,7 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
   };
   using tiles = bd::weight_grad_tiles;
   if (!extent_ok(m) || !extent_ok(n) || m > 65535 * tiles::block_m || groups.count < 1 || groups.count > 65535 ||
-      !groups.offsets || groups.rows < 0) {
+      (!groups.offsets && groups.count != 1) || groups.counts || groups.rows < 0) {
     return cudaErrorInvalidValue;
   }
   if (!rows_ok(a.data, a.stride, m) || a.gather_pairs || a.scales || !rows_ok(b.data, b.stride, n) || b.scales) {

@@ -27,7 +27,7 @@ struct weight_grad_params {
   const int32_t* b_gather;
   int top_k;
   int64_t pairs;
-  const int32_t* offsets;  //!< `[groups + 1]`, read clamped to [0, rows]
+  const int32_t* offsets;  //!< `[groups + 1]`, read clamped to [0, rows]; null: one group of `rows` rows
   int64_t rows;            //!< the static bound of the rows A (and an ungathered B) hold
   int m, n;
   OutT* c;  //!< group g's `[M, N]` at c + g·c_group_stride
@@ -52,9 +52,8 @@ __global__ void __launch_bounds__(weight_grad_tiles::threads)
   __shared__ alignas(128) T b_ring[tiles::stages][tiles::block_k * 64];
   const int group = int(blockIdx.z), m0 = int(blockIdx.y) * tiles::block_m, n0 = int(blockIdx.x) * tiles::block_n;
   // The group's rows, within the static bound (an offset outside it reads no row beyond it).
-  const int64_t end = p.offsets[group + 1] < p.rows ? p.offsets[group + 1] : p.rows;
-  const int64_t row_end = end > 0 ? end : 0;
-  const int64_t row_begin = p.offsets[group] < 0 ? 0 : p.offsets[group] < row_end ? p.offsets[group] : row_end;
+  int64_t row_begin = 0, row_end = p.rows;  // no offsets: one group of all the rows
+  if (p.offsets) clamp_range(p.offsets[group], p.offsets[group + 1], p.rows, row_begin, row_end);
   const int steps = row_end > row_begin ? int((row_end - row_begin + tiles::block_k - 1) / tiles::block_k) : 0;
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int warp_m0 = (warp / 2) * tiles::warp_m, warp_n0 = (warp % 2) * tiles::warp_n;
