@@ -670,6 +670,74 @@ void check_expert_parallel(int ranks, int64_t T, gemm_schedule schedule, uint64_
   CHECK(beam::test::relative_error(packed_sum, expected_routed.out) <= beam::dtype_traits<bf16>::tolerance);
 }
 
+//! moe_backward's gradients (`grads`) against the reference: the routed experts'
+//! (experts_backward from ∂L/∂Yp = ĝ·∂L/∂y of every candidate row), the shared expert's (the
+//! same over all tokens from ∂L/∂y), the routers' (their logits' gradients times x, and back
+//! to x through W_r and W_m); `again` bitwise equal, and `mask_only`'s ∂L/∂W_m too. T = 0:
+//! zero weight gradients.
+template <class T, class Gradients>
+void check_layer_gradients(int64_t T_, int H, int E, int K, int I_s, const std::vector<float>& x,
+                           const ref::moe_weights<float>& weights, const std::vector<float>& w_r,
+                           const std::vector<float>& w_m, const std::vector<float>& d_y,
+                           const ref::routing_result<float>& routing, const ref::routing_grads<float>& d_logits,
+                           bool mask, Gradients& grads, Gradients& again, Gradients& mask_only) {
+  const auto same_bits = [](const auto& a, const auto& b) {
+    const auto ha = a.to_host(), hb = b.to_host();
+    return std::memcmp(ha.data(), hb.data(), ha.size() * sizeof(ha[0])) == 0;
+  };
+  CHECK(same_bits(grads.d_x, again.d_x));
+  CHECK(same_bits(grads.w13, again.w13));
+  CHECK(same_bits(grads.w2, again.w2));
+  CHECK(same_bits(grads.router, again.router));
+  if (mask) CHECK(same_bits(grads.mask, again.mask));
+  if (mask) CHECK(same_bits(grads.mask, mask_only.mask));
+  if (I_s > 0) CHECK(same_bits(grads.s13, again.s13));
+  if (I_s > 0) CHECK(same_bits(grads.s2, again.s2));
+  if (T_ == 0) {
+    for (const auto* v : {&grads.w13, &grads.w2, &grads.router}) {
+      for (float g : v->to_host()) CHECK(g == 0.0f);
+    }
+    return;
+  }
+  // Routed experts: ∂L/∂Yp of each candidate row.
+  const auto rows = ref::compact(routing.candidate_ids.data(), T_, K, E);
+  std::vector<float> d_yp(size_t(rows.n_active * H));
+  for (int64_t r = 0; r < rows.n_active; ++r) {
+    const int64_t pair = rows.sorted_pairs[size_t(r)], t = pair / K;
+    for (int h = 0; h < H; ++h) d_yp[size_t(r * H + h)] = routing.topk_weights[size_t(pair)] * d_y[size_t(t * H + h)];
+  }
+  const auto routed = ref::experts_backward<float>(x.data(), weights, rows, d_yp.data());
+  std::vector<double> d_x = routed.d_x;
+  const double tolerance = beam::dtype_traits<T>::tolerance;
+  CHECK(beam::test::relative_error(grads.w13.to_host(), routed.d_w13) <= tolerance);
+  CHECK(beam::test::relative_error(grads.w2.to_host(), routed.d_w2) <= tolerance);
+  if (I_s > 0) {  // the shared expert: one expert, every token one row
+    const std::vector<int32_t> ones(size_t(T_), 0);
+    const auto token_rows = ref::compact(ones.data(), T_, 1, 1);
+    const ref::moe_weights<float> shared{H, I_s, 1, weights.shared_w13, weights.shared_w2};
+    const auto s = ref::experts_backward<float>(x.data(), shared, token_rows, d_y.data());
+    for (size_t i = 0; i < d_x.size(); ++i) d_x[i] += s.d_x[i];
+    CHECK(beam::test::relative_error(grads.s13.to_host(), s.d_w13) <= tolerance);
+    CHECK(beam::test::relative_error(grads.s2.to_host(), s.d_w2) <= tolerance);
+  }
+  // Routers: ∂L/∂W = ∂L/∂(logits)ᵀ · x, ∂L/∂x += ∂L/∂(logits) · W.
+  std::vector<double> d_router(size_t(E * H), 0.0), d_mask(size_t(E * H), 0.0);
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int e = 0; e < E; ++e) {
+      const double dr = d_logits.d_router_logits[size_t(t * E + e)], dz = mask ? d_logits.d_mask_logits[size_t(t * E + e)] : 0.0;
+      for (int h = 0; h < H; ++h) {
+        const size_t th = size_t(t * H + h), eh = size_t(e * H + h);
+        d_router[eh] += dr * x[th];
+        d_mask[eh] += dz * x[th];
+        d_x[th] += dr * w_r[eh] + dz * w_m[eh];
+      }
+    }
+  }
+  CHECK(beam::test::relative_error(grads.router.to_host(), d_router) <= tolerance);
+  if (mask) CHECK(beam::test::relative_error(grads.mask.to_host(), d_mask) <= tolerance);
+  CHECK(beam::test::relative_error(beam::test::as_float(grads.d_x.to_host()), d_x) <= tolerance);
+}
+
 //! How a training case's mask router scores: `random` grid weights (about half the candidates
 //! kept), `zero` (W_m = 0, BEAM's initialisation: z = 0 keeps every candidate) or `negative` (x > 0,
 //! W_m < 0: z < 0 masks every candidate).
@@ -752,7 +820,51 @@ void check_training_step(int64_t T_, int H, int I, int E, int K, int I_s, beam::
   REQUIRE(beam::device::route_backward<float, float>(s.logits, T_, E, opt, s.candidate_ids, d_hat.data(),
                                                      {0.0f, beta, nullptr}, {d_router.data(), d_mask.data(), E, E}) ==
           cudaSuccess);
+  // moe_backward: every gradient of the layer, twice (bitwise equal), and with only the mask
+  // router's gradient asked for (mask-only training: the same bits).
+  const size_t n13 = size_t(E) * 2 * I * H, n2 = size_t(E) * H * I, nr = size_t(E) * H, ns13 = size_t(2 * I_s) * H,
+               ns2 = size_t(H) * I_s;
+  struct gradient_arrays {
+    beam::test::device_vector<T> d_x;
+    beam::test::device_vector<float> w13, w2, router, mask, s13, s2;
+  };
+  const auto poisoned = [&] {
+    gradient_arrays g{beam::test::device_vector<T>{size_t(std::max<int64_t>(T_, 1) * H)},
+                      beam::test::device_vector<float>{n13}, beam::test::device_vector<float>{n2},
+                      beam::test::device_vector<float>{nr}, beam::test::device_vector<float>{nr},
+                      beam::test::device_vector<float>{std::max<size_t>(ns13, 1)},
+                      beam::test::device_vector<float>{std::max<size_t>(ns2, 1)}};
+    for (auto* v : {&g.w13, &g.w2, &g.router, &g.mask, &g.s13, &g.s2}) v->poison();
+    g.d_x.poison();
+    return g;
+  };
+  gradient_arrays grads = poisoned(), again = poisoned(), mask_only = poisoned();
+  const auto all_of = [&](gradient_arrays& g) {
+    return beam::device::moe_gradients<T>{g.d_x.data(),  H,
+                                          g.w13.data(),  g.w2.data(),
+                                          g.router.data(), beam::uses_mask(opt) ? g.mask.data() : nullptr,
+                                          I_s ? g.s13.data() : nullptr, I_s ? g.s2.data() : nullptr};
+  };
+  const beam::device::aux_loss_terms aux{0.0f, beta, nullptr};
+  size_t backward_bytes = 0;
+  REQUIRE(beam::device::moe_backward<T>(nullptr, backward_bytes, workspace.data(), d_x.data(), H, T_, layer, opt, aux,
+                                        d_dy.data(), H, all_of(grads)) == cudaSuccess);
+  const auto backward_workspace = beam::test::device_vector<char>::workspace(backward_bytes);
+  for (gradient_arrays* g : {&grads, &again}) {
+    REQUIRE(beam::test::with_pending_error([&] {
+              return beam::device::moe_backward<T>(backward_workspace.data(), backward_bytes, workspace.data(),
+                                                   d_x.data(), H, T_, layer, opt, aux, d_dy.data(), H, all_of(*g));
+            }) == cudaSuccess);
+  }
+  if (beam::uses_mask(opt)) {
+    beam::device::moe_gradients<T> only{};
+    only.d_mask_router = mask_only.mask.data();
+    REQUIRE(beam::device::moe_backward<T>(backward_workspace.data(), backward_bytes, workspace.data(), d_x.data(), H,
+                                          T_, layer, opt, aux, d_dy.data(), H, only) == cudaSuccess);
+  }
   BEAM_CUDA_TRY(cudaDeviceSynchronize());
+  check_layer_gradients<T>(T_, H, E, K, I_s, x, ref_weights, w_r, w_m, d_y, routing, expected_grads,
+                        beam::uses_mask(opt), grads, again, mask_only);
   if (T_ == 0) return;
   const auto fetch = [](const auto* device, size_t n) {
     std::vector<std::remove_const_t<std::remove_pointer_t<decltype(device)>>> v(n);

@@ -204,9 +204,10 @@ struct expert_buffers {
   size_t counts = 0, offsets = 0, sorted_pairs = 0, pair_to_row = 0, compaction = 0, compaction_bytes = 0,
          activations = 0, expert_rows = 0, shared_activations = 0, shared_rows = 0;
 
-  //! The regions, each from `take` (a workspace's allocator: bytes → offset), in this order.
-  template <class T, class W, class Take>
-  static expert_buffers taken(int64_t tokens, int top_k, const moe_layer<T, W>& layer, Take& take) {
+  //! The regions, each taken from `layout`, in this order.
+  template <class T, class W, class Layout>
+  static expert_buffers taken(int64_t tokens, int top_k, const moe_layer<T, W>& layer, Layout& layout) {
+    const auto take = [&](size_t n) { return layout.take(n); };
     const size_t P = size_t(tokens) * size_t(top_k), E = size_t(layer.experts), H = size_t(layer.hidden);
     const beam::detail::compact_plan plan(compaction_input_of(layer, nullptr, tokens, top_k));
     expert_buffers b;
@@ -224,18 +225,33 @@ struct expert_buffers {
   }
 };
 
+//! A workspace carved into arrays, each 256-byte aligned, in the order taken.
+struct workspace_layout {
+  size_t bytes = 0;  //!< the arrays taken so far
+
+  //! The offset of the next array, of n bytes.
+  size_t take(size_t n) {
+    const size_t offset = bytes;
+    bytes += beam::detail::workspace_align(n);
+    return offset;
+  }
+  template <class U>
+  static U* at(const void* workspace, size_t offset) {
+    return reinterpret_cast<U*>(static_cast<char*>(const_cast<void*>(workspace)) + offset);
+  }
+};
+
 //! The workspace of a layer: each array 256-byte aligned, in this order.
-struct moe_workspace {
+struct moe_workspace : workspace_layout {
   //! route_decode's counter (at 0), then the fused combine's (at layer_arrivals_offset)
   static constexpr size_t counter_bytes = workspace_counter_bytes;
   size_t router, routing_ids, routing_weights;
   expert_buffers experts;
   size_t shared_gate, constant_logits, x_codes, x_scales, activation_codes, activation_scales, shared_codes,
-      shared_scales, bytes;
+      shared_scales;
 
   template <class T, class W>
   moe_workspace(int64_t tokens, int top_k, const moe_layer<T, W>& layer, bool routes) {
-    using beam::detail::workspace_align;
     const size_t P = size_t(tokens) * size_t(top_k), H = size_t(layer.hidden);
     // The router region comes first, whatever T: its first counter_bytes are the completion
     // counters, which no call of another T or of moe_experts_forward writes otherwise.
@@ -245,16 +261,10 @@ struct moe_workspace {
         : tokens <= max_decode_tokens && routed <= max_decode_experts
             ? beam::detail::decode_workspace(tokens, routed).bytes
             : counter_bytes + size_t(tokens) * 2 * size_t(router_columns(routed)) * sizeof(float);
-    size_t at = 0;
-    const auto take = [&](size_t n) {
-      const size_t offset = at;
-      at += workspace_align(n);
-      return offset;
-    };
     router = take(router_bytes);
     routing_ids = take(routes ? P * sizeof(int32_t) : 0);
     routing_weights = take(routes ? P * sizeof(float) : 0);
-    experts = expert_buffers::taken(tokens, top_k, layer, take);
+    experts = expert_buffers::taken(tokens, top_k, layer, *this);
     shared_gate = take(layer.shared_gate ? size_t(tokens) * sizeof(float) : 0);
     constant_logits = take(size_t(tokens) * 2 * size_t(layer.constant_experts) * sizeof(float));
     // W8A8: the codes and 1 × 128 scales of X, of GEMM 1's routed rows and of the shared expert's.
@@ -267,11 +277,6 @@ struct moe_workspace {
     activation_scales = take(w8a8 ? P * groups(I) * sizeof(float) : 0);
     shared_codes = take(w8a8 ? size_t(tokens) * I_s : 0);
     shared_scales = take(w8a8 ? size_t(tokens) * groups(I_s) * sizeof(float) : 0);
-    bytes = at;
-  }
-  template <class U>
-  static U* at(void* workspace, size_t offset) {
-    return reinterpret_cast<U*>(static_cast<char*>(workspace) + offset);
   }
 };
 
