@@ -244,6 +244,48 @@ TEST_CASE("moe_training_forward: workspace query, what it does not implement, ba
   CHECK(beam::device::moe_training_forward<bf16>(workspace, small, fake, 2048, 0, layer, opt, out) == cudaSuccess);
 }
 
+TEST_CASE("moe_backward: workspace query, what it does not implement, bad arguments") {
+  bf16* fake = reinterpret_cast<bf16*>(0x1000);  // 16-byte aligned, never dereferenced
+  float* g = reinterpret_cast<float*>(0x2000);
+  const moe_layer<bf16> layer{2048, 768, 128, fake, fake, fake, fake};
+  beam::routing_options opt;
+  opt.top_k = 8;
+  const beam::device::aux_loss_terms aux{0.0f, 0.1f, nullptr};
+  const beam::device::moe_gradients<bf16> grads{fake, 2048, g, g, g, g};
+  void* forward = reinterpret_cast<void*>(0x20000);
+  const auto call = [&](void* ws, size_t& bytes, const moe_layer<bf16>& l, const beam::routing_options& o,
+                        const beam::device::aux_loss_terms& a, const bf16* d_y, int64_t d_y_stride,
+                        const beam::device::moe_gradients<bf16>& gr, int64_t T = 64, const void* fwd = nullptr) {
+    return beam::device::moe_backward<bf16>(ws, bytes, fwd ? fwd : forward, fake, 2048, T, l, o, a, d_y, d_y_stride, gr);
+  };
+  size_t small = 0, large = 0;
+  REQUIRE(call(nullptr, small, layer, opt, aux, fake, 2048, grads) == cudaSuccess);
+  REQUIRE(call(nullptr, large, layer, opt, aux, fake, 2048, grads, 8192) == cudaSuccess);
+  CHECK(large > small);
+  moe_layer<bf16> parallel = layer;  // expert parallelism: as the training forward, refused
+  parallel.routed_experts = 256;
+  parallel.expert_map = reinterpret_cast<const int32_t*>(0x3000);
+  CHECK(call(nullptr, small, parallel, opt, aux, fake, 2048, grads) == cudaErrorInvalidValue);
+  beam::routing_options bad = opt;
+  bad.top_k = 0;
+  CHECK(call(nullptr, small, layer, bad, aux, fake, 2048, grads) == cudaErrorInvalidValue);
+  CHECK(call(nullptr, small, layer, opt, {0.01f, 0.1f, nullptr}, fake, 2048, grads) ==
+        cudaErrorInvalidValue);  // α without the balance fractions
+  CHECK(call(nullptr, small, layer, opt, {0.0f, NAN, nullptr}, fake, 2048, grads) == cudaErrorInvalidValue);
+  // Not a query: the data is checked before anything runs.
+  void* workspace = reinterpret_cast<void*>(0x10000);
+  CHECK(call(workspace, small, layer, opt, aux, nullptr, 2048, grads) == cudaErrorInvalidValue);  // null ∂L/∂y
+  CHECK(call(workspace, small, layer, opt, aux, fake, 2040, grads) == cudaErrorInvalidValue);     // stride < H
+  CHECK(call(workspace, small, layer, opt, aux, fake, 2048, {fake + 4, 2048}) == cudaErrorInvalidValue);  // ∂L/∂x
+  CHECK(call(workspace, small, layer, opt, aux, fake, 2048, {fake, 2044}) == cudaErrorInvalidValue);
+  CHECK(call(workspace, small, layer, opt, aux, fake, 2048, {fake, 2048, g + 1}) == cudaErrorInvalidValue);  // misaligned
+  size_t bytes = small;
+  CHECK(beam::device::moe_backward<bf16>(workspace, bytes, nullptr, fake, 2048, 64, layer, opt, aux, fake, 2048,
+                                         grads) == cudaErrorInvalidValue);  // no forward workspace
+  size_t short_bytes = small - 1;
+  CHECK(call(workspace, short_bytes, layer, opt, aux, fake, 2048, grads) == cudaErrorInvalidValue);
+}
+
 TEST_CASE("moe_forward: T·K·H beyond 2³¹ sizes the workspace in 64 bits; T·K beyond 2³¹ − 1 is refused") {
   const moe_layer<bf16> shapes{7168, 2048, 256};  // DeepSeek-V3-like extents
   beam::routing_options opt;
