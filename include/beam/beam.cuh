@@ -14,6 +14,7 @@
 #include "beam/routing/device_route_backward.cuh"
 #include "beam/routing/device_route_decode.cuh"
 #include "beam/routing/device_router_logits.cuh"
+#include "beam/routing/device_router_logits_backward.cuh"
 #include "beam/routing/options.cuh"
 #include "beam/routing/warp_route.cuh"
 #include "beam/routing/warp_route_backward.cuh"
@@ -28,6 +29,7 @@
 
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/gemm/device_quantize.cuh"
+#include "beam/gemm/device_swiglu_backward.cuh"
 #include "beam/gemm/device_weight_grad.cuh"
 #include "beam/gemm/tile_mma.cuh"
 #include "beam/gemm/tile_wgmma.cuh"
