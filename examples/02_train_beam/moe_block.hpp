@@ -1,17 +1,17 @@
 // The MoE block of the BEAM training example's model, with a hand-written backward pass:
-// RMSNorm and SwiGLU helpers, the routed experts, and the routing through the library
-// (routing_backend.hpp: beam::reference on the CPU, the device primitives on a GPU): the
-// router and mask-router logits, route_and_mask, the STE backward and both auxiliary losses.
-// Also the routing modes the example compares, parameters with Adam, and batch statistics.
+// RMSNorm and SwiGLU helpers, the routed experts, and the routing through the library's host
+// reference (router and mask-router logits, route_and_mask, the STE backward and both auxiliary
+// losses): the CPU path. On a GPU the routed layer runs on the device instead (moe_backend,
+// device_moe.cu: beam::device's training forward, auxiliary losses and backward). Also the
+// routing modes the example compares, parameters with Adam, and batch statistics.
 #pragma once
 
 #include <beam/reference/training.cuh>
 
-#include "routing_backend.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -36,15 +36,17 @@ struct routing_setup {
   double beta = 0.0;    //!< L_reg coefficient
 };
 
-//! The routing backend: the CPU reference unless `main` installs the GPU one, which routes every
-//! mode but the soft-mask ablation (it needs the gates g of masked candidates, which the device
-//! routing does not output: always the reference). Top-p and threshold are routing rules of the
-//! library (routing_options::rule), on either backend.
-inline routing_backend* device_routing_backend = nullptr;
-
-inline routing_backend& routing_for(routing_mode mode) {
-  static reference_routing cpu;
-  return mode != routing_mode::soft_mask && device_routing_backend ? *device_routing_backend : cpu;
+//! The library's routing options of a setup (the soft ablation routes with the mask rule).
+inline ref::routing_options routing_options_of(const routing_setup& rs) {
+  ref::routing_options opt;
+  opt.top_k = rs.top_k;
+  opt.rule = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask ? ref::routing_rule::mask
+             : rs.mode == routing_mode::top_p                                   ? ref::routing_rule::top_p
+             : rs.mode == routing_mode::threshold                               ? ref::routing_rule::threshold
+                                                                                : ref::routing_rule::top_k;
+  opt.top_p = float(rs.level);
+  opt.threshold = float(rs.level);
+  return opt;
 }
 
 //! One trainable tensor with its gradient and Adam moments.
@@ -172,14 +174,48 @@ struct moe_pass {
   std::vector<char> ran;
   int64_t active_pairs = 0;   //!< pairs whose expert runs at inference (weight ≠ 0)
   int64_t rows_without_experts = 0;  //!< rows with no active pair
-  double l_bal = 0.0, l_reg = 0.0;
+  double l_bal = 0.0, l_reg = 0.0;   //!< the losses (training; the CPU path also at evaluation)
+  bool on_device = false;            //!< the forward ran on moe_backend: only rows, top_k, rs, u, weight and
+                                     //!< the statistics above are filled
 };
 
-//! y += MoE(u) for `rows` rows: [r | z] = u·[W_r | W_m]ᵀ, the routing of `rs` through the
-//! backend, then Σ_k weight_k · E_{c_k}(u). At training every candidate of a BEAM/soft row runs
-//! (the STE needs ⟨∂L/∂y, E(x)⟩ of masked ones too); at evaluation only active pairs run.
+//! The routed layer on a device (device_moe.cu). moe_forward and moe_backward hand it every
+//! batch of every mode but the soft-mask ablation (ĝ = g·σ(z) at training is not a routing
+//! rule of the library: the CPU path runs it).
+struct moe_backend {
+  virtual ~moe_backend() = default;
+  //! As moe_forward: y += the routed layer of u `[rows, H]`, the pass's weight (ĝ) and statistics.
+  virtual void forward(const moe_parameters& p, const float* u, int rows, const routing_setup& rs, bool train,
+                       moe_pass& pass, float* y) = 0;
+  //! As moe_backward, right after the training forward of the same batch.
+  virtual void backward(const moe_parameters& p, const moe_pass& pass, const float* dy_rows, float* du) = 0;
+};
+
+//! Installed by `main` when a usable device is present (make_device_moe), else null: the CPU path.
+inline moe_backend* device_moe_backend = nullptr;
+
+//! The device backend when a CUDA device of sm_80 or later is present, else null.
+std::unique_ptr<moe_backend> make_device_moe();
+
+namespace detail {
+inline void balance_and_reg_losses(const ref::routing_result<float>& routing, const ref::matrix_view<float>& rv,
+                                   double& l_bal, double& l_reg) {
+  l_bal = ref::balance_loss(rv, routing);
+  l_reg = beam::uses_mask(routing.options) ? ref::l_reg(routing) : 0.0;
+}
+}  // namespace detail
+
+//! y += MoE(u) for `rows` rows: [r | z] = u·[W_r | W_m]ᵀ, the routing of `rs` (the library's
+//! reference), then Σ_k weight_k · E_{c_k}(u). At training every candidate of a BEAM/soft row
+//! runs (the STE needs ⟨∂L/∂y, E(x)⟩ of masked ones too); at evaluation only active pairs run.
+//! With a device backend installed, the device runs it (moe_backend).
 inline void moe_forward(const moe_parameters& p, const float* u, int rows, const routing_setup& rs, bool train,
                         moe_pass& pass, float* y) {
+  if (device_moe_backend && rs.mode != routing_mode::soft_mask) {
+    pass.on_device = true;
+    device_moe_backend->forward(p, u, rows, rs, train, pass, y);
+    return;
+  }
   const int H = p.hidden, E = p.experts, I = p.intermediate, K = rs.top_k;
   const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
   pass.rows = rows;
@@ -197,16 +233,7 @@ inline void moe_forward(const moe_parameters& p, const float* u, int rows, const
     }
   }
   const ref::matrix_view<float> rv{pass.logits.data(), rows, E, 2 * E}, zv{pass.logits.data() + E, rows, E, 2 * E};
-  ref::routing_options opt;
-  opt.top_k = K;
-  opt.rule = masked_mode                          ? ref::routing_rule::mask
-             : rs.mode == routing_mode::top_p     ? ref::routing_rule::top_p
-             : rs.mode == routing_mode::threshold ? ref::routing_rule::threshold
-                                                  : ref::routing_rule::top_k;
-  opt.top_p = float(rs.level);
-  opt.threshold = float(rs.level);
-  routing_backend& backend = routing_for(rs.mode);
-  pass.routing = backend.route(rv, zv, opt);
+  pass.routing = ref::route_and_mask(rv, zv, routing_options_of(rs));
   const ref::routing_result<float>& routing = pass.routing;
 
   // Weights the forward uses: ĝ of the routing rule (BEAM: the hard mask; top-p, threshold),
@@ -244,13 +271,17 @@ inline void moe_forward(const moe_parameters& p, const float* u, int rows, const
       for (int h = 0; h < H; ++h) y[b * H + h] += weight[s] * expert_out[s * H + h];
     }
   }
-  backend.losses(routing, rv, zv, pass.l_bal, pass.l_reg);
+  detail::balance_and_reg_losses(routing, rv, pass.l_bal, pass.l_reg);
 }
 
 //! The MoE layer's backward from ∂L/∂y `[rows, H]`: gradients into the experts, the router
 //! and the mask router (score function, STE and the auxiliary losses through the library),
 //! du += ∂L/∂u.
 inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* dy_rows, float* du) {
+  if (pass.on_device) {
+    device_moe_backend->backward(p, pass, dy_rows, du);
+    return;
+  }
   const int H = p.hidden, E = p.experts, I = p.intermediate, K = pass.top_k, rows = pass.rows;
   const routing_setup& rs = pass.rs;
   const bool masked_mode = rs.mode == routing_mode::beam || rs.mode == routing_mode::soft_mask;
@@ -298,7 +329,9 @@ inline void moe_backward(const moe_parameters& p, moe_pass& pass, const float* d
     if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
     if (rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);
   } else {
-    rg = routing_for(rs.mode).backward(routing, rv, zv, d_weight.data(), rs.alpha, masked_mode ? rs.beta : 0.0);
+    rg = ref::routing_backward(routing, rv, zv, d_weight.data());
+    if (rs.alpha > 0) ref::add_balance_loss_grad(rv, routing, rs.alpha, rg.d_router_logits);
+    if (masked_mode && rs.beta > 0) ref::add_l_reg_grad(routing, zv, rs.beta, rg.d_mask_logits);
   }
   for (int b = 0; b < rows; ++b) {
     for (int e = 0; e < E; ++e) {
