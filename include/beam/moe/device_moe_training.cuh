@@ -166,11 +166,19 @@ struct moe_backward_workspace : workspace_layout {
   }
 };
 
-//! What the training forward implements of a layer: no expert parallelism, no
-//! zero-computation experts, no shared expert gate.
+//! The sizes and options of a training call (forward or backward), all that a workspace query
+//! checks: moe_forward's, and what training implements of a layer (no expert parallelism, no
+//! zero-computation experts, no shared expert gate).
 template <class T>
-bool training_layer(const moe_layer<T>& layer) {
-  return !layer.expert_map && layer.routed_experts == 0 && zero_compute_experts_of(layer) == 0 && !layer.shared_gate;
+cudaError_t check_training_sizes(int64_t tokens, const moe_layer<T>& layer, const routing_options& options) {
+  if (const cudaError_t status = check_moe_sizes(tokens, layer, options.top_k, gemm_schedule::automatic);
+      status != cudaSuccess) {
+    return status;
+  }
+  if (layer.expert_map || layer.routed_experts != 0 || zero_compute_experts_of(layer) != 0 || layer.shared_gate) {
+    return cudaErrorInvalidValue;
+  }
+  return valid_groups(options, layer.experts) && valid_rule(options) ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 }  // namespace detail
@@ -200,12 +208,9 @@ cudaError_t moe_training_forward(void* workspace, size_t& workspace_bytes, const
                                  const moe_outputs<T>& out, cudaStream_t stream) {
   using w = detail::moe_training_workspace;
   const gemm_schedule schedule = gemm_schedule::automatic;
-  if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, options.top_k, schedule);
-      status != cudaSuccess) {
+  if (const cudaError_t status = detail::check_training_sizes(tokens, layer, options); status != cudaSuccess) {
     return status;
   }
-  if (!detail::training_layer(layer)) return cudaErrorInvalidValue;
-  if (!valid_groups(options, layer.experts) || !valid_rule(options)) return cudaErrorInvalidValue;
   const w ws(tokens, options.top_k, layer);
   bool run = false;
   if (const cudaError_t status = detail::start_routed_layer(workspace, workspace_bytes, ws.bytes, x, x_stride, tokens,
@@ -312,12 +317,9 @@ cudaError_t moe_backward(void* workspace, size_t& workspace_bytes, const void* f
                          cudaStream_t stream) {
   using w = detail::moe_backward_workspace;
   const gemm_schedule schedule = gemm_schedule::automatic;
-  if (const cudaError_t status = detail::check_moe_sizes(tokens, layer, options.top_k, schedule);
-      status != cudaSuccess) {
+  if (const cudaError_t status = detail::check_training_sizes(tokens, layer, options); status != cudaSuccess) {
     return status;
   }
-  if (!detail::training_layer(layer)) return cudaErrorInvalidValue;
-  if (!valid_groups(options, layer.experts) || !valid_rule(options)) return cudaErrorInvalidValue;
   const bool mask = uses_mask(options);
   if (!(std::isfinite(aux.balance) && std::isfinite(aux.l_reg)) || (aux.balance != 0.0f && !aux.balance_fractions)) {
     return cudaErrorInvalidValue;  // as route_backward: checked before anything runs
