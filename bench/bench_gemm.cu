@@ -12,6 +12,10 @@
 // bm_beam_experts_w8a8 (sm_90a) is beam's W8A8 path as an engine runs it: X quantised once
 // (quantize_activations), GEMM 1 on its codes gathered with their scales (SwiGLU, bf16 out),
 // the active rows of its output quantised (row count on the device), GEMM 2; all four timed.
+// bm_beam_experts_backward times the experts' backward as moe_backward runs it (∂L/∂W2 and
+// ∂L/∂W13 by grouped_weight_grad, ∂L/∂A and ∂L/∂X by grouped_gemm_nn on the weights as they lie,
+// G | U recomputed, swiglu_backward), beside bm_cublas_backward_loop: the same five GEMMs as
+// cublasGemmEx per active expert (counts on the host, pre-gathered X, no SwiGLU backward).
 // Range: model index (DESIGN.md §6), T, Avg.K index (K, K/2, 1.23, 0.56).
 #include <cublasLt.h>
 #include <cub/device/device_scan.cuh>
@@ -21,6 +25,8 @@
 
 #include "beam/gemm/device_grouped_gemm.cuh"
 #include "beam/gemm/device_quantize.cuh"
+#include "beam/gemm/device_swiglu_backward.cuh"
+#include "beam/gemm/device_weight_grad.cuh"
 #include "beam/gemm/weights.cuh"
 #include "beam/permute/device_compact.cuh"
 #include "common.cuh"
@@ -151,6 +157,28 @@ struct expert_problem {
 
 const model_shape& model_of(const benchmark::State& state) { return models[state.range(0)]; }
 
+//! What the experts' backward adds: ∂L/∂Yp of every row (random), ∂L/∂X of the rows, and the
+//! fp32 weight gradients.
+struct backward_problem : expert_problem {
+  device_buffer<bf16> d_rows, d_x_rows;
+  device_buffer<float> d_w13, d_w2;
+
+  backward_problem(const model_shape& shape, int64_t tokens, double avg_k)
+      : expert_problem(shape, tokens, avg_k), d_rows(size_t(P) * shape.H), d_x_rows(size_t(P) * shape.H),
+        d_w13(w13.size()), d_w2(w2.size()) {
+    fill_uniform(d_rows.data(), d_rows.size(), 14, -1, 1, stream);
+  }
+  //! What these kernels must move: W13 twice (recompute, ∂L/∂X) and W2 once (bf16), the fp32
+  //! weight gradients written; per row (bf16) ∂L/∂Yp and X read twice, A once, G | U written,
+  //! read, written as [∂L/∂G | ∂L/∂U] and read twice, ∂L/∂A written and read, ∂L/∂X written.
+  double backward_bytes() const {
+    const double weights = double(experts_used) * m.H * m.I * (4.0 * 2 + 2.0 + 3.0 * 4);
+    return weights + double(n_active) * (10.0 * m.H + 26.0 * m.I);
+  }
+  //! Five GEMMs of 2·H·I or 4·H·I MACs per row: 16·H·I flops.
+  double backward_flops() const { return 16.0 * double(n_active) * m.H * m.I; }
+};
+
 //! beam: GEMM 1 (X gathered through sorted_pairs, SwiGLU) and GEMM 2 (× ĝ), no host sync.
 template <beam::device::gemm_schedule Schedule>
 void bm_beam_experts(benchmark::State& state) {
@@ -225,6 +253,75 @@ void bm_beam_experts_w8a8(benchmark::State& state) {
   const double s = median_seconds(p.stream, [&] { BEAM_CUDA_TRY(run()); }, 20, 3, [&] { p.l2.flush(p.stream); });
   p.report_counters(state);
   report(state, s, p.w8a8_bytes() + p.quantization_bytes(), p.flops());
+}
+
+//! beam: the experts' backward of moe_backward, no host sync (file comment).
+void bm_beam_experts_backward(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  backward_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  const beam::device::gemm_groups groups{p.offsets.data(), m.E, p.P, p.P};
+  const beam::device::gemm_b<bf16> w13{p.w13.data(), m.H, int64_t(2) * m.I * m.H}, w2_kn{p.w2.data(), m.I,
+                                                                                         int64_t(m.H) * m.I};
+  const beam::device::gemm_a<bf16> x{p.x.data(), m.H, p.sorted.data(), m.K};
+  const double s = median_seconds(p.stream, [&] {
+    BEAM_CUDA_TRY(beam::device::grouped_weight_grad<bf16, float>({p.d_rows.data(), m.H}, {p.act.data(), m.I}, m.H,
+                                                                 m.I, groups, p.d_w2.data(), m.I, int64_t(m.H) * m.I,
+                                                                 p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_gemm_nn<bf16, bf16>({p.d_rows.data(), m.H}, w2_kn, m.I, m.H, groups,
+                                                            {p.act.data(), m.I}, beam::device::gemm_schedule::automatic,
+                                                            p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_gemm<bf16, bf16>(x, w13, 2 * m.I, m.H, groups, {p.act_wide.data(), 2 * m.I},
+                                                         beam::device::gemm_schedule::automatic, p.stream));
+    BEAM_CUDA_TRY(beam::device::swiglu_backward<bf16>(p.act_wide.data(), 2 * m.I, p.act.data(), m.I, p.P, m.I,
+                                                      p.act_wide.data(), 2 * m.I, p.offsets.data() + m.E, p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_weight_grad<bf16, float>({p.act_wide.data(), 2 * m.I}, x, 2 * m.I, m.H, groups,
+                                                                 p.d_w13.data(), m.H, int64_t(2) * m.I * m.H, p.stream));
+    BEAM_CUDA_TRY(beam::device::grouped_gemm_nn<bf16, bf16>({p.act_wide.data(), 2 * m.I}, w13, m.H, 2 * m.I, groups,
+                                                            {p.d_x_rows.data(), m.H},
+                                                            beam::device::gemm_schedule::automatic, p.stream));
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
+  p.report_counters(state);
+  report(state, s, p.backward_bytes(), p.backward_flops());
+}
+
+//! cuBLAS: counts to the host, then per active expert the backward's five GEMMs as
+//! cublasGemmEx (column-major views of the row-major arrays; fp32 weight gradients).
+void bm_cublas_backward_loop(benchmark::State& state) {
+  const model_shape& m = model_of(state);
+  backward_problem p(m, state.range(1), target_avg_k(int(state.range(2)), m.K));
+  const cublas_handle owner(p.stream);
+  const cublasHandle_t handle = owner.handle;
+  const float one = 1.0f, zero = 0.0f;
+  const auto gemm = [&](cublasOperation_t op_a, cublasOperation_t op_b, int rows_c, int cols_c, int depth,
+                        const void* a, int lda, const void* b, int ldb, void* c, cudaDataType c_type, int ldc,
+                        const char* what) {
+    cublas_try(cublasGemmEx(handle, op_a, op_b, rows_c, cols_c, depth, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb,
+                            &zero, c, c_type, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               what);
+  };
+  const double s = median_seconds(p.stream, [&] {
+    p.for_each_active_expert([&](int e, int rows, int64_t row) {
+      const bf16* w13 = p.w13.data() + size_t(e) * 2 * m.I * m.H;
+      const bf16* w2 = p.w2.data() + size_t(e) * m.H * m.I;
+      const bf16* d_rows = p.d_rows.data() + size_t(row) * m.H;
+      const bf16* xp = p.xp.data() + size_t(row) * m.H;
+      bf16* act = p.act.data() + size_t(row) * m.I;
+      bf16* gu = p.act_wide.data() + size_t(row) * 2 * m.I;
+      // ∂L/∂W2ᵀ [I, H] = Aᵀ · ∂L/∂Yp; ∂L/∂Aᵀ [I, rows] = W2ᵀ · ∂L/∂Ypᵀ; [G | U]ᵀ = W13 · Xᵀ;
+      // ∂L/∂W13ᵀ [H, 2I] = Xᵀ · [∂L/∂G | ∂L/∂U]; ∂L/∂Xᵀ [H, rows] = W13ᵀ · [∂L/∂G | ∂L/∂U]ᵀ.
+      gemm(CUBLAS_OP_N, CUBLAS_OP_T, m.I, m.H, rows, act, m.I, d_rows, m.H, p.d_w2.data() + size_t(e) * m.H * m.I,
+           CUDA_R_32F, m.I, "cublasGemmEx (∂W2)");
+      gemm(CUBLAS_OP_N, CUBLAS_OP_N, m.I, rows, m.H, w2, m.I, d_rows, m.H, act, CUDA_R_16BF, m.I, "cublasGemmEx (∂A)");
+      gemm(CUBLAS_OP_T, CUBLAS_OP_N, 2 * m.I, rows, m.H, w13, m.H, xp, m.H, gu, CUDA_R_16BF, 2 * m.I,
+           "cublasGemmEx (G | U)");
+      gemm(CUBLAS_OP_N, CUBLAS_OP_T, m.H, 2 * m.I, rows, xp, m.H, gu, 2 * m.I,
+           p.d_w13.data() + size_t(e) * 2 * m.I * m.H, CUDA_R_32F, m.H, "cublasGemmEx (∂W13)");
+      gemm(CUBLAS_OP_N, CUBLAS_OP_N, m.H, rows, 2 * m.I, w13, m.H, gu, 2 * m.I,
+           p.d_x_rows.data() + size_t(row) * m.H, CUDA_R_16BF, m.H, "cublasGemmEx (∂X)");
+    });
+  }, 20, 3, [&] { p.l2.flush(p.stream); });
+  p.report_counters(state);
+  report(state, s, p.backward_bytes(), p.backward_flops());
 }
 
 //! cuBLAS: counts copied to the host, then one cublasGemmEx per active expert and GEMM.
@@ -410,6 +507,8 @@ BENCHMARK_TEMPLATE(bm_beam_experts_e4m3, gemm_schedule::prefill)
     ->Name("bm_beam_experts_e4m3_prefill")
     ->Apply(schedule_args);
 BENCHMARK_TEMPLATE(bm_beam_experts_w8a8, gemm_schedule::automatic)->Name("bm_beam_experts_w8a8")->Apply(expert_args);
+BENCHMARK(bm_beam_experts_backward)->Apply(schedule_args);
+BENCHMARK(bm_cublas_backward_loop)->Apply(schedule_args);
 BENCHMARK(bm_cublas_loop)->Apply(expert_args);
 BENCHMARK(bm_cublas_grouped)->Apply(expert_args);
 BENCHMARK(bm_cublaslt_e4m3_loop)->Apply(expert_args);
