@@ -255,6 +255,17 @@ struct matrix_descriptor {
     const uint32_t a = start + row / 8 * stride + row % 8 * (16u << swizzle_bits) + kb;
     return a ^ ((a >> 7 & ((1u << swizzle_bits) - 1)) << 4);
   }
+
+  //! Shared address of the element at byte `mnb` along M or N and row k (< 16) along K of an
+  //! MN-major operand (imm-trans 1; swizzled layouts only), in the canonical layouts: swizzle
+  //! atoms of 8 K rows of 16·2^b bytes of MN ((T,2^b,m),(8,k)):((1,T,LBO),(2^b·T,SBO)), K rows
+  //! 16·2^b bytes apart, 8-row groups along K `stride` apart, the next atom along MN `leading`
+  //! apart; then the swizzle, as element().
+  uint32_t element_mn(uint32_t mnb, uint32_t k) const {
+    const uint32_t span = 16u << swizzle_bits;
+    const uint32_t a = start + mnb / span * leading + k / 8 * stride + k % 8 * span + mnb % span;
+    return a ^ ((a >> 7 & ((1u << swizzle_bits) - 1)) << 4);
+  }
 };
 
 //! A register's value as the wgmma chain sees it: its newest in-flight value, else the register.
@@ -272,6 +283,7 @@ struct wgmma_payload {
   bool negate_a, negate_b;     //!< imm-scale-a / imm-scale-b of -1
   bool f16_accumulators;       //!< .f16 D (else .f32)
   bool a_registers;            //!< A from registers (else a shared-memory descriptor)
+  bool trans_a, trans_b;       //!< imm-trans-a / imm-trans-b of 1: M-major A, N-major B
 };
 
 //! The value of a wgmma operand element of type `type` in the low bits of `v`, exactly.
@@ -293,7 +305,8 @@ double element_value(uint32_t v, uint32_t type) {
 // wgmma.mma_async.sync.aligned.m64nNk16.{f32,f16}.{bf16,f16}.{bf16,f16} d, a-desc | a, b-desc, scale-d,
 // imm-scale-a, imm-scale-b[, imm-trans-a], imm-trans-b and (PTX ISA 8.0) m64nNk32.{f32,f16}.{e4m3,e5m2}.
 // {e4m3,e5m2} d, a-desc | a, b-desc, scale-d, imm-scale-a, imm-scale-b: D = A·B + (scale-d ? D : 0), A
-// 64 × K (K = 32 bytes of elements) and B (N × K, K-major) from shared memory, or A from four
+// 64 × K (K = 32 bytes of elements) and B (N × K) from shared memory, K-major (imm-trans 0) or, for the
+// 16-bit types, MN-major in a swizzled layout (imm-trans 1; without swizzle: not emulated), or A from four
 // registers per thread ("Register Fragments"): register r of lane l (g = l / 4, q = l % 4) holds the
 // e = 4 / (element bytes) elements of row 16w + g + 8 (r % 2), columns e·q + (K / 2)(r / 2) onwards,
 // the first in its low bits. Warp w of the warpgroup owns rows 16w + g and 16w + g + 8: element
@@ -316,6 +329,8 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
   const matrix_descriptor da(a_bits), db(b_bits);
   if (da.base_offset != 0 || db.base_offset != 0)
     fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "a matrix descriptor with a base offset");
+  if ((p.trans_a && da.swizzle_bits == 0) || (p.trans_b && db.swizzle_bits == 0))
+    fail_launch(b, &first, &in, cudaErrorNotSupported, "not emulated", "an MN-major operand without a swizzle");
   const int n = p.n;
   const uint32_t a_type = p.a_type, b_type = p.b_type;
   const uint32_t bytes = a_type >= wgmma_e4m3 ? 1 : 2, k_count = 32 / bytes;
@@ -342,6 +357,19 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
       }
     }
   };
+  // Row `row` (along M or N) of an MN-major operand: its `k_count` elements, one per K row, 2
+  // bytes each (16-bit types only), times `scale`.
+  const auto load_mn_row = [&](const matrix_descriptor& d, uint32_t row, uint32_t type, double scale, double* into) {
+    for (uint32_t k = 0; k < k_count; ++k) {
+      const uint32_t address = d.element_mn(2 * row, k);
+      if (uint64_t(address) + 2 > b.shared.size())
+        fail_launch(b, &first, &in, cudaErrorIllegalAddress, "illegal address",
+                    "wgmma operand element at shared " + hex(address) + " beyond the block's " +
+                        std::to_string(b.shared.size()) + " bytes");
+      if (b.race) operand_reads.push_back(address & ~15u);  // its 16-byte chunk
+      into[k] = scale * element_value(uint32_t(load_bytes(b.shared.data() + address, 2)), type);
+    }
+  };
   const uint32_t row0 = 16 * (first.warp % 4);
   double A[16][32];
   std::vector<double> B(size_t(n) * k_count), Bt(size_t(k_count) * n);
@@ -355,9 +383,15 @@ void warp_wgmma(block_state& b, thread_state* const* lanes, uint32_t mask, const
               sa * element_value(uint32_t(v >> (8 * bytes * e)), a_type);
       }
   } else {
-    for (uint32_t r = 0; r < 16; ++r) load_row(da, row0 + r, a_type, sa, A[r]);
+    for (uint32_t r = 0; r < 16; ++r) {
+      if (p.trans_a) load_mn_row(da, row0 + r, a_type, sa, A[r]);
+      else load_row(da, row0 + r, a_type, sa, A[r]);
+    }
   }
-  for (int c = 0; c < n; ++c) load_row(db, uint32_t(c), b_type, sb, &B[size_t(c) * k_count]);
+  for (int c = 0; c < n; ++c) {
+    if (p.trans_b) load_mn_row(db, uint32_t(c), b_type, sb, &B[size_t(c) * k_count]);
+    else load_row(db, uint32_t(c), b_type, sb, &B[size_t(c) * k_count]);
+  }
   for (int c = 0; c < n; ++c)
     for (uint32_t k = 0; k < k_count; ++k) Bt[size_t(k) * n + c] = B[size_t(c) * k_count + k];
   const bool f16_d = p.f16_accumulators;
@@ -712,11 +746,11 @@ void decode_wgmma(instruction& in, const kernel& k) {
     if (in.ops[i].imm == ~uint64_t(0)) return true;
     unsupported(in, "imm-scale must be 1 or -1");
   };
-  for (int i = 6; i < operands; ++i) {
+  for (int i = 6; i < operands; ++i)
     if (in.ops[i].imm > 1) unsupported(in, "imm-trans must be 0 or 1");
-    if (in.ops[i].imm == 1) unsupported(in, "transposed (MN-major) operands");
-  }
   wgmma_payload& p = set_payload<wgmma_payload>(in);
+  p.trans_a = !fp8 && !a_registers && in.ops[6].imm == 1;
+  p.trans_b = !fp8 && in.ops[operands - 1].imm == 1;
   p.n = static_cast<uint16_t>(n);
   p.a_type = static_cast<uint8_t>(a_type);
   p.b_type = static_cast<uint8_t>(b_type);

@@ -125,8 +125,8 @@ TEST_CASE("a combination the row allows but its decoder does not implement is re
   require_refused("setp.lt.and.f32 %p1, %f1, %f2;", "a .bool operation combines a fourth operand");
   require_refused("cvt.rn.e4m3x2.f32 %h1, %f1, %f2;", ".satfinite is mandatory for conversions to .e4m3x2");
   require_refused("bmsk.b32 %r1, %r2, %r3;", "needs one of .clamp and .wrap");
-  require_refused("wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%f1, %f2, %f3, %f4}, %rd1, %rd2, %p1, 1, 1, 0, 1;",
-                  "transposed (MN-major) operands");
+  require_refused("wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%f1, %f2, %f3, %f4}, %rd1, %rd2, %p1, 1, 1, 0, 2;",
+                  "imm-trans must be 0 or 1");
 }
 
 TEST_CASE("the README lists exactly the table's forms") {

@@ -15,7 +15,8 @@
 //   wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16} with both operands from shared memory (ISA 9.7.15
 //     "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"): 9.7.15.5.1.1.1 "Matrix
 //     Fragments for wgmma.mma_async.m64nNk16" (Figure 149, accumulator D), 9.7.15.5.1.2.1.3 "Canonical
-//     Layouts" (K-major), 9.7.15.5.1.2.2 "Matrix Descriptor Format", wgmma.fence / commit_group /
+//     Layouts" (K-major; MN-major in the swizzled modes, imm-trans-a/-b 1, after 9.7.15.5.1.2 "Shared
+//     Memory Matrix Layout"), 9.7.15.5.1.2.2 "Matrix Descriptor Format", wgmma.fence / commit_group /
 //     wait_group, scale-d and imm-scale-a/-b; m64n16k32.{f32,f16}.{e4m3,e5m2}.{e4m3,e5m2} (the fp8 formats of
 //     ISA "Alternate Floating-Point Data Formats", NaN and infinite operands), A from registers (the
 //     "Register Fragments" of A for m64nNk16 and m64nNk32) and .f16 accumulators.
@@ -313,17 +314,18 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
 __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
 
 // wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16} d, a-desc, b-desc, scale-d, imm-scale-a,
-// imm-scale-b, imm-trans-a = 0, imm-trans-b = 0 (both K-major).
-// 4 accumulator operands %0..%3; then desc-a %4, desc-b %5, scale-d %6, imm-scale-a %7, imm-scale-b %8.
+// imm-scale-b, imm-trans-a, imm-trans-b (0: K-major, 1: MN-major).
+// 4 accumulator operands %0..%3; then desc-a %4, desc-b %5, scale-d %6, imm-scale-a %7, imm-scale-b %8,
+// imm-trans-a %9, imm-trans-b %10 (and likewise after 32, 64 and 128 accumulators).
 #define WG_LIST_N8 "{" \
   "%0, %1, %2, %3}"
-#define WG_TAIL_N8 ", %4, %5, p, %7, %8, 0, 0;\n\t}"
+#define WG_TAIL_N8 ", %4, %5, p, %7, %8, %9, %10;\n\t}"
 #define WG_HEAD_N8 "{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %6, 0;\n\t"
 // 32 accumulator operands %0..%31; then desc-a %32, desc-b %33, scale-d %34, imm-scale-a %35, imm-scale-b %36.
 #define WG_LIST_N64 "{" \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define WG_TAIL_N64 ", %32, %33, p, %35, %36, 0, 0;\n\t}"
+#define WG_TAIL_N64 ", %32, %33, p, %35, %36, %37, %38;\n\t}"
 #define WG_HEAD_N64 "{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %34, 0;\n\t"
 // 64 accumulator operands %0..%63; then desc-a %64, desc-b %65, scale-d %66, imm-scale-a %67, imm-scale-b %68.
 #define WG_LIST_N128 "{" \
@@ -331,7 +333,7 @@ __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-#define WG_TAIL_N128 ", %64, %65, p, %67, %68, 0, 0;\n\t}"
+#define WG_TAIL_N128 ", %64, %65, p, %67, %68, %69, %70;\n\t}"
 #define WG_HEAD_N128 "{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %66, 0;\n\t"
 // 128 accumulator operands %0..%127; then desc-a %128, desc-b %129, scale-d %130, imm-scale-a %131, imm-scale-b %132.
 #define WG_LIST_N256 "{" \
@@ -343,7 +345,7 @@ __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
-#define WG_TAIL_N256 ", %128, %129, p, %131, %132, 0, 0;\n\t}"
+#define WG_TAIL_N256 ", %128, %129, p, %131, %132, %133, %134;\n\t}"
 #define WG_HEAD_N256 "{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %130, 0;\n\t"
 #define WG_D4(i) "+f"(d[i]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3])
 #define WG_D32(i) WG_D4(i), WG_D4((i) + 4), WG_D4((i) + 8), WG_D4((i) + 12), WG_D4((i) + 16), WG_D4((i) + 20), \
@@ -353,10 +355,10 @@ __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "
 #define WG_ASM(N, TYPES, ...)                                                                                  \
   asm volatile(WG_HEAD_N##N "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPES " " WG_LIST_N##N WG_TAIL_N##N \
                : __VA_ARGS__                                                                                   \
-               : "l"(da), "l"(db), "r"(scale_d), "n"(SA), "n"(SB)                                             \
+               : "l"(da), "l"(db), "r"(scale_d), "n"(SA), "n"(SB), "n"(TA), "n"(TB)                           \
                : "memory")
 
-template <int N, bool BF16, int SA, int SB>
+template <int N, bool BF16, int SA, int SB, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, uint32_t scale_d) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if constexpr (N == 8 && BF16) WG_ASM(8, "bf16.bf16", WG_D4(0));
@@ -710,7 +712,7 @@ __device__ void load_images(uint8_t* sh_a, uint8_t* sh_b, const uint4* img_a, in
   db = desc_b_hi | ((b_addr & 0x3FFFFu) >> 4);
 }
 
-template <int N, bool BF16, int SA, int SB>
+template <int N, bool BF16, int SA, int SB, int TA = 0, int TB = 0>
 __global__ void __launch_bounds__(128)
     k_wgmma(const uint4* img_a, int a_chunks, const uint4* img_b, int b_chunks, uint64_t desc_a_hi, uint32_t a_start,
             uint64_t desc_b_hi, uint32_t b_start, uint32_t scale_d, const float* c, float* out, uint32_t* addr) {
@@ -725,7 +727,7 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
   for (int r = 0; r < N / 2; ++r) fence_operand(d[r]);
   wgmma_fence();
-  wgmma_ss<N, BF16, SA, SB>(d, da, db, scale_d);
+  wgmma_ss<N, BF16, SA, SB, TA, TB>(d, da, db, scale_d);
   wgmma_commit();
   wgmma_wait0();
 #pragma unroll
@@ -830,11 +832,24 @@ int swizzle_bits(gmma_mode m) { return m == gmma_mode::sw128 ? 3 : m == gmma_mod
 //     8-row groups SBO apart, the two 16-byte K chunks adjacent ("LBO: not used, assumed to be 1").
 //   A 64B or 128B row holds 2 or 4 K-slices of 16 elements; slice s starts 32 s bytes into the row,
 //     and the descriptor's start address points at it (the swizzle applies to the absolute address).
+// An MN-major operand (imm-trans 1) of `rows` rows (M or N) and K = 16, swizzled layouts only
+// (9.7.15.5.1.2 "Shared Memory Matrix Layout": MN-major swizzle atoms of 2^b x 8 128-bit elements,
+// ((T,2^b,m),(8,k)):((1,T,LBO),(2^b T,SBO)) o Swizzle<b,4,3>): along MN runs of 32/64/128 bytes, K rows
+// one run apart, 8-row groups along K SBO apart, the next run along MN LBO apart ("leading dimension
+// byte offset" of an MN-major layout: from one swizzle-span of rows to the next). Here SBO = one atom
+// and LBO = three (an atom of 0xFF between the MN runs, so a swapped LBO and SBO reads NaN).
 struct gmma_layout {
   gmma_mode mode;
   uint32_t lbo, sbo, start;
   size_t bytes;
+  bool mn_major = false;
 };
+
+gmma_layout make_mn_layout(gmma_mode mode, int rows) {
+  const uint32_t span = uint32_t(swizzle_span(mode)), atom = 8 * span;
+  const uint32_t runs = (uint32_t(rows) * 2 + span - 1) / span;
+  return {mode, 3 * atom, atom, 0, size_t(runs) * 3 * atom, true};
+}
 
 gmma_layout make_layout(gmma_mode mode, int rows, bool operand_a, int slice) {
   gmma_layout L{mode, 0, 0, 0, 0};
@@ -855,6 +870,10 @@ gmma_layout make_layout(gmma_mode mode, int rows, bool operand_a, int slice) {
 // Byte offset of byte kb along K of row `row` (K = 32 bytes: 16 16-bit or 32 8-bit elements), from the
 // 1024-byte aligned tile base.
 size_t element_offset(const gmma_layout& L, int row, int kb) {
+  if (L.mn_major) {  // 16-bit elements: k = kb / 2
+    const size_t span = size_t(swizzle_span(L.mode)), mnb = size_t(row) * 2, k = size_t(kb / 2);
+    return swizzle(L.start + mnb / span * L.lbo + k / 8 * L.sbo + k % 8 * span + mnb % span, swizzle_bits(L.mode));
+  }
   if (L.mode == gmma_mode::none)
     return L.start + size_t(row / 8) * L.sbo + size_t(kb / 16) * L.lbo + size_t(row % 8) * 16 + size_t(kb % 16);
   const size_t logical = L.start + size_t(row / 8) * L.sbo + size_t(row % 8) * swizzle_span(L.mode) + size_t(kb);
@@ -912,11 +931,13 @@ struct gmma_run {
   bool scale_d;
   gmma_mode mode_a, mode_b;
   int slice_a, slice_b;
+  bool trans_a = false, trans_b = false;  // MN-major (slices unused)
 };
 
-template <int N, bool BF16, int SA, int SB>
+template <int N, bool BF16, int SA, int SB, int TA = 0, int TB = 0>
 void launch_wgmma(const gmma_problem& p, const gmma_run& run, std::vector<float>& d, std::vector<uint32_t>& addr) {
-  const gmma_layout la = make_layout(run.mode_a, 64, true, run.slice_a), lb = make_layout(run.mode_b, N, false, run.slice_b);
+  const gmma_layout la = TA ? make_mn_layout(run.mode_a, 64) : make_layout(run.mode_a, 64, true, run.slice_a),
+                    lb = TB ? make_mn_layout(run.mode_b, N) : make_layout(run.mode_b, N, false, run.slice_b);
   REQUIRE(la.bytes <= size_t(kTileA));
   REQUIRE(lb.bytes <= size_t(kTileB));
   auto enc = [](int v) { return BF16 ? to_bf16(v) : to_f16(v); };
@@ -932,7 +953,7 @@ void launch_wgmma(const gmma_problem& p, const gmma_run& run, std::vector<float>
   buffer<uint4> da(to_chunks(img_a)), db(to_chunks(img_b));
   buffer<float> dc(c), dd(128 * (N / 2));
   buffer<uint32_t> daddr(2);
-  k_wgmma<N, BF16, SA, SB><<<1, 128>>>(da.get(), int(da.size()), db.get(), int(db.size()), descriptor_hi(la), la.start,
+  k_wgmma<N, BF16, SA, SB, TA, TB><<<1, 128>>>(da.get(), int(da.size()), db.get(), int(db.size()), descriptor_hi(la), la.start,
                                         descriptor_hi(lb), lb.start, run.scale_d ? 1u : 0u, dc.get(), dd.get(), daddr.get());
   ISA_SYNC();
   d = dd.host();
@@ -941,6 +962,13 @@ void launch_wgmma(const gmma_problem& p, const gmma_run& run, std::vector<float>
 
 template <int N, bool BF16>
 void dispatch_scales(const gmma_problem& p, const gmma_run& run, std::vector<float>& d, std::vector<uint32_t>& addr) {
+  if (run.trans_a || run.trans_b) {  // MN-major operands at unit scales
+    REQUIRE((run.scale_a == 1 && run.scale_b == 1));
+    if (run.trans_a && run.trans_b) launch_wgmma<N, BF16, 1, 1, 1, 1>(p, run, d, addr);
+    else if (run.trans_a) launch_wgmma<N, BF16, 1, 1, 1, 0>(p, run, d, addr);
+    else launch_wgmma<N, BF16, 1, 1, 0, 1>(p, run, d, addr);
+    return;
+  }
   if (run.scale_a == 1 && run.scale_b == 1) launch_wgmma<N, BF16, 1, 1>(p, run, d, addr);
   else if (run.scale_a == -1 && run.scale_b == 1) launch_wgmma<N, BF16, -1, 1>(p, run, d, addr);
   else if (run.scale_a == 1 && run.scale_b == -1) launch_wgmma<N, BF16, 1, -1>(p, run, d, addr);
@@ -966,8 +994,9 @@ void check_wgmma(const std::string& what, const gmma_problem& p, const gmma_run&
   }
   REQUIRE(d.size() == size_t(128 * (n / 2)));
   const std::string name = what + " m64n" + std::to_string(n) + "k16." + (run.bf16 ? "bf16" : "f16") + " A " +
-                           mode_name(run.mode_a) + " slice " + std::to_string(run.slice_a) + ", B " + mode_name(run.mode_b) +
-                           " slice " + std::to_string(run.slice_b) + ", scale-d " + std::to_string(int(run.scale_d)) +
+                           (run.trans_a ? "MN-major " : "") + mode_name(run.mode_a) + " slice " + std::to_string(run.slice_a) +
+                           ", B " + (run.trans_b ? "MN-major " : "") + mode_name(run.mode_b) + " slice " +
+                           std::to_string(run.slice_b) + ", scale-d " + std::to_string(int(run.scale_d)) +
                            ", imm-scale-a " + std::to_string(run.scale_a) + ", imm-scale-b " + std::to_string(run.scale_b);
   REQUIRE_MESSAGE(addr[0] % 1024 == 0, name, ": A tile at shared address ", addr[0], ", not 1024-byte aligned");
   REQUIRE_MESSAGE(addr[1] % 1024 == 0, name, ": B tile at shared address ", addr[1], ", not 1024-byte aligned");
@@ -1699,6 +1728,24 @@ TEST_CASE("wgmma.mma_async m64nNk16 .f32.bf16/.f16: K-major 32B/64B/128B swizzle
       const gmma_problem p = random_problem(64, false);
       check_wgmma("mixed", p, gmma_run{true, 1, 1, true, ma, mb, last_slice(ma), last_slice(mb)});
     }
+}
+
+TEST_CASE("wgmma.mma_async m64nNk16 .f32.bf16/.f16: MN-major (imm-trans 1) 32B/64B/128B swizzled A and B, mixed with K-major") {
+  ISA_REQUIRE_DEVICE();
+  ISA_REQUIRE_SM90();
+  const gmma_mode swizzled[] = {gmma_mode::sw32, gmma_mode::sw64, gmma_mode::sw128};
+  for (int n : {8, 64, 256})
+    for (bool bf16 : {true, false})
+      for (gmma_mode m : swizzled) {
+        const gmma_problem p = random_problem(n, false);
+        gmma_run run{bf16, 1, 1, true, m, m, 0, 0, false, true};
+        check_wgmma("MN-major B", p, run);
+        run.trans_a = true;
+        check_wgmma("MN-major A and B", p, run);
+        run.trans_b = false;
+        run.mode_b = gmma_mode::sw128;
+        check_wgmma("MN-major A", p, run);
+      }
 }
 
 // fp8 products (m64n16k32, 9.7.15.5.1.1 "Register Fragments" of A for m64nNk32, the accumulator layout of
