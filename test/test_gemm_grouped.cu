@@ -493,9 +493,8 @@ void check_grouped_gemm(const gemm_case& c, uint64_t seed, weight_scales scaling
   const beam::device::gemm_output<OutT> out{d_c.data(), c_stride, c.epilogue, d_scales.data(), d_pairs.data()};
   if constexpr (KMajorB) {
     const beam::device::gemm_b<T> kn{d_b.data(), kn_stride, int64_t(c.k) * kn_stride};
-    REQUIRE(beam::device::grouped_gemm_nn<T, OutT, beam::device::decode_tiles, PrefillTiles>(ga, kn, c.n, c.k, groups,
-                                                                                            out, c.schedule) ==
-            cudaSuccess);
+    REQUIRE(beam::device::grouped_gemm_nn<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
+                ga, kn, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
   } else if constexpr (std::is_same_v<W, T>) {
     REQUIRE(beam::device::grouped_gemm<T, OutT, beam::device::decode_tiles, PrefillTiles, HopperTiles>(
                 ga, gb, c.n, c.k, groups, out, c.schedule) == cudaSuccess);
@@ -853,9 +852,15 @@ TEST_SUITE("gpu") {
         }
       }
     }
-    // The sm_80 prefill policy of 2 × 2 warps (32 × 64 warp tiles): two n8 pairs per 64-column sub-tile.
+    // The sm_80 prefill policy of 2 × 2 warps (32 × 64 warp tiles): two n8 pairs per 64-column
+    // sub-tile; the Hopper policies of one consumer warpgroup and BN 64 (one TMA box of B per
+    // stage) and of BN 256 (four), on sm_90.
     check_grouped_gemm<bf16, float, sm80_64x128_tiles, beam::device::hopper_tiles, bf16, true>(
         {90, 2, 4, 136, 200, 0.25, true, gemm_epilogue::store, gemm_schedule::prefill}, 86000);
+    check_grouped_gemm<bf16, float, beam::device::prefill_tiles, hopper_64x64_tiles, bf16, true>(
+        {90, 2, 4, 136, 200, 0.25, true, gemm_epilogue::scale_rows, gemm_schedule::prefill}, 86001);
+    check_grouped_gemm<__half, float, beam::device::prefill_tiles, hopper_128x256_tiles, __half, true>(
+        {90, 2, 4, 296, 136, 0.0, false, gemm_epilogue::store, gemm_schedule::prefill}, 86002);
   }
 
   TEST_CASE("grouped_gemm with 512 groups (the most) and with a K deeper than the stage rings") {

@@ -251,8 +251,10 @@ template <class OutT, class DecodeTiles = hopper_e4m3_decode_tiles, class Hopper
 //! (grouped_gemm is "nt", grouped_weight_grad "tn"), with grouped_gemm's groups, gathers and
 //! epilogues. The backward multiplies by the forward's weights as they lie: ∂L/∂A = ∂L/∂Yp · W2_e
 //! with W2 `[E, H, I]` (K = H, N = I), ∂L/∂X = [∂L/∂G | ∂L/∂U] · W13_e with W13 `[E, 2I, H]`
-//! (K = 2I, N = H). Its stage tiles are k-major and load as mma fragments with ldmatrix.trans;
-//! every schedule runs the sm_80 kernel (prefill on Hopper too: no wgmma path for this layout yet).
+//! (K = 2I, N = H). Its B stage tiles are k-major: the sm_80 kernel loads them as mma fragments
+//! with ldmatrix.trans; prefill on sm_90 runs the Hopper kernel, B's tiles arriving as TMA boxes
+//! of 64 K rows × 64 columns, read N-major by wgmma (imm-trans-b 1), except with the swiglu
+//! epilogue (the sm_80 kernel).
 //! @return as grouped_gemm, with B's rows N long (stride ≥ N, a multiple of 8), and
 //!         cudaErrorInvalidValue for N not a multiple of 8 (swiglu: N / 2) or scaled weights.
 //! @code
@@ -260,7 +262,8 @@ template <class OutT, class DecodeTiles = hopper_e4m3_decode_tiles, class Hopper
 //! beam::device::gemm_b<__nv_bfloat16> w2_kn{w2, I, int64_t(H) * I};
 //! beam::device::grouped_gemm_nn<__nv_bfloat16, __nv_bfloat16>({d_yp, H}, w2_kn, I, H, groups, {d_act, I});
 //! @endcode
-template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles>
+template <class T, class OutT, class DecodeTiles = decode_tiles, class PrefillTiles = prefill_tiles,
+          class HopperTiles = hopper_tiles>
 [[nodiscard]] cudaError_t grouped_gemm_nn(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k,
                                           const gemm_groups& groups, const gemm_output<OutT>& out,
                                           gemm_schedule schedule = gemm_schedule::automatic,
@@ -515,12 +518,33 @@ bool encode_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+//! The Hopper kernel's map of a k-major B (grouped_gemm_nn) `[E, K, N]`: a 4-D tensor (N, K, 1,
+//! groups) with boxes of (64 columns: 128 bytes, 64 K rows, 1, 1), 128-byte swizzle, zeros
+//! outside. False where the driver declines it.
+template <class T, class OutT>
+bool encode_k_major_weight_map(CUtensorMap& map, const beam::detail::grouped_gemm_params<T, OutT, T>& params) {
+  static_assert(sizeof(T) == 2, "bf16 or fp16");
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (!encode) return false;
+  const cuuint64_t row_bytes = cuuint64_t(params.b_stride) * sizeof(T), k = cuuint64_t(params.k);
+  const cuuint64_t dims[4] = {cuuint64_t(params.n), k, 1, cuuint64_t(params.groups)};
+  const cuuint64_t group_bytes = params.groups == 1 ? k * row_bytes : cuuint64_t(params.b_expert_stride) * sizeof(T);
+  const cuuint64_t strides[3] = {row_bytes, k * row_bytes, group_bytes};
+  const cuuint32_t box[4] = {64, 64, 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(&map, type, 4, const_cast<T*>(params.b), dims, strides, box, element_strides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 //! Whether the Hopper kernel can run on `device`: the code loaded for it is sm_90 or later
 //! (not the trap of an sm_80 build), with sm_90a's wgmma for W8A8 (wgmma_probe_kernel), and the
 //! device grants the ring's shared memory. Memoised per kernel and device.
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T>
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T, bool KMajorB = false>
 cudaError_t hopper_kernel_usable(int device, bool& usable) {
-  constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W>;
+  constexpr auto kernel = beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W, KMajorB>;
   enum verdict : int { unknown, yes, no };
   int known = unknown;
   const cudaError_t status = beam::detail::per_device_memo<hopper_usable_tag<kernel>>(device, known, [&](int& result) {
@@ -547,22 +571,26 @@ cudaError_t hopper_kernel_usable(int device, bool& usable) {
 
 //! Launches the Hopper kernel where it can run (hopper_kernel_usable, and the driver accepts
 //! the weight map); otherwise `launched` is false (with success) and nothing was launched.
-template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T>
+template <class T, class OutT, class Tiles, gemm_epilogue Epilogue, class W = T, bool KMajorB = false>
 cudaError_t launch_hopper(beam::detail::grouped_gemm_params<T, OutT, W> params, cudaStream_t stream, bool& launched) {
   using geo = beam::detail::hopper_geometry<Tiles, beam::detail::element_bytes<W>>;
   launched = false;
   int device = 0;
   bool usable = false;
   if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
-  if (const cudaError_t status = hopper_kernel_usable<T, OutT, Tiles, Epilogue, W>(device, usable);
+  if (const cudaError_t status = hopper_kernel_usable<T, OutT, Tiles, Epilogue, W, KMajorB>(device, usable);
       status != cudaSuccess || !usable) {
     return status;
   }
   CUtensorMap map;
-  if (!encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) return cudaSuccess;
+  if constexpr (KMajorB) {
+    if (!encode_k_major_weight_map(map, params)) return cudaSuccess;
+  } else if (!encode_weight_map(map, params, Epilogue == gemm_epilogue::swiglu ? 2 : 1, geo::bn)) {
+    return cudaSuccess;
+  }
   launched = true;
   params.column_tiles = column_tiles(params, Epilogue, geo::bn);
-  return launch_persistent<beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W>, geo::threads,
+  return launch_persistent<beam::detail::grouped_gemm_hopper_kernel<T, OutT, Tiles, Epilogue, W, KMajorB>, geo::threads,
                            geo::smem_bytes(beam::detail::gemm_max_groups)>(
       geo::smem_bytes(params.groups), work_bound(params, geo::bm), stream, map, params);
 }
@@ -593,9 +621,9 @@ cudaError_t run_w8a8(const beam::detail::grouped_gemm_params<__nv_fp8_e4m3, OutT
   return status != cudaSuccess || launched ? status : cudaErrorInvalidDeviceFunction;
 }
 
-//! The kernel of a schedule for one epilogue. W8A16 and a k-major B have no Hopper kernel yet:
-//! their prefill runs the sm_80 one; W8A8 has only the Hopper one (DecodeTiles and HopperTiles
-//! Hopper policies).
+//! The kernel of a schedule for one epilogue. W8A16, and a k-major B with the swiglu epilogue,
+//! have no Hopper kernel yet: their prefill runs the sm_80 one; W8A8 has only the Hopper one
+//! (DecodeTiles and HopperTiles Hopper policies).
 template <class T, class OutT, class W, class DecodeTiles, class PrefillTiles, class HopperTiles,
           gemm_epilogue Epilogue, bool KMajorB>
 cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, bool decode, bool sm80_only,
@@ -608,10 +636,10 @@ cudaError_t run_schedule(beam::detail::grouped_gemm_params<T, OutT, W> params, b
       params.column_tiles = column_tiles(params, Epilogue, DecodeTiles::block_cols);
       return launch_sm80<T, OutT, W, DecodeTiles, Epilogue, KMajorB>(params, stream);
     }
-    if constexpr (std::is_same_v<W, T> && !KMajorB) {
+    if constexpr (std::is_same_v<W, T> && !(KMajorB && Epilogue == gemm_epilogue::swiglu)) {
       if (!sm80_only) {
         bool launched = false;
-        const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue, W>(params, stream, launched);
+        const cudaError_t status = launch_hopper<T, OutT, HopperTiles, Epilogue, W, KMajorB>(params, stream, launched);
         if (status != cudaSuccess || launched) return status;
       }
     }
@@ -673,12 +701,12 @@ cudaError_t grouped_gemm(const gemm_a<__nv_fp8_e4m3>& a, const gemm_b<__nv_fp8_e
       a, b, n, k, groups, out, schedule, stream);
 }
 
-template <class T, class OutT, class DecodeTiles, class PrefillTiles>
+template <class T, class OutT, class DecodeTiles, class PrefillTiles, class HopperTiles>
 cudaError_t grouped_gemm_nn(const gemm_a<T>& a, const gemm_b<T>& b, int n, int k, const gemm_groups& groups,
                             const gemm_output<OutT>& out, gemm_schedule schedule, cudaStream_t stream) {
   static_assert(sizeof(T) == 2, "B [E, K, N]: bf16 or fp16");
-  return detail::run_grouped_gemm<T, OutT, T, DecodeTiles, PrefillTiles, hopper_tiles, true>(a, b, n, k, groups, out,
-                                                                                            schedule, stream);
+  return detail::run_grouped_gemm<T, OutT, T, DecodeTiles, PrefillTiles, HopperTiles, true>(a, b, n, k, groups, out,
+                                                                                           schedule, stream);
 }
 
 }  // namespace beam::device

@@ -97,7 +97,10 @@ __global__ void wgmma_probe_kernel() {
 template <class E>
 inline constexpr int element_bytes = int(sizeof(E));
 
-template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue, class W = T>
+//! KMajorB (grouped_gemm_nn): B_e is `[K, N]`; each stage's B tile arrives as BN / 64 TMA boxes of
+//! 64 K rows × 64 columns (block::k_major_offset layout) and wgmma reads it N-major (imm-trans-b 1,
+//! warpgroup::k_major_tile_descriptor). Not with the swiglu epilogue, nor W8A8.
+template <class T, class OutT, class Tiles, device::gemm_epilogue Epilogue, class W = T, bool KMajorB = false>
 __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::threads, 1)
     grouped_gemm_hopper_kernel(const __grid_constant__ CUtensorMap b_map, grouped_gemm_params<T, OutT, W> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -105,6 +108,7 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
   constexpr int BM = geo::bm, BN = geo::bn, BK = geo::bk, S = geo::stages;
   constexpr bool swiglu = Epilogue == device::gemm_epilogue::swiglu, w8a8 = sizeof(T) == 1;
   static_assert(sizeof(T) == sizeof(W), "bf16 / fp16 A and B, or e4m3 A and B");
+  static_assert(!KMajorB || (!swiglu && !w8a8), "a k-major B with the store, scale_rows or scatter_add epilogue");
   static_assert(!w8a8 || weight_block % (swiglu ? BN / 2 : BN) == 0,
                 "a tile's weight rows within one block row (per SwiGLU half)");
   extern __shared__ int4 smem[];
@@ -165,7 +169,13 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
         W* b_tile = b_ring + slot * BN * BK;
         if (thread == 0) {
           block::arrive_expecting_bytes(&full[slot], BN * 128);
-          if constexpr (swiglu) {
+          if constexpr (KMajorB) {  // boxes of 64 columns × 64 K rows
+#pragma unroll
+            for (int j = 0; j < BN / 64; ++j) {
+              block::copy_tensor_tile(b_tile + j * 64 * BK, &b_map, item.column_tile * BN + 64 * j, kt * BK, 0,
+                                      item.group, &full[slot]);
+            }
+          } else if constexpr (swiglu) {
             block::copy_tensor_tile(b_tile, &b_map, kt * BK, weight_row, 0, item.group, &full[slot]);
             block::copy_tensor_tile(b_tile + BN / 2 * BK, &b_map, kt * BK, weight_row, 1, item.group, &full[slot]);
           } else {
@@ -263,8 +273,9 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
           warpgroup::mma_fence();
 #pragma unroll
           for (int s = 0; s < BK / 16; ++s) {
-            warpgroup::mma_async<T, BN>(acc[0], warpgroup::swizzled_tile_descriptor(a_tile + 16 * s),
-                                        warpgroup::swizzled_tile_descriptor(b_tile + 16 * s));
+            const uint64_t b = KMajorB ? warpgroup::k_major_tile_descriptor(b_tile + 16 * s * 64)
+                                       : warpgroup::swizzled_tile_descriptor(b_tile + 16 * s);
+            warpgroup::mma_async<T, BN, KMajorB>(acc[0], warpgroup::swizzled_tile_descriptor(a_tile + 16 * s), b);
           }
           warpgroup::mma_commit();
           warpgroup::mma_wait<1>();  // this stage's products may run on; the previous stage's are done
@@ -283,7 +294,7 @@ __global__ void __launch_bounds__(hopper_geometry<Tiles, element_bytes<W>>::thre
         for (int kt = 0; kt < k_tiles; ++kt, ring.advance()) {
           const int slot = ring.slot;
           wait_stage(slot, ring.phase);
-          warp::multiply_stage<T>(acc, a_tile_of(slot), b_tile_of(slot), 16 * warp_in_group, 0);
+          warp::multiply_stage<T, 1, BN / 8, KMajorB>(acc, a_tile_of(slot), b_tile_of(slot), 16 * warp_in_group, 0);
           release(slot);
         }
       }
