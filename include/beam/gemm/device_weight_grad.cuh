@@ -23,7 +23,9 @@ namespace beam::device {
 //! no gather, no scales), `b` `[rows, N]` with optionally `gather_pairs` (row r is then
 //! b.data[gather_pairs[r] / b.top_k], a zero row where gather_pairs[r] is not a pair index in
 //! [0, groups.pairs)), C_e `[M, N]` at c + e·c_group_stride with row stride c_stride. One block
-//! per (expert, 64 × 64 tile of C_e) on the tensor cores (mma.sync, sm_80 and later).
+//! per (expert, 64 × 64 tile of C_e) on the tensor cores (mma.sync, sm_80 and later); where the
+//! code loaded for an sm_90 device has sm_90a's wgmma, one block per (expert, 128 × 128 tile),
+//! warp-specialised, with wgmma on M-major A and N-major B tiles (the Hopper kernel).
 //!
 //! @tparam T     __nv_bfloat16 or __half
 //! @tparam OutT  float, __nv_bfloat16 or __half
@@ -44,9 +46,48 @@ template <class T, class OutT>
 
 }  // namespace beam::device
 
+#include "beam/gemm/detail/weight_grad_hopper_kernel.cuh"
 #include "beam/gemm/detail/weight_grad_kernel.cuh"
 
 namespace beam::device {
+
+namespace detail {
+
+struct weight_grad_hopper_tag {};
+
+//! Whether the Hopper kernel of grouped_weight_grad runs on the current device: sm_90 or later,
+//! the code loaded for it with sm_90a's wgmma (wgmma_probe_kernel), and the ring's shared memory
+//! granted. Memoised per device.
+inline cudaError_t weight_grad_hopper_usable(bool& usable) {
+  enum verdict : int { unknown, yes, no };
+  int device = 0, known = unknown;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  const cudaError_t status = beam::detail::per_device_memo<weight_grad_hopper_tag>(device, known, [&](int& result) {
+    int major = 0, smem_optin = 0;
+    if (const cudaError_t s = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device); s != cudaSuccess) {
+      return s;
+    }
+    if (const cudaError_t s = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+        s != cudaSuccess) {
+      return s;
+    }
+    cudaFuncAttributes probe{};
+    if (major >= 9) {
+      if (const cudaError_t s = cudaFuncGetAttributes(&probe, beam::detail::wgmma_probe_kernel<>); s != cudaSuccess) {
+        return s;
+      }
+    }
+    result = major >= 9 && probe.sharedSizeBytes > 0 &&
+                     size_t(smem_optin) >= beam::detail::weight_grad_hopper_tiles::smem_bytes
+                 ? yes
+                 : no;
+    return cudaSuccess;
+  });
+  usable = known == yes;
+  return status;
+}
+
+}  // namespace detail
 
 template <class T, class OutT>
 cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, int n, const gemm_groups& groups,
@@ -72,11 +113,25 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
     return cudaErrorInvalidValue;
   }
   if (const cudaError_t status = detail::check_sm80_device(); status != cudaSuccess) return status;
-  const dim3 grid(unsigned((n + tiles::block_n - 1) / tiles::block_n), unsigned((m + tiles::block_m - 1) / tiles::block_m),
-                  unsigned(groups.count));
   const bd::weight_grad_params<T, OutT> params{a.data,         a.stride,    b.data, b.stride, b.gather_pairs,
                                                b.top_k,        groups.pairs, groups.offsets, groups.rows, m,
                                                n,              c,           c_stride,       c_group_stride};
+  bool hopper = false;
+  if (const cudaError_t status = detail::weight_grad_hopper_usable(hopper); status != cudaSuccess) return status;
+  if (hopper) {
+    using wide = bd::weight_grad_hopper_tiles;
+    constexpr auto kernel = bd::grouped_weight_grad_hopper_kernel<T, OutT>;
+    if (const cudaError_t status =
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(wide::smem_bytes));
+        status != cudaSuccess) {
+      return status;
+    }
+    const dim3 grid(unsigned((n + wide::block_n - 1) / wide::block_n), unsigned((m + wide::block_m - 1) / wide::block_m),
+                    unsigned(groups.count));
+    return bd::launch_dependent(kernel, grid, wide::threads, wide::smem_bytes, stream, params);
+  }
+  const dim3 grid(unsigned((n + tiles::block_n - 1) / tiles::block_n), unsigned((m + tiles::block_m - 1) / tiles::block_m),
+                  unsigned(groups.count));
   return bd::launch_dependent(bd::grouped_weight_grad_kernel<T, OutT>, grid, tiles::threads, 0, stream, params);
 }
 

@@ -151,7 +151,8 @@ __device__ inline uint64_t swizzled_tile_descriptor(const void* tile) {
   return ((address & 0x3FFFF) >> 4) | uint64_t(1) << 16 | uint64_t(1024 >> 4) << 32 | uint64_t(1) << 62;
 }
 
-//! The wgmma descriptor of an N-major B tile (imm-trans-b 1) in `block::k_major_offset` layout
+//! The wgmma descriptor of an N-major B tile (imm-trans-b 1), or an M-major A tile (imm-trans-a 1),
+//! in `block::k_major_offset` layout
 //! (64-column sub-tiles of 64 K rows × 128 bytes, as a TMA box of B `[K, N]` with the 128-byte
 //! swizzle writes them): swizzle atoms of 8 K rows × 128 bytes, the next 8 K rows 1024 bytes on
 //! (stride byte offset), the next 64 columns 8192 bytes on (leading byte offset, MN-major), 128-byte
@@ -203,17 +204,19 @@ __device__ inline void fence_operands(float (&d)[Frags][4]) {
 
 //! d += A · Bᵀ (d = A · Bᵀ with `accumulate` false) for one 32-byte k step, asynchronously: A is
 //! 64 rows and B N weight rows of 32 bytes each (k16 of bf16 / fp16, k32 of e4m3; k contiguous),
-//! or with TransB B N-major (16 K rows of N elements: k_major_tile_descriptor), both read from
-//! shared memory through descriptors; d[N / 8][4] are the warpgroup's accumulators (layout in
-//! the file comment). Issue after mma_fence, complete with mma_commit / mma_wait. All 128 threads.
+//! or with TransB B N-major (16 K rows of N elements: k_major_tile_descriptor), and with TransA
+//! A M-major likewise (16 K rows of 64 elements), both read from shared memory through
+//! descriptors; d[N / 8][4] are the warpgroup's accumulators (layout in the file comment). Issue
+//! after mma_fence, complete with mma_commit / mma_wait. All 128 threads.
 //! @tparam T       __nv_bfloat16, __half or __nv_fp8_e4m3 (both operands)
 //! @tparam N       64, 128 or 256
 //! @tparam TransB  B N-major (imm-trans-b 1; bf16 / fp16)
-template <class T, int N, bool TransB = false>
+//! @tparam TransA  A M-major (imm-trans-a 1; bf16 / fp16)
+template <class T, int N, bool TransB = false, bool TransA = false>
 __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate = true) {
   static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half> || std::is_same_v<T, __nv_fp8_e4m3>,
                 "bf16, fp16 or e4m3 inputs");
-  static_assert(!TransB || sizeof(T) == 2, "an N-major B of 16-bit elements");
+  static_assert(!(TransA || TransB) || sizeof(T) == 2, "MN-major operands of 16-bit elements");
   static_assert(N == 64 || N == 128 || N == 256, "N of 64, 128 or 256");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // One asm statement per N; TYPE is the PTX element type ("bf16" or "f16").
@@ -277,19 +280,25 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b, b
         "+f"(d[28][0]), "+f"(d[28][1]), "+f"(d[28][2]), "+f"(d[28][3]), "+f"(d[29][0]), "+f"(d[29][1]), "+f"(d[29][2]), "+f"(d[29][3]), \
         "+f"(d[30][0]), "+f"(d[30][1]), "+f"(d[30][2]), "+f"(d[30][3]), "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3]) \
       : "l"(a), "l"(b), "r"(accumulate ? 1 : 0))
-  // k16 with imm-scale-a/b 1, A K-major (imm-trans-a 0), B K-major or N-major (imm-trans-b);
-  // e4m3: k32, no transpose operands.
-#define BEAM_WGMMA_FOR_TYPE(MACRO)                                  \
-  if constexpr (std::is_same_v<T, __nv_bfloat16> && TransB) {      \
-    MACRO("k16", "bf16", ", 1, 1, 0, 1");                           \
-  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {         \
-    MACRO("k16", "bf16", ", 1, 1, 0, 0");                           \
-  } else if constexpr (std::is_same_v<T, __half> && TransB) {      \
-    MACRO("k16", "f16", ", 1, 1, 0, 1");                            \
-  } else if constexpr (std::is_same_v<T, __half>) {                \
-    MACRO("k16", "f16", ", 1, 1, 0, 0");                            \
-  } else {                                                         \
-    MACRO("k32", "e4m3", ", 1, 1");                                 \
+  // k16 with imm-scale-a/b 1, A K-major or M-major (imm-trans-a), B K-major or N-major
+  // (imm-trans-b); e4m3: k32, no transpose operands.
+#define BEAM_WGMMA_16BIT(MACRO, TYPE)         \
+  if constexpr (TransA && TransB) {           \
+    MACRO("k16", TYPE, ", 1, 1, 1, 1");       \
+  } else if constexpr (TransA) {              \
+    MACRO("k16", TYPE, ", 1, 1, 1, 0");       \
+  } else if constexpr (TransB) {              \
+    MACRO("k16", TYPE, ", 1, 1, 0, 1");       \
+  } else {                                    \
+    MACRO("k16", TYPE, ", 1, 1, 0, 0");       \
+  }
+#define BEAM_WGMMA_FOR_TYPE(MACRO)                          \
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {         \
+    BEAM_WGMMA_16BIT(MACRO, "bf16")                         \
+  } else if constexpr (std::is_same_v<T, __half>) {         \
+    BEAM_WGMMA_16BIT(MACRO, "f16")                          \
+  } else {                                                  \
+    MACRO("k32", "e4m3", ", 1, 1");                         \
   }
   if constexpr (N == 64) {
     BEAM_WGMMA_FOR_TYPE(BEAM_WGMMA_M64N64)
@@ -299,6 +308,7 @@ __device__ inline void mma_async(float (&d)[N / 8][4], uint64_t a, uint64_t b, b
     BEAM_WGMMA_FOR_TYPE(BEAM_WGMMA_M64N256)
   }
 #undef BEAM_WGMMA_FOR_TYPE
+#undef BEAM_WGMMA_16BIT
 #undef BEAM_WGMMA_M64N64
 #undef BEAM_WGMMA_M64N128
 #undef BEAM_WGMMA_M64N256

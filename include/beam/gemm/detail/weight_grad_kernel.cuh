@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(weight_grad_tiles::threads)
       int64_t b_row = r;
       if (p.b_gather && in_rows) {
         const int32_t pair = p.b_gather[r];
-        b_row = pair >= 0 && pair < p.pairs ? pair / p.top_k : -1;
+        b_row = valid_pair(pair, p.pairs) ? pair / p.top_k : -1;
       }
       const bool b_valid = in_rows && b_row >= 0 && n0 + chunk * 8 < p.n;
       const T* b_src = b_valid ? p.b + b_row * p.b_stride + n0 + chunk * 8 : p.b;
