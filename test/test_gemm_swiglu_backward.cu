@@ -33,6 +33,7 @@ TEST_CASE("swiglu_backward rejects bad arguments before touching the device") {
   CHECK(call(fake, 128, fake, 56, 10, 64, fake, 128) == cudaErrorInvalidValue);      // stride < N
   CHECK(call(fake, 128, fake, 68, 10, 64, fake, 128) == cudaErrorInvalidValue);      // stride % 8
   CHECK(call(fake, 128, fake, 64, 10, 64, fake, 124) == cudaErrorInvalidValue);      // stride < 2N
+  CHECK(call(fake, 128, fake, 64, 10, 64, fake, 136) == cudaErrorInvalidValue);      // in place, another stride
   CHECK(call(nullptr, 0, nullptr, 0, 0, 64, nullptr, 0) == cudaSuccess);             // no rows
 }
 

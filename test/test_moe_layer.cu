@@ -284,6 +284,17 @@ TEST_CASE("moe_backward: workspace query, what it does not implement, bad argume
                                          grads) == cudaErrorInvalidValue);  // no forward workspace
   size_t short_bytes = small - 1;
   CHECK(call(workspace, short_bytes, layer, opt, aux, fake, 2048, grads) == cudaErrorInvalidValue);
+  // T = 0 still asks for a workspace, so that the run (zero weight gradients) is not a query.
+  size_t empty = 0;
+  REQUIRE(call(nullptr, empty, layer, opt, aux, fake, 2048, grads, 0) == cudaSuccess);
+  CHECK(empty > 0);
+  // A weight gradient of more rows (∂L/∂W2: H) than grouped_weight_grad's grid holds, every other
+  // argument valid: refused before anything runs.
+  const int tall_h = beam::device::max_weight_grad_m + 8;
+  const moe_layer<bf16> tall{tall_h, 768, 128, fake, fake, fake, fake};
+  size_t tall_bytes = size_t(1) << 40;
+  CHECK(beam::device::moe_backward<bf16>(workspace, tall_bytes, forward, fake, tall_h, 1, tall, opt, aux, fake, tall_h,
+                                         {fake, tall_h, nullptr, g}) == cudaErrorInvalidValue);
 }
 
 TEST_CASE("moe_forward: T·K·H beyond 2³¹ sizes the workspace in 64 bits; T·K beyond 2³¹ − 1 is refused") {

@@ -39,7 +39,6 @@ TEST_CASE("router_logits_backward: bad arguments, before touching the device") {
   CHECK(call(4, 64, 8, true, d, fake, 56, out) == cudaErrorInvalidValue);                       // ∂L/∂x stride < H
   CHECK(call(4, 64, 8, true, d, fake, 64, {grad, grad, 60, 64}) == cudaErrorInvalidValue);      // ∂L/∂W_r stride
   CHECK(call(4, 64, 8, true, d, fake, 64, {grad, grad, 64, 60}) == cudaErrorInvalidValue);      // ∂L/∂W_m stride
-  CHECK(call(int64_t(65536) * 64 + 1, 64, 8, true, d, fake, 64, out) == cudaErrorInvalidValue);  // token tiles
   // Mask off: no ∂L/∂z needed; nothing wanted: nothing checked or run.
   CHECK(beam::device::router_logits_backward<bf16>(fake, 64, 4, 64, {fake, nullptr, 64, 0}, 8, false,
                                                    {grad, nullptr, 16, 0}, nullptr, 0, {}) == cudaSuccess);

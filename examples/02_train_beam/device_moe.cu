@@ -120,7 +120,7 @@ class device_moe final : public moe_backend {
   void backward(const moe_parameters& p, const moe_pass& pass, const float* dy_rows, float* du) override {
     const int H = p.hidden, E = p.experts, I = p.intermediate, rows = pass.rows;
     const size_t n = size_t(rows) * H;
-    // S = 2^e with max |∂L/∂y| · S in [8, 16): far from fp16's subnormals and its largest value.
+    // S = 2^e with max |∂L/∂y| · S in (4, 8]: far from fp16's subnormals and its largest value.
     double largest = 0.0;
     for (size_t i = 0; i < n; ++i) largest = std::max(largest, double(std::abs(dy_rows[i])));
     const double scale = largest > 0.0 ? std::exp2(std::floor(std::log2(8.0 / largest))) : 1.0;

@@ -17,12 +17,14 @@ namespace beam::device {
 
 //! [∂L/∂G | ∂L/∂U] of rows [0, rows') (file comment), rows' = rows, or min(*row_count, rows)
 //! with `row_count` (on the device, e.g. offsets + E of a compaction: the rows the groups hold
-//! within their static bound). `d_gu` may be `gu` (same stride): in place.
+//! within their static bound). `d_gu` may be `gu` itself with the same stride (in place);
+//! otherwise the two must not overlap.
 //!
 //! @tparam T  __nv_bfloat16 or __half
 //! @return cudaErrorInvalidValue, launching nothing, when rows < 0, N ∉ [8, 2²⁹] or not a multiple
 //!         of 8, or rows > 0 and an array null, not 16-byte aligned or with a stride not a
-//!         multiple of 8 or shorter than its row (2N, N, 2N); else the launch's status.
+//!         multiple of 8 or shorter than its row (2N, N, 2N), or d_gu = gu with another stride;
+//!         else the launch's status.
 //!         rows = 0: success, nothing runs.
 template <class T>
 [[nodiscard]] cudaError_t swiglu_backward(const T* gu, int64_t gu_stride, const T* d_act, int64_t d_act_stride,
@@ -36,6 +38,7 @@ template <class T>
       !bd::vector_rows(static_cast<const T*>(d_gu), d_gu_stride, 2 * int64_t(n))) {
     return cudaErrorInvalidValue;
   }
+  if (static_cast<const T*>(d_gu) == gu && d_gu_stride != gu_stride) return cudaErrorInvalidValue;  // in place
   constexpr int threads = 256;
   const bd::swiglu_backward_params<T> params{gu, gu_stride, d_act, d_act_stride, d_gu, d_gu_stride, rows, row_count, n};
   return bd::launch_dependent(bd::swiglu_backward_kernel<T>,

@@ -17,6 +17,9 @@
 
 namespace beam::device {
 
+//! The largest M grouped_weight_grad takes: its 64-row tiles of M fill one grid dimension.
+inline constexpr int max_weight_grad_m = 65535 * 64;
+
 //! C_e = A_eᵀ · B_e for every group (file comment), the offsets read clamped to [0, groups.rows]
 //! (the static bound of the rows, as grouped_gemm), or with offsets null one group of exactly
 //! groups.rows rows (a dense layer's ∂L/∂W = ∂L/∂Yᵀ · X, e.g. a shared expert's): `a` `[rows, M]` (row r at a.data + r·a.stride;
@@ -29,7 +32,7 @@ namespace beam::device {
 //!
 //! @tparam T     __nv_bfloat16 or __half
 //! @tparam OutT  float, __nv_bfloat16 or __half
-//! @return cudaErrorInvalidValue, launching nothing, when M ∉ [8, 65535·64] or N ∉ [8, 2³⁰], or
+//! @return cudaErrorInvalidValue, launching nothing, when M ∉ [8, max_weight_grad_m] or N ∉ [8, 2³⁰], or
 //!         either not a multiple of 8 (M tiles one grid dimension);
 //!         groups.count ∉ [1, 65535], null groups.offsets with count ≠ 1, groups.counts (packed
 //!         groups are not taken) or groups.rows < 0; a null,
@@ -101,7 +104,8 @@ cudaError_t grouped_weight_grad(const gemm_a<T>& a, const gemm_a<T>& b, int m, i
     return p && reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride % 8 == 0 && stride >= width;
   };
   using tiles = bd::weight_grad_tiles;
-  if (!extent_ok(m) || !extent_ok(n) || m > 65535 * tiles::block_m || groups.count < 1 || groups.count > 65535 ||
+  static_assert(max_weight_grad_m == 65535 * tiles::block_m, "one grid dimension of M tiles");
+  if (!extent_ok(m) || !extent_ok(n) || m > max_weight_grad_m || groups.count < 1 || groups.count > 65535 ||
       (!groups.offsets && groups.count != 1) || groups.counts || groups.rows < 0) {
     return cudaErrorInvalidValue;
   }

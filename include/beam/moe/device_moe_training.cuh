@@ -115,9 +115,10 @@ moe_training_state<T> moe_training_saved(const void* workspace, int64_t tokens, 
 //! @tparam T  __nv_bfloat16 or __half
 //! @return cudaErrorInvalidValue, launching nothing, for what moe_training_forward refuses
 //!         (the layer, the options), a null, misaligned or narrow ∂L/∂y or ∂L/∂x (as moe_forward's
-//!         output), a gradient array not 16-byte aligned, a null forward workspace, or what
-//!         route_backward refuses of `aux`; cudaErrorInvalidDeviceFunction as moe_forward; else
-//!         the first failing launch's status.
+//!         output), a gradient array not 16-byte aligned, a weight gradient whose rows (H, 2I
+//!         or 2I_s) exceed max_weight_grad_m, a null forward workspace, or what route_backward
+//!         refuses of `aux`; cudaErrorInvalidDeviceFunction as moe_forward; else the first
+//!         failing launch's status.
 template <class T>
 [[nodiscard]] cudaError_t moe_backward(void* workspace, size_t& workspace_bytes, const void* forward_workspace,
                                        const T* x, int64_t x_stride, int64_t tokens, const moe_layer<T>& layer,
@@ -163,6 +164,7 @@ struct moe_backward_workspace : workspace_layout {
     shared_d_activations = take(t * I_s * sizeof(T));
     shared_gate_up = take(t * 2 * I_s * sizeof(T));
     shared_d_x = take(I_s > 0 ? t * H * sizeof(T) : 0);
+    if (bytes == 0) bytes = beam::detail::workspace_align(1);  // T = 0: a run still needs a non-null workspace
   }
 };
 
@@ -289,6 +291,12 @@ cudaError_t check_backward_data(const T* x, int64_t x_stride, int64_t tokens, co
   const float* const arrays[] = {g.d_w13, g.d_w2, g.d_router, g.d_mask_router, g.d_shared_w13, g.d_shared_w2};
   for (const float* p : arrays) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return cudaErrorInvalidValue;
+  }
+  // grouped_weight_grad's M: H (∂L/∂W2, ∂L/∂W2_s), 2I (∂L/∂W13), 2I_s (∂L/∂W13_s)
+  const int H = layer.hidden, I = layer.intermediate, I_s = layer.shared_intermediate;
+  if (((g.d_w2 || g.d_shared_w2) && H > max_weight_grad_m) || (g.d_w13 && 2 * I > max_weight_grad_m) ||
+      (g.d_shared_w13 && 2 * I_s > max_weight_grad_m)) {
+    return cudaErrorInvalidValue;
   }
   return cudaSuccess;
 }

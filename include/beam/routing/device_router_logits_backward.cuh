@@ -34,7 +34,7 @@ struct router_weight_gradients {
 //!
 //! @tparam T  __half or __nv_bfloat16 (hidden states and weights)
 //! @return cudaErrorInvalidValue, writing nothing, when T < 0, E ∉ [1, 2²⁰] or H ∉ [1, 2³⁰];
-//!         a weight gradient stride < H; more than 65535 tiles of 64 experts or tokens; T > 0
+//!         a weight gradient stride < H; T > 0
 //!         and the hidden states or weights refused as router_logits refuses them, a null or
 //!         narrow (stride < E) logit gradient that ∂L/∂x or a wanted weight gradient needs, or
 //!         a d_hidden stride < H; else the status of the first failing launch. T = 0 writes
@@ -56,9 +56,9 @@ template <class T>
     return cudaErrorInvalidValue;
   }
   constexpr int tile = bd::router_backward_tile;
+  // E ≤ 2²⁰: at most 2¹⁴ expert tiles; token tiles beyond a grid dimension are strided over
   const int64_t h_tiles = (hidden_size + tile - 1) / tile, e_tiles = (num_experts + tile - 1) / tile,
                 t_tiles = (tokens + tile - 1) / tile;
-  if (t_tiles > 65535 || e_tiles > 65535) return cudaErrorInvalidValue;
   if (tokens == 0) d_hidden = nullptr;  // the weight gradients' zeros only
   if (tokens > 0) {
     if (const cudaError_t status = detail::check_router_inputs(hidden, hidden_stride, hidden_size, weights, with_mask);
@@ -91,7 +91,8 @@ template <class T>
     if (status != cudaSuccess) return status;
   }
   if (!d_hidden) return cudaSuccess;
-  return bd::launch_dependent(bd::router_input_grad_kernel<T>, dim3(unsigned(h_tiles), unsigned(t_tiles)),
+  return bd::launch_dependent(bd::router_input_grad_kernel<T>,
+                              dim3(unsigned(h_tiles), unsigned(t_tiles < 65535 ? t_tiles : 65535)),
                               bd::router_backward_threads, 0, stream, p);
 }
 

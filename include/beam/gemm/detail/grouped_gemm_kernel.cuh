@@ -438,6 +438,7 @@ __device__ __forceinline__ void run_work_item(const grouped_gemm_params<T, OutT,
   static_assert(!e4m3 || weight_block % (swiglu ? BN / 2 : BN) == 0,
                 "a tile's weight rows within one block row (per SwiGLU half): tile_weight_scales");
   static_assert(!(e4m3 && KMajorB), "k-major B: bf16 / fp16 weights");
+  static_assert(!KMajorB || BN % 64 == 0, "k-major B: whole 64-column sub-tiles (block::k_major_offset)");
   T* const a_ring = smem.a_ring;
   W* const b_ring = smem.b_ring;
   const int warp_index = int(threadIdx.x / 32), lane = int(warp::lane_id());

@@ -90,18 +90,12 @@ __global__ void __launch_bounds__(router_backward_threads) router_weight_grad_ke
   }
 }
 
-//! Block (h tile, token tile): ∂L/∂x += Σ_m D_m · W_m for 64 tokens × 64 hidden columns, added
-//! to d_x in float and rounded once.
+//! One 64 × 64 tile of router_input_grad_kernel at tokens t0.., columns h0.. .
 template <class T>
-__global__ void __launch_bounds__(router_backward_threads) router_input_grad_kernel(const router_backward_params<T> p) {
+__device__ inline void router_input_tile(const router_backward_params<T>& p, int h0, int64_t t0, int tid, int ty,
+                                         int tx, float (&left)[router_backward_step][router_backward_tile + 4],
+                                         float (&right)[router_backward_step][router_backward_tile]) {
   constexpr int tile = router_backward_tile, step = router_backward_step;
-  __shared__ alignas(16) float left[step][tile + 4];  // left[s][t]: D_m[t0 + t][e0 + s]
-  __shared__ alignas(16) float right[step][tile];     // right[s][h]: W_m[e0 + s][h0 + h]
-  wait_for_dependencies();
-  launch_dependents();
-  const int h0 = int(blockIdx.x) * tile;
-  const int64_t t0 = int64_t(blockIdx.y) * tile;
-  const int tid = int(threadIdx.x), ty = tid / 16, tx = tid % 16;
   float acc[4][4] = {};
   for (int m = 0; m < p.matrices; ++m) {
     for (int e0 = 0; e0 < p.experts; e0 += step) {
@@ -132,6 +126,22 @@ __global__ void __launch_bounds__(router_backward_threads) router_input_grad_ker
       T& out = p.d_x[t * p.d_x_stride + h];
       out = from_float<T>(to_float(out) + acc[a][b]);
     }
+  }
+}
+
+//! Block (h tile, token tile, and every gridDim.y-th token tile after it): ∂L/∂x += Σ_m D_m · W_m
+//! for 64 tokens × 64 hidden columns, added to d_x in float and rounded once.
+template <class T>
+__global__ void __launch_bounds__(router_backward_threads) router_input_grad_kernel(const router_backward_params<T> p) {
+  constexpr int tile = router_backward_tile, step = router_backward_step;
+  __shared__ alignas(16) float left[step][tile + 4];  // left[s][t]: D_m[t0 + t][e0 + s]
+  __shared__ alignas(16) float right[step][tile];     // right[s][h]: W_m[e0 + s][h0 + h]
+  wait_for_dependencies();
+  launch_dependents();
+  const int h0 = int(blockIdx.x) * tile;
+  const int tid = int(threadIdx.x), ty = tid / 16, tx = tid % 16;
+  for (int64_t t0 = int64_t(blockIdx.y) * tile; t0 < p.tokens; t0 += int64_t(gridDim.y) * tile) {
+    router_input_tile(p, h0, t0, tid, ty, tx, left, right);
   }
 }
 
